@@ -1,0 +1,77 @@
+//! Configuration of `ledger serve`: flags, each with an environment variable.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use infrastructure::db::PoolConfig;
+use infrastructure::WriterConfig;
+
+use crate::state::Limits;
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct ServeConfig {
+    /// Address to listen on.
+    #[arg(long, env = "LEDGER_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+    /// PostgreSQL URL. When absent, a local PostgreSQL is provisioned under --data-dir.
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<String>,
+    /// Where the local PostgreSQL keeps its data (only without DATABASE_URL).
+    #[arg(long, env = "LEDGER_DATA_DIR", default_value = ".ledger/postgres")]
+    pub data_dir: PathBuf,
+    /// Commands that may wait for the writer; beyond this, 503 overloaded.
+    #[arg(long, env = "LEDGER_QUEUE_CAPACITY", default_value_t = 16_384, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub queue_capacity: u32,
+    /// Commands decided and committed together at most.
+    #[arg(long, env = "LEDGER_BATCH_MAX", default_value_t = 2_048, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub batch_max: u32,
+    /// Connections for reads (the writer has one of its own).
+    #[arg(long, env = "LEDGER_DB_POOL_MAX", default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=1_000))]
+    pub db_pool_max: u32,
+    /// Largest request body.
+    #[arg(long, env = "LEDGER_BODY_BYTES_MAX", default_value_t = 1024 * 1024)]
+    pub body_bytes_max: usize,
+    /// How long a read waits for `min_position` before answering 409.
+    #[arg(long, env = "LEDGER_MIN_POSITION_WAIT_MS", default_value_t = 2_000)]
+    pub min_position_wait_ms: u64,
+}
+
+impl ServeConfig {
+    /// The defaults, as `ledger serve` with no flags and no environment would have them.
+    pub fn local(listen: SocketAddr, database_url: Option<String>) -> Self {
+        Self {
+            listen,
+            database_url,
+            data_dir: PathBuf::from(".ledger/postgres"),
+            queue_capacity: 16_384,
+            batch_max: 2_048,
+            db_pool_max: 16,
+            body_bytes_max: 1024 * 1024,
+            min_position_wait_ms: 2_000,
+        }
+    }
+
+    pub fn writer(&self) -> WriterConfig {
+        WriterConfig {
+            queue_capacity: self.queue_capacity as usize,
+            batch_max: self.batch_max as usize,
+            ..WriterConfig::default()
+        }
+    }
+
+    pub fn pool(&self) -> PoolConfig {
+        PoolConfig {
+            max_connections: self.db_pool_max,
+            ..PoolConfig::default()
+        }
+    }
+
+    pub fn limits(&self) -> Limits {
+        Limits {
+            body_bytes_max: self.body_bytes_max,
+            min_position_wait: Duration::from_millis(self.min_position_wait_ms),
+            ..Limits::default()
+        }
+    }
+}

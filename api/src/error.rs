@@ -1,0 +1,163 @@
+//! The HTTP layer's one error type, answered as RFC 9457 `application/problem+json` with a stable
+//! machine-readable `code`.
+
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use domain::Rejection;
+use serde::Serialize;
+use utoipa::ToSchema;
+
+/// Seconds a client should wait before retrying a 503.
+const RETRY_AFTER_S: &str = "1";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// The ledger decided against the command (stored with the idempotency key).
+    #[error(transparent)]
+    Rejected(Rejection),
+    #[error(transparent)]
+    Infrastructure(#[from] infrastructure::Error),
+    #[error("{0}")]
+    MalformedJson(String),
+    #[error("{0}")]
+    InvalidRequest(String),
+    #[error("{0}")]
+    Validation(String),
+    #[error("send the body as application/json")]
+    UnsupportedMediaType,
+    #[error("the body is larger than {limit_bytes} bytes")]
+    PayloadTooLarge { limit_bytes: usize },
+    #[error("this request needs an Idempotency-Key header")]
+    IdempotencyKeyMissing,
+    #[error("the Idempotency-Key header must be 1 to 255 printable ASCII characters")]
+    IdempotencyKeyInvalid,
+    #[error("{what} not found")]
+    NotFound { code: &'static str, what: String },
+    #[error(
+        "position {wanted} was not reached within {waited_ms} ms (the ledger is at {current})"
+    )]
+    PositionNotReached {
+        wanted: i64,
+        current: i64,
+        waited_ms: u64,
+    },
+    #[error("no such route")]
+    RouteNotFound,
+    #[error("this route does not accept this method")]
+    MethodNotAllowed,
+}
+
+/// The body of every error response.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Problem {
+    /// A URI naming the kind of problem: `urn:ledger:problem:<code>`.
+    #[serde(rename = "type")]
+    pub problem_type: String,
+    pub title: String,
+    pub status: u16,
+    /// What went wrong, for a person.
+    pub detail: String,
+    /// Stable machine-readable code, e.g. `insufficient_funds`.
+    pub code: String,
+    /// Facts about the refusal (account, asset, balance, …), when the ledger refused a command.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub context: Option<serde_json::Value>,
+}
+
+impl ApiError {
+    pub fn status_and_code(&self) -> (StatusCode, &'static str) {
+        use infrastructure::Error as Infra;
+        match self {
+            Self::Rejected(r) => (rejection_status(r), r.code()),
+            Self::Infrastructure(e) => match e {
+                Infra::Overloaded => (StatusCode::SERVICE_UNAVAILABLE, "overloaded"),
+                Infra::WriterUnavailable(_) => {
+                    (StatusCode::SERVICE_UNAVAILABLE, "writer_unavailable")
+                }
+                Infra::CommitFailed => (StatusCode::SERVICE_UNAVAILABLE, "commit_failed"),
+                Infra::IdempotencyKeyReused => {
+                    (StatusCode::UNPROCESSABLE_ENTITY, "idempotency_key_reused")
+                }
+                Infra::Database(_) if e.is_unavailable() => {
+                    (StatusCode::SERVICE_UNAVAILABLE, "database_unavailable")
+                }
+                _ => (StatusCode::INTERNAL_SERVER_ERROR, "internal_error"),
+            },
+            Self::MalformedJson(_) => (StatusCode::BAD_REQUEST, "malformed_json"),
+            Self::InvalidRequest(_) => (StatusCode::BAD_REQUEST, "invalid_request"),
+            Self::Validation(_) => (StatusCode::UNPROCESSABLE_ENTITY, "validation_error"),
+            Self::UnsupportedMediaType => {
+                (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")
+            }
+            Self::PayloadTooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
+            Self::IdempotencyKeyMissing => (StatusCode::BAD_REQUEST, "idempotency_key_missing"),
+            Self::IdempotencyKeyInvalid => (StatusCode::BAD_REQUEST, "idempotency_key_invalid"),
+            Self::NotFound { code, .. } => (StatusCode::NOT_FOUND, code),
+            Self::PositionNotReached { .. } => (StatusCode::CONFLICT, "position_not_reached"),
+            Self::RouteNotFound => (StatusCode::NOT_FOUND, "route_not_found"),
+            Self::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
+        }
+    }
+
+    pub fn problem(&self) -> Problem {
+        let (status, code) = self.status_and_code();
+        let detail = match self {
+            // Internal details go to the log, not to the client.
+            Self::Infrastructure(e) if status == StatusCode::INTERNAL_SERVER_ERROR => {
+                tracing::error!(error = %e, "internal error");
+                "an internal error occurred; it has been logged".to_owned()
+            }
+            Self::Infrastructure(infrastructure::Error::Database(e)) => {
+                tracing::warn!(error = %e, "database unavailable");
+                "the database is unavailable; retry shortly".to_owned()
+            }
+            other => other.to_string(),
+        };
+        let context = match self {
+            Self::Rejected(r) => serde_json::to_value(r).ok().and_then(|mut v| {
+                let map = v.as_object_mut()?;
+                map.remove("code");
+                map.remove("message");
+                (!map.is_empty()).then_some(v)
+            }),
+            _ => None,
+        };
+        Problem {
+            problem_type: format!("urn:ledger:problem:{code}"),
+            title: status.canonical_reason().unwrap_or("Error").to_owned(),
+            status: status.as_u16(),
+            detail,
+            code: code.to_owned(),
+            context,
+        }
+    }
+}
+
+fn rejection_status(rejection: &Rejection) -> StatusCode {
+    match rejection {
+        Rejection::DuplicateAsset { .. } | Rejection::DuplicateAccount { .. } => {
+            StatusCode::CONFLICT
+        }
+        _ => StatusCode::UNPROCESSABLE_ENTITY,
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let problem = self.problem();
+        let status =
+            StatusCode::from_u16(problem.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let body = serde_json::to_vec(&problem).unwrap_or_default();
+        let mut response = (status, body).into_response();
+        let headers = response.headers_mut();
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/problem+json"),
+        );
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            headers.insert(header::RETRY_AFTER, HeaderValue::from_static(RETRY_AFTER_S));
+        }
+        response
+    }
+}

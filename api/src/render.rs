@@ -1,0 +1,161 @@
+//! Turning events and read records into response bodies. A write's response is rendered from its
+//! event alone, so replaying an idempotent request renders the very same body.
+
+use domain::event::{Fee, Posting};
+use domain::Event;
+use infrastructure::reads::{AccountRecord, BalanceRecord, HistoryEntry, StoredEvent};
+use infrastructure::CommittedEvent;
+use serde_json::Value;
+
+use crate::dto::{
+    AccountView, AssetView, BalanceView, EventView, FeeView, HistoryEntryView, PostingView,
+    TradeView, TransactionView,
+};
+use crate::error::ApiError;
+
+/// The response body for a committed event: the view of what it created, encoded.
+pub fn committed_view(committed: &CommittedEvent) -> Vec<u8> {
+    let CommittedEvent {
+        position,
+        recorded_at,
+        event,
+    } = committed;
+    let view = match event {
+        Event::AssetDefined(e) => serde_json::to_vec(&AssetView {
+            code: e.asset.to_string(),
+            scale: e.scale.get(),
+            position: *position,
+        }),
+        Event::AccountOpened(e) => serde_json::to_vec(&AccountView {
+            id: e.account_id.0,
+            code: e.code.to_string(),
+            allow_negative: e.allow_negative,
+            metadata: Value::Object(e.metadata.as_map().clone()),
+            position: *position,
+            opened_at: *recorded_at,
+            balances: Vec::new(),
+        }),
+        Event::TransactionPosted(_) => serde_json::to_vec(&transaction_view(committed)),
+        Event::TradeExecuted(_) => serde_json::to_vec(&trade_view(committed)),
+    };
+    // Views are plain structs of strings and numbers: encoding cannot fail.
+    view.unwrap_or_default()
+}
+
+/// Any money-moving event as a transaction (trades too, as kind `trade`).
+pub fn transaction_view(committed: &CommittedEvent) -> Option<TransactionView> {
+    let (id, kind, metadata) = match &committed.event {
+        Event::TransactionPosted(e) => (e.transaction_id, e.kind.as_str(), &e.metadata),
+        Event::TradeExecuted(e) => (e.trade_id, "trade", &e.metadata),
+        Event::AssetDefined(_) | Event::AccountOpened(_) => return None,
+    };
+    Some(TransactionView {
+        id: id.0,
+        kind: kind.to_owned(),
+        position: committed.position,
+        recorded_at: committed.recorded_at,
+        postings: committed
+            .event
+            .postings()
+            .iter()
+            .map(posting_view)
+            .collect(),
+        metadata: Value::Object(metadata.as_map().clone()),
+    })
+}
+
+pub fn trade_view(committed: &CommittedEvent) -> Option<TradeView> {
+    let Event::TradeExecuted(t) = &committed.event else {
+        return None;
+    };
+    Some(TradeView {
+        id: t.trade_id.0,
+        position: committed.position,
+        recorded_at: committed.recorded_at,
+        buyer: t.buyer.to_string(),
+        seller: t.seller.to_string(),
+        instrument: t.instrument.to_string(),
+        quantity: t.quantity.to_string(),
+        price: t.price.to_string(),
+        currency: t.currency.to_string(),
+        notional: t.notional.to_string(),
+        fees: t.fees.iter().map(fee_view).collect(),
+        postings: t.postings.iter().map(posting_view).collect(),
+        metadata: Value::Object(t.metadata.as_map().clone()),
+    })
+}
+
+fn posting_view(p: &Posting) -> PostingView {
+    PostingView {
+        source: p.source.to_string(),
+        destination: p.destination.to_string(),
+        asset: p.asset.to_string(),
+        amount: p.amount.to_string(),
+    }
+}
+
+fn fee_view(f: &Fee) -> FeeView {
+    FeeView {
+        payer: f.payer.to_string(),
+        account: f.account.to_string(),
+        asset: f.asset.to_string(),
+        amount: f.amount.to_string(),
+    }
+}
+
+/// A stored event decoded back into the domain's event, with its position and time.
+pub fn decode_stored(stored: StoredEvent) -> Result<CommittedEvent, ApiError> {
+    let event = Event::decode(&stored.event_type, stored.schema_version, stored.payload)
+        .map_err(|e| ApiError::Infrastructure(infrastructure::Error::Corrupt(e.to_string())))?;
+    Ok(CommittedEvent {
+        position: stored.position,
+        recorded_at: stored.recorded_at,
+        event,
+    })
+}
+
+pub fn account_view(account: AccountRecord) -> AccountView {
+    AccountView {
+        id: account.id,
+        code: account.code,
+        allow_negative: account.allow_negative,
+        metadata: account.metadata,
+        position: account.position,
+        opened_at: account.opened_at,
+        balances: account.balances.into_iter().map(balance_view).collect(),
+    }
+}
+
+fn balance_view(b: BalanceRecord) -> BalanceView {
+    BalanceView {
+        asset: b.asset,
+        balance: b.balance.to_string(),
+        position: b.position,
+    }
+}
+
+pub fn history_view(h: HistoryEntry) -> HistoryEntryView {
+    HistoryEntryView {
+        position: h.position,
+        leg: h.leg,
+        transaction_id: h.transaction_id,
+        kind: h.kind,
+        asset: h.asset,
+        amount: h.amount.to_string(),
+        balance_after: h.balance_after.to_string(),
+        counterparty: h.counterparty,
+        recorded_at: h.recorded_at,
+    }
+}
+
+pub fn event_view(e: StoredEvent) -> EventView {
+    EventView {
+        position: e.position,
+        event_id: e.event_id,
+        event_type: e.event_type,
+        schema_version: e.schema_version,
+        payload: e.payload,
+        metadata: e.metadata,
+        recorded_at: e.recorded_at,
+    }
+}

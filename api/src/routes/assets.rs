@@ -1,0 +1,74 @@
+use axum::extract::State;
+use axum::response::Response;
+use serde::Deserialize;
+use utoipa::IntoParams;
+use utoipa_axum::{router::OpenApiRouter, routes};
+
+use crate::dto::{AssetList, AssetView, DefineAssetRequest};
+use crate::error::{ApiError, Problem};
+use crate::extract::{IdempotencyKey, JsonBody, Params, RequestId};
+use crate::routes::write::{at_position, submit};
+use crate::state::AppState;
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(define_asset, list_assets))
+}
+
+/// Define an asset and its scale. Defined once: a second definition is refused.
+#[utoipa::path(
+    post, path = "/v1/assets", tag = "assets",
+    params(("Idempotency-Key" = String, Header, description = "1 to 255 printable ASCII characters")),
+    request_body = DefineAssetRequest,
+    responses(
+        (status = 201, body = AssetView, description = "Defined; `Ledger-Position` header gives its position"),
+        (status = 409, body = Problem, description = "duplicate_asset"),
+        (status = "4XX", body = Problem), (status = 503, body = Problem),
+    )
+)]
+async fn define_asset(
+    State(state): State<AppState>,
+    key: IdempotencyKey,
+    request_id: RequestId,
+    JsonBody(request): JsonBody<DefineAssetRequest>,
+) -> Result<Response, ApiError> {
+    let command = request.command();
+    submit(
+        &state,
+        "POST /v1/assets",
+        key,
+        request_id,
+        &request,
+        command,
+    )
+    .await
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct ReadParams {
+    /// Answer only once the ledger reflects at least this position (409 if not reached in time).
+    pub min_position: Option<i64>,
+}
+
+/// All assets, by code.
+#[utoipa::path(
+    get, path = "/v1/assets", tag = "assets", params(ReadParams),
+    responses((status = 200, body = AssetList), (status = "4XX", body = Problem), (status = 503, body = Problem))
+)]
+async fn list_assets(
+    State(state): State<AppState>,
+    Params(params): Params<ReadParams>,
+) -> Result<Response, ApiError> {
+    state.reach_position(params.min_position).await?;
+    let assets = state.reads().assets().await?;
+    let items = assets
+        .value
+        .into_iter()
+        .map(|a| AssetView {
+            code: a.code,
+            scale: u32::try_from(a.scale).unwrap_or_default(),
+            position: a.position,
+        })
+        .collect();
+    Ok(at_position(assets.position, AssetList { items }))
+}

@@ -1,0 +1,63 @@
+//! The routes. Each module builds its part with `utoipa_axum`, so the OpenAPI document is made
+//! from the very handlers that serve the requests: a route cannot be served and left undocumented.
+
+mod accounts;
+mod assets;
+mod events;
+mod ops;
+mod transactions;
+pub mod write;
+
+use axum::extract::DefaultBodyLimit;
+use axum::Router;
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+
+use crate::error::ApiError;
+use crate::state::AppState;
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "ledger",
+        description = "An event-sourced financial transaction ledger. Amounts are decimal strings; \
+every write needs an `Idempotency-Key` header and answers with the `position` of its event \
+(`Ledger-Position` header); every read reports the position it reflects and accepts `min_position`. \
+Errors are RFC 9457 problem documents with a stable `code`."
+    ),
+    tags(
+        (name = "assets"), (name = "accounts"), (name = "transactions"), (name = "trades"),
+        (name = "events"), (name = "operations")
+    )
+)]
+struct ApiDoc;
+
+fn openapi_router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .merge(assets::router())
+        .merge(accounts::router())
+        .merge(transactions::router())
+        .merge(events::router())
+        .merge(ops::router())
+}
+
+/// The OpenAPI document of every route.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    openapi_router().into_openapi()
+}
+
+/// The application: every route, request metrics, and problem documents for unknown routes.
+pub fn app(state: AppState) -> Router {
+    let (router, _) = openapi_router().split_for_parts();
+    router
+        .fallback(|| async { ApiError::RouteNotFound })
+        .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
+        // The JSON extractor enforces the configured limit itself; this turns off axum's default
+        // so that there is one limit, not two.
+        .layer(DefaultBodyLimit::disable())
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            crate::http_metrics::track,
+        ))
+        .with_state(state)
+}

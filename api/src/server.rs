@@ -1,0 +1,88 @@
+//! Starting and stopping the whole service: database (provisioned or given), migrations, the
+//! writer, and the HTTP server.
+
+use std::net::SocketAddr;
+
+use infrastructure::db;
+use infrastructure::local_postgres::LocalPostgres;
+use infrastructure::{ReadStore, Writer};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use tracing::info;
+
+use crate::config::ServeConfig;
+use crate::routes;
+use crate::state::AppState;
+
+/// A running ledger. `stop` shuts it down in order: HTTP, then the writer, then the database.
+pub struct Server {
+    addr: SocketAddr,
+    shutdown: oneshot::Sender<()>,
+    http: JoinHandle<std::io::Result<()>>,
+    writer: JoinHandle<()>,
+    reads: ReadStore,
+    local_postgres: Option<LocalPostgres>,
+}
+
+impl Server {
+    pub async fn start(config: &ServeConfig) -> infrastructure::Result<Self> {
+        let (database_url, local_postgres) = match &config.database_url {
+            Some(url) => (url.clone(), None),
+            None => {
+                let local = LocalPostgres::start(&config.data_dir).await?;
+                info!(data_dir = %local.data_dir().display(), "no DATABASE_URL: using a local PostgreSQL; the ledger's data lives there");
+                (local.url("ledger"), Some(local))
+            }
+        };
+        let options = db::connect_options(&database_url)?;
+        let pool = db::read_pool(options.clone(), &config.pool());
+        db::migrate(&pool).await?;
+        let (writer, writer_task) = Writer::spawn(options, config.writer());
+        let reads = ReadStore::new(pool);
+        let state = AppState::new(writer, reads.clone(), config.limits());
+        let app = routes::app(state);
+        let listener = tokio::net::TcpListener::bind(config.listen).await?;
+        let addr = listener.local_addr()?;
+        let (shutdown, shutdown_signal) = oneshot::channel::<()>();
+        let http = tokio::spawn(async move {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(async {
+                    let _ = shutdown_signal.await;
+                })
+                .await
+        });
+        info!(%addr, "ledger listening");
+        Ok(Self {
+            addr,
+            shutdown,
+            http,
+            writer: writer_task,
+            reads,
+            local_postgres,
+        })
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Stops accepting requests, lets those in flight finish, stops the writer after its last
+    /// batch, and stops the local PostgreSQL if this process started it.
+    pub async fn stop(self) -> infrastructure::Result<()> {
+        let _ = self.shutdown.send(());
+        match self.http.await {
+            Ok(result) => result?,
+            Err(e) => tracing::error!(error = %e, "HTTP server task failed"),
+        }
+        // The router held the last writer handles; with them gone the writer finishes and returns.
+        if let Err(e) = self.writer.await {
+            tracing::error!(error = %e, "writer task failed");
+        }
+        self.reads.pool().close().await;
+        if let Some(local) = self.local_postgres {
+            local.stop().await?;
+        }
+        info!("ledger stopped");
+        Ok(())
+    }
+}

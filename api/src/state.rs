@@ -1,0 +1,113 @@
+//! What every handler shares: the writer, the read store, the limits and the HTTP metrics.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use infrastructure::{ReadStore, Writer};
+
+use crate::error::ApiError;
+use crate::http_metrics::HttpMetrics;
+
+/// Limits on what one request may ask for.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    pub body_bytes_max: usize,
+    pub page_size_default: i64,
+    pub page_size_max: i64,
+    /// How long a read waits for `min_position` before answering 409.
+    pub min_position_wait: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            body_bytes_max: 1024 * 1024,
+            page_size_default: 100,
+            page_size_max: 1000,
+            min_position_wait: Duration::from_secs(2),
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct AppState(Arc<Inner>);
+
+struct Inner {
+    writer: Writer,
+    reads: ReadStore,
+    limits: Limits,
+    http_metrics: HttpMetrics,
+}
+
+impl AppState {
+    pub fn new(writer: Writer, reads: ReadStore, limits: Limits) -> Self {
+        Self(Arc::new(Inner {
+            writer,
+            reads,
+            limits,
+            http_metrics: HttpMetrics::default(),
+        }))
+    }
+
+    pub fn writer(&self) -> &Writer {
+        &self.0.writer
+    }
+
+    pub fn reads(&self) -> &ReadStore {
+        &self.0.reads
+    }
+
+    pub fn limits(&self) -> &Limits {
+        &self.0.limits
+    }
+
+    pub fn http_metrics(&self) -> &HttpMetrics {
+        &self.0.http_metrics
+    }
+
+    /// The page size a request asked for, within bounds.
+    pub fn page_size(&self, requested: Option<i64>) -> Result<i64, ApiError> {
+        let max = self.0.limits.page_size_max;
+        match requested {
+            None => Ok(self.0.limits.page_size_default),
+            Some(n) if (1..=max).contains(&n) => Ok(n),
+            Some(n) => Err(ApiError::InvalidRequest(format!(
+                "limit {n} is out of range: use 1 to {max}"
+            ))),
+        }
+    }
+
+    /// Waits until the read models reflect at least `min_position`, for a bounded time. Reads
+    /// after this see that position or a later one, because the position only grows.
+    pub async fn reach_position(&self, min_position: Option<i64>) -> Result<(), ApiError> {
+        let Some(wanted) = min_position.filter(|p| *p > 0) else {
+            return Ok(());
+        };
+        let wait = self.0.limits.min_position_wait;
+        let deadline = Instant::now() + wait;
+        let mut committed = self.0.writer.watch_committed();
+        loop {
+            if *committed.borrow_and_update() >= wanted {
+                return Ok(());
+            }
+            // Another process may be the writer: the database is the authority.
+            let current = self.0.reads.head().await?;
+            if current >= wanted {
+                return Ok(());
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return Err(ApiError::PositionNotReached {
+                    wanted,
+                    current,
+                    waited_ms: wait.as_millis() as u64,
+                });
+            }
+            let poll = Duration::from_millis(25).min(deadline - now);
+            if let Ok(Err(_)) = tokio::time::timeout(poll, committed.changed()).await {
+                // The writer task is gone: nothing will wake us, so poll.
+                tokio::time::sleep(poll).await;
+            }
+        }
+    }
+}

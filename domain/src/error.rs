@@ -1,0 +1,71 @@
+//! The domain's errors: a value that is not well formed, and a command the ledger refuses.
+
+use serde::{Deserialize, Serialize};
+
+/// A value that does not satisfy its type's rules; the message says which rule, for a person.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct ValueError(String);
+
+impl ValueError {
+    pub fn new(message: impl Into<String>) -> Self {
+        Self(message.into())
+    }
+}
+
+/// Why the ledger refused a command. A refusal appends nothing and changes no state; it is stored
+/// with the idempotency key, so a retry gets the same answer. The serialized form is stable: the
+/// `code` tag is part of the API.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[serde(tag = "code", rename_all = "snake_case")]
+pub enum Rejection {
+    #[error("{message}")]
+    ValidationError { message: String },
+    #[error("asset {asset} is not defined")]
+    AssetNotFound { asset: String },
+    #[error("asset {asset} is already defined with scale {scale}")]
+    DuplicateAsset { asset: String, scale: u32 },
+    #[error("account {account} does not exist")]
+    AccountNotFound { account: String },
+    #[error("account {account} already exists")]
+    DuplicateAccount { account: String },
+    #[error("{message}")]
+    AmountPrecision { message: String },
+    #[error("account {account} has {balance} {asset}; this needs {required} {asset}")]
+    InsufficientFunds {
+        account: String,
+        asset: String,
+        balance: String,
+        required: String,
+    },
+    #[error("{message}")]
+    BalanceOverflow { message: String },
+}
+
+impl Rejection {
+    /// The stable machine-readable code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::ValidationError { .. } => "validation_error",
+            Self::AssetNotFound { .. } => "asset_not_found",
+            Self::DuplicateAsset { .. } => "duplicate_asset",
+            Self::AccountNotFound { .. } => "account_not_found",
+            Self::DuplicateAccount { .. } => "duplicate_account",
+            Self::AmountPrecision { .. } => "amount_precision",
+            Self::InsufficientFunds { .. } => "insufficient_funds",
+            Self::BalanceOverflow { .. } => "balance_overflow",
+        }
+    }
+
+    pub fn validation(message: impl Into<String>) -> Self {
+        Self::ValidationError {
+            message: message.into(),
+        }
+    }
+}
+
+/// An event that cannot be applied to the state: the log or the projections are not what the
+/// ledger wrote. Never expected; reported loudly rather than skipped.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("event cannot be applied: {0}")]
+pub struct ApplyError(pub String);

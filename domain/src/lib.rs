@@ -1,0 +1,20 @@
+//! The ledger's domain: pure Rust, no I/O. Value types that cannot hold invalid values, commands,
+//! events, and the decision logic with its invariants (`LedgerState::decide` and `apply`).
+
+pub mod command;
+pub mod error;
+pub mod event;
+pub mod ledger;
+pub mod money;
+pub mod values;
+
+pub use command::{
+    Command, DefineAsset, ExecuteTrade, FeeInstruction, OpenAccount, PostTransaction,
+    PostingInstruction, TransactionKind,
+};
+pub use error::{ApplyError, Rejection, ValueError};
+pub use event::{Event, Posting};
+pub use ledger::{Account, LedgerState, Leg};
+pub use values::{
+    AccountCode, AccountId, AccountRef, AssetCode, Metadata, PositiveDecimal, Scale, TransactionId,
+};

@@ -1,0 +1,450 @@
+//! Value types that cannot hold invalid values: every constructor validates, and serde goes through
+//! the same constructors, so a value read from a request or from the log is always well formed.
+
+use std::fmt;
+use std::str::FromStr;
+
+use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::error::ValueError;
+
+/// An asset code such as `USD` or `AAPL`: 1 to 16 of `A-Z 0-9 _`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct AssetCode(String);
+
+impl AssetCode {
+    pub const MAX_LEN: usize = 16;
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for AssetCode {
+    type Error = ValueError;
+
+    fn try_from(code: String) -> Result<Self, ValueError> {
+        let valid_chars = code
+            .bytes()
+            .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_');
+        if code.is_empty() || code.len() > Self::MAX_LEN || !valid_chars {
+            return Err(ValueError::new(format!(
+                "asset code {:?} is invalid: use 1 to {} characters of A-Z, 0-9 and _",
+                truncate_for_message(&code),
+                Self::MAX_LEN
+            )));
+        }
+        Ok(Self(code))
+    }
+}
+
+impl FromStr for AssetCode {
+    type Err = ValueError;
+    fn from_str(s: &str) -> Result<Self, ValueError> {
+        Self::try_from(s.to_owned())
+    }
+}
+
+impl From<AssetCode> for String {
+    fn from(code: AssetCode) -> String {
+        code.0
+    }
+}
+
+impl fmt::Display for AssetCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// The number of decimal places of an asset: 0 to 18.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "u32", into = "u32")]
+pub struct Scale(u8);
+
+impl Scale {
+    pub const MAX: u8 = 18;
+
+    pub fn get(self) -> u32 {
+        u32::from(self.0)
+    }
+}
+
+impl TryFrom<u32> for Scale {
+    type Error = ValueError;
+    fn try_from(scale: u32) -> Result<Self, ValueError> {
+        if scale > u32::from(Self::MAX) {
+            return Err(ValueError::new(format!(
+                "scale {scale} is invalid: use 0 to {}",
+                Self::MAX
+            )));
+        }
+        Ok(Self(scale as u8))
+    }
+}
+
+impl From<Scale> for u32 {
+    fn from(scale: Scale) -> u32 {
+        scale.get()
+    }
+}
+
+/// An account code such as `alice:cash`: segments of `[a-z0-9_-]+` joined by `:`, at most 128 bytes.
+/// A code never has the shape of a UUID, so `{id_or_code}` in a path is never ambiguous.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct AccountCode(String);
+
+impl AccountCode {
+    pub const MAX_LEN: usize = 128;
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for AccountCode {
+    type Error = ValueError;
+
+    fn try_from(code: String) -> Result<Self, ValueError> {
+        let segments_valid = code.split(':').all(|segment| {
+            !segment.is_empty()
+                && segment
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
+        });
+        if code.is_empty() || code.len() > Self::MAX_LEN || !segments_valid {
+            return Err(ValueError::new(format!(
+                "account code {:?} is invalid: use segments of a-z, 0-9, _ and - joined by ':', at most {} bytes",
+                truncate_for_message(&code),
+                Self::MAX_LEN
+            )));
+        }
+        if Uuid::parse_str(&code).is_ok() {
+            return Err(ValueError::new(format!(
+                "account code {code:?} is invalid: it has the shape of an account id (UUID)"
+            )));
+        }
+        Ok(Self(code))
+    }
+}
+
+impl FromStr for AccountCode {
+    type Err = ValueError;
+    fn from_str(s: &str) -> Result<Self, ValueError> {
+        Self::try_from(s.to_owned())
+    }
+}
+
+impl From<AccountCode> for String {
+    fn from(code: AccountCode) -> String {
+        code.0
+    }
+}
+
+impl fmt::Display for AccountCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+macro_rules! uuid_id {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+        #[serde(transparent)]
+        pub struct $name(pub Uuid);
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                self.0.fmt(f)
+            }
+        }
+    };
+}
+
+uuid_id!(
+    /// The stable identity of an account.
+    AccountId
+);
+uuid_id!(
+    /// The identity of a transaction, transfer or trade.
+    TransactionId
+);
+
+/// How a request names an account: by id (a UUID) or by code.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub enum AccountRef {
+    Id(AccountId),
+    Code(AccountCode),
+}
+
+impl TryFrom<String> for AccountRef {
+    type Error = ValueError;
+    fn try_from(s: String) -> Result<Self, ValueError> {
+        match Uuid::parse_str(&s) {
+            Ok(id) => Ok(Self::Id(AccountId(id))),
+            Err(_) => AccountCode::try_from(s).map(Self::Code),
+        }
+    }
+}
+
+impl FromStr for AccountRef {
+    type Err = ValueError;
+    fn from_str(s: &str) -> Result<Self, ValueError> {
+        Self::try_from(s.to_owned())
+    }
+}
+
+impl From<AccountRef> for String {
+    fn from(r: AccountRef) -> String {
+        r.to_string()
+    }
+}
+
+impl fmt::Display for AccountRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Id(id) => id.fmt(f),
+            Self::Code(code) => code.fmt(f),
+        }
+    }
+}
+
+/// A strictly positive decimal written as a JSON string of digits with an optional fraction
+/// (`"10"`, `"0.25"`). No sign, exponent, separators or spaces; never rounded. Whether it fits an
+/// asset's scale is decided later, against the asset.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct PositiveDecimal(Decimal);
+
+impl PositiveDecimal {
+    /// Longer strings are refused before parsing; 28 digits either side is all `Decimal` holds.
+    const MAX_TEXT_LEN: usize = 60;
+
+    pub fn get(self) -> Decimal {
+        self.0
+    }
+}
+
+impl TryFrom<String> for PositiveDecimal {
+    type Error = ValueError;
+    fn try_from(s: String) -> Result<Self, ValueError> {
+        s.parse()
+    }
+}
+
+impl FromStr for PositiveDecimal {
+    type Err = ValueError;
+    fn from_str(s: &str) -> Result<Self, ValueError> {
+        let shown = truncate_for_message(s);
+        let (int_part, frac_part) = match s.split_once('.') {
+            Some((i, f)) => (i, Some(f)),
+            None => (s, None),
+        };
+        let digits_only = |part: &str| !part.is_empty() && part.bytes().all(|b| b.is_ascii_digit());
+        if s.len() > Self::MAX_TEXT_LEN
+            || !digits_only(int_part)
+            || !frac_part.is_none_or(digits_only)
+        {
+            return Err(ValueError::new(format!(
+                "amount {shown:?} is invalid: write a positive decimal as a string of digits, such as \"10.50\""
+            )));
+        }
+        let value = Decimal::from_str_exact(s).map_err(|_| {
+            ValueError::new(format!(
+                "amount {shown:?} is beyond the range of the balance type"
+            ))
+        })?;
+        if value.is_zero() {
+            return Err(ValueError::new(format!(
+                "amount {shown:?} is invalid: it must be greater than zero"
+            )));
+        }
+        Ok(Self(value))
+    }
+}
+
+impl From<PositiveDecimal> for String {
+    fn from(d: PositiveDecimal) -> String {
+        d.0.to_string()
+    }
+}
+
+impl fmt::Display for PositiveDecimal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+/// Free-form metadata: a JSON object of at most 4 KiB when encoded.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(
+    try_from = "serde_json::Map<String, serde_json::Value>",
+    into = "serde_json::Map<String, serde_json::Value>"
+)]
+pub struct Metadata(serde_json::Map<String, serde_json::Value>);
+
+impl Metadata {
+    pub const MAX_ENCODED_BYTES: usize = 4096;
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    pub fn as_map(&self) -> &serde_json::Map<String, serde_json::Value> {
+        &self.0
+    }
+}
+
+impl TryFrom<serde_json::Map<String, serde_json::Value>> for Metadata {
+    type Error = ValueError;
+    fn try_from(map: serde_json::Map<String, serde_json::Value>) -> Result<Self, ValueError> {
+        let encoded_len = serde_json::to_vec(&map)
+            .map(|v| v.len())
+            .unwrap_or(usize::MAX);
+        if encoded_len > Self::MAX_ENCODED_BYTES {
+            return Err(ValueError::new(format!(
+                "metadata is {encoded_len} bytes when encoded; the limit is {} bytes",
+                Self::MAX_ENCODED_BYTES
+            )));
+        }
+        Ok(Self(map))
+    }
+}
+
+impl From<Metadata> for serde_json::Map<String, serde_json::Value> {
+    fn from(m: Metadata) -> Self {
+        m.0
+    }
+}
+
+fn truncate_for_message(s: &str) -> String {
+    const SHOWN_CHARS_MAX: usize = 40;
+    if s.chars().count() <= SHOWN_CHARS_MAX {
+        s.to_owned()
+    } else {
+        let mut shown: String = s.chars().take(SHOWN_CHARS_MAX).collect();
+        shown.push('…');
+        shown
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn asset_codes() {
+        for ok in ["USD", "AAPL", "BTC_2", "X", "ABCDEFGHIJKLMNOP"] {
+            assert!(ok.parse::<AssetCode>().is_ok(), "{ok}");
+        }
+        for bad in [
+            "",
+            "usd",
+            "US D",
+            "ABCDEFGHIJKLMNOPQ",
+            "US-D",
+            "ÜSD",
+            "USD\0",
+        ] {
+            assert!(bad.parse::<AssetCode>().is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn account_codes() {
+        for ok in ["alice:cash", "world:bank", "a", "broker:fees:eur", "x_1-2"] {
+            assert!(ok.parse::<AccountCode>().is_ok(), "{ok}");
+        }
+        let too_long = "a".repeat(129);
+        for bad in [
+            "",
+            "Alice",
+            "alice::cash",
+            ":alice",
+            "alice:",
+            "alice cash",
+            "аlice", // Cyrillic a
+            "al\u{200b}ice",
+            "alice\u{202e}",
+            "alice\0",
+            too_long.as_str(),
+            "123e4567-e89b-12d3-a456-426614174000",
+        ] {
+            assert!(bad.parse::<AccountCode>().is_err(), "{bad:?}");
+        }
+        assert!("a".repeat(128).parse::<AccountCode>().is_ok());
+    }
+
+    #[test]
+    fn account_refs_prefer_ids() {
+        let id = "123e4567-e89b-12d3-a456-426614174000";
+        assert!(matches!(id.parse::<AccountRef>(), Ok(AccountRef::Id(_))));
+        assert!(matches!(
+            "alice:cash".parse::<AccountRef>(),
+            Ok(AccountRef::Code(_))
+        ));
+    }
+
+    #[test]
+    fn positive_decimals() {
+        assert_eq!(
+            "10.50"
+                .parse::<PositiveDecimal>()
+                .unwrap()
+                .get()
+                .to_string(),
+            "10.50"
+        );
+        assert!("79228162514264337593543950335"
+            .parse::<PositiveDecimal>()
+            .is_ok());
+        for bad in [
+            "",
+            "0",
+            "0.00",
+            "-1",
+            "+1",
+            "1e3",
+            "1E3",
+            "NaN",
+            "inf",
+            "1.",
+            ".5",
+            "1_000",
+            " 1",
+            "1,5",
+            "1.2.3",
+            "79228162514264337593543950336",
+            "0.00000000000000000000000000001",
+        ] {
+            assert!(bad.parse::<PositiveDecimal>().is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn positive_decimals_only_from_json_strings() {
+        assert!(serde_json::from_str::<PositiveDecimal>("\"1.5\"").is_ok());
+        assert!(serde_json::from_str::<PositiveDecimal>("1.5").is_err());
+        assert!(serde_json::from_str::<PositiveDecimal>("15").is_err());
+    }
+
+    #[test]
+    fn scales() {
+        assert!(Scale::try_from(0).is_ok());
+        assert!(Scale::try_from(18).is_ok());
+        assert!(Scale::try_from(19).is_err());
+    }
+
+    #[test]
+    fn metadata_is_bounded() {
+        let mut map = serde_json::Map::new();
+        map.insert("note".into(), serde_json::Value::String("x".repeat(5000)));
+        assert!(Metadata::try_from(map).is_err());
+    }
+}

@@ -1,0 +1,338 @@
+//! One batch of the writer: the events it appends, the inline projection rows they produce, and the
+//! idempotency records, gathered as columns and written with one array insert per table, all in one
+//! PostgreSQL transaction.
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
+use domain::{AccountId, AssetCode, Event, Leg, Rejection};
+use rust_decimal::Decimal;
+use sqlx::PgConnection;
+use uuid::Uuid;
+
+use crate::Result;
+
+/// The metadata stored beside an event: who asked and with which key.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, PartialEq, Eq)]
+pub struct EventMetadata {
+    pub idempotency_key: String,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub request_id: Option<String>,
+}
+
+#[derive(Default)]
+pub struct Batch {
+    events: EventColumns,
+    assets: AssetColumns,
+    accounts: AccountColumns,
+    postings: PostingColumns,
+    transactions: TransactionColumns,
+    idempotency: IdempotencyColumns,
+    /// Final balance per (account, asset) touched in the batch: written once, not once per leg.
+    balances: HashMap<(AccountId, AssetCode), (Decimal, i64)>,
+    last_position: Option<i64>,
+}
+
+#[derive(Default)]
+struct EventColumns {
+    position: Vec<i64>,
+    event_id: Vec<Uuid>,
+    event_type: Vec<&'static str>,
+    schema_version: Vec<i16>,
+    payload: Vec<String>,
+    metadata: Vec<String>,
+    recorded_at: Vec<DateTime<Utc>>,
+}
+
+#[derive(Default)]
+struct AssetColumns {
+    code: Vec<String>,
+    scale: Vec<i16>,
+    position: Vec<i64>,
+}
+
+#[derive(Default)]
+struct AccountColumns {
+    id: Vec<Uuid>,
+    code: Vec<String>,
+    allow_negative: Vec<bool>,
+    metadata: Vec<String>,
+    position: Vec<i64>,
+    opened_at: Vec<DateTime<Utc>>,
+}
+
+#[derive(Default)]
+struct PostingColumns {
+    account_id: Vec<Uuid>,
+    position: Vec<i64>,
+    leg: Vec<i16>,
+    asset: Vec<String>,
+    amount: Vec<Decimal>,
+    balance_after: Vec<Decimal>,
+    transaction_id: Vec<Uuid>,
+    counterparty_id: Vec<Uuid>,
+    recorded_at: Vec<DateTime<Utc>>,
+}
+
+#[derive(Default)]
+struct TransactionColumns {
+    id: Vec<Uuid>,
+    kind: Vec<&'static str>,
+    position: Vec<i64>,
+}
+
+#[derive(Default)]
+struct IdempotencyColumns {
+    key: Vec<String>,
+    fingerprint: Vec<Vec<u8>>,
+    position: Vec<Option<i64>>,
+    rejection: Vec<Option<String>>,
+    recorded_at: Vec<DateTime<Utc>>,
+}
+
+/// The kind of a transaction as the `transactions` projection records it.
+pub fn transaction_kind(event: &Event) -> Option<&'static str> {
+    match event {
+        Event::TransactionPosted(e) => Some(e.kind.as_str()),
+        Event::TradeExecuted(_) => Some("trade"),
+        Event::AssetDefined(_) | Event::AccountOpened(_) => None,
+    }
+}
+
+impl Batch {
+    pub fn is_empty(&self) -> bool {
+        self.events.position.is_empty() && self.idempotency.key.is_empty()
+    }
+
+    pub fn last_position(&self) -> Option<i64> {
+        self.last_position
+    }
+
+    /// Adds an accepted event, the legs `apply` computed for it, and its idempotency record.
+    pub fn push_event(
+        &mut self,
+        position: i64,
+        event: &Event,
+        legs: &[Leg],
+        metadata: &EventMetadata,
+        fingerprint: &[u8],
+        recorded_at: DateTime<Utc>,
+    ) {
+        let e = &mut self.events;
+        e.position.push(position);
+        e.event_id.push(Uuid::new_v4());
+        e.event_type.push(event.event_type());
+        e.schema_version.push(event.schema_version());
+        e.payload.push(event.encode().to_string());
+        e.metadata
+            .push(serde_json::to_string(metadata).unwrap_or_else(|_| "{}".to_owned()));
+        e.recorded_at.push(recorded_at);
+
+        match event {
+            Event::AssetDefined(a) => {
+                self.assets.code.push(a.asset.to_string());
+                self.assets.scale.push(a.scale.get() as i16);
+                self.assets.position.push(position);
+            }
+            Event::AccountOpened(a) => {
+                let c = &mut self.accounts;
+                c.id.push(a.account_id.0);
+                c.code.push(a.code.to_string());
+                c.allow_negative.push(a.allow_negative);
+                c.metadata
+                    .push(serde_json::Value::Object(a.metadata.as_map().clone()).to_string());
+                c.position.push(position);
+                c.opened_at.push(recorded_at);
+            }
+            Event::TransactionPosted(_) | Event::TradeExecuted(_) => {}
+        }
+        if let (Some(id), Some(kind)) = (event.transaction_id(), transaction_kind(event)) {
+            self.transactions.id.push(id.0);
+            self.transactions.kind.push(kind);
+            self.transactions.position.push(position);
+            for (leg_index, leg) in legs.iter().enumerate() {
+                let p = &mut self.postings;
+                p.account_id.push(leg.account_id.0);
+                p.position.push(position);
+                // At most 2 × 80 legs per event (64 postings, or 2 + 16 fees): fits i16.
+                p.leg.push(leg_index as i16);
+                p.asset.push(leg.asset.to_string());
+                p.amount
+                    .push(domain::money::to_decimal(leg.units, leg.scale));
+                let balance_after = domain::money::to_decimal(leg.balance_after, leg.scale);
+                p.balance_after.push(balance_after);
+                p.transaction_id.push(id.0);
+                p.counterparty_id.push(leg.counterparty_id.0);
+                p.recorded_at.push(recorded_at);
+                self.balances.insert(
+                    (leg.account_id, leg.asset.clone()),
+                    (balance_after, position),
+                );
+            }
+        }
+        self.push_idempotency(
+            &metadata.idempotency_key,
+            fingerprint,
+            Some(position),
+            None,
+            recorded_at,
+        );
+        self.last_position = Some(position);
+    }
+
+    /// Records a refusal under its idempotency key, so that a retry gets the same answer.
+    pub fn push_rejection(
+        &mut self,
+        key: &str,
+        fingerprint: &[u8],
+        rejection: &Rejection,
+        recorded_at: DateTime<Utc>,
+    ) {
+        let encoded = serde_json::to_string(rejection).unwrap_or_else(|_| "{}".to_owned());
+        self.push_idempotency(key, fingerprint, None, Some(encoded), recorded_at);
+    }
+
+    fn push_idempotency(
+        &mut self,
+        key: &str,
+        fingerprint: &[u8],
+        position: Option<i64>,
+        rejection: Option<String>,
+        recorded_at: DateTime<Utc>,
+    ) {
+        let i = &mut self.idempotency;
+        i.key.push(key.to_owned());
+        i.fingerprint.push(fingerprint.to_vec());
+        i.position.push(position);
+        i.rejection.push(rejection);
+        i.recorded_at.push(recorded_at);
+    }
+
+    /// Writes everything in the caller's transaction.
+    pub async fn write(&self, tx: &mut PgConnection) -> Result<()> {
+        let e = &self.events;
+        if !e.position.is_empty() {
+            sqlx::query(
+                "INSERT INTO events (position, event_id, event_type, schema_version, payload, metadata, recorded_at)
+                 SELECT p, i, t, v, pl::jsonb, m::jsonb, r
+                 FROM UNNEST($1::int8[], $2::uuid[], $3::text[], $4::int2[], $5::text[], $6::text[], $7::timestamptz[])
+                   AS u(p, i, t, v, pl, m, r)",
+            )
+            .bind(&e.position)
+            .bind(&e.event_id)
+            .bind(&e.event_type)
+            .bind(&e.schema_version)
+            .bind(&e.payload)
+            .bind(&e.metadata)
+            .bind(&e.recorded_at)
+            .execute(&mut *tx)
+            .await?;
+        }
+        let a = &self.assets;
+        if !a.code.is_empty() {
+            sqlx::query(
+                "INSERT INTO assets (code, scale, position)
+                 SELECT * FROM UNNEST($1::text[], $2::int2[], $3::int8[])",
+            )
+            .bind(&a.code)
+            .bind(&a.scale)
+            .bind(&a.position)
+            .execute(&mut *tx)
+            .await?;
+        }
+        let c = &self.accounts;
+        if !c.id.is_empty() {
+            sqlx::query(
+                "INSERT INTO accounts (id, code, allow_negative, metadata, position, opened_at)
+                 SELECT i, c, n, m::jsonb, p, o
+                 FROM UNNEST($1::uuid[], $2::text[], $3::bool[], $4::text[], $5::int8[], $6::timestamptz[])
+                   AS u(i, c, n, m, p, o)",
+            )
+            .bind(&c.id)
+            .bind(&c.code)
+            .bind(&c.allow_negative)
+            .bind(&c.metadata)
+            .bind(&c.position)
+            .bind(&c.opened_at)
+            .execute(&mut *tx)
+            .await?;
+        }
+        let t = &self.transactions;
+        if !t.id.is_empty() {
+            sqlx::query(
+                "INSERT INTO transactions (id, kind, position)
+                 SELECT * FROM UNNEST($1::uuid[], $2::text[], $3::int8[])",
+            )
+            .bind(&t.id)
+            .bind(&t.kind)
+            .bind(&t.position)
+            .execute(&mut *tx)
+            .await?;
+        }
+        let p = &self.postings;
+        if !p.account_id.is_empty() {
+            sqlx::query(
+                "INSERT INTO postings (account_id, position, leg, asset, amount, balance_after, transaction_id, counterparty_id, recorded_at)
+                 SELECT * FROM UNNEST($1::uuid[], $2::int8[], $3::int2[], $4::text[], $5::numeric[], $6::numeric[], $7::uuid[], $8::uuid[], $9::timestamptz[])",
+            )
+            .bind(&p.account_id)
+            .bind(&p.position)
+            .bind(&p.leg)
+            .bind(&p.asset)
+            .bind(&p.amount)
+            .bind(&p.balance_after)
+            .bind(&p.transaction_id)
+            .bind(&p.counterparty_id)
+            .bind(&p.recorded_at)
+            .execute(&mut *tx)
+            .await?;
+        }
+        if !self.balances.is_empty() {
+            let mut account_id = Vec::with_capacity(self.balances.len());
+            let mut asset = Vec::with_capacity(self.balances.len());
+            let mut balance = Vec::with_capacity(self.balances.len());
+            let mut position = Vec::with_capacity(self.balances.len());
+            for ((id, code), (units, pos)) in &self.balances {
+                account_id.push(id.0);
+                asset.push(code.as_str());
+                balance.push(*units);
+                position.push(*pos);
+            }
+            sqlx::query(
+                "INSERT INTO balances (account_id, asset, balance, position)
+                 SELECT * FROM UNNEST($1::uuid[], $2::text[], $3::numeric[], $4::int8[])
+                 ON CONFLICT (account_id, asset)
+                 DO UPDATE SET balance = EXCLUDED.balance, position = EXCLUDED.position",
+            )
+            .bind(&account_id)
+            .bind(&asset)
+            .bind(&balance)
+            .bind(&position)
+            .execute(&mut *tx)
+            .await?;
+        }
+        let i = &self.idempotency;
+        if !i.key.is_empty() {
+            sqlx::query(
+                "INSERT INTO idempotency_keys (key, fingerprint, position, rejection, recorded_at)
+                 SELECT k, f, p, r::jsonb, t
+                 FROM UNNEST($1::text[], $2::bytea[], $3::int8[], $4::text[], $5::timestamptz[])
+                   AS u(k, f, p, r, t)",
+            )
+            .bind(&i.key)
+            .bind(&i.fingerprint)
+            .bind(&i.position)
+            .bind(&i.rejection)
+            .bind(&i.recorded_at)
+            .execute(&mut *tx)
+            .await?;
+        }
+        if let Some(position) = self.last_position {
+            sqlx::query("UPDATE projection_head SET position = $1")
+                .bind(position)
+                .execute(&mut *tx)
+                .await?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,58 @@
+//! The infrastructure layer's one error type.
+
+use domain::ApplyError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("database: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("migrations: {0}")]
+    Migration(#[from] sqlx::migrate::MigrateError),
+    /// The log or projections hold something this code did not write or cannot read.
+    #[error("stored data is inconsistent: {0}")]
+    Corrupt(String),
+    #[error(transparent)]
+    Apply(#[from] ApplyError),
+    #[error("local PostgreSQL: {0}")]
+    Provision(String),
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    /// The writer's queue is full: retry after a short wait.
+    #[error("the ledger is at capacity; retry shortly")]
+    Overloaded,
+    /// This process does not hold the writer's lock (another writer does, or it is recovering).
+    #[error("the writer is not available: {0}")]
+    WriterUnavailable(&'static str),
+    /// The batch holding the command could not be committed; nothing of it was applied. Retrying
+    /// with the same idempotency key is safe.
+    #[error("the write could not be committed; retry with the same idempotency key")]
+    CommitFailed,
+    /// The idempotency key was used before with a different request.
+    #[error("idempotency key was already used with a different request")]
+    IdempotencyKeyReused,
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    /// Whether this means "PostgreSQL cannot be reached right now" (retry later) rather than a
+    /// fault in a request or in the data.
+    pub fn is_unavailable(&self) -> bool {
+        let Self::Database(e) = self else {
+            return false;
+        };
+        match e {
+            sqlx::Error::Io(_)
+            | sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::Tls(_)
+            | sqlx::Error::Protocol(_)
+            | sqlx::Error::WorkerCrashed => true,
+            // admin_shutdown, crash_shutdown, cannot_connect_now, query_canceled (a timeout)
+            sqlx::Error::Database(db) => db
+                .code()
+                .is_some_and(|c| matches!(c.as_ref(), "57P01" | "57P02" | "57P03" | "57014")),
+            _ => false,
+        }
+    }
+}

@@ -1,0 +1,17 @@
+//! PostgreSQL: the event store, the inline projections, the single writer (sequencer), the read
+//! models, migrations, and provisioning of a local PostgreSQL for development and tests.
+
+mod batch;
+pub mod db;
+pub mod error;
+mod load;
+pub mod local_postgres;
+pub mod metrics;
+pub mod reads;
+pub mod sequencer;
+pub mod testing;
+
+pub use batch::EventMetadata;
+pub use error::{Error, Result};
+pub use reads::{AccountKey, AtPosition, HistoryCursor, ReadStore};
+pub use sequencer::{CommittedEvent, Outcome, Reply, Writer, WriterConfig, WriterStatus};

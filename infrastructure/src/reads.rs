@@ -1,0 +1,373 @@
+//! The read models. Each read runs in one read-only snapshot and reports the position of the log it
+//! reflects, so a client can tell how fresh it is (and ask for at least a position it wrote).
+
+use chrono::{DateTime, Utc};
+use rust_decimal::Decimal;
+use sqlx::postgres::PgRow;
+use sqlx::{PgConnection, PgPool, Postgres, Row, Transaction};
+use uuid::Uuid;
+
+use crate::Result;
+
+/// A value and the log position it reflects.
+#[derive(Debug, Clone)]
+pub struct AtPosition<T> {
+    pub value: T,
+    pub position: i64,
+}
+
+#[derive(Debug, Clone)]
+pub struct AssetRecord {
+    pub code: String,
+    pub scale: i16,
+    pub position: i64,
+}
+
+#[derive(Debug, Clone)]
+pub struct BalanceRecord {
+    pub asset: String,
+    pub balance: Decimal,
+    /// The position of the last event that changed this balance.
+    pub position: i64,
+}
+
+#[derive(Debug, Clone)]
+pub struct AccountRecord {
+    pub id: Uuid,
+    pub code: String,
+    pub allow_negative: bool,
+    pub metadata: serde_json::Value,
+    pub position: i64,
+    pub opened_at: DateTime<Utc>,
+    pub balances: Vec<BalanceRecord>,
+}
+
+#[derive(Debug, Clone)]
+pub struct StoredEvent {
+    pub position: i64,
+    pub event_id: Uuid,
+    pub event_type: String,
+    pub schema_version: i16,
+    pub payload: serde_json::Value,
+    pub metadata: serde_json::Value,
+    pub recorded_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone)]
+pub struct HistoryEntry {
+    pub position: i64,
+    pub leg: i16,
+    pub asset: String,
+    /// Signed: negative when the account was the source.
+    pub amount: Decimal,
+    pub balance_after: Decimal,
+    pub transaction_id: Uuid,
+    pub kind: String,
+    pub counterparty: String,
+    pub recorded_at: DateTime<Utc>,
+}
+
+/// How a read names an account.
+#[derive(Debug, Clone)]
+pub enum AccountKey {
+    Id(Uuid),
+    Code(String),
+}
+
+/// Where a page of history starts: strictly before this (position, leg).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HistoryCursor {
+    pub position: i64,
+    pub leg: i16,
+}
+
+#[derive(Clone)]
+pub struct ReadStore {
+    pool: PgPool,
+}
+
+impl ReadStore {
+    pub fn new(pool: PgPool) -> Self {
+        Self { pool }
+    }
+
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    /// The position the projections reflect now.
+    pub async fn head(&self) -> Result<i64> {
+        Ok(sqlx::query_scalar("SELECT position FROM projection_head")
+            .fetch_one(&self.pool)
+            .await?)
+    }
+
+    /// A read-only snapshot and the position it reflects.
+    async fn snapshot(&self) -> Result<(Transaction<'static, Postgres>, i64)> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            .execute(&mut *tx)
+            .await?;
+        let head: i64 = sqlx::query_scalar("SELECT position FROM projection_head")
+            .fetch_one(&mut *tx)
+            .await?;
+        Ok((tx, head))
+    }
+
+    pub async fn assets(&self) -> Result<AtPosition<Vec<AssetRecord>>> {
+        let (mut tx, position) = self.snapshot().await?;
+        let rows: Vec<(String, i16, i64)> =
+            sqlx::query_as("SELECT code, scale, position FROM assets ORDER BY code")
+                .fetch_all(&mut *tx)
+                .await?;
+        tx.commit().await?;
+        let value = rows
+            .into_iter()
+            .map(|(code, scale, position)| AssetRecord {
+                code,
+                scale,
+                position,
+            })
+            .collect();
+        Ok(AtPosition { value, position })
+    }
+
+    pub async fn account(&self, key: &AccountKey) -> Result<AtPosition<Option<AccountRecord>>> {
+        let (mut tx, position) = self.snapshot().await?;
+        let query = match key {
+            AccountKey::Id(id) => sqlx::query(
+                "SELECT id, code, allow_negative, metadata, position, opened_at FROM accounts WHERE id = $1",
+            )
+            .bind(*id),
+            AccountKey::Code(code) => sqlx::query(
+                "SELECT id, code, allow_negative, metadata, position, opened_at FROM accounts WHERE code = $1",
+            )
+            .bind(code.as_str()),
+        };
+        let Some(row) = query.fetch_optional(&mut *tx).await? else {
+            tx.commit().await?;
+            return Ok(AtPosition {
+                value: None,
+                position,
+            });
+        };
+        let mut account = account_from_row(&row)?;
+        account.balances = balances_of(&mut tx, account.id).await?;
+        tx.commit().await?;
+        Ok(AtPosition {
+            value: Some(account),
+            position,
+        })
+    }
+
+    /// Accounts whose code starts with `prefix`, in code order, after the code `after`.
+    pub async fn accounts(
+        &self,
+        prefix: &str,
+        after: Option<&str>,
+        limit: i64,
+    ) -> Result<AtPosition<Vec<AccountRecord>>> {
+        let (mut tx, position) = self.snapshot().await?;
+        // Codes are ASCII below 0x7f and compare byte by byte, so every code that starts with
+        // `prefix` sorts between `prefix` and `prefix || '\x7f'`.
+        let upper = format!("{prefix}\u{7f}");
+        let lower = match after {
+            Some(after) if after >= prefix => after,
+            _ => prefix,
+        };
+        let inclusive = after.is_none_or(|a| a < prefix);
+        let rows = sqlx::query(
+            "SELECT id, code, allow_negative, metadata, position, opened_at FROM accounts
+             WHERE (code > $1 OR ($2 AND code = $1)) AND code < $3
+             ORDER BY code LIMIT $4",
+        )
+        .bind(lower)
+        .bind(inclusive)
+        .bind(&upper)
+        .bind(limit)
+        .fetch_all(&mut *tx)
+        .await?;
+        let mut accounts = rows
+            .iter()
+            .map(account_from_row)
+            .collect::<Result<Vec<_>>>()?;
+        let ids: Vec<Uuid> = accounts.iter().map(|a| a.id).collect();
+        let balances: Vec<(Uuid, String, Decimal, i64)> = sqlx::query_as(
+            "SELECT account_id, asset, balance, position FROM balances
+             WHERE account_id = ANY($1) ORDER BY account_id, asset",
+        )
+        .bind(&ids)
+        .fetch_all(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        let mut by_account: std::collections::HashMap<Uuid, Vec<BalanceRecord>> =
+            std::collections::HashMap::new();
+        for (account_id, asset, balance, position) in balances {
+            by_account
+                .entry(account_id)
+                .or_default()
+                .push(BalanceRecord {
+                    asset,
+                    balance,
+                    position,
+                });
+        }
+        for account in &mut accounts {
+            account.balances = by_account.remove(&account.id).unwrap_or_default();
+        }
+        Ok(AtPosition {
+            value: accounts,
+            position,
+        })
+    }
+
+    /// The event recording a transaction, transfer or trade, with its kind.
+    pub async fn transaction(&self, id: Uuid) -> Result<AtPosition<Option<(String, StoredEvent)>>> {
+        let (mut tx, position) = self.snapshot().await?;
+        let row = sqlx::query(
+            "SELECT t.kind, e.position, e.event_id, e.event_type, e.schema_version, e.payload, e.metadata, e.recorded_at
+             FROM transactions t JOIN events e ON e.position = t.position WHERE t.id = $1",
+        )
+        .bind(id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        let value = match row {
+            Some(row) => Some((row.try_get("kind")?, event_from_row(&row)?)),
+            None => None,
+        };
+        Ok(AtPosition { value, position })
+    }
+
+    /// Postings of an account, newest first, optionally of one asset.
+    pub async fn history(
+        &self,
+        account_id: Uuid,
+        asset: Option<&str>,
+        before: Option<HistoryCursor>,
+        limit: i64,
+    ) -> Result<AtPosition<Vec<HistoryEntry>>> {
+        let (mut tx, position) = self.snapshot().await?;
+        let before = before.unwrap_or(HistoryCursor {
+            position: i64::MAX,
+            leg: i16::MAX,
+        });
+        const SELECT: &str =
+            "SELECT p.position, p.leg, p.asset, p.amount, p.balance_after, p.transaction_id,
+                    t.kind, c.code AS counterparty, p.recorded_at
+             FROM postings p
+             JOIN transactions t ON t.id = p.transaction_id
+             JOIN accounts c ON c.id = p.counterparty_id";
+        let rows = match asset {
+            Some(asset) => {
+                sqlx::query(&format!(
+                    "{SELECT} WHERE p.account_id = $1 AND p.asset = $2 AND (p.position, p.leg) < ($3, $4)
+                     ORDER BY p.position DESC, p.leg DESC LIMIT $5"
+                ))
+                .bind(account_id)
+                .bind(asset)
+                .bind(before.position)
+                .bind(before.leg)
+                .bind(limit)
+                .fetch_all(&mut *tx)
+                .await?
+            }
+            None => {
+                sqlx::query(&format!(
+                    "{SELECT} WHERE p.account_id = $1 AND (p.position, p.leg) < ($2, $3)
+                     ORDER BY p.position DESC, p.leg DESC LIMIT $4"
+                ))
+                .bind(account_id)
+                .bind(before.position)
+                .bind(before.leg)
+                .bind(limit)
+                .fetch_all(&mut *tx)
+                .await?
+            }
+        };
+        tx.commit().await?;
+        let value = rows
+            .iter()
+            .map(|row| {
+                Ok(HistoryEntry {
+                    position: row.try_get("position")?,
+                    leg: row.try_get("leg")?,
+                    asset: row.try_get("asset")?,
+                    amount: row.try_get("amount")?,
+                    balance_after: row.try_get("balance_after")?,
+                    transaction_id: row.try_get("transaction_id")?,
+                    kind: row.try_get("kind")?,
+                    counterparty: row.try_get("counterparty")?,
+                    recorded_at: row.try_get("recorded_at")?,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(AtPosition { value, position })
+    }
+
+    /// Events after `after`, in position order.
+    pub async fn events(&self, after: i64, limit: i64) -> Result<AtPosition<Vec<StoredEvent>>> {
+        let (mut tx, position) = self.snapshot().await?;
+        let rows = sqlx::query(
+            "SELECT position, event_id, event_type, schema_version, payload, metadata, recorded_at
+             FROM events WHERE position > $1 ORDER BY position LIMIT $2",
+        )
+        .bind(after)
+        .bind(limit)
+        .fetch_all(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        let value = rows
+            .iter()
+            .map(event_from_row)
+            .collect::<Result<Vec<_>>>()?;
+        Ok(AtPosition { value, position })
+    }
+
+    /// Whether the database answers.
+    pub async fn ping(&self) -> Result<()> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+}
+
+async fn balances_of(conn: &mut PgConnection, account_id: Uuid) -> Result<Vec<BalanceRecord>> {
+    let rows: Vec<(String, Decimal, i64)> = sqlx::query_as(
+        "SELECT asset, balance, position FROM balances WHERE account_id = $1 ORDER BY asset",
+    )
+    .bind(account_id)
+    .fetch_all(conn)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(asset, balance, position)| BalanceRecord {
+            asset,
+            balance,
+            position,
+        })
+        .collect())
+}
+
+fn account_from_row(row: &PgRow) -> Result<AccountRecord> {
+    Ok(AccountRecord {
+        id: row.try_get("id")?,
+        code: row.try_get("code")?,
+        allow_negative: row.try_get("allow_negative")?,
+        metadata: row.try_get("metadata")?,
+        position: row.try_get("position")?,
+        opened_at: row.try_get("opened_at")?,
+        balances: Vec::new(),
+    })
+}
+
+fn event_from_row(row: &PgRow) -> Result<StoredEvent> {
+    Ok(StoredEvent {
+        position: row.try_get("position")?,
+        event_id: row.try_get("event_id")?,
+        event_type: row.try_get("event_type")?,
+        schema_version: row.try_get("schema_version")?,
+        payload: row.try_get("payload")?,
+        metadata: row.try_get("metadata")?,
+        recorded_at: row.try_get("recorded_at")?,
+    })
+}

@@ -1,0 +1,243 @@
+//! The harness of the end-to-end tests: a fresh PostgreSQL database and the real server on port 0,
+//! spoken to over HTTP.
+
+use std::net::SocketAddr;
+
+use api::{ServeConfig, Server};
+use infrastructure::testing::TestDatabase;
+use reqwest::header::HeaderMap;
+use serde_json::{json, Value};
+
+pub use serde_json;
+
+/// A response, read whole.
+#[derive(Debug)]
+pub struct Answer {
+    pub status: u16,
+    pub headers: HeaderMap,
+    pub body: Value,
+    pub text: String,
+}
+
+impl Answer {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    /// The `Ledger-Position` header.
+    pub fn position(&self) -> i64 {
+        self.header("ledger-position")
+            .and_then(|p| p.parse().ok())
+            .unwrap_or_else(|| panic!("no Ledger-Position in {self:?}"))
+    }
+
+    /// The problem document's `code`, asserting the content type of an error.
+    pub fn code(&self) -> &str {
+        assert_eq!(
+            self.header("content-type"),
+            Some("application/problem+json"),
+            "{self:?}"
+        );
+        self.body["code"].as_str().unwrap_or("")
+    }
+
+    #[track_caller]
+    pub fn expect(&self, status: u16) -> &Self {
+        assert_eq!(self.status, status, "{}", self.text);
+        self
+    }
+}
+
+/// A database for one test, and a server on it.
+pub struct TestLedger {
+    pub database: Option<TestDatabase>,
+    pub database_url: String,
+    server: Option<Server>,
+    pub base: String,
+    pub client: reqwest::Client,
+}
+
+fn config(database_url: &str) -> ServeConfig {
+    ServeConfig::local(
+        SocketAddr::from(([127, 0, 0, 1], 0)),
+        Some(database_url.to_owned()),
+    )
+}
+
+impl TestLedger {
+    /// A fresh database and a server on it.
+    pub async fn start() -> Self {
+        Self::start_with(|_| {}).await
+    }
+
+    /// A fresh database and a server with adjusted configuration.
+    pub async fn start_with(adjust: impl FnOnce(&mut ServeConfig)) -> Self {
+        let database = TestDatabase::create().await.expect("test database");
+        let url = database.url().to_owned();
+        let mut ledger = Self::serve(&url, adjust).await;
+        ledger.database = Some(database);
+        ledger
+    }
+
+    /// Another server on an existing database (which the caller keeps and drops).
+    pub async fn serve(database_url: &str, adjust: impl FnOnce(&mut ServeConfig)) -> Self {
+        let mut config = config(database_url);
+        adjust(&mut config);
+        let server = Server::start(&config).await.expect("server starts");
+        let base = format!("http://{}", server.addr());
+        Self {
+            database: None,
+            database_url: database_url.to_owned(),
+            server: Some(server),
+            base,
+            client: reqwest::Client::new(),
+        }
+    }
+
+    /// Stops the server and keeps the database, for a restart.
+    pub async fn stop_server(&mut self) {
+        if let Some(server) = self.server.take() {
+            server.stop().await.expect("server stops");
+        }
+    }
+
+    /// Starts a server again on the same database.
+    pub async fn restart(&mut self) {
+        self.stop_server().await;
+        let again = Self::serve(&self.database_url, |_| {}).await;
+        self.server = again.server;
+        self.base = again.base;
+    }
+
+    /// Stops the server and drops the database.
+    pub async fn finish(mut self) {
+        self.stop_server().await;
+        if let Some(database) = self.database.take() {
+            let _ = database.drop_database().await;
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    async fn read(response: reqwest::Response) -> Answer {
+        let status = response.status().as_u16();
+        let headers = response.headers().clone();
+        let text = response.text().await.expect("body");
+        let body = serde_json::from_str(&text).unwrap_or(Value::Null);
+        Answer {
+            status,
+            headers,
+            body,
+            text,
+        }
+    }
+
+    pub async fn get(&self, path: &str) -> Answer {
+        Self::read(self.client.get(self.url(path)).send().await.expect("GET")).await
+    }
+
+    /// POSTs JSON with an idempotency key.
+    pub async fn post(&self, path: &str, key: &str, body: &Value) -> Answer {
+        let response = self
+            .client
+            .post(self.url(path))
+            .header("idempotency-key", key)
+            .json(body)
+            .send()
+            .await
+            .expect("POST");
+        Self::read(response).await
+    }
+
+    /// POSTs raw bytes with the given headers.
+    pub async fn post_raw(&self, path: &str, headers: &[(&str, &str)], body: Vec<u8>) -> Answer {
+        let mut request = self.client.post(self.url(path)).body(body);
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        Self::read(request.send().await.expect("POST")).await
+    }
+
+    pub async fn define_asset(&self, code: &str, scale: u32) -> Answer {
+        self.post(
+            "/v1/assets",
+            &format!("asset-{code}"),
+            &json!({"code": code, "scale": scale}),
+        )
+        .await
+    }
+
+    pub async fn open_account(&self, code: &str, allow_negative: bool) -> Answer {
+        self.post(
+            "/v1/accounts",
+            &format!("account-{code}"),
+            &json!({"code": code, "allow_negative": allow_negative}),
+        )
+        .await
+    }
+
+    pub async fn transfer(
+        &self,
+        key: &str,
+        source: &str,
+        destination: &str,
+        asset: &str,
+        amount: &str,
+    ) -> Answer {
+        self.post(
+            "/v1/transfers",
+            key,
+            &json!({"source": source, "destination": destination, "asset": asset, "amount": amount}),
+        )
+        .await
+    }
+
+    /// The balance of an account in an asset as the API reports it ("0" when it holds none).
+    pub async fn balance(&self, account: &str, asset: &str) -> String {
+        let answer = self.get(&format!("/v1/accounts/{account}")).await;
+        answer.expect(200);
+        answer.body["balances"]
+            .as_array()
+            .and_then(|b| b.iter().find(|b| b["asset"] == asset))
+            .and_then(|b| b["balance"].as_str())
+            .unwrap_or("0")
+            .to_owned()
+    }
+
+    /// USD (2), AAPL (0); world:bank may go negative; alice:cash, bob:cash and broker:fees may not.
+    pub async fn market(&self) {
+        self.define_asset("USD", 2).await.expect(201);
+        self.define_asset("AAPL", 0).await.expect(201);
+        self.open_account("world:bank", true).await.expect(201);
+        for code in ["alice:cash", "bob:cash", "broker:fees"] {
+            self.open_account(code, false).await.expect(201);
+        }
+    }
+
+    /// A direct connection to the database, for checks the API does not offer.
+    pub async fn sql(&self) -> sqlx::PgConnection {
+        use sqlx::Connection;
+        sqlx::PgConnection::connect(&self.database_url)
+            .await
+            .expect("database connection")
+    }
+
+    /// Per asset, the sum of all balances in the projection: must be zero.
+    pub async fn balance_sums(&self) -> Vec<(String, rust_decimal::Decimal)> {
+        let mut conn = self.sql().await;
+        sqlx::query_as("SELECT asset, sum(balance) FROM balances GROUP BY asset ORDER BY asset")
+            .fetch_all(&mut conn)
+            .await
+            .expect("sums")
+    }
+
+    pub async fn event_count(&self) -> i64 {
+        let mut conn = self.sql().await;
+        sqlx::query_scalar("SELECT count(*) FROM events")
+            .fetch_one(&mut conn)
+            .await
+            .expect("count")
+    }
+}

@@ -1,0 +1,110 @@
+//! Health, readiness, metrics, and an OpenAPI document that covers every route.
+
+use std::collections::BTreeSet;
+
+use ledger_tests::TestLedger;
+
+/// Every route the server serves. A route added to the code must be added here too; the test
+/// then fails until it is also in the OpenAPI document (and the reverse).
+const ROUTES: &[(&str, &str)] = &[
+    ("get", "/healthz"),
+    ("get", "/metrics"),
+    ("get", "/openapi.json"),
+    ("get", "/readyz"),
+    ("get", "/v1/accounts"),
+    ("get", "/v1/accounts/{id_or_code}"),
+    ("get", "/v1/accounts/{id_or_code}/history"),
+    ("get", "/v1/assets"),
+    ("get", "/v1/events"),
+    ("get", "/v1/trades/{id}"),
+    ("get", "/v1/transactions/{id}"),
+    ("post", "/v1/accounts"),
+    ("post", "/v1/assets"),
+    ("post", "/v1/trades"),
+    ("post", "/v1/transactions"),
+    ("post", "/v1/transfers"),
+];
+
+#[tokio::test]
+async fn the_openapi_document_covers_every_route() {
+    let ledger = TestLedger::start().await;
+    ledger.market().await;
+    let doc = ledger.get("/openapi.json").await;
+    doc.expect(200);
+    assert!(doc.body["openapi"].as_str().unwrap().starts_with("3."));
+    let mut documented = BTreeSet::new();
+    for (path, item) in doc.body["paths"].as_object().unwrap() {
+        for method in item.as_object().unwrap().keys() {
+            if ["get", "post", "put", "patch", "delete"].contains(&method.as_str()) {
+                documented.insert((method.clone(), path.clone()));
+            }
+        }
+    }
+    let expected: BTreeSet<(String, String)> = ROUTES
+        .iter()
+        .map(|(m, p)| (m.to_string(), p.to_string()))
+        .collect();
+    assert_eq!(documented, expected);
+
+    // And every documented route is served (answers something other than "no such route").
+    for (method, path) in ROUTES {
+        let concrete = path
+            .replace("{id_or_code}", "alice:cash")
+            .replace("{id}", "00000000-0000-0000-0000-000000000000");
+        let request = match *method {
+            "get" => ledger.client.get(ledger.url(&concrete)),
+            _ => ledger.client.post(ledger.url(&concrete)),
+        };
+        let response = request.send().await.unwrap();
+        let status = response.status().as_u16();
+        let body = response.text().await.unwrap();
+        assert!(
+            status != 404 || !body.contains("route_not_found"),
+            "{method} {path} is documented but not served"
+        );
+        assert!(status != 405, "{method} {path}");
+    }
+    // Schemas for the bodies are there, amounts as strings.
+    let schemas = &doc.body["components"]["schemas"];
+    assert_eq!(
+        schemas["TransferRequest"]["properties"]["amount"]["type"],
+        "string"
+    );
+    assert_eq!(schemas["Problem"]["properties"]["code"]["type"], "string");
+    ledger.finish().await;
+}
+
+#[tokio::test]
+async fn health_readiness_and_metrics() {
+    let ledger = TestLedger::start().await;
+    ledger.market().await;
+    ledger.get("/healthz").await.expect(200);
+    let ready = ledger.get("/readyz").await;
+    ready.expect(200);
+    assert_eq!(ready.body["writer"], "leader");
+    assert_eq!(ready.body["database"], true);
+    assert_eq!(ready.body["position"], 6);
+
+    ledger
+        .transfer("t", "world:bank", "alice:cash", "USD", "1")
+        .await
+        .expect(201);
+    let metrics = ledger.get("/metrics").await;
+    metrics.expect(200);
+    for series in [
+        "ledger_http_requests_total{method=\"POST\",route=\"/v1/transfers\",status=\"201\"} 1",
+        "ledger_batch_size_count",
+        "ledger_commit_latency_seconds_bucket",
+        "ledger_writer_queue_depth 0",
+        "ledger_commands_total{outcome=\"accepted\"} 7",
+        "ledger_position 7",
+        "ledger_writer_leader 1",
+    ] {
+        assert!(
+            metrics.text.contains(series),
+            "missing {series} in\n{}",
+            metrics.text
+        );
+    }
+    ledger.finish().await;
+}
