@@ -32,6 +32,9 @@ pub struct ServeConfig {
     /// Largest request body.
     #[arg(long, env = "LEDGER_BODY_BYTES_MAX", default_value_t = 1024 * 1024)]
     pub body_bytes_max: usize,
+    /// Largest body of `POST /v1/transactions/batch`.
+    #[arg(long, env = "LEDGER_BATCH_BODY_BYTES_MAX", default_value_t = 16 * 1024 * 1024)]
+    pub batch_body_bytes_max: usize,
     /// How long a read waits for `min_position` before answering 409.
     #[arg(long, env = "LEDGER_MIN_POSITION_WAIT_MS", default_value_t = 2_000)]
     pub min_position_wait_ms: u64,
@@ -48,6 +51,7 @@ impl ServeConfig {
             batch_max: 2_048,
             db_pool_max: 16,
             body_bytes_max: 1024 * 1024,
+            batch_body_bytes_max: 16 * 1024 * 1024,
             min_position_wait_ms: 2_000,
         }
     }
@@ -70,6 +74,7 @@ impl ServeConfig {
     pub fn limits(&self) -> Limits {
         Limits {
             body_bytes_max: self.body_bytes_max,
+            batch_body_bytes_max: self.batch_body_bytes_max,
             min_position_wait: Duration::from_millis(self.min_position_wait_ms),
             ..Limits::default()
         }

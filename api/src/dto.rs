@@ -10,6 +10,8 @@ use domain::{
 };
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
+
+use crate::routes::write::CommandRequest;
 use uuid::Uuid;
 
 // ------------------------------------------------------------------ requests
@@ -122,8 +124,10 @@ pub struct TradeRequest {
 // Each request becomes its command here; ids of what a command creates are chosen now, so the
 // domain's decision stays pure. They are not part of the idempotency fingerprint.
 
-impl DefineAssetRequest {
-    pub fn command(&self) -> Command {
+impl CommandRequest for DefineAssetRequest {
+    const ROUTE: &'static str = "POST /v1/assets";
+
+    fn command(&self) -> Command {
         Command::DefineAsset(DefineAsset {
             code: self.code.clone(),
             scale: self.scale,
@@ -131,8 +135,10 @@ impl DefineAssetRequest {
     }
 }
 
-impl OpenAccountRequest {
-    pub fn command(&self) -> Command {
+impl CommandRequest for OpenAccountRequest {
+    const ROUTE: &'static str = "POST /v1/accounts";
+
+    fn command(&self) -> Command {
         Command::OpenAccount(OpenAccount {
             id: AccountId(Uuid::new_v4()),
             code: self.code.clone(),
@@ -153,8 +159,10 @@ impl PostingRequest {
     }
 }
 
-impl TransactionRequest {
-    pub fn command(&self) -> Command {
+impl CommandRequest for TransactionRequest {
+    const ROUTE: &'static str = "POST /v1/transactions";
+
+    fn command(&self) -> Command {
         Command::PostTransaction(PostTransaction {
             id: TransactionId(Uuid::new_v4()),
             kind: TransactionKind::Transaction,
@@ -168,8 +176,10 @@ impl TransactionRequest {
     }
 }
 
-impl TransferRequest {
-    pub fn command(&self) -> Command {
+impl CommandRequest for TransferRequest {
+    const ROUTE: &'static str = "POST /v1/transfers";
+
+    fn command(&self) -> Command {
         Command::PostTransaction(PostTransaction {
             id: TransactionId(Uuid::new_v4()),
             kind: TransactionKind::Transfer,
@@ -184,8 +194,10 @@ impl TransferRequest {
     }
 }
 
-impl TradeRequest {
-    pub fn command(&self) -> Command {
+impl CommandRequest for TradeRequest {
+    const ROUTE: &'static str = "POST /v1/trades";
+
+    fn command(&self) -> Command {
         Command::ExecuteTrade(ExecuteTrade {
             id: TransactionId(Uuid::new_v4()),
             buyer: self.buyer.clone(),

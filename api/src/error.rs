@@ -8,7 +8,7 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 /// Seconds a client should wait before retrying a 503.
-const RETRY_AFTER_S: &str = "1";
+pub(crate) const RETRY_AFTER_S: &str = "1";
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {

@@ -17,22 +17,43 @@ impl<T: DeserializeOwned> FromRequest<AppState> for JsonBody<T> {
     type Rejection = ApiError;
 
     async fn from_request(request: Request, state: &AppState) -> Result<Self, ApiError> {
-        let is_json = request
-            .headers()
-            .get(CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.split(';').next())
-            .is_some_and(|mime| mime.trim().eq_ignore_ascii_case("application/json"));
-        if !is_json {
-            return Err(ApiError::UnsupportedMediaType);
-        }
-        let limit_bytes = state.limits().body_bytes_max;
-        // Reads at most the limit: an endless body is cut off, never buffered whole.
-        let bytes = axum::body::to_bytes(request.into_body(), limit_bytes)
+        read_json(request, state.limits().body_bytes_max)
             .await
-            .map_err(|_| ApiError::PayloadTooLarge { limit_bytes })?;
-        parse_json(&bytes).map(JsonBody)
+            .map(JsonBody)
     }
+}
+
+/// The body of a batch request: like `JsonBody`, with the larger limit for batches.
+pub struct BatchJsonBody<T>(pub T);
+
+impl<T: DeserializeOwned> FromRequest<AppState> for BatchJsonBody<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &AppState) -> Result<Self, ApiError> {
+        read_json(request, state.limits().batch_body_bytes_max)
+            .await
+            .map(BatchJsonBody)
+    }
+}
+
+async fn read_json<T: DeserializeOwned>(
+    request: Request,
+    limit_bytes: usize,
+) -> Result<T, ApiError> {
+    let is_json = request
+        .headers()
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|mime| mime.trim().eq_ignore_ascii_case("application/json"));
+    if !is_json {
+        return Err(ApiError::UnsupportedMediaType);
+    }
+    // Reads at most the limit: an endless body is cut off, never buffered whole.
+    let bytes = axum::body::to_bytes(request.into_body(), limit_bytes)
+        .await
+        .map_err(|_| ApiError::PayloadTooLarge { limit_bytes })?;
+    parse_json(&bytes)
 }
 
 /// Parses JSON, telling apart a body that is not JSON of the right shape (400) from values that
@@ -69,6 +90,17 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for Params<T> {
 /// The `Idempotency-Key` header every POST must carry: 1 to 255 printable ASCII characters.
 pub struct IdempotencyKey(pub String);
 
+impl IdempotencyKey {
+    pub fn parse(bytes: &[u8]) -> Result<Self, ApiError> {
+        if bytes.is_empty() || bytes.len() > 255 || !bytes.iter().all(|b| (0x20..=0x7e).contains(b))
+        {
+            return Err(ApiError::IdempotencyKeyInvalid);
+        }
+        // Printable ASCII is valid UTF-8.
+        Ok(Self(String::from_utf8_lossy(bytes).into_owned()))
+    }
+}
+
 impl<S: Send + Sync> FromRequestParts<S> for IdempotencyKey {
     type Rejection = ApiError;
 
@@ -77,13 +109,7 @@ impl<S: Send + Sync> FromRequestParts<S> for IdempotencyKey {
             .headers
             .get("idempotency-key")
             .ok_or(ApiError::IdempotencyKeyMissing)?;
-        let bytes = value.as_bytes();
-        if bytes.is_empty() || bytes.len() > 255 || !bytes.iter().all(|b| (0x20..=0x7e).contains(b))
-        {
-            return Err(ApiError::IdempotencyKeyInvalid);
-        }
-        // Printable ASCII is valid UTF-8.
-        Ok(Self(String::from_utf8_lossy(bytes).into_owned()))
+        Self::parse(value.as_bytes())
     }
 }
 

@@ -12,6 +12,9 @@ use crate::http_metrics::HttpMetrics;
 #[derive(Debug, Clone)]
 pub struct Limits {
     pub body_bytes_max: usize,
+    /// The body of `POST /v1/transactions/batch`, which carries up to `batch_commands_max`.
+    pub batch_body_bytes_max: usize,
+    pub batch_commands_max: usize,
     pub page_size_default: i64,
     pub page_size_max: i64,
     /// How long a read waits for `min_position` before answering 409.
@@ -22,6 +25,8 @@ impl Default for Limits {
     fn default() -> Self {
         Self {
             body_bytes_max: 1024 * 1024,
+            batch_body_bytes_max: 16 * 1024 * 1024,
+            batch_commands_max: 8_000,
             page_size_default: 100,
             page_size_max: 1000,
             min_position_wait: Duration::from_secs(2),

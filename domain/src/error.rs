@@ -40,6 +40,14 @@ pub enum Rejection {
     },
     #[error("{message}")]
     BalanceOverflow { message: String },
+    /// Another command of the same atomic batch was refused, so none of them was applied.
+    #[error(
+        "the atomic batch was not applied: command {failed_index} was refused ({failed_code})"
+    )]
+    BatchAborted {
+        failed_index: usize,
+        failed_code: String,
+    },
 }
 
 impl Rejection {
@@ -54,6 +62,7 @@ impl Rejection {
             Self::AmountPrecision { .. } => "amount_precision",
             Self::InsufficientFunds { .. } => "insufficient_funds",
             Self::BalanceOverflow { .. } => "balance_overflow",
+            Self::BatchAborted { .. } => "batch_aborted",
         }
     }
 

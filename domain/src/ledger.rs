@@ -40,9 +40,14 @@ impl Account {
         self.balances.iter().map(|(a, units)| (a, *units))
     }
 
+    /// Zero balances are not kept, so that equal states are equal however they were reached.
     fn set_balance(&mut self, asset: &AssetCode, units: i128) {
-        match self.balances.iter_mut().find(|(a, _)| a == asset) {
-            Some((_, balance)) => *balance = units,
+        match self.balances.iter().position(|(a, _)| a == asset) {
+            Some(i) if units == 0 => {
+                self.balances.swap_remove(i);
+            }
+            Some(i) => self.balances[i].1 = units,
+            None if units == 0 => {}
             None => self.balances.push((asset.clone(), units)),
         }
     }
@@ -450,6 +455,27 @@ impl LedgerState {
                     }
                 }
                 Ok(legs)
+            }
+        }
+    }
+
+    /// Reverts an event that was just applied (the last one, with the legs `apply` returned): how
+    /// an atomic group of commands is abandoned when one of them is refused.
+    pub fn undo(&mut self, event: &Event, legs: &[Leg]) {
+        match event {
+            Event::AssetDefined(e) => {
+                self.assets.remove(&e.asset);
+            }
+            Event::AccountOpened(e) => {
+                self.account_ids.remove(&e.code);
+                self.accounts.remove(&e.account_id);
+            }
+            Event::TransactionPosted(_) | Event::TradeExecuted(_) => {
+                for leg in legs.iter().rev() {
+                    if let Some(account) = self.accounts.get_mut(&leg.account_id) {
+                        account.set_balance(&leg.asset, leg.balance_after - leg.units);
+                    }
+                }
             }
         }
     }

@@ -210,3 +210,31 @@ fn the_generator_produces_accepted_money_movements() {
         "only {trades_accepted} accepted trades"
     );
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+    /// Undoing the events of a group in reverse order restores the state exactly: how an atomic
+    /// batch is abandoned.
+    #[test]
+    fn undo_restores_the_state(prefix in prop::collection::vec(op(), 0..30), group in prop::collection::vec(op(), 1..10)) {
+        let mut state = genesis();
+        for op in &prefix {
+            if let Ok(event) = state.decide(&command(op)) {
+                state.apply(&event).map_err(|e| TestCaseError::fail(e.to_string()))?;
+            }
+        }
+        let before = state.clone();
+        let mut applied = Vec::new();
+        for op in &group {
+            if let Ok(event) = state.decide(&command(op)) {
+                let legs = state.apply(&event).map_err(|e| TestCaseError::fail(e.to_string()))?;
+                applied.push((event, legs));
+            }
+        }
+        for (event, legs) in applied.iter().rev() {
+            state.undo(event, legs);
+        }
+        prop_assert_eq!(&state, &before);
+    }
+}

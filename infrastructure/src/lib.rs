@@ -14,4 +14,6 @@ pub mod testing;
 pub use batch::EventMetadata;
 pub use error::{Error, Result};
 pub use reads::{AccountKey, AtPosition, HistoryCursor, ReadStore};
-pub use sequencer::{CommittedEvent, Outcome, Reply, Writer, WriterConfig, WriterStatus};
+pub use sequencer::{
+    CommittedEvent, Outcome, Reply, WriteItem, Writer, WriterConfig, WriterStatus,
+};

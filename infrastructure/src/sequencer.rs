@@ -8,12 +8,12 @@
 //! writer fail rather than fork the log.
 
 use std::collections::HashMap;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
-use domain::{Command, Event, LedgerState, Rejection};
+use domain::{Command, Event, LedgerState, Leg, Rejection};
 use sqlx::postgres::PgConnectOptions;
 use sqlx::{Connection, PgConnection, Row};
 use tokio::sync::{mpsc, oneshot, watch};
@@ -97,19 +97,30 @@ pub struct Reply {
     pub replayed: bool,
 }
 
-pub struct WriteRequest {
+/// One command with its idempotency key and a digest of the request it came from, so that a key
+/// reused for another request is noticed.
+pub struct WriteItem {
     pub command: Command,
     pub idempotency_key: String,
-    /// A digest of the request, so that a key reused for another request is noticed.
     pub fingerprint: Vec<u8>,
-    pub request_id: Option<String>,
-    reply: oneshot::Sender<Result<Reply>>,
+}
+
+/// What waits in the queue: one command, or a batch of them from one HTTP request.
+struct WriteRequest {
+    items: Vec<WriteItem>,
+    /// All or nothing: if one is refused, none is applied and nothing is recorded.
+    atomic: bool,
+    request_id: Option<String>,
+    reply: oneshot::Sender<Vec<Result<Reply>>>,
 }
 
 /// A handle to the writer; cheap to clone.
 #[derive(Clone)]
 pub struct Writer {
     queue: mpsc::Sender<WriteRequest>,
+    /// Commands queued (a batch request counts as its size), bounded by `queue_capacity`.
+    queued: Arc<AtomicUsize>,
+    queue_capacity: usize,
     status: watch::Receiver<WriterStatus>,
     head: watch::Receiver<i64>,
     metrics: Arc<WriterMetrics>,
@@ -126,10 +137,13 @@ impl Writer {
         let (status_tx, status) = watch::channel(WriterStatus::Starting);
         let (head_tx, head) = watch::channel(0);
         let metrics = Arc::new(WriterMetrics::default());
+        let queued = Arc::new(AtomicUsize::new(0));
+        let queue_capacity = config.queue_capacity;
         let task = Sequencer {
             connect,
             config,
             requests,
+            queued: queued.clone(),
             status: status_tx,
             head: head_tx,
             metrics: metrics.clone(),
@@ -138,6 +152,8 @@ impl Writer {
         (
             Self {
                 queue,
+                queued,
+                queue_capacity,
                 status,
                 head,
                 metrics,
@@ -148,30 +164,42 @@ impl Writer {
 
     /// Queues a command and waits for its answer. Never waits for queue space: a full queue is
     /// `Error::Overloaded` at once.
-    pub async fn submit(
+    pub async fn submit(&self, item: WriteItem, request_id: Option<String>) -> Result<Reply> {
+        let mut answers = self.submit_batch(vec![item], false, request_id).await?;
+        answers.pop().unwrap_or(Err(Error::CommitFailed))
+    }
+
+    /// Queues commands that are decided in order in one batch and answered each on its own; with
+    /// `atomic`, all are applied or none is.
+    pub async fn submit_batch(
         &self,
-        command: Command,
-        idempotency_key: String,
-        fingerprint: Vec<u8>,
+        items: Vec<WriteItem>,
+        atomic: bool,
         request_id: Option<String>,
-    ) -> Result<Reply> {
+    ) -> Result<Vec<Result<Reply>>> {
+        let count = items.len();
+        if self.queued.fetch_add(count, Ordering::AcqRel) + count > self.queue_capacity {
+            self.queued.fetch_sub(count, Ordering::AcqRel);
+            return Err(Error::Overloaded);
+        }
         let (reply, answer) = oneshot::channel();
         let request = WriteRequest {
-            command,
-            idempotency_key,
-            fingerprint,
+            items,
+            atomic,
             request_id,
             reply,
         };
-        self.queue.try_send(request).map_err(|e| match e {
-            mpsc::error::TrySendError::Full(_) => Error::Overloaded,
-            mpsc::error::TrySendError::Closed(_) => Error::WriterUnavailable("shutting down"),
-        })?;
+        if let Err(e) = self.queue.try_send(request) {
+            self.queued.fetch_sub(count, Ordering::AcqRel);
+            return Err(match e {
+                mpsc::error::TrySendError::Full(_) => Error::Overloaded,
+                mpsc::error::TrySendError::Closed(_) => Error::WriterUnavailable("shutting down"),
+            });
+        }
         answer
             .await
-            .map_err(|_| Error::WriterUnavailable("the writer stopped"))?
+            .map_err(|_| Error::WriterUnavailable("the writer stopped"))
     }
-
     pub fn status(&self) -> WriterStatus {
         *self.status.borrow()
     }
@@ -186,9 +214,9 @@ impl Writer {
         self.head.clone()
     }
 
-    /// Requests waiting in the queue.
+    /// Commands waiting in the queue.
     pub fn queue_depth(&self) -> usize {
-        self.queue.max_capacity() - self.queue.capacity()
+        self.queued.load(Ordering::Acquire)
     }
 
     pub fn metrics(&self) -> &WriterMetrics {
@@ -200,6 +228,7 @@ struct Sequencer {
     connect: PgConnectOptions,
     config: WriterConfig,
     requests: mpsc::Receiver<WriteRequest>,
+    queued: Arc<AtomicUsize>,
     status: watch::Sender<WriterStatus>,
     head: watch::Sender<i64>,
     metrics: Arc<WriterMetrics>,
@@ -224,8 +253,9 @@ enum Stop {
 enum Pending {
     /// Answered without a commit (a stored replay, or a reused key).
     Ready(Result<Reply>),
-    /// Decided in this batch; answered once the batch commits.
-    Decided(Outcome),
+    /// Decided in this batch (with the legs an accepted event put on accounts); answered once
+    /// the batch commits.
+    Decided(Outcome, Vec<Leg>),
     /// The same key and request as an earlier one in this batch: gets its outcome, as a replay.
     SameAs(usize),
 }
@@ -317,7 +347,11 @@ impl Sequencer {
             tokio::select! {
                 _ = &mut deadline => return true,
                 request = self.requests.recv() => match request {
-                    Some(r) => { let _ = r.reply.send(Err(Error::WriterUnavailable(reason))); }
+                    Some(r) => {
+                        self.queued.fetch_sub(r.items.len(), Ordering::AcqRel);
+                        let answers = r.items.iter().map(|_| Err(Error::WriterUnavailable(reason))).collect();
+                        let _ = r.reply.send(answers);
+                    }
                     None => return false,
                 },
             }
@@ -341,15 +375,20 @@ impl Sequencer {
                 let _ = session.conn.close().await;
                 return Stop::Shutdown;
             };
-            let mut requests =
-                Vec::with_capacity(self.requests.len().min(self.config.batch_max) + 1);
-            requests.push(first);
-            while requests.len() < self.config.batch_max {
+            // Whatever queued while the last batch committed joins this one, up to batch_max
+            // commands (a batch request is never split).
+            let mut items = first.items.len();
+            let mut requests = vec![first];
+            while items < self.config.batch_max {
                 match self.requests.try_recv() {
-                    Ok(r) => requests.push(r),
+                    Ok(r) => {
+                        items += r.items.len();
+                        requests.push(r);
+                    }
                     Err(_) => break,
                 }
             }
+            self.queued.fetch_sub(items, Ordering::AcqRel);
             if let Err(e) = self.process(&mut session, requests).await {
                 return Stop::Failed(e);
             }
@@ -359,10 +398,11 @@ impl Sequencer {
     /// Decides and commits one batch, then answers every request in it. An error means the
     /// session must be dropped and the state reloaded; every request has been answered anyway.
     async fn process(&self, session: &mut Session, requests: Vec<WriteRequest>) -> Result<()> {
-        self.metrics.batch_size.observe(requests.len() as u64);
+        let item_count: usize = requests.iter().map(|r| r.items.len()).sum();
+        self.metrics.batch_size.observe(item_count as u64);
         let keys: Vec<&str> = requests
             .iter()
-            .map(|r| r.idempotency_key.as_str())
+            .flat_map(|r| r.items.iter().map(|i| i.idempotency_key.as_str()))
             .collect();
         let stored = match stored_outcomes(&mut session.conn, &keys).await {
             Ok(stored) => stored,
@@ -373,68 +413,54 @@ impl Sequencer {
         };
 
         let recorded_at = session.next_recorded_at();
-        let mut batch = Batch::default();
-        let mut pending: Vec<Pending> = Vec::with_capacity(requests.len());
-        let mut first_with_key: HashMap<&str, usize> = HashMap::new();
-        for (index, request) in requests.iter().enumerate() {
-            let key = request.idempotency_key.as_str();
-            if let Some((fingerprint, outcome)) = stored.get(key) {
-                pending.push(Pending::Ready(if *fingerprint == request.fingerprint {
-                    Ok(Reply {
-                        outcome: outcome.clone(),
-                        replayed: true,
-                    })
-                } else {
-                    Err(Error::IdempotencyKeyReused)
-                }));
-                continue;
-            }
-            if let Some(&earlier) = first_with_key.get(key) {
-                pending.push(if requests[earlier].fingerprint == request.fingerprint {
-                    Pending::SameAs(earlier)
-                } else {
-                    Pending::Ready(Err(Error::IdempotencyKeyReused))
-                });
-                continue;
-            }
-            first_with_key.insert(key, index);
-            match session.state.decide(&request.command) {
-                Ok(event) => {
-                    let legs = match session.state.apply(&event) {
-                        Ok(legs) => legs,
-                        Err(e) => {
-                            // A decided event that cannot be applied is a bug; the state is
-                            // reloaded rather than trusted.
-                            answer_all_failed(requests);
-                            return Err(e.into());
-                        }
-                    };
-                    let position = session.next_position;
-                    session.next_position += 1;
-                    let metadata = EventMetadata {
-                        idempotency_key: request.idempotency_key.clone(),
-                        request_id: request.request_id.clone(),
-                    };
-                    batch.push_event(
-                        position,
-                        &event,
-                        &legs,
-                        &metadata,
-                        &request.fingerprint,
-                        recorded_at,
-                    );
-                    pending.push(Pending::Decided(Outcome::Accepted(CommittedEvent {
-                        position,
-                        recorded_at,
-                        event,
-                    })));
-                }
-                Err(rejection) => {
-                    batch.push_rejection(key, &request.fingerprint, &rejection, recorded_at);
-                    pending.push(Pending::Decided(Outcome::Rejected(rejection)));
-                }
+        let mut decider = Decider {
+            session: &mut *session,
+            stored: &stored,
+            recorded_at,
+            items: Vec::with_capacity(item_count),
+            pending: Vec::with_capacity(item_count),
+            first_with_key: HashMap::with_capacity(item_count),
+        };
+        for request in &requests {
+            if let Err(e) = decider.decide_request(request) {
+                // A decided event that cannot be applied is a bug; the state is reloaded
+                // rather than trusted.
+                drop(decider);
+                answer_all_failed(requests);
+                return Err(e);
             }
         }
+        let Decider { pending, items, .. } = decider;
+
+        let mut batch = Batch::default();
+        for (p, (item, request_id)) in pending.iter().zip(&items) {
+            match p {
+                Pending::Decided(Outcome::Accepted(committed), legs) => {
+                    let metadata = EventMetadata {
+                        idempotency_key: item.idempotency_key.clone(),
+                        request_id: request_id.clone(),
+                    };
+                    batch.push_event(
+                        committed.position,
+                        &committed.event,
+                        legs,
+                        &metadata,
+                        &item.fingerprint,
+                        recorded_at,
+                    );
+                }
+                Pending::Decided(Outcome::Rejected(rejection), _) => {
+                    batch.push_rejection(
+                        &item.idempotency_key,
+                        &item.fingerprint,
+                        rejection,
+                        recorded_at,
+                    );
+                }
+                Pending::Ready(_) | Pending::SameAs(_) => {}
+            }
+        }
+        drop(items);
 
         if !batch.is_empty() {
             let started = Instant::now();
@@ -460,42 +486,168 @@ impl Sequencer {
         let outcomes: Vec<Option<Outcome>> = pending
             .iter()
             .map(|p| match p {
-                Pending::Decided(o) => Some(o.clone()),
+                Pending::Decided(o, _) => Some(o.clone()),
                 _ => None,
             })
             .collect();
         let count = |counter: &std::sync::atomic::AtomicU64| {
             counter.fetch_add(1, Ordering::Relaxed);
         };
-        for (request, pending) in requests.into_iter().zip(pending) {
-            let answer = match pending {
-                Pending::Ready(answer) => {
-                    count(&self.metrics.commands_replayed);
-                    answer
-                }
-                Pending::Decided(outcome) => {
-                    match outcome {
-                        Outcome::Accepted(_) => count(&self.metrics.commands_accepted),
-                        Outcome::Rejected(_) => count(&self.metrics.commands_rejected),
+        let mut pending = pending.into_iter();
+        for request in requests {
+            let mut answers = Vec::with_capacity(request.items.len());
+            for p in pending.by_ref().take(request.items.len()) {
+                answers.push(match p {
+                    Pending::Ready(answer) => {
+                        match &answer {
+                            Ok(reply) if reply.replayed => count(&self.metrics.commands_replayed),
+                            _ => count(&self.metrics.commands_rejected),
+                        }
+                        answer
                     }
+                    Pending::Decided(outcome, _) => {
+                        match outcome {
+                            Outcome::Accepted(_) => count(&self.metrics.commands_accepted),
+                            Outcome::Rejected(_) => count(&self.metrics.commands_rejected),
+                        }
+                        Ok(Reply {
+                            outcome,
+                            replayed: false,
+                        })
+                    }
+                    Pending::SameAs(earlier) => {
+                        count(&self.metrics.commands_replayed);
+                        outcomes[earlier]
+                            .clone()
+                            .map(|outcome| Reply {
+                                outcome,
+                                replayed: true,
+                            })
+                            .ok_or(Error::CommitFailed)
+                    }
+                });
+            }
+            // The client may have gone away; its answer is in the log either way.
+            let _ = request.reply.send(answers);
+        }
+    }
+}
+
+/// The decision phase of one batch: every command in order against the in-memory state, later
+/// commands seeing the effects of earlier ones.
+struct Decider<'a> {
+    session: &'a mut Session,
+    stored: &'a HashMap<String, (Vec<u8>, Outcome)>,
+    recorded_at: DateTime<Utc>,
+    /// Each command of the batch with the request id of its request, in order.
+    items: Vec<(&'a WriteItem, Option<String>)>,
+    /// What each command waits for, parallel to `items`.
+    pending: Vec<Pending>,
+    /// The index of the first command of this batch with each key.
+    first_with_key: HashMap<&'a str, usize>,
+}
+
+impl<'a> Decider<'a> {
+    fn decide_request(&mut self, request: &'a WriteRequest) -> Result<()> {
+        let group_start = self.pending.len();
+        for (offset, item) in request.items.iter().enumerate() {
+            let pending = self.decide_item(item)?;
+            let refused_code = match &pending {
+                Pending::Decided(Outcome::Rejected(r), _) => Some(r.code()),
+                Pending::Ready(Err(Error::IdempotencyKeyReused)) => Some("idempotency_key_reused"),
+                _ => None,
+            };
+            self.items.push((item, request.request_id.clone()));
+            self.pending.push(pending);
+            if let (true, Some(code)) = (request.atomic, refused_code) {
+                self.abort_group(request, group_start, offset, code);
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    fn decide_item(&mut self, item: &'a WriteItem) -> Result<Pending> {
+        let key = item.idempotency_key.as_str();
+        if let Some((fingerprint, outcome)) = self.stored.get(key) {
+            return Ok(Pending::Ready(if *fingerprint == item.fingerprint {
+                Ok(Reply {
+                    outcome: outcome.clone(),
+                    replayed: true,
+                })
+            } else {
+                Err(Error::IdempotencyKeyReused)
+            }));
+        }
+        if let Some(&earlier) = self.first_with_key.get(key) {
+            let same_request = self.items[earlier].0.fingerprint == item.fingerprint;
+            return Ok(if same_request {
+                Pending::SameAs(earlier)
+            } else {
+                Pending::Ready(Err(Error::IdempotencyKeyReused))
+            });
+        }
+        self.first_with_key.insert(key, self.pending.len());
+        let session = &mut *self.session;
+        Ok(match session.state.decide(&item.command) {
+            Ok(event) => {
+                let legs = session.state.apply(&event)?;
+                let position = session.next_position;
+                session.next_position += 1;
+                Pending::Decided(
+                    Outcome::Accepted(CommittedEvent {
+                        position,
+                        recorded_at: self.recorded_at,
+                        event,
+                    }),
+                    legs,
+                )
+            }
+            Err(rejection) => Pending::Decided(Outcome::Rejected(rejection), Vec::new()),
+        })
+    }
+
+    /// Abandons an atomic group whose command at `failed_index` was refused: undoes what the
+    /// group applied, gives its positions back, records nothing, and answers every command of
+    /// the group with why the group was refused.
+    fn abort_group(
+        &mut self,
+        request: &'a WriteRequest,
+        group_start: usize,
+        failed_index: usize,
+        failed_code: &'static str,
+    ) {
+        let decided = self.pending.split_off(group_start);
+        self.items.truncate(group_start);
+        for pending in decided.iter().rev() {
+            if let Pending::Decided(Outcome::Accepted(committed), legs) = pending {
+                self.session.state.undo(&committed.event, legs);
+                self.session.next_position -= 1;
+            }
+        }
+        self.first_with_key.retain(|_, index| *index < group_start);
+        let mut decided = decided.into_iter();
+        for (offset, item) in request.items.iter().enumerate() {
+            let answer = match decided.next() {
+                Some(Pending::Decided(Outcome::Rejected(rejection), _))
+                    if offset == failed_index =>
+                {
                     Ok(Reply {
-                        outcome,
+                        outcome: Outcome::Rejected(rejection),
                         replayed: false,
                     })
                 }
-                Pending::SameAs(earlier) => {
-                    count(&self.metrics.commands_replayed);
-                    outcomes[earlier]
-                        .clone()
-                        .map(|outcome| Reply {
-                            outcome,
-                            replayed: true,
-                        })
-                        .ok_or(Error::CommitFailed)
-                }
+                Some(Pending::Ready(answer)) if offset == failed_index => answer,
+                _ => Ok(Reply {
+                    outcome: Outcome::Rejected(Rejection::BatchAborted {
+                        failed_index,
+                        failed_code: failed_code.to_owned(),
+                    }),
+                    replayed: false,
+                }),
             };
-            // The client may have gone away; its answer is in the log either way.
-            let _ = request.reply.send(answer);
+            self.items.push((item, request.request_id.clone()));
+            self.pending.push(Pending::Ready(answer));
         }
     }
 }
@@ -519,7 +671,12 @@ async fn commit(conn: &mut PgConnection, batch: &Batch) -> Result<()> {
 
 fn answer_all_failed(requests: Vec<WriteRequest>) {
     for request in requests {
-        let _ = request.reply.send(Err(Error::CommitFailed));
+        let answers = request
+            .items
+            .iter()
+            .map(|_| Err(Error::CommitFailed))
+            .collect();
+        let _ = request.reply.send(answers);
     }
 }
 

@@ -22,6 +22,7 @@ const ROUTES: &[(&str, &str)] = &[
     ("post", "/v1/assets"),
     ("post", "/v1/trades"),
     ("post", "/v1/transactions"),
+    ("post", "/v1/transactions/batch"),
     ("post", "/v1/transfers"),
 ];
 

@@ -39,16 +39,7 @@ async fn open_account(
     request_id: RequestId,
     JsonBody(request): JsonBody<OpenAccountRequest>,
 ) -> Result<Response, ApiError> {
-    let command = request.command();
-    submit(
-        &state,
-        "POST /v1/accounts",
-        key,
-        request_id,
-        &request,
-        command,
-    )
-    .await
+    submit(&state, key, request_id, &request).await
 }
 
 #[derive(Debug, Deserialize, IntoParams)]

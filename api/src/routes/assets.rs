@@ -31,16 +31,7 @@ async fn define_asset(
     request_id: RequestId,
     JsonBody(request): JsonBody<DefineAssetRequest>,
 ) -> Result<Response, ApiError> {
-    let command = request.command();
-    submit(
-        &state,
-        "POST /v1/assets",
-        key,
-        request_id,
-        &request,
-        command,
-    )
-    .await
+    submit(&state, key, request_id, &request).await
 }
 
 #[derive(Debug, Deserialize, IntoParams)]

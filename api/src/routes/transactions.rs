@@ -3,17 +3,24 @@ use axum::response::Response;
 use utoipa_axum::{router::OpenApiRouter, routes};
 use uuid::Uuid;
 
+use axum::response::IntoResponse;
+use infrastructure::WriteItem;
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+use utoipa::ToSchema;
+
 use crate::dto::{TradeRequest, TradeView, TransactionRequest, TransactionView, TransferRequest};
 use crate::error::{ApiError, Problem};
-use crate::extract::{IdempotencyKey, JsonBody, Params, RequestId};
+use crate::extract::{BatchJsonBody, IdempotencyKey, JsonBody, Params, RequestId};
 use crate::render::{decode_stored, trade_view, transaction_view};
 use crate::routes::assets::ReadParams;
-use crate::routes::write::{at_position, submit};
+use crate::routes::write::{at_position, render_reply, submit, CommandRequest};
 use crate::state::AppState;
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(post_transaction))
+        .routes(routes!(post_batch))
         .routes(routes!(get_transaction))
         .routes(routes!(post_transfer))
         .routes(routes!(post_trade))
@@ -38,16 +45,7 @@ async fn post_transaction(
     request_id: RequestId,
     JsonBody(request): JsonBody<TransactionRequest>,
 ) -> Result<Response, ApiError> {
-    let command = request.command();
-    submit(
-        &state,
-        "POST /v1/transactions",
-        key,
-        request_id,
-        &request,
-        command,
-    )
-    .await
+    submit(&state, key, request_id, &request).await
 }
 
 /// Transfer: a transaction with one posting.
@@ -67,16 +65,7 @@ async fn post_transfer(
     request_id: RequestId,
     JsonBody(request): JsonBody<TransferRequest>,
 ) -> Result<Response, ApiError> {
-    let command = request.command();
-    submit(
-        &state,
-        "POST /v1/transfers",
-        key,
-        request_id,
-        &request,
-        command,
-    )
-    .await
+    submit(&state, key, request_id, &request).await
 }
 
 /// Execute a trade, delivery versus payment: `quantity` of the instrument from seller to buyer,
@@ -98,16 +87,7 @@ async fn post_trade(
     request_id: RequestId,
     JsonBody(request): JsonBody<TradeRequest>,
 ) -> Result<Response, ApiError> {
-    let command = request.command();
-    submit(
-        &state,
-        "POST /v1/trades",
-        key,
-        request_id,
-        &request,
-        command,
-    )
-    .await
+    submit(&state, key, request_id, &request).await
 }
 
 fn parse_id(id: &str, code: &'static str, what: &str) -> Result<Uuid, ApiError> {
@@ -161,4 +141,119 @@ async fn get_trade(
     let (_, stored) = found.value.ok_or_else(not_found)?;
     let view = trade_view(&decode_stored(stored)?).ok_or_else(not_found)?;
     Ok(at_position(found.position, view))
+}
+
+/// One command of a batch: its own idempotency key and exactly one of `transaction`, `transfer`
+/// or `trade`, each as its own endpoint takes it.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BatchCommand {
+    /// 1 to 255 printable ASCII characters; the same key and command posted on its own are the
+    /// same request.
+    pub idempotency_key: String,
+    pub transaction: Option<TransactionRequest>,
+    pub transfer: Option<TransferRequest>,
+    pub trade: Option<TradeRequest>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BatchRequest {
+    /// All or nothing: when one command is refused, none is applied, nothing is recorded under
+    /// any of the keys (so the same batch may be sent again), and every other command answers
+    /// 422 `batch_aborted`.
+    #[serde(default)]
+    pub atomic: bool,
+    /// 1 to 8,000 commands, decided in this order.
+    pub commands: Vec<BatchCommand>,
+}
+
+/// The answer to one command of a batch: what posting it on its own would have answered.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct BatchResult {
+    pub status: u16,
+    /// True when this is the stored answer to an earlier request with the same key.
+    pub replayed: bool,
+    /// The position of the command's event, when it was accepted.
+    pub position: Option<i64>,
+    /// The created transaction or trade, or a problem document.
+    #[schema(value_type = Object)]
+    pub body: Box<RawValue>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct BatchResponse {
+    /// One result per command, in order.
+    pub results: Vec<BatchResult>,
+}
+
+impl BatchCommand {
+    fn write_item(self, index: usize) -> Result<WriteItem, ApiError> {
+        let IdempotencyKey(key) = IdempotencyKey::parse(self.idempotency_key.as_bytes())
+            .map_err(|e| ApiError::Validation(format!("command {index}: {e}")))?;
+        match (self.transaction, self.transfer, self.trade) {
+            (Some(r), None, None) => Ok(r.write_item(key)),
+            (None, Some(r), None) => Ok(r.write_item(key)),
+            (None, None, Some(r)) => Ok(r.write_item(key)),
+            _ => Err(ApiError::Validation(format!(
+                "command {index} must have exactly one of transaction, transfer or trade"
+            ))),
+        }
+    }
+}
+
+/// Post up to 8,000 transactions, transfers and trades in one request. They are decided in order,
+/// in one batch of the writer, and each is answered on its own, as if posted alone (and replayed
+/// by its own key); with `atomic`, all are applied or none is. The request needs no
+/// `Idempotency-Key` header: each command carries its own.
+#[utoipa::path(
+    post, path = "/v1/transactions/batch", tag = "transactions",
+    request_body = BatchRequest,
+    responses(
+        (status = 200, body = BatchResponse, description = "One result per command; `Ledger-Position` is the last position written"),
+        (status = "4XX", body = Problem), (status = 503, body = Problem),
+    )
+)]
+async fn post_batch(
+    State(state): State<AppState>,
+    RequestId(request_id): RequestId,
+    BatchJsonBody(request): BatchJsonBody<BatchRequest>,
+) -> Result<Response, ApiError> {
+    let max = state.limits().batch_commands_max;
+    if request.commands.is_empty() || request.commands.len() > max {
+        return Err(ApiError::Validation(format!(
+            "a batch has 1 to {max} commands; this one has {}",
+            request.commands.len()
+        )));
+    }
+    let items = request
+        .commands
+        .into_iter()
+        .enumerate()
+        .map(|(index, command)| command.write_item(index))
+        .collect::<Result<Vec<_>, _>>()?;
+    let answers = state
+        .writer()
+        .submit_batch(items, request.atomic, request_id)
+        .await?;
+    let mut last_position = None;
+    let results = answers
+        .into_iter()
+        .map(|answer| {
+            let reply = render_reply(answer);
+            last_position = reply.position.max(last_position);
+            BatchResult {
+                status: reply.status.as_u16(),
+                replayed: reply.replayed,
+                position: reply.position,
+                body: RawValue::from_string(String::from_utf8_lossy(&reply.body).into_owned())
+                    .unwrap_or_else(|_| RawValue::NULL.to_owned()),
+            }
+        })
+        .collect();
+    let body = BatchResponse { results };
+    Ok(match last_position {
+        Some(position) => at_position(position, body),
+        None => axum::Json(body).into_response(),
+    })
 }

@@ -1,15 +1,15 @@
 //! The path every command takes: fingerprint the request, queue the command for the writer, and
 //! answer from its outcome (the same way for a first answer and for a replay).
 
-use axum::http::header::CONTENT_TYPE;
+use axum::http::header::{CONTENT_TYPE, RETRY_AFTER};
 use axum::http::{HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use domain::Command;
-use infrastructure::Outcome;
+use infrastructure::{Outcome, Reply, WriteItem};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-use crate::error::ApiError;
+use crate::error::{ApiError, RETRY_AFTER_S};
 use crate::extract::{IdempotencyKey, RequestId};
 use crate::render::committed_view;
 use crate::state::AppState;
@@ -17,45 +17,113 @@ use crate::state::AppState;
 pub const LEDGER_POSITION: HeaderName = HeaderName::from_static("ledger-position");
 pub const IDEMPOTENT_REPLAYED: HeaderName = HeaderName::from_static("idempotent-replayed");
 
-/// A digest of what was asked: the route and the parsed request in its canonical encoding, so that
-/// whitespace or field order do not matter but any difference in content does.
-fn fingerprint(route: &str, request: &impl Serialize) -> Vec<u8> {
-    let mut hasher = Sha256::new();
-    hasher.update(route.as_bytes());
-    hasher.update([0]);
-    hasher.update(serde_json::to_vec(request).unwrap_or_default());
-    hasher.finalize().to_vec()
+/// A request that becomes one command.
+pub trait CommandRequest: Serialize {
+    /// The route it is posted to on its own; part of the idempotency fingerprint, so a key used
+    /// for a transfer cannot be replayed as a trade. A command in a batch has the same
+    /// fingerprint as the same command posted on its own.
+    const ROUTE: &'static str;
+
+    fn command(&self) -> Command;
+
+    /// A digest of what was asked: the route and the parsed request in its canonical encoding,
+    /// so that whitespace or field order do not matter but any difference in content does.
+    fn fingerprint(&self) -> Vec<u8> {
+        let mut hasher = Sha256::new();
+        hasher.update(Self::ROUTE.as_bytes());
+        hasher.update([0]);
+        hasher.update(serde_json::to_vec(self).unwrap_or_default());
+        hasher.finalize().to_vec()
+    }
+
+    fn write_item(&self, idempotency_key: String) -> WriteItem {
+        WriteItem {
+            command: self.command(),
+            idempotency_key,
+            fingerprint: self.fingerprint(),
+        }
+    }
 }
 
-/// Submits a command and renders the writer's answer.
+/// A writer's answer to one command, rendered: what a single POST returns, and what each entry of
+/// a batch's results holds.
+pub struct RenderedReply {
+    pub status: StatusCode,
+    /// The encoded JSON body: the view of what was created, or a problem document.
+    pub body: Vec<u8>,
+    pub position: Option<i64>,
+    pub replayed: bool,
+}
+
+pub fn render_reply(answer: Result<Reply, infrastructure::Error>) -> RenderedReply {
+    let (outcome, replayed) = match answer {
+        Ok(reply) => (Ok(reply.outcome), reply.replayed),
+        Err(e) => (Err(ApiError::from(e)), false),
+    };
+    match outcome {
+        Ok(Outcome::Accepted(committed)) => RenderedReply {
+            status: StatusCode::CREATED,
+            body: committed_view(&committed),
+            position: Some(committed.position),
+            replayed,
+        },
+        Ok(Outcome::Rejected(rejection)) => problem_reply(ApiError::Rejected(rejection), replayed),
+        Err(error) => problem_reply(error, false),
+    }
+}
+
+fn problem_reply(error: ApiError, replayed: bool) -> RenderedReply {
+    let problem = error.problem();
+    RenderedReply {
+        status: StatusCode::from_u16(problem.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+        body: serde_json::to_vec(&problem).unwrap_or_default(),
+        position: None,
+        replayed,
+    }
+}
+
+/// Submits one command and answers as the writer decided.
 pub async fn submit(
     state: &AppState,
-    route: &str,
     IdempotencyKey(key): IdempotencyKey,
     RequestId(request_id): RequestId,
-    request: &impl Serialize,
-    command: Command,
+    request: &impl CommandRequest,
 ) -> Result<Response, ApiError> {
-    let reply = state
+    let answer = state
         .writer()
-        .submit(command, key, fingerprint(route, request), request_id)
-        .await?;
-    let mut response = match reply.outcome {
-        Outcome::Accepted(committed) => {
-            let headers = [
-                (CONTENT_TYPE, HeaderValue::from_static("application/json")),
-                (LEDGER_POSITION, HeaderValue::from(committed.position)),
-            ];
-            (StatusCode::CREATED, headers, committed_view(&committed)).into_response()
-        }
-        Outcome::Rejected(rejection) => ApiError::Rejected(rejection).into_response(),
+        .submit(request.write_item(key), request_id)
+        .await;
+    // Failures to queue (overloaded, no writer) are the request's own errors, not a stored answer.
+    let answer = match answer {
+        Err(
+            e @ (infrastructure::Error::Overloaded | infrastructure::Error::WriterUnavailable(_)),
+        ) => return Err(e.into()),
+        other => other,
     };
-    if reply.replayed {
+    Ok(render_reply(answer).into_response())
+}
+
+impl IntoResponse for RenderedReply {
+    fn into_response(self) -> Response {
+        let content_type = if self.status.is_success() {
+            "application/json"
+        } else {
+            "application/problem+json"
+        };
+        let mut response = (self.status, self.body).into_response();
+        let headers = response.headers_mut();
+        headers.insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+        if let Some(position) = self.position {
+            headers.insert(LEDGER_POSITION, HeaderValue::from(position));
+        }
+        if self.replayed {
+            headers.insert(IDEMPOTENT_REPLAYED, HeaderValue::from_static("true"));
+        }
+        if self.status == StatusCode::SERVICE_UNAVAILABLE {
+            headers.insert(RETRY_AFTER, HeaderValue::from_static(RETRY_AFTER_S));
+        }
         response
-            .headers_mut()
-            .insert(IDEMPOTENT_REPLAYED, HeaderValue::from_static("true"));
     }
-    Ok(response)
 }
 
 /// A read's body with the position it reflects in the `Ledger-Position` header.
