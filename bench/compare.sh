@@ -1,0 +1,129 @@
+#!/usr/bin/env bash
+# Side by side, in one run, on one PostgreSQL started here: pgbench's TPC-B (-M prepared) and the
+# ledger's workloads, at the same client counts for the same duration, durable (fsync and
+# synchronous_commit on). Prints one markdown table: each figure and its ratio to TPC-B.
+#
+#   bench/compare.sh            # full: 20 s per run
+#   bench/compare.sh --short    # smoke: 4 s per run, under 3 minutes after the build
+#   bench/compare.sh --memory   # also: resident size of `ledger serve` holding 1,000,000 accounts
+#
+# Needs PostgreSQL's server binaries and pgbench (apt-get install -y postgresql), python3, curl.
+set -euo pipefail
+
+duration_s=20
+memory=false
+for arg in "$@"; do
+    case "$arg" in
+        --short) duration_s=4 ;;
+        --memory) memory=true ;;
+        *) echo "usage: $0 [--short] [--memory]" >&2; exit 2 ;;
+    esac
+done
+
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+cargo build --release --locked -q -p api -p ledger-bench
+ledger="$root/target/release/ledger"
+bench="$root/target/release/ledger-bench"
+
+pg_bin=$(dirname "$(readlink -f "$(command -v initdb 2>/dev/null || ls -d /usr/lib/postgresql/*/bin/initdb | sort -V | tail -n 1)")")
+work=$(mktemp -d /tmp/ledger-compare.XXXXXX)
+chmod 755 "$work"
+run_pg=()
+if [ "$(id -u)" = 0 ]; then
+    # PostgreSQL refuses to run as root.
+    id postgres >/dev/null 2>&1 || useradd --system --no-create-home --shell /usr/sbin/nologin postgres
+    chown postgres "$work"
+    run_pg=(runuser -u postgres --)
+fi
+ledger_pid=""
+cleanup() {
+    [ -n "$ledger_pid" ] && kill "$ledger_pid" 2>/dev/null && wait "$ledger_pid" 2>/dev/null || true
+    "${run_pg[@]}" "$pg_bin/pg_ctl" -D "$work/pg" -m fast -w stop >/dev/null 2>&1 || true
+    rm -rf "$work"
+}
+trap cleanup EXIT
+
+echo "== PostgreSQL in $work (fsync and synchronous_commit on)" >&2
+"${run_pg[@]}" "$pg_bin/initdb" -D "$work/pg" -U bench --auth=trust -E UTF8 --locale=C >/dev/null
+"${run_pg[@]}" "$pg_bin/pg_ctl" -D "$work/pg" -l "$work/pg.log" -w start \
+    -o "-c listen_addresses='' -c unix_socket_directories=$work -c max_connections=300 -c shared_buffers=512MB" >/dev/null
+psql_=(env PGHOST="$work" PGUSER=bench)
+"${psql_[@]}" "$pg_bin/createdb" pgbench
+"${psql_[@]}" "$pg_bin/createdb" ledger
+
+results="$work/results.jsonl"
+: >"$results"
+record() { # name clients json
+    python3 -c 'import json,sys; d=json.loads(sys.argv[3]); d["name"]=sys.argv[1]; d["clients"]=int(sys.argv[2]); print(json.dumps(d))' "$1" "$2" "$3" >>"$results"
+}
+
+echo "== pgbench TPC-B, -M prepared, scale 10" >&2
+"${psql_[@]}" "$pg_bin/pgbench" -i -q -s 10 pgbench >/dev/null 2>&1
+for clients in 16 64; do
+    out=$("${psql_[@]}" "$pg_bin/pgbench" -M prepared -c "$clients" -j 2 -T "$duration_s" pgbench 2>/dev/null)
+    tps=$(echo "$out" | sed -n 's/^tps = \([0-9.]*\).*/\1/p' | head -n 1)
+    p50=$(echo "$out" | sed -n 's/^latency average = \([0-9.]*\) ms/\1/p')
+    record "tpcb" "$clients" "{\"requests_per_s\": $tps, \"transfers_per_s\": $tps, \"latency_ms_avg\": ${p50:-0}, \"check\": null}"
+    echo "   $clients clients: $tps tps" >&2
+done
+
+echo "== ledger" >&2
+port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+DATABASE_URL="postgres:///ledger?host=$work&user=bench" RUST_LOG=warn \
+    "$ledger" serve --listen "127.0.0.1:$port" >"$work/ledger.log" 2>&1 &
+ledger_pid=$!
+for _ in $(seq 1 100); do
+    curl -fs "http://127.0.0.1:$port/readyz" >/dev/null 2>&1 && break
+    sleep 0.1
+done
+curl -fs "http://127.0.0.1:$port/readyz" >/dev/null || { cat "$work/ledger.log" >&2; exit 1; }
+
+addr="127.0.0.1:$port"
+"$bench" --addr "$addr" --accounts 10000 --requests 1 --quiet --no-check >/dev/null
+run() { # name clients [ledger-bench flags]
+    local name=$1 clients=$2
+    shift 2
+    local line
+    line=$("$bench" --addr "$addr" --no-setup --accounts 10000 --clients "$clients" --duration-s "$duration_s" --quiet --json "$@" | tail -n 1)
+    record "$name" "$clients" "$line"
+    echo "   $name, $clients clients: $(python3 -c 'import json,sys; d=json.loads(sys.argv[1]); print("%.0f transfers/s, p99 %.2f ms, check %s" % (d["transfers_per_s"], d["latency_ms_p99"], d["check"]))' "$line")" >&2
+}
+for clients in 16 64; do
+    run transfers "$clients" --workload transfers
+done
+run hot 64 --workload hot
+run trades 64 --workload trades
+run mixed 64 --workload mixed
+run batch 4 --workload batch --batch-size 1000
+
+rss_kib=$(ps -o rss= -p "$ledger_pid" | tr -d ' ')
+accounts_for_rss=10002
+if [ "$memory" = true ]; then
+    echo "== opening 1,000,000 accounts for the memory reading" >&2
+    "$bench" --addr "$addr" --accounts 1000000 --requests 1 --quiet --no-check >/dev/null
+    rss_kib=$(ps -o rss= -p "$ledger_pid" | tr -d ' ')
+    accounts_for_rss=1000002
+fi
+
+python3 - "$results" "$duration_s" "$rss_kib" "$accounts_for_rss" <<'PY'
+import json, sys
+rows = [json.loads(l) for l in open(sys.argv[1])]
+duration, rss_kib, accounts = sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+tpcb = {r["clients"]: r["transfers_per_s"] for r in rows if r["name"] == "tpcb"}
+failed = [r["name"] for r in rows if r.get("check") == "failed"]
+print(f"| workload | clients | transfers/s | requests/s | p50 ms | p99 ms | p99.9 ms | × TPC-B | check |")
+print(f"| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |")
+for r in rows:
+    base = tpcb.get(r["clients"]) or tpcb.get(64)
+    ratio = r["transfers_per_s"] / base if base else 0
+    f = lambda k: f'{r[k]:.2f}' if k in r else "–"
+    print(f'| {"TPC-B (pgbench)" if r["name"] == "tpcb" else r["name"]} | {r["clients"]} | {r["transfers_per_s"]:,.0f} | '
+          f'{r["requests_per_s"]:,.0f} | {f("latency_ms_p50")} | {f("latency_ms_p99")} | {f("latency_ms_p999")} | '
+          f'{ratio:.2f} | {r.get("check") or "–"} |')
+print()
+print(f"Each run {duration} s. Resident size of `ledger serve` with {accounts:,} accounts: {rss_kib / 1024:,.0f} MiB.")
+if failed:
+    print(f"CORRECTNESS CHECK FAILED: {', '.join(failed)}")
+    sys.exit(1)
+PY

@@ -1,0 +1,91 @@
+//! One keep-alive HTTP/1.1 connection, the cheapest client there is: no pool, no redirects, no TLS.
+
+use std::net::SocketAddr;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::client::conn::http1::{self, SendRequest};
+use hyper::header::{CONTENT_TYPE, HOST};
+use hyper::{Method, Request};
+use hyper_util::rt::TokioIo;
+
+pub struct Connection {
+    sender: SendRequest<Full<Bytes>>,
+    host: String,
+}
+
+pub struct Answer {
+    pub status: u16,
+    /// The `Ledger-Position` header, when present.
+    pub position: Option<i64>,
+    pub body: Bytes,
+}
+
+impl Answer {
+    /// The problem document's `code`, for counting errors by code.
+    pub fn code(&self) -> String {
+        serde_json::from_slice::<serde_json::Value>(&self.body)
+            .ok()
+            .and_then(|v| v.get("code").and_then(|c| c.as_str()).map(str::to_owned))
+            .unwrap_or_else(|| format!("http_{}", self.status))
+    }
+}
+
+pub type ClientResult<T> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
+
+impl Connection {
+    pub async fn open(addr: SocketAddr) -> ClientResult<Self> {
+        let stream = tokio::net::TcpStream::connect(addr).await?;
+        stream.set_nodelay(true)?;
+        let (sender, connection) = http1::handshake(TokioIo::new(stream)).await?;
+        tokio::spawn(connection);
+        Ok(Self {
+            sender,
+            host: addr.to_string(),
+        })
+    }
+
+    pub async fn send(
+        &mut self,
+        method: Method,
+        path: &str,
+        idempotency_key: Option<&str>,
+        body: Bytes,
+    ) -> ClientResult<Answer> {
+        let mut request = Request::builder()
+            .method(method)
+            .uri(path)
+            .header(HOST, &self.host);
+        if !body.is_empty() {
+            request = request.header(CONTENT_TYPE, "application/json");
+        }
+        if let Some(key) = idempotency_key {
+            request = request.header("idempotency-key", key);
+        }
+        self.sender.ready().await?;
+        let response = self
+            .sender
+            .send_request(request.body(Full::new(body))?)
+            .await?;
+        let status = response.status().as_u16();
+        let position = response
+            .headers()
+            .get("ledger-position")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse().ok());
+        let body = response.into_body().collect().await?.to_bytes();
+        Ok(Answer {
+            status,
+            position,
+            body,
+        })
+    }
+
+    pub async fn get(&mut self, path: &str) -> ClientResult<Answer> {
+        self.send(Method::GET, path, None, Bytes::new()).await
+    }
+
+    pub async fn post(&mut self, path: &str, key: &str, body: Bytes) -> ClientResult<Answer> {
+        self.send(Method::POST, path, Some(key), body).await
+    }
+}

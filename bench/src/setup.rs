@@ -1,0 +1,119 @@
+//! Preparing the ledger for a run: assets, accounts, and money to move.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+use crate::client::{ClientResult, Connection};
+use crate::workload::{self, HOUSE, WORLD};
+use crate::Args;
+
+/// Connections used to open accounts in parallel.
+const SETUP_CONNECTIONS: u64 = 16;
+/// Transfers per funding batch.
+const FUNDING_BATCH: u64 = 1_000;
+
+/// The position the ledger is at.
+pub async fn head(addr: SocketAddr) -> ClientResult<i64> {
+    let mut connection = Connection::open(addr).await?;
+    let answer = connection.get("/v1/events?limit=1").await?;
+    answer.position.ok_or_else(|| {
+        format!(
+            "no Ledger-Position from the ledger (status {})",
+            answer.status
+        )
+        .into()
+    })
+}
+
+fn created_or_exists(status: u16, what: &str) -> ClientResult<()> {
+    match status {
+        201 | 409 => Ok(()),
+        other => Err(format!("setting up {what}: HTTP {other}").into()),
+    }
+}
+
+/// Defines USD and AAPL, opens the accounts (an account that exists is fine), and gives every
+/// account plenty of both, so that the run measures transfers rather than refusals.
+pub async fn prepare(args: &Args, run_id: u128) -> ClientResult<()> {
+    let started = std::time::Instant::now();
+    let mut connection = Connection::open(args.addr).await?;
+    for (code, scale) in [("USD", 2), ("AAPL", 0)] {
+        let body = format!(r#"{{"code":"{code}","scale":{scale}}}"#);
+        let answer = connection
+            .post(
+                "/v1/assets",
+                &format!("bench-asset-{code}"),
+                Bytes::from(body),
+            )
+            .await?;
+        created_or_exists(answer.status, code)?;
+    }
+    for (code, allow_negative) in [(WORLD, true), (HOUSE, false)] {
+        let body = format!(r#"{{"code":"{code}","allow_negative":{allow_negative}}}"#);
+        let answer = connection
+            .post(
+                "/v1/accounts",
+                &format!("bench-open-{code}"),
+                Bytes::from(body),
+            )
+            .await?;
+        created_or_exists(answer.status, code)?;
+    }
+
+    let next = Arc::new(AtomicU64::new(0));
+    let mut tasks = Vec::new();
+    for _ in 0..SETUP_CONNECTIONS {
+        let (next, accounts, addr) = (next.clone(), args.accounts, args.addr);
+        tasks.push(tokio::spawn(async move {
+            let mut connection = Connection::open(addr).await?;
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= accounts {
+                    return ClientResult::Ok(());
+                }
+                let code = workload::account(i);
+                let body = format!(r#"{{"code":"{code}"}}"#);
+                let answer = connection
+                    .post(
+                        "/v1/accounts",
+                        &format!("bench-open-{code}"),
+                        Bytes::from(body),
+                    )
+                    .await?;
+                created_or_exists(answer.status, &code)?;
+            }
+        }));
+    }
+    for task in tasks {
+        task.await??;
+    }
+
+    for first in (0..args.accounts).step_by(FUNDING_BATCH as usize) {
+        let last = (first + FUNDING_BATCH).min(args.accounts);
+        let mut commands = Vec::new();
+        for i in first..last {
+            for (asset, amount) in [("USD", "1000000.00"), ("AAPL", "1000000")] {
+                commands.push(format!(
+                    r#"{{"idempotency_key":"bench-fund-{run_id}-{i}-{asset}","transfer":{{"source":"{WORLD}","destination":"{}","asset":"{asset}","amount":"{amount}"}}}}"#,
+                    workload::account(i)
+                ));
+            }
+        }
+        let body = format!(r#"{{"commands":[{}]}}"#, commands.join(","));
+        let answer = connection
+            .post("/v1/transactions/batch", "bench-fund", Bytes::from(body))
+            .await?;
+        if answer.status != 200 {
+            return Err(format!("funding accounts: HTTP {}", answer.status).into());
+        }
+    }
+    eprintln!(
+        "setup: {} accounts opened and funded in {:.1} s",
+        args.accounts,
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}

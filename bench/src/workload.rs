@@ -1,0 +1,137 @@
+//! What each workload sends. Bodies are built before the clock starts, so the generator spends
+//! its time sending, not formatting.
+
+use bytes::Bytes;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Workload {
+    /// One transfer per request between accounts chosen uniformly.
+    Transfers,
+    /// One transaction per request: a transfer plus a fee to one house account.
+    Hot,
+    /// One trade per request: instrument against cash, with one fee.
+    Trades,
+    /// The batch endpoint, `--batch-size` transfers per request.
+    Batch,
+    /// 80 % transfers, 20 % balance reads with `min_position` of the client's last write.
+    Mixed,
+}
+
+/// The house account every `hot` and `trades` request pays a fee to.
+pub const HOUSE: &str = "bench:house";
+/// Where the money comes from.
+pub const WORLD: &str = "bench:world";
+
+pub fn account(i: u64) -> String {
+    format!("bench:a{i}")
+}
+
+/// A small, fast, reproducible generator (xorshift64*); the benchmark needs spread, not secrecy.
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new(seed: u64) -> Self {
+        Self(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
+    }
+
+    pub fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+
+    /// Two different accounts.
+    pub fn pair(&mut self, accounts: u64) -> (u64, u64) {
+        let a = self.below(accounts);
+        let b = (a + 1 + self.below(accounts - 1)) % accounts;
+        (a, b)
+    }
+}
+
+fn cents(rng: &mut Rng) -> String {
+    let c = 1 + rng.below(100);
+    format!("{}.{:02}", c / 100, c % 100)
+}
+
+fn transfer_json(rng: &mut Rng, accounts: u64) -> String {
+    let (from, to) = rng.pair(accounts);
+    format!(
+        r#"{{"source":"{}","destination":"{}","asset":"USD","amount":"{}"}}"#,
+        account(from),
+        account(to),
+        cents(rng)
+    )
+}
+
+/// The path of a workload's write requests, and how many transfers one request carries.
+pub fn write_path(workload: Workload, batch_size: usize) -> (&'static str, u64) {
+    match workload {
+        Workload::Transfers | Workload::Mixed => ("/v1/transfers", 1),
+        Workload::Hot => ("/v1/transactions", 1),
+        Workload::Trades => ("/v1/trades", 1),
+        Workload::Batch => ("/v1/transactions/batch", batch_size as u64),
+    }
+}
+
+/// Pre-built bodies for one client. A batch body embeds idempotency keys, so its keys carry a
+/// `{}` placeholder-free prefix that the client completes: see `batch_body`.
+pub fn bodies(workload: Workload, rng: &mut Rng, accounts: u64, count: usize) -> Vec<Bytes> {
+    (0..count)
+        .map(|_| {
+            let body = match workload {
+                Workload::Transfers | Workload::Mixed | Workload::Batch => {
+                    transfer_json(rng, accounts)
+                }
+                Workload::Hot => {
+                    let (from, to) = rng.pair(accounts);
+                    format!(
+                        r#"{{"postings":[{{"source":"{a}","destination":"{b}","asset":"USD","amount":"{x}"}},{{"source":"{a}","destination":"{HOUSE}","asset":"USD","amount":"0.01"}}]}}"#,
+                        a = account(from),
+                        b = account(to),
+                        x = cents(rng)
+                    )
+                }
+                Workload::Trades => {
+                    let (buyer, seller) = rng.pair(accounts);
+                    format!(
+                        r#"{{"buyer":"{}","seller":"{}","instrument":"AAPL","quantity":"1","price":"{}","currency":"USD","fees":[{{"payer":"{}","account":"{HOUSE}","amount":"0.01"}}]}}"#,
+                        account(buyer),
+                        account(seller),
+                        cents(rng),
+                        account(buyer)
+                    )
+                }
+            };
+            Bytes::from(body)
+        })
+        .collect()
+}
+
+/// A batch request of `transfers` (pre-built transfer bodies) under keys `{prefix}-{i}`.
+pub fn batch_body(transfers: &[Bytes], prefix: &str, atomic: bool) -> Bytes {
+    let mut out = String::with_capacity(transfers.len() * 128 + 64);
+    out.push_str(if atomic {
+        r#"{"atomic":true,"commands":["#
+    } else {
+        r#"{"commands":["#
+    });
+    for (i, transfer) in transfers.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push_str(r#"{"idempotency_key":""#);
+        out.push_str(prefix);
+        out.push('-');
+        out.push_str(&i.to_string());
+        out.push_str(r#"","transfer":"#);
+        out.push_str(&String::from_utf8_lossy(transfer));
+        out.push('}');
+    }
+    out.push_str("]}");
+    Bytes::from(out)
+}
