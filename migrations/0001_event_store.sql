@@ -50,15 +50,18 @@ CREATE TABLE accounts (
 -- then a range scan of the unique index, and the order is the same on every server.
 
 -- Current balance per (account, asset) and the position of the last event that changed it.
+-- Projection tables carry no foreign keys: they are written only by the writer, from events it
+-- checked, and checking them again row by row would cost every batch.
 CREATE TABLE balances (
-    account_id  UUID    NOT NULL REFERENCES accounts (id),
-    asset       TEXT    NOT NULL REFERENCES assets (code),
+    account_id  UUID    NOT NULL,
+    asset       TEXT    NOT NULL,
     balance     NUMERIC NOT NULL,
     position    BIGINT  NOT NULL,
     PRIMARY KEY (account_id, asset)
 );
 
--- Postings history: one row per account leg, with the running balance after it.
+-- Postings history: one row per account leg, with the running balance after it. The primary key
+-- serves history newest first, with or without an asset filter (an account holds few assets).
 CREATE TABLE postings (
     account_id      UUID        NOT NULL,
     position        BIGINT      NOT NULL,
@@ -71,13 +74,12 @@ CREATE TABLE postings (
     recorded_at     TIMESTAMPTZ NOT NULL,
     PRIMARY KEY (account_id, position, leg)
 );
-CREATE INDEX postings_by_asset ON postings (account_id, asset, position, leg);
 
 -- Transactions, transfers and trades by id: the event that records each.
 CREATE TABLE transactions (
     id        UUID   PRIMARY KEY,
     kind      TEXT   NOT NULL,
-    position  BIGINT NOT NULL UNIQUE
+    position  BIGINT NOT NULL
 );
 
 -- Idempotency keys with a fingerprint of the request and its outcome: the event's position when
@@ -85,7 +87,7 @@ CREATE TABLE transactions (
 CREATE TABLE idempotency_keys (
     key          TEXT        PRIMARY KEY,
     fingerprint  BYTEA       NOT NULL,
-    position     BIGINT      REFERENCES events (position),
+    position     BIGINT,
     rejection    JSONB,
     recorded_at  TIMESTAMPTZ NOT NULL,
     CHECK ((position IS NULL) <> (rejection IS NULL))

@@ -121,7 +121,8 @@ pub struct TradeRequest {
     pub metadata: Metadata,
 }
 
-// Each request becomes its command here; ids of what a command creates are chosen now, so the
+// Each request becomes its command here; ids of what a command creates are chosen now (UUIDv7,
+// time-ordered, so their indexes grow at the right edge), so the
 // domain's decision stays pure. They are not part of the idempotency fingerprint.
 
 impl CommandRequest for DefineAssetRequest {
@@ -140,7 +141,7 @@ impl CommandRequest for OpenAccountRequest {
 
     fn command(&self) -> Command {
         Command::OpenAccount(OpenAccount {
-            id: AccountId(Uuid::new_v4()),
+            id: AccountId(Uuid::now_v7()),
             code: self.code.clone(),
             allow_negative: self.allow_negative,
             metadata: self.metadata.clone(),
@@ -164,7 +165,7 @@ impl CommandRequest for TransactionRequest {
 
     fn command(&self) -> Command {
         Command::PostTransaction(PostTransaction {
-            id: TransactionId(Uuid::new_v4()),
+            id: TransactionId(Uuid::now_v7()),
             kind: TransactionKind::Transaction,
             postings: self
                 .postings
@@ -181,7 +182,7 @@ impl CommandRequest for TransferRequest {
 
     fn command(&self) -> Command {
         Command::PostTransaction(PostTransaction {
-            id: TransactionId(Uuid::new_v4()),
+            id: TransactionId(Uuid::now_v7()),
             kind: TransactionKind::Transfer,
             postings: vec![PostingInstruction {
                 source: self.source.clone(),
@@ -199,7 +200,7 @@ impl CommandRequest for TradeRequest {
 
     fn command(&self) -> Command {
         Command::ExecuteTrade(ExecuteTrade {
-            id: TransactionId(Uuid::new_v4()),
+            id: TransactionId(Uuid::now_v7()),
             buyer: self.buyer.clone(),
             seller: self.seller.clone(),
             instrument: self.instrument.clone(),

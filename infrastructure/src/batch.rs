@@ -104,6 +104,11 @@ impl Batch {
         self.events.position.is_empty() && self.idempotency.key.is_empty()
     }
 
+    /// The idempotency keys this batch records.
+    pub fn idempotency_keys(&self) -> impl Iterator<Item = &str> {
+        self.idempotency.key.iter().map(String::as_str)
+    }
+
     pub fn last_position(&self) -> Option<i64> {
         self.last_position
     }
@@ -120,7 +125,8 @@ impl Batch {
     ) {
         let e = &mut self.events;
         e.position.push(position);
-        e.event_id.push(Uuid::new_v4());
+        // Time-ordered ids keep the unique index append-only instead of scattering inserts.
+        e.event_id.push(Uuid::now_v7());
         e.event_type.push(event.event_type());
         e.schema_version.push(event.schema_version());
         e.payload.push(event.encode().to_string());
@@ -208,16 +214,30 @@ impl Batch {
         i.recorded_at.push(recorded_at);
     }
 
-    /// Writes everything in the caller's transaction.
-    pub async fn write(&self, tx: &mut PgConnection) -> Result<()> {
-        let e = &self.events;
-        if !e.position.is_empty() {
-            sqlx::query(
-                "INSERT INTO events (position, event_id, event_type, schema_version, payload, metadata, recorded_at)
-                 SELECT p, i, t, v, pl::jsonb, m::jsonb, r
-                 FROM UNNEST($1::int8[], $2::uuid[], $3::text[], $4::int2[], $5::text[], $6::text[], $7::timestamptz[])
-                   AS u(p, i, t, v, pl, m, r)",
-            )
+    /// Writes everything in one statement: data-modifying CTEs over arrays, one per table. A
+    /// single statement is its own transaction, so the batch commits atomically in one round
+    /// trip; empty arrays insert nothing, so the statement is the same for every batch and is
+    /// prepared once.
+    pub async fn write(&self, conn: &mut PgConnection) -> Result<()> {
+        let mut balance_account = Vec::with_capacity(self.balances.len());
+        let mut balance_asset = Vec::with_capacity(self.balances.len());
+        let mut balance_value = Vec::with_capacity(self.balances.len());
+        let mut balance_position = Vec::with_capacity(self.balances.len());
+        for ((id, code), (units, pos)) in &self.balances {
+            balance_account.push(id.0);
+            balance_asset.push(code.as_str());
+            balance_value.push(*units);
+            balance_position.push(*pos);
+        }
+        let (e, a, c, t, p, i) = (
+            &self.events,
+            &self.assets,
+            &self.accounts,
+            &self.transactions,
+            &self.postings,
+            &self.idempotency,
+        );
+        sqlx::query(WRITE_BATCH)
             .bind(&e.position)
             .bind(&e.event_id)
             .bind(&e.event_type)
@@ -225,56 +245,18 @@ impl Batch {
             .bind(&e.payload)
             .bind(&e.metadata)
             .bind(&e.recorded_at)
-            .execute(&mut *tx)
-            .await?;
-        }
-        let a = &self.assets;
-        if !a.code.is_empty() {
-            sqlx::query(
-                "INSERT INTO assets (code, scale, position)
-                 SELECT * FROM UNNEST($1::text[], $2::int2[], $3::int8[])",
-            )
             .bind(&a.code)
             .bind(&a.scale)
             .bind(&a.position)
-            .execute(&mut *tx)
-            .await?;
-        }
-        let c = &self.accounts;
-        if !c.id.is_empty() {
-            sqlx::query(
-                "INSERT INTO accounts (id, code, allow_negative, metadata, position, opened_at)
-                 SELECT i, c, n, m::jsonb, p, o
-                 FROM UNNEST($1::uuid[], $2::text[], $3::bool[], $4::text[], $5::int8[], $6::timestamptz[])
-                   AS u(i, c, n, m, p, o)",
-            )
             .bind(&c.id)
             .bind(&c.code)
             .bind(&c.allow_negative)
             .bind(&c.metadata)
             .bind(&c.position)
             .bind(&c.opened_at)
-            .execute(&mut *tx)
-            .await?;
-        }
-        let t = &self.transactions;
-        if !t.id.is_empty() {
-            sqlx::query(
-                "INSERT INTO transactions (id, kind, position)
-                 SELECT * FROM UNNEST($1::uuid[], $2::text[], $3::int8[])",
-            )
             .bind(&t.id)
             .bind(&t.kind)
             .bind(&t.position)
-            .execute(&mut *tx)
-            .await?;
-        }
-        let p = &self.postings;
-        if !p.account_id.is_empty() {
-            sqlx::query(
-                "INSERT INTO postings (account_id, position, leg, asset, amount, balance_after, transaction_id, counterparty_id, recorded_at)
-                 SELECT * FROM UNNEST($1::uuid[], $2::int8[], $3::int2[], $4::text[], $5::numeric[], $6::numeric[], $7::uuid[], $8::uuid[], $9::timestamptz[])",
-            )
             .bind(&p.account_id)
             .bind(&p.position)
             .bind(&p.leg)
@@ -284,55 +266,52 @@ impl Batch {
             .bind(&p.transaction_id)
             .bind(&p.counterparty_id)
             .bind(&p.recorded_at)
-            .execute(&mut *tx)
-            .await?;
-        }
-        if !self.balances.is_empty() {
-            let mut account_id = Vec::with_capacity(self.balances.len());
-            let mut asset = Vec::with_capacity(self.balances.len());
-            let mut balance = Vec::with_capacity(self.balances.len());
-            let mut position = Vec::with_capacity(self.balances.len());
-            for ((id, code), (units, pos)) in &self.balances {
-                account_id.push(id.0);
-                asset.push(code.as_str());
-                balance.push(*units);
-                position.push(*pos);
-            }
-            sqlx::query(
-                "INSERT INTO balances (account_id, asset, balance, position)
-                 SELECT * FROM UNNEST($1::uuid[], $2::text[], $3::numeric[], $4::int8[])
-                 ON CONFLICT (account_id, asset)
-                 DO UPDATE SET balance = EXCLUDED.balance, position = EXCLUDED.position",
-            )
-            .bind(&account_id)
-            .bind(&asset)
-            .bind(&balance)
-            .bind(&position)
-            .execute(&mut *tx)
-            .await?;
-        }
-        let i = &self.idempotency;
-        if !i.key.is_empty() {
-            sqlx::query(
-                "INSERT INTO idempotency_keys (key, fingerprint, position, rejection, recorded_at)
-                 SELECT k, f, p, r::jsonb, t
-                 FROM UNNEST($1::text[], $2::bytea[], $3::int8[], $4::text[], $5::timestamptz[])
-                   AS u(k, f, p, r, t)",
-            )
+            .bind(&balance_account)
+            .bind(&balance_asset)
+            .bind(&balance_value)
+            .bind(&balance_position)
             .bind(&i.key)
             .bind(&i.fingerprint)
             .bind(&i.position)
             .bind(&i.rejection)
             .bind(&i.recorded_at)
-            .execute(&mut *tx)
+            .bind(self.last_position)
+            .execute(conn)
             .await?;
-        }
-        if let Some(position) = self.last_position {
-            sqlx::query("UPDATE projection_head SET position = $1")
-                .bind(position)
-                .execute(&mut *tx)
-                .await?;
-        }
         Ok(())
     }
 }
+
+const WRITE_BATCH: &str = "
+WITH new_events AS (
+    INSERT INTO events (position, event_id, event_type, schema_version, payload, metadata, recorded_at)
+    SELECT p, i, t, v, pl::jsonb, m::jsonb, r
+    FROM UNNEST($1::int8[], $2::uuid[], $3::text[], $4::int2[], $5::text[], $6::text[], $7::timestamptz[])
+      AS u(p, i, t, v, pl, m, r)
+), new_assets AS (
+    INSERT INTO assets (code, scale, position)
+    SELECT * FROM UNNEST($8::text[], $9::int2[], $10::int8[])
+), new_accounts AS (
+    INSERT INTO accounts (id, code, allow_negative, metadata, position, opened_at)
+    SELECT i, c, n, m::jsonb, p, o
+    FROM UNNEST($11::uuid[], $12::text[], $13::bool[], $14::text[], $15::int8[], $16::timestamptz[])
+      AS u(i, c, n, m, p, o)
+), new_transactions AS (
+    INSERT INTO transactions (id, kind, position)
+    SELECT * FROM UNNEST($17::uuid[], $18::text[], $19::int8[])
+), new_postings AS (
+    INSERT INTO postings (account_id, position, leg, asset, amount, balance_after, transaction_id, counterparty_id, recorded_at)
+    SELECT * FROM UNNEST($20::uuid[], $21::int8[], $22::int2[], $23::text[], $24::numeric[], $25::numeric[], $26::uuid[], $27::uuid[], $28::timestamptz[])
+), new_balances AS (
+    INSERT INTO balances (account_id, asset, balance, position)
+    SELECT * FROM UNNEST($29::uuid[], $30::text[], $31::numeric[], $32::int8[])
+    ON CONFLICT (account_id, asset)
+    DO UPDATE SET balance = EXCLUDED.balance, position = EXCLUDED.position
+), new_keys AS (
+    INSERT INTO idempotency_keys (key, fingerprint, position, rejection, recorded_at)
+    SELECT k, f, p, r::jsonb, t
+    FROM UNNEST($33::text[], $34::bytea[], $35::int8[], $36::text[], $37::timestamptz[])
+      AS u(k, f, p, r, t)
+)
+UPDATE projection_head SET position = $38 WHERE $38::int8 IS NOT NULL
+";

@@ -4,6 +4,7 @@
 mod batch;
 pub mod db;
 pub mod error;
+mod key_filter;
 mod load;
 pub mod local_postgres;
 pub mod metrics;

@@ -10,10 +10,13 @@ use rust_decimal::Decimal;
 use sqlx::{PgConnection, Row};
 use uuid::Uuid;
 
+use crate::key_filter::KeyFilter;
 use crate::{Error, Result};
 
 pub struct LoadedState {
     pub state: LedgerState,
+    /// Every idempotency key stored so far.
+    pub keys: KeyFilter,
     /// The last position in the log (0 when empty).
     pub head: i64,
     pub last_recorded_at: DateTime<Utc>,
@@ -84,8 +87,18 @@ pub async fn load_state(conn: &mut PgConnection) -> Result<LoadedState> {
 
     // Read back, the invariant must still hold: every asset's balances sum to zero.
     state.check_conservation()?;
+
+    let mut keys = KeyFilter::default();
+    {
+        let mut stored =
+            sqlx::query_scalar::<_, String>("SELECT key FROM idempotency_keys").fetch(&mut *conn);
+        while let Some(key) = stored.try_next().await? {
+            keys.insert(&key);
+        }
+    }
     Ok(LoadedState {
         state,
+        keys,
         head: log_head,
         last_recorded_at: last_recorded_at.unwrap_or(DateTime::UNIX_EPOCH),
     })

@@ -20,6 +20,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tracing::{error, info, warn};
 
 use crate::batch::{Batch, EventMetadata};
+use crate::key_filter::KeyFilter;
 use crate::load::load_state;
 use crate::metrics::WriterMetrics;
 use crate::{Error, Result};
@@ -238,6 +239,8 @@ struct Sequencer {
 struct Session {
     conn: PgConnection,
     state: LedgerState,
+    /// Which idempotency keys may be stored: only those are looked up.
+    keys: KeyFilter,
     next_position: i64,
     last_recorded_at: DateTime<Utc>,
 }
@@ -270,6 +273,7 @@ impl Sequencer {
                     info!(
                         head = session.next_position - 1,
                         accounts = session.state.account_count(),
+                        idempotency_filter_bytes = session.keys.memory_bytes(),
                         "this process is the ledger's writer"
                     );
                     self.status.send_replace(WriterStatus::Leader);
@@ -333,6 +337,7 @@ impl Sequencer {
         Ok(Some(Session {
             conn,
             state: loaded.state,
+            keys: loaded.keys,
             next_position: loaded.head + 1,
             last_recorded_at: loaded.last_recorded_at,
         }))
@@ -400,15 +405,20 @@ impl Sequencer {
     async fn process(&self, session: &mut Session, requests: Vec<WriteRequest>) -> Result<()> {
         let item_count: usize = requests.iter().map(|r| r.items.len()).sum();
         self.metrics.batch_size.observe(item_count as u64);
-        let keys: Vec<&str> = requests
+        let maybe_stored: Vec<&str> = requests
             .iter()
             .flat_map(|r| r.items.iter().map(|i| i.idempotency_key.as_str()))
+            .filter(|key| session.keys.may_contain(key))
             .collect();
-        let stored = match stored_outcomes(&mut session.conn, &keys).await {
-            Ok(stored) => stored,
-            Err(e) => {
-                answer_all_failed(requests);
-                return Err(e);
+        let stored = if maybe_stored.is_empty() {
+            HashMap::new()
+        } else {
+            match stored_outcomes(&mut session.conn, &maybe_stored).await {
+                Ok(stored) => stored,
+                Err(e) => {
+                    answer_all_failed(requests);
+                    return Err(e);
+                }
             }
         };
 
@@ -464,7 +474,7 @@ impl Sequencer {
 
         if !batch.is_empty() {
             let started = Instant::now();
-            let committed = commit(&mut session.conn, &batch).await;
+            let committed = batch.write(&mut session.conn).await;
             self.metrics
                 .commit_latency_us
                 .observe(started.elapsed().as_micros() as u64);
@@ -474,6 +484,9 @@ impl Sequencer {
                 return Err(e);
             }
             session.last_recorded_at = recorded_at;
+            for key in batch.idempotency_keys() {
+                session.keys.insert(key);
+            }
             if let Some(position) = batch.last_position() {
                 self.head.send_replace(position);
             }
@@ -660,13 +673,6 @@ impl Session {
         let now = DateTime::from_timestamp_micros(now.timestamp_micros()).unwrap_or(now);
         now.max(self.last_recorded_at)
     }
-}
-
-async fn commit(conn: &mut PgConnection, batch: &Batch) -> Result<()> {
-    let mut tx = conn.begin().await?;
-    batch.write(&mut tx).await?;
-    tx.commit().await?;
-    Ok(())
 }
 
 fn answer_all_failed(requests: Vec<WriteRequest>) {
