@@ -93,6 +93,7 @@ for clients in 16 64; do
     run transfers "$clients" --workload transfers
 done
 run hot 64 --workload hot
+run spread 64 --workload spread
 run trades 64 --workload trades
 run mixed 64 --workload mixed
 run batch 4 --workload batch --batch-size 1000
@@ -121,6 +122,11 @@ for r in rows:
     print(f'| {"TPC-B (pgbench)" if r["name"] == "tpcb" else r["name"]} | {r["clients"]} | {r["transfers_per_s"]:,.0f} | '
           f'{r["requests_per_s"]:,.0f} | {f("latency_ms_p50")} | {f("latency_ms_p99")} | {f("latency_ms_p999")} | '
           f'{ratio:.2f} | {r.get("check") or "–"} |')
+by = {r["name"]: r for r in rows if r["clients"] == 64}
+if "hot" in by and "spread" in by and "transfers" in by:
+    print()
+    print(f'hot ÷ spread (the same transaction, fee to one account vs to random ones): {by["hot"]["transfers_per_s"] / by["spread"]["transfers_per_s"]:.2f}; '
+          f'hot ÷ transfers: {by["hot"]["transfers_per_s"] / by["transfers"]["transfers_per_s"]:.2f}')
 print()
 print(f"Each run {duration} s. Resident size of `ledger serve` with {accounts:,} accounts: {rss_kib / 1024:,.0f} MiB.")
 if failed:

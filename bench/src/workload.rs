@@ -9,6 +9,9 @@ pub enum Workload {
     Transfers,
     /// One transaction per request: a transfer plus a fee to one house account.
     Hot,
+    /// The control for `hot`: the same transaction, with the fee paid to a random account, so
+    /// that `hot` ÷ `spread` isolates what the hot account itself costs.
+    Spread,
     /// One trade per request: instrument against cash, with one fee.
     Trades,
     /// The batch endpoint, `--batch-size` transfers per request.
@@ -72,7 +75,7 @@ fn transfer_json(rng: &mut Rng, accounts: u64) -> String {
 pub fn write_path(workload: Workload, batch_size: usize) -> (&'static str, u64) {
     match workload {
         Workload::Transfers | Workload::Mixed => ("/v1/transfers", 1),
-        Workload::Hot => ("/v1/transactions", 1),
+        Workload::Hot | Workload::Spread => ("/v1/transactions", 1),
         Workload::Trades => ("/v1/trades", 1),
         Workload::Batch => ("/v1/transactions/batch", batch_size as u64),
     }
@@ -87,10 +90,14 @@ pub fn bodies(workload: Workload, rng: &mut Rng, accounts: u64, count: usize) ->
                 Workload::Transfers | Workload::Mixed | Workload::Batch => {
                     transfer_json(rng, accounts)
                 }
-                Workload::Hot => {
+                Workload::Hot | Workload::Spread => {
                     let (from, to) = rng.pair(accounts);
+                    let fee_to = match workload {
+                        Workload::Hot => HOUSE.to_owned(),
+                        _ => account((from + 1 + rng.below(accounts - 1)) % accounts),
+                    };
                     format!(
-                        r#"{{"postings":[{{"source":"{a}","destination":"{b}","asset":"USD","amount":"{x}"}},{{"source":"{a}","destination":"{HOUSE}","asset":"USD","amount":"0.01"}}]}}"#,
+                        r#"{{"postings":[{{"source":"{a}","destination":"{b}","asset":"USD","amount":"{x}"}},{{"source":"{a}","destination":"{fee_to}","asset":"USD","amount":"0.01"}}]}}"#,
                         a = account(from),
                         b = account(to),
                         x = cents(rng)

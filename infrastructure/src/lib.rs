@@ -8,6 +8,7 @@ mod key_filter;
 mod load;
 pub mod local_postgres;
 pub mod metrics;
+mod next_batch;
 pub mod reads;
 pub mod sequencer;
 pub mod testing;

@@ -13,16 +13,16 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
-use domain::{Command, Event, LedgerState, Leg, Rejection};
+use domain::{Command, Event, LedgerState, Rejection};
 use sqlx::postgres::PgConnectOptions;
 use sqlx::{Connection, PgConnection, Row};
 use tokio::sync::{mpsc, oneshot, watch};
 use tracing::{error, info, warn};
 
-use crate::batch::{Batch, EventMetadata};
 use crate::key_filter::KeyFilter;
 use crate::load::load_state;
 use crate::metrics::WriterMetrics;
+use crate::next_batch::{Ledger, NextBatch, StoredOutcomes, WriteRequest};
 use crate::{Error, Result};
 
 /// The advisory lock key every writer of a ledger database takes ("ledger" in ASCII).
@@ -104,15 +104,6 @@ pub struct WriteItem {
     pub command: Command,
     pub idempotency_key: String,
     pub fingerprint: Vec<u8>,
-}
-
-/// What waits in the queue: one command, or a batch of them from one HTTP request.
-struct WriteRequest {
-    items: Vec<WriteItem>,
-    /// All or nothing: if one is refused, none is applied and nothing is recorded.
-    atomic: bool,
-    request_id: Option<String>,
-    reply: oneshot::Sender<Vec<Result<Reply>>>,
 }
 
 /// A handle to the writer; cheap to clone.
@@ -252,17 +243,6 @@ enum Stop {
     Failed(Error),
 }
 
-/// What a request in a batch is waiting for.
-enum Pending {
-    /// Answered without a commit (a stored replay, or a reused key).
-    Ready(Result<Reply>),
-    /// Decided in this batch (with the legs an accepted event put on accounts); answered once
-    /// the batch commits.
-    Decided(Outcome, Vec<Leg>),
-    /// The same key and request as an earlier one in this batch: gets its outcome, as a replay.
-    SameAs(usize),
-}
-
 impl Sequencer {
     async fn run(mut self) {
         let mut status = WriterStatus::Starting;
@@ -354,8 +334,7 @@ impl Sequencer {
                 request = self.requests.recv() => match request {
                     Some(r) => {
                         self.queued.fetch_sub(r.items.len(), Ordering::AcqRel);
-                        let answers = r.items.iter().map(|_| Err(Error::WriterUnavailable(reason))).collect();
-                        let _ = r.reply.send(answers);
+                        r.fail(|| Error::WriterUnavailable(reason));
                     }
                     None => return false,
                 },
@@ -380,317 +359,201 @@ impl Sequencer {
                 let _ = session.conn.close().await;
                 return Stop::Shutdown;
             };
-            // Whatever queued while the last batch committed joins this one, up to batch_max
-            // commands (a batch request is never split).
-            let mut items = first.items.len();
+            // Whatever queued meanwhile joins the first, up to batch_max commands (a batch
+            // request is never split).
             let mut requests = vec![first];
-            while items < self.config.batch_max {
+            let mut commands = requests[0].items.len();
+            while commands < self.config.batch_max {
                 match self.requests.try_recv() {
                     Ok(r) => {
-                        items += r.items.len();
+                        commands += r.items.len();
                         requests.push(r);
                     }
                     Err(_) => break,
                 }
             }
-            self.queued.fetch_sub(items, Ordering::AcqRel);
-            if let Err(e) = self.process(&mut session, requests).await {
+            self.queued.fetch_sub(commands, Ordering::AcqRel);
+            let mut next = NextBatch::new(session.next_recorded_at(session.last_recorded_at));
+            if let Err(e) = decide_with_lookup(&mut session, &mut next, requests).await {
+                next.fail();
                 return Stop::Failed(e);
             }
-        }
-    }
-
-    /// Decides and commits one batch, then answers every request in it. An error means the
-    /// session must be dropped and the state reloaded; every request has been answered anyway.
-    async fn process(&self, session: &mut Session, requests: Vec<WriteRequest>) -> Result<()> {
-        let item_count: usize = requests.iter().map(|r| r.items.len()).sum();
-        self.metrics.batch_size.observe(item_count as u64);
-        let maybe_stored: Vec<&str> = requests
-            .iter()
-            .flat_map(|r| r.items.iter().map(|i| i.idempotency_key.as_str()))
-            .filter(|key| session.keys.may_contain(key))
-            .collect();
-        let stored = if maybe_stored.is_empty() {
-            HashMap::new()
-        } else {
-            match stored_outcomes(&mut session.conn, &maybe_stored).await {
-                Ok(stored) => stored,
-                Err(e) => {
-                    answer_all_failed(requests);
-                    return Err(e);
+            // Batches are written back to back: while one is written, the next is decided from
+            // what arrives, so PostgreSQL and the decisions work at the same time.
+            loop {
+                match self.write_while_deciding(&mut session, next).await {
+                    Ok(Some(following)) => next = following,
+                    Ok(None) => break,
+                    Err(Stop::Shutdown) => {
+                        let _ = session.conn.close().await;
+                        return Stop::Shutdown;
+                    }
+                    Err(stop) => return stop,
                 }
             }
-        };
-
-        let recorded_at = session.next_recorded_at();
-        let mut decider = Decider {
-            session: &mut *session,
-            stored: &stored,
-            recorded_at,
-            items: Vec::with_capacity(item_count),
-            pending: Vec::with_capacity(item_count),
-            first_with_key: HashMap::with_capacity(item_count),
-        };
-        for request in &requests {
-            if let Err(e) = decider.decide_request(request) {
-                // A decided event that cannot be applied is a bug; the state is reloaded
-                // rather than trusted.
-                drop(decider);
-                answer_all_failed(requests);
-                return Err(e);
-            }
-        }
-        let Decider { pending, items, .. } = decider;
-
-        let mut batch = Batch::default();
-        for (p, (item, request_id)) in pending.iter().zip(&items) {
-            match p {
-                Pending::Decided(Outcome::Accepted(committed), legs) => {
-                    let metadata = EventMetadata {
-                        idempotency_key: item.idempotency_key.clone(),
-                        request_id: request_id.clone(),
-                    };
-                    batch.push_event(
-                        committed.position,
-                        &committed.event,
-                        legs,
-                        &metadata,
-                        &item.fingerprint,
-                        recorded_at,
-                    );
-                }
-                Pending::Decided(Outcome::Rejected(rejection), _) => {
-                    batch.push_rejection(
-                        &item.idempotency_key,
-                        &item.fingerprint,
-                        rejection,
-                        recorded_at,
-                    );
-                }
-                Pending::Ready(_) | Pending::SameAs(_) => {}
-            }
-        }
-        drop(items);
-
-        if !batch.is_empty() {
-            let started = Instant::now();
-            let committed = batch.write(&mut session.conn).await;
-            self.metrics
-                .commit_latency_us
-                .observe(started.elapsed().as_micros() as u64);
-            if let Err(e) = committed {
-                self.metrics.commits_failed.fetch_add(1, Ordering::Relaxed);
-                answer_all_failed(requests);
-                return Err(e);
-            }
-            session.last_recorded_at = recorded_at;
-            for key in batch.idempotency_keys() {
-                session.keys.insert(key);
-            }
-            if let Some(position) = batch.last_position() {
-                self.head.send_replace(position);
-            }
-        }
-        self.answer(requests, pending);
-        Ok(())
-    }
-
-    fn answer(&self, requests: Vec<WriteRequest>, pending: Vec<Pending>) {
-        let outcomes: Vec<Option<Outcome>> = pending
-            .iter()
-            .map(|p| match p {
-                Pending::Decided(o, _) => Some(o.clone()),
-                _ => None,
-            })
-            .collect();
-        let count = |counter: &std::sync::atomic::AtomicU64| {
-            counter.fetch_add(1, Ordering::Relaxed);
-        };
-        let mut pending = pending.into_iter();
-        for request in requests {
-            let mut answers = Vec::with_capacity(request.items.len());
-            for p in pending.by_ref().take(request.items.len()) {
-                answers.push(match p {
-                    Pending::Ready(answer) => {
-                        match &answer {
-                            Ok(reply) if reply.replayed => count(&self.metrics.commands_replayed),
-                            _ => count(&self.metrics.commands_rejected),
-                        }
-                        answer
-                    }
-                    Pending::Decided(outcome, _) => {
-                        match outcome {
-                            Outcome::Accepted(_) => count(&self.metrics.commands_accepted),
-                            Outcome::Rejected(_) => count(&self.metrics.commands_rejected),
-                        }
-                        Ok(Reply {
-                            outcome,
-                            replayed: false,
-                        })
-                    }
-                    Pending::SameAs(earlier) => {
-                        count(&self.metrics.commands_replayed);
-                        outcomes[earlier]
-                            .clone()
-                            .map(|outcome| Reply {
-                                outcome,
-                                replayed: true,
-                            })
-                            .ok_or(Error::CommitFailed)
-                    }
-                });
-            }
-            // The client may have gone away; its answer is in the log either way.
-            let _ = request.reply.send(answers);
         }
     }
-}
 
-/// The decision phase of one batch: every command in order against the in-memory state, later
-/// commands seeing the effects of earlier ones.
-struct Decider<'a> {
-    session: &'a mut Session,
-    stored: &'a HashMap<String, (Vec<u8>, Outcome)>,
-    recorded_at: DateTime<Utc>,
-    /// Each command of the batch with the request id of its request, in order.
-    items: Vec<(&'a WriteItem, Option<String>)>,
-    /// What each command waits for, parallel to `items`.
-    pending: Vec<Pending>,
-    /// The index of the first command of this batch with each key.
-    first_with_key: HashMap<&'a str, usize>,
-}
-
-impl<'a> Decider<'a> {
-    fn decide_request(&mut self, request: &'a WriteRequest) -> Result<()> {
-        let group_start = self.pending.len();
-        for (offset, item) in request.items.iter().enumerate() {
-            let pending = self.decide_item(item)?;
-            let refused_code = match &pending {
-                Pending::Decided(Outcome::Rejected(r), _) => Some(r.code()),
-                Pending::Ready(Err(Error::IdempotencyKeyReused)) => Some("idempotency_key_reused"),
-                _ => None,
-            };
-            self.items.push((item, request.request_id.clone()));
-            self.pending.push(pending);
-            if let (true, Some(code)) = (request.atomic, refused_code) {
-                self.abort_group(request, group_start, offset, code);
-                break;
-            }
-        }
-        Ok(())
-    }
-
-    fn decide_item(&mut self, item: &'a WriteItem) -> Result<Pending> {
-        let key = item.idempotency_key.as_str();
-        if let Some((fingerprint, outcome)) = self.stored.get(key) {
-            return Ok(Pending::Ready(if *fingerprint == item.fingerprint {
-                Ok(Reply {
-                    outcome: outcome.clone(),
-                    replayed: true,
-                })
-            } else {
-                Err(Error::IdempotencyKeyReused)
-            }));
-        }
-        if let Some(&earlier) = self.first_with_key.get(key) {
-            let same_request = self.items[earlier].0.fingerprint == item.fingerprint;
-            return Ok(if same_request {
-                Pending::SameAs(earlier)
-            } else {
-                Pending::Ready(Err(Error::IdempotencyKeyReused))
-            });
-        }
-        self.first_with_key.insert(key, self.pending.len());
-        let session = &mut *self.session;
-        Ok(match session.state.decide(&item.command) {
-            Ok(event) => {
-                let legs = session.state.apply(&event)?;
-                let position = session.next_position;
-                session.next_position += 1;
-                Pending::Decided(
-                    Outcome::Accepted(CommittedEvent {
-                        position,
-                        recorded_at: self.recorded_at,
-                        event,
-                    }),
-                    legs,
-                )
-            }
-            Err(rejection) => Pending::Decided(Outcome::Rejected(rejection), Vec::new()),
-        })
-    }
-
-    /// Abandons an atomic group whose command at `failed_index` was refused: undoes what the
-    /// group applied, gives its positions back, records nothing, and answers every command of
-    /// the group with why the group was refused.
-    fn abort_group(
+    /// Writes `current` and, while PostgreSQL works on it, decides the requests that arrive into
+    /// the following batch. Answers `current` once it has committed. A request whose keys may
+    /// have been stored before, or that shares a key with `current`, needs the database; it and
+    /// every request after it wait until `current` has committed.
+    async fn write_while_deciding(
         &mut self,
-        request: &'a WriteRequest,
-        group_start: usize,
-        failed_index: usize,
-        failed_code: &'static str,
-    ) {
-        let decided = self.pending.split_off(group_start);
-        self.items.truncate(group_start);
-        for pending in decided.iter().rev() {
-            if let Pending::Decided(Outcome::Accepted(committed), legs) = pending {
-                self.session.state.undo(&committed.event, legs);
-                self.session.next_position -= 1;
+        session: &mut Session,
+        current: NextBatch,
+    ) -> Result<Option<NextBatch>, Stop> {
+        self.metrics
+            .batch_size
+            .observe(current.command_count() as u64);
+        let mut following = NextBatch::new(session.next_recorded_at(current.recorded_at()));
+        let mut deferred: Vec<WriteRequest> = Vec::new();
+        let mut decide_error: Option<Error> = None;
+        let mut closed = false;
+        let batch_max = self.config.batch_max;
+        let (requests, queued) = (&mut self.requests, &self.queued);
+        let Session {
+            conn,
+            state,
+            keys,
+            next_position,
+            ..
+        } = session;
+        let no_stored = StoredOutcomes::new();
+        let started = Instant::now();
+        let written = if current.batch().is_empty() {
+            // Only replays and refusals that are not recorded: nothing to write.
+            Ok(())
+        } else {
+            let write = current.batch().write(conn);
+            tokio::pin!(write);
+            loop {
+                let room = following.command_count()
+                    + deferred.iter().map(|r| r.items.len()).sum::<usize>()
+                    < batch_max;
+                tokio::select! {
+                    biased;
+                    written = &mut write => break written,
+                    request = requests.recv(), if room && !closed => match request {
+                        None => closed = true,
+                        Some(request) => {
+                            queued.fetch_sub(request.items.len(), Ordering::AcqRel);
+                            let needs_database = decide_error.is_some()
+                                || !deferred.is_empty()
+                                || request.items.iter().any(|item| {
+                                    let key = item.idempotency_key.as_str();
+                                    current.has_key(key) || keys.may_contain(key)
+                                });
+                            if needs_database {
+                                deferred.push(request);
+                            } else {
+                                let mut ledger = Ledger { state: &mut *state, next_position: &mut *next_position };
+                                if let Err(e) = following.add(&mut ledger, request, &no_stored) {
+                                    decide_error = Some(e);
+                                }
+                            }
+                        }
+                    },
+                }
+            }
+        };
+        self.metrics
+            .commit_latency_us
+            .observe(started.elapsed().as_micros() as u64);
+        let fail_rest = |following: NextBatch, deferred: Vec<WriteRequest>| {
+            following.fail();
+            for request in deferred {
+                request.fail(|| Error::CommitFailed);
+            }
+        };
+        if let Err(e) = written {
+            // Nothing of `current` was applied, and `following` was decided on top of it.
+            self.metrics.commits_failed.fetch_add(1, Ordering::Relaxed);
+            current.fail();
+            fail_rest(following, deferred);
+            return Err(Stop::Failed(e));
+        }
+        session.last_recorded_at = current.recorded_at();
+        for key in current.batch().idempotency_keys() {
+            session.keys.insert(key);
+        }
+        if let Some(position) = current.batch().last_position() {
+            self.head.send_replace(position);
+        }
+        current.answer(&self.metrics);
+        if let Some(e) = decide_error {
+            fail_rest(following, deferred);
+            return Err(Stop::Failed(e));
+        }
+        if !deferred.is_empty() {
+            if let Err(e) = decide_with_lookup(session, &mut following, deferred).await {
+                following.fail();
+                return Err(Stop::Failed(e));
             }
         }
-        self.first_with_key.retain(|_, index| *index < group_start);
-        let mut decided = decided.into_iter();
-        for (offset, item) in request.items.iter().enumerate() {
-            let answer = match decided.next() {
-                Some(Pending::Decided(Outcome::Rejected(rejection), _))
-                    if offset == failed_index =>
-                {
-                    Ok(Reply {
-                        outcome: Outcome::Rejected(rejection),
-                        replayed: false,
-                    })
+        if following.is_empty() {
+            if closed {
+                return Err(Stop::Shutdown);
+            }
+            return Ok(None);
+        }
+        Ok(Some(following))
+    }
+}
+
+/// Decides requests into `next`, first asking the database about the keys that may have been
+/// stored. On an error every request is in `next` (or answered), so `next.fail()` answers them.
+async fn decide_with_lookup(
+    session: &mut Session,
+    next: &mut NextBatch,
+    requests: Vec<WriteRequest>,
+) -> Result<()> {
+    let maybe_stored: Vec<&str> = requests
+        .iter()
+        .flat_map(|r| r.items.iter().map(|i| i.idempotency_key.as_str()))
+        .filter(|key| session.keys.may_contain(key))
+        .collect();
+    let stored = if maybe_stored.is_empty() {
+        StoredOutcomes::new()
+    } else {
+        match stored_outcomes(&mut session.conn, &maybe_stored).await {
+            Ok(stored) => stored,
+            Err(e) => {
+                for request in requests {
+                    request.fail(|| Error::CommitFailed);
                 }
-                Some(Pending::Ready(answer)) if offset == failed_index => answer,
-                _ => Ok(Reply {
-                    outcome: Outcome::Rejected(Rejection::BatchAborted {
-                        failed_index,
-                        failed_code: failed_code.to_owned(),
-                    }),
-                    replayed: false,
-                }),
-            };
-            self.items.push((item, request.request_id.clone()));
-            self.pending.push(Pending::Ready(answer));
+                return Err(e);
+            }
+        }
+    };
+    let mut ledger = Ledger {
+        state: &mut session.state,
+        next_position: &mut session.next_position,
+    };
+    let mut requests = requests.into_iter();
+    for request in requests.by_ref() {
+        if let Err(e) = next.add(&mut ledger, request, &stored) {
+            for rest in requests {
+                rest.fail(|| Error::CommitFailed);
+            }
+            return Err(e);
         }
     }
+    Ok(())
 }
 
 impl Session {
-    /// The time recorded for the next batch: now, at PostgreSQL's microsecond precision, and
-    /// never earlier than the previous batch, so that time order agrees with log order.
-    fn next_recorded_at(&self) -> DateTime<Utc> {
+    /// The time recorded for a batch: now, at PostgreSQL's microsecond precision, and never
+    /// earlier than `floor` (the previous batch), so that time order agrees with log order.
+    fn next_recorded_at(&self, floor: DateTime<Utc>) -> DateTime<Utc> {
         let now = Utc::now();
         let now = DateTime::from_timestamp_micros(now.timestamp_micros()).unwrap_or(now);
-        now.max(self.last_recorded_at)
-    }
-}
-
-fn answer_all_failed(requests: Vec<WriteRequest>) {
-    for request in requests {
-        let answers = request
-            .items
-            .iter()
-            .map(|_| Err(Error::CommitFailed))
-            .collect();
-        let _ = request.reply.send(answers);
+        now.max(floor)
     }
 }
 
 /// The stored fingerprint and outcome of each key of the batch that was seen before.
-async fn stored_outcomes(
-    conn: &mut PgConnection,
-    keys: &[&str],
-) -> Result<HashMap<String, (Vec<u8>, Outcome)>> {
+async fn stored_outcomes(conn: &mut PgConnection, keys: &[&str]) -> Result<StoredOutcomes> {
     let rows = sqlx::query(
         "SELECT k.key, k.fingerprint, k.rejection,
                 e.position, e.event_type, e.schema_version, e.payload, e.recorded_at

@@ -188,16 +188,23 @@ async fn commands_in_one_batch_see_each_other() {
 
 #[tokio::test]
 async fn a_full_queue_answers_503_at_once() {
-    let ledger = Arc::new(TestLedger::start_with(|c| c.queue_capacity = 2).await);
+    let ledger = Arc::new(
+        TestLedger::start_with(|c| {
+            c.queue_capacity = 2;
+            c.batch_max = 1;
+        })
+        .await,
+    );
     ledger.market().await;
     ledger
         .transfer("fund", "world:bank", "alice:cash", "USD", "10")
         .await
         .expect(201);
     let block = WriterBlock::hold(&ledger).await;
-    // One request is with the writer (waiting on the lock); two fill the queue.
+    // One request is being written (waiting on the lock), one is decided into the next batch
+    // meanwhile, and two fill the queue.
     let mut tasks = Vec::new();
-    for i in 0..3 {
+    for i in 0..4 {
         let ledger = ledger.clone();
         tasks.push(tokio::spawn(async move {
             ledger
@@ -226,7 +233,7 @@ async fn a_full_queue_answers_503_at_once() {
         .transfer("one-too-many", "alice:cash", "bob:cash", "USD", "1")
         .await
         .expect(201);
-    assert_eq!(ledger.balance("bob:cash", "USD").await, "4.00");
+    assert_eq!(ledger.balance("bob:cash", "USD").await, "5.00");
     Arc::try_unwrap(ledger).ok().unwrap().finish().await;
 }
 

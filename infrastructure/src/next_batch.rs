@@ -1,0 +1,313 @@
+//! The batch the writer is deciding: requests are added one at a time and decided at once against
+//! the in-memory state (later ones see earlier ones), and their rows are gathered for the one
+//! statement that will write them. Nothing is answered until that statement has committed.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use chrono::{DateTime, Utc};
+use domain::{LedgerState, Leg, Rejection};
+use tokio::sync::oneshot;
+
+use crate::batch::{Batch, EventMetadata};
+use crate::metrics::WriterMetrics;
+use crate::sequencer::{CommittedEvent, Outcome, Reply, WriteItem};
+use crate::{Error, Result};
+
+/// What waits in the writer's queue: one command, or a batch of them from one HTTP request.
+pub(crate) struct WriteRequest {
+    pub items: Vec<WriteItem>,
+    /// All or nothing: if one is refused, none is applied and nothing is recorded.
+    pub atomic: bool,
+    pub request_id: Option<String>,
+    pub reply: oneshot::Sender<Vec<Result<Reply>>>,
+}
+
+impl WriteRequest {
+    pub fn fail(self, error: impl Fn() -> Error) {
+        let answers = self.items.iter().map(|_| Err(error())).collect();
+        // The client may have gone away; nothing was applied either way.
+        let _ = self.reply.send(answers);
+    }
+}
+
+/// Stored (fingerprint, outcome) of idempotency keys seen before, by key.
+pub(crate) type StoredOutcomes = HashMap<String, (Vec<u8>, Outcome)>;
+
+/// What one command of the batch waits for.
+enum Pending {
+    /// Answered without a commit (a stored replay, a reused key, an abandoned atomic group).
+    Ready(Result<Reply>),
+    /// Decided in this batch (with the legs an accepted event put on accounts).
+    Decided(Outcome, Vec<Leg>),
+    /// The same key and request as an earlier command of this batch: gets its outcome, as a replay.
+    SameAs(usize),
+}
+
+/// The state a decision changes: the ledger and the next position to give out.
+pub(crate) struct Ledger<'a> {
+    pub state: &'a mut LedgerState,
+    pub next_position: &'a mut i64,
+}
+
+pub(crate) struct NextBatch {
+    requests: Vec<WriteRequest>,
+    /// One entry per command, in order, across all requests.
+    pending: Vec<Pending>,
+    /// The first command of this batch with each key, and its fingerprint.
+    first_with_key: HashMap<String, (usize, Vec<u8>)>,
+    batch: Batch,
+    recorded_at: DateTime<Utc>,
+}
+
+impl NextBatch {
+    pub fn new(recorded_at: DateTime<Utc>) -> Self {
+        Self {
+            requests: Vec::new(),
+            pending: Vec::new(),
+            first_with_key: HashMap::new(),
+            batch: Batch::default(),
+            recorded_at,
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.requests.is_empty()
+    }
+
+    pub fn command_count(&self) -> usize {
+        self.pending.len()
+    }
+
+    pub fn recorded_at(&self) -> DateTime<Utc> {
+        self.recorded_at
+    }
+
+    pub fn batch(&self) -> &Batch {
+        &self.batch
+    }
+
+    /// Whether a command of this batch uses `key`.
+    pub fn has_key(&self, key: &str) -> bool {
+        self.first_with_key.contains_key(key)
+    }
+
+    /// Decides a request's commands in order, after those already added. An error means the
+    /// state can no longer be trusted; the request is kept so that `fail` answers it.
+    pub fn add(
+        &mut self,
+        ledger: &mut Ledger<'_>,
+        request: WriteRequest,
+        stored: &StoredOutcomes,
+    ) -> Result<()> {
+        let decided = self.decide_request(ledger, &request, stored);
+        if decided.is_ok() {
+            self.gather_rows(&request, self.pending.len() - request.items.len());
+        }
+        self.requests.push(request);
+        decided
+    }
+
+    fn decide_request(
+        &mut self,
+        ledger: &mut Ledger<'_>,
+        request: &WriteRequest,
+        stored: &StoredOutcomes,
+    ) -> Result<()> {
+        let group_start = self.pending.len();
+        for (offset, item) in request.items.iter().enumerate() {
+            let pending = self.decide_item(ledger, item, stored)?;
+            let refused_code = match &pending {
+                Pending::Decided(Outcome::Rejected(r), _) => Some(r.code()),
+                Pending::Ready(Err(Error::IdempotencyKeyReused)) => Some("idempotency_key_reused"),
+                _ => None,
+            };
+            self.pending.push(pending);
+            if let (true, Some(code)) = (request.atomic, refused_code) {
+                self.abort_group(ledger, request, group_start, offset, code);
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    fn decide_item(
+        &mut self,
+        ledger: &mut Ledger<'_>,
+        item: &WriteItem,
+        stored: &StoredOutcomes,
+    ) -> Result<Pending> {
+        let key = item.idempotency_key.as_str();
+        if let Some((fingerprint, outcome)) = stored.get(key) {
+            return Ok(Pending::Ready(if *fingerprint == item.fingerprint {
+                Ok(Reply {
+                    outcome: outcome.clone(),
+                    replayed: true,
+                })
+            } else {
+                Err(Error::IdempotencyKeyReused)
+            }));
+        }
+        if let Some((earlier, fingerprint)) = self.first_with_key.get(key) {
+            return Ok(if *fingerprint == item.fingerprint {
+                Pending::SameAs(*earlier)
+            } else {
+                Pending::Ready(Err(Error::IdempotencyKeyReused))
+            });
+        }
+        self.first_with_key.insert(
+            key.to_owned(),
+            (self.pending.len(), item.fingerprint.clone()),
+        );
+        Ok(match ledger.state.decide(&item.command) {
+            Ok(event) => {
+                let legs = ledger.state.apply(&event)?;
+                let position = *ledger.next_position;
+                *ledger.next_position += 1;
+                Pending::Decided(
+                    Outcome::Accepted(CommittedEvent {
+                        position,
+                        recorded_at: self.recorded_at,
+                        event,
+                    }),
+                    legs,
+                )
+            }
+            Err(rejection) => Pending::Decided(Outcome::Rejected(rejection), Vec::new()),
+        })
+    }
+
+    /// Abandons an atomic group whose command at `failed_index` was refused: undoes what the
+    /// group applied, gives its positions back, records nothing, and answers every command of
+    /// the group with why the group was refused.
+    fn abort_group(
+        &mut self,
+        ledger: &mut Ledger<'_>,
+        request: &WriteRequest,
+        group_start: usize,
+        failed_index: usize,
+        failed_code: &'static str,
+    ) {
+        let decided = self.pending.split_off(group_start);
+        for pending in decided.iter().rev() {
+            if let Pending::Decided(Outcome::Accepted(committed), legs) = pending {
+                ledger.state.undo(&committed.event, legs);
+                *ledger.next_position -= 1;
+            }
+        }
+        self.first_with_key
+            .retain(|_, (index, _)| *index < group_start);
+        let mut decided = decided.into_iter();
+        for offset in 0..request.items.len() {
+            let answer = match decided.next() {
+                Some(Pending::Decided(Outcome::Rejected(rejection), _))
+                    if offset == failed_index =>
+                {
+                    Ok(Reply {
+                        outcome: Outcome::Rejected(rejection),
+                        replayed: false,
+                    })
+                }
+                Some(Pending::Ready(answer)) if offset == failed_index => answer,
+                _ => Ok(Reply {
+                    outcome: Outcome::Rejected(Rejection::BatchAborted {
+                        failed_index,
+                        failed_code: failed_code.to_owned(),
+                    }),
+                    replayed: false,
+                }),
+            };
+            self.pending.push(Pending::Ready(answer));
+        }
+    }
+
+    /// Adds the rows of a request's decided commands (from `first` on) to the batch.
+    fn gather_rows(&mut self, request: &WriteRequest, first: usize) {
+        for (item, pending) in request.items.iter().zip(&self.pending[first..]) {
+            match pending {
+                Pending::Decided(Outcome::Accepted(committed), legs) => {
+                    let metadata = EventMetadata {
+                        idempotency_key: item.idempotency_key.clone(),
+                        request_id: request.request_id.clone(),
+                    };
+                    self.batch.push_event(
+                        committed.position,
+                        &committed.event,
+                        legs,
+                        &metadata,
+                        &item.fingerprint,
+                        self.recorded_at,
+                    );
+                }
+                Pending::Decided(Outcome::Rejected(rejection), _) => {
+                    self.batch.push_rejection(
+                        &item.idempotency_key,
+                        &item.fingerprint,
+                        rejection,
+                        self.recorded_at,
+                    );
+                }
+                Pending::Ready(_) | Pending::SameAs(_) => {}
+            }
+        }
+    }
+
+    /// Answers every request once the batch has committed.
+    pub fn answer(self, metrics: &WriterMetrics) {
+        let outcomes: Vec<Option<Outcome>> = self
+            .pending
+            .iter()
+            .map(|p| match p {
+                Pending::Decided(o, _) => Some(o.clone()),
+                _ => None,
+            })
+            .collect();
+        let count = |counter: &AtomicU64| {
+            counter.fetch_add(1, Ordering::Relaxed);
+        };
+        let mut pending = self.pending.into_iter();
+        for request in self.requests {
+            let mut answers = Vec::with_capacity(request.items.len());
+            for p in pending.by_ref().take(request.items.len()) {
+                answers.push(match p {
+                    Pending::Ready(answer) => {
+                        match &answer {
+                            Ok(reply) if reply.replayed => count(&metrics.commands_replayed),
+                            _ => count(&metrics.commands_rejected),
+                        }
+                        answer
+                    }
+                    Pending::Decided(outcome, _) => {
+                        match outcome {
+                            Outcome::Accepted(_) => count(&metrics.commands_accepted),
+                            Outcome::Rejected(_) => count(&metrics.commands_rejected),
+                        }
+                        Ok(Reply {
+                            outcome,
+                            replayed: false,
+                        })
+                    }
+                    Pending::SameAs(earlier) => {
+                        count(&metrics.commands_replayed);
+                        outcomes[earlier]
+                            .clone()
+                            .map(|outcome| Reply {
+                                outcome,
+                                replayed: true,
+                            })
+                            .ok_or(Error::CommitFailed)
+                    }
+                });
+            }
+            // The client may have gone away; its answer is in the log either way.
+            let _ = request.reply.send(answers);
+        }
+    }
+
+    /// Answers every request with a retryable failure: nothing of this batch was committed.
+    pub fn fail(self) {
+        for request in self.requests {
+            request.fail(|| Error::CommitFailed);
+        }
+    }
+}
