@@ -6,7 +6,9 @@ CREATE TABLE events (
     schema_version  SMALLINT    NOT NULL CHECK (schema_version > 0),
     payload         JSONB       NOT NULL,
     metadata        JSONB       NOT NULL,
-    recorded_at     TIMESTAMPTZ NOT NULL
+    recorded_at     TIMESTAMPTZ NOT NULL,
+    -- SHA-256 of the previous event's hash and this event's canonical bytes (docs/audit.md).
+    hash            BYTEA       NOT NULL CHECK (length(hash) = 32)
 );
 
 -- Append-only, enforced by the database itself and not only by the code that writes to it.

@@ -350,6 +350,8 @@ pub struct EventView {
     #[schema(value_type = Object)]
     pub metadata: serde_json::Value,
     pub recorded_at: DateTime<Utc>,
+    /// SHA-256 of the previous event's hash and this event's canonical bytes, hex (docs/audit.md).
+    pub hash: String,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -366,4 +368,16 @@ pub struct Readiness {
     /// `leader`, `standby`, `starting` or `recovering`.
     pub writer: String,
     pub position: i64,
+}
+
+/// The result of walking the hash chain over the whole log.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ChainReportView {
+    pub intact: bool,
+    pub events_verified: i64,
+    pub head_position: i64,
+    pub head_hash: String,
+    /// The first position where the chain breaks: an altered, missing or misplaced event.
+    pub first_broken_position: Option<i64>,
+    pub problem: Option<String>,
 }

@@ -27,6 +27,40 @@ enum LogFormat {
 enum Commands {
     /// Serve the HTTP API (provisions a local PostgreSQL when DATABASE_URL is not set).
     Serve(api::ServeConfig),
+    /// Recompute the hash chain over the whole log; exit status 1 if it breaks.
+    Verify(DatabaseArgs),
+    /// Write the log as NDJSON, one canonical JSON event (with its hash) per line.
+    Export {
+        #[command(flatten)]
+        database: DatabaseArgs,
+        /// Only events after this position.
+        #[arg(long, default_value_t = 0)]
+        after: i64,
+        /// A file to write to; standard output when absent.
+        #[arg(long)]
+        output: Option<std::path::PathBuf>,
+    },
+}
+
+/// Which database: the same flags and variables as `ledger serve`.
+#[derive(clap::Args)]
+struct DatabaseArgs {
+    /// PostgreSQL URL. When absent, the local PostgreSQL under --data-dir.
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+    database_url: Option<String>,
+    #[arg(long, env = "LEDGER_DATA_DIR", default_value = ".ledger/postgres")]
+    data_dir: std::path::PathBuf,
+}
+
+impl DatabaseArgs {
+    async fn open(&self) -> infrastructure::Result<api::server::Database> {
+        api::server::Database::open(
+            self.database_url.as_deref(),
+            &self.data_dir,
+            &infrastructure::db::PoolConfig::default(),
+        )
+        .await
+    }
 }
 
 fn main() -> std::process::ExitCode {
@@ -50,9 +84,16 @@ fn main() -> std::process::ExitCode {
     };
     let result = match cli.command {
         Commands::Serve(config) => runtime.block_on(serve(config)),
+        Commands::Verify(database) => runtime.block_on(verify(database)),
+        Commands::Export {
+            database,
+            after,
+            output,
+        } => runtime.block_on(export(database, after, output)),
     };
     match result {
-        Ok(()) => std::process::ExitCode::SUCCESS,
+        Ok(true) => std::process::ExitCode::SUCCESS,
+        Ok(false) => std::process::ExitCode::FAILURE,
         Err(e) => {
             tracing::error!(error = %e, "ledger failed");
             std::process::ExitCode::FAILURE
@@ -60,11 +101,61 @@ fn main() -> std::process::ExitCode {
     }
 }
 
-async fn serve(config: api::ServeConfig) -> infrastructure::Result<()> {
+async fn serve(config: api::ServeConfig) -> infrastructure::Result<bool> {
     let server = api::Server::start(&config).await?;
     shutdown_signal().await;
     tracing::info!("shutting down");
-    server.stop().await
+    server.stop().await.map(|()| true)
+}
+
+async fn verify(database: DatabaseArgs) -> infrastructure::Result<bool> {
+    use std::io::Write;
+    let database = database.open().await?;
+    let started = std::time::Instant::now();
+    let report = infrastructure::audit::verify_chain(&database.pool, |done, total| {
+        let rate = done as f64 / started.elapsed().as_secs_f64().max(1e-9);
+        let percent = if total > 0 { done * 100 / total } else { 100 };
+        eprint!("\rverified {done} of {total} events ({percent} %, {rate:.0} events/s)   ");
+        let _ = std::io::stderr().flush();
+    })
+    .await;
+    eprintln!();
+    database.close().await?;
+    let report = report?;
+    println!(
+        "{}",
+        serde_json::json!({
+            "intact": report.intact(),
+            "events_verified": report.events_verified,
+            "head_position": report.head_position,
+            "head_hash": report.head_hash,
+            "first_broken_position": report.first_broken_position,
+            "problem": report.problem,
+            "seconds": started.elapsed().as_secs_f64(),
+        })
+    );
+    Ok(report.intact())
+}
+
+async fn export(
+    database: DatabaseArgs,
+    after: i64,
+    output: Option<std::path::PathBuf>,
+) -> infrastructure::Result<bool> {
+    let database = database.open().await?;
+    let written = match output {
+        Some(path) => {
+            let mut file = std::io::BufWriter::new(std::fs::File::create(path)?);
+            infrastructure::audit::export(&database.pool, after, &mut file).await
+        }
+        None => {
+            let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+            infrastructure::audit::export(&database.pool, after, &mut out).await
+        }
+    };
+    database.close().await?;
+    tracing::info!(events = written?, "exported");
+    Ok(true)
 }
 
 /// Ctrl-C or SIGTERM.

@@ -157,5 +157,6 @@ pub fn event_view(e: StoredEvent) -> EventView {
         payload: e.payload,
         metadata: e.metadata,
         recorded_at: e.recorded_at,
+        hash: domain::chain::to_hex_slice(&e.hash),
     }
 }

@@ -26,17 +26,14 @@ pub struct Server {
 
 impl Server {
     pub async fn start(config: &ServeConfig) -> infrastructure::Result<Self> {
-        let (database_url, local_postgres) = match &config.database_url {
-            Some(url) => (url.clone(), None),
-            None => {
-                let local = LocalPostgres::start(&config.data_dir).await?;
-                info!(data_dir = %local.data_dir().display(), "no DATABASE_URL: using a local PostgreSQL; the ledger's data lives there");
-                (local.url("ledger"), Some(local))
-            }
-        };
-        let options = db::connect_options(&database_url)?;
-        let pool = db::read_pool(options.clone(), &config.pool());
-        db::migrate(&pool).await?;
+        let database = Database::open(
+            config.database_url.as_deref(),
+            &config.data_dir,
+            &config.pool(),
+        )
+        .await?;
+        let (options, pool, local_postgres) =
+            (database.options, database.pool, database.local_postgres);
         let (writer, writer_task) = Writer::spawn(options, config.writer());
         let reads = ReadStore::new(pool);
         let state = AppState::new(writer, reads.clone(), config.limits());
@@ -83,6 +80,49 @@ impl Server {
             local.stop().await?;
         }
         info!("ledger stopped");
+        Ok(())
+    }
+}
+
+/// The database a command works on: the one `DATABASE_URL` names, or the local cluster under the
+/// data directory (started if needed), with the schema brought up to date.
+pub struct Database {
+    pub options: db::PgConnectOptions,
+    pub pool: db::PgPool,
+    /// Set when this process started the local cluster: stop it when done.
+    pub local_postgres: Option<LocalPostgres>,
+}
+
+impl Database {
+    pub async fn open(
+        database_url: Option<&str>,
+        data_dir: &std::path::Path,
+        pool: &db::PoolConfig,
+    ) -> infrastructure::Result<Self> {
+        let (database_url, local_postgres) = match database_url {
+            Some(url) => (url.to_owned(), None),
+            None => {
+                let local = LocalPostgres::start(data_dir).await?;
+                info!(data_dir = %local.data_dir().display(), "no DATABASE_URL: using a local PostgreSQL; the ledger's data lives there");
+                (local.url("ledger"), Some(local))
+            }
+        };
+        let options = db::connect_options(&database_url)?;
+        let pool_handle = db::read_pool(options.clone(), pool);
+        db::migrate(&pool_handle).await?;
+        Ok(Self {
+            options,
+            pool: pool_handle,
+            local_postgres,
+        })
+    }
+
+    /// Closes the pool and stops the local cluster if this process started it.
+    pub async fn close(self) -> infrastructure::Result<()> {
+        self.pool.close().await;
+        if let Some(local) = self.local_postgres {
+            local.stop().await?;
+        }
         Ok(())
     }
 }

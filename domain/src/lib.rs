@@ -1,6 +1,7 @@
 //! The ledger's domain: pure Rust, no I/O. Value types that cannot hold invalid values, commands,
 //! events, and the decision logic with its invariants (`LedgerState::decide` and `apply`).
 
+pub mod chain;
 pub mod command;
 pub mod error;
 pub mod event;

@@ -5,6 +5,7 @@
 use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
+use domain::chain::{canonical_json, ChainedEvent, Hash};
 use domain::{AccountId, AssetCode, Event, Leg, Rejection};
 use rust_decimal::Decimal;
 use sqlx::PgConnection;
@@ -42,6 +43,7 @@ struct EventColumns {
     payload: Vec<String>,
     metadata: Vec<String>,
     recorded_at: Vec<DateTime<Utc>>,
+    hash: Vec<Vec<u8>>,
 }
 
 #[derive(Default)]
@@ -113,7 +115,9 @@ impl Batch {
         self.last_position
     }
 
-    /// Adds an accepted event, the legs `apply` computed for it, and its idempotency record.
+    /// Adds an accepted event, the legs `apply` computed for it, and its idempotency record, and
+    /// extends the hash chain whose head is `chain_head` by it.
+    #[allow(clippy::too_many_arguments)]
     pub fn push_event(
         &mut self,
         position: i64,
@@ -122,17 +126,34 @@ impl Batch {
         metadata: &EventMetadata,
         fingerprint: &[u8],
         recorded_at: DateTime<Utc>,
+        chain_head: &mut Hash,
     ) {
+        // Time-ordered ids keep the unique index append-only instead of scattering inserts.
+        let event_id = Uuid::now_v7();
+        let payload = event.encode();
+        let metadata_json = serde_json::to_value(metadata).unwrap_or_default();
+        let recorded_at_text = crate::audit::format_recorded_at(recorded_at);
+        *chain_head = domain::chain::chain(
+            chain_head,
+            &ChainedEvent {
+                position,
+                event_id,
+                event_type: event.event_type(),
+                schema_version: event.schema_version(),
+                recorded_at: &recorded_at_text,
+                payload: &payload,
+                metadata: &metadata_json,
+            },
+        );
         let e = &mut self.events;
         e.position.push(position);
-        // Time-ordered ids keep the unique index append-only instead of scattering inserts.
-        e.event_id.push(Uuid::now_v7());
+        e.event_id.push(event_id);
         e.event_type.push(event.event_type());
         e.schema_version.push(event.schema_version());
-        e.payload.push(event.encode().to_string());
-        e.metadata
-            .push(serde_json::to_string(metadata).unwrap_or_else(|_| "{}".to_owned()));
+        e.payload.push(canonical_json(&payload));
+        e.metadata.push(canonical_json(&metadata_json));
         e.recorded_at.push(recorded_at);
+        e.hash.push(chain_head.to_vec());
 
         match event {
             Event::AssetDefined(a) => {
@@ -276,6 +297,7 @@ impl Batch {
             .bind(&i.rejection)
             .bind(&i.recorded_at)
             .bind(self.last_position)
+            .bind(&e.hash)
             .execute(conn)
             .await?;
         Ok(())
@@ -284,10 +306,10 @@ impl Batch {
 
 const WRITE_BATCH: &str = "
 WITH new_events AS (
-    INSERT INTO events (position, event_id, event_type, schema_version, payload, metadata, recorded_at)
-    SELECT p, i, t, v, pl::jsonb, m::jsonb, r
-    FROM UNNEST($1::int8[], $2::uuid[], $3::text[], $4::int2[], $5::text[], $6::text[], $7::timestamptz[])
-      AS u(p, i, t, v, pl, m, r)
+    INSERT INTO events (position, event_id, event_type, schema_version, payload, metadata, recorded_at, hash)
+    SELECT p, i, t, v, pl::jsonb, m::jsonb, r, h
+    FROM UNNEST($1::int8[], $2::uuid[], $3::text[], $4::int2[], $5::text[], $6::text[], $7::timestamptz[], $39::bytea[])
+      AS u(p, i, t, v, pl, m, r, h)
 ), new_assets AS (
     INSERT INTO assets (code, scale, position)
     SELECT * FROM UNNEST($8::text[], $9::int2[], $10::int8[])

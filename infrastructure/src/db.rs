@@ -3,8 +3,9 @@
 use std::str::FromStr;
 use std::time::Duration;
 
-use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use sqlx::PgPool;
+pub use sqlx::postgres::PgConnectOptions;
+use sqlx::postgres::PgPoolOptions;
+pub use sqlx::PgPool;
 
 use crate::{Error, Result};
 

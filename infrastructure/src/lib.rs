@@ -1,6 +1,7 @@
 //! PostgreSQL: the event store, the inline projections, the single writer (sequencer), the read
 //! models, migrations, and provisioning of a local PostgreSQL for development and tests.
 
+pub mod audit;
 mod batch;
 pub mod db;
 pub mod error;

@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
+use domain::chain::Hash;
 use domain::{AccountCode, AccountId, AssetCode, LedgerState, Scale};
 use futures_util::TryStreamExt;
 use rust_decimal::Decimal;
@@ -17,17 +18,27 @@ pub struct LoadedState {
     pub state: LedgerState,
     /// Every idempotency key stored so far.
     pub keys: KeyFilter,
+    /// The hash of the last event (the genesis value when the log is empty).
+    pub chain_head: Hash,
     /// The last position in the log (0 when empty).
     pub head: i64,
     pub last_recorded_at: DateTime<Utc>,
 }
 
 pub async fn load_state(conn: &mut PgConnection) -> Result<LoadedState> {
-    let (log_head, last_recorded_at): (Option<i64>, Option<DateTime<Utc>>) =
-        sqlx::query_as("SELECT position, recorded_at FROM events ORDER BY position DESC LIMIT 1")
-            .fetch_optional(&mut *conn)
-            .await?
-            .unwrap_or((None, None));
+    type Last = (Option<i64>, Option<DateTime<Utc>>, Option<Vec<u8>>);
+    let (log_head, last_recorded_at, last_hash): Last = sqlx::query_as(
+        "SELECT position, recorded_at, hash FROM events ORDER BY position DESC LIMIT 1",
+    )
+    .fetch_optional(&mut *conn)
+    .await?
+    .unwrap_or((None, None, None));
+    let chain_head: Hash = match last_hash {
+        None => domain::chain::genesis(),
+        Some(hash) => hash
+            .try_into()
+            .map_err(|_| Error::Corrupt("the last event's hash is not 32 bytes".into()))?,
+    };
     let log_head = log_head.unwrap_or(0);
     let projection_head: i64 = sqlx::query_scalar("SELECT position FROM projection_head")
         .fetch_one(&mut *conn)
@@ -99,6 +110,7 @@ pub async fn load_state(conn: &mut PgConnection) -> Result<LoadedState> {
     Ok(LoadedState {
         state,
         keys,
+        chain_head,
         head: log_head,
         last_recorded_at: last_recorded_at.unwrap_or(DateTime::UNIX_EPOCH),
     })

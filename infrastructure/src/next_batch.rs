@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use chrono::{DateTime, Utc};
+use domain::chain::Hash;
 use domain::{LedgerState, Leg, Rejection};
 use tokio::sync::oneshot;
 
@@ -48,6 +49,8 @@ enum Pending {
 pub(crate) struct Ledger<'a> {
     pub state: &'a mut LedgerState,
     pub next_position: &'a mut i64,
+    /// The hash of the last event decided (committed or not).
+    pub chain_head: &'a mut Hash,
 }
 
 pub(crate) struct NextBatch {
@@ -102,7 +105,8 @@ impl NextBatch {
     ) -> Result<()> {
         let decided = self.decide_request(ledger, &request, stored);
         if decided.is_ok() {
-            self.gather_rows(&request, self.pending.len() - request.items.len());
+            let first = self.pending.len() - request.items.len();
+            self.gather_rows(&request, first, ledger.chain_head);
         }
         self.requests.push(request);
         decided
@@ -222,7 +226,7 @@ impl NextBatch {
     }
 
     /// Adds the rows of a request's decided commands (from `first` on) to the batch.
-    fn gather_rows(&mut self, request: &WriteRequest, first: usize) {
+    fn gather_rows(&mut self, request: &WriteRequest, first: usize, chain_head: &mut Hash) {
         for (item, pending) in request.items.iter().zip(&self.pending[first..]) {
             match pending {
                 Pending::Decided(Outcome::Accepted(committed), legs) => {
@@ -237,6 +241,7 @@ impl NextBatch {
                         &metadata,
                         &item.fingerprint,
                         self.recorded_at,
+                        chain_head,
                     );
                 }
                 Pending::Decided(Outcome::Rejected(rejection), _) => {

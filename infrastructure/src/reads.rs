@@ -51,6 +51,7 @@ pub struct StoredEvent {
     pub payload: serde_json::Value,
     pub metadata: serde_json::Value,
     pub recorded_at: DateTime<Utc>,
+    pub hash: Vec<u8>,
 }
 
 #[derive(Debug, Clone)]
@@ -225,7 +226,7 @@ impl ReadStore {
     pub async fn transaction(&self, id: Uuid) -> Result<AtPosition<Option<(String, StoredEvent)>>> {
         let (mut tx, position) = self.snapshot().await?;
         let row = sqlx::query(
-            "SELECT t.kind, e.position, e.event_id, e.event_type, e.schema_version, e.payload, e.metadata, e.recorded_at
+            "SELECT t.kind, e.position, e.event_id, e.event_type, e.schema_version, e.payload, e.metadata, e.recorded_at, e.hash
              FROM transactions t JOIN events e ON e.position = t.position WHERE t.id = $1",
         )
         .bind(id)
@@ -309,7 +310,7 @@ impl ReadStore {
     pub async fn events(&self, after: i64, limit: i64) -> Result<AtPosition<Vec<StoredEvent>>> {
         let (mut tx, position) = self.snapshot().await?;
         let rows = sqlx::query(
-            "SELECT position, event_id, event_type, schema_version, payload, metadata, recorded_at
+            "SELECT position, event_id, event_type, schema_version, payload, metadata, recorded_at, hash
              FROM events WHERE position > $1 ORDER BY position LIMIT $2",
         )
         .bind(after)
@@ -369,5 +370,6 @@ fn event_from_row(row: &PgRow) -> Result<StoredEvent> {
         payload: row.try_get("payload")?,
         metadata: row.try_get("metadata")?,
         recorded_at: row.try_get("recorded_at")?,
+        hash: row.try_get("hash")?,
     })
 }

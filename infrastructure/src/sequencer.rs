@@ -13,6 +13,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
+use domain::chain::Hash;
 use domain::{Command, Event, LedgerState, Rejection};
 use sqlx::postgres::PgConnectOptions;
 use sqlx::{Connection, PgConnection, Row};
@@ -232,6 +233,8 @@ struct Session {
     state: LedgerState,
     /// Which idempotency keys may be stored: only those are looked up.
     keys: KeyFilter,
+    /// The hash of the last event decided.
+    chain_head: Hash,
     next_position: i64,
     last_recorded_at: DateTime<Utc>,
 }
@@ -318,6 +321,7 @@ impl Sequencer {
             conn,
             state: loaded.state,
             keys: loaded.keys,
+            chain_head: loaded.chain_head,
             next_position: loaded.head + 1,
             last_recorded_at: loaded.last_recorded_at,
         }))
@@ -417,6 +421,7 @@ impl Sequencer {
             state,
             keys,
             next_position,
+            chain_head,
             ..
         } = session;
         let no_stored = StoredOutcomes::new();
@@ -447,7 +452,11 @@ impl Sequencer {
                             if needs_database {
                                 deferred.push(request);
                             } else {
-                                let mut ledger = Ledger { state: &mut *state, next_position: &mut *next_position };
+                                let mut ledger = Ledger {
+                                    state: &mut *state,
+                                    next_position: &mut *next_position,
+                                    chain_head: &mut *chain_head,
+                                };
                                 if let Err(e) = following.add(&mut ledger, request, &no_stored) {
                                     decide_error = Some(e);
                                 }
@@ -529,6 +538,7 @@ async fn decide_with_lookup(
     let mut ledger = Ledger {
         state: &mut session.state,
         next_position: &mut session.next_position,
+        chain_head: &mut session.chain_head,
     };
     let mut requests = requests.into_iter();
     for request in requests.by_ref() {

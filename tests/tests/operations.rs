@@ -15,6 +15,7 @@ const ROUTES: &[(&str, &str)] = &[
     ("get", "/v1/accounts/{id_or_code}"),
     ("get", "/v1/accounts/{id_or_code}/history"),
     ("get", "/v1/assets"),
+    ("get", "/v1/audit/verify"),
     ("get", "/v1/events"),
     ("get", "/v1/trades/{id}"),
     ("get", "/v1/transactions/{id}"),

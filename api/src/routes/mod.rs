@@ -3,6 +3,7 @@
 
 mod accounts;
 mod assets;
+mod audit;
 mod events;
 mod ops;
 mod transactions;
@@ -27,7 +28,7 @@ Errors are RFC 9457 problem documents with a stable `code`."
     ),
     tags(
         (name = "assets"), (name = "accounts"), (name = "transactions"), (name = "trades"),
-        (name = "events"), (name = "operations")
+        (name = "events"), (name = "audit"), (name = "operations")
     )
 )]
 struct ApiDoc;
@@ -38,6 +39,7 @@ fn openapi_router() -> OpenApiRouter<AppState> {
         .merge(accounts::router())
         .merge(transactions::router())
         .merge(events::router())
+        .merge(audit::router())
         .merge(ops::router())
 }
 
