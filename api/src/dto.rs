@@ -381,3 +381,32 @@ pub struct ChainReportView {
     pub first_broken_position: Option<i64>,
     pub problem: Option<String>,
 }
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct BalancesAtView {
+    pub account_id: Uuid,
+    pub account: String,
+    /// The balances are as the ledger stood right after this position.
+    pub as_of_position: i64,
+    /// The time asked for, when the request gave `at`.
+    pub as_of: Option<DateTime<Utc>>,
+    /// Each asset the account held by then; `position` is that of its last change.
+    pub balances: Vec<BalanceView>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct StatementView {
+    pub account_id: Uuid,
+    pub account: String,
+    pub asset: String,
+    pub from: Option<DateTime<Utc>>,
+    pub to: Option<DateTime<Utc>>,
+    /// The balance right after `opening_position`, the last event before `from`.
+    pub opening_position: i64,
+    pub opening_balance: String,
+    /// The postings recorded in [from, to), oldest first, each with the balance after it.
+    pub entries: Vec<HistoryEntryView>,
+    /// The balance right after `closing_position`, the last event before `to`.
+    pub closing_position: i64,
+    pub closing_balance: String,
+}

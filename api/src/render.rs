@@ -126,7 +126,7 @@ pub fn account_view(account: AccountRecord) -> AccountView {
     }
 }
 
-fn balance_view(b: BalanceRecord) -> BalanceView {
+pub fn balance_view(b: BalanceRecord) -> BalanceView {
     BalanceView {
         asset: b.asset,
         balance: b.balance.to_string(),

@@ -68,6 +68,15 @@ pub struct HistoryEntry {
     pub recorded_at: DateTime<Utc>,
 }
 
+/// An account's statement in one asset over a range of positions.
+#[derive(Debug, Clone)]
+pub struct Statement {
+    /// The balance before the range; `None` when the account held none of the asset yet.
+    pub opening: Option<Decimal>,
+    pub closing: Option<Decimal>,
+    pub entries: Vec<HistoryEntry>,
+}
+
 /// How a read names an account.
 #[derive(Debug, Clone)]
 pub enum AccountKey {
@@ -253,16 +262,10 @@ impl ReadStore {
             position: i64::MAX,
             leg: i16::MAX,
         });
-        const SELECT: &str =
-            "SELECT p.position, p.leg, p.asset, p.amount, p.balance_after, p.transaction_id,
-                    t.kind, c.code AS counterparty, p.recorded_at
-             FROM postings p
-             JOIN transactions t ON t.id = p.transaction_id
-             JOIN accounts c ON c.id = p.counterparty_id";
         let rows = match asset {
             Some(asset) => {
                 sqlx::query(&format!(
-                    "{SELECT} WHERE p.account_id = $1 AND p.asset = $2 AND (p.position, p.leg) < ($3, $4)
+                    "{HISTORY_SELECT} WHERE p.account_id = $1 AND p.asset = $2 AND (p.position, p.leg) < ($3, $4)
                      ORDER BY p.position DESC, p.leg DESC LIMIT $5"
                 ))
                 .bind(account_id)
@@ -275,7 +278,7 @@ impl ReadStore {
             }
             None => {
                 sqlx::query(&format!(
-                    "{SELECT} WHERE p.account_id = $1 AND (p.position, p.leg) < ($2, $3)
+                    "{HISTORY_SELECT} WHERE p.account_id = $1 AND (p.position, p.leg) < ($2, $3)
                      ORDER BY p.position DESC, p.leg DESC LIMIT $4"
                 ))
                 .bind(account_id)
@@ -289,19 +292,7 @@ impl ReadStore {
         tx.commit().await?;
         let value = rows
             .iter()
-            .map(|row| {
-                Ok(HistoryEntry {
-                    position: row.try_get("position")?,
-                    leg: row.try_get("leg")?,
-                    asset: row.try_get("asset")?,
-                    amount: row.try_get("amount")?,
-                    balance_after: row.try_get("balance_after")?,
-                    transaction_id: row.try_get("transaction_id")?,
-                    kind: row.try_get("kind")?,
-                    counterparty: row.try_get("counterparty")?,
-                    recorded_at: row.try_get("recorded_at")?,
-                })
-            })
+            .map(history_from_row)
             .collect::<Result<Vec<_>>>()?;
         Ok(AtPosition { value, position })
     }
@@ -323,6 +314,120 @@ impl ReadStore {
             .map(event_from_row)
             .collect::<Result<Vec<_>>>()?;
         Ok(AtPosition { value, position })
+    }
+
+    /// The last position recorded at or before `at` (0 when none was).
+    pub async fn position_at(&self, at: DateTime<Utc>) -> Result<i64> {
+        Ok(sqlx::query_scalar(
+            "SELECT COALESCE(max(position), 0) FROM events WHERE recorded_at <= $1",
+        )
+        .bind(at)
+        .fetch_one(&self.pool)
+        .await?)
+    }
+
+    /// The last position recorded strictly before `at` (0 when none was).
+    pub async fn position_before(&self, at: DateTime<Utc>) -> Result<i64> {
+        Ok(sqlx::query_scalar(
+            "SELECT COALESCE(max(position), 0) FROM events WHERE recorded_at < $1",
+        )
+        .bind(at)
+        .fetch_one(&self.pool)
+        .await?)
+    }
+
+    /// An asset's scale, if it is defined.
+    pub async fn asset_scale(&self, code: &str) -> Result<Option<i16>> {
+        Ok(
+            sqlx::query_scalar("SELECT scale FROM assets WHERE code = $1")
+                .bind(code)
+                .fetch_optional(&self.pool)
+                .await?,
+        )
+    }
+
+    /// An account's balance in each asset it has held, as it stood at `position`: the running
+    /// balance of its last posting at or before it. Assets not yet held then are left out.
+    pub async fn balances_at(
+        &self,
+        account_id: Uuid,
+        position: i64,
+    ) -> Result<AtPosition<Vec<BalanceRecord>>> {
+        let (mut tx, head) = self.snapshot().await?;
+        let rows: Vec<(String, Decimal, i64)> = sqlx::query_as(
+            "SELECT a.asset, p.balance_after, p.position
+             FROM (SELECT asset FROM balances WHERE account_id = $1) a
+             CROSS JOIN LATERAL (
+                 SELECT balance_after, position FROM postings
+                 WHERE account_id = $1 AND asset = a.asset AND position <= $2
+                 ORDER BY position DESC, leg DESC LIMIT 1
+             ) p
+             ORDER BY a.asset",
+        )
+        .bind(account_id)
+        .bind(position)
+        .fetch_all(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        let value = rows
+            .into_iter()
+            .map(|(asset, balance, position)| BalanceRecord {
+                asset,
+                balance,
+                position,
+            })
+            .collect();
+        Ok(AtPosition {
+            value,
+            position: head,
+        })
+    }
+
+    /// An account's statement in one asset over the positions (after, up_to]: the balance
+    /// before, the postings in order (at most `limit`), and the balance after.
+    pub async fn statement(
+        &self,
+        account_id: Uuid,
+        asset: &str,
+        after: i64,
+        up_to: i64,
+        limit: i64,
+    ) -> Result<Statement> {
+        let (mut tx, _) = self.snapshot().await?;
+        const BALANCE_AT: &str = "SELECT balance_after FROM postings
+             WHERE account_id = $1 AND asset = $2 AND position <= $3
+             ORDER BY position DESC, leg DESC LIMIT 1";
+        let mut balance_at = Vec::with_capacity(2);
+        for position in [after, up_to] {
+            balance_at.push(
+                sqlx::query_scalar::<_, Decimal>(BALANCE_AT)
+                    .bind(account_id)
+                    .bind(asset)
+                    .bind(position)
+                    .fetch_optional(&mut *tx)
+                    .await?,
+            );
+        }
+        let rows = sqlx::query(&format!(
+            "{HISTORY_SELECT} WHERE p.account_id = $1 AND p.asset = $2 AND p.position > $3 AND p.position <= $4
+             ORDER BY p.position, p.leg LIMIT $5"
+        ))
+        .bind(account_id)
+        .bind(asset)
+        .bind(after)
+        .bind(up_to)
+        .bind(limit)
+        .fetch_all(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(Statement {
+            opening: balance_at[0],
+            closing: balance_at[1],
+            entries: rows
+                .iter()
+                .map(history_from_row)
+                .collect::<Result<Vec<_>>>()?,
+        })
     }
 
     /// Whether the database answers.
@@ -347,6 +452,27 @@ async fn balances_of(conn: &mut PgConnection, account_id: Uuid) -> Result<Vec<Ba
             position,
         })
         .collect())
+}
+
+const HISTORY_SELECT: &str =
+    "SELECT p.position, p.leg, p.asset, p.amount, p.balance_after, p.transaction_id,
+        t.kind, c.code AS counterparty, p.recorded_at
+    FROM postings p
+    JOIN transactions t ON t.id = p.transaction_id
+    JOIN accounts c ON c.id = p.counterparty_id";
+
+fn history_from_row(row: &PgRow) -> Result<HistoryEntry> {
+    Ok(HistoryEntry {
+        position: row.try_get("position")?,
+        leg: row.try_get("leg")?,
+        asset: row.try_get("asset")?,
+        amount: row.try_get("amount")?,
+        balance_after: row.try_get("balance_after")?,
+        transaction_id: row.try_get("transaction_id")?,
+        kind: row.try_get("kind")?,
+        counterparty: row.try_get("counterparty")?,
+        recorded_at: row.try_get("recorded_at")?,
+    })
 }
 
 fn account_from_row(row: &PgRow) -> Result<AccountRecord> {

@@ -7,12 +7,21 @@ use utoipa::IntoParams;
 use utoipa_axum::{router::OpenApiRouter, routes};
 use uuid::Uuid;
 
-use crate::dto::{AccountList, AccountView, HistoryPage, OpenAccountRequest};
+use axum::http::header::{ACCEPT, CONTENT_TYPE};
+use axum::http::{HeaderMap, HeaderValue};
+use axum::response::IntoResponse;
+use chrono::{DateTime, Utc};
+use domain::Rejection;
+use rust_decimal::Decimal;
+
+use crate::dto::{
+    AccountList, AccountView, BalancesAtView, HistoryPage, OpenAccountRequest, StatementView,
+};
 use crate::error::{ApiError, Problem};
 use crate::extract::{IdempotencyKey, JsonBody, Params, RequestId};
-use crate::render::{account_view, history_view};
+use crate::render::{account_view, balance_view, history_view};
 use crate::routes::assets::ReadParams;
-use crate::routes::write::{at_position, submit};
+use crate::routes::write::{at_position, submit, LEDGER_POSITION};
 use crate::state::AppState;
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -20,6 +29,8 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(open_account, list_accounts))
         .routes(routes!(get_account))
         .routes(routes!(account_history))
+        .routes(routes!(account_balances))
+        .routes(routes!(account_statement))
 }
 
 /// Open an account. Its code is unique and never changes.
@@ -210,4 +221,205 @@ async fn account_history(
         page.position,
         HistoryPage { items, next_cursor },
     ))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct BalancesParams {
+    /// Balances right after this position.
+    pub at_position: Option<i64>,
+    /// Balances as they stood at this time (RFC 3339): right after the last event recorded at or
+    /// before it.
+    pub at: Option<DateTime<Utc>>,
+    pub min_position: Option<i64>,
+}
+
+/// An account's balances now, or at a past position or time, from the postings history.
+#[utoipa::path(
+    get, path = "/v1/accounts/{id_or_code}/balances", tag = "accounts",
+    params(("id_or_code" = String, Path, description = "Account id (UUID) or code"), BalancesParams),
+    responses((status = 200, body = BalancesAtView), (status = 404, body = Problem), (status = "4XX", body = Problem), (status = 503, body = Problem))
+)]
+async fn account_balances(
+    State(state): State<AppState>,
+    Path(id_or_code): Path<String>,
+    Params(params): Params<BalancesParams>,
+) -> Result<Response, ApiError> {
+    let key = account_key(&id_or_code)?;
+    if params.at_position.is_some() && params.at.is_some() {
+        return Err(ApiError::InvalidRequest(
+            "give at_position or at, not both".into(),
+        ));
+    }
+    if params.at_position.is_some_and(|p| p < 0) {
+        return Err(ApiError::InvalidRequest("at_position is negative".into()));
+    }
+    // A position still to come is waited for like min_position; never answered from the past.
+    state
+        .reach_position(params.min_position.max(params.at_position))
+        .await?;
+    let account = state.reads().account(&key).await?;
+    let account = account.value.ok_or_else(|| not_found(&id_or_code))?;
+    let as_of_position = match (params.at_position, params.at) {
+        (Some(position), _) => position,
+        (None, Some(at)) => state.reads().position_at(at).await?,
+        (None, None) => i64::MAX,
+    };
+    let balances = state
+        .reads()
+        .balances_at(account.id, as_of_position)
+        .await?;
+    let view = BalancesAtView {
+        account_id: account.id,
+        account: account.code,
+        as_of_position: as_of_position.min(balances.position),
+        as_of: params.at,
+        balances: balances.value.into_iter().map(balance_view).collect(),
+    };
+    Ok(at_position(balances.position, view))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct StatementParams {
+    pub asset: String,
+    /// Start of the period (RFC 3339), inclusive; the beginning of the log when absent.
+    pub from: Option<DateTime<Utc>>,
+    /// End of the period (RFC 3339), exclusive; now when absent.
+    pub to: Option<DateTime<Utc>>,
+    pub min_position: Option<i64>,
+}
+
+/// Postings in a statement at most; a longer period is refused rather than cut short.
+const STATEMENT_ENTRIES_MAX: i64 = 10_000;
+
+/// A statement of one asset over a period: opening balance, every posting with its running
+/// balance, closing balance (opening + postings = closing). `Accept: text/csv` for CSV.
+#[utoipa::path(
+    get, path = "/v1/accounts/{id_or_code}/statement", tag = "accounts",
+    params(("id_or_code" = String, Path, description = "Account id (UUID) or code"), StatementParams),
+    responses(
+        (status = 200, body = StatementView, description = "JSON, or CSV with `Accept: text/csv`: one row for the opening balance, one per posting, one for the closing balance"),
+        (status = 404, body = Problem), (status = "4XX", body = Problem), (status = 503, body = Problem)
+    )
+)]
+async fn account_statement(
+    State(state): State<AppState>,
+    Path(id_or_code): Path<String>,
+    headers: HeaderMap,
+    Params(params): Params<StatementParams>,
+) -> Result<Response, ApiError> {
+    let key = account_key(&id_or_code)?;
+    let asset = params
+        .asset
+        .parse::<AssetCode>()
+        .map_err(|e| ApiError::Validation(e.to_string()))?;
+    if let (Some(from), Some(to)) = (params.from, params.to) {
+        if from > to {
+            return Err(ApiError::InvalidRequest("from is after to".into()));
+        }
+    }
+    state.reach_position(params.min_position).await?;
+    let reads = state.reads();
+    let account = reads.account(&key).await?;
+    let head = account.position;
+    let account = account.value.ok_or_else(|| not_found(&id_or_code))?;
+    let scale = reads.asset_scale(asset.as_str()).await?.ok_or_else(|| {
+        ApiError::Rejected(Rejection::AssetNotFound {
+            asset: asset.to_string(),
+        })
+    })?;
+    let after = match params.from {
+        Some(from) => reads.position_before(from).await?,
+        None => 0,
+    };
+    let up_to = match params.to {
+        Some(to) => reads.position_before(to).await?.min(head),
+        None => head,
+    };
+    let statement = reads
+        .statement(
+            account.id,
+            asset.as_str(),
+            after,
+            up_to,
+            STATEMENT_ENTRIES_MAX + 1,
+        )
+        .await?;
+    if statement.entries.len() as i64 > STATEMENT_ENTRIES_MAX {
+        return Err(ApiError::Validation(format!(
+            "the period holds more than {STATEMENT_ENTRIES_MAX} postings; choose a shorter one"
+        )));
+    }
+    let zero = Decimal::new(0, u32::try_from(scale).unwrap_or(0));
+    let opening = statement.opening.unwrap_or(zero);
+    let closing = statement.closing.unwrap_or(zero);
+    // Read back, the history must add up: opening + postings = closing.
+    let sum: Decimal = statement.entries.iter().map(|e| e.amount).sum();
+    if opening + sum != closing {
+        return Err(ApiError::Infrastructure(infrastructure::Error::Corrupt(
+            format!(
+                "statement of {} in {asset}: {opening} + {sum} != {closing}",
+                account.code
+            ),
+        )));
+    }
+    let view = StatementView {
+        account_id: account.id,
+        account: account.code,
+        asset: asset.to_string(),
+        from: params.from,
+        to: params.to,
+        opening_position: after,
+        opening_balance: opening.to_string(),
+        entries: statement.entries.into_iter().map(history_view).collect(),
+        closing_position: up_to,
+        closing_balance: closing.to_string(),
+    };
+    let wants_csv = headers
+        .get(ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("text/csv"));
+    if wants_csv {
+        let mut response = (
+            [(CONTENT_TYPE, "text/csv; charset=utf-8")],
+            statement_csv(&view),
+        )
+            .into_response();
+        response
+            .headers_mut()
+            .insert(LEDGER_POSITION, HeaderValue::from(head));
+        return Ok(response);
+    }
+    Ok(at_position(head, view))
+}
+
+/// One row for the opening balance, one per posting, one for the closing balance.
+fn statement_csv(view: &StatementView) -> String {
+    let mut out = String::from(
+        "row,position,leg,recorded_at,transaction_id,kind,counterparty,amount,balance\n",
+    );
+    out.push_str(&format!(
+        "opening,{},,,,,,,{}\n",
+        view.opening_position, view.opening_balance
+    ));
+    for e in &view.entries {
+        out.push_str(&format!(
+            "posting,{},{},{},{},{},{},{},{}\n",
+            e.position,
+            e.leg,
+            e.recorded_at
+                .to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+            e.transaction_id,
+            e.kind,
+            e.counterparty,
+            e.amount,
+            e.balance_after
+        ));
+    }
+    out.push_str(&format!(
+        "closing,{},,,,,,,{}\n",
+        view.closing_position, view.closing_balance
+    ));
+    out
 }
