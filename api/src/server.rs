@@ -35,8 +35,9 @@ impl Server {
         let (options, pool, local_postgres) =
             (database.options, database.pool, database.local_postgres);
         let (writer, writer_task) = Writer::spawn(options, config.writer());
+        let signer = infrastructure::audit::Signer::load_or_create(&pool).await?;
         let reads = ReadStore::new(pool);
-        let state = AppState::new(writer, reads.clone(), config.limits());
+        let state = AppState::new(writer, reads.clone(), signer, config.limits());
         let app = routes::app(state);
         let listener = tokio::net::TcpListener::bind(config.listen).await?;
         let addr = listener.local_addr()?;

@@ -3,6 +3,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use infrastructure::audit::Signer;
 use infrastructure::{ReadStore, Writer};
 
 use crate::error::ApiError;
@@ -40,15 +41,17 @@ pub struct AppState(Arc<Inner>);
 struct Inner {
     writer: Writer,
     reads: ReadStore,
+    signer: Signer,
     limits: Limits,
     http_metrics: HttpMetrics,
 }
 
 impl AppState {
-    pub fn new(writer: Writer, reads: ReadStore, limits: Limits) -> Self {
+    pub fn new(writer: Writer, reads: ReadStore, signer: Signer, limits: Limits) -> Self {
         Self(Arc::new(Inner {
             writer,
             reads,
+            signer,
             limits,
             http_metrics: HttpMetrics::default(),
         }))
@@ -60,6 +63,10 @@ impl AppState {
 
     pub fn reads(&self) -> &ReadStore {
         &self.0.reads
+    }
+
+    pub fn signer(&self) -> &Signer {
+        &self.0.signer
     }
 
     pub fn limits(&self) -> &Limits {

@@ -40,7 +40,7 @@ impl ChainReport {
 }
 
 /// One stored event, with everything the chain covers.
-struct Row_ {
+struct StoredRow {
     position: i64,
     event_id: Uuid,
     event_type: String,
@@ -51,7 +51,24 @@ struct Row_ {
     hash: Vec<u8>,
 }
 
-async fn page(pool: &PgPool, after: i64, limit: i64) -> Result<Vec<Row_>> {
+/// The hash of a stored event chained after `previous`.
+fn chain_row(previous: &Hash, row: &StoredRow) -> Hash {
+    let recorded_at = format_recorded_at(row.recorded_at);
+    chain::chain(
+        previous,
+        &ChainedEvent {
+            position: row.position,
+            event_id: row.event_id,
+            event_type: &row.event_type,
+            schema_version: row.schema_version,
+            recorded_at: &recorded_at,
+            payload: &row.payload,
+            metadata: &row.metadata,
+        },
+    )
+}
+
+async fn page(pool: &PgPool, after: i64, limit: i64) -> Result<Vec<StoredRow>> {
     let rows = sqlx::query(
         "SELECT position, event_id, event_type, schema_version, payload, metadata, recorded_at, hash
          FROM events WHERE position > $1 ORDER BY position LIMIT $2",
@@ -62,7 +79,7 @@ async fn page(pool: &PgPool, after: i64, limit: i64) -> Result<Vec<Row_>> {
     .await?;
     rows.iter()
         .map(|r| {
-            Ok(Row_ {
+            Ok(StoredRow {
                 position: r.try_get("position")?,
                 event_id: r.try_get("event_id")?,
                 event_type: r.try_get("event_type")?,
@@ -110,19 +127,7 @@ pub async fn verify_chain(
                 ));
                 break 'pages;
             }
-            let recorded_at = format_recorded_at(row.recorded_at);
-            let computed = chain::chain(
-                &previous,
-                &ChainedEvent {
-                    position: row.position,
-                    event_id: row.event_id,
-                    event_type: &row.event_type,
-                    schema_version: row.schema_version,
-                    recorded_at: &recorded_at,
-                    payload: &row.payload,
-                    metadata: &row.metadata,
-                },
-            );
+            let computed = chain_row(&previous, &row);
             if computed.as_slice() != row.hash.as_slice() {
                 report.first_broken_position = Some(row.position);
                 report.problem = Some(format!(
@@ -184,4 +189,193 @@ pub async fn export(pool: &PgPool, after: i64, out: &mut impl Write) -> Result<i
     }
     out.flush()?;
     Ok(written)
+}
+
+/// The ledger's checkpoint signer: an Ed25519 key made on first use and kept in its own table.
+pub struct Signer {
+    key: ed25519_dalek::SigningKey,
+}
+
+impl Signer {
+    /// Loads the key, creating it the first time (two servers racing create one key).
+    pub async fn load_or_create(pool: &PgPool) -> Result<Self> {
+        let mut seed = [0u8; 32];
+        getrandom::getrandom(&mut seed)
+            .map_err(|e| Error::Corrupt(format!("no randomness for a signing key: {e}")))?;
+        let fresh = ed25519_dalek::SigningKey::from_bytes(&seed);
+        sqlx::query(
+            "INSERT INTO signing_key (secret, public) VALUES ($1, $2) ON CONFLICT (singleton) DO NOTHING",
+        )
+        .bind(fresh.to_bytes().as_slice())
+        .bind(fresh.verifying_key().to_bytes().as_slice())
+        .execute(pool)
+        .await?;
+        let secret: Vec<u8> = sqlx::query_scalar("SELECT secret FROM signing_key")
+            .fetch_one(pool)
+            .await?;
+        let secret: [u8; 32] = secret
+            .try_into()
+            .map_err(|_| Error::Corrupt("the signing key is not 32 bytes".into()))?;
+        Ok(Self {
+            key: ed25519_dalek::SigningKey::from_bytes(&secret),
+        })
+    }
+
+    pub fn public_key_hex(&self) -> String {
+        chain::to_hex_slice(&self.key.verifying_key().to_bytes())
+    }
+
+    fn sign(&self, message: &[u8]) -> String {
+        use ed25519_dalek::Signer as _;
+        chain::to_hex_slice(&self.key.sign(message).to_bytes())
+    }
+}
+
+/// A signed statement that the log's head is `head_hash` at `position`.
+#[derive(Debug, Clone, Serialize)]
+pub struct Checkpoint {
+    pub position: i64,
+    pub head_hash: String,
+    /// When the head event was recorded (empty for an empty log).
+    pub recorded_at: String,
+    /// Ed25519 over `checkpoint_message(position, head_hash, recorded_at)`, hex.
+    pub signature: String,
+    pub public_key: String,
+}
+
+/// The bytes a checkpoint signs: `ledger:checkpoint:v1\n<position>\n<head_hash hex>\n<recorded_at>`.
+pub fn checkpoint_message(position: i64, head_hash: &str, recorded_at: &str) -> Vec<u8> {
+    format!("ledger:checkpoint:v1\n{position}\n{head_hash}\n{recorded_at}").into_bytes()
+}
+
+/// Signs the current head of the log.
+pub async fn checkpoint(pool: &PgPool, signer: &Signer) -> Result<Checkpoint> {
+    let head: Option<(i64, Vec<u8>, DateTime<Utc>)> = sqlx::query_as(
+        "SELECT position, hash, recorded_at FROM events ORDER BY position DESC LIMIT 1",
+    )
+    .fetch_optional(pool)
+    .await?;
+    let (position, head_hash, recorded_at) = match head {
+        Some((position, hash, at)) => {
+            (position, chain::to_hex_slice(&hash), format_recorded_at(at))
+        }
+        None => (0, chain::to_hex(&chain::genesis()), String::new()),
+    };
+    let signature = signer.sign(&checkpoint_message(position, &head_hash, &recorded_at));
+    Ok(Checkpoint {
+        position,
+        head_hash,
+        recorded_at,
+        signature,
+        public_key: signer.public_key_hex(),
+    })
+}
+
+/// Whether the log still extends an earlier checkpoint: the stored hash at `from` is the one the
+/// auditor kept, and recomputing the chain from it over (from, to] arrives at the stored hash at
+/// `to` (and at `to_hash`, when the auditor kept that too).
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct Consistency {
+    pub consistent: bool,
+    pub from: i64,
+    pub to: i64,
+    /// The first position where the log disagrees with the checkpoints or with itself.
+    pub first_broken_position: Option<i64>,
+    pub problem: Option<String>,
+}
+
+pub async fn consistency(
+    pool: &PgPool,
+    from: i64,
+    from_hash: Option<&str>,
+    to: i64,
+    to_hash: Option<&str>,
+) -> Result<Consistency> {
+    let report = Consistency {
+        consistent: true,
+        from,
+        to,
+        first_broken_position: None,
+        problem: None,
+    };
+    let broken = |mut report: Consistency, at: i64, problem: String| {
+        report.consistent = false;
+        report.first_broken_position = Some(at);
+        report.problem = Some(problem);
+        Ok(report)
+    };
+    let stored_at = |position: i64| async move {
+        if position == 0 {
+            return Ok::<_, Error>(Some(chain::genesis().to_vec()));
+        }
+        Ok(
+            sqlx::query_scalar::<_, Vec<u8>>("SELECT hash FROM events WHERE position = $1")
+                .bind(position)
+                .fetch_optional(pool)
+                .await?,
+        )
+    };
+    let Some(start) = stored_at(from).await? else {
+        return broken(report, from, format!("position {from} is not in the log"));
+    };
+    if let Some(expected) = from_hash {
+        if chain::to_hex_slice(&start) != expected.to_ascii_lowercase() {
+            return broken(
+                report,
+                from,
+                format!("the hash at {from} is not the checkpoint's: the history up to it was rewritten"),
+            );
+        }
+    }
+    let mut previous: Hash = start
+        .try_into()
+        .map_err(|_| Error::Corrupt(format!("the hash at {from} is not 32 bytes")))?;
+    let mut expected_position = from + 1;
+    while expected_position <= to {
+        let rows = page(
+            pool,
+            expected_position - 1,
+            PAGE_EVENTS.min(to - expected_position + 1),
+        )
+        .await?;
+        if rows.is_empty() {
+            return broken(
+                report,
+                expected_position,
+                format!("position {expected_position} is missing"),
+            );
+        }
+        for row in rows {
+            if row.position != expected_position {
+                return broken(
+                    report,
+                    expected_position,
+                    format!("position {expected_position} is missing"),
+                );
+            }
+            let computed = chain_row(&previous, &row);
+            if computed.as_slice() != row.hash.as_slice() {
+                return broken(
+                    report,
+                    row.position,
+                    format!(
+                        "the hash of position {} does not match its content and predecessor",
+                        row.position
+                    ),
+                );
+            }
+            previous = computed;
+            expected_position += 1;
+        }
+    }
+    if let Some(expected) = to_hash {
+        if chain::to_hex(&previous) != expected.to_ascii_lowercase() {
+            return broken(
+                report,
+                to,
+                format!("the hash at {to} is not the checkpoint's"),
+            );
+        }
+    }
+    Ok(report)
 }

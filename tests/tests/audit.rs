@@ -179,3 +179,167 @@ async fn altered_deleted_and_reordered_events_are_named() {
     assert!(report.body["problem"].as_str().unwrap().contains("missing"));
     ledger.finish().await;
 }
+
+/// Rewrites position 7 as a superuser would, and recomputes every later hash so that the chain
+/// is consistent with itself again.
+async fn rewrite_history_from_7(ledger: &TestLedger) {
+    let mut conn = ledger.sql().await;
+    sqlx::raw_sql("ALTER TABLE events DISABLE TRIGGER events_no_update_or_delete")
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    sqlx::query("UPDATE events SET payload = jsonb_set(payload, '{postings,0,amount}', '\"4000.00\"') WHERE position = 7")
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    type Row = (
+        i64,
+        uuid::Uuid,
+        String,
+        i16,
+        Value,
+        Value,
+        chrono::DateTime<chrono::Utc>,
+        Vec<u8>,
+    );
+    let rows: Vec<Row> = sqlx::query_as(
+        "SELECT position, event_id, event_type, schema_version, payload, metadata, recorded_at, hash FROM events ORDER BY position",
+    )
+    .fetch_all(&mut conn)
+    .await
+    .unwrap();
+    let mut previous = domain::chain::genesis();
+    for (position, event_id, event_type, schema_version, payload, metadata, recorded_at, _) in rows
+    {
+        let at = infrastructure::audit::format_recorded_at(recorded_at);
+        previous = domain::chain::chain(
+            &previous,
+            &domain::chain::ChainedEvent {
+                position,
+                event_id,
+                event_type: &event_type,
+                schema_version,
+                recorded_at: &at,
+                payload: &payload,
+                metadata: &metadata,
+            },
+        );
+        sqlx::query("UPDATE events SET hash = $1 WHERE position = $2")
+            .bind(previous.as_slice())
+            .bind(position)
+            .execute(&mut conn)
+            .await
+            .unwrap();
+    }
+    sqlx::raw_sql("ALTER TABLE events ENABLE TRIGGER events_no_update_or_delete")
+        .execute(&mut conn)
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn signed_checkpoints_catch_a_history_rewritten_with_a_recomputed_chain() {
+    use ed25519_dalek::{Signature, Verifier, VerifyingKey};
+    let ledger = TestLedger::start().await;
+    ledger.market().await;
+    ledger
+        .transfer("fund", "world:bank", "alice:cash", "USD", "5000")
+        .await
+        .expect(201); // 7
+    ledger
+        .transfer("fund-bob", "world:bank", "bob:cash", "AAPL", "100")
+        .await
+        .expect(201); // 8
+
+    let earlier = ledger.get("/v1/audit/checkpoint").await;
+    earlier.expect(200);
+    assert_eq!(earlier.body["position"], 8);
+    // The signature is the ledger's, over the documented message.
+    let key = ledger.get("/v1/audit/public-key").await;
+    assert_eq!(key.body["algorithm"], "Ed25519");
+    assert_eq!(key.body["public_key"], earlier.body["public_key"]);
+    let public: [u8; 32] = hex::decode(key.body["public_key"].as_str().unwrap())
+        .unwrap()
+        .try_into()
+        .unwrap();
+    let signature: [u8; 64] = hex::decode(earlier.body["signature"].as_str().unwrap())
+        .unwrap()
+        .try_into()
+        .unwrap();
+    let message = format!(
+        "ledger:checkpoint:v1\n{}\n{}\n{}",
+        earlier.body["position"],
+        earlier.body["head_hash"].as_str().unwrap(),
+        earlier.body["recorded_at"].as_str().unwrap()
+    );
+    VerifyingKey::from_bytes(&public)
+        .unwrap()
+        .verify(message.as_bytes(), &Signature::from_bytes(&signature))
+        .expect("the checkpoint's signature verifies");
+
+    ledger
+        .transfer("pay", "alice:cash", "bob:cash", "USD", "1")
+        .await
+        .expect(201); // 9
+    ledger
+        .transfer("pay-2", "alice:cash", "bob:cash", "USD", "1")
+        .await
+        .expect(201); // 10
+    let later = ledger.get("/v1/audit/checkpoint").await;
+    assert_eq!(later.body["position"], 10);
+    let check = |from_hash: &Value, to_hash: &Value| {
+        format!(
+            "/v1/audit/consistency?from=8&from_hash={}&to=10&to_hash={}",
+            from_hash.as_str().unwrap(),
+            to_hash.as_str().unwrap()
+        )
+    };
+    let consistent = ledger
+        .get(&check(&earlier.body["head_hash"], &later.body["head_hash"]))
+        .await;
+    consistent.expect(200);
+    assert_eq!(consistent.body["consistent"], true, "{}", consistent.text);
+
+    // A superuser rewrites position 7 and recomputes every later hash: the chain agrees with
+    // itself, so verify alone cannot tell; the kept checkpoints can, and name the position.
+    rewrite_history_from_7(&ledger).await;
+    assert_eq!(ledger.get("/v1/audit/verify").await.body["intact"], true);
+    let caught = ledger
+        .get(&check(&earlier.body["head_hash"], &later.body["head_hash"]))
+        .await;
+    assert_eq!(caught.body["consistent"], false);
+    assert_eq!(caught.body["first_broken_position"], 8);
+    let from_genesis = ledger
+        .get(&format!(
+            "/v1/audit/consistency?from=0&to=10&to_hash={}",
+            later.body["head_hash"].as_str().unwrap()
+        ))
+        .await;
+    assert_eq!(from_genesis.body["consistent"], false);
+    assert_eq!(from_genesis.body["first_broken_position"], 10);
+    // And the independent verifier, given the kept head, refuses the rewritten export.
+    let path = export(&ledger).await;
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tools/verify_export.py");
+    let status = Command::new("python3")
+        .arg(script)
+        .arg(&path)
+        .arg("--expect-head")
+        .arg(later.body["head_hash"].as_str().unwrap())
+        .output()
+        .unwrap()
+        .status;
+    assert!(!status.success());
+    let _ = std::fs::remove_file(path);
+
+    for (path, code) in [
+        ("/v1/audit/consistency?from=5&to=3", "invalid_request"),
+        ("/v1/audit/consistency?from=-1", "invalid_request"),
+        ("/v1/audit/consistency?from=1&to=1000", "invalid_request"),
+        ("/v1/audit/consistency", "invalid_request"),
+    ] {
+        let a = ledger.get(path).await;
+        assert_eq!(a.status, 400, "{path}");
+        assert_eq!(a.code(), code);
+    }
+    ledger.finish().await;
+}
