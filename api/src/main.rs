@@ -29,6 +29,15 @@ enum Commands {
     Serve(api::ServeConfig),
     /// Recompute the hash chain over the whole log; exit status 1 if it breaks.
     Verify(DatabaseArgs),
+    /// Rebuild every projection from the log into fresh tables and compare them with the live
+    /// ones; exit status 1 on any difference. Needs the writer's lock: stop the ledger first.
+    Replay {
+        #[command(flatten)]
+        database: DatabaseArgs,
+        /// Replace the live projections with the rebuilt ones, atomically.
+        #[arg(long)]
+        swap: bool,
+    },
     /// Write the log as NDJSON, one canonical JSON event (with its hash) per line.
     Export {
         #[command(flatten)]
@@ -54,12 +63,12 @@ struct DatabaseArgs {
 
 impl DatabaseArgs {
     async fn open(&self) -> infrastructure::Result<api::server::Database> {
-        api::server::Database::open(
-            self.database_url.as_deref(),
-            &self.data_dir,
-            &infrastructure::db::PoolConfig::default(),
-        )
-        .await
+        // Audits read the whole log: statements may run long, unlike a request's.
+        let pool = infrastructure::db::PoolConfig {
+            statement_timeout: std::time::Duration::from_secs(3600),
+            ..infrastructure::db::PoolConfig::default()
+        };
+        api::server::Database::open(self.database_url.as_deref(), &self.data_dir, &pool).await
     }
 }
 
@@ -90,6 +99,7 @@ fn main() -> std::process::ExitCode {
             after,
             output,
         } => runtime.block_on(export(database, after, output)),
+        Commands::Replay { database, swap } => runtime.block_on(replay(database, swap)),
     };
     match result {
         Ok(true) => std::process::ExitCode::SUCCESS,
@@ -135,6 +145,44 @@ async fn verify(database: DatabaseArgs) -> infrastructure::Result<bool> {
         })
     );
     Ok(report.intact())
+}
+
+async fn replay(database: DatabaseArgs, swap: bool) -> infrastructure::Result<bool> {
+    use std::io::Write;
+    let database = database.open().await?;
+    let started = std::time::Instant::now();
+    let report = infrastructure::replay::replay(&database.pool, swap, |done, total| {
+        let rate = done as f64 / started.elapsed().as_secs_f64().max(1e-9);
+        let percent = if total > 0 { done * 100 / total } else { 100 };
+        eprint!("\rreplayed {done} of {total} events ({percent} %, {rate:.0} events/s)   ");
+        let _ = std::io::stderr().flush();
+    })
+    .await;
+    eprintln!();
+    database.close().await?;
+    let report = report?;
+    for difference in &report.differences {
+        eprintln!(
+            "differs: {} {} live={} replayed={}",
+            difference.table,
+            difference.key,
+            difference.live.as_deref().unwrap_or("(none)"),
+            difference.replayed.as_deref().unwrap_or("(none)")
+        );
+    }
+    println!(
+        "{}",
+        serde_json::json!({
+            "identical": report.identical(),
+            "events": report.events,
+            "seconds": report.seconds,
+            "events_per_second": report.events_per_second,
+            "chain_intact": report.chain_intact,
+            "differing_rows": report.differing_rows,
+            "swapped": report.swapped,
+        })
+    );
+    Ok(report.identical())
 }
 
 async fn export(

@@ -12,7 +12,7 @@ use uuid::Uuid;
 use crate::{Error, Result};
 
 /// Events read per query while walking the log.
-const PAGE_EVENTS: i64 = 10_000;
+pub(crate) const PAGE_EVENTS: i64 = 10_000;
 
 /// The timestamp as the chain covers it: RFC 3339, UTC, exactly six fractional digits, `Z`.
 pub fn format_recorded_at(recorded_at: DateTime<Utc>) -> String {
@@ -40,19 +40,19 @@ impl ChainReport {
 }
 
 /// One stored event, with everything the chain covers.
-struct StoredRow {
-    position: i64,
-    event_id: Uuid,
-    event_type: String,
-    schema_version: i16,
-    payload: serde_json::Value,
-    metadata: serde_json::Value,
-    recorded_at: DateTime<Utc>,
-    hash: Vec<u8>,
+pub(crate) struct StoredRow {
+    pub(crate) position: i64,
+    pub(crate) event_id: Uuid,
+    pub(crate) event_type: String,
+    pub(crate) schema_version: i16,
+    pub(crate) payload: serde_json::Value,
+    pub(crate) metadata: serde_json::Value,
+    pub(crate) recorded_at: DateTime<Utc>,
+    pub(crate) hash: Vec<u8>,
 }
 
 /// The hash of a stored event chained after `previous`.
-fn chain_row(previous: &Hash, row: &StoredRow) -> Hash {
+pub(crate) fn chain_row(previous: &Hash, row: &StoredRow) -> Hash {
     let recorded_at = format_recorded_at(row.recorded_at);
     chain::chain(
         previous,
@@ -68,7 +68,7 @@ fn chain_row(previous: &Hash, row: &StoredRow) -> Hash {
     )
 }
 
-async fn page(pool: &PgPool, after: i64, limit: i64) -> Result<Vec<StoredRow>> {
+pub(crate) async fn page(pool: &PgPool, after: i64, limit: i64) -> Result<Vec<StoredRow>> {
     let rows = sqlx::query(
         "SELECT position, event_id, event_type, schema_version, payload, metadata, recorded_at, hash
          FROM events WHERE position > $1 ORDER BY position LIMIT $2",

@@ -24,14 +24,21 @@ pub struct EventMetadata {
 #[derive(Default)]
 pub struct Batch {
     events: EventColumns,
-    assets: AssetColumns,
-    accounts: AccountColumns,
-    postings: PostingColumns,
-    transactions: TransactionColumns,
+    projections: ProjectionRows,
     idempotency: IdempotencyColumns,
-    /// Final balance per (account, asset) touched in the batch: written once, not once per leg.
-    balances: HashMap<(AccountId, AssetCode), (Decimal, i64)>,
     last_position: Option<i64>,
+}
+
+/// The rows the inline projections get from a run of events: what the writer adds to each batch,
+/// and what a replay rebuilds from the log.
+#[derive(Default)]
+pub struct ProjectionRows {
+    pub(crate) assets: AssetColumns,
+    pub(crate) accounts: AccountColumns,
+    pub(crate) postings: PostingColumns,
+    pub(crate) transactions: TransactionColumns,
+    /// Final balance per (account, asset) touched: written once, not once per leg.
+    pub(crate) balances: HashMap<(AccountId, AssetCode), (Decimal, i64)>,
 }
 
 #[derive(Default)]
@@ -47,40 +54,40 @@ struct EventColumns {
 }
 
 #[derive(Default)]
-struct AssetColumns {
-    code: Vec<String>,
-    scale: Vec<i16>,
-    position: Vec<i64>,
+pub(crate) struct AssetColumns {
+    pub(crate) code: Vec<String>,
+    pub(crate) scale: Vec<i16>,
+    pub(crate) position: Vec<i64>,
 }
 
 #[derive(Default)]
-struct AccountColumns {
-    id: Vec<Uuid>,
-    code: Vec<String>,
-    allow_negative: Vec<bool>,
-    metadata: Vec<String>,
-    position: Vec<i64>,
-    opened_at: Vec<DateTime<Utc>>,
+pub(crate) struct AccountColumns {
+    pub(crate) id: Vec<Uuid>,
+    pub(crate) code: Vec<String>,
+    pub(crate) allow_negative: Vec<bool>,
+    pub(crate) metadata: Vec<String>,
+    pub(crate) position: Vec<i64>,
+    pub(crate) opened_at: Vec<DateTime<Utc>>,
 }
 
 #[derive(Default)]
-struct PostingColumns {
-    account_id: Vec<Uuid>,
-    position: Vec<i64>,
-    leg: Vec<i16>,
-    asset: Vec<String>,
-    amount: Vec<Decimal>,
-    balance_after: Vec<Decimal>,
-    transaction_id: Vec<Uuid>,
-    counterparty_id: Vec<Uuid>,
-    recorded_at: Vec<DateTime<Utc>>,
+pub(crate) struct PostingColumns {
+    pub(crate) account_id: Vec<Uuid>,
+    pub(crate) position: Vec<i64>,
+    pub(crate) leg: Vec<i16>,
+    pub(crate) asset: Vec<String>,
+    pub(crate) amount: Vec<Decimal>,
+    pub(crate) balance_after: Vec<Decimal>,
+    pub(crate) transaction_id: Vec<Uuid>,
+    pub(crate) counterparty_id: Vec<Uuid>,
+    pub(crate) recorded_at: Vec<DateTime<Utc>>,
 }
 
 #[derive(Default)]
-struct TransactionColumns {
-    id: Vec<Uuid>,
-    kind: Vec<&'static str>,
-    position: Vec<i64>,
+pub(crate) struct TransactionColumns {
+    pub(crate) id: Vec<Uuid>,
+    pub(crate) kind: Vec<&'static str>,
+    pub(crate) position: Vec<i64>,
 }
 
 #[derive(Default)]
@@ -98,6 +105,90 @@ pub fn transaction_kind(event: &Event) -> Option<&'static str> {
         Event::TransactionPosted(e) => Some(e.kind.as_str()),
         Event::TradeExecuted(_) => Some("trade"),
         Event::AssetDefined(_) | Event::AccountOpened(_) => None,
+    }
+}
+
+impl ProjectionRows {
+    /// Inserts the rows (not the balances: a replay derives them at the end) into the tables of
+    /// the schema `ledger_replay`.
+    pub async fn insert_into_replay(&self, conn: &mut PgConnection) -> Result<()> {
+        let (a, c, t, p) = (
+            &self.assets,
+            &self.accounts,
+            &self.transactions,
+            &self.postings,
+        );
+        sqlx::query(INSERT_REPLAY)
+            .bind(&a.code)
+            .bind(&a.scale)
+            .bind(&a.position)
+            .bind(&c.id)
+            .bind(&c.code)
+            .bind(&c.allow_negative)
+            .bind(&c.metadata)
+            .bind(&c.position)
+            .bind(&c.opened_at)
+            .bind(&t.id)
+            .bind(&t.kind)
+            .bind(&t.position)
+            .bind(&p.account_id)
+            .bind(&p.position)
+            .bind(&p.leg)
+            .bind(&p.asset)
+            .bind(&p.amount)
+            .bind(&p.balance_after)
+            .bind(&p.transaction_id)
+            .bind(&p.counterparty_id)
+            .bind(&p.recorded_at)
+            .execute(conn)
+            .await?;
+        Ok(())
+    }
+
+    /// Adds the projection rows of an event at `position`, with the legs `apply` computed for it.
+    pub fn push(&mut self, position: i64, event: &Event, legs: &[Leg], recorded_at: DateTime<Utc>) {
+        match event {
+            Event::AssetDefined(a) => {
+                self.assets.code.push(a.asset.to_string());
+                self.assets.scale.push(a.scale.get() as i16);
+                self.assets.position.push(position);
+            }
+            Event::AccountOpened(a) => {
+                let c = &mut self.accounts;
+                c.id.push(a.account_id.0);
+                c.code.push(a.code.to_string());
+                c.allow_negative.push(a.allow_negative);
+                c.metadata
+                    .push(serde_json::Value::Object(a.metadata.as_map().clone()).to_string());
+                c.position.push(position);
+                c.opened_at.push(recorded_at);
+            }
+            Event::TransactionPosted(_) | Event::TradeExecuted(_) => {}
+        }
+        if let (Some(id), Some(kind)) = (event.transaction_id(), transaction_kind(event)) {
+            self.transactions.id.push(id.0);
+            self.transactions.kind.push(kind);
+            self.transactions.position.push(position);
+            for (leg_index, leg) in legs.iter().enumerate() {
+                let p = &mut self.postings;
+                p.account_id.push(leg.account_id.0);
+                p.position.push(position);
+                // At most 2 × 80 legs per event (64 postings, or 2 + 16 fees): fits i16.
+                p.leg.push(leg_index as i16);
+                p.asset.push(leg.asset.to_string());
+                p.amount
+                    .push(domain::money::to_decimal(leg.units, leg.scale));
+                let balance_after = domain::money::to_decimal(leg.balance_after, leg.scale);
+                p.balance_after.push(balance_after);
+                p.transaction_id.push(id.0);
+                p.counterparty_id.push(leg.counterparty_id.0);
+                p.recorded_at.push(recorded_at);
+                self.balances.insert(
+                    (leg.account_id, leg.asset.clone()),
+                    (balance_after, position),
+                );
+            }
+        }
     }
 }
 
@@ -155,48 +246,7 @@ impl Batch {
         e.recorded_at.push(recorded_at);
         e.hash.push(chain_head.to_vec());
 
-        match event {
-            Event::AssetDefined(a) => {
-                self.assets.code.push(a.asset.to_string());
-                self.assets.scale.push(a.scale.get() as i16);
-                self.assets.position.push(position);
-            }
-            Event::AccountOpened(a) => {
-                let c = &mut self.accounts;
-                c.id.push(a.account_id.0);
-                c.code.push(a.code.to_string());
-                c.allow_negative.push(a.allow_negative);
-                c.metadata
-                    .push(serde_json::Value::Object(a.metadata.as_map().clone()).to_string());
-                c.position.push(position);
-                c.opened_at.push(recorded_at);
-            }
-            Event::TransactionPosted(_) | Event::TradeExecuted(_) => {}
-        }
-        if let (Some(id), Some(kind)) = (event.transaction_id(), transaction_kind(event)) {
-            self.transactions.id.push(id.0);
-            self.transactions.kind.push(kind);
-            self.transactions.position.push(position);
-            for (leg_index, leg) in legs.iter().enumerate() {
-                let p = &mut self.postings;
-                p.account_id.push(leg.account_id.0);
-                p.position.push(position);
-                // At most 2 × 80 legs per event (64 postings, or 2 + 16 fees): fits i16.
-                p.leg.push(leg_index as i16);
-                p.asset.push(leg.asset.to_string());
-                p.amount
-                    .push(domain::money::to_decimal(leg.units, leg.scale));
-                let balance_after = domain::money::to_decimal(leg.balance_after, leg.scale);
-                p.balance_after.push(balance_after);
-                p.transaction_id.push(id.0);
-                p.counterparty_id.push(leg.counterparty_id.0);
-                p.recorded_at.push(recorded_at);
-                self.balances.insert(
-                    (leg.account_id, leg.asset.clone()),
-                    (balance_after, position),
-                );
-            }
-        }
+        self.projections.push(position, event, legs, recorded_at);
         self.push_idempotency(
             &metadata.idempotency_key,
             fingerprint,
@@ -240,11 +290,12 @@ impl Batch {
     /// trip; empty arrays insert nothing, so the statement is the same for every batch and is
     /// prepared once.
     pub async fn write(&self, conn: &mut PgConnection) -> Result<()> {
-        let mut balance_account = Vec::with_capacity(self.balances.len());
-        let mut balance_asset = Vec::with_capacity(self.balances.len());
-        let mut balance_value = Vec::with_capacity(self.balances.len());
-        let mut balance_position = Vec::with_capacity(self.balances.len());
-        for ((id, code), (units, pos)) in &self.balances {
+        let balance_count = self.projections.balances.len();
+        let mut balance_account = Vec::with_capacity(balance_count);
+        let mut balance_asset = Vec::with_capacity(balance_count);
+        let mut balance_value = Vec::with_capacity(balance_count);
+        let mut balance_position = Vec::with_capacity(balance_count);
+        for ((id, code), (units, pos)) in &self.projections.balances {
             balance_account.push(id.0);
             balance_asset.push(code.as_str());
             balance_value.push(*units);
@@ -252,10 +303,10 @@ impl Batch {
         }
         let (e, a, c, t, p, i) = (
             &self.events,
-            &self.assets,
-            &self.accounts,
-            &self.transactions,
-            &self.postings,
+            &self.projections.assets,
+            &self.projections.accounts,
+            &self.projections.transactions,
+            &self.projections.postings,
             &self.idempotency,
         );
         sqlx::query(WRITE_BATCH)
@@ -336,4 +387,21 @@ WITH new_events AS (
       AS u(k, f, p, r, t)
 )
 UPDATE projection_head SET position = $38 WHERE $38::int8 IS NOT NULL
+";
+
+const INSERT_REPLAY: &str = "
+WITH new_assets AS (
+    INSERT INTO ledger_replay.assets (code, scale, position)
+    SELECT * FROM UNNEST($1::text[], $2::int2[], $3::int8[])
+), new_accounts AS (
+    INSERT INTO ledger_replay.accounts (id, code, allow_negative, metadata, position, opened_at)
+    SELECT i, c, n, m::jsonb, p, o
+    FROM UNNEST($4::uuid[], $5::text[], $6::bool[], $7::text[], $8::int8[], $9::timestamptz[])
+      AS u(i, c, n, m, p, o)
+), new_transactions AS (
+    INSERT INTO ledger_replay.transactions (id, kind, position)
+    SELECT * FROM UNNEST($10::uuid[], $11::text[], $12::int8[])
+)
+INSERT INTO ledger_replay.postings (account_id, position, leg, asset, amount, balance_after, transaction_id, counterparty_id, recorded_at)
+SELECT * FROM UNNEST($13::uuid[], $14::int8[], $15::int2[], $16::text[], $17::numeric[], $18::numeric[], $19::uuid[], $20::uuid[], $21::timestamptz[])
 ";

@@ -11,6 +11,7 @@ pub mod local_postgres;
 pub mod metrics;
 mod next_batch;
 pub mod reads;
+pub mod replay;
 pub mod sequencer;
 pub mod testing;
 
