@@ -108,17 +108,18 @@ pub fn transaction_kind(event: &Event) -> Option<&'static str> {
     }
 }
 
+type PgQuery<'q> = sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>;
+
 impl ProjectionRows {
-    /// Inserts the rows (not the balances: a replay derives them at the end) into the tables of
-    /// the schema `ledger_replay`.
-    pub async fn insert_into_replay(&self, conn: &mut PgConnection) -> Result<()> {
+    /// Binds the asset, account, transaction and posting columns, in that order: 21 parameters.
+    fn bind_rows<'q>(&'q self, query: PgQuery<'q>) -> PgQuery<'q> {
         let (a, c, t, p) = (
             &self.assets,
             &self.accounts,
             &self.transactions,
             &self.postings,
         );
-        sqlx::query(INSERT_REPLAY)
+        query
             .bind(&a.code)
             .bind(&a.scale)
             .bind(&a.position)
@@ -140,6 +141,12 @@ impl ProjectionRows {
             .bind(&p.transaction_id)
             .bind(&p.counterparty_id)
             .bind(&p.recorded_at)
+    }
+
+    /// Inserts the rows (not the balances: a replay derives them at the end) into the tables of
+    /// the schema `ledger_replay`.
+    pub async fn insert_into_replay(&self, conn: &mut PgConnection) -> Result<()> {
+        self.bind_rows(sqlx::query(INSERT_REPLAY))
             .execute(conn)
             .await?;
         Ok(())
@@ -301,43 +308,17 @@ impl Batch {
             balance_value.push(*units);
             balance_position.push(*pos);
         }
-        let (e, a, c, t, p, i) = (
-            &self.events,
-            &self.projections.assets,
-            &self.projections.accounts,
-            &self.projections.transactions,
-            &self.projections.postings,
-            &self.idempotency,
-        );
-        sqlx::query(WRITE_BATCH)
+        let (e, i) = (&self.events, &self.idempotency);
+        let query = sqlx::query(WRITE_BATCH)
             .bind(&e.position)
             .bind(&e.event_id)
             .bind(&e.event_type)
             .bind(&e.schema_version)
             .bind(&e.payload)
             .bind(&e.metadata)
-            .bind(&e.recorded_at)
-            .bind(&a.code)
-            .bind(&a.scale)
-            .bind(&a.position)
-            .bind(&c.id)
-            .bind(&c.code)
-            .bind(&c.allow_negative)
-            .bind(&c.metadata)
-            .bind(&c.position)
-            .bind(&c.opened_at)
-            .bind(&t.id)
-            .bind(&t.kind)
-            .bind(&t.position)
-            .bind(&p.account_id)
-            .bind(&p.position)
-            .bind(&p.leg)
-            .bind(&p.asset)
-            .bind(&p.amount)
-            .bind(&p.balance_after)
-            .bind(&p.transaction_id)
-            .bind(&p.counterparty_id)
-            .bind(&p.recorded_at)
+            .bind(&e.recorded_at);
+        self.projections
+            .bind_rows(query)
             .bind(&balance_account)
             .bind(&balance_asset)
             .bind(&balance_value)
