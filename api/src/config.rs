@@ -38,6 +38,12 @@ pub struct ServeConfig {
     /// How long a read waits for `min_position` before answering 409.
     #[arg(long, env = "LEDGER_MIN_POSITION_WAIT_MS", default_value_t = 2_000)]
     pub min_position_wait_ms: u64,
+    /// Events buffered per event-stream client.
+    #[arg(long, env = "LEDGER_STREAM_BUFFER_EVENTS", default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub stream_buffer_events: u32,
+    /// How long an event stream waits for a client that does not read before disconnecting it.
+    #[arg(long, env = "LEDGER_STREAM_STALL_MS", default_value_t = 10_000)]
+    pub stream_stall_ms: u64,
 }
 
 impl ServeConfig {
@@ -53,6 +59,8 @@ impl ServeConfig {
             body_bytes_max: 1024 * 1024,
             batch_body_bytes_max: 16 * 1024 * 1024,
             min_position_wait_ms: 2_000,
+            stream_buffer_events: 1024,
+            stream_stall_ms: 10_000,
         }
     }
 
@@ -76,6 +84,8 @@ impl ServeConfig {
             body_bytes_max: self.body_bytes_max,
             batch_body_bytes_max: self.batch_body_bytes_max,
             min_position_wait: Duration::from_millis(self.min_position_wait_ms),
+            stream_buffer_events: self.stream_buffer_events as usize,
+            stream_stall_max: Duration::from_millis(self.stream_stall_ms),
             ..Limits::default()
         }
     }

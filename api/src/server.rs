@@ -14,9 +14,13 @@ use crate::config::ServeConfig;
 use crate::routes;
 use crate::state::AppState;
 
+/// How long `stop` lets requests in flight finish.
+const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// A running ledger. `stop` shuts it down in order: HTTP, then the writer, then the database.
 pub struct Server {
     addr: SocketAddr,
+    state: AppState,
     shutdown: oneshot::Sender<()>,
     http: JoinHandle<std::io::Result<()>>,
     writer: JoinHandle<()>,
@@ -38,7 +42,7 @@ impl Server {
         let signer = infrastructure::audit::Signer::load_or_create(&pool).await?;
         let reads = ReadStore::new(pool);
         let state = AppState::new(writer, reads.clone(), signer, config.limits());
-        let app = routes::app(state);
+        let app = routes::app(state.clone());
         let listener = tokio::net::TcpListener::bind(config.listen).await?;
         let addr = listener.local_addr()?;
         let (shutdown, shutdown_signal) = oneshot::channel::<()>();
@@ -52,6 +56,7 @@ impl Server {
         info!(%addr, "ledger listening");
         Ok(Self {
             addr,
+            state,
             shutdown,
             http,
             writer: writer_task,
@@ -68,9 +73,17 @@ impl Server {
     /// batch, and stops the local PostgreSQL if this process started it.
     pub async fn stop(self) -> infrastructure::Result<()> {
         let _ = self.shutdown.send(());
-        match self.http.await {
-            Ok(result) => result?,
-            Err(e) => tracing::error!(error = %e, "HTTP server task failed"),
+        self.state.close();
+        drop(self.state);
+        // In-flight requests get a bounded time to finish; then the connections are dropped.
+        let mut http = self.http;
+        match tokio::time::timeout(SHUTDOWN_GRACE, &mut http).await {
+            Ok(Ok(result)) => result?,
+            Ok(Err(e)) => tracing::error!(error = %e, "HTTP server task failed"),
+            Err(_) => {
+                tracing::warn!("requests still open after the grace period; closing them");
+                http.abort();
+            }
         }
         // The router held the last writer handles; with them gone the writer finishes and returns.
         if let Err(e) = self.writer.await {

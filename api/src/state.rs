@@ -20,6 +20,12 @@ pub struct Limits {
     pub page_size_max: i64,
     /// How long a read waits for `min_position` before answering 409.
     pub min_position_wait: Duration,
+    /// Events buffered per event-stream client; beyond this the producer waits for the client.
+    pub stream_buffer_events: usize,
+    /// How long a stream waits for a client that does not read before disconnecting it.
+    pub stream_stall_max: Duration,
+    /// Event-stream clients at once; more are refused with 503.
+    pub stream_clients_max: usize,
 }
 
 impl Default for Limits {
@@ -31,6 +37,9 @@ impl Default for Limits {
             page_size_default: 100,
             page_size_max: 1000,
             min_position_wait: Duration::from_secs(2),
+            stream_buffer_events: 1024,
+            stream_stall_max: Duration::from_secs(10),
+            stream_clients_max: 256,
         }
     }
 }
@@ -39,6 +48,10 @@ impl Default for Limits {
 pub struct AppState(Arc<Inner>);
 
 struct Inner {
+    /// Becomes true when the server shuts down, so that endless responses (event streams) end.
+    closing: tokio::sync::watch::Sender<bool>,
+    /// One permit per open event stream.
+    streams: Arc<tokio::sync::Semaphore>,
     writer: Writer,
     reads: ReadStore,
     signer: Signer,
@@ -49,6 +62,8 @@ struct Inner {
 impl AppState {
     pub fn new(writer: Writer, reads: ReadStore, signer: Signer, limits: Limits) -> Self {
         Self(Arc::new(Inner {
+            closing: tokio::sync::watch::channel(false).0,
+            streams: Arc::new(tokio::sync::Semaphore::new(limits.stream_clients_max)),
             writer,
             reads,
             signer,
@@ -63,6 +78,19 @@ impl AppState {
 
     pub fn reads(&self) -> &ReadStore {
         &self.0.reads
+    }
+
+    /// Tells endless responses to end: the server is shutting down.
+    pub fn close(&self) {
+        self.0.closing.send_replace(true);
+    }
+
+    pub fn watch_closing(&self) -> tokio::sync::watch::Receiver<bool> {
+        self.0.closing.subscribe()
+    }
+
+    pub fn streams(&self) -> &Arc<tokio::sync::Semaphore> {
+        &self.0.streams
     }
 
     pub fn signer(&self) -> &Signer {

@@ -6,6 +6,7 @@ mod assets;
 mod audit;
 mod events;
 mod ops;
+mod stream;
 mod transactions;
 pub mod write;
 
@@ -39,6 +40,7 @@ fn openapi_router() -> OpenApiRouter<AppState> {
         .merge(accounts::router())
         .merge(transactions::router())
         .merge(events::router())
+        .merge(stream::router())
         .merge(audit::router())
         .merge(ops::router())
 }
