@@ -100,7 +100,7 @@ struct IdempotencyColumns {
 }
 
 /// The kind of a transaction as the `transactions` projection records it.
-pub fn transaction_kind(event: &Event) -> Option<&'static str> {
+fn transaction_kind(event: &Event) -> Option<&'static str> {
     match event {
         Event::TransactionPosted(e) => Some(e.kind.as_str()),
         Event::TradeExecuted(_) => Some("trade"),

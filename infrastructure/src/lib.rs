@@ -15,7 +15,6 @@ pub mod replay;
 pub mod sequencer;
 pub mod testing;
 
-pub use batch::EventMetadata;
 pub use error::{Error, Result};
 pub use reads::{AccountKey, AtPosition, HistoryCursor, ReadStore};
 pub use sequencer::{

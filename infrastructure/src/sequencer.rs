@@ -377,7 +377,7 @@ impl Sequencer {
                 }
             }
             self.queued.fetch_sub(commands, Ordering::AcqRel);
-            let mut next = NextBatch::new(session.next_recorded_at(session.last_recorded_at));
+            let mut next = NextBatch::new(recorded_at_after(session.last_recorded_at));
             if let Err(e) = decide_with_lookup(&mut session, &mut next, requests).await {
                 next.fail();
                 return Stop::Failed(e);
@@ -410,8 +410,9 @@ impl Sequencer {
         self.metrics
             .batch_size
             .observe(current.command_count() as u64);
-        let mut following = NextBatch::new(session.next_recorded_at(current.recorded_at()));
+        let mut following = NextBatch::new(recorded_at_after(current.recorded_at()));
         let mut deferred: Vec<WriteRequest> = Vec::new();
+        let mut deferred_commands = 0;
         let mut decide_error: Option<Error> = None;
         let mut closed = false;
         let batch_max = self.config.batch_max;
@@ -433,9 +434,7 @@ impl Sequencer {
             let write = current.batch().write(conn);
             tokio::pin!(write);
             loop {
-                let room = following.command_count()
-                    + deferred.iter().map(|r| r.items.len()).sum::<usize>()
-                    < batch_max;
+                let room = following.command_count() + deferred_commands < batch_max;
                 tokio::select! {
                     biased;
                     written = &mut write => break written,
@@ -450,6 +449,7 @@ impl Sequencer {
                                     current.has_key(key) || keys.may_contain(key)
                                 });
                             if needs_database {
+                                deferred_commands += request.items.len();
                                 deferred.push(request);
                             } else {
                                 let mut ledger = Ledger {
@@ -552,14 +552,12 @@ async fn decide_with_lookup(
     Ok(())
 }
 
-impl Session {
-    /// The time recorded for a batch: now, at PostgreSQL's microsecond precision, and never
-    /// earlier than `floor` (the previous batch), so that time order agrees with log order.
-    fn next_recorded_at(&self, floor: DateTime<Utc>) -> DateTime<Utc> {
-        let now = Utc::now();
-        let now = DateTime::from_timestamp_micros(now.timestamp_micros()).unwrap_or(now);
-        now.max(floor)
-    }
+/// The time recorded for a batch: now, at PostgreSQL's microsecond precision, and never earlier
+/// than `floor` (the previous batch), so that time order agrees with log order.
+fn recorded_at_after(floor: DateTime<Utc>) -> DateTime<Utc> {
+    let now = Utc::now();
+    let now = DateTime::from_timestamp_micros(now.timestamp_micros()).unwrap_or(now);
+    now.max(floor)
 }
 
 /// The stored fingerprint and outcome of each key of the batch that was seen before.

@@ -224,6 +224,14 @@ impl TestLedger {
             .expect("database connection")
     }
 
+    /// A pool on the test database, for calling the infrastructure directly (audit, replay).
+    pub fn pool(&self) -> infrastructure::db::PgPool {
+        infrastructure::db::read_pool(
+            infrastructure::db::connect_options(&self.database_url).expect("database URL"),
+            &infrastructure::db::PoolConfig::default(),
+        )
+    }
+
     /// Per asset, the sum of all balances in the projection: must be zero.
     pub async fn balance_sums(&self) -> Vec<(String, rust_decimal::Decimal)> {
         let mut conn = self.sql().await;

@@ -49,10 +49,7 @@ async fn tamper(ledger: &TestLedger, sql: &str) {
 async fn export(ledger: &TestLedger) -> PathBuf {
     let database = ledger.database.as_ref().unwrap();
     let path = std::env::temp_dir().join(format!("{}.ndjson", database.name()));
-    let pool = infrastructure::db::read_pool(
-        infrastructure::db::connect_options(&ledger.database_url).unwrap(),
-        &infrastructure::db::PoolConfig::default(),
-    );
+    let pool = ledger.pool();
     let mut file = std::io::BufWriter::new(std::fs::File::create(&path).unwrap());
     infrastructure::audit::export(&pool, 0, &mut file)
         .await

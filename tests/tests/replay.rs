@@ -38,10 +38,7 @@ async fn a_rebuild_equals_the_live_projections_and_repairs_them() {
         .await
         .expect(201);
 
-    let pool = infrastructure::db::read_pool(
-        infrastructure::db::connect_options(&ledger.database_url).unwrap(),
-        &infrastructure::db::PoolConfig::default(),
-    );
+    let pool = ledger.pool();
     // While the server holds the writer's lock, replay refuses.
     let busy = infrastructure::replay::replay(&pool, false, |_, _| {}).await;
     assert!(busy.is_err());
