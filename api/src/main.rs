@@ -49,6 +49,15 @@ enum Commands {
         #[arg(long)]
         output: Option<std::path::PathBuf>,
     },
+    /// Load an export into an empty database: every hash is checked and every event applied
+    /// before anything commits, and the projections and idempotency records are rebuilt.
+    Import {
+        #[command(flatten)]
+        database: DatabaseArgs,
+        /// The NDJSON file `ledger export` wrote; standard input when absent.
+        #[arg(long)]
+        input: Option<std::path::PathBuf>,
+    },
 }
 
 /// Which database: the same flags and variables as `ledger serve`.
@@ -100,6 +109,7 @@ fn main() -> std::process::ExitCode {
             output,
         } => runtime.block_on(export(database, after, output)),
         Commands::Replay { database, swap } => runtime.block_on(replay(database, swap)),
+        Commands::Import { database, input } => runtime.block_on(import(database, input)),
     };
     match result {
         Ok(true) => std::process::ExitCode::SUCCESS,
@@ -203,6 +213,53 @@ async fn export(
     };
     database.close().await?;
     tracing::info!(events = written?, "exported");
+    Ok(true)
+}
+
+async fn import(
+    database: DatabaseArgs,
+    input: Option<std::path::PathBuf>,
+) -> infrastructure::Result<bool> {
+    use std::io::Write;
+    let database = database.open().await?;
+    let started = std::time::Instant::now();
+    let show = |events: i64, bytes: u64, total_bytes: Option<u64>| {
+        let rate = events as f64 / started.elapsed().as_secs_f64().max(1e-9);
+        match total_bytes {
+            Some(total) if total > 0 => eprint!(
+                "\rloaded {events} events ({} %, {rate:.0} events/s)   ",
+                bytes * 100 / total
+            ),
+            _ => eprint!("\rloaded {events} events ({rate:.0} events/s)   "),
+        }
+        let _ = std::io::stderr().flush();
+    };
+    let report = match input {
+        Some(path) => {
+            let file = std::fs::File::open(path)?;
+            let total_bytes = file.metadata().ok().map(|m| m.len());
+            let reader = std::io::BufReader::with_capacity(1 << 20, file);
+            infrastructure::import::import(&database.pool, reader, |events, bytes| {
+                show(events, bytes, total_bytes)
+            })
+            .await
+        }
+        None => {
+            let reader = std::io::BufReader::with_capacity(1 << 20, std::io::stdin().lock());
+            infrastructure::import::import(&database.pool, reader, |events, bytes| {
+                show(events, bytes, None)
+            })
+            .await
+        }
+    };
+    eprintln!();
+    database.close().await?;
+    let report = report?;
+    println!(
+        "{}",
+        serde_json::to_string(&report)
+            .map_err(|e| infrastructure::Error::Corrupt(e.to_string()))?
+    );
     Ok(true)
 }
 

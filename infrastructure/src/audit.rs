@@ -6,7 +6,7 @@ use std::io::Write;
 use chrono::{DateTime, SecondsFormat, Utc};
 use domain::chain::{self, canonical_json, ChainedEvent, Hash};
 use serde::Serialize;
-use sqlx::{PgPool, Row};
+use sqlx::{PgConnection, PgPool, Row};
 use uuid::Uuid;
 
 use crate::{Error, Result};
@@ -68,14 +68,18 @@ pub(crate) fn chain_row(previous: &Hash, row: &StoredRow) -> Hash {
     )
 }
 
-pub(crate) async fn page(pool: &PgPool, after: i64, limit: i64) -> Result<Vec<StoredRow>> {
+pub(crate) async fn page(
+    executor: impl sqlx::PgExecutor<'_>,
+    after: i64,
+    limit: i64,
+) -> Result<Vec<StoredRow>> {
     let rows = sqlx::query(
         "SELECT position, event_id, event_type, schema_version, payload, metadata, recorded_at, hash
          FROM events WHERE position > $1 ORDER BY position LIMIT $2",
     )
     .bind(after)
     .bind(limit)
-    .fetch_all(pool)
+    .fetch_all(executor)
     .await?;
     rows.iter()
         .map(|r| {
@@ -95,12 +99,19 @@ pub(crate) async fn page(pool: &PgPool, after: i64, limit: i64) -> Result<Vec<St
 
 /// Recomputes the chain from the genesis hash over the whole log, in position order, and
 /// reports the first position where it breaks. `progress(done, total)` is called per page.
-pub async fn verify_chain(
-    pool: &PgPool,
+pub async fn verify_chain(pool: &PgPool, progress: impl FnMut(i64, i64)) -> Result<ChainReport> {
+    let mut conn = pool.acquire().await?;
+    verify_chain_on(&mut conn, progress).await
+}
+
+/// `verify_chain` on one connection, which may be inside a transaction (an import checks what
+/// it wrote before committing).
+pub(crate) async fn verify_chain_on(
+    conn: &mut PgConnection,
     mut progress: impl FnMut(i64, i64),
 ) -> Result<ChainReport> {
     let head_position: i64 = sqlx::query_scalar("SELECT COALESCE(max(position), 0) FROM events")
-        .fetch_one(pool)
+        .fetch_one(&mut *conn)
         .await?;
     let mut previous: Hash = chain::genesis();
     let mut report = ChainReport {
@@ -112,7 +123,7 @@ pub async fn verify_chain(
     };
     let mut expected_position = 1;
     'pages: while expected_position <= head_position {
-        let rows = page(pool, expected_position - 1, PAGE_EVENTS).await?;
+        let rows = page(&mut *conn, expected_position - 1, PAGE_EVENTS).await?;
         if rows.is_empty() {
             break;
         }

@@ -17,6 +17,10 @@ use crate::Result;
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize, PartialEq, Eq)]
 pub struct EventMetadata {
     pub idempotency_key: String,
+    /// SHA-256 of the request the key was first used with (hex), so that an import of the log
+    /// restores the idempotency records and a retry is still recognised.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub request_fingerprint: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub request_id: Option<String>,
 }
@@ -143,10 +147,11 @@ impl ProjectionRows {
             .bind(&p.recorded_at)
     }
 
-    /// Inserts the rows (not the balances: a replay derives them at the end) into the tables of
-    /// the schema `ledger_replay`.
-    pub async fn insert_into_replay(&self, conn: &mut PgConnection) -> Result<()> {
-        self.bind_rows(sqlx::query(INSERT_REPLAY))
+    /// Inserts the rows (not the balances: a rebuild derives them at the end) into the tables of
+    /// `schema`: `ledger_replay` for a replay, `public` for an import.
+    pub async fn insert_into(&self, conn: &mut PgConnection, schema: &str) -> Result<()> {
+        let statement = INSERT_PROJECTIONS.replace("{schema}", schema);
+        self.bind_rows(sqlx::query(&statement))
             .execute(conn)
             .await?;
         Ok(())
@@ -370,19 +375,19 @@ WITH new_events AS (
 UPDATE projection_head SET position = $38 WHERE $38::int8 IS NOT NULL
 ";
 
-const INSERT_REPLAY: &str = "
+const INSERT_PROJECTIONS: &str = "
 WITH new_assets AS (
-    INSERT INTO ledger_replay.assets (code, scale, position)
+    INSERT INTO {schema}.assets (code, scale, position)
     SELECT * FROM UNNEST($1::text[], $2::int2[], $3::int8[])
 ), new_accounts AS (
-    INSERT INTO ledger_replay.accounts (id, code, allow_negative, metadata, position, opened_at)
+    INSERT INTO {schema}.accounts (id, code, allow_negative, metadata, position, opened_at)
     SELECT i, c, n, m::jsonb, p, o
     FROM UNNEST($4::uuid[], $5::text[], $6::bool[], $7::text[], $8::int8[], $9::timestamptz[])
       AS u(i, c, n, m, p, o)
 ), new_transactions AS (
-    INSERT INTO ledger_replay.transactions (id, kind, position)
+    INSERT INTO {schema}.transactions (id, kind, position)
     SELECT * FROM UNNEST($10::uuid[], $11::text[], $12::int8[])
 )
-INSERT INTO ledger_replay.postings (account_id, position, leg, asset, amount, balance_after, transaction_id, counterparty_id, recorded_at)
+INSERT INTO {schema}.postings (account_id, position, leg, asset, amount, balance_after, transaction_id, counterparty_id, recorded_at)
 SELECT * FROM UNNEST($13::uuid[], $14::int8[], $15::int2[], $16::text[], $17::numeric[], $18::numeric[], $19::uuid[], $20::uuid[], $21::timestamptz[])
 ";

@@ -27,6 +27,10 @@ pub enum Error {
     /// with the same idempotency key is safe.
     #[error("the write could not be committed; retry with the same idempotency key")]
     CommitFailed,
+    /// An import was refused: the database is not empty, or the file is not an intact export.
+    /// Nothing was written.
+    #[error("import refused: {0}")]
+    ImportRefused(String),
     /// The idempotency key was used before with a different request.
     #[error("idempotency key was already used with a different request")]
     IdempotencyKeyReused,

@@ -5,6 +5,7 @@ pub mod audit;
 mod batch;
 pub mod db;
 pub mod error;
+pub mod import;
 mod key_filter;
 mod load;
 pub mod local_postgres;

@@ -232,6 +232,7 @@ impl NextBatch {
                 Pending::Decided(Outcome::Accepted(committed), legs) => {
                     let metadata = EventMetadata {
                         idempotency_key: item.idempotency_key.clone(),
+                        request_fingerprint: Some(domain::chain::to_hex_slice(&item.fingerprint)),
                         request_id: request.request_id.clone(),
                     };
                     self.batch.push_event(

@@ -4,11 +4,12 @@
 
 use std::time::Instant;
 
+use domain::chain::Hash;
 use domain::{Event, LedgerState};
 use serde::Serialize;
 use sqlx::{Connection, PgConnection, PgPool};
 
-use crate::audit::{chain_row, page, PAGE_EVENTS};
+use crate::audit::{chain_row, page, StoredRow, PAGE_EVENTS};
 use crate::batch::ProjectionRows;
 use crate::sequencer::WRITER_LOCK_KEY;
 use crate::{Error, Result};
@@ -53,19 +54,91 @@ pub async fn replay(
     swap: bool,
     mut progress: impl FnMut(i64, i64),
 ) -> Result<ReplayReport> {
+    let mut conn = lock_writer(
+        pool,
+        "a ledger server holds the writer lock: stop it, or replay a copy of the database",
+    )
+    .await?;
+    let result = replay_locked(&mut conn, pool, swap, &mut progress).await;
+    let _ = conn.close().await;
+    result
+}
+
+/// A session of its own holding the writer's lock, for work that must not interleave with a
+/// writer (replay, import); closing the connection releases it.
+pub(crate) async fn lock_writer(
+    pool: &PgPool,
+    held_elsewhere: &'static str,
+) -> Result<PgConnection> {
     let mut conn = pool.acquire().await?.detach();
     let locked: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
         .bind(WRITER_LOCK_KEY)
         .fetch_one(&mut conn)
         .await?;
     if !locked {
-        return Err(Error::WriterUnavailable(
-            "a ledger server holds the writer lock: stop it, or replay a copy of the database",
-        ));
+        let _ = conn.close().await;
+        return Err(Error::WriterUnavailable(held_elsewhere));
     }
-    let result = replay_locked(&mut conn, pool, swap, &mut progress).await;
-    let _ = conn.close().await;
-    result
+    Ok(conn)
+}
+
+/// Folds stored events, in position order, into the ledger state and the projection rows, and
+/// follows the hash chain: what a replay and an import share.
+pub(crate) struct Rebuild {
+    state: LedgerState,
+    pub(crate) chain_head: Hash,
+    /// False once a stored hash differs from the one recomputed.
+    pub(crate) chain_intact: bool,
+    projections: ProjectionRows,
+}
+
+impl Rebuild {
+    pub(crate) fn new() -> Self {
+        Self {
+            state: LedgerState::new(),
+            chain_head: domain::chain::genesis(),
+            chain_intact: true,
+            projections: ProjectionRows::default(),
+        }
+    }
+
+    /// Chains, decodes and applies one event; returns whether its stored hash is the one the
+    /// chain gives. An event the state refuses to apply means the log is not one this ledger
+    /// could have written.
+    pub(crate) fn push(&mut self, row: &StoredRow) -> Result<bool> {
+        let hash = chain_row(&self.chain_head, row);
+        let matches = hash.as_slice() == row.hash.as_slice();
+        self.chain_intact &= matches;
+        self.chain_head = hash;
+        let event = Event::decode(&row.event_type, row.schema_version, row.payload.clone())
+            .map_err(|e| Error::Corrupt(format!("position {}: {e}", row.position)))?;
+        let legs = self
+            .state
+            .apply(&event)
+            .map_err(|e| Error::Corrupt(format!("position {}: {e}", row.position)))?;
+        self.projections
+            .push(row.position, &event, &legs, row.recorded_at);
+        Ok(matches)
+    }
+
+    /// The projection rows gathered since the last call.
+    pub(crate) fn take_projections(&mut self) -> ProjectionRows {
+        std::mem::take(&mut self.projections)
+    }
+
+    /// Checks the invariant on the rebuilt state (every asset sums to zero), then derives the
+    /// balances table of `schema` from its postings: each (account, asset)'s last balance.
+    pub(crate) async fn finish(self, conn: &mut PgConnection, schema: &str) -> Result<()> {
+        self.state.check_conservation()?;
+        sqlx::query(&format!(
+            "INSERT INTO {schema}.balances (account_id, asset, balance, position)
+             SELECT DISTINCT ON (account_id, asset) account_id, asset, balance_after, position
+             FROM {schema}.postings ORDER BY account_id, asset, position DESC, leg DESC"
+        ))
+        .execute(&mut *conn)
+        .await?;
+        Ok(())
+    }
 }
 
 async fn replay_locked(
@@ -87,9 +160,7 @@ async fn replay_locked(
     let head: i64 = sqlx::query_scalar("SELECT COALESCE(max(position), 0) FROM events")
         .fetch_one(&mut *conn)
         .await?;
-    let mut state = LedgerState::new();
-    let mut previous = domain::chain::genesis();
-    let mut chain_intact = true;
+    let mut rebuild = Rebuild::new();
     let mut after = 0;
     while after < head {
         let rows = page(pool, after, PAGE_EVENTS.min(head - after)).await?;
@@ -97,30 +168,17 @@ async fn replay_locked(
             break;
         };
         after = last.position;
-        let mut projections = ProjectionRows::default();
         for row in &rows {
-            let hash = chain_row(&previous, row);
-            chain_intact &= hash.as_slice() == row.hash.as_slice();
-            previous = hash;
-            let event = Event::decode(&row.event_type, row.schema_version, row.payload.clone())
-                .map_err(|e| Error::Corrupt(format!("position {}: {e}", row.position)))?;
-            let legs = state
-                .apply(&event)
-                .map_err(|e| Error::Corrupt(format!("position {}: {e}", row.position)))?;
-            projections.push(row.position, &event, &legs, row.recorded_at);
+            rebuild.push(row)?;
         }
-        projections.insert_into_replay(&mut *conn).await?;
+        rebuild
+            .take_projections()
+            .insert_into(&mut *conn, "ledger_replay")
+            .await?;
         progress(after, head);
     }
-    // The invariant, read back from the replayed state: every asset sums to zero.
-    state.check_conservation()?;
-    sqlx::query(
-        "INSERT INTO ledger_replay.balances (account_id, asset, balance, position)
-         SELECT DISTINCT ON (account_id, asset) account_id, asset, balance_after, position
-         FROM ledger_replay.postings ORDER BY account_id, asset, position DESC, leg DESC",
-    )
-    .execute(&mut *conn)
-    .await?;
+    let chain_intact = rebuild.chain_intact;
+    rebuild.finish(&mut *conn, "ledger_replay").await?;
     let seconds = started.elapsed().as_secs_f64();
 
     let (differing_rows, differences) = compare(&mut *conn).await?;

@@ -133,13 +133,13 @@ async fn altered_deleted_and_reordered_events_are_named() {
     // An altered timestamp or metadata breaks it too.
     tamper(
         &ledger,
-        "UPDATE events SET metadata = '{\"idempotency_key\":\"other\"}' WHERE position = 9",
+        "UPDATE events SET metadata = jsonb_set(metadata, '{idempotency_key}', '\"other\"') WHERE position = 9",
     )
     .await;
     assert_eq!(broken_at(&ledger.get("/v1/audit/verify").await), Some(9));
     tamper(
         &ledger,
-        "UPDATE events SET metadata = '{\"idempotency_key\":\"trade\"}' WHERE position = 9",
+        "UPDATE events SET metadata = jsonb_set(metadata, '{idempotency_key}', '\"trade\"') WHERE position = 9",
     )
     .await;
 
@@ -338,5 +338,128 @@ async fn signed_checkpoints_catch_a_history_rewritten_with_a_recomputed_chain() 
         assert_eq!(a.status, 400, "{path}");
         assert_eq!(a.code(), code);
     }
+    ledger.finish().await;
+}
+
+/// Every row of the tables an import rebuilds, as text, in a stable order.
+async fn table_rows(database_url: &str) -> Vec<(String, String)> {
+    use sqlx::Connection;
+    let mut conn = sqlx::PgConnection::connect(database_url).await.unwrap();
+    let mut rows = Vec::new();
+    for table in [
+        "events",
+        "assets",
+        "accounts",
+        "transactions",
+        "postings",
+        "balances",
+        "idempotency_keys",
+        "projection_head",
+    ] {
+        let text: String = sqlx::query_scalar(&format!(
+            "SELECT COALESCE(string_agg(r, E'\\n' ORDER BY r), '') FROM (SELECT row_to_json(t)::text r FROM {table} t) s"
+        ))
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+        rows.push((table.to_owned(), text));
+    }
+    rows
+}
+
+async fn import(
+    pool: &infrastructure::db::PgPool,
+    bytes: &[u8],
+) -> Result<infrastructure::import::ImportReport, String> {
+    infrastructure::import::import(pool, bytes, |_, _| {})
+        .await
+        .map_err(|e| e.to_string())
+}
+
+#[tokio::test]
+async fn export_then_import_gives_the_same_log_projections_and_idempotency() {
+    use infrastructure::{db, testing::TestDatabase};
+    let ledger = TestLedger::start().await;
+    activity(&ledger).await;
+    let head = ledger.get("/v1/audit/verify").await.body;
+    let path = export(&ledger).await;
+    let exported = std::fs::read(&path).unwrap();
+    let _ = std::fs::remove_file(&path);
+
+    let target = TestDatabase::create().await.unwrap();
+    let pool = db::read_pool(
+        db::connect_options(target.url()).unwrap(),
+        &db::PoolConfig::default(),
+    );
+    db::migrate(&pool).await.unwrap();
+
+    // Damaged exports are refused, naming the line, and leave the database empty.
+    let text = String::from_utf8(exported.clone()).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    let mut altered = lines.clone();
+    let cheaper = lines[9].replace("\"0.05\"", "\"0.04\"");
+    assert_ne!(cheaper, lines[9]);
+    altered[9] = &cheaper;
+    let error = import(&pool, altered.join("\n").as_bytes())
+        .await
+        .unwrap_err();
+    assert!(
+        error.contains("line 10") && error.contains("hash"),
+        "{error}"
+    );
+    let without_3 = [&lines[..2], &lines[3..]].concat().join("\n");
+    let error = import(&pool, without_3.as_bytes()).await.unwrap_err();
+    assert!(error.contains("line 3: position 4 where 3"), "{error}");
+    let swapped = [lines[0], lines[2], lines[1]].join("\n");
+    let error = import(&pool, swapped.as_bytes()).await.unwrap_err();
+    assert!(error.contains("line 2"), "{error}");
+    let error = import(&pool, b"{\"position\": 1}\n").await.unwrap_err();
+    assert!(error.contains("line 1: not an exported event"), "{error}");
+    let count: i64 = sqlx::query_scalar("SELECT count(*) FROM events")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(count, 0);
+
+    let report = import(&pool, &exported).await.unwrap();
+    assert_eq!(report.events, 10);
+    assert_eq!(report.head_hash, head["head_hash"].as_str().unwrap());
+    assert_eq!(report.idempotency_keys, 10);
+    let error = import(&pool, &exported).await.unwrap_err();
+    assert!(error.contains("not empty"), "{error}");
+    pool.close().await;
+
+    // Byte for byte the same rows, the same head hash, and the same answers to retries.
+    let mut imported = TestLedger::serve(target.url(), |_| {}).await;
+    assert_eq!(
+        table_rows(&ledger.database_url).await,
+        table_rows(target.url()).await
+    );
+    let verified = imported.get("/v1/audit/verify").await.body;
+    assert_eq!(verified["intact"], true);
+    assert_eq!(verified["head_hash"], head["head_hash"]);
+    let original = ledger
+        .transfer("pay", "alice:cash", "bob:cash", "USD", "0.05")
+        .await;
+    let retried = imported
+        .transfer("pay", "alice:cash", "bob:cash", "USD", "0.05")
+        .await;
+    retried.expect(201);
+    assert_eq!(retried.header("idempotent-replayed"), Some("true"));
+    assert_eq!(retried.body, original.body);
+    let misused = imported
+        .transfer("pay", "alice:cash", "bob:cash", "USD", "0.06")
+        .await;
+    assert_eq!(misused.code(), "idempotency_key_reused");
+    // And the imported ledger carries on from the head.
+    let next = imported
+        .transfer("after-import", "alice:cash", "bob:cash", "USD", "1.00")
+        .await;
+    next.expect(201);
+    assert_eq!(next.position(), 11);
+    assert_eq!(imported.get("/v1/audit/verify").await.body["intact"], true);
+
+    imported.stop_server().await;
+    let _ = target.drop_database().await;
     ledger.finish().await;
 }
