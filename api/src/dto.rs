@@ -3,6 +3,11 @@
 //! the asset's scale.
 
 use chrono::{DateTime, Utc};
+use domain::command::{
+    BalanceFigure, BoundChange, ChangeAccountStatus, Comparison, Condition, ExpectedVersion,
+    Guards, SetAccountLimits, StatusChange,
+};
+use domain::values::SignedDecimal;
 use domain::{
     AccountCode, AccountId, AccountRef, AssetCode, Command, DefineAsset, ExecuteTrade,
     FeeInstruction, Metadata, OpenAccount, PositiveDecimal, PostTransaction, PostingInstruction,
@@ -65,6 +70,64 @@ pub struct TransactionRequest {
     #[serde(default)]
     #[schema(value_type = Object)]
     pub metadata: Metadata,
+    /// Up to 16 conditions on balances, checked before the command; all must hold.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<ConditionRequest>,
+    /// Up to 16 accounts with the `version` the client last read (optimistic concurrency).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub expected_versions: Vec<ExpectedVersionRequest>,
+}
+
+/// A precondition on a balance, checked against the state before the command; if one fails,
+/// nothing is appended (409 `condition_failed`).
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ConditionRequest {
+    #[schema(value_type = String, example = "alice:cash")]
+    pub account: AccountRef,
+    #[schema(value_type = String, example = "USD")]
+    pub asset: AssetCode,
+    /// `available` (posted less pending debits) or `posted`.
+    #[schema(value_type = String, example = "available")]
+    pub balance: BalanceFigure,
+    /// `gte`, `lte` or `eq`.
+    #[schema(value_type = String, example = "gte")]
+    pub op: Comparison,
+    /// A decimal string of either sign, at most the asset's decimal places.
+    #[schema(value_type = String, example = "100.00")]
+    pub amount: SignedDecimal,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ExpectedVersionRequest {
+    #[schema(value_type = String, example = "alice:cash")]
+    pub account: AccountRef,
+    /// The account's `version` as last read.
+    pub version: i64,
+}
+
+/// The preconditions a money-moving request carries, as the domain checks them.
+fn guards(conditions: &[ConditionRequest], expected_versions: &[ExpectedVersionRequest]) -> Guards {
+    Guards {
+        conditions: conditions
+            .iter()
+            .map(|c| Condition {
+                account: c.account.clone(),
+                asset: c.asset.clone(),
+                balance: c.balance,
+                op: c.op,
+                amount: c.amount,
+            })
+            .collect(),
+        expected_versions: expected_versions
+            .iter()
+            .map(|v| ExpectedVersion {
+                account: v.account.clone(),
+                version: v.version,
+            })
+            .collect(),
+    }
 }
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
@@ -81,6 +144,12 @@ pub struct TransferRequest {
     #[serde(default)]
     #[schema(value_type = Object)]
     pub metadata: Metadata,
+    /// Up to 16 conditions on balances, checked before the command; all must hold.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<ConditionRequest>,
+    /// Up to 16 accounts with the `version` the client last read (optimistic concurrency).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub expected_versions: Vec<ExpectedVersionRequest>,
 }
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
@@ -119,6 +188,82 @@ pub struct TradeRequest {
     #[serde(default)]
     #[schema(value_type = Object)]
     pub metadata: Metadata,
+    /// Up to 16 conditions on balances, checked before the command; all must hold.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<ConditionRequest>,
+    /// Up to 16 accounts with the `version` the client last read (optimistic concurrency).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub expected_versions: Vec<ExpectedVersionRequest>,
+}
+
+/// Freeze, unfreeze or close an account (the change is the route's).
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AccountStatusRequest {
+    /// Why, for the record: a JSON object of at most 4 KiB, kept in the event.
+    #[serde(default)]
+    #[schema(value_type = Object)]
+    pub metadata: Metadata,
+}
+
+/// A status change as submitted: the account and the change come from the path, so they are part
+/// of the idempotency fingerprint.
+#[derive(Debug, Serialize)]
+pub struct AccountStatusCommand {
+    pub account: AccountRef,
+    pub change: StatusChange,
+    #[serde(flatten)]
+    pub request: AccountStatusRequest,
+}
+
+/// An account's bounds in one asset. An absent field keeps its bound; `null` removes it.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AccountLimitsRequest {
+    #[schema(value_type = String, example = "USD")]
+    pub asset: AssetCode,
+    /// The lowest balance allowed (a credit limit when negative); `null`: unbounded. Without one,
+    /// the minimum is zero, or unbounded for an account opened with `allow_negative`.
+    #[serde(
+        default,
+        deserialize_with = "present",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schema(value_type = Option<String>, example = "-500.00")]
+    pub min_balance: Option<Option<SignedDecimal>>,
+    /// The highest balance allowed; `null`: unbounded (the default).
+    #[serde(
+        default,
+        deserialize_with = "present",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schema(value_type = Option<String>, example = "10000.00")]
+    pub max_balance: Option<Option<SignedDecimal>>,
+}
+
+/// A limits change as submitted, with the account from the path.
+#[derive(Debug, Serialize)]
+pub struct AccountLimitsCommand {
+    pub account: AccountRef,
+    #[serde(flatten)]
+    pub request: AccountLimitsRequest,
+}
+
+/// A field that is present, even as `null`: `Some(None)`; an absent one stays `None` (default).
+fn present<'de, D, T>(deserializer: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(deserializer).map(Some)
+}
+
+fn bound_change(bound: Option<Option<SignedDecimal>>) -> BoundChange {
+    match bound {
+        None => BoundChange::Keep,
+        Some(None) => BoundChange::Unbounded,
+        Some(Some(value)) => BoundChange::To(value),
+    }
 }
 
 // Each request becomes its command here; ids of what a command creates are chosen now (UUIDv7,
@@ -173,6 +318,7 @@ impl CommandRequest for TransactionRequest {
                 .map(PostingRequest::instruction)
                 .collect(),
             metadata: self.metadata.clone(),
+            guards: guards(&self.conditions, &self.expected_versions),
         })
     }
 }
@@ -191,6 +337,7 @@ impl CommandRequest for TransferRequest {
                 amount: self.amount,
             }],
             metadata: self.metadata.clone(),
+            guards: guards(&self.conditions, &self.expected_versions),
         })
     }
 }
@@ -218,6 +365,32 @@ impl CommandRequest for TradeRequest {
                 })
                 .collect(),
             metadata: self.metadata.clone(),
+            guards: guards(&self.conditions, &self.expected_versions),
+        })
+    }
+}
+
+impl CommandRequest for AccountStatusCommand {
+    const ROUTE: &'static str = "POST /v1/accounts/{id_or_code}/{action}";
+
+    fn command(&self) -> Command {
+        Command::ChangeAccountStatus(ChangeAccountStatus {
+            account: self.account.clone(),
+            change: self.change,
+            metadata: self.request.metadata.clone(),
+        })
+    }
+}
+
+impl CommandRequest for AccountLimitsCommand {
+    const ROUTE: &'static str = "PATCH /v1/accounts/{id_or_code}/limits";
+
+    fn command(&self) -> Command {
+        Command::SetAccountLimits(SetAccountLimits {
+            account: self.account.clone(),
+            asset: self.request.asset.clone(),
+            min_balance: bound_change(self.request.min_balance),
+            max_balance: bound_change(self.request.max_balance),
         })
     }
 }
@@ -256,7 +429,44 @@ pub struct AccountView {
     /// The position of the event that opened it.
     pub position: i64,
     pub opened_at: DateTime<Utc>,
+    /// `open`, `frozen` (no postings until unfrozen) or `closed` (final).
+    pub status: String,
+    /// The position of the last event that changed the account: pass it as `expected_versions`
+    /// to apply a command only if nothing changed since.
+    pub version: i64,
     pub balances: Vec<BalanceView>,
+    /// Bounds set with `PATCH …/limits`, per asset.
+    pub limits: Vec<LimitView>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct LimitView {
+    pub asset: String,
+    /// `null`: unbounded.
+    #[schema(example = "-500.00")]
+    pub min_balance: Option<String>,
+    pub max_balance: Option<String>,
+}
+
+/// What a status change returns.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AccountStatusView {
+    pub account: String,
+    pub status: String,
+    pub position: i64,
+    pub recorded_at: DateTime<Utc>,
+    #[schema(value_type = Object)]
+    pub metadata: serde_json::Value,
+}
+
+/// What a limits change returns: the bounds in the asset from now on.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AccountLimitsView {
+    pub account: String,
+    #[serde(flatten)]
+    pub limits: LimitView,
+    pub position: i64,
+    pub recorded_at: DateTime<Utc>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -332,9 +542,30 @@ pub struct HistoryEntryView {
     pub recorded_at: DateTime<Utc>,
 }
 
+/// One item of an account's history: a posting, or a change of the account itself.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum HistoryItemView {
+    Posting(HistoryEntryView),
+    StatusChanged {
+        position: i64,
+        /// -1: before the postings of its position (it has none).
+        leg: i16,
+        status: String,
+        recorded_at: DateTime<Utc>,
+    },
+    LimitsSet {
+        position: i64,
+        leg: i16,
+        #[serde(flatten)]
+        limits: LimitView,
+        recorded_at: DateTime<Utc>,
+    },
+}
+
 #[derive(Debug, Serialize, ToSchema)]
 pub struct HistoryPage {
-    pub items: Vec<HistoryEntryView>,
+    pub items: Vec<HistoryItemView>,
     pub next_cursor: Option<String>,
 }
 

@@ -136,9 +136,11 @@ impl ApiError {
 
 fn rejection_status(rejection: &Rejection) -> StatusCode {
     match rejection {
-        Rejection::DuplicateAsset { .. } | Rejection::DuplicateAccount { .. } => {
-            StatusCode::CONFLICT
-        }
+        // Already there, or the client's view of the state is stale: re-read and decide again.
+        Rejection::DuplicateAsset { .. }
+        | Rejection::DuplicateAccount { .. }
+        | Rejection::VersionMismatch { .. }
+        | Rejection::ConditionFailed(_) => StatusCode::CONFLICT,
         _ => StatusCode::UNPROCESSABLE_ENTITY,
     }
 }

@@ -3,13 +3,16 @@
 
 use domain::event::{Fee, Posting};
 use domain::Event;
-use infrastructure::reads::{AccountRecord, BalanceRecord, HistoryEntry, StoredEvent};
+use infrastructure::reads::{
+    AccountChangeKind, AccountRecord, BalanceRecord, HistoryEntry, HistoryItem, LimitRecord,
+    StoredEvent,
+};
 use infrastructure::CommittedEvent;
 use serde_json::Value;
 
 use crate::dto::{
-    AccountView, AssetView, BalanceView, EventView, FeeView, HistoryEntryView, PostingView,
-    TradeView, TransactionView,
+    AccountLimitsView, AccountStatusView, AccountView, AssetView, BalanceView, EventView, FeeView,
+    HistoryEntryView, HistoryItemView, LimitView, PostingView, TradeView, TransactionView,
 };
 use crate::error::ApiError;
 
@@ -33,10 +36,30 @@ pub fn committed_view(committed: &CommittedEvent) -> Vec<u8> {
             metadata: Value::Object(e.metadata.as_map().clone()),
             position: *position,
             opened_at: *recorded_at,
+            status: "open".to_owned(),
+            version: *position,
             balances: Vec::new(),
+            limits: Vec::new(),
         }),
         Event::TransactionPosted(_) => serde_json::to_vec(&transaction_view(committed)),
         Event::TradeExecuted(_) => serde_json::to_vec(&trade_view(committed)),
+        Event::AccountStatusChanged(e) => serde_json::to_vec(&AccountStatusView {
+            account: e.account.to_string(),
+            status: e.status.as_str().to_owned(),
+            position: *position,
+            recorded_at: *recorded_at,
+            metadata: Value::Object(e.metadata.as_map().clone()),
+        }),
+        Event::AccountLimitsSet(e) => serde_json::to_vec(&AccountLimitsView {
+            account: e.account.to_string(),
+            limits: LimitView {
+                asset: e.asset.to_string(),
+                min_balance: e.min_balance.map(|b| b.to_string()),
+                max_balance: e.max_balance.map(|b| b.to_string()),
+            },
+            position: *position,
+            recorded_at: *recorded_at,
+        }),
     };
     // Views are plain structs of strings and numbers: encoding cannot fail.
     view.unwrap_or_default()
@@ -47,7 +70,10 @@ pub fn transaction_view(committed: &CommittedEvent) -> Option<TransactionView> {
     let (id, kind, metadata) = match &committed.event {
         Event::TransactionPosted(e) => (e.transaction_id, e.kind.as_str(), &e.metadata),
         Event::TradeExecuted(e) => (e.trade_id, "trade", &e.metadata),
-        Event::AssetDefined(_) | Event::AccountOpened(_) => return None,
+        Event::AssetDefined(_)
+        | Event::AccountOpened(_)
+        | Event::AccountStatusChanged(_)
+        | Event::AccountLimitsSet(_) => return None,
     };
     Some(TransactionView {
         id: id.0,
@@ -122,7 +148,38 @@ pub fn account_view(account: AccountRecord) -> AccountView {
         metadata: account.metadata,
         position: account.position,
         opened_at: account.opened_at,
+        status: account.status,
+        version: account.version,
         balances: account.balances.into_iter().map(balance_view).collect(),
+        limits: account.limits.into_iter().map(limit_view).collect(),
+    }
+}
+
+pub fn limit_view(l: LimitRecord) -> LimitView {
+    LimitView {
+        asset: l.asset,
+        min_balance: l.min_balance.map(|b| b.to_string()),
+        max_balance: l.max_balance.map(|b| b.to_string()),
+    }
+}
+
+pub fn history_item_view(item: HistoryItem) -> HistoryItemView {
+    match item {
+        HistoryItem::Posting(p) => HistoryItemView::Posting(history_view(p)),
+        HistoryItem::Change(c) => match c.change {
+            AccountChangeKind::Status(status) => HistoryItemView::StatusChanged {
+                position: c.position,
+                leg: -1,
+                status,
+                recorded_at: c.recorded_at,
+            },
+            AccountChangeKind::Limits(limits) => HistoryItemView::LimitsSet {
+                position: c.position,
+                leg: -1,
+                limits: limit_view(limits),
+                recorded_at: c.recorded_at,
+            },
+        },
     }
 }
 

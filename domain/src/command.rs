@@ -3,13 +3,17 @@
 //! Ids of things a command creates are chosen by the caller, so the decision stays pure.
 
 use crate::values::{
-    AccountCode, AccountId, AccountRef, AssetCode, Metadata, PositiveDecimal, Scale, TransactionId,
+    AccountCode, AccountId, AccountRef, AssetCode, Metadata, PositiveDecimal, Scale, SignedDecimal,
+    TransactionId,
 };
 use serde::{Deserialize, Serialize};
 
 /// Bounds on the size of a command, checked by the decision.
 pub const POSTINGS_MAX: usize = 64;
 pub const FEES_MAX: usize = 16;
+/// Bounds on the conditions and expected versions one command may carry.
+pub const CONDITIONS_MAX: usize = 16;
+pub const EXPECTED_VERSIONS_MAX: usize = 16;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Command {
@@ -17,6 +21,116 @@ pub enum Command {
     OpenAccount(OpenAccount),
     PostTransaction(PostTransaction),
     ExecuteTrade(ExecuteTrade),
+    ChangeAccountStatus(ChangeAccountStatus),
+    SetAccountLimits(SetAccountLimits),
+}
+
+/// An account's lifecycle: open accounts move money; frozen ones accept no postings until
+/// unfrozen; closed is final.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AccountStatus {
+    Open,
+    Frozen,
+    Closed,
+}
+
+impl AccountStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Open => "open",
+            Self::Frozen => "frozen",
+            Self::Closed => "closed",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StatusChange {
+    Freeze,
+    Unfreeze,
+    Close,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChangeAccountStatus {
+    pub account: AccountRef,
+    pub change: StatusChange,
+    pub metadata: Metadata,
+}
+
+/// One bound of a limit as a change asks for it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BoundChange {
+    /// Leave the bound as it is.
+    Keep,
+    /// No bound.
+    Unbounded,
+    To(SignedDecimal),
+}
+
+/// Sets an account's balance bounds in one asset: `min_balance` (a credit limit when negative)
+/// and `max_balance`, checked against every later debit and credit.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SetAccountLimits {
+    pub account: AccountRef,
+    pub asset: AssetCode,
+    pub min_balance: BoundChange,
+    pub max_balance: BoundChange,
+}
+
+/// Which figure of a balance a condition reads. `available` is the posted balance less pending
+/// debits; with no holds on the account the two are equal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BalanceFigure {
+    Available,
+    Posted,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Comparison {
+    Gte,
+    Lte,
+    Eq,
+}
+
+impl Comparison {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Gte => "gte",
+            Self::Lte => "lte",
+            Self::Eq => "eq",
+        }
+    }
+}
+
+/// A client's precondition on a balance, checked against the state before the command.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Condition {
+    pub account: AccountRef,
+    pub asset: AssetCode,
+    pub balance: BalanceFigure,
+    pub op: Comparison,
+    pub amount: SignedDecimal,
+}
+
+/// Optimistic concurrency: the command applies only if the account's version (the position of
+/// the last event that changed it) is still this one.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExpectedVersion {
+    pub account: AccountRef,
+    pub version: i64,
+}
+
+/// The preconditions a money-moving command may carry; all must hold or nothing is appended.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Guards {
+    pub conditions: Vec<Condition>,
+    pub expected_versions: Vec<ExpectedVersion>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -65,6 +179,7 @@ pub struct PostTransaction {
     pub kind: TransactionKind,
     pub postings: Vec<PostingInstruction>,
     pub metadata: Metadata,
+    pub guards: Guards,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -89,4 +204,5 @@ pub struct ExecuteTrade {
     pub currency: AssetCode,
     pub fees: Vec<FeeInstruction>,
     pub metadata: Metadata,
+    pub guards: Guards,
 }

@@ -37,6 +37,39 @@ pub enum Rejection {
         asset: String,
         balance: String,
         required: String,
+        /// The account's lowest allowed balance when it is not zero (a credit limit).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        min_balance: Option<String>,
+    },
+    #[error(
+        "account {account} would hold {balance_after} {asset}, above its maximum of {max_balance}"
+    )]
+    BalanceLimitExceeded {
+        account: String,
+        asset: String,
+        balance_after: String,
+        max_balance: String,
+    },
+    #[error("account {account} is frozen: it accepts no postings until unfrozen")]
+    AccountFrozen { account: String },
+    #[error("account {account} is closed")]
+    AccountClosed { account: String },
+    #[error("account {account} is not frozen")]
+    AccountNotFrozen { account: String },
+    #[error("account {account} still holds {balance} {asset}; only an account with every balance zero can be closed")]
+    AccountNotEmpty {
+        account: String,
+        asset: String,
+        balance: String,
+    },
+    /// Boxed: the largest refusal, and refusals travel in every decision's `Result`.
+    #[error("{0}")]
+    ConditionFailed(Box<ConditionFailure>),
+    #[error("account {account} is at version {actual}, not the expected {expected}")]
+    VersionMismatch {
+        account: String,
+        expected: i64,
+        actual: i64,
     },
     #[error("{message}")]
     BalanceOverflow { message: String },
@@ -61,6 +94,13 @@ impl Rejection {
             Self::DuplicateAccount { .. } => "duplicate_account",
             Self::AmountPrecision { .. } => "amount_precision",
             Self::InsufficientFunds { .. } => "insufficient_funds",
+            Self::BalanceLimitExceeded { .. } => "balance_limit_exceeded",
+            Self::AccountFrozen { .. } => "account_frozen",
+            Self::AccountClosed { .. } => "account_closed",
+            Self::AccountNotFrozen { .. } => "account_not_frozen",
+            Self::AccountNotEmpty { .. } => "account_not_empty",
+            Self::ConditionFailed(_) => "condition_failed",
+            Self::VersionMismatch { .. } => "version_mismatch",
             Self::BalanceOverflow { .. } => "balance_overflow",
             Self::BatchAborted { .. } => "batch_aborted",
         }
@@ -71,6 +111,19 @@ impl Rejection {
             message: message.into(),
         }
     }
+}
+
+/// Which condition of a command failed, and the balance it found.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[error("condition {index} failed: the {figure} balance of {account} in {asset} is {actual}, not {op} {amount}")]
+pub struct ConditionFailure {
+    pub index: usize,
+    pub account: String,
+    pub asset: String,
+    pub figure: String,
+    pub op: String,
+    pub amount: String,
+    pub actual: String,
 }
 
 /// An event that cannot be applied to the state: the log or the projections are not what the

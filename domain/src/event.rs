@@ -8,7 +8,7 @@
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
-use crate::command::TransactionKind;
+use crate::command::{AccountStatus, TransactionKind};
 use crate::values::{AccountCode, AccountId, AssetCode, Metadata, Scale, TransactionId};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -17,6 +17,26 @@ pub enum Event {
     AccountOpened(AccountOpened),
     TransactionPosted(TransactionPosted),
     TradeExecuted(TradeExecuted),
+    AccountStatusChanged(AccountStatusChanged),
+    AccountLimitsSet(AccountLimitsSet),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AccountStatusChanged {
+    pub account: AccountCode,
+    pub status: AccountStatus,
+    pub metadata: Metadata,
+}
+
+/// An account's bounds in one asset from now on (`null`: unbounded), at the asset's scale.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AccountLimitsSet {
+    pub account: AccountCode,
+    pub asset: AssetCode,
+    pub min_balance: Option<Decimal>,
+    pub max_balance: Option<Decimal>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -101,6 +121,8 @@ impl Event {
     pub const ACCOUNT_OPENED: &'static str = "AccountOpened";
     pub const TRANSACTION_POSTED: &'static str = "TransactionPosted";
     pub const TRADE_EXECUTED: &'static str = "TradeExecuted";
+    pub const ACCOUNT_STATUS_CHANGED: &'static str = "AccountStatusChanged";
+    pub const ACCOUNT_LIMITS_SET: &'static str = "AccountLimitsSet";
 
     pub fn event_type(&self) -> &'static str {
         match self {
@@ -108,6 +130,8 @@ impl Event {
             Self::AccountOpened(_) => Self::ACCOUNT_OPENED,
             Self::TransactionPosted(_) => Self::TRANSACTION_POSTED,
             Self::TradeExecuted(_) => Self::TRADE_EXECUTED,
+            Self::AccountStatusChanged(_) => Self::ACCOUNT_STATUS_CHANGED,
+            Self::AccountLimitsSet(_) => Self::ACCOUNT_LIMITS_SET,
         }
     }
 
@@ -124,6 +148,8 @@ impl Event {
             Self::AccountOpened(e) => serde_json::to_value(e),
             Self::TransactionPosted(e) => serde_json::to_value(e),
             Self::TradeExecuted(e) => serde_json::to_value(e),
+            Self::AccountStatusChanged(e) => serde_json::to_value(e),
+            Self::AccountLimitsSet(e) => serde_json::to_value(e),
         };
         // These are plain structs of strings, numbers and maps with string keys; encoding cannot fail.
         encoded.unwrap_or(serde_json::Value::Null)
@@ -157,6 +183,12 @@ impl Event {
             Self::TRADE_EXECUTED => {
                 Self::TradeExecuted(serde_json::from_value(payload).map_err(malformed)?)
             }
+            Self::ACCOUNT_STATUS_CHANGED => {
+                Self::AccountStatusChanged(serde_json::from_value(payload).map_err(malformed)?)
+            }
+            Self::ACCOUNT_LIMITS_SET => {
+                Self::AccountLimitsSet(serde_json::from_value(payload).map_err(malformed)?)
+            }
             other => return Err(DecodeError::UnknownType(other.to_owned())),
         })
     }
@@ -166,7 +198,10 @@ impl Event {
         match self {
             Self::TransactionPosted(e) => &e.postings,
             Self::TradeExecuted(e) => &e.postings,
-            Self::AssetDefined(_) | Self::AccountOpened(_) => &[],
+            Self::AssetDefined(_)
+            | Self::AccountOpened(_)
+            | Self::AccountStatusChanged(_)
+            | Self::AccountLimitsSet(_) => &[],
         }
     }
 
@@ -175,7 +210,20 @@ impl Event {
         match self {
             Self::TransactionPosted(e) => Some(e.transaction_id),
             Self::TradeExecuted(e) => Some(e.trade_id),
-            Self::AssetDefined(_) | Self::AccountOpened(_) => None,
+            Self::AssetDefined(_)
+            | Self::AccountOpened(_)
+            | Self::AccountStatusChanged(_)
+            | Self::AccountLimitsSet(_) => None,
+        }
+    }
+
+    /// The account an account-level event changes (opening, status, limits).
+    pub fn account_changed(&self) -> Option<&AccountCode> {
+        match self {
+            Self::AccountOpened(e) => Some(&e.code),
+            Self::AccountStatusChanged(e) => Some(&e.account),
+            Self::AccountLimitsSet(e) => Some(&e.account),
+            Self::AssetDefined(_) | Self::TransactionPosted(_) | Self::TradeExecuted(_) => None,
         }
     }
 }

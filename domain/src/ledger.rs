@@ -6,12 +6,15 @@
 use std::collections::{BTreeMap, HashMap};
 
 use crate::command::{
-    Command, DefineAsset, ExecuteTrade, OpenAccount, PostTransaction, PostingInstruction,
-    TransactionKind, FEES_MAX, POSTINGS_MAX,
+    AccountStatus, BalanceFigure, BoundChange, ChangeAccountStatus, Command, Comparison,
+    DefineAsset, ExecuteTrade, Guards, OpenAccount, PostTransaction, PostingInstruction,
+    SetAccountLimits, StatusChange, TransactionKind, CONDITIONS_MAX, EXPECTED_VERSIONS_MAX,
+    FEES_MAX, POSTINGS_MAX,
 };
-use crate::error::{ApplyError, Rejection};
+use crate::error::{ApplyError, ConditionFailure, Rejection};
 use crate::event::{
-    AccountOpened, AssetDefined, Event, Fee, Posting, TradeExecuted, TransactionPosted,
+    AccountLimitsSet, AccountOpened, AccountStatusChanged, AssetDefined, Event, Fee, Posting,
+    TradeExecuted, TransactionPosted,
 };
 use crate::money::{self, UnitsError};
 use crate::values::{AccountCode, AccountId, AccountRef, AssetCode, PositiveDecimal, Scale};
@@ -24,11 +27,51 @@ pub struct Account {
     pub id: AccountId,
     pub code: AccountCode,
     pub allow_negative: bool,
+    pub status: AccountStatus,
+    /// The position of the last event that changed the account (opened it, moved one of its
+    /// balances, changed its status or limits): what `expected_version` compares with.
+    pub version: i64,
     /// Balances in smallest units, per asset; an account holds few assets, so a small vector.
     balances: Vec<(AssetCode, i128)>,
+    /// Bounds set explicitly, per asset; other assets have the default ones.
+    limits: Vec<(AssetCode, Limits)>,
+}
+
+/// An account's bounds in one asset, in smallest units; `None` is unbounded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    pub min_units: Option<i128>,
+    pub max_units: Option<i128>,
 }
 
 impl Account {
+    /// The bounds in `asset`: those set for it, or by default a minimum of zero (unbounded when
+    /// the account was opened with `allow_negative`) and no maximum.
+    pub fn limits(&self, asset: &AssetCode) -> Limits {
+        self.explicit_limits(asset).unwrap_or(Limits {
+            min_units: if self.allow_negative { None } else { Some(0) },
+            max_units: None,
+        })
+    }
+
+    pub fn explicit_limits(&self, asset: &AssetCode) -> Option<Limits> {
+        self.limits
+            .iter()
+            .find(|(a, _)| a == asset)
+            .map(|(_, limits)| *limits)
+    }
+
+    pub fn all_explicit_limits(&self) -> impl Iterator<Item = (&AssetCode, Limits)> {
+        self.limits.iter().map(|(a, l)| (a, *l))
+    }
+
+    fn set_limits(&mut self, asset: &AssetCode, limits: Limits) {
+        match self.limits.iter().position(|(a, _)| a == asset) {
+            Some(i) => self.limits[i].1 = limits,
+            None => self.limits.push((asset.clone(), limits)),
+        }
+    }
+
     pub fn balance(&self, asset: &AssetCode) -> i128 {
         self.balances
             .iter()
@@ -71,6 +114,20 @@ pub struct LedgerState {
     assets: HashMap<AssetCode, Scale>,
     account_ids: HashMap<AccountCode, AccountId>,
     accounts: HashMap<AccountId, Account>,
+    /// The position of the last event applied: the log is gap-free and every event is applied
+    /// in order, so the next one applied is at `head + 1`.
+    head: i64,
+    /// While a group is open: what to restore, newest last, to roll the group back.
+    journal: Option<Vec<Undo>>,
+}
+
+/// One change the journal can take back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Undo {
+    AssetDefined(AssetCode),
+    /// The account as it was before a change; `None` when the change opened it.
+    Account(AccountId, Option<Account>),
+    Head(i64),
 }
 
 /// A posting after its accounts, asset and amount were resolved and checked.
@@ -85,6 +142,16 @@ struct Resolved<'a> {
 impl LedgerState {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// The position of the last event applied.
+    pub fn head(&self) -> i64 {
+        self.head
+    }
+
+    /// Sets the head when the state is restored from the projections rather than replayed.
+    pub fn restore_head(&mut self, head: i64) {
+        self.head = head;
     }
 
     pub fn asset_scale(&self, asset: &AssetCode) -> Option<Scale> {
@@ -150,6 +217,8 @@ impl LedgerState {
         id: AccountId,
         code: AccountCode,
         allow_negative: bool,
+        status: AccountStatus,
+        version: i64,
     ) -> Result<(), ApplyError> {
         if self.account_ids.contains_key(&code) || self.accounts.contains_key(&id) {
             return Err(ApplyError(format!("account {code} would exist twice")));
@@ -161,9 +230,29 @@ impl LedgerState {
                 id,
                 code,
                 allow_negative,
+                status,
+                version,
                 balances: Vec::new(),
+                limits: Vec::new(),
             },
         );
+        Ok(())
+    }
+
+    /// Restores limits read from the projections when the writer starts.
+    pub fn restore_limits(
+        &mut self,
+        account_id: AccountId,
+        asset: &AssetCode,
+        limits: Limits,
+    ) -> Result<(), ApplyError> {
+        if !self.assets.contains_key(asset) {
+            return Err(ApplyError(format!("limits in undefined asset {asset}")));
+        }
+        self.accounts
+            .get_mut(&account_id)
+            .ok_or_else(|| ApplyError(format!("limits of unknown account {account_id}")))?
+            .set_limits(asset, limits);
         Ok(())
     }
 
@@ -195,7 +284,144 @@ impl LedgerState {
             Command::OpenAccount(c) => self.decide_open_account(c),
             Command::PostTransaction(c) => self.decide_post_transaction(c),
             Command::ExecuteTrade(c) => self.decide_trade(c),
+            Command::ChangeAccountStatus(c) => self.decide_status_change(c),
+            Command::SetAccountLimits(c) => self.decide_limits(c),
         }
+    }
+
+    fn decide_status_change(&self, c: &ChangeAccountStatus) -> Result<Event, Rejection> {
+        let account = self.resolve_account(&c.account)?;
+        let refused = |rejection: fn(String) -> Rejection| Err(rejection(account.code.to_string()));
+        let status = match (account.status, c.change) {
+            (AccountStatus::Closed, _) => {
+                return refused(|account| Rejection::AccountClosed { account })
+            }
+            (AccountStatus::Frozen, StatusChange::Freeze) => {
+                return refused(|account| Rejection::AccountFrozen { account })
+            }
+            (AccountStatus::Open, StatusChange::Unfreeze) => {
+                return refused(|account| Rejection::AccountNotFrozen { account })
+            }
+            (_, StatusChange::Freeze) => AccountStatus::Frozen,
+            (_, StatusChange::Unfreeze) => AccountStatus::Open,
+            (_, StatusChange::Close) => {
+                if let Some((asset, units)) = account.balances().next() {
+                    let balance = self.asset_scale(asset).map_or_else(
+                        || units.to_string(),
+                        |scale| money::to_decimal(units, scale).to_string(),
+                    );
+                    return Err(Rejection::AccountNotEmpty {
+                        account: account.code.to_string(),
+                        asset: asset.to_string(),
+                        balance,
+                    });
+                }
+                AccountStatus::Closed
+            }
+        };
+        Ok(Event::AccountStatusChanged(AccountStatusChanged {
+            account: account.code.clone(),
+            status,
+            metadata: c.metadata.clone(),
+        }))
+    }
+
+    fn decide_limits(&self, c: &SetAccountLimits) -> Result<Event, Rejection> {
+        let account = self.resolve_account(&c.account)?;
+        if account.status == AccountStatus::Closed {
+            return Err(Rejection::AccountClosed {
+                account: account.code.to_string(),
+            });
+        }
+        let (asset, scale) = self.resolve_asset(&c.asset)?;
+        let current = account.limits(asset);
+        let bound = |change: BoundChange, current: Option<i128>, name: &str| match change {
+            BoundChange::Keep => Ok(current),
+            BoundChange::Unbounded => Ok(None),
+            BoundChange::To(value) => {
+                money::to_units(value.get(), scale)
+                    .map(Some)
+                    .map_err(|e| match e {
+                        UnitsError::Precision => Rejection::AmountPrecision {
+                            message: format!(
+                                "{name} {value} has more decimal places than {asset} allows ({})",
+                                scale.get()
+                            ),
+                        },
+                        UnitsError::Overflow => Rejection::validation(format!(
+                            "{name} {value} {asset} is beyond the range of the balance type"
+                        )),
+                    })
+            }
+        };
+        let min_units = bound(c.min_balance, current.min_units, "min_balance")?;
+        let max_units = bound(c.max_balance, current.max_units, "max_balance")?;
+        if let (Some(min), Some(max)) = (min_units, max_units) {
+            if min > max {
+                return Err(Rejection::validation(format!(
+                    "min_balance {} is above max_balance {}",
+                    money::to_decimal(min, scale),
+                    money::to_decimal(max, scale)
+                )));
+            }
+        }
+        Ok(Event::AccountLimitsSet(AccountLimitsSet {
+            account: account.code.clone(),
+            asset: asset.clone(),
+            min_balance: min_units.map(|u| money::to_decimal(u, scale)),
+            max_balance: max_units.map(|u| money::to_decimal(u, scale)),
+        }))
+    }
+
+    /// Checks a command's conditions and expected versions against the state before it.
+    fn check_guards(&self, guards: &Guards) -> Result<(), Rejection> {
+        if guards.conditions.len() > CONDITIONS_MAX
+            || guards.expected_versions.len() > EXPECTED_VERSIONS_MAX
+        {
+            return Err(Rejection::validation(format!(
+                "a command carries at most {CONDITIONS_MAX} conditions and {EXPECTED_VERSIONS_MAX} expected versions"
+            )));
+        }
+        for expected in &guards.expected_versions {
+            let account = self.resolve_account(&expected.account)?;
+            if account.version != expected.version {
+                return Err(Rejection::VersionMismatch {
+                    account: account.code.to_string(),
+                    expected: expected.version,
+                    actual: account.version,
+                });
+            }
+        }
+        for (index, condition) in guards.conditions.iter().enumerate() {
+            let account = self.resolve_account(&condition.account)?;
+            let (asset, scale) = self.resolve_asset(&condition.asset)?;
+            let amount = amount_units_signed(condition.amount.get(), asset, scale)?;
+            // With no holds, available and posted are the same figure.
+            let actual = match condition.balance {
+                BalanceFigure::Available | BalanceFigure::Posted => account.balance(asset),
+            };
+            let holds = match condition.op {
+                Comparison::Gte => actual >= amount,
+                Comparison::Lte => actual <= amount,
+                Comparison::Eq => actual == amount,
+            };
+            if !holds {
+                return Err(Rejection::ConditionFailed(Box::new(ConditionFailure {
+                    index,
+                    account: account.code.to_string(),
+                    asset: asset.to_string(),
+                    figure: match condition.balance {
+                        BalanceFigure::Available => "available",
+                        BalanceFigure::Posted => "posted",
+                    }
+                    .to_owned(),
+                    op: condition.op.as_str().to_owned(),
+                    amount: money::to_decimal(amount, scale).to_string(),
+                    actual: money::to_decimal(actual, scale).to_string(),
+                })));
+            }
+        }
+        Ok(())
     }
 
     fn decide_define_asset(&self, c: &DefineAsset) -> Result<Event, Rejection> {
@@ -235,6 +461,7 @@ impl LedgerState {
         if c.kind == TransactionKind::Transfer && c.postings.len() != 1 {
             return Err(Rejection::validation("a transfer has exactly one posting"));
         }
+        self.check_guards(&c.guards)?;
         let resolved = c
             .postings
             .iter()
@@ -256,6 +483,7 @@ impl LedgerState {
                 c.fees.len()
             )));
         }
+        self.check_guards(&c.guards)?;
         let buyer = self.resolve_account(&c.buyer)?;
         let seller = self.resolve_account(&c.seller)?;
         if buyer.id == seller.id {
@@ -394,10 +622,18 @@ impl LedgerState {
         })
     }
 
-    /// Applies the postings in order to a scratch copy of the touched balances: no balance of an
-    /// account that does not allow negatives may go below zero at any step, and none may leave the
-    /// balance type's range.
+    /// Applies the postings in order to a scratch copy of the touched balances: every account
+    /// must be open, no balance may go below its account's minimum or above its maximum at any
+    /// step, and none may leave the balance type's range.
     fn check_balances(&self, postings: &[Resolved<'_>]) -> Result<(), Rejection> {
+        for account in postings.iter().flat_map(|p| [p.source, p.destination]) {
+            let code = account.code.to_string();
+            match account.status {
+                AccountStatus::Open => {}
+                AccountStatus::Frozen => return Err(Rejection::AccountFrozen { account: code }),
+                AccountStatus::Closed => return Err(Rejection::AccountClosed { account: code }),
+            }
+        }
         // At most 2 × POSTINGS_MAX entries: a linear scan beats hashing at this size.
         let mut scratch: Vec<(AccountId, &AssetCode, i128)> =
             Vec::with_capacity(postings.len() * 2);
@@ -414,18 +650,37 @@ impl LedgerState {
             let source_balance = scratch[source_slot].2;
             let after = money::checked_sub(source_balance, p.units)
                 .ok_or_else(|| overflow(p.source, p.asset))?;
-            if after < 0 && !p.source.allow_negative {
+            if let Some(min) = p
+                .source
+                .limits(p.asset)
+                .min_units
+                .filter(|min| after < *min)
+            {
                 return Err(Rejection::InsufficientFunds {
                     account: p.source.code.to_string(),
                     asset: p.asset.to_string(),
                     balance: money::to_decimal(source_balance, p.scale).to_string(),
                     required: money::to_decimal(p.units, p.scale).to_string(),
+                    min_balance: (min != 0).then(|| money::to_decimal(min, p.scale).to_string()),
                 });
             }
             scratch[source_slot].2 = after;
-            let destination_balance = scratch[destination_slot].2;
-            scratch[destination_slot].2 = money::checked_add(destination_balance, p.units)
+            let destination_after = money::checked_add(scratch[destination_slot].2, p.units)
                 .ok_or_else(|| overflow(p.destination, p.asset))?;
+            if let Some(max) = p
+                .destination
+                .limits(p.asset)
+                .max_units
+                .filter(|max| destination_after > *max)
+            {
+                return Err(Rejection::BalanceLimitExceeded {
+                    account: p.destination.code.to_string(),
+                    asset: p.asset.to_string(),
+                    balance_after: money::to_decimal(destination_after, p.scale).to_string(),
+                    max_balance: money::to_decimal(max, p.scale).to_string(),
+                });
+            }
+            scratch[destination_slot].2 = destination_after;
         }
         Ok(())
     }
@@ -435,47 +690,113 @@ impl LedgerState {
     /// Applies an event. It checks everything before it changes anything, so a failed apply leaves
     /// the state as it was. Returns the legs the event's postings put on accounts, in order.
     pub fn apply(&mut self, event: &Event) -> Result<Vec<Leg>, ApplyError> {
-        match event {
+        let position = self.head + 1;
+        let legs = match event {
             Event::AssetDefined(e) => {
                 if self.assets.contains_key(&e.asset) {
                     return Err(ApplyError(format!("asset {} defined twice", e.asset)));
                 }
+                self.record(Undo::AssetDefined(e.asset.clone()));
                 self.assets.insert(e.asset.clone(), e.scale);
-                Ok(Vec::new())
+                Vec::new()
             }
             Event::AccountOpened(e) => {
-                self.restore_account(e.account_id, e.code.clone(), e.allow_negative)?;
-                Ok(Vec::new())
+                self.restore_account(
+                    e.account_id,
+                    e.code.clone(),
+                    e.allow_negative,
+                    AccountStatus::Open,
+                    position,
+                )?;
+                self.record(Undo::Account(e.account_id, None));
+                Vec::new()
             }
             Event::TransactionPosted(_) | Event::TradeExecuted(_) => {
                 let legs = self.legs_of(event.postings())?;
                 for leg in &legs {
-                    if let Some(account) = self.accounts.get_mut(&leg.account_id) {
-                        account.set_balance(&leg.asset, leg.balance_after);
-                    }
+                    self.change_account(leg.account_id, position, |account| {
+                        account.set_balance(&leg.asset, leg.balance_after)
+                    });
                 }
-                Ok(legs)
+                legs
             }
+            Event::AccountStatusChanged(e) => {
+                let id = self.known_account(&e.account)?.id;
+                self.change_account(id, position, |account| account.status = e.status);
+                Vec::new()
+            }
+            Event::AccountLimitsSet(e) => {
+                let id = self.known_account(&e.account)?.id;
+                let scale = self
+                    .asset_scale(&e.asset)
+                    .ok_or_else(|| ApplyError(format!("limits in undefined asset {}", e.asset)))?;
+                let units = |bound: Option<rust_decimal::Decimal>| {
+                    bound
+                        .map(|b| money::to_units(b, scale))
+                        .transpose()
+                        .map_err(|_| ApplyError(format!("limit does not fit {}", e.asset)))
+                };
+                let limits = Limits {
+                    min_units: units(e.min_balance)?,
+                    max_units: units(e.max_balance)?,
+                };
+                self.change_account(id, position, |account| account.set_limits(&e.asset, limits));
+                Vec::new()
+            }
+        };
+        self.record(Undo::Head(self.head));
+        self.head = position;
+        Ok(legs)
+    }
+
+    /// Changes an account (journalled) and makes `position` its version.
+    fn change_account(&mut self, id: AccountId, position: i64, change: impl FnOnce(&mut Account)) {
+        let Some(account) = self.accounts.get_mut(&id) else {
+            return;
+        };
+        if let Some(journal) = &mut self.journal {
+            journal.push(Undo::Account(id, Some(account.clone())));
+        }
+        change(account);
+        account.version = position;
+    }
+
+    fn record(&mut self, undo: Undo) {
+        if let Some(journal) = &mut self.journal {
+            journal.push(undo);
         }
     }
 
-    /// Reverts an event that was just applied (the last one, with the legs `apply` returned): how
-    /// an atomic group of commands is abandoned when one of them is refused.
-    pub fn undo(&mut self, event: &Event, legs: &[Leg]) {
-        match event {
-            Event::AssetDefined(e) => {
-                self.assets.remove(&e.asset);
-            }
-            Event::AccountOpened(e) => {
-                self.account_ids.remove(&e.code);
-                self.accounts.remove(&e.account_id);
-            }
-            Event::TransactionPosted(_) | Event::TradeExecuted(_) => {
-                for leg in legs.iter().rev() {
-                    if let Some(account) = self.accounts.get_mut(&leg.account_id) {
-                        account.set_balance(&leg.asset, leg.balance_after - leg.units);
+    /// Opens a group of events that `roll_back_group` can take back whole: how an atomic batch
+    /// is abandoned when one of its commands is refused.
+    pub fn begin_group(&mut self) {
+        self.journal = Some(Vec::new());
+    }
+
+    /// Keeps what the group applied.
+    pub fn end_group(&mut self) {
+        self.journal = None;
+    }
+
+    /// Restores the state to what it was at `begin_group`.
+    pub fn roll_back_group(&mut self) {
+        let Some(journal) = self.journal.take() else {
+            return;
+        };
+        for undo in journal.into_iter().rev() {
+            match undo {
+                Undo::AssetDefined(asset) => {
+                    self.assets.remove(&asset);
+                }
+                Undo::Account(id, Some(before)) => {
+                    self.accounts.insert(id, before);
+                }
+                Undo::Account(id, None) => {
+                    if let Some(account) = self.accounts.remove(&id) {
+                        self.account_ids.remove(&account.code);
                     }
                 }
+                Undo::Head(head) => self.head = head,
             }
         }
     }
@@ -556,12 +877,13 @@ impl Resolved<'_> {
     }
 }
 
-fn amount_units(
-    amount: PositiveDecimal,
+/// A signed amount (a condition's) in smallest units of `asset`, refusing rather than rounding.
+fn amount_units_signed(
+    amount: rust_decimal::Decimal,
     asset: &AssetCode,
     scale: Scale,
 ) -> Result<i128, Rejection> {
-    money::to_units(amount.get(), scale).map_err(|e| match e {
+    money::to_units(amount, scale).map_err(|e| match e {
         UnitsError::Precision => Rejection::AmountPrecision {
             message: format!(
                 "amount {amount} has more decimal places than {asset} allows ({})",
@@ -572,6 +894,14 @@ fn amount_units(
             "amount {amount} {asset} is beyond the range of the balance type"
         )),
     })
+}
+
+fn amount_units(
+    amount: PositiveDecimal,
+    asset: &AssetCode,
+    scale: Scale,
+) -> Result<i128, Rejection> {
+    amount_units_signed(amount.get(), asset, scale)
 }
 
 /// The index of an (account, asset) balance in the scratch list, adding it if absent.

@@ -448,3 +448,61 @@ mod tests {
         assert!(Metadata::try_from(map).is_err());
     }
 }
+
+/// A decimal of either sign, or zero, written as a JSON string (`"-500.00"`, `"0"`, `"12.5"`):
+/// balance limits and the amounts conditions compare with. The same strict form as
+/// `PositiveDecimal`, with an optional leading `-`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct SignedDecimal(Decimal);
+
+impl SignedDecimal {
+    pub fn get(self) -> Decimal {
+        self.0
+    }
+}
+
+impl TryFrom<String> for SignedDecimal {
+    type Error = ValueError;
+    fn try_from(s: String) -> Result<Self, ValueError> {
+        s.parse()
+    }
+}
+
+impl FromStr for SignedDecimal {
+    type Err = ValueError;
+    fn from_str(s: &str) -> Result<Self, ValueError> {
+        let (negative, magnitude) = match s.strip_prefix('-') {
+            Some(rest) => (true, rest),
+            None => (false, s),
+        };
+        let is_zero = !magnitude.is_empty()
+            && magnitude.len() <= PositiveDecimal::MAX_TEXT_LEN
+            && magnitude.bytes().all(|b| b == b'0' || b == b'.')
+            && magnitude.bytes().filter(|b| *b == b'.').count() <= 1
+            && !magnitude.starts_with('.')
+            && !magnitude.ends_with('.');
+        if is_zero {
+            return Ok(Self(Decimal::ZERO));
+        }
+        let value = magnitude.parse::<PositiveDecimal>().map_err(|_| {
+            ValueError::new(format!(
+                "amount {:?} is invalid: write a decimal as a string of digits with an optional leading -, such as \"-500.00\"",
+                truncate_for_message(s)
+            ))
+        })?;
+        Ok(Self(if negative { -value.get() } else { value.get() }))
+    }
+}
+
+impl From<SignedDecimal> for String {
+    fn from(d: SignedDecimal) -> String {
+        d.0.to_string()
+    }
+}
+
+impl fmt::Display for SignedDecimal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}

@@ -1,5 +1,10 @@
 //! The decision rules, one by one, without a database.
 
+use domain::command::{
+    BalanceFigure, BoundChange, ChangeAccountStatus, Comparison, Condition, ExpectedVersion,
+    Guards, SetAccountLimits, StatusChange,
+};
+use domain::error::ConditionFailure;
 use domain::{
     AccountCode, AccountId, Command, DefineAsset, Event, ExecuteTrade, FeeInstruction, LedgerState,
     Metadata, OpenAccount, PostTransaction, PostingInstruction, Rejection, TransactionId,
@@ -62,6 +67,7 @@ fn transaction(postings: Vec<PostingInstruction>) -> Command {
         kind: TransactionKind::Transaction,
         postings,
         metadata: Metadata::default(),
+        guards: Default::default(),
     })
 }
 
@@ -101,6 +107,7 @@ fn trade(
         currency: "USD".parse().unwrap(),
         fees,
         metadata: Metadata::default(),
+        guards: Default::default(),
     })
 }
 
@@ -185,6 +192,7 @@ fn overdraft_is_refused_and_changes_nothing() {
             asset: "USD".into(),
             balance: "10.00".into(),
             required: "10.01".into(),
+            min_balance: None,
         })
     );
     assert_eq!(state, before);
@@ -284,6 +292,7 @@ fn posting_rules() {
                     posting("world:bank", "bob:cash", "USD", "1"),
                 ],
                 metadata: Metadata::default(),
+                guards: Default::default(),
             }),
             "validation_error",
         ),
@@ -543,4 +552,379 @@ fn replaying_events_gives_the_same_state() {
         replayed.apply(event).unwrap();
     }
     assert_eq!(replayed, live);
+}
+
+// ------------------------------------------------------------ account lifecycle and limits
+
+fn status(
+    state: &mut LedgerState,
+    account: &str,
+    change: StatusChange,
+) -> Result<Event, Rejection> {
+    run(
+        state,
+        Command::ChangeAccountStatus(ChangeAccountStatus {
+            account: account.parse().unwrap(),
+            change,
+            metadata: Metadata::default(),
+        }),
+    )
+}
+
+fn bound(text: Option<&str>) -> BoundChange {
+    text.map_or(BoundChange::Unbounded, |t| {
+        BoundChange::To(t.parse().unwrap())
+    })
+}
+
+fn limits(
+    state: &mut LedgerState,
+    account: &str,
+    min: BoundChange,
+    max: BoundChange,
+) -> Result<Event, Rejection> {
+    run(
+        state,
+        Command::SetAccountLimits(SetAccountLimits {
+            account: account.parse().unwrap(),
+            asset: "USD".parse().unwrap(),
+            min_balance: min,
+            max_balance: max,
+        }),
+    )
+}
+
+fn pay(
+    state: &mut LedgerState,
+    source: &str,
+    destination: &str,
+    amount: &str,
+) -> Result<Event, Rejection> {
+    run(
+        state,
+        transaction(vec![posting(source, destination, "USD", amount)]),
+    )
+}
+
+fn code(rejection: Result<Event, Rejection>) -> &'static str {
+    rejection.expect_err("refused").code()
+}
+
+#[test]
+fn a_frozen_account_takes_no_postings_until_unfrozen() {
+    let mut state = market();
+    pay(&mut state, "world:bank", "alice:cash", "10.00").unwrap();
+    status(&mut state, "alice:cash", StatusChange::Freeze).unwrap();
+    let before = state.clone();
+    assert_eq!(
+        code(pay(&mut state, "alice:cash", "bob:cash", "1.00")),
+        "account_frozen"
+    );
+    assert_eq!(
+        code(pay(&mut state, "world:bank", "alice:cash", "1.00")),
+        "account_frozen"
+    );
+    assert_eq!(
+        code(status(&mut state, "alice:cash", StatusChange::Freeze)),
+        "account_frozen"
+    );
+    assert_eq!(state, before);
+    status(&mut state, "alice:cash", StatusChange::Unfreeze).unwrap();
+    pay(&mut state, "alice:cash", "bob:cash", "1.00").unwrap();
+    assert_eq!(
+        code(status(&mut state, "alice:cash", StatusChange::Unfreeze)),
+        "account_not_frozen"
+    );
+}
+
+#[test]
+fn only_an_empty_account_closes_and_closed_is_final() {
+    let mut state = market();
+    pay(&mut state, "world:bank", "alice:cash", "10.00").unwrap();
+    assert_eq!(
+        state.decide(&Command::ChangeAccountStatus(ChangeAccountStatus {
+            account: "alice:cash".parse().unwrap(),
+            change: StatusChange::Close,
+            metadata: Metadata::default(),
+        })),
+        Err(Rejection::AccountNotEmpty {
+            account: "alice:cash".into(),
+            asset: "USD".into(),
+            balance: "10.00".into(),
+        })
+    );
+    pay(&mut state, "alice:cash", "world:bank", "10.00").unwrap();
+    status(&mut state, "alice:cash", StatusChange::Freeze).unwrap();
+    status(&mut state, "alice:cash", StatusChange::Close).unwrap();
+    let before = state.clone();
+    for change in [
+        StatusChange::Freeze,
+        StatusChange::Unfreeze,
+        StatusChange::Close,
+    ] {
+        assert_eq!(
+            code(status(&mut state, "alice:cash", change)),
+            "account_closed"
+        );
+    }
+    assert_eq!(
+        code(pay(&mut state, "world:bank", "alice:cash", "1.00")),
+        "account_closed"
+    );
+    assert_eq!(
+        code(limits(
+            &mut state,
+            "alice:cash",
+            bound(None),
+            BoundChange::Keep
+        )),
+        "account_closed"
+    );
+    assert_eq!(state, before);
+}
+
+#[test]
+fn a_credit_limit_allows_an_overdraft_down_to_it() {
+    let mut state = market();
+    limits(
+        &mut state,
+        "alice:cash",
+        bound(Some("-500.00")),
+        BoundChange::Keep,
+    )
+    .unwrap();
+    pay(&mut state, "alice:cash", "bob:cash", "499.99").unwrap();
+    assert_eq!(
+        pay(&mut state, "alice:cash", "bob:cash", "0.02"),
+        Err(Rejection::InsufficientFunds {
+            account: "alice:cash".into(),
+            asset: "USD".into(),
+            balance: "-499.99".into(),
+            required: "0.02".into(),
+            min_balance: Some("-500.00".into()),
+        })
+    );
+    pay(&mut state, "alice:cash", "bob:cash", "0.01").unwrap();
+    assert_eq!(balance(&state, "alice:cash", "USD"), -50_000);
+    // The limit is per asset: AAPL keeps the default minimum of zero.
+    assert_eq!(
+        code(run(
+            &mut state,
+            transaction(vec![posting("alice:cash", "bob:cash", "AAPL", "1")])
+        )),
+        "insufficient_funds"
+    );
+}
+
+#[test]
+fn a_maximum_balance_caps_credits() {
+    let mut state = market();
+    limits(
+        &mut state,
+        "bob:cash",
+        BoundChange::Keep,
+        bound(Some("100")),
+    )
+    .unwrap();
+    pay(&mut state, "world:bank", "bob:cash", "100.00").unwrap();
+    assert_eq!(
+        pay(&mut state, "world:bank", "bob:cash", "0.01"),
+        Err(Rejection::BalanceLimitExceeded {
+            account: "bob:cash".into(),
+            asset: "USD".into(),
+            balance_after: "100.01".into(),
+            max_balance: "100.00".into(),
+        })
+    );
+    // Debits are still allowed, and Keep leaves the maximum as it was.
+    limits(&mut state, "bob:cash", bound(Some("-1")), BoundChange::Keep).unwrap();
+    pay(&mut state, "bob:cash", "world:bank", "101.00").unwrap();
+    assert_eq!(
+        code(pay(&mut state, "world:bank", "bob:cash", "101.01")),
+        "balance_limit_exceeded"
+    );
+}
+
+#[test]
+fn allow_negative_is_an_unbounded_minimum_that_a_limit_can_bound() {
+    let mut state = market();
+    pay(&mut state, "world:bank", "alice:cash", "1000000.00").unwrap();
+    limits(
+        &mut state,
+        "world:bank",
+        bound(Some("-2000000.00")),
+        BoundChange::Keep,
+    )
+    .unwrap();
+    assert_eq!(
+        code(pay(&mut state, "world:bank", "alice:cash", "1000000.01")),
+        "insufficient_funds"
+    );
+    limits(&mut state, "world:bank", bound(None), BoundChange::Keep).unwrap();
+    pay(&mut state, "world:bank", "alice:cash", "1000000.01").unwrap();
+}
+
+#[test]
+fn limit_changes_are_checked() {
+    let mut state = market();
+    assert_eq!(
+        code(limits(
+            &mut state,
+            "alice:cash",
+            bound(Some("-0.001")),
+            BoundChange::Keep
+        )),
+        "amount_precision"
+    );
+    assert_eq!(
+        code(limits(
+            &mut state,
+            "alice:cash",
+            bound(Some("10")),
+            bound(Some("5"))
+        )),
+        "validation_error"
+    );
+    assert_eq!(
+        code(limits(
+            &mut state,
+            "nobody:cash",
+            bound(None),
+            BoundChange::Keep
+        )),
+        "account_not_found"
+    );
+    let event = limits(
+        &mut state,
+        "alice:cash",
+        bound(Some("-5")),
+        bound(Some("5")),
+    )
+    .unwrap();
+    let Event::AccountLimitsSet(set) = event else {
+        panic!("{event:?}")
+    };
+    assert_eq!(set.min_balance.unwrap().to_string(), "-5.00");
+    assert_eq!(set.max_balance.unwrap().to_string(), "5.00");
+}
+
+fn guarded(postings: Vec<PostingInstruction>, guards: Guards) -> Command {
+    let Command::PostTransaction(mut c) = transaction(postings) else {
+        unreachable!()
+    };
+    c.guards = guards;
+    Command::PostTransaction(c)
+}
+
+fn condition(account: &str, op: Comparison, amount: &str) -> Condition {
+    Condition {
+        account: account.parse().unwrap(),
+        asset: "USD".parse().unwrap(),
+        balance: BalanceFigure::Available,
+        op,
+        amount: amount.parse().unwrap(),
+    }
+}
+
+#[test]
+fn conditions_must_all_hold() {
+    let mut state = market();
+    pay(&mut state, "world:bank", "alice:cash", "10.00").unwrap();
+    let spend = || vec![posting("alice:cash", "bob:cash", "USD", "1.00")];
+    let guards = |conditions| Guards {
+        conditions,
+        expected_versions: Vec::new(),
+    };
+    let before = state.clone();
+    assert_eq!(
+        run(
+            &mut state,
+            guarded(
+                spend(),
+                guards(vec![
+                    condition("alice:cash", Comparison::Gte, "10"),
+                    condition("bob:cash", Comparison::Eq, "0.01"),
+                ])
+            )
+        ),
+        Err(Rejection::ConditionFailed(Box::new(ConditionFailure {
+            index: 1,
+            account: "bob:cash".into(),
+            asset: "USD".into(),
+            figure: "available".into(),
+            op: "eq".into(),
+            amount: "0.01".into(),
+            actual: "0.00".into(),
+        })))
+    );
+    assert_eq!(state, before);
+    assert_eq!(
+        code(run(
+            &mut state,
+            guarded(
+                spend(),
+                guards(vec![condition("alice:cash", Comparison::Lte, "9.99")])
+            )
+        )),
+        "condition_failed"
+    );
+    assert_eq!(
+        code(run(
+            &mut state,
+            guarded(
+                spend(),
+                guards(vec![condition("alice:cash", Comparison::Gte, "0.001")])
+            )
+        )),
+        "amount_precision"
+    );
+    run(
+        &mut state,
+        guarded(
+            spend(),
+            guards(vec![
+                condition("alice:cash", Comparison::Gte, "10.00"),
+                condition("alice:cash", Comparison::Lte, "10"),
+                condition("bob:cash", Comparison::Eq, "0"),
+                condition("world:bank", Comparison::Lte, "-10"),
+            ]),
+        ),
+    )
+    .unwrap();
+}
+
+#[test]
+fn an_account_version_is_the_position_of_its_last_change() {
+    let mut state = market();
+    let version = |state: &LedgerState, code: &str| {
+        state
+            .account_by_code(&code.parse().unwrap())
+            .unwrap()
+            .version
+    };
+    let opened = version(&state, "alice:cash");
+    pay(&mut state, "world:bank", "alice:cash", "10.00").unwrap();
+    assert_eq!(version(&state, "alice:cash"), state.head());
+    assert_eq!(version(&state, "bob:cash"), opened + 1);
+    let seen = version(&state, "alice:cash");
+    let expect = |version| Guards {
+        conditions: Vec::new(),
+        expected_versions: vec![ExpectedVersion {
+            account: "alice:cash".parse().unwrap(),
+            version,
+        }],
+    };
+    let spend = || vec![posting("alice:cash", "bob:cash", "USD", "1.00")];
+    run(&mut state, guarded(spend(), expect(seen))).unwrap();
+    // The same expectation again is stale now: the first spend moved the version.
+    assert_eq!(
+        run(&mut state, guarded(spend(), expect(seen))),
+        Err(Rejection::VersionMismatch {
+            account: "alice:cash".into(),
+            expected: seen,
+            actual: seen + 1,
+        })
+    );
+    status(&mut state, "alice:cash", StatusChange::Freeze).unwrap();
+    assert_eq!(version(&state, "alice:cash"), seen + 2);
 }

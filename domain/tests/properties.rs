@@ -1,6 +1,9 @@
 //! Property tests: for any sequence of commands, every asset's balances sum to zero, no account
 //! that may not go negative ever does, and a refused command changes nothing.
 
+use domain::command::{
+    AccountStatus, BoundChange, ChangeAccountStatus, Guards, SetAccountLimits, StatusChange,
+};
 use domain::{
     AccountId, Command, DefineAsset, ExecuteTrade, FeeInstruction, LedgerState, Metadata,
     OpenAccount, PostTransaction, PostingInstruction, TransactionId, TransactionKind,
@@ -32,6 +35,9 @@ enum Op {
     },
     DefineAsset(usize, u32),
     OpenAccount(usize),
+    Status(usize, StatusChange),
+    /// Account, asset, minimum and maximum (`None`: unbounded).
+    Limits(usize, usize, Option<i64>, Option<i64>),
 }
 
 /// Amounts that are sometimes too precise for their asset, and span several magnitudes.
@@ -64,7 +70,23 @@ fn op() -> impl Strategy<Value = Op> {
                 fee,
             }),
         1 => (0..ASSETS.len(), 0u32..19).prop_map(|(a, s)| Op::DefineAsset(a, s)),
-        1 => account.prop_map(Op::OpenAccount),
+        1 => account.clone().prop_map(Op::OpenAccount),
+        1 => (
+            account.clone(),
+            prop_oneof![
+                3 => Just(StatusChange::Freeze),
+                4 => Just(StatusChange::Unfreeze),
+                1 => Just(StatusChange::Close)
+            ],
+        )
+            .prop_map(|(a, change)| Op::Status(a, change)),
+        1 => (
+            account,
+            0..ASSETS.len(),
+            prop::option::of(-100_000i64..1000),
+            prop::option::weighted(0.3, 0i64..1_000_000_000),
+        )
+            .prop_map(|(a, asset, min, max)| Op::Limits(a, asset, min, max)),
     ]
 }
 
@@ -88,6 +110,7 @@ fn command(op: &Op) -> Command {
                 })
                 .collect(),
             metadata: Metadata::default(),
+            guards: Guards::default(),
         }),
         Op::Trade {
             buyer,
@@ -113,6 +136,7 @@ fn command(op: &Op) -> Command {
                 })
                 .collect(),
             metadata: Metadata::default(),
+            guards: Guards::default(),
         }),
         Op::DefineAsset(a, scale) => Command::DefineAsset(DefineAsset {
             code: ASSETS[*a].0.parse().unwrap(),
@@ -124,6 +148,23 @@ fn command(op: &Op) -> Command {
             allow_negative: ACCOUNTS[*i].1,
             metadata: Metadata::default(),
         }),
+        Op::Status(i, change) => Command::ChangeAccountStatus(ChangeAccountStatus {
+            account: code(*i),
+            change: *change,
+            metadata: Metadata::default(),
+        }),
+        Op::Limits(i, asset, min, max) => {
+            let bound = |b: &Option<i64>| match b {
+                None => BoundChange::Unbounded,
+                Some(units) => BoundChange::To(units.to_string().parse().unwrap()),
+            };
+            Command::SetAccountLimits(SetAccountLimits {
+                account: code(*i),
+                asset: ASSETS[*asset].0.parse().unwrap(),
+                min_balance: bound(min),
+                max_balance: bound(max),
+            })
+        }
     }
 }
 
@@ -156,17 +197,27 @@ proptest! {
             let before = state.clone();
             match state.decide(&command(op)) {
                 Ok(event) => {
-                    state.apply(&event).map_err(|e| TestCaseError::fail(e.to_string()))?;
+                    let legs = state.apply(&event).map_err(|e| TestCaseError::fail(e.to_string()))?;
+                    // Every leg respects its account's status and bounds as they stood.
+                    for leg in &legs {
+                        let account = before.account(leg.account_id).unwrap();
+                        prop_assert_eq!(account.status, AccountStatus::Open);
+                        let limits = account.limits(&leg.asset);
+                        if leg.units < 0 {
+                            prop_assert!(limits.min_units.is_none_or(|min| leg.balance_after >= min), "{} below its minimum", account.code);
+                        } else {
+                            prop_assert!(limits.max_units.is_none_or(|max| leg.balance_after <= max), "{} above its maximum", account.code);
+                        }
+                    }
+                    prop_assert_eq!(state.head(), before.head() + 1);
                     log.push(event);
                 }
                 Err(_) => prop_assert_eq!(&state, &before),
             }
             prop_assert!(state.check_conservation().is_ok(), "{:?}", state.totals_per_asset());
             for account in state.accounts() {
-                if !account.allow_negative {
-                    for (asset, units) in account.balances() {
-                        prop_assert!(units >= 0, "{} went to {} {}", account.code, units, asset);
-                    }
+                if account.status == AccountStatus::Closed {
+                    prop_assert_eq!(account.balances().count(), 0, "closed {} holds money", account.code);
                 }
             }
         }
@@ -186,6 +237,7 @@ fn the_generator_produces_accepted_money_movements() {
     let strategy = prop::collection::vec(op(), 40..60);
     let mut accepted_total = 0;
     let mut trades_accepted = 0;
+    let mut account_changes_accepted = 0;
     for _ in 0..20 {
         let ops = strategy.new_tree(&mut runner).unwrap().current();
         let mut state = genesis();
@@ -196,6 +248,12 @@ fn the_generator_produces_accepted_money_movements() {
                 }
                 if matches!(event, domain::Event::TradeExecuted(_)) {
                     trades_accepted += 1;
+                }
+                if matches!(
+                    event,
+                    domain::Event::AccountStatusChanged(_) | domain::Event::AccountLimitsSet(_)
+                ) {
+                    account_changes_accepted += 1;
                 }
                 state.apply(&event).unwrap();
             }
@@ -209,15 +267,18 @@ fn the_generator_produces_accepted_money_movements() {
         trades_accepted > 5,
         "only {trades_accepted} accepted trades"
     );
+    assert!(
+        account_changes_accepted > 20,
+        "only {account_changes_accepted} accepted status and limit changes"
+    );
 }
 
 proptest! {
     #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
 
-    /// Undoing the events of a group in reverse order restores the state exactly: how an atomic
-    /// batch is abandoned.
+    /// Rolling a group back restores the state exactly: how an atomic batch is abandoned.
     #[test]
-    fn undo_restores_the_state(prefix in prop::collection::vec(op(), 0..30), group in prop::collection::vec(op(), 1..10)) {
+    fn rolling_back_a_group_restores_the_state(prefix in prop::collection::vec(op(), 0..30), group in prop::collection::vec(op(), 1..10)) {
         let mut state = genesis();
         for op in &prefix {
             if let Ok(event) = state.decide(&command(op)) {
@@ -225,16 +286,13 @@ proptest! {
             }
         }
         let before = state.clone();
-        let mut applied = Vec::new();
+        state.begin_group();
         for op in &group {
             if let Ok(event) = state.decide(&command(op)) {
-                let legs = state.apply(&event).map_err(|e| TestCaseError::fail(e.to_string()))?;
-                applied.push((event, legs));
+                state.apply(&event).map_err(|e| TestCaseError::fail(e.to_string()))?;
             }
         }
-        for (event, legs) in applied.iter().rev() {
-            state.undo(event, legs);
-        }
+        state.roll_back_group();
         prop_assert_eq!(&state, &before);
     }
 }

@@ -41,6 +41,8 @@ pub struct ProjectionRows {
     pub(crate) accounts: AccountColumns,
     pub(crate) postings: PostingColumns,
     pub(crate) transactions: TransactionColumns,
+    pub(crate) status_changes: StatusChangeColumns,
+    pub(crate) limits: LimitColumns,
     /// Final balance per (account, asset) touched: written once, not once per leg.
     pub(crate) balances: HashMap<(AccountId, AssetCode), (Decimal, i64)>,
 }
@@ -88,6 +90,25 @@ pub(crate) struct PostingColumns {
 }
 
 #[derive(Default)]
+pub(crate) struct StatusChangeColumns {
+    pub(crate) account_id: Vec<Uuid>,
+    pub(crate) position: Vec<i64>,
+    pub(crate) status: Vec<&'static str>,
+    pub(crate) metadata: Vec<String>,
+    pub(crate) recorded_at: Vec<DateTime<Utc>>,
+}
+
+#[derive(Default)]
+pub(crate) struct LimitColumns {
+    pub(crate) account_id: Vec<Uuid>,
+    pub(crate) asset: Vec<String>,
+    pub(crate) position: Vec<i64>,
+    pub(crate) min_balance: Vec<Option<Decimal>>,
+    pub(crate) max_balance: Vec<Option<Decimal>>,
+    pub(crate) recorded_at: Vec<DateTime<Utc>>,
+}
+
+#[derive(Default)]
 pub(crate) struct TransactionColumns {
     pub(crate) id: Vec<Uuid>,
     pub(crate) kind: Vec<&'static str>,
@@ -108,7 +129,10 @@ fn transaction_kind(event: &Event) -> Option<&'static str> {
     match event {
         Event::TransactionPosted(e) => Some(e.kind.as_str()),
         Event::TradeExecuted(_) => Some("trade"),
-        Event::AssetDefined(_) | Event::AccountOpened(_) => None,
+        Event::AssetDefined(_)
+        | Event::AccountOpened(_)
+        | Event::AccountStatusChanged(_)
+        | Event::AccountLimitsSet(_) => None,
     }
 }
 
@@ -147,18 +171,64 @@ impl ProjectionRows {
             .bind(&p.recorded_at)
     }
 
+    /// Binds the status change and limit columns: 11 parameters, after all the others.
+    fn bind_account_changes<'q>(&'q self, query: PgQuery<'q>) -> PgQuery<'q> {
+        let (s, l) = (&self.status_changes, &self.limits);
+        query
+            .bind(&s.account_id)
+            .bind(&s.position)
+            .bind(&s.status)
+            .bind(&s.metadata)
+            .bind(&s.recorded_at)
+            .bind(&l.account_id)
+            .bind(&l.asset)
+            .bind(&l.position)
+            .bind(&l.min_balance)
+            .bind(&l.max_balance)
+            .bind(&l.recorded_at)
+    }
+
     /// Inserts the rows (not the balances: a rebuild derives them at the end) into the tables of
     /// `schema`: `ledger_replay` for a replay, `public` for an import.
     pub async fn insert_into(&self, conn: &mut PgConnection, schema: &str) -> Result<()> {
         let statement = INSERT_PROJECTIONS.replace("{schema}", schema);
-        self.bind_rows(sqlx::query(&statement))
+        self.bind_account_changes(self.bind_rows(sqlx::query(&statement)))
             .execute(conn)
             .await?;
         Ok(())
     }
 
     /// Adds the projection rows of an event at `position`, with the legs `apply` computed for it.
-    pub fn push(&mut self, position: i64, event: &Event, legs: &[Leg], recorded_at: DateTime<Utc>) {
+    /// `account_id` resolves the code an account-level event names (known once it is applied).
+    pub fn push(
+        &mut self,
+        position: i64,
+        event: &Event,
+        legs: &[Leg],
+        recorded_at: DateTime<Utc>,
+        account_id: Option<AccountId>,
+    ) {
+        match (event, account_id) {
+            (Event::AccountStatusChanged(e), Some(id)) => {
+                let s = &mut self.status_changes;
+                s.account_id.push(id.0);
+                s.position.push(position);
+                s.status.push(e.status.as_str());
+                s.metadata
+                    .push(serde_json::Value::Object(e.metadata.as_map().clone()).to_string());
+                s.recorded_at.push(recorded_at);
+            }
+            (Event::AccountLimitsSet(e), Some(id)) => {
+                let l = &mut self.limits;
+                l.account_id.push(id.0);
+                l.asset.push(e.asset.to_string());
+                l.position.push(position);
+                l.min_balance.push(e.min_balance);
+                l.max_balance.push(e.max_balance);
+                l.recorded_at.push(recorded_at);
+            }
+            _ => {}
+        }
         match event {
             Event::AssetDefined(a) => {
                 self.assets.code.push(a.asset.to_string());
@@ -175,7 +245,10 @@ impl ProjectionRows {
                 c.position.push(position);
                 c.opened_at.push(recorded_at);
             }
-            Event::TransactionPosted(_) | Event::TradeExecuted(_) => {}
+            Event::TransactionPosted(_)
+            | Event::TradeExecuted(_)
+            | Event::AccountStatusChanged(_)
+            | Event::AccountLimitsSet(_) => {}
         }
         if let (Some(id), Some(kind)) = (event.transaction_id(), transaction_kind(event)) {
             self.transactions.id.push(id.0);
@@ -230,6 +303,7 @@ impl Batch {
         fingerprint: &[u8],
         recorded_at: DateTime<Utc>,
         chain_head: &mut Hash,
+        account_id: Option<AccountId>,
     ) {
         // Time-ordered ids keep the unique index append-only instead of scattering inserts.
         let event_id = Uuid::now_v7();
@@ -258,7 +332,8 @@ impl Batch {
         e.recorded_at.push(recorded_at);
         e.hash.push(chain_head.to_vec());
 
-        self.projections.push(position, event, legs, recorded_at);
+        self.projections
+            .push(position, event, legs, recorded_at, account_id);
         self.push_idempotency(
             &metadata.idempotency_key,
             fingerprint,
@@ -322,7 +397,8 @@ impl Batch {
             .bind(&e.payload)
             .bind(&e.metadata)
             .bind(&e.recorded_at);
-        self.projections
+        let query = self
+            .projections
             .bind_rows(query)
             .bind(&balance_account)
             .bind(&balance_asset)
@@ -334,7 +410,9 @@ impl Batch {
             .bind(&i.rejection)
             .bind(&i.recorded_at)
             .bind(self.last_position)
-            .bind(&e.hash)
+            .bind(&e.hash);
+        self.projections
+            .bind_account_changes(query)
             .execute(conn)
             .await?;
         Ok(())
@@ -371,6 +449,14 @@ WITH new_events AS (
     SELECT k, f, p, r::jsonb, t
     FROM UNNEST($33::text[], $34::bytea[], $35::int8[], $36::text[], $37::timestamptz[])
       AS u(k, f, p, r, t)
+), new_status_changes AS (
+    INSERT INTO account_status_changes (account_id, position, status, metadata, recorded_at)
+    SELECT a, p, s, m::jsonb, r
+    FROM UNNEST($40::uuid[], $41::int8[], $42::text[], $43::text[], $44::timestamptz[])
+      AS u(a, p, s, m, r)
+), new_limits AS (
+    INSERT INTO account_limits (account_id, asset, position, min_balance, max_balance, recorded_at)
+    SELECT * FROM UNNEST($45::uuid[], $46::text[], $47::int8[], $48::numeric[], $49::numeric[], $50::timestamptz[])
 )
 UPDATE projection_head SET position = $38 WHERE $38::int8 IS NOT NULL
 ";
@@ -387,6 +473,14 @@ WITH new_assets AS (
 ), new_transactions AS (
     INSERT INTO {schema}.transactions (id, kind, position)
     SELECT * FROM UNNEST($10::uuid[], $11::text[], $12::int8[])
+), new_status_changes AS (
+    INSERT INTO {schema}.account_status_changes (account_id, position, status, metadata, recorded_at)
+    SELECT a, p, s, m::jsonb, r
+    FROM UNNEST($22::uuid[], $23::int8[], $24::text[], $25::text[], $26::timestamptz[])
+      AS u(a, p, s, m, r)
+), new_limits AS (
+    INSERT INTO {schema}.account_limits (account_id, asset, position, min_balance, max_balance, recorded_at)
+    SELECT * FROM UNNEST($27::uuid[], $28::text[], $29::int8[], $30::numeric[], $31::numeric[], $32::timestamptz[])
 )
 INSERT INTO {schema}.postings (account_id, position, leg, asset, amount, balance_after, transaction_id, counterparty_id, recorded_at)
 SELECT * FROM UNNEST($13::uuid[], $14::int8[], $15::int2[], $16::text[], $17::numeric[], $18::numeric[], $19::uuid[], $20::uuid[], $21::timestamptz[])

@@ -5,6 +5,8 @@ use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
 use domain::chain::Hash;
+use domain::command::AccountStatus;
+use domain::ledger::Limits;
 use domain::{AccountCode, AccountId, AssetCode, LedgerState, Scale};
 use futures_util::TryStreamExt;
 use rust_decimal::Decimal;
@@ -62,16 +64,69 @@ pub async fn load_state(conn: &mut PgConnection) -> Result<LoadedState> {
     }
 
     {
-        let mut accounts =
-            sqlx::query("SELECT id, code, allow_negative FROM accounts").fetch(&mut *conn);
+        // An account's version is the position of the last event that changed it: its opening,
+        // a balance, its status or its limits, whichever came last.
+        let mut accounts = sqlx::query(
+            "WITH status AS (
+                 SELECT DISTINCT ON (account_id) account_id, status, position
+                 FROM account_status_changes ORDER BY account_id, position DESC
+             ), limits AS (
+                 SELECT account_id, max(position) AS position FROM account_limits GROUP BY account_id
+             ), balances AS (
+                 SELECT account_id, max(position) AS position FROM balances GROUP BY account_id
+             )
+             SELECT a.id, a.code, a.allow_negative, COALESCE(s.status, 'open') AS status,
+                    GREATEST(a.position, s.position, l.position, b.position) AS version
+             FROM accounts a
+             LEFT JOIN status s ON s.account_id = a.id
+             LEFT JOIN limits l ON l.account_id = a.id
+             LEFT JOIN balances b ON b.account_id = a.id",
+        )
+        .fetch(&mut *conn);
         while let Some(row) = accounts.try_next().await? {
             let id: Uuid = row.try_get("id")?;
             let code: String = row.try_get("code")?;
+            let status = match row.try_get::<&str, _>("status")? {
+                "open" => AccountStatus::Open,
+                "frozen" => AccountStatus::Frozen,
+                "closed" => AccountStatus::Closed,
+                other => return Err(Error::Corrupt(format!("account status {other:?}"))),
+            };
             state.restore_account(
                 AccountId(id),
                 AccountCode::try_from(code).map_err(corrupt)?,
                 row.try_get("allow_negative")?,
+                status,
+                row.try_get("version")?,
             )?;
+        }
+    }
+
+    {
+        let mut limits = sqlx::query(
+            "SELECT DISTINCT ON (account_id, asset) account_id, asset, min_balance, max_balance
+             FROM account_limits ORDER BY account_id, asset, position DESC",
+        )
+        .fetch(&mut *conn);
+        while let Some(row) = limits.try_next().await? {
+            let account_id: Uuid = row.try_get("account_id")?;
+            let asset: String = row.try_get("asset")?;
+            let scale = scales
+                .get(&asset)
+                .copied()
+                .ok_or_else(|| Error::Corrupt(format!("limits in undefined asset {asset}")))?;
+            let units = |bound: Option<Decimal>| {
+                bound
+                    .map(|b| domain::money::to_units(b, scale))
+                    .transpose()
+                    .map_err(|e| Error::Corrupt(format!("limit of {account_id} in {asset}: {e:?}")))
+            };
+            let limits = Limits {
+                min_units: units(row.try_get("min_balance")?)?,
+                max_units: units(row.try_get("max_balance")?)?,
+            };
+            let asset = AssetCode::try_from(asset).map_err(corrupt)?;
+            state.restore_limits(AccountId(account_id), &asset, limits)?;
         }
     }
 
@@ -98,6 +153,7 @@ pub async fn load_state(conn: &mut PgConnection) -> Result<LoadedState> {
 
     // Read back, the invariant must still hold: every asset's balances sum to zero.
     state.check_conservation()?;
+    state.restore_head(log_head);
 
     let mut keys = KeyFilter::default();
     {

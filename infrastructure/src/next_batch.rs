@@ -7,13 +7,21 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use chrono::{DateTime, Utc};
 use domain::chain::Hash;
-use domain::{LedgerState, Leg, Rejection};
+use domain::{AccountId, Event, LedgerState, Leg, Rejection};
 use tokio::sync::oneshot;
 
 use crate::batch::{Batch, EventMetadata};
 use crate::metrics::WriterMetrics;
 use crate::sequencer::{CommittedEvent, Outcome, Reply, WriteItem};
 use crate::{Error, Result};
+
+/// The id of the account an account-level event names (its code is resolved once applied).
+pub(crate) fn account_changed(state: &LedgerState, event: &Event) -> Option<AccountId> {
+    event
+        .account_changed()
+        .and_then(|code| state.account_by_code(code))
+        .map(|account| account.id)
+}
 
 /// What waits in the writer's queue: one command, or a batch of them from one HTTP request.
 pub(crate) struct WriteRequest {
@@ -106,7 +114,7 @@ impl NextBatch {
         let decided = self.decide_request(ledger, &request, stored);
         if decided.is_ok() {
             let first = self.pending.len() - request.items.len();
-            self.gather_rows(&request, first, ledger.chain_head);
+            self.gather_rows(&request, first, ledger.chain_head, ledger.state);
         }
         self.requests.push(request);
         decided
@@ -119,6 +127,9 @@ impl NextBatch {
         stored: &StoredOutcomes,
     ) -> Result<()> {
         let group_start = self.pending.len();
+        if request.atomic {
+            ledger.state.begin_group();
+        }
         for (offset, item) in request.items.iter().enumerate() {
             let pending = self.decide_item(ledger, item, stored)?;
             let refused_code = match &pending {
@@ -132,6 +143,7 @@ impl NextBatch {
                 break;
             }
         }
+        ledger.state.end_group();
         Ok(())
     }
 
@@ -168,6 +180,7 @@ impl NextBatch {
                 let legs = ledger.state.apply(&event)?;
                 let position = *ledger.next_position;
                 *ledger.next_position += 1;
+                debug_assert_eq!(position, ledger.state.head());
                 Pending::Decided(
                     Outcome::Accepted(CommittedEvent {
                         position,
@@ -193,12 +206,13 @@ impl NextBatch {
         failed_code: &'static str,
     ) {
         let decided = self.pending.split_off(group_start);
-        for pending in decided.iter().rev() {
-            if let Pending::Decided(Outcome::Accepted(committed), legs) = pending {
-                ledger.state.undo(&committed.event, legs);
+        ledger.state.roll_back_group();
+        for pending in &decided {
+            if let Pending::Decided(Outcome::Accepted(_), _) = pending {
                 *ledger.next_position -= 1;
             }
         }
+        debug_assert_eq!(*ledger.next_position, ledger.state.head() + 1);
         self.first_with_key
             .retain(|_, (index, _)| *index < group_start);
         let mut decided = decided.into_iter();
@@ -226,7 +240,13 @@ impl NextBatch {
     }
 
     /// Adds the rows of a request's decided commands (from `first` on) to the batch.
-    fn gather_rows(&mut self, request: &WriteRequest, first: usize, chain_head: &mut Hash) {
+    fn gather_rows(
+        &mut self,
+        request: &WriteRequest,
+        first: usize,
+        chain_head: &mut Hash,
+        state: &LedgerState,
+    ) {
         for (item, pending) in request.items.iter().zip(&self.pending[first..]) {
             match pending {
                 Pending::Decided(Outcome::Accepted(committed), legs) => {
@@ -243,6 +263,7 @@ impl NextBatch {
                         &item.fingerprint,
                         self.recorded_at,
                         chain_head,
+                        account_changed(state, &committed.event),
                     );
                 }
                 Pending::Decided(Outcome::Rejected(rejection), _) => {

@@ -39,7 +39,59 @@ pub struct AccountRecord {
     pub metadata: serde_json::Value,
     pub position: i64,
     pub opened_at: DateTime<Utc>,
+    /// `open`, `frozen` or `closed`.
+    pub status: String,
+    /// The position of the last event that changed the account.
+    pub version: i64,
     pub balances: Vec<BalanceRecord>,
+    /// Bounds set explicitly, per asset.
+    pub limits: Vec<LimitRecord>,
+}
+
+#[derive(Debug, Clone)]
+pub struct LimitRecord {
+    pub asset: String,
+    /// `None`: unbounded.
+    pub min_balance: Option<Decimal>,
+    pub max_balance: Option<Decimal>,
+    pub position: i64,
+}
+
+/// A change of an account itself, as its history shows it.
+#[derive(Debug, Clone)]
+pub struct AccountChange {
+    pub position: i64,
+    pub recorded_at: DateTime<Utc>,
+    pub change: AccountChangeKind,
+}
+
+#[derive(Debug, Clone)]
+pub enum AccountChangeKind {
+    Status(String),
+    Limits(LimitRecord),
+}
+
+/// One item of an account's history: a posting, or a change of the account.
+#[derive(Debug, Clone)]
+pub enum HistoryItem {
+    Posting(HistoryEntry),
+    Change(AccountChange),
+}
+
+impl HistoryItem {
+    /// Where the item sorts: account changes take leg -1 (their events move no money).
+    pub fn cursor(&self) -> HistoryCursor {
+        match self {
+            Self::Posting(p) => HistoryCursor {
+                position: p.position,
+                leg: p.leg,
+            },
+            Self::Change(c) => HistoryCursor {
+                position: c.position,
+                leg: -1,
+            },
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -144,15 +196,13 @@ impl ReadStore {
 
     pub async fn account(&self, key: &AccountKey) -> Result<AtPosition<Option<AccountRecord>>> {
         let (mut tx, position) = self.snapshot().await?;
+        let (by_id, by_code) = (
+            format!("{ACCOUNT_SELECT} WHERE a.id = $1"),
+            format!("{ACCOUNT_SELECT} WHERE a.code = $1"),
+        );
         let query = match key {
-            AccountKey::Id(id) => sqlx::query(
-                "SELECT id, code, allow_negative, metadata, position, opened_at FROM accounts WHERE id = $1",
-            )
-            .bind(*id),
-            AccountKey::Code(code) => sqlx::query(
-                "SELECT id, code, allow_negative, metadata, position, opened_at FROM accounts WHERE code = $1",
-            )
-            .bind(code.as_str()),
+            AccountKey::Id(id) => sqlx::query(&by_id).bind(*id),
+            AccountKey::Code(code) => sqlx::query(&by_code).bind(code.as_str()),
         };
         let Some(row) = query.fetch_optional(&mut *tx).await? else {
             tx.commit().await?;
@@ -163,6 +213,11 @@ impl ReadStore {
         };
         let mut account = account_from_row(&row)?;
         account.balances = balances_of(&mut tx, account.id).await?;
+        account.limits = limits_of(&mut tx, &[account.id])
+            .await?
+            .into_iter()
+            .map(|(_, limits)| limits)
+            .collect();
         tx.commit().await?;
         Ok(AtPosition {
             value: Some(account),
@@ -186,11 +241,11 @@ impl ReadStore {
             _ => prefix,
         };
         let inclusive = after.is_none_or(|a| a < prefix);
-        let rows = sqlx::query(
-            "SELECT id, code, allow_negative, metadata, position, opened_at FROM accounts
-             WHERE (code > $1 OR ($2 AND code = $1)) AND code < $3
-             ORDER BY code LIMIT $4",
-        )
+        let rows = sqlx::query(&format!(
+            "{ACCOUNT_SELECT}
+             WHERE (a.code > $1 OR ($2 AND a.code = $1)) AND a.code < $3
+             ORDER BY a.code LIMIT $4"
+        ))
         .bind(lower)
         .bind(inclusive)
         .bind(&upper)
@@ -209,7 +264,14 @@ impl ReadStore {
         .bind(&ids)
         .fetch_all(&mut *tx)
         .await?;
+        let mut limits = limits_of(&mut tx, &ids).await?;
         tx.commit().await?;
+        for account in &mut accounts {
+            account.limits = limits
+                .extract_if(.., |(id, _)| *id == account.id)
+                .map(|(_, l)| l)
+                .collect();
+        }
         let mut by_account: std::collections::HashMap<Uuid, Vec<BalanceRecord>> =
             std::collections::HashMap::new();
         for (account_id, asset, balance, position) in balances {
@@ -249,14 +311,15 @@ impl ReadStore {
         Ok(AtPosition { value, position })
     }
 
-    /// Postings of an account, newest first, optionally of one asset.
+    /// Postings of an account and changes of the account itself (status, limits), newest first,
+    /// optionally of one asset (status changes concern every asset).
     pub async fn history(
         &self,
         account_id: Uuid,
         asset: Option<&str>,
         before: Option<HistoryCursor>,
         limit: i64,
-    ) -> Result<AtPosition<Vec<HistoryEntry>>> {
+    ) -> Result<AtPosition<Vec<HistoryItem>>> {
         let (mut tx, position) = self.snapshot().await?;
         let before = before.unwrap_or(HistoryCursor {
             position: i64::MAX,
@@ -289,12 +352,61 @@ impl ReadStore {
                 .await?
             }
         };
+        // Changes sort before the postings of the same position (leg -1), so they are after the
+        // cursor only when it points at a later position.
+        let statuses: Vec<(i64, DateTime<Utc>, String)> = sqlx::query_as(
+            "SELECT position, recorded_at, status FROM account_status_changes
+             WHERE account_id = $1 AND (position, -1) < ($2, $3)
+             ORDER BY position DESC LIMIT $4",
+        )
+        .bind(account_id)
+        .bind(before.position)
+        .bind(before.leg)
+        .bind(limit)
+        .fetch_all(&mut *tx)
+        .await?;
+        let limit_rows = sqlx::query(
+            "SELECT asset, min_balance, max_balance, position, recorded_at FROM account_limits
+             WHERE account_id = $1 AND ($2::text IS NULL OR asset = $2) AND (position, -1) < ($3, $4)
+             ORDER BY position DESC LIMIT $5",
+        )
+        .bind(account_id)
+        .bind(asset)
+        .bind(before.position)
+        .bind(before.leg)
+        .bind(limit)
+        .fetch_all(&mut *tx)
+        .await?;
         tx.commit().await?;
-        let value = rows
+        let mut items = rows
             .iter()
-            .map(history_from_row)
+            .map(|row| history_from_row(row).map(HistoryItem::Posting))
             .collect::<Result<Vec<_>>>()?;
-        Ok(AtPosition { value, position })
+        items.extend(statuses.into_iter().map(|(position, recorded_at, status)| {
+            HistoryItem::Change(AccountChange {
+                position,
+                recorded_at,
+                change: AccountChangeKind::Status(status),
+            })
+        }));
+        for row in &limit_rows {
+            let limits = limit_from_row(row)?;
+            items.push(HistoryItem::Change(AccountChange {
+                position: limits.position,
+                recorded_at: row.try_get("recorded_at")?,
+                change: AccountChangeKind::Limits(limits),
+            }));
+        }
+        let newest_first = |item: &HistoryItem| {
+            let c = item.cursor();
+            std::cmp::Reverse((c.position, c.leg))
+        };
+        items.sort_by_key(newest_first);
+        items.truncate(usize::try_from(limit).unwrap_or(0));
+        Ok(AtPosition {
+            value: items,
+            position,
+        })
     }
 
     /// Events after `after`, in position order.
@@ -454,6 +566,42 @@ async fn balances_of(conn: &mut PgConnection, account_id: Uuid) -> Result<Vec<Ba
         .collect())
 }
 
+/// An account with its status (the latest change, `open` when none) and version (the position of
+/// the last event that changed it).
+const ACCOUNT_SELECT: &str = "
+    SELECT a.id, a.code, a.allow_negative, a.metadata, a.position, a.opened_at,
+        COALESCE((SELECT s.status FROM account_status_changes s WHERE s.account_id = a.id
+                  ORDER BY s.position DESC LIMIT 1), 'open') AS status,
+        GREATEST(a.position,
+            (SELECT max(s.position) FROM account_status_changes s WHERE s.account_id = a.id),
+            (SELECT max(l.position) FROM account_limits l WHERE l.account_id = a.id),
+            (SELECT max(b.position) FROM balances b WHERE b.account_id = a.id)) AS version
+    FROM accounts a";
+
+/// The current limits of the accounts, per asset.
+async fn limits_of(conn: &mut PgConnection, ids: &[Uuid]) -> Result<Vec<(Uuid, LimitRecord)>> {
+    let rows = sqlx::query(
+        "SELECT DISTINCT ON (account_id, asset) account_id, asset, min_balance, max_balance, position
+         FROM account_limits WHERE account_id = ANY($1)
+         ORDER BY account_id, asset, position DESC",
+    )
+    .bind(ids)
+    .fetch_all(conn)
+    .await?;
+    rows.iter()
+        .map(|row| Ok((row.try_get("account_id")?, limit_from_row(row)?)))
+        .collect()
+}
+
+fn limit_from_row(row: &PgRow) -> Result<LimitRecord> {
+    Ok(LimitRecord {
+        asset: row.try_get("asset")?,
+        min_balance: row.try_get("min_balance")?,
+        max_balance: row.try_get("max_balance")?,
+        position: row.try_get("position")?,
+    })
+}
+
 const HISTORY_SELECT: &str =
     "SELECT p.position, p.leg, p.asset, p.amount, p.balance_after, p.transaction_id,
         t.kind, c.code AS counterparty, p.recorded_at
@@ -483,7 +631,10 @@ fn account_from_row(row: &PgRow) -> Result<AccountRecord> {
         metadata: row.try_get("metadata")?,
         position: row.try_get("position")?,
         opened_at: row.try_get("opened_at")?,
+        status: row.try_get("status")?,
+        version: row.try_get("version")?,
         balances: Vec::new(),
+        limits: Vec::new(),
     })
 }
 

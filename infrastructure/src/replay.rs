@@ -15,7 +15,15 @@ use crate::sequencer::WRITER_LOCK_KEY;
 use crate::{Error, Result};
 
 /// The projection tables, rebuilt and compared in this order.
-const TABLES: [&str; 5] = ["assets", "accounts", "transactions", "postings", "balances"];
+const TABLES: [&str; 7] = [
+    "assets",
+    "accounts",
+    "transactions",
+    "postings",
+    "account_status_changes",
+    "account_limits",
+    "balances",
+];
 /// Differing rows reported per table at most (the count is always complete).
 const DIFFERENCES_SHOWN_MAX: i64 = 100;
 
@@ -60,7 +68,7 @@ pub async fn replay(
     )
     .await?;
     let result = replay_locked(&mut conn, pool, swap, &mut progress).await;
-    let _ = conn.close().await;
+    release_writer(conn).await;
     result
 }
 
@@ -80,6 +88,16 @@ pub(crate) async fn lock_writer(
         return Err(Error::WriterUnavailable(held_elsewhere));
     }
     Ok(conn)
+}
+
+/// Releases the writer's lock and closes the session. The unlock is explicit because a closed
+/// session's backend may still hold the lock for a moment after the client has gone.
+pub(crate) async fn release_writer(mut conn: PgConnection) {
+    let _ = sqlx::query("SELECT pg_advisory_unlock($1)")
+        .bind(WRITER_LOCK_KEY)
+        .execute(&mut conn)
+        .await;
+    let _ = conn.close().await;
 }
 
 /// Folds stored events, in position order, into the ledger state and the projection rows, and
@@ -116,8 +134,9 @@ impl Rebuild {
             .state
             .apply(&event)
             .map_err(|e| Error::Corrupt(format!("position {}: {e}", row.position)))?;
+        let account_id = crate::next_batch::account_changed(&self.state, &event);
         self.projections
-            .push(row.position, &event, &legs, row.recorded_at);
+            .push(row.position, &event, &legs, row.recorded_at, account_id);
         Ok(matches)
     }
 
@@ -214,7 +233,7 @@ async fn replay_locked(
 async fn compare(conn: &mut PgConnection) -> Result<(Vec<(String, i64)>, Vec<Difference>)> {
     let mut counts = Vec::new();
     let mut differences = Vec::new();
-    for table in ["assets", "accounts", "transactions", "postings"] {
+    for &table in &TABLES[..TABLES.len() - 1] {
         let count: i64 = sqlx::query_scalar(&format!(
             "SELECT count(*) FROM (
                (SELECT row_to_json(t)::text FROM public.{table} t EXCEPT ALL SELECT row_to_json(t)::text FROM ledger_replay.{table} t)

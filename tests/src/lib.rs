@@ -151,6 +151,19 @@ impl TestLedger {
         Self::read(response).await
     }
 
+    /// PATCHes JSON with an idempotency key.
+    pub async fn patch(&self, path: &str, key: &str, body: &Value) -> Answer {
+        let response = self
+            .client
+            .patch(self.url(path))
+            .header("idempotency-key", key)
+            .json(body)
+            .send()
+            .await
+            .expect("PATCH");
+        Self::read(response).await
+    }
+
     /// POSTs raw bytes with the given headers.
     pub async fn post_raw(&self, path: &str, headers: &[(&str, &str)], body: Vec<u8>) -> Answer {
         let mut request = self.client.post(self.url(path)).body(body);

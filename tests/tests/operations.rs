@@ -25,7 +25,9 @@ const ROUTES: &[(&str, &str)] = &[
     ("get", "/v1/events/stream"),
     ("get", "/v1/trades/{id}"),
     ("get", "/v1/transactions/{id}"),
+    ("patch", "/v1/accounts/{id_or_code}/limits"),
     ("post", "/v1/accounts"),
+    ("post", "/v1/accounts/{id_or_code}/{action}"),
     ("post", "/v1/assets"),
     ("post", "/v1/trades"),
     ("post", "/v1/transactions"),
@@ -58,9 +60,11 @@ async fn the_openapi_document_covers_every_route() {
     for (method, path) in ROUTES {
         let concrete = path
             .replace("{id_or_code}", "alice:cash")
+            .replace("{action}", "freeze")
             .replace("{id}", "00000000-0000-0000-0000-000000000000");
         let request = match *method {
             "get" => ledger.client.get(ledger.url(&concrete)),
+            "patch" => ledger.client.patch(ledger.url(&concrete)),
             _ => ledger.client.post(ledger.url(&concrete)),
         };
         let response = request.send().await.unwrap();

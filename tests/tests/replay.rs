@@ -37,6 +37,18 @@ async fn a_rebuild_equals_the_live_projections_and_repairs_them() {
         )
         .await
         .expect(201);
+    ledger
+        .patch(
+            "/v1/accounts/alice:cash/limits",
+            "limits",
+            &json!({"asset": "USD", "min_balance": "-100.00", "max_balance": null}),
+        )
+        .await
+        .expect(201);
+    ledger
+        .post("/v1/accounts/broker:fees/freeze", "freeze", &json!({}))
+        .await
+        .expect(201);
 
     let pool = ledger.pool();
     // While the server holds the writer's lock, replay refuses.
@@ -48,7 +60,7 @@ async fn a_rebuild_equals_the_live_projections_and_repairs_them() {
         .await
         .unwrap();
     assert!(report.identical(), "{report:?}");
-    assert_eq!(report.events, 10);
+    assert_eq!(report.events, 12);
 
     // Damage a balance and a posting's running balance in the live projections.
     let mut conn = ledger.sql().await;

@@ -1,6 +1,7 @@
 use axum::extract::{Path, State};
 use axum::response::Response;
-use domain::{AccountCode, AssetCode};
+use domain::command::StatusChange;
+use domain::{AccountCode, AccountRef, AssetCode};
 use infrastructure::{AccountKey, HistoryCursor};
 use serde::Deserialize;
 use utoipa::IntoParams;
@@ -15,11 +16,13 @@ use domain::Rejection;
 use rust_decimal::Decimal;
 
 use crate::dto::{
-    AccountList, AccountView, BalancesAtView, HistoryPage, OpenAccountRequest, StatementView,
+    AccountLimitsCommand, AccountLimitsRequest, AccountLimitsView, AccountList,
+    AccountStatusCommand, AccountStatusRequest, AccountStatusView, AccountView, BalancesAtView,
+    HistoryPage, OpenAccountRequest, StatementView,
 };
 use crate::error::{ApiError, Problem};
 use crate::extract::{IdempotencyKey, JsonBody, Params, RequestId};
-use crate::render::{account_view, balance_view, history_view};
+use crate::render::{account_view, balance_view, history_item_view, history_view};
 use crate::routes::assets::ReadParams;
 use crate::routes::write::{at_position, submit, LEDGER_POSITION};
 use crate::state::AppState;
@@ -31,6 +34,79 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(account_history))
         .routes(routes!(account_balances))
         .routes(routes!(account_statement))
+        .routes(routes!(change_account_status))
+        .routes(routes!(set_account_limits))
+}
+
+/// A command on an account named in the path: by id, or by code (a path that is neither names no
+/// account, which the decision reports as `account_not_found`).
+fn path_account(id_or_code: &str) -> Result<AccountRef, ApiError> {
+    id_or_code
+        .parse::<AccountRef>()
+        .map_err(|_| not_found(id_or_code))
+}
+
+/// Freeze, unfreeze or close an account. A frozen account accepts no postings (debits or credits)
+/// until unfrozen; reads still work. Only an account whose every balance is zero can be closed,
+/// and closed is final. The body may be `{}` or carry `metadata` saying why.
+#[utoipa::path(
+    post, path = "/v1/accounts/{id_or_code}/{action}", tag = "accounts",
+    params(("id_or_code" = String, Path, description = "Account id (UUID) or code"),
+           ("action" = String, Path, description = "`freeze`, `unfreeze` or `close`"),
+           ("Idempotency-Key" = String, Header, description = "1 to 255 printable ASCII characters")),
+    request_body = AccountStatusRequest,
+    responses(
+        (status = 201, body = AccountStatusView),
+        (status = 422, body = Problem, description = "account_frozen, account_not_frozen, account_not_empty, account_closed, account_not_found"),
+        (status = "4XX", body = Problem), (status = 503, body = Problem),
+    )
+)]
+async fn change_account_status(
+    State(state): State<AppState>,
+    Path((id_or_code, action)): Path<(String, String)>,
+    key: IdempotencyKey,
+    request_id: RequestId,
+    JsonBody(request): JsonBody<AccountStatusRequest>,
+) -> Result<Response, ApiError> {
+    let change = match action.as_str() {
+        "freeze" => StatusChange::Freeze,
+        "unfreeze" => StatusChange::Unfreeze,
+        "close" => StatusChange::Close,
+        _ => return Err(ApiError::RouteNotFound),
+    };
+    let command = AccountStatusCommand {
+        account: path_account(&id_or_code)?,
+        change,
+        request,
+    };
+    submit(&state, key, request_id, &command).await
+}
+
+/// Set an account's balance bounds in one asset: `min_balance` (negative: a credit limit) and
+/// `max_balance`. Every later debit and credit is checked against them.
+#[utoipa::path(
+    patch, path = "/v1/accounts/{id_or_code}/limits", tag = "accounts",
+    params(("id_or_code" = String, Path, description = "Account id (UUID) or code"),
+           ("Idempotency-Key" = String, Header, description = "1 to 255 printable ASCII characters")),
+    request_body = AccountLimitsRequest,
+    responses(
+        (status = 201, body = AccountLimitsView),
+        (status = 422, body = Problem, description = "validation_error, amount_precision, account_closed, account_not_found, asset_not_found"),
+        (status = "4XX", body = Problem), (status = 503, body = Problem),
+    )
+)]
+async fn set_account_limits(
+    State(state): State<AppState>,
+    Path(id_or_code): Path<String>,
+    key: IdempotencyKey,
+    request_id: RequestId,
+    JsonBody(request): JsonBody<AccountLimitsRequest>,
+) -> Result<Response, ApiError> {
+    let command = AccountLimitsCommand {
+        account: path_account(&id_or_code)?,
+        request,
+    };
+    submit(&state, key, request_id, &command).await
 }
 
 /// Open an account. Its code is unique and never changes.
@@ -166,11 +242,13 @@ fn parse_history_cursor(cursor: &str) -> Option<HistoryCursor> {
     let (position, leg) = cursor.split_once('.')?;
     Some(HistoryCursor {
         position: position.parse().ok().filter(|p| *p > 0)?,
-        leg: leg.parse().ok().filter(|l| *l >= 0)?,
+        // -1: an account change, which sorts before the postings of its position.
+        leg: leg.parse().ok().filter(|l| *l >= -1)?,
     })
 }
 
-/// The account's postings, newest first, each with the balance right after it.
+/// The account's history, newest first: its postings, each with the balance right after it, and
+/// the changes of the account itself (`status_changed`, `limits_set`).
 #[utoipa::path(
     get, path = "/v1/accounts/{id_or_code}/history", tag = "accounts",
     params(("id_or_code" = String, Path, description = "Account id (UUID) or code"), HistoryParams),
@@ -210,13 +288,17 @@ async fn account_history(
             limit + 1,
         )
         .await?;
-    let mut items: Vec<_> = page.value.into_iter().map(history_view).collect();
+    let mut items = page.value;
     let next_cursor = if items.len() as i64 > limit {
         items.truncate(limit as usize);
-        items.last().map(|h| format!("{}.{}", h.position, h.leg))
+        items.last().map(|h| {
+            let c = h.cursor();
+            format!("{}.{}", c.position, c.leg)
+        })
     } else {
         None
     };
+    let items = items.into_iter().map(history_item_view).collect();
     Ok(at_position(
         page.position,
         HistoryPage { items, next_cursor },
