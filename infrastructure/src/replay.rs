@@ -60,7 +60,7 @@ pub async fn replay(
     )
     .await?;
     let result = replay_locked(&mut conn, pool, swap, &mut progress).await;
-    let _ = conn.close().await;
+    unlock_writer(conn).await;
     result
 }
 
@@ -80,6 +80,17 @@ pub(crate) async fn lock_writer(
         return Err(Error::WriterUnavailable(held_elsewhere));
     }
     Ok(conn)
+}
+
+/// Releases the lock `lock_writer` took before closing its session: the server ends a closed
+/// session's backend only a moment later, and until then the lock would still look held to the
+/// next one who asks (a server starting, or an import right after a refused one).
+pub(crate) async fn unlock_writer(mut conn: PgConnection) {
+    let _ = sqlx::query("SELECT pg_advisory_unlock($1)")
+        .bind(WRITER_LOCK_KEY)
+        .execute(&mut conn)
+        .await;
+    let _ = conn.close().await;
 }
 
 /// Folds stored events, in position order, into the ledger state and the projection rows, and
