@@ -44,6 +44,16 @@ pub struct ServeConfig {
     /// How long an event stream waits for a client that does not read before disconnecting it.
     #[arg(long, env = "LEDGER_STREAM_STALL_MS", default_value_t = 10_000)]
     pub stream_stall_ms: u64,
+    /// How long a client may take to send a request's headers (also how long an idle keep-alive
+    /// connection stays open); then the connection is closed.
+    #[arg(long, env = "LEDGER_HEADER_READ_TIMEOUT_MS", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub header_read_timeout_ms: u64,
+    /// How long a client may take to send a request's body; then 408 and the connection is closed.
+    #[arg(long, env = "LEDGER_BODY_READ_TIMEOUT_MS", default_value_t = 30_000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub body_read_timeout_ms: u64,
+    /// `/v1` requests handled at once; beyond this, 503 overloaded at once.
+    #[arg(long, env = "LEDGER_REQUESTS_IN_FLIGHT_MAX", default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub requests_in_flight_max: u32,
 }
 
 impl ServeConfig {
@@ -61,7 +71,14 @@ impl ServeConfig {
             min_position_wait_ms: 2_000,
             stream_buffer_events: 1024,
             stream_stall_ms: 10_000,
+            header_read_timeout_ms: 10_000,
+            body_read_timeout_ms: 30_000,
+            requests_in_flight_max: 1024,
         }
+    }
+
+    pub fn header_read_timeout(&self) -> Duration {
+        Duration::from_millis(self.header_read_timeout_ms)
     }
 
     pub fn writer(&self) -> WriterConfig {
@@ -86,6 +103,8 @@ impl ServeConfig {
             min_position_wait: Duration::from_millis(self.min_position_wait_ms),
             stream_buffer_events: self.stream_buffer_events as usize,
             stream_stall_max: Duration::from_millis(self.stream_stall_ms),
+            body_read_timeout: Duration::from_millis(self.body_read_timeout_ms),
+            requests_in_flight_max: self.requests_in_flight_max as usize,
             ..Limits::default()
         }
     }

@@ -27,6 +27,8 @@ pub enum ApiError {
     UnsupportedMediaType,
     #[error("the body is larger than {limit_bytes} bytes")]
     PayloadTooLarge { limit_bytes: usize },
+    #[error("the body did not arrive within {waited_ms} ms")]
+    RequestTimeout { waited_ms: u64 },
     #[error("this request needs an Idempotency-Key header")]
     IdempotencyKeyMissing,
     #[error("the Idempotency-Key header must be 1 to 255 printable ASCII characters")]
@@ -91,6 +93,7 @@ impl ApiError {
                 (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")
             }
             Self::PayloadTooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
+            Self::RequestTimeout { .. } => (StatusCode::REQUEST_TIMEOUT, "request_timeout"),
             Self::IdempotencyKeyMissing => (StatusCode::BAD_REQUEST, "idempotency_key_missing"),
             Self::IdempotencyKeyInvalid => (StatusCode::BAD_REQUEST, "idempotency_key_invalid"),
             Self::NotFound { code, .. } => (StatusCode::NOT_FOUND, code),
@@ -159,6 +162,13 @@ impl IntoResponse for ApiError {
         );
         if status == StatusCode::SERVICE_UNAVAILABLE {
             headers.insert(header::RETRY_AFTER, HeaderValue::from_static(RETRY_AFTER_S));
+        }
+        // The rest of the body is not read: the connection cannot carry another request.
+        if matches!(
+            self,
+            Self::PayloadTooLarge { .. } | Self::RequestTimeout { .. }
+        ) {
+            headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
         }
         response
     }

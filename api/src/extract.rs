@@ -1,14 +1,19 @@
 //! Extractors that answer bad input with a problem document instead of axum's plain-text
-//! rejections: JSON bodies (content type, size limit, parse errors classified 400 or 422), query
-//! strings, the `Idempotency-Key` header, and the request id.
+//! rejections: JSON bodies (content type, size limit, read timeout, duplicate keys and nesting,
+//! parse errors classified 400 or 422), path parameters, query strings, the `Idempotency-Key`
+//! header, and the request id.
 
-use axum::extract::{FromRequest, FromRequestParts, Query, Request};
-use axum::http::header::CONTENT_TYPE;
+use std::time::Duration;
+
+use axum::extract::{FromRequest, FromRequestParts, Path, Query, Request};
+use axum::http::header::{CONTENT_LENGTH, CONTENT_TYPE};
 use axum::http::request::Parts;
+use futures_util::StreamExt;
 use serde::de::DeserializeOwned;
 
 use crate::error::ApiError;
 use crate::state::AppState;
+use crate::strict_json::{self, StrictJsonError};
 
 /// A JSON request body, parsed strictly: unknown and duplicate fields are refused.
 pub struct JsonBody<T>(pub T);
@@ -17,7 +22,8 @@ impl<T: DeserializeOwned> FromRequest<AppState> for JsonBody<T> {
     type Rejection = ApiError;
 
     async fn from_request(request: Request, state: &AppState) -> Result<Self, ApiError> {
-        read_json(request, state.limits().body_bytes_max)
+        let limits = state.limits();
+        read_json(request, limits.body_bytes_max, limits.body_read_timeout)
             .await
             .map(JsonBody)
     }
@@ -30,15 +36,21 @@ impl<T: DeserializeOwned> FromRequest<AppState> for BatchJsonBody<T> {
     type Rejection = ApiError;
 
     async fn from_request(request: Request, state: &AppState) -> Result<Self, ApiError> {
-        read_json(request, state.limits().batch_body_bytes_max)
-            .await
-            .map(BatchJsonBody)
+        let limits = state.limits();
+        read_json(
+            request,
+            limits.batch_body_bytes_max,
+            limits.body_read_timeout,
+        )
+        .await
+        .map(BatchJsonBody)
     }
 }
 
 async fn read_json<T: DeserializeOwned>(
     request: Request,
     limit_bytes: usize,
+    read_timeout: Duration,
 ) -> Result<T, ApiError> {
     let is_json = request
         .headers()
@@ -49,16 +61,49 @@ async fn read_json<T: DeserializeOwned>(
     if !is_json {
         return Err(ApiError::UnsupportedMediaType);
     }
-    // Reads at most the limit: an endless body is cut off, never buffered whole.
-    let bytes = axum::body::to_bytes(request.into_body(), limit_bytes)
+    // A declared length above the limit is refused before a byte of the body is read.
+    let declared = request
+        .headers()
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|length| length > limit_bytes as u64) {
+        return Err(ApiError::PayloadTooLarge { limit_bytes });
+    }
+    let bytes = tokio::time::timeout(read_timeout, read_body(request, limit_bytes))
         .await
-        .map_err(|_| ApiError::PayloadTooLarge { limit_bytes })?;
+        .map_err(|_| ApiError::RequestTimeout {
+            waited_ms: u64::try_from(read_timeout.as_millis()).unwrap_or(u64::MAX),
+        })??;
     parse_json(&bytes)
 }
 
+/// Reads the body up to the limit: a longer (or endless) body is refused as soon as the limit is
+/// passed, never buffered whole.
+async fn read_body(request: Request, limit_bytes: usize) -> Result<Vec<u8>, ApiError> {
+    let mut body = request.into_body().into_data_stream();
+    let mut bytes = Vec::new();
+    while let Some(chunk) = body.next().await {
+        let chunk = chunk
+            .map_err(|e| ApiError::InvalidRequest(format!("the body could not be read: {e}")))?;
+        if bytes.len() + chunk.len() > limit_bytes {
+            return Err(ApiError::PayloadTooLarge { limit_bytes });
+        }
+        bytes.extend_from_slice(&chunk);
+    }
+    Ok(bytes)
+}
+
 /// Parses JSON, telling apart a body that is not JSON of the right shape (400) from values that
-/// break a rule of the ledger (422).
+/// break a rule of the ledger (422). Duplicate keys anywhere and deep nesting are refused first,
+/// by one pass over the raw bytes.
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    strict_json::check(bytes).map_err(|e| match e {
+        StrictJsonError::DuplicateKey(_) => ApiError::InvalidRequest(e.to_string()),
+        StrictJsonError::Syntax(_) | StrictJsonError::TooDeep => {
+            ApiError::MalformedJson(e.to_string())
+        }
+    })?;
     serde_json::from_slice(bytes).map_err(|e| {
         let message = e.to_string();
         match e.classify() {
@@ -72,6 +117,20 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
             _ => ApiError::MalformedJson(format!("the body is not valid JSON: {message}")),
         }
     })
+}
+
+/// A path parameter; one that cannot be decoded (e.g. invalid UTF-8) is a 400.
+pub struct PathParam<T>(pub T);
+
+impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for PathParam<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        Path::<T>::from_request_parts(parts, state)
+            .await
+            .map(|Path(value)| PathParam(value))
+            .map_err(|e| ApiError::InvalidRequest(format!("path: {}", e.body_text())))
+    }
 }
 
 /// Query parameters; unknown or malformed ones are a 400.

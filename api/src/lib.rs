@@ -1,6 +1,7 @@
 //! The HTTP API of the ledger (axum), its configuration, and the service's start and stop.
 
 pub mod config;
+mod cursor;
 pub mod dto;
 pub mod error;
 pub mod extract;
@@ -9,6 +10,7 @@ mod render;
 pub mod routes;
 pub mod server;
 pub mod state;
+mod strict_json;
 
 pub use config::ServeConfig;
 pub use server::Server;

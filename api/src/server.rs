@@ -2,15 +2,22 @@
 //! writer, and the HTTP server.
 
 use std::net::SocketAddr;
+use std::time::Duration;
 
+use axum::Router;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
 use infrastructure::db;
 use infrastructure::local_postgres::LocalPostgres;
 use infrastructure::{ReadStore, Writer};
+use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tracing::info;
 
 use crate::config::ServeConfig;
+use crate::cursor::Cursors;
 use crate::routes;
 use crate::state::AppState;
 
@@ -40,19 +47,20 @@ impl Server {
             (database.options, database.pool, database.local_postgres);
         let (writer, writer_task) = Writer::spawn(options, config.writer());
         let signer = infrastructure::audit::Signer::load_or_create(&pool).await?;
+        let cursors = Cursors::new(&infrastructure::secrets::cursor_key(&pool).await?)
+            .map_err(|e| infrastructure::Error::Corrupt(format!("cursor key: {e}")))?;
         let reads = ReadStore::new(pool);
-        let state = AppState::new(writer, reads.clone(), signer, config.limits());
+        let state = AppState::new(writer, reads.clone(), signer, cursors, config.limits());
         let app = routes::app(state.clone());
         let listener = tokio::net::TcpListener::bind(config.listen).await?;
         let addr = listener.local_addr()?;
         let (shutdown, shutdown_signal) = oneshot::channel::<()>();
-        let http = tokio::spawn(async move {
-            axum::serve(listener, app)
-                .with_graceful_shutdown(async {
-                    let _ = shutdown_signal.await;
-                })
-                .await
-        });
+        let http = tokio::spawn(serve(
+            listener,
+            app,
+            config.header_read_timeout(),
+            shutdown_signal,
+        ));
         info!(%addr, "ledger listening");
         Ok(Self {
             addr,
@@ -96,6 +104,64 @@ impl Server {
         info!("ledger stopped");
         Ok(())
     }
+}
+
+/// Serves HTTP/1.1 until `shutdown` fires, then stops accepting and lets open connections finish
+/// their requests in flight. A client that does not send a request's headers within
+/// `header_read_timeout` (slow or idle) is disconnected; bodies have their own timeout where they
+/// are read (`extract`).
+async fn serve(
+    listener: TcpListener,
+    app: Router,
+    header_read_timeout: Duration,
+    shutdown: oneshot::Receiver<()>,
+) -> std::io::Result<()> {
+    let mut http1 = hyper::server::conn::http1::Builder::new();
+    http1
+        .timer(TokioTimer::new())
+        .header_read_timeout(header_read_timeout);
+    let graceful = GracefulShutdown::new();
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let stream = tokio::select! {
+            _ = &mut shutdown => break,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(e) => {
+                    accept_failed(e).await;
+                    continue;
+                }
+            },
+        };
+        if let Err(e) = stream.set_nodelay(true) {
+            tracing::debug!(error = %e, "TCP_NODELAY not set");
+        }
+        let connection =
+            http1.serve_connection(TokioIo::new(stream), TowerToHyperService::new(app.clone()));
+        let connection = graceful.watch(connection);
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::debug!(error = %e, "connection closed");
+            }
+        });
+    }
+    drop(listener);
+    graceful.shutdown().await;
+    Ok(())
+}
+
+/// A failed accept: the peer's own trouble is ignored; anything else (such as running out of file
+/// descriptors) is logged and waited out for a moment instead of spinning.
+async fn accept_failed(e: std::io::Error) {
+    use std::io::ErrorKind;
+    if matches!(
+        e.kind(),
+        ErrorKind::ConnectionRefused | ErrorKind::ConnectionAborted | ErrorKind::ConnectionReset
+    ) {
+        return;
+    }
+    tracing::error!(error = %e, "accept failed");
+    tokio::time::sleep(Duration::from_secs(1)).await;
 }
 
 /// The database a command works on: the one `DATABASE_URL` names, or the local cluster under the

@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 use infrastructure::audit::Signer;
 use infrastructure::{ReadStore, Writer};
 
+use crate::cursor::Cursors;
 use crate::error::ApiError;
 use crate::http_metrics::HttpMetrics;
 
@@ -26,6 +27,10 @@ pub struct Limits {
     pub stream_stall_max: Duration,
     /// Event-stream clients at once; more are refused with 503.
     pub stream_clients_max: usize,
+    /// How long a request body may take to arrive; then 408 and the connection is closed.
+    pub body_read_timeout: Duration,
+    /// `/v1` requests being handled at once; more are refused at once with 503 `overloaded`.
+    pub requests_in_flight_max: usize,
 }
 
 impl Default for Limits {
@@ -40,6 +45,8 @@ impl Default for Limits {
             stream_buffer_events: 1024,
             stream_stall_max: Duration::from_secs(10),
             stream_clients_max: 256,
+            body_read_timeout: Duration::from_secs(30),
+            requests_in_flight_max: 1024,
         }
     }
 }
@@ -52,6 +59,9 @@ struct Inner {
     closing: tokio::sync::watch::Sender<bool>,
     /// One permit per open event stream.
     streams: Arc<tokio::sync::Semaphore>,
+    /// One permit per `/v1` request being handled.
+    requests: Arc<tokio::sync::Semaphore>,
+    cursors: Cursors,
     writer: Writer,
     reads: ReadStore,
     signer: Signer,
@@ -60,10 +70,18 @@ struct Inner {
 }
 
 impl AppState {
-    pub fn new(writer: Writer, reads: ReadStore, signer: Signer, limits: Limits) -> Self {
+    pub fn new(
+        writer: Writer,
+        reads: ReadStore,
+        signer: Signer,
+        cursors: Cursors,
+        limits: Limits,
+    ) -> Self {
         Self(Arc::new(Inner {
             closing: tokio::sync::watch::channel(false).0,
             streams: Arc::new(tokio::sync::Semaphore::new(limits.stream_clients_max)),
+            requests: Arc::new(tokio::sync::Semaphore::new(limits.requests_in_flight_max)),
+            cursors,
             writer,
             reads,
             signer,
@@ -91,6 +109,14 @@ impl AppState {
 
     pub fn streams(&self) -> &Arc<tokio::sync::Semaphore> {
         &self.0.streams
+    }
+
+    pub fn requests(&self) -> &Arc<tokio::sync::Semaphore> {
+        &self.0.requests
+    }
+
+    pub fn cursors(&self) -> &Cursors {
+        &self.0.cursors
     }
 
     pub fn signer(&self) -> &Signer {

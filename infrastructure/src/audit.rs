@@ -9,7 +9,7 @@ use serde::Serialize;
 use sqlx::{PgConnection, PgPool, Row};
 use uuid::Uuid;
 
-use crate::{Error, Result};
+use crate::{secrets, Error, Result};
 
 /// Events read per query while walking the log.
 pub(crate) const PAGE_EVENTS: i64 = 10_000;
@@ -210,9 +210,7 @@ pub struct Signer {
 impl Signer {
     /// Loads the key, creating it the first time (two servers racing create one key).
     pub async fn load_or_create(pool: &PgPool) -> Result<Self> {
-        let mut seed = [0u8; 32];
-        getrandom::getrandom(&mut seed)
-            .map_err(|e| Error::Corrupt(format!("no randomness for a signing key: {e}")))?;
+        let seed = secrets::random_secret("a signing key")?;
         let fresh = ed25519_dalek::SigningKey::from_bytes(&seed);
         sqlx::query(
             "INSERT INTO signing_key (secret, public) VALUES ($1, $2) ON CONFLICT (singleton) DO NOTHING",
@@ -221,12 +219,7 @@ impl Signer {
         .bind(fresh.verifying_key().to_bytes().as_slice())
         .execute(pool)
         .await?;
-        let secret: Vec<u8> = sqlx::query_scalar("SELECT secret FROM signing_key")
-            .fetch_one(pool)
-            .await?;
-        let secret: [u8; 32] = secret
-            .try_into()
-            .map_err(|_| Error::Corrupt("the signing key is not 32 bytes".into()))?;
+        let secret = secrets::stored_secret(pool, "signing_key").await?;
         Ok(Self {
             key: ed25519_dalek::SigningKey::from_bytes(&secret),
         })

@@ -14,7 +14,7 @@ use sqlx::{Connection, PgConnection, PgPool};
 use uuid::Uuid;
 
 use crate::audit::{format_recorded_at, verify_chain_on, StoredRow};
-use crate::replay::{lock_writer, release_writer, Rebuild};
+use crate::replay::{lock_writer, unlock_writer, Rebuild};
 use crate::{Error, Result};
 
 /// Events written per statement.
@@ -62,7 +62,7 @@ pub async fn import(
     )
     .await?;
     let result = import_locked(&mut conn, input, &mut progress).await;
-    release_writer(conn).await;
+    unlock_writer(conn).await;
     result
 }
 

@@ -13,6 +13,7 @@ pub mod metrics;
 mod next_batch;
 pub mod reads;
 pub mod replay;
+pub mod secrets;
 pub mod sequencer;
 pub mod testing;
 

@@ -68,7 +68,7 @@ pub async fn replay(
     )
     .await?;
     let result = replay_locked(&mut conn, pool, swap, &mut progress).await;
-    release_writer(conn).await;
+    unlock_writer(conn).await;
     result
 }
 
@@ -90,9 +90,10 @@ pub(crate) async fn lock_writer(
     Ok(conn)
 }
 
-/// Releases the writer's lock and closes the session. The unlock is explicit because a closed
-/// session's backend may still hold the lock for a moment after the client has gone.
-pub(crate) async fn release_writer(mut conn: PgConnection) {
+/// Releases the lock `lock_writer` took before closing its session: the server ends a closed
+/// session's backend only a moment later, and until then the lock would still look held to the
+/// next one who asks (a server starting, or an import right after a refused one).
+pub(crate) async fn unlock_writer(mut conn: PgConnection) {
     let _ = sqlx::query("SELECT pg_advisory_unlock($1)")
         .bind(WRITER_LOCK_KEY)
         .execute(&mut conn)

@@ -254,6 +254,29 @@ impl TestLedger {
             .expect("sums")
     }
 
+    /// Asserts that `answer` is a problem document with this status and code, and that the log
+    /// still holds `events_before` events: the refusal appended nothing.
+    pub async fn assert_refused(
+        &self,
+        answer: &Answer,
+        status: u16,
+        code: &str,
+        events_before: i64,
+    ) {
+        assert_eq!(answer.status, status, "{}", answer.text);
+        assert_eq!(answer.code(), code, "{}", answer.text);
+        assert_eq!(answer.body["status"], status, "{}", answer.text);
+        assert!(answer.body["detail"]
+            .as_str()
+            .is_some_and(|d| !d.is_empty()));
+        assert_eq!(answer.body["type"], format!("urn:ledger:problem:{code}"));
+        assert_eq!(
+            self.event_count().await,
+            events_before,
+            "{code} appended an event"
+        );
+    }
+
     pub async fn event_count(&self) -> i64 {
         let mut conn = self.sql().await;
         sqlx::query_scalar("SELECT count(*) FROM events")

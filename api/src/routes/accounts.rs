@@ -1,4 +1,4 @@
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::response::Response;
 use domain::command::StatusChange;
 use domain::{AccountCode, AccountRef, AssetCode};
@@ -21,7 +21,7 @@ use crate::dto::{
     HistoryPage, OpenAccountRequest, StatementView,
 };
 use crate::error::{ApiError, Problem};
-use crate::extract::{IdempotencyKey, JsonBody, Params, RequestId};
+use crate::extract::{IdempotencyKey, JsonBody, Params, PathParam, RequestId};
 use crate::render::{account_view, balance_view, history_item_view, history_view};
 use crate::routes::assets::ReadParams;
 use crate::routes::write::{at_position, submit, LEDGER_POSITION};
@@ -63,7 +63,7 @@ fn path_account(id_or_code: &str) -> Result<AccountRef, ApiError> {
 )]
 async fn change_account_status(
     State(state): State<AppState>,
-    Path((id_or_code, action)): Path<(String, String)>,
+    PathParam((id_or_code, action)): PathParam<(String, String)>,
     key: IdempotencyKey,
     request_id: RequestId,
     JsonBody(request): JsonBody<AccountStatusRequest>,
@@ -97,7 +97,7 @@ async fn change_account_status(
 )]
 async fn set_account_limits(
     State(state): State<AppState>,
-    Path(id_or_code): Path<String>,
+    PathParam(id_or_code): PathParam<String>,
     key: IdempotencyKey,
     request_id: RequestId,
     JsonBody(request): JsonBody<AccountLimitsRequest>,
@@ -134,9 +134,10 @@ async fn open_account(
 pub struct ListParams {
     /// Only accounts whose code starts with this.
     pub prefix: Option<String>,
-    /// 1 to 1000; 100 when absent.
+    /// 1 to 1000 (anything else is a 400, never clamped); 100 when absent.
     pub limit: Option<i64>,
-    /// `next_cursor` of the previous page.
+    /// `next_cursor` of the previous page: opaque and authenticated, good only with the same
+    /// filters; a forged or altered cursor is a 400.
     pub cursor: Option<String>,
     pub min_position: Option<i64>,
 }
@@ -157,27 +158,24 @@ async fn list_accounts(
             .bytes()
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"_-:".contains(&b));
     if !prefix_valid {
-        return Err(ApiError::Validation(format!(
+        return Err(ApiError::InvalidRequest(format!(
             "prefix {prefix:?} cannot start an account code"
         )));
     }
+    let scope = ["accounts", prefix.as_str()];
     let after = params
         .cursor
-        .map(|c| {
-            c.parse::<AccountCode>().map_err(|_| {
-                ApiError::InvalidRequest("cursor is not one this server issued".into())
-            })
-        })
+        .map(|c| state.cursors().open(&scope, &c))
         .transpose()?;
     state.reach_position(params.min_position).await?;
     let page = state
         .reads()
-        .accounts(&prefix, after.as_ref().map(AccountCode::as_str), limit + 1)
+        .accounts(&prefix, after.as_deref(), limit + 1)
         .await?;
     let mut items: Vec<AccountView> = page.value.into_iter().map(account_view).collect();
     let next_cursor = if items.len() as i64 > limit {
         items.truncate(limit as usize);
-        items.last().map(|a| a.code.clone())
+        items.last().map(|a| state.cursors().issue(&scope, &a.code))
     } else {
         None
     };
@@ -187,7 +185,8 @@ async fn list_accounts(
     ))
 }
 
-/// How a path names an account: a UUID is an id, anything else a code.
+/// How a path names an account: a UUID is an id, anything else a code, which must be valid (a
+/// look-alike, invisible or control character is a 422, as in a command).
 fn account_key(id_or_code: &str) -> Result<AccountKey, ApiError> {
     if let Ok(id) = Uuid::parse_str(id_or_code) {
         return Ok(AccountKey::Id(id));
@@ -195,7 +194,14 @@ fn account_key(id_or_code: &str) -> Result<AccountKey, ApiError> {
     id_or_code
         .parse::<AccountCode>()
         .map(|code| AccountKey::Code(code.to_string()))
-        .map_err(|_| not_found(id_or_code))
+        .map_err(|e| ApiError::Validation(e.to_string()))
+}
+
+/// A query parameter naming an asset; malformed is a 400 like every bad query parameter.
+fn asset_param(asset: &str) -> Result<AssetCode, ApiError> {
+    asset
+        .parse::<AssetCode>()
+        .map_err(|e| ApiError::InvalidRequest(e.to_string()))
 }
 
 fn not_found(id_or_code: &str) -> ApiError {
@@ -213,7 +219,7 @@ fn not_found(id_or_code: &str) -> ApiError {
 )]
 async fn get_account(
     State(state): State<AppState>,
-    Path(id_or_code): Path<String>,
+    PathParam(id_or_code): PathParam<String>,
     Params(params): Params<ReadParams>,
 ) -> Result<Response, ApiError> {
     let key = account_key(&id_or_code)?;
@@ -231,13 +237,15 @@ async fn get_account(
 pub struct HistoryParams {
     /// Only postings in this asset.
     pub asset: Option<String>,
-    /// 1 to 1000; 100 when absent.
+    /// 1 to 1000 (anything else is a 400, never clamped); 100 when absent.
     pub limit: Option<i64>,
-    /// `next_cursor` of the previous page.
+    /// `next_cursor` of the previous page: opaque and authenticated, good only with the same
+    /// filters; a forged or altered cursor is a 400.
     pub cursor: Option<String>,
     pub min_position: Option<i64>,
 }
 
+/// The content of a history cursor: `<position>.<leg>` of the last posting of the page.
 fn parse_history_cursor(cursor: &str) -> Option<HistoryCursor> {
     let (position, leg) = cursor.split_once('.')?;
     Some(HistoryCursor {
@@ -256,29 +264,31 @@ fn parse_history_cursor(cursor: &str) -> Option<HistoryCursor> {
 )]
 async fn account_history(
     State(state): State<AppState>,
-    Path(id_or_code): Path<String>,
+    PathParam(id_or_code): PathParam<String>,
     Params(params): Params<HistoryParams>,
 ) -> Result<Response, ApiError> {
     let key = account_key(&id_or_code)?;
     let limit = state.page_size(params.limit)?;
-    let asset = params
-        .asset
-        .map(|a| {
-            a.parse::<AssetCode>()
-                .map_err(|e| ApiError::Validation(e.to_string()))
-        })
-        .transpose()?;
+    let asset = params.asset.as_deref().map(asset_param).transpose()?;
+    state.reach_position(params.min_position).await?;
+    let account = state.reads().account(&key).await?;
+    let account = account.value.ok_or_else(|| not_found(&id_or_code))?;
+    // A cursor is good for the account and asset filter it was issued for.
+    let account_id = account.id.to_string();
+    let scope = [
+        "history",
+        account_id.as_str(),
+        asset.as_ref().map_or("", AssetCode::as_str),
+    ];
     let before = params
         .cursor
         .map(|c| {
-            parse_history_cursor(&c).ok_or_else(|| {
+            let content = state.cursors().open(&scope, &c)?;
+            parse_history_cursor(&content).ok_or_else(|| {
                 ApiError::InvalidRequest("cursor is not one this server issued".into())
             })
         })
         .transpose()?;
-    state.reach_position(params.min_position).await?;
-    let account = state.reads().account(&key).await?;
-    let account = account.value.ok_or_else(|| not_found(&id_or_code))?;
     let page = state
         .reads()
         .history(
@@ -293,7 +303,9 @@ async fn account_history(
         items.truncate(limit as usize);
         items.last().map(|h| {
             let c = h.cursor();
-            format!("{}.{}", c.position, c.leg)
+            state
+                .cursors()
+                .issue(&scope, &format!("{}.{}", c.position, c.leg))
         })
     } else {
         None
@@ -324,7 +336,7 @@ pub struct BalancesParams {
 )]
 async fn account_balances(
     State(state): State<AppState>,
-    Path(id_or_code): Path<String>,
+    PathParam(id_or_code): PathParam<String>,
     Params(params): Params<BalancesParams>,
 ) -> Result<Response, ApiError> {
     let key = account_key(&id_or_code)?;
@@ -387,15 +399,12 @@ const STATEMENT_ENTRIES_MAX: i64 = 10_000;
 )]
 async fn account_statement(
     State(state): State<AppState>,
-    Path(id_or_code): Path<String>,
+    PathParam(id_or_code): PathParam<String>,
     headers: HeaderMap,
     Params(params): Params<StatementParams>,
 ) -> Result<Response, ApiError> {
     let key = account_key(&id_or_code)?;
-    let asset = params
-        .asset
-        .parse::<AssetCode>()
-        .map_err(|e| ApiError::Validation(e.to_string()))?;
+    let asset = asset_param(&params.asset)?;
     if let (Some(from), Some(to)) = (params.from, params.to) {
         if from > to {
             return Err(ApiError::InvalidRequest("from is after to".into()));

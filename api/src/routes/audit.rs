@@ -100,11 +100,11 @@ async fn public_key(State(state): State<AppState>) -> axum::Json<PublicKeyView> 
 pub struct ConsistencyParams {
     /// The earlier checkpoint's position.
     pub from: i64,
-    /// The earlier checkpoint's `head_hash`, as the auditor kept it.
+    /// The earlier checkpoint's `head_hash`, as the auditor kept it (64 hex digits).
     pub from_hash: Option<String>,
     /// The later checkpoint's position (the head when absent).
     pub to: Option<i64>,
-    /// The later checkpoint's `head_hash`, as the auditor kept it.
+    /// The later checkpoint's `head_hash`, as the auditor kept it (64 hex digits).
     pub to_hash: Option<String>,
 }
 
@@ -130,6 +130,13 @@ async fn consistency(
     State(state): State<AppState>,
     Params(params): Params<ConsistencyParams>,
 ) -> Result<Response, ApiError> {
+    for hash in [&params.from_hash, &params.to_hash].into_iter().flatten() {
+        if hash.len() != 64 || !hash.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(ApiError::InvalidRequest(format!(
+                "{hash:?} is not a SHA-256 hash in hex (64 digits)"
+            )));
+        }
+    }
     let head = state.reads().head().await?;
     let to = params.to.unwrap_or(head);
     if params.from < 0 || to < params.from || to > head {

@@ -20,7 +20,7 @@ pub fn router() -> OpenApiRouter<AppState> {
 pub struct EventParams {
     /// Events with a position greater than this; 0 (the start) when absent.
     pub after: Option<i64>,
-    /// 1 to 1000; 100 when absent.
+    /// 1 to 1000 (anything else is a 400, never clamped); 100 when absent.
     pub limit: Option<i64>,
     pub min_position: Option<i64>,
 }

@@ -10,7 +10,9 @@ mod stream;
 mod transactions;
 pub mod write;
 
-use axum::extract::DefaultBodyLimit;
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
 use axum::Router;
 use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
@@ -50,6 +52,19 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
     openapi_router().into_openapi()
 }
 
+/// Load shedding: at most `requests_in_flight_max` `/v1` requests are handled at once, so the
+/// latency of those admitted stays bounded; the rest are refused at once with 503 `overloaded`
+/// and `Retry-After`. Health checks and metrics are always answered.
+async fn admit(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    if !request.uri().path().starts_with("/v1/") {
+        return next.run(request).await;
+    }
+    match state.requests().clone().try_acquire_owned() {
+        Ok(_permit) => next.run(request).await,
+        Err(_) => ApiError::Infrastructure(infrastructure::Error::Overloaded).into_response(),
+    }
+}
+
 /// The application: every route, request metrics, and problem documents for unknown routes.
 pub fn app(state: AppState) -> Router {
     let (router, _) = openapi_router().split_for_parts();
@@ -59,6 +74,7 @@ pub fn app(state: AppState) -> Router {
         // The JSON extractor enforces the configured limit itself; this turns off axum's default
         // so that there is one limit, not two.
         .layer(DefaultBodyLimit::disable())
+        .layer(axum::middleware::from_fn_with_state(state.clone(), admit))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             crate::http_metrics::track,

@@ -1,4 +1,4 @@
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::response::Response;
 use utoipa_axum::{router::OpenApiRouter, routes};
 use uuid::Uuid;
@@ -11,7 +11,7 @@ use utoipa::ToSchema;
 
 use crate::dto::{TradeRequest, TradeView, TransactionRequest, TransactionView, TransferRequest};
 use crate::error::{ApiError, Problem};
-use crate::extract::{BatchJsonBody, IdempotencyKey, JsonBody, Params, RequestId};
+use crate::extract::{BatchJsonBody, IdempotencyKey, JsonBody, Params, PathParam, RequestId};
 use crate::render::{decode_stored, trade_view, transaction_view};
 use crate::routes::assets::ReadParams;
 use crate::routes::write::{at_position, render_reply, submit, CommandRequest};
@@ -105,7 +105,7 @@ fn parse_id(id: &str, code: &'static str, what: &str) -> Result<Uuid, ApiError> 
 )]
 async fn get_transaction(
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    PathParam(id): PathParam<String>,
     Params(params): Params<ReadParams>,
 ) -> Result<Response, ApiError> {
     let not_found = || ApiError::NotFound {
@@ -128,7 +128,7 @@ async fn get_transaction(
 )]
 async fn get_trade(
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    PathParam(id): PathParam<String>,
     Params(params): Params<ReadParams>,
 ) -> Result<Response, ApiError> {
     let not_found = || ApiError::NotFound {
