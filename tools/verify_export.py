@@ -71,7 +71,11 @@ def main():
             payload = e["payload"]
             if e["type"] == "AssetDefined":
                 scales[payload["asset"]] = payload["scale"]
-            for posting in payload.get("postings", []) if e["type"] in ("TransactionPosted", "TradeExecuted") else []:
+            # Money moves with posted transactions and trades, and with the posting of a pending
+            # one; a pending transaction only reserves (docs/audit.md).
+            moves = e["type"] == "PendingPosted" or (
+                e["type"] in ("TransactionPosted", "TradeExecuted") and not payload.get("pending", False))
+            for posting in payload.get("postings", []) if moves else []:
                 asset, amount = posting["asset"], Decimal(posting["amount"])
                 if asset not in scales or amount <= 0 or -amount.as_tuple().exponent > scales[asset]:
                     problems.append(f"position {e['position']}: posting {posting} does not fit {asset}")

@@ -2,10 +2,11 @@
 //! malformed code or amount is refused while parsing; responses carry amounts as decimal strings at
 //! the asset's scale.
 
+use chrono::SubsecRound;
 use chrono::{DateTime, Utc};
 use domain::command::{
     BalanceFigure, BoundChange, ChangeAccountStatus, Comparison, Condition, ExpectedVersion,
-    Guards, SetAccountLimits, StatusChange,
+    Guards, HoldTerms, SetAccountLimits, SettlePending, Settlement, StatusChange,
 };
 use domain::values::SignedDecimal;
 use domain::{
@@ -16,6 +17,7 @@ use domain::{
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use crate::error::ApiError;
 use crate::routes::write::CommandRequest;
 use uuid::Uuid;
 
@@ -76,6 +78,17 @@ pub struct TransactionRequest {
     /// Up to 16 accounts with the `version` the client last read (optimistic concurrency).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub expected_versions: Vec<ExpectedVersionRequest>,
+    /// Reserve the amounts instead of moving them, until `POST /v1/transactions/{id}/post` or
+    /// `/void`, or until the hold expires.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub pending: bool,
+    /// When a pending hold expires (RFC 3339; at most a year ahead). A time already past expires
+    /// it at once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<DateTime<Utc>>,
+    /// Or: seconds from now until it expires, 1 to 31,536,000.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_s: Option<u32>,
 }
 
 /// A precondition on a balance, checked against the state before the command; if one fails,
@@ -105,6 +118,54 @@ pub struct ExpectedVersionRequest {
     pub account: AccountRef,
     /// The account's `version` as last read.
     pub version: i64,
+}
+
+fn is_false(value: &bool) -> bool {
+    !*value
+}
+
+/// The longest a hold may be kept.
+const HOLD_LIFETIME_MAX_S: u32 = 365 * 24 * 3600;
+
+/// A pending request's terms, with `timeout_s` turned into a time.
+fn hold_terms(
+    pending: bool,
+    expires_at: Option<DateTime<Utc>>,
+    timeout_s: Option<u32>,
+) -> Result<Option<HoldTerms>, ApiError> {
+    let now = Utc::now();
+    let latest = now + chrono::Duration::seconds(i64::from(HOLD_LIFETIME_MAX_S));
+    let expires_at = match (expires_at, timeout_s) {
+        (Some(_), Some(_)) => {
+            return Err(ApiError::Validation(
+                "give expires_at or timeout_s, not both".into(),
+            ))
+        }
+        (None, Some(seconds)) if seconds == 0 || seconds > HOLD_LIFETIME_MAX_S => {
+            return Err(ApiError::Validation(format!(
+                "timeout_s is 1 to {HOLD_LIFETIME_MAX_S}"
+            )))
+        }
+        (None, Some(seconds)) => Some(now + chrono::Duration::seconds(i64::from(seconds))),
+        (Some(at), None) if at > latest => {
+            return Err(ApiError::Validation(
+                "expires_at is at most a year ahead".into(),
+            ))
+        }
+        (at, None) => at,
+    };
+    if !pending {
+        return match expires_at {
+            Some(_) => Err(ApiError::Validation(
+                "expires_at and timeout_s apply to pending transactions only".into(),
+            )),
+            None => Ok(None),
+        };
+    }
+    // Microseconds, as PostgreSQL keeps time.
+    Ok(Some(HoldTerms {
+        expires_at: expires_at.map(|at| at.trunc_subsecs(6)),
+    }))
 }
 
 /// The preconditions a money-moving request carries, as the domain checks them.
@@ -150,6 +211,17 @@ pub struct TransferRequest {
     /// Up to 16 accounts with the `version` the client last read (optimistic concurrency).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub expected_versions: Vec<ExpectedVersionRequest>,
+    /// Reserve the amounts instead of moving them, until `POST /v1/transactions/{id}/post` or
+    /// `/void`, or until the hold expires.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub pending: bool,
+    /// When a pending hold expires (RFC 3339; at most a year ahead). A time already past expires
+    /// it at once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<DateTime<Utc>>,
+    /// Or: seconds from now until it expires, 1 to 31,536,000.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_s: Option<u32>,
 }
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
@@ -194,6 +266,17 @@ pub struct TradeRequest {
     /// Up to 16 accounts with the `version` the client last read (optimistic concurrency).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub expected_versions: Vec<ExpectedVersionRequest>,
+    /// Reserve the amounts instead of moving them, until `POST /v1/transactions/{id}/post` or
+    /// `/void`, or until the hold expires.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub pending: bool,
+    /// When a pending hold expires (RFC 3339; at most a year ahead). A time already past expires
+    /// it at once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<DateTime<Utc>>,
+    /// Or: seconds from now until it expires, 1 to 31,536,000.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_s: Option<u32>,
 }
 
 /// Freeze, unfreeze or close an account (the change is the route's).
@@ -241,6 +324,55 @@ pub struct AccountLimitsRequest {
     pub max_balance: Option<Option<SignedDecimal>>,
 }
 
+/// Post or void a pending transaction (the action is the route's).
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SettleRequest {
+    /// Post only: per posting of the pending transaction, in its order, the amount to post, from
+    /// 0 to the amount reserved; the rest is released. Absent: post everything. A pending trade
+    /// is posted whole.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Vec<String>>, example = json!(["60.00"]))]
+    pub amounts: Option<Vec<SignedDecimal>>,
+    #[serde(default)]
+    #[schema(value_type = Object)]
+    pub metadata: Metadata,
+}
+
+/// A settlement as submitted, with the pending transaction and the action from the path.
+#[derive(Debug, Serialize)]
+pub struct SettleCommand {
+    pub pending_id: TransactionId,
+    /// `post` or `void`.
+    pub action: &'static str,
+    #[serde(flatten)]
+    pub request: SettleRequest,
+}
+
+impl CommandRequest for SettleCommand {
+    const ROUTE: &'static str = "POST /v1/transactions/{id}/{action}";
+
+    fn command(&self) -> Result<Command, ApiError> {
+        let settlement = match (self.action, &self.request.amounts) {
+            ("post", amounts) => Settlement::Post {
+                amounts: amounts.clone(),
+            },
+            (_, Some(_)) => {
+                return Err(ApiError::Validation(
+                    "amounts apply to post, not to void".into(),
+                ))
+            }
+            _ => Settlement::Void,
+        };
+        Ok(Command::SettlePending(SettlePending {
+            pending_id: self.pending_id,
+            settlement,
+            at: Utc::now(),
+            metadata: self.request.metadata.clone(),
+        }))
+    }
+}
+
 /// A limits change as submitted, with the account from the path.
 #[derive(Debug, Serialize)]
 pub struct AccountLimitsCommand {
@@ -273,24 +405,24 @@ fn bound_change(bound: Option<Option<SignedDecimal>>) -> BoundChange {
 impl CommandRequest for DefineAssetRequest {
     const ROUTE: &'static str = "POST /v1/assets";
 
-    fn command(&self) -> Command {
-        Command::DefineAsset(DefineAsset {
+    fn command(&self) -> Result<Command, ApiError> {
+        Ok(Command::DefineAsset(DefineAsset {
             code: self.code.clone(),
             scale: self.scale,
-        })
+        }))
     }
 }
 
 impl CommandRequest for OpenAccountRequest {
     const ROUTE: &'static str = "POST /v1/accounts";
 
-    fn command(&self) -> Command {
-        Command::OpenAccount(OpenAccount {
+    fn command(&self) -> Result<Command, ApiError> {
+        Ok(Command::OpenAccount(OpenAccount {
             id: AccountId(Uuid::now_v7()),
             code: self.code.clone(),
             allow_negative: self.allow_negative,
             metadata: self.metadata.clone(),
-        })
+        }))
     }
 }
 
@@ -308,8 +440,8 @@ impl PostingRequest {
 impl CommandRequest for TransactionRequest {
     const ROUTE: &'static str = "POST /v1/transactions";
 
-    fn command(&self) -> Command {
-        Command::PostTransaction(PostTransaction {
+    fn command(&self) -> Result<Command, ApiError> {
+        Ok(Command::PostTransaction(PostTransaction {
             id: TransactionId(Uuid::now_v7()),
             kind: TransactionKind::Transaction,
             postings: self
@@ -319,15 +451,16 @@ impl CommandRequest for TransactionRequest {
                 .collect(),
             metadata: self.metadata.clone(),
             guards: guards(&self.conditions, &self.expected_versions),
-        })
+            pending: hold_terms(self.pending, self.expires_at, self.timeout_s)?,
+        }))
     }
 }
 
 impl CommandRequest for TransferRequest {
     const ROUTE: &'static str = "POST /v1/transfers";
 
-    fn command(&self) -> Command {
-        Command::PostTransaction(PostTransaction {
+    fn command(&self) -> Result<Command, ApiError> {
+        Ok(Command::PostTransaction(PostTransaction {
             id: TransactionId(Uuid::now_v7()),
             kind: TransactionKind::Transfer,
             postings: vec![PostingInstruction {
@@ -338,15 +471,16 @@ impl CommandRequest for TransferRequest {
             }],
             metadata: self.metadata.clone(),
             guards: guards(&self.conditions, &self.expected_versions),
-        })
+            pending: hold_terms(self.pending, self.expires_at, self.timeout_s)?,
+        }))
     }
 }
 
 impl CommandRequest for TradeRequest {
     const ROUTE: &'static str = "POST /v1/trades";
 
-    fn command(&self) -> Command {
-        Command::ExecuteTrade(ExecuteTrade {
+    fn command(&self) -> Result<Command, ApiError> {
+        Ok(Command::ExecuteTrade(ExecuteTrade {
             id: TransactionId(Uuid::now_v7()),
             buyer: self.buyer.clone(),
             seller: self.seller.clone(),
@@ -366,32 +500,33 @@ impl CommandRequest for TradeRequest {
                 .collect(),
             metadata: self.metadata.clone(),
             guards: guards(&self.conditions, &self.expected_versions),
-        })
+            pending: hold_terms(self.pending, self.expires_at, self.timeout_s)?,
+        }))
     }
 }
 
 impl CommandRequest for AccountStatusCommand {
     const ROUTE: &'static str = "POST /v1/accounts/{id_or_code}/{action}";
 
-    fn command(&self) -> Command {
-        Command::ChangeAccountStatus(ChangeAccountStatus {
+    fn command(&self) -> Result<Command, ApiError> {
+        Ok(Command::ChangeAccountStatus(ChangeAccountStatus {
             account: self.account.clone(),
             change: self.change,
             metadata: self.request.metadata.clone(),
-        })
+        }))
     }
 }
 
 impl CommandRequest for AccountLimitsCommand {
     const ROUTE: &'static str = "PATCH /v1/accounts/{id_or_code}/limits";
 
-    fn command(&self) -> Command {
-        Command::SetAccountLimits(SetAccountLimits {
+    fn command(&self) -> Result<Command, ApiError> {
+        Ok(Command::SetAccountLimits(SetAccountLimits {
             account: self.account.clone(),
             asset: self.request.asset.clone(),
             min_balance: bound_change(self.request.min_balance),
             max_balance: bound_change(self.request.max_balance),
-        })
+        }))
     }
 }
 
@@ -413,9 +548,23 @@ pub struct AssetList {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct BalanceView {
     pub asset: String,
+    /// The posted balance.
     #[schema(example = "100.00")]
     pub balance: String,
-    /// The position of the last event that changed this balance.
+    /// Reserved by pending transactions that debit the account. Absent from balances at a past
+    /// position or time, which are the posted ones.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(example = "30.00")]
+    pub pending_debits: Option<String>,
+    /// Reserved by pending transactions that credit the account.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(example = "0.00")]
+    pub pending_credits: Option<String>,
+    /// `balance` less `pending_debits`: what the account can still spend.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(example = "70.00")]
+    pub available: Option<String>,
+    /// The position of the last event that changed these figures.
     pub position: i64,
 }
 
@@ -491,7 +640,32 @@ pub struct TransactionView {
     pub kind: String,
     pub position: i64,
     pub recorded_at: DateTime<Utc>,
+    /// For a pending transaction, what it reserves.
     pub postings: Vec<PostingView>,
+    #[schema(value_type = Object)]
+    pub metadata: serde_json::Value,
+    /// `posted`; or for a pending transaction `pending`, then `posted`, `voided` or `expired`.
+    pub status: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<DateTime<Utc>>,
+    /// How a pending transaction was settled, once it was.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub settlement: Option<SettlementView>,
+}
+
+/// The settlement of a pending transaction: what a post or void returns.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SettlementView {
+    /// The pending transaction.
+    pub pending_id: Uuid,
+    /// `posted`, `voided` or `expired`.
+    pub status: String,
+    pub position: i64,
+    pub recorded_at: DateTime<Utc>,
+    /// What moved (posted only): at most what was reserved, per posting.
+    pub postings: Vec<PostingView>,
+    /// The reservations that ended.
+    pub released: Vec<PostingView>,
     #[schema(value_type = Object)]
     pub metadata: serde_json::Value,
 }
@@ -522,6 +696,12 @@ pub struct TradeView {
     pub postings: Vec<PostingView>,
     #[schema(value_type = Object)]
     pub metadata: serde_json::Value,
+    /// `posted`; or for a pending trade `pending`, then `posted`, `voided` or `expired`.
+    pub status: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<DateTime<Utc>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub settlement: Option<SettlementView>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]

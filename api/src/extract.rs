@@ -146,12 +146,16 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for Params<T> {
     }
 }
 
-/// The `Idempotency-Key` header every POST must carry: 1 to 255 printable ASCII characters.
+/// The `Idempotency-Key` header every POST must carry: 1 to 255 printable ASCII characters, not
+/// starting with `ledger:` (the ledger's own commands, such as expiries, use those).
 pub struct IdempotencyKey(pub String);
 
 impl IdempotencyKey {
     pub fn parse(bytes: &[u8]) -> Result<Self, ApiError> {
-        if bytes.is_empty() || bytes.len() > 255 || !bytes.iter().all(|b| (0x20..=0x7e).contains(b))
+        if bytes.is_empty()
+            || bytes.len() > 255
+            || !bytes.iter().all(|b| (0x20..=0x7e).contains(b))
+            || bytes.starts_with(infrastructure::expiry::INTERNAL_KEY_PREFIX.as_bytes())
         {
             return Err(ApiError::IdempotencyKeyInvalid);
         }

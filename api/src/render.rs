@@ -12,7 +12,8 @@ use serde_json::Value;
 
 use crate::dto::{
     AccountLimitsView, AccountStatusView, AccountView, AssetView, BalanceView, EventView, FeeView,
-    HistoryEntryView, HistoryItemView, LimitView, PostingView, TradeView, TransactionView,
+    HistoryEntryView, HistoryItemView, LimitView, PostingView, SettlementView, TradeView,
+    TransactionView,
 };
 use crate::error::ApiError;
 
@@ -43,6 +44,9 @@ pub fn committed_view(committed: &CommittedEvent) -> Vec<u8> {
         }),
         Event::TransactionPosted(_) => serde_json::to_vec(&transaction_view(committed)),
         Event::TradeExecuted(_) => serde_json::to_vec(&trade_view(committed)),
+        Event::PendingPosted(_) | Event::PendingVoided(_) | Event::PendingExpired(_) => {
+            serde_json::to_vec(&settlement_view(committed))
+        }
         Event::AccountStatusChanged(e) => serde_json::to_vec(&AccountStatusView {
             account: e.account.to_string(),
             status: e.status.as_str().to_owned(),
@@ -67,13 +71,12 @@ pub fn committed_view(committed: &CommittedEvent) -> Vec<u8> {
 
 /// Any money-moving event as a transaction (trades too, as kind `trade`).
 pub fn transaction_view(committed: &CommittedEvent) -> Option<TransactionView> {
-    let (id, kind, metadata) = match &committed.event {
-        Event::TransactionPosted(e) => (e.transaction_id, e.kind.as_str(), &e.metadata),
-        Event::TradeExecuted(e) => (e.trade_id, "trade", &e.metadata),
-        Event::AssetDefined(_)
-        | Event::AccountOpened(_)
-        | Event::AccountStatusChanged(_)
-        | Event::AccountLimitsSet(_) => return None,
+    let (id, kind, metadata, expires_at) = match &committed.event {
+        Event::TransactionPosted(e) => {
+            (e.transaction_id, e.kind.as_str(), &e.metadata, e.expires_at)
+        }
+        Event::TradeExecuted(e) => (e.trade_id, "trade", &e.metadata, e.expires_at),
+        _ => return None,
     };
     Some(TransactionView {
         id: id.0,
@@ -87,6 +90,50 @@ pub fn transaction_view(committed: &CommittedEvent) -> Option<TransactionView> {
             .map(posting_view)
             .collect(),
         metadata: Value::Object(metadata.as_map().clone()),
+        status: initial_status(&committed.event).to_owned(),
+        expires_at,
+        settlement: None,
+    })
+}
+
+/// A transaction's status as its own event shows it; a settlement changes it later.
+fn initial_status(event: &Event) -> &'static str {
+    if event.is_pending() {
+        "pending"
+    } else {
+        "posted"
+    }
+}
+
+/// The view of a settlement event (`PendingPosted`, `PendingVoided`, `PendingExpired`).
+pub fn settlement_view(committed: &CommittedEvent) -> Option<SettlementView> {
+    let (pending_id, status, metadata) = match &committed.event {
+        Event::PendingPosted(e) => (e.pending_id, "posted", Some(&e.metadata)),
+        Event::PendingVoided(e) => (e.pending_id, "voided", Some(&e.metadata)),
+        Event::PendingExpired(e) => (e.pending_id, "expired", None),
+        _ => return None,
+    };
+    Some(SettlementView {
+        pending_id: pending_id.0,
+        status: status.to_owned(),
+        position: committed.position,
+        recorded_at: committed.recorded_at,
+        postings: committed
+            .event
+            .postings()
+            .iter()
+            .map(posting_view)
+            .collect(),
+        released: committed
+            .event
+            .released()
+            .iter()
+            .map(posting_view)
+            .collect(),
+        metadata: metadata.map_or_else(
+            || Value::Object(Default::default()),
+            |m| Value::Object(m.as_map().clone()),
+        ),
     })
 }
 
@@ -108,6 +155,9 @@ pub fn trade_view(committed: &CommittedEvent) -> Option<TradeView> {
         fees: t.fees.iter().map(fee_view).collect(),
         postings: t.postings.iter().map(posting_view).collect(),
         metadata: Value::Object(t.metadata.as_map().clone()),
+        status: initial_status(&committed.event).to_owned(),
+        expires_at: t.expires_at,
+        settlement: None,
     })
 }
 
@@ -187,6 +237,11 @@ pub fn balance_view(b: BalanceRecord) -> BalanceView {
     BalanceView {
         asset: b.asset,
         balance: b.balance.to_string(),
+        pending_debits: b.pending.map(|(debits, _)| debits.to_string()),
+        pending_credits: b.pending.map(|(_, credits)| credits.to_string()),
+        available: b
+            .pending
+            .map(|(debits, _)| (b.balance - debits).to_string()),
         position: b.position,
     }
 }

@@ -6,6 +6,7 @@ use crate::values::{
     AccountCode, AccountId, AccountRef, AssetCode, Metadata, PositiveDecimal, Scale, SignedDecimal,
     TransactionId,
 };
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 /// Bounds on the size of a command, checked by the decision.
@@ -23,6 +24,37 @@ pub enum Command {
     ExecuteTrade(ExecuteTrade),
     ChangeAccountStatus(ChangeAccountStatus),
     SetAccountLimits(SetAccountLimits),
+    SettlePending(SettlePending),
+}
+
+/// A transaction or trade asked for as pending: its amounts are reserved (the sources' available
+/// balances fall, the destinations' pending credits rise) until it is posted, voided or expires.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HoldTerms {
+    pub expires_at: Option<DateTime<Utc>>,
+}
+
+/// What becomes of a pending transaction.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Settlement {
+    /// Move the money: the whole amounts, or per posting an amount up to the reserved one (zero
+    /// posts nothing of that posting); what is not posted is released.
+    Post {
+        amounts: Option<Vec<SignedDecimal>>,
+    },
+    Void,
+    /// Appended by the ledger itself once `expires_at` has passed.
+    Expire,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SettlePending {
+    pub pending_id: TransactionId,
+    pub settlement: Settlement,
+    /// When it was asked: a hold past its `expires_at` can no longer be posted or voided.
+    pub at: DateTime<Utc>,
+    pub metadata: Metadata,
 }
 
 /// An account's lifecycle: open accounts move money; frozen ones accept no postings until
@@ -180,6 +212,8 @@ pub struct PostTransaction {
     pub postings: Vec<PostingInstruction>,
     pub metadata: Metadata,
     pub guards: Guards,
+    /// Reserve instead of moving: see `HoldTerms`.
+    pub pending: Option<HoldTerms>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -205,4 +239,5 @@ pub struct ExecuteTrade {
     pub fees: Vec<FeeInstruction>,
     pub metadata: Metadata,
     pub guards: Guards,
+    pub pending: Option<HoldTerms>,
 }

@@ -65,6 +65,21 @@ pub enum Rejection {
     /// Boxed: the largest refusal, and refusals travel in every decision's `Result`.
     #[error("{0}")]
     ConditionFailed(Box<ConditionFailure>),
+    #[error("account {account} still has pending holds in {asset} ({pending_debits} out, {pending_credits} in): post or void them first")]
+    AccountHasHolds {
+        account: String,
+        asset: String,
+        pending_debits: String,
+        pending_credits: String,
+    },
+    #[error("no pending transaction {transaction_id}")]
+    PendingNotFound { transaction_id: String },
+    #[error("pending transaction {transaction_id} was already posted")]
+    PendingAlreadyPosted { transaction_id: String },
+    #[error("pending transaction {transaction_id} was already voided")]
+    PendingAlreadyVoided { transaction_id: String },
+    #[error("pending transaction {transaction_id} has expired")]
+    PendingExpired { transaction_id: String },
     #[error("account {account} is at version {actual}, not the expected {expected}")]
     VersionMismatch {
         account: String,
@@ -101,6 +116,11 @@ impl Rejection {
             Self::AccountNotEmpty { .. } => "account_not_empty",
             Self::ConditionFailed(_) => "condition_failed",
             Self::VersionMismatch { .. } => "version_mismatch",
+            Self::AccountHasHolds { .. } => "account_has_holds",
+            Self::PendingNotFound { .. } => "pending_not_found",
+            Self::PendingAlreadyPosted { .. } => "pending_already_posted",
+            Self::PendingAlreadyVoided { .. } => "pending_already_voided",
+            Self::PendingExpired { .. } => "pending_expired",
             Self::BalanceOverflow { .. } => "balance_overflow",
             Self::BatchAborted { .. } => "batch_aborted",
         }

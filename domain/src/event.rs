@@ -5,6 +5,7 @@
 //! Every event type has a schema version. A stored payload is decoded by `Event::decode`, which is
 //! where an older version would be upcast; stored payloads are never rewritten.
 
+use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
@@ -19,6 +20,9 @@ pub enum Event {
     TradeExecuted(TradeExecuted),
     AccountStatusChanged(AccountStatusChanged),
     AccountLimitsSet(AccountLimitsSet),
+    PendingPosted(PendingPosted),
+    PendingVoided(PendingVoided),
+    PendingExpired(PendingExpired),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -73,6 +77,44 @@ pub struct TransactionPosted {
     pub kind: TransactionKind,
     pub postings: Vec<Posting>,
     pub metadata: Metadata,
+    /// The postings are reserved, not moved, until a `PendingPosted`, `PendingVoided` or
+    /// `PendingExpired` settles them. Absent (false) in the payload of a posted transaction.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub pending: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<DateTime<Utc>>,
+}
+
+fn is_false(value: &bool) -> bool {
+    !*value
+}
+
+/// A pending transaction posted: `postings` move (the amounts posted, which may be less than
+/// reserved; postings of zero are left out), and every reservation of `released` ends.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PendingPosted {
+    pub pending_id: TransactionId,
+    pub postings: Vec<Posting>,
+    pub released: Vec<Posting>,
+    pub metadata: Metadata,
+}
+
+/// A pending transaction voided: its reservations end and nothing moves.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PendingVoided {
+    pub pending_id: TransactionId,
+    pub released: Vec<Posting>,
+    pub metadata: Metadata,
+}
+
+/// A pending transaction whose `expires_at` passed, appended by the ledger itself.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PendingExpired {
+    pub pending_id: TransactionId,
+    pub released: Vec<Posting>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -100,6 +142,10 @@ pub struct TradeExecuted {
     pub fees: Vec<Fee>,
     pub postings: Vec<Posting>,
     pub metadata: Metadata,
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub pending: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<DateTime<Utc>>,
 }
 
 /// An event's stored form could not be decoded.
@@ -123,6 +169,9 @@ impl Event {
     pub const TRADE_EXECUTED: &'static str = "TradeExecuted";
     pub const ACCOUNT_STATUS_CHANGED: &'static str = "AccountStatusChanged";
     pub const ACCOUNT_LIMITS_SET: &'static str = "AccountLimitsSet";
+    pub const PENDING_POSTED: &'static str = "PendingPosted";
+    pub const PENDING_VOIDED: &'static str = "PendingVoided";
+    pub const PENDING_EXPIRED: &'static str = "PendingExpired";
 
     pub fn event_type(&self) -> &'static str {
         match self {
@@ -132,6 +181,9 @@ impl Event {
             Self::TradeExecuted(_) => Self::TRADE_EXECUTED,
             Self::AccountStatusChanged(_) => Self::ACCOUNT_STATUS_CHANGED,
             Self::AccountLimitsSet(_) => Self::ACCOUNT_LIMITS_SET,
+            Self::PendingPosted(_) => Self::PENDING_POSTED,
+            Self::PendingVoided(_) => Self::PENDING_VOIDED,
+            Self::PendingExpired(_) => Self::PENDING_EXPIRED,
         }
     }
 
@@ -150,6 +202,9 @@ impl Event {
             Self::TradeExecuted(e) => serde_json::to_value(e),
             Self::AccountStatusChanged(e) => serde_json::to_value(e),
             Self::AccountLimitsSet(e) => serde_json::to_value(e),
+            Self::PendingPosted(e) => serde_json::to_value(e),
+            Self::PendingVoided(e) => serde_json::to_value(e),
+            Self::PendingExpired(e) => serde_json::to_value(e),
         };
         // These are plain structs of strings, numbers and maps with string keys; encoding cannot fail.
         encoded.unwrap_or(serde_json::Value::Null)
@@ -189,27 +244,63 @@ impl Event {
             Self::ACCOUNT_LIMITS_SET => {
                 Self::AccountLimitsSet(serde_json::from_value(payload).map_err(malformed)?)
             }
+            Self::PENDING_POSTED => {
+                Self::PendingPosted(serde_json::from_value(payload).map_err(malformed)?)
+            }
+            Self::PENDING_VOIDED => {
+                Self::PendingVoided(serde_json::from_value(payload).map_err(malformed)?)
+            }
+            Self::PENDING_EXPIRED => {
+                Self::PendingExpired(serde_json::from_value(payload).map_err(malformed)?)
+            }
             other => return Err(DecodeError::UnknownType(other.to_owned())),
         })
     }
 
-    /// The postings this event moves money with (none for events that move no money).
+    /// The postings the event names: for a pending transaction, what it reserves; for a
+    /// settlement of one, what it moves.
     pub fn postings(&self) -> &[Posting] {
         match self {
             Self::TransactionPosted(e) => &e.postings,
             Self::TradeExecuted(e) => &e.postings,
+            Self::PendingPosted(e) => &e.postings,
             Self::AssetDefined(_)
             | Self::AccountOpened(_)
             | Self::AccountStatusChanged(_)
-            | Self::AccountLimitsSet(_) => &[],
+            | Self::AccountLimitsSet(_)
+            | Self::PendingVoided(_)
+            | Self::PendingExpired(_) => &[],
         }
     }
 
-    /// The transaction or trade this event records, if any.
+    /// Whether the event reserves its postings rather than moving them.
+    pub fn is_pending(&self) -> bool {
+        match self {
+            Self::TransactionPosted(e) => e.pending,
+            Self::TradeExecuted(e) => e.pending,
+            _ => false,
+        }
+    }
+
+    /// The reservations a settlement ends.
+    pub fn released(&self) -> &[Posting] {
+        match self {
+            Self::PendingPosted(e) => &e.released,
+            Self::PendingVoided(e) => &e.released,
+            Self::PendingExpired(e) => &e.released,
+            _ => &[],
+        }
+    }
+
+    /// The transaction or trade this event records or settles, if any: what its postings are
+    /// filed under.
     pub fn transaction_id(&self) -> Option<TransactionId> {
         match self {
             Self::TransactionPosted(e) => Some(e.transaction_id),
             Self::TradeExecuted(e) => Some(e.trade_id),
+            Self::PendingPosted(e) => Some(e.pending_id),
+            Self::PendingVoided(e) => Some(e.pending_id),
+            Self::PendingExpired(e) => Some(e.pending_id),
             Self::AssetDefined(_)
             | Self::AccountOpened(_)
             | Self::AccountStatusChanged(_)
@@ -223,7 +314,7 @@ impl Event {
             Self::AccountOpened(e) => Some(&e.code),
             Self::AccountStatusChanged(e) => Some(&e.account),
             Self::AccountLimitsSet(e) => Some(&e.account),
-            Self::AssetDefined(_) | Self::TransactionPosted(_) | Self::TradeExecuted(_) => None,
+            _ => None,
         }
     }
 }

@@ -1,8 +1,9 @@
 //! The decision rules, one by one, without a database.
 
+use chrono::{DateTime, Utc};
 use domain::command::{
     BalanceFigure, BoundChange, ChangeAccountStatus, Comparison, Condition, ExpectedVersion,
-    Guards, SetAccountLimits, StatusChange,
+    Guards, HoldTerms, SetAccountLimits, SettlePending, Settlement, StatusChange,
 };
 use domain::error::ConditionFailure;
 use domain::{
@@ -68,6 +69,7 @@ fn transaction(postings: Vec<PostingInstruction>) -> Command {
         postings,
         metadata: Metadata::default(),
         guards: Default::default(),
+        pending: None,
     })
 }
 
@@ -108,6 +110,7 @@ fn trade(
         fees,
         metadata: Metadata::default(),
         guards: Default::default(),
+        pending: None,
     })
 }
 
@@ -293,6 +296,7 @@ fn posting_rules() {
                 ],
                 metadata: Metadata::default(),
                 guards: Default::default(),
+                pending: None,
             }),
             "validation_error",
         ),
@@ -606,7 +610,7 @@ fn pay(
     )
 }
 
-fn code(rejection: Result<Event, Rejection>) -> &'static str {
+fn code<T: std::fmt::Debug>(rejection: Result<T, Rejection>) -> &'static str {
     rejection.expect_err("refused").code()
 }
 
@@ -927,4 +931,290 @@ fn an_account_version_is_the_position_of_its_last_change() {
     );
     status(&mut state, "alice:cash", StatusChange::Freeze).unwrap();
     assert_eq!(version(&state, "alice:cash"), seen + 2);
+}
+
+// ------------------------------------------------------------ two-phase transactions
+
+fn at(minutes: i64) -> DateTime<Utc> {
+    DateTime::from_timestamp(1_800_000_000 + minutes * 60, 0).unwrap()
+}
+
+fn hold(
+    state: &mut LedgerState,
+    source: &str,
+    destination: &str,
+    amount: &str,
+    expires_at: Option<DateTime<Utc>>,
+) -> Result<TransactionId, Rejection> {
+    let Command::PostTransaction(mut c) =
+        transaction(vec![posting(source, destination, "USD", amount)])
+    else {
+        unreachable!()
+    };
+    c.pending = Some(HoldTerms { expires_at });
+    let id = c.id;
+    run(state, Command::PostTransaction(c)).map(|_| id)
+}
+
+fn settle(
+    state: &mut LedgerState,
+    id: TransactionId,
+    settlement: Settlement,
+    minutes: i64,
+) -> Result<Event, Rejection> {
+    run(
+        state,
+        Command::SettlePending(SettlePending {
+            pending_id: id,
+            settlement,
+            at: at(minutes),
+            metadata: Metadata::default(),
+        }),
+    )
+}
+
+fn post(amounts: Option<&[&str]>) -> Settlement {
+    Settlement::Post {
+        amounts: amounts.map(|a| a.iter().map(|x| x.parse().unwrap()).collect()),
+    }
+}
+
+fn figures(state: &LedgerState, account: &str) -> (i128, i128, i128, i128) {
+    let f = state
+        .account_by_code(&account.parse().unwrap())
+        .unwrap()
+        .figures(&"USD".parse().unwrap());
+    (f.posted, f.pending_debits, f.pending_credits, f.available())
+}
+
+#[test]
+fn a_hold_reserves_and_a_post_moves() {
+    let mut state = market();
+    pay(&mut state, "world:bank", "alice:cash", "100.00").unwrap();
+    let id = hold(&mut state, "alice:cash", "bob:cash", "30.00", None).unwrap();
+    assert_eq!(figures(&state, "alice:cash"), (10_000, 3_000, 0, 7_000));
+    assert_eq!(figures(&state, "bob:cash"), (0, 0, 3_000, 0));
+    // What is reserved cannot be spent twice.
+    assert_eq!(
+        hold(&mut state, "alice:cash", "bob:cash", "70.01", None),
+        Err(Rejection::InsufficientFunds {
+            account: "alice:cash".into(),
+            asset: "USD".into(),
+            balance: "70.00".into(),
+            required: "70.01".into(),
+            min_balance: None,
+        })
+    );
+    assert_eq!(
+        code(pay(&mut state, "alice:cash", "bob:cash", "70.01")),
+        "insufficient_funds"
+    );
+    settle(&mut state, id, post(None), 0).unwrap();
+    assert_eq!(figures(&state, "alice:cash"), (7_000, 0, 0, 7_000));
+    assert_eq!(figures(&state, "bob:cash"), (3_000, 0, 0, 3_000));
+    assert_eq!(
+        settle(&mut state, id, post(None), 0),
+        Err(Rejection::PendingAlreadyPosted {
+            transaction_id: id.to_string()
+        })
+    );
+    assert_eq!(
+        code(settle(&mut state, id, Settlement::Void, 0)),
+        "pending_already_posted"
+    );
+    state.check_conservation().unwrap();
+}
+
+#[test]
+fn a_partial_post_releases_the_rest() {
+    let mut state = market();
+    pay(&mut state, "world:bank", "alice:cash", "100.00").unwrap();
+    let id = hold(&mut state, "alice:cash", "bob:cash", "30.00", None).unwrap();
+    let before = state.clone();
+    for (amounts, expected) in [
+        (vec!["10", "1"], "validation_error"),
+        (vec!["30.01"], "validation_error"),
+        (vec!["-1"], "validation_error"),
+        (vec!["0.001"], "amount_precision"),
+        (vec!["0"], "validation_error"),
+    ] {
+        assert_eq!(
+            code(settle(&mut state, id, post(Some(&amounts)), 0)),
+            expected,
+            "{amounts:?}"
+        );
+    }
+    assert_eq!(state, before);
+    let Event::PendingPosted(posted) = settle(&mut state, id, post(Some(&["10"])), 0).unwrap()
+    else {
+        panic!()
+    };
+    assert_eq!(posted.postings[0].amount.to_string(), "10.00");
+    assert_eq!(posted.released[0].amount.to_string(), "30.00");
+    assert_eq!(figures(&state, "alice:cash"), (9_000, 0, 0, 9_000));
+    assert_eq!(figures(&state, "bob:cash"), (1_000, 0, 0, 1_000));
+}
+
+#[test]
+fn a_void_releases_everything() {
+    let mut state = market();
+    pay(&mut state, "world:bank", "alice:cash", "100.00").unwrap();
+    let id = hold(&mut state, "alice:cash", "bob:cash", "30.00", None).unwrap();
+    settle(&mut state, id, Settlement::Void, 0).unwrap();
+    assert_eq!(figures(&state, "alice:cash"), (10_000, 0, 0, 10_000));
+    assert_eq!(figures(&state, "bob:cash"), (0, 0, 0, 0));
+    assert_eq!(
+        code(settle(&mut state, id, Settlement::Void, 0)),
+        "pending_already_voided"
+    );
+    assert_eq!(
+        code(settle(&mut state, id, post(None), 0)),
+        "pending_already_voided"
+    );
+    let unknown = TransactionId(Uuid::from_u128(42));
+    assert_eq!(
+        code(settle(&mut state, unknown, post(None), 0)),
+        "pending_not_found"
+    );
+    // A posted transaction is not a hold.
+    let Event::TransactionPosted(paid) = pay(&mut state, "alice:cash", "bob:cash", "1.00").unwrap()
+    else {
+        panic!()
+    };
+    assert_eq!(
+        code(settle(&mut state, paid.transaction_id, Settlement::Void, 0)),
+        "pending_not_found"
+    );
+}
+
+#[test]
+fn a_hold_expires_at_its_time() {
+    let mut state = market();
+    pay(&mut state, "world:bank", "alice:cash", "100.00").unwrap();
+    let id = hold(&mut state, "alice:cash", "bob:cash", "30.00", Some(at(10))).unwrap();
+    assert_eq!(state.holds_due(at(9), 10), vec![]);
+    assert_eq!(state.holds_due(at(10), 10), vec![id]);
+    assert_eq!(
+        code(settle(&mut state, id, Settlement::Expire, 9)),
+        "validation_error"
+    );
+    // At its expiry time it can no longer be posted or voided, even before the expiry event.
+    assert_eq!(
+        code(settle(&mut state, id, post(None), 10)),
+        "pending_expired"
+    );
+    assert_eq!(
+        code(settle(&mut state, id, Settlement::Void, 11)),
+        "pending_expired"
+    );
+    settle(&mut state, id, Settlement::Expire, 10).unwrap();
+    assert_eq!(figures(&state, "alice:cash"), (10_000, 0, 0, 10_000));
+    assert_eq!(state.holds_due(at(100), 10), vec![]);
+    assert_eq!(
+        code(settle(&mut state, id, post(None), 0)),
+        "pending_expired"
+    );
+    assert_eq!(
+        code(settle(&mut state, id, Settlement::Expire, 20)),
+        "pending_expired"
+    );
+}
+
+#[test]
+fn holds_meet_statuses_and_bounds() {
+    let mut state = market();
+    pay(&mut state, "world:bank", "alice:cash", "100.00").unwrap();
+    // A maximum counts pending credits.
+    limits(&mut state, "bob:cash", BoundChange::Keep, bound(Some("50"))).unwrap();
+    hold(&mut state, "alice:cash", "bob:cash", "30.00", None).unwrap();
+    assert_eq!(
+        code(hold(&mut state, "alice:cash", "bob:cash", "20.01", None)),
+        "balance_limit_exceeded"
+    );
+    let second = hold(&mut state, "alice:cash", "bob:cash", "20.00", None).unwrap();
+    // Frozen: no new hold and no post, but a void releases.
+    status(&mut state, "bob:cash", StatusChange::Freeze).unwrap();
+    assert_eq!(
+        code(hold(&mut state, "alice:cash", "bob:cash", "1.00", None)),
+        "account_frozen"
+    );
+    assert_eq!(
+        code(settle(&mut state, second, post(None), 0)),
+        "account_frozen"
+    );
+    settle(&mut state, second, Settlement::Void, 0).unwrap();
+    status(&mut state, "bob:cash", StatusChange::Unfreeze).unwrap();
+    pay(&mut state, "alice:cash", "world:bank", "70.00").unwrap();
+    // An account with a hold does not close, even with no posted balance.
+    hold(&mut state, "world:bank", "broker:fees", "5.00", None).unwrap();
+    assert_eq!(
+        status(&mut state, "broker:fees", StatusChange::Close),
+        Err(Rejection::AccountHasHolds {
+            account: "broker:fees".into(),
+            asset: "USD".into(),
+            pending_debits: "0.00".into(),
+            pending_credits: "5.00".into(),
+        })
+    );
+    // Conditions read available (posted less pending debits) or posted.
+    let spend = || vec![posting("alice:cash", "world:bank", "USD", "1.00")];
+    let on = |figure, op, amount: &str| Guards {
+        conditions: vec![Condition {
+            account: "alice:cash".parse().unwrap(),
+            asset: "USD".parse().unwrap(),
+            balance: figure,
+            op,
+            amount: amount.parse().unwrap(),
+        }],
+        expected_versions: Vec::new(),
+    };
+    assert_eq!(
+        code(run(
+            &mut state,
+            guarded(spend(), on(BalanceFigure::Available, Comparison::Gte, "30"))
+        )),
+        "condition_failed"
+    );
+    assert_eq!(
+        code(run(
+            &mut state,
+            guarded(spend(), on(BalanceFigure::Posted, Comparison::Eq, "29.99"))
+        )),
+        "condition_failed"
+    );
+    run(
+        &mut state,
+        guarded(
+            vec![posting("world:bank", "alice:cash", "USD", "1.00")],
+            on(BalanceFigure::Available, Comparison::Eq, "0"),
+        ),
+    )
+    .unwrap();
+    state.check_conservation().unwrap();
+}
+
+#[test]
+fn a_pending_trade_is_posted_whole_or_voided() {
+    let mut state = market();
+    pay(&mut state, "world:bank", "alice:cash", "2000.00").unwrap();
+    run(
+        &mut state,
+        transaction(vec![posting("world:bank", "bob:cash", "AAPL", "10")]),
+    )
+    .unwrap();
+    let Command::ExecuteTrade(mut c) = trade("alice:cash", "bob:cash", "10", "189.50", vec![])
+    else {
+        unreachable!()
+    };
+    c.pending = Some(HoldTerms { expires_at: None });
+    let id = c.id;
+    run(&mut state, Command::ExecuteTrade(c)).unwrap();
+    assert_eq!(balance(&state, "bob:cash", "AAPL"), 10);
+    assert_eq!(
+        code(settle(&mut state, id, post(Some(&["5", "947.50"])), 0)),
+        "validation_error"
+    );
+    settle(&mut state, id, post(Some(&["10", "1895.00"])), 0).unwrap();
+    assert_eq!(balance(&state, "alice:cash", "AAPL"), 10);
+    assert_eq!(balance(&state, "alice:cash", "USD"), 10_500);
 }

@@ -6,8 +6,8 @@ use std::collections::HashMap;
 use chrono::{DateTime, Utc};
 use domain::chain::Hash;
 use domain::command::AccountStatus;
-use domain::ledger::Limits;
-use domain::{AccountCode, AccountId, AssetCode, LedgerState, Scale};
+use domain::ledger::{Hold, HoldOutcome, Limits};
+use domain::{AccountCode, AccountId, AssetCode, Event, LedgerState, Scale, TransactionId};
 use futures_util::TryStreamExt;
 use rust_decimal::Decimal;
 use sqlx::{PgConnection, Row};
@@ -131,28 +131,104 @@ pub async fn load_state(conn: &mut PgConnection) -> Result<LoadedState> {
     }
 
     {
-        let mut balances =
-            sqlx::query("SELECT account_id, asset, balance FROM balances").fetch(&mut *conn);
+        let mut balances = sqlx::query(
+            "SELECT account_id, asset, balance, pending_debits, pending_credits FROM balances",
+        )
+        .fetch(&mut *conn);
         while let Some(row) = balances.try_next().await? {
-            let account_id: Uuid = row.try_get("account_id")?;
+            let account_id = AccountId(row.try_get("account_id")?);
             let asset: String = row.try_get("asset")?;
-            let balance: Decimal = row.try_get("balance")?;
             let scale = scales
                 .get(&asset)
                 .copied()
                 .ok_or_else(|| Error::Corrupt(format!("balance in undefined asset {asset}")))?;
-            let units = domain::money::to_units(balance, scale).map_err(|e| {
-                Error::Corrupt(format!(
-                    "balance {balance} of {account_id} in {asset} does not fit the asset: {e:?}"
-                ))
-            })?;
-            let asset = AssetCode::try_from(asset).map_err(corrupt)?;
-            state.restore_balance(AccountId(account_id), &asset, units)?;
+            let units = |column: &str| -> Result<i128> {
+                let value: Decimal = row.try_get(column)?;
+                domain::money::to_units(value, scale).map_err(|e| {
+                    Error::Corrupt(format!(
+                        "{column} {value} of {account_id} in {asset} does not fit the asset: {e:?}"
+                    ))
+                })
+            };
+            let (posted, pending_debits, pending_credits) = (
+                units("balance")?,
+                units("pending_debits")?,
+                units("pending_credits")?,
+            );
+            let asset = AssetCode::try_from(asset.clone()).map_err(corrupt)?;
+            state.restore_balance(account_id, &asset, posted)?;
+            state.restore_pending(account_id, &asset, pending_debits, pending_credits)?;
+        }
+    }
+
+    {
+        // Open holds, with their postings from the events that opened them.
+        let mut holds = sqlx::query(
+            "SELECT h.transaction_id, e.position, e.event_type, e.schema_version, e.payload
+             FROM holds h JOIN events e ON e.position = h.position
+             WHERE NOT EXISTS (SELECT 1 FROM hold_settlements s WHERE s.transaction_id = h.transaction_id)",
+        )
+        .fetch(&mut *conn);
+        while let Some(row) = holds.try_next().await? {
+            let position: i64 = row.try_get("position")?;
+            let event = Event::decode(
+                row.try_get("event_type")?,
+                row.try_get("schema_version")?,
+                row.try_get("payload")?,
+            )
+            .map_err(|e| Error::Corrupt(format!("position {position}: {e}")))?;
+            let (id, hold) = match &event {
+                Event::TransactionPosted(e) if e.pending => (
+                    e.transaction_id,
+                    Hold {
+                        postings: e.postings.clone(),
+                        expires_at: e.expires_at,
+                        trade: false,
+                    },
+                ),
+                Event::TradeExecuted(e) if e.pending => (
+                    e.trade_id,
+                    Hold {
+                        postings: e.postings.clone(),
+                        expires_at: e.expires_at,
+                        trade: true,
+                    },
+                ),
+                _ => {
+                    return Err(Error::Corrupt(format!(
+                        "the hold at position {position} is not a pending transaction"
+                    )))
+                }
+            };
+            let expected: Uuid = row.try_get("transaction_id")?;
+            if id.0 != expected {
+                return Err(Error::Corrupt(format!(
+                    "the hold {expected} points at the event of {id}"
+                )));
+            }
+            state.restore_hold(id, hold)?;
+        }
+    }
+
+    {
+        let mut settled = sqlx::query_as::<_, (Uuid, String)>(
+            "SELECT transaction_id, outcome FROM hold_settlements",
+        )
+        .fetch(&mut *conn);
+        while let Some((id, outcome)) = settled.try_next().await? {
+            let outcome = match outcome.as_str() {
+                "posted" => HoldOutcome::Posted,
+                "voided" => HoldOutcome::Voided,
+                "expired" => HoldOutcome::Expired,
+                other => return Err(Error::Corrupt(format!("hold outcome {other:?}"))),
+            };
+            state.restore_settled(TransactionId(id), outcome);
         }
     }
 
     // Read back, the invariant must still hold: every asset's balances sum to zero.
     state.check_conservation()?;
+    state.check_holds()?;
     state.restore_head(log_head);
 
     let mut keys = KeyFilter::default();

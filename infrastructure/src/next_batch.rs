@@ -7,21 +7,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use chrono::{DateTime, Utc};
 use domain::chain::Hash;
-use domain::{AccountId, Event, LedgerState, Leg, Rejection};
+use domain::{LedgerState, Leg, Rejection};
 use tokio::sync::oneshot;
 
 use crate::batch::{Batch, EventMetadata};
 use crate::metrics::WriterMetrics;
 use crate::sequencer::{CommittedEvent, Outcome, Reply, WriteItem};
 use crate::{Error, Result};
-
-/// The id of the account an account-level event names (its code is resolved once applied).
-pub(crate) fn account_changed(state: &LedgerState, event: &Event) -> Option<AccountId> {
-    event
-        .account_changed()
-        .and_then(|code| state.account_by_code(code))
-        .map(|account| account.id)
-}
 
 /// What waits in the writer's queue: one command, or a batch of them from one HTTP request.
 pub(crate) struct WriteRequest {
@@ -263,7 +255,7 @@ impl NextBatch {
                         &item.fingerprint,
                         self.recorded_at,
                         chain_head,
-                        account_changed(state, &committed.event),
+                        state,
                     );
                 }
                 Pending::Decided(Outcome::Rejected(rejection), _) => {

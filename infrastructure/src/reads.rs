@@ -27,6 +27,8 @@ pub struct AssetRecord {
 pub struct BalanceRecord {
     pub asset: String,
     pub balance: Decimal,
+    /// Reservations of pending transactions; known now, not at a past position (`None` then).
+    pub pending: Option<(Decimal, Decimal)>,
     /// The position of the last event that changed this balance.
     pub position: i64,
 }
@@ -55,6 +57,15 @@ pub struct LimitRecord {
     pub min_balance: Option<Decimal>,
     pub max_balance: Option<Decimal>,
     pub position: i64,
+}
+
+/// A transaction, transfer or trade: its kind, its event, and the event that settled it when it
+/// was pending and has been settled.
+#[derive(Debug, Clone)]
+pub struct TransactionRecord {
+    pub kind: String,
+    pub event: StoredEvent,
+    pub settlement: Option<StoredEvent>,
 }
 
 /// A change of an account itself, as its history shows it.
@@ -257,9 +268,11 @@ impl ReadStore {
             .map(account_from_row)
             .collect::<Result<Vec<_>>>()?;
         let ids: Vec<Uuid> = accounts.iter().map(|a| a.id).collect();
-        let balances: Vec<(Uuid, String, Decimal, i64)> = sqlx::query_as(
-            "SELECT account_id, asset, balance, position FROM balances
-             WHERE account_id = ANY($1) ORDER BY account_id, asset",
+        let balances: Vec<(Uuid, String, Decimal, i64, Decimal, Decimal, i16)> = sqlx::query_as(
+            "SELECT b.account_id, b.asset, b.balance, b.position, b.pending_debits,
+                 b.pending_credits, s.scale
+             FROM balances b JOIN assets s ON s.code = b.asset
+             WHERE b.account_id = ANY($1) ORDER BY b.account_id, b.asset",
         )
         .bind(&ids)
         .fetch_all(&mut *tx)
@@ -274,13 +287,14 @@ impl ReadStore {
         }
         let mut by_account: std::collections::HashMap<Uuid, Vec<BalanceRecord>> =
             std::collections::HashMap::new();
-        for (account_id, asset, balance, position) in balances {
+        for (account_id, asset, balance, position, debits, credits, scale) in balances {
             by_account
                 .entry(account_id)
                 .or_default()
                 .push(BalanceRecord {
                     asset,
-                    balance,
+                    balance: at_scale(balance, scale),
+                    pending: Some((at_scale(debits, scale), at_scale(credits, scale))),
                     position,
                 });
         }
@@ -293,19 +307,31 @@ impl ReadStore {
         })
     }
 
-    /// The event recording a transaction, transfer or trade, with its kind.
-    pub async fn transaction(&self, id: Uuid) -> Result<AtPosition<Option<(String, StoredEvent)>>> {
+    /// The event recording a transaction, transfer or trade, with its kind, and for a pending
+    /// one the event that settled it, once one has.
+    pub async fn transaction(&self, id: Uuid) -> Result<AtPosition<Option<TransactionRecord>>> {
         let (mut tx, position) = self.snapshot().await?;
-        let row = sqlx::query(
-            "SELECT t.kind, e.position, e.event_id, e.event_type, e.schema_version, e.payload, e.metadata, e.recorded_at, e.hash
-             FROM transactions t JOIN events e ON e.position = t.position WHERE t.id = $1",
-        )
+        let row = sqlx::query(&format!(
+            "SELECT t.kind, {EVENT_COLUMNS} FROM transactions t JOIN events e ON e.position = t.position
+             WHERE t.id = $1"
+        ))
+        .bind(id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let settlement = sqlx::query(&format!(
+            "SELECT {EVENT_COLUMNS} FROM hold_settlements s JOIN events e ON e.position = s.position
+             WHERE s.transaction_id = $1"
+        ))
         .bind(id)
         .fetch_optional(&mut *tx)
         .await?;
         tx.commit().await?;
         let value = match row {
-            Some(row) => Some((row.try_get("kind")?, event_from_row(&row)?)),
+            Some(row) => Some(TransactionRecord {
+                kind: row.try_get("kind")?,
+                event: event_from_row(&row)?,
+                settlement: settlement.as_ref().map(event_from_row).transpose()?,
+            }),
             None => None,
         };
         Ok(AtPosition { value, position })
@@ -466,9 +492,10 @@ impl ReadStore {
         position: i64,
     ) -> Result<AtPosition<Vec<BalanceRecord>>> {
         let (mut tx, head) = self.snapshot().await?;
-        let rows: Vec<(String, Decimal, i64)> = sqlx::query_as(
-            "SELECT a.asset, p.balance_after, p.position
-             FROM (SELECT asset FROM balances WHERE account_id = $1) a
+        let rows: Vec<(String, Decimal, i64, i16)> = sqlx::query_as(
+            "SELECT a.asset, p.balance_after, p.position, a.scale
+             FROM (SELECT b.asset, s.scale FROM balances b JOIN assets s ON s.code = b.asset
+                   WHERE b.account_id = $1) a
              CROSS JOIN LATERAL (
                  SELECT balance_after, position FROM postings
                  WHERE account_id = $1 AND asset = a.asset AND position <= $2
@@ -483,9 +510,10 @@ impl ReadStore {
         tx.commit().await?;
         let value = rows
             .into_iter()
-            .map(|(asset, balance, position)| BalanceRecord {
+            .map(|(asset, balance, position, scale)| BalanceRecord {
                 asset,
-                balance,
+                balance: at_scale(balance, scale),
+                pending: None,
                 position,
             })
             .collect();
@@ -506,18 +534,20 @@ impl ReadStore {
         limit: i64,
     ) -> Result<Statement> {
         let (mut tx, _) = self.snapshot().await?;
-        const BALANCE_AT: &str = "SELECT balance_after FROM postings
-             WHERE account_id = $1 AND asset = $2 AND position <= $3
-             ORDER BY position DESC, leg DESC LIMIT 1";
+        const BALANCE_AT: &str = "SELECT p.balance_after, s.scale
+             FROM postings p JOIN assets s ON s.code = p.asset
+             WHERE p.account_id = $1 AND p.asset = $2 AND p.position <= $3
+             ORDER BY p.position DESC, p.leg DESC LIMIT 1";
         let mut balance_at = Vec::with_capacity(2);
         for position in [after, up_to] {
             balance_at.push(
-                sqlx::query_scalar::<_, Decimal>(BALANCE_AT)
+                sqlx::query_as::<_, (Decimal, i16)>(BALANCE_AT)
                     .bind(account_id)
                     .bind(asset)
                     .bind(position)
                     .fetch_optional(&mut *tx)
-                    .await?,
+                    .await?
+                    .map(|(balance, scale)| at_scale(balance, scale)),
             );
         }
         let rows = sqlx::query(&format!(
@@ -550,19 +580,24 @@ impl ReadStore {
 }
 
 async fn balances_of(conn: &mut PgConnection, account_id: Uuid) -> Result<Vec<BalanceRecord>> {
-    let rows: Vec<(String, Decimal, i64)> = sqlx::query_as(
-        "SELECT asset, balance, position FROM balances WHERE account_id = $1 ORDER BY asset",
+    let rows: Vec<(String, Decimal, i64, Decimal, Decimal, i16)> = sqlx::query_as(
+        "SELECT b.asset, b.balance, b.position, b.pending_debits, b.pending_credits, s.scale
+         FROM balances b JOIN assets s ON s.code = b.asset
+         WHERE b.account_id = $1 ORDER BY b.asset",
     )
     .bind(account_id)
     .fetch_all(conn)
     .await?;
     Ok(rows
         .into_iter()
-        .map(|(asset, balance, position)| BalanceRecord {
-            asset,
-            balance,
-            position,
-        })
+        .map(
+            |(asset, balance, position, debits, credits, scale)| BalanceRecord {
+                asset,
+                balance: at_scale(balance, scale),
+                pending: Some((at_scale(debits, scale), at_scale(credits, scale))),
+                position,
+            },
+        )
         .collect())
 }
 
@@ -603,11 +638,12 @@ fn limit_from_row(row: &PgRow) -> Result<LimitRecord> {
 }
 
 const HISTORY_SELECT: &str =
-    "SELECT p.position, p.leg, p.asset, p.amount, p.balance_after, p.transaction_id,
-        t.kind, c.code AS counterparty, p.recorded_at
+    "SELECT p.position, p.leg, p.asset, p.amount, p.balance_after, s.scale,
+        p.transaction_id, t.kind, c.code AS counterparty, p.recorded_at
     FROM postings p
     JOIN transactions t ON t.id = p.transaction_id
-    JOIN accounts c ON c.id = p.counterparty_id";
+    JOIN accounts c ON c.id = p.counterparty_id
+    JOIN assets s ON s.code = p.asset";
 
 fn history_from_row(row: &PgRow) -> Result<HistoryEntry> {
     Ok(HistoryEntry {
@@ -615,7 +651,7 @@ fn history_from_row(row: &PgRow) -> Result<HistoryEntry> {
         leg: row.try_get("leg")?,
         asset: row.try_get("asset")?,
         amount: row.try_get("amount")?,
-        balance_after: row.try_get("balance_after")?,
+        balance_after: at_scale(row.try_get("balance_after")?, row.try_get("scale")?),
         transaction_id: row.try_get("transaction_id")?,
         kind: row.try_get("kind")?,
         counterparty: row.try_get("counterparty")?,
@@ -637,6 +673,16 @@ fn account_from_row(row: &PgRow) -> Result<AccountRecord> {
         limits: Vec::new(),
     })
 }
+
+/// A figure at its asset's scale. A zero comes back from PostgreSQL without decimal places
+/// (`0`, not `0.00`); every figure is shown with exactly the asset's.
+fn at_scale(mut value: Decimal, scale: i16) -> Decimal {
+    value.rescale(u32::try_from(scale).unwrap_or(0));
+    value
+}
+
+const EVENT_COLUMNS: &str = "e.position, e.event_id, e.event_type, e.schema_version, e.payload, \
+    e.metadata, e.recorded_at, e.hash";
 
 fn event_from_row(row: &PgRow) -> Result<StoredEvent> {
     Ok(StoredEvent {

@@ -5,23 +5,27 @@
 use std::time::Instant;
 
 use domain::chain::Hash;
-use domain::{Event, LedgerState};
+use std::collections::HashMap;
+
+use domain::{AccountId, AssetCode, Event, LedgerState};
 use serde::Serialize;
 use sqlx::{Connection, PgConnection, PgPool};
 
 use crate::audit::{chain_row, page, StoredRow, PAGE_EVENTS};
-use crate::batch::ProjectionRows;
+use crate::projection::{insert_balances, BalanceRow, ProjectionRows};
 use crate::sequencer::WRITER_LOCK_KEY;
 use crate::{Error, Result};
 
 /// The projection tables, rebuilt and compared in this order.
-const TABLES: [&str; 7] = [
+const TABLES: [&str; 9] = [
     "assets",
     "accounts",
     "transactions",
     "postings",
     "account_status_changes",
     "account_limits",
+    "holds",
+    "hold_settlements",
     "balances",
 ];
 /// Differing rows reported per table at most (the count is always complete).
@@ -109,6 +113,8 @@ pub(crate) struct Rebuild {
     /// False once a stored hash differs from the one recomputed.
     pub(crate) chain_intact: bool,
     projections: ProjectionRows,
+    /// Every balance row so far, the latest of each: written once, at the end.
+    balances: HashMap<(AccountId, AssetCode), BalanceRow>,
 }
 
 impl Rebuild {
@@ -118,6 +124,7 @@ impl Rebuild {
             chain_head: domain::chain::genesis(),
             chain_intact: true,
             projections: ProjectionRows::default(),
+            balances: HashMap::new(),
         }
     }
 
@@ -135,29 +142,24 @@ impl Rebuild {
             .state
             .apply(&event)
             .map_err(|e| Error::Corrupt(format!("position {}: {e}", row.position)))?;
-        let account_id = crate::next_batch::account_changed(&self.state, &event);
         self.projections
-            .push(row.position, &event, &legs, row.recorded_at, account_id);
+            .push(row.position, &event, &legs, row.recorded_at, &self.state);
         Ok(matches)
     }
 
-    /// The projection rows gathered since the last call.
+    /// The projection rows gathered since the last call, balances excepted (kept for `finish`).
     pub(crate) fn take_projections(&mut self) -> ProjectionRows {
-        std::mem::take(&mut self.projections)
+        let mut projections = std::mem::take(&mut self.projections);
+        self.balances.extend(projections.take_balances());
+        projections
     }
 
-    /// Checks the invariant on the rebuilt state (every asset sums to zero), then derives the
-    /// balances table of `schema` from its postings: each (account, asset)'s last balance.
-    pub(crate) async fn finish(self, conn: &mut PgConnection, schema: &str) -> Result<()> {
+    /// Checks the invariants on the rebuilt state (every asset sums to zero, reservations have
+    /// both sides), then writes the balances table of `schema`.
+    pub(crate) async fn finish(mut self, conn: &mut PgConnection, schema: &str) -> Result<()> {
         self.state.check_conservation()?;
-        sqlx::query(&format!(
-            "INSERT INTO {schema}.balances (account_id, asset, balance, position)
-             SELECT DISTINCT ON (account_id, asset) account_id, asset, balance_after, position
-             FROM {schema}.postings ORDER BY account_id, asset, position DESC, leg DESC"
-        ))
-        .execute(&mut *conn)
-        .await?;
-        Ok(())
+        self.balances.extend(self.projections.take_balances());
+        insert_balances(conn, schema, &self.balances).await
     }
 }
 
@@ -272,11 +274,13 @@ async fn compare(conn: &mut PgConnection) -> Result<(Vec<(String, i64)>, Vec<Dif
     // Balances side by side: account, asset, live value, replayed value.
     let rows: Vec<(String, String, Option<String>, Option<String>)> = sqlx::query_as(
         "SELECT COALESCE(a.code, COALESCE(l.account_id, r.account_id)::text), COALESCE(l.asset, r.asset),
-                l.balance::text || ' @' || l.position, r.balance::text || ' @' || r.position
+                l.balance::text || ' (pending ' || l.pending_debits || ' out, ' || l.pending_credits || ' in) @' || l.position,
+                r.balance::text || ' (pending ' || r.pending_debits || ' out, ' || r.pending_credits || ' in) @' || r.position
          FROM public.balances l
          FULL OUTER JOIN ledger_replay.balances r ON r.account_id = l.account_id AND r.asset = l.asset
          LEFT JOIN public.accounts a ON a.id = COALESCE(l.account_id, r.account_id)
-         WHERE l.balance::text IS DISTINCT FROM r.balance::text OR l.position IS DISTINCT FROM r.position
+         WHERE (l.balance::text, l.pending_debits::text, l.pending_credits::text, l.position)
+               IS DISTINCT FROM (r.balance::text, r.pending_debits::text, r.pending_credits::text, r.position)
          ORDER BY 1, 2",
     )
     .fetch_all(&mut *conn)

@@ -20,6 +20,7 @@ use sqlx::{Connection, PgConnection, Row};
 use tokio::sync::{mpsc, oneshot, watch};
 use tracing::{error, info, warn};
 
+use crate::expiry::expiry_request;
 use crate::key_filter::KeyFilter;
 use crate::load::load_state;
 use crate::metrics::WriterMetrics;
@@ -351,22 +352,28 @@ impl Sequencer {
         idle_check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             let first = tokio::select! {
-                request = self.requests.recv() => request,
+                request = self.requests.recv() => match request {
+                    Some(request) => Some(request),
+                    None => {
+                        crate::replay::unlock_writer(session.conn).await;
+                        return Stop::Shutdown;
+                    }
+                },
                 _ = idle_check.tick() => {
                     if let Err(e) = sqlx::query("SELECT 1").execute(&mut session.conn).await {
                         return Stop::Failed(e.into());
                     }
-                    continue;
+                    // Idle, but holds may have fallen due: then a batch of their expiries.
+                    if session.state.holds_due(Utc::now(), 1).is_empty() {
+                        continue;
+                    }
+                    None
                 }
-            };
-            let Some(first) = first else {
-                let _ = session.conn.close().await;
-                return Stop::Shutdown;
             };
             // Whatever queued meanwhile joins the first, up to batch_max commands (a batch
             // request is never split).
-            let mut requests = vec![first];
-            let mut commands = requests[0].items.len();
+            let mut requests: Vec<WriteRequest> = first.into_iter().collect();
+            let mut commands: usize = requests.iter().map(|r| r.items.len()).sum();
             while commands < self.config.batch_max {
                 match self.requests.try_recv() {
                     Ok(r) => {
@@ -377,6 +384,9 @@ impl Sequencer {
                 }
             }
             self.queued.fetch_sub(commands, Ordering::AcqRel);
+            if let Some(expiries) = expiry_request(&session.state, Utc::now()) {
+                requests.insert(0, expiries);
+            }
             let mut next = NextBatch::new(recorded_at_after(session.last_recorded_at));
             if let Err(e) = decide_with_lookup(&mut session, &mut next, requests).await {
                 next.fail();
@@ -389,7 +399,7 @@ impl Sequencer {
                     Ok(Some(following)) => next = following,
                     Ok(None) => break,
                     Err(Stop::Shutdown) => {
-                        let _ = session.conn.close().await;
+                        crate::replay::unlock_writer(session.conn).await;
                         return Stop::Shutdown;
                     }
                     Err(stop) => return stop,
@@ -426,6 +436,18 @@ impl Sequencer {
             ..
         } = session;
         let no_stored = StoredOutcomes::new();
+        // Holds due by now expire first in the following batch. Their keys are the ledger's own
+        // and their holds are open in the state, so no stored outcome can exist for them.
+        if let Some(expiries) = expiry_request(state, Utc::now()) {
+            let mut ledger = Ledger {
+                state: &mut *state,
+                next_position: &mut *next_position,
+                chain_head: &mut *chain_head,
+            };
+            if let Err(e) = following.add(&mut ledger, expiries, &no_stored) {
+                decide_error = Some(e);
+            }
+        }
         let started = Instant::now();
         let written = if current.batch().is_empty() {
             // Only replays and refusals that are not recorded: nothing to write.

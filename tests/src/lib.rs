@@ -277,6 +277,19 @@ impl TestLedger {
         );
     }
 
+    /// Exports the log (`ledger export`'s format) to a file named after the test database.
+    pub async fn export(&self) -> std::path::PathBuf {
+        let name = self.database.as_ref().map_or("ledger-export", |d| d.name());
+        let path = std::env::temp_dir().join(format!("{name}.ndjson"));
+        let pool = self.pool();
+        let mut file = std::io::BufWriter::new(std::fs::File::create(&path).expect("export file"));
+        infrastructure::audit::export(&pool, 0, &mut file)
+            .await
+            .expect("export");
+        pool.close().await;
+        path
+    }
+
     pub async fn event_count(&self) -> i64 {
         let mut conn = self.sql().await;
         sqlx::query_scalar("SELECT count(*) FROM events")
@@ -284,4 +297,18 @@ impl TestLedger {
             .await
             .expect("count")
     }
+}
+
+/// Runs the independent verifier (`tools/verify_export.py`, standard-library Python) on an
+/// export: whether it passed, and its JSON report.
+pub fn python_verify(path: &std::path::Path) -> (bool, Value) {
+    let script =
+        std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tools/verify_export.py");
+    let output = std::process::Command::new("python3")
+        .arg(script)
+        .arg(path)
+        .output()
+        .expect("python3 runs");
+    let report: Value = serde_json::from_slice(&output.stdout).expect("a JSON report");
+    (output.status.success(), report)
 }

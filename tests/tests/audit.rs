@@ -46,30 +46,6 @@ async fn tamper(ledger: &TestLedger, sql: &str) {
     .unwrap();
 }
 
-async fn export(ledger: &TestLedger) -> PathBuf {
-    let database = ledger.database.as_ref().unwrap();
-    let path = std::env::temp_dir().join(format!("{}.ndjson", database.name()));
-    let pool = ledger.pool();
-    let mut file = std::io::BufWriter::new(std::fs::File::create(&path).unwrap());
-    infrastructure::audit::export(&pool, 0, &mut file)
-        .await
-        .unwrap();
-    pool.close().await;
-    path
-}
-
-fn python_verify(path: &PathBuf) -> (bool, Value) {
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tools/verify_export.py");
-    let output = Command::new("python3")
-        .arg(script)
-        .arg(path)
-        .output()
-        .expect("python3 runs");
-    let report: Value =
-        ledger_tests::serde_json::from_slice(&output.stdout).expect("a JSON report");
-    (output.status.success(), report)
-}
-
 #[tokio::test]
 async fn an_untouched_log_verifies_here_and_independently() {
     let ledger = TestLedger::start().await;
@@ -82,8 +58,8 @@ async fn an_untouched_log_verifies_here_and_independently() {
     let events = ledger.get("/v1/events?after=9").await;
     assert_eq!(events.body["items"][0]["hash"], report.body["head_hash"]);
 
-    let path = export(&ledger).await;
-    let (ok, independent) = python_verify(&path);
+    let path = ledger.export().await;
+    let (ok, independent) = ledger_tests::python_verify(&path);
     assert!(ok, "{independent}");
     assert_eq!(independent["head_hash"], report.body["head_hash"]);
     assert_eq!(independent["head_position"], 10);
@@ -118,8 +94,8 @@ async fn altered_deleted_and_reordered_events_are_named() {
     let report = ledger.get("/v1/audit/verify").await;
     assert_eq!(report.body["intact"], false);
     assert_eq!(broken_at(&report), Some(7));
-    let path = export(&ledger).await;
-    let (ok, independent) = python_verify(&path);
+    let path = ledger.export().await;
+    let (ok, independent) = ledger_tests::python_verify(&path);
     assert!(!ok);
     assert_eq!(independent["first_broken_position"], 7);
     let _ = std::fs::remove_file(path);
@@ -315,7 +291,7 @@ async fn signed_checkpoints_catch_a_history_rewritten_with_a_recomputed_chain() 
     assert_eq!(from_genesis.body["consistent"], false);
     assert_eq!(from_genesis.body["first_broken_position"], 10);
     // And the independent verifier, given the kept head, refuses the rewritten export.
-    let path = export(&ledger).await;
+    let path = ledger.export().await;
     let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tools/verify_export.py");
     let status = Command::new("python3")
         .arg(script)
@@ -382,7 +358,7 @@ async fn export_then_import_gives_the_same_log_projections_and_idempotency() {
     let ledger = TestLedger::start().await;
     activity(&ledger).await;
     let head = ledger.get("/v1/audit/verify").await.body;
-    let path = export(&ledger).await;
+    let path = ledger.export().await;
     let exported = std::fs::read(&path).unwrap();
     let _ = std::fs::remove_file(&path);
 

@@ -32,6 +32,7 @@ const ROUTES: &[(&str, &str)] = &[
     ("post", "/v1/trades"),
     ("post", "/v1/transactions"),
     ("post", "/v1/transactions/batch"),
+    ("post", "/v1/transactions/{id}/{action}"),
     ("post", "/v1/transfers"),
 ];
 
@@ -60,7 +61,8 @@ async fn the_openapi_document_covers_every_route() {
     for (method, path) in ROUTES {
         let concrete = path
             .replace("{id_or_code}", "alice:cash")
-            .replace("{action}", "freeze")
+            .replace("{id_or_code}/{action}", "alice:cash/freeze")
+            .replace("{action}", "void")
             .replace("{id}", "00000000-0000-0000-0000-000000000000");
         let request = match *method {
             "get" => ledger.client.get(ledger.url(&concrete)),

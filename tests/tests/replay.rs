@@ -91,8 +91,14 @@ async fn a_rebuild_equals_the_live_projections_and_repairs_them() {
         .find(|d| d.table == "balances")
         .unwrap();
     assert_eq!(balance.key, "bob:cash USD");
-    assert_eq!(balance.live.as_deref(), Some("1898.50 @10"));
-    assert_eq!(balance.replayed.as_deref(), Some("1897.50 @10"));
+    assert_eq!(
+        balance.live.as_deref(),
+        Some("1898.50 (pending 0 out, 0 in) @10")
+    );
+    assert_eq!(
+        balance.replayed.as_deref(),
+        Some("1897.50 (pending 0 out, 0 in) @10")
+    );
 
     // --swap puts the rebuilt projections in place; the next replay finds nothing.
     let swapped = infrastructure::replay::replay(&pool, true, |_, _| {})

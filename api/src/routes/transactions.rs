@@ -9,19 +9,24 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use utoipa::ToSchema;
 
-use crate::dto::{TradeRequest, TradeView, TransactionRequest, TransactionView, TransferRequest};
+use crate::dto::{
+    SettleCommand, SettleRequest, SettlementView, TradeRequest, TradeView, TransactionRequest,
+    TransactionView, TransferRequest,
+};
 use crate::error::{ApiError, Problem};
 use crate::extract::{BatchJsonBody, IdempotencyKey, JsonBody, Params, PathParam, RequestId};
-use crate::render::{decode_stored, trade_view, transaction_view};
+use crate::render::{decode_stored, settlement_view, trade_view, transaction_view};
 use crate::routes::assets::ReadParams;
 use crate::routes::write::{at_position, render_reply, submit, CommandRequest};
 use crate::state::AppState;
+use domain::TransactionId;
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(post_transaction))
         .routes(routes!(post_batch))
         .routes(routes!(get_transaction))
+        .routes(routes!(settle_transaction))
         .routes(routes!(post_transfer))
         .routes(routes!(post_trade))
         .routes(routes!(get_trade))
@@ -115,8 +120,13 @@ async fn get_transaction(
     let uuid = parse_id(&id, "transaction_not_found", "transaction")?;
     state.reach_position(params.min_position).await?;
     let found = state.reads().transaction(uuid).await?;
-    let (_, stored) = found.value.ok_or_else(not_found)?;
-    let view = transaction_view(&decode_stored(stored)?).ok_or_else(not_found)?;
+    let record = found.value.ok_or_else(not_found)?;
+    let settlement = settled(record.settlement)?;
+    let mut view = transaction_view(&decode_stored(record.event)?).ok_or_else(not_found)?;
+    if let Some(settlement) = settlement {
+        view.status = settlement.status.clone();
+        view.settlement = Some(settlement);
+    }
     Ok(at_position(found.position, view))
 }
 
@@ -138,9 +148,60 @@ async fn get_trade(
     let uuid = parse_id(&id, "trade_not_found", "trade")?;
     state.reach_position(params.min_position).await?;
     let found = state.reads().transaction(uuid).await?;
-    let (_, stored) = found.value.ok_or_else(not_found)?;
-    let view = trade_view(&decode_stored(stored)?).ok_or_else(not_found)?;
+    let record = found.value.ok_or_else(not_found)?;
+    let settlement = settled(record.settlement)?;
+    let mut view = trade_view(&decode_stored(record.event)?).ok_or_else(not_found)?;
+    if let Some(settlement) = settlement {
+        view.status = settlement.status.clone();
+        view.settlement = Some(settlement);
+    }
     Ok(at_position(found.position, view))
+}
+
+/// The view of the event that settled a pending transaction, if one has.
+fn settled(
+    settlement: Option<infrastructure::reads::StoredEvent>,
+) -> Result<Option<SettlementView>, ApiError> {
+    settlement
+        .map(|stored| decode_stored(stored).map(|committed| settlement_view(&committed)))
+        .transpose()
+        .map(Option::flatten)
+}
+
+/// Post or void a pending transaction or trade. `post` moves the reserved amounts (or, with
+/// `amounts`, up to them per posting, releasing the rest); `void` releases them all. A hold is
+/// settled once: `pending_already_posted`, `pending_already_voided`, `pending_expired`
+/// (also when its `expires_at` has passed), `pending_not_found`.
+#[utoipa::path(
+    post, path = "/v1/transactions/{id}/{action}", tag = "transactions",
+    params(("id" = String, Path, description = "The pending transaction's id"),
+           ("action" = String, Path, description = "`post` or `void`"),
+           ("Idempotency-Key" = String, Header, description = "1 to 255 printable ASCII characters")),
+    request_body = SettleRequest,
+    responses(
+        (status = 201, body = SettlementView),
+        (status = 422, body = Problem, description = "pending_not_found, pending_already_posted, pending_already_voided, pending_expired, account_frozen, validation_error, amount_precision"),
+        (status = "4XX", body = Problem), (status = 503, body = Problem),
+    )
+)]
+async fn settle_transaction(
+    State(state): State<AppState>,
+    PathParam((id, action)): PathParam<(String, String)>,
+    key: IdempotencyKey,
+    request_id: RequestId,
+    JsonBody(request): JsonBody<SettleRequest>,
+) -> Result<Response, ApiError> {
+    let action = match action.as_str() {
+        "post" => "post",
+        "void" => "void",
+        _ => return Err(ApiError::RouteNotFound),
+    };
+    let command = SettleCommand {
+        pending_id: TransactionId(parse_id(&id, "pending_not_found", "pending transaction")?),
+        action,
+        request,
+    };
+    submit(&state, key, request_id, &command).await
 }
 
 /// One command of a batch: its own idempotency key and exactly one of `transaction`, `transfer`
@@ -191,10 +252,11 @@ impl BatchCommand {
     fn write_item(self, index: usize) -> Result<WriteItem, ApiError> {
         let IdempotencyKey(key) = IdempotencyKey::parse(self.idempotency_key.as_bytes())
             .map_err(|e| ApiError::Validation(format!("command {index}: {e}")))?;
+        let in_batch = |e: ApiError| ApiError::Validation(format!("command {index}: {e}"));
         match (self.transaction, self.transfer, self.trade) {
-            (Some(r), None, None) => Ok(r.write_item(key)),
-            (None, Some(r), None) => Ok(r.write_item(key)),
-            (None, None, Some(r)) => Ok(r.write_item(key)),
+            (Some(r), None, None) => r.write_item(key).map_err(in_batch),
+            (None, Some(r), None) => r.write_item(key).map_err(in_batch),
+            (None, None, Some(r)) => r.write_item(key).map_err(in_batch),
             _ => Err(ApiError::Validation(format!(
                 "command {index} must have exactly one of transaction, transfer or trade"
             ))),

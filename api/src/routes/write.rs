@@ -24,7 +24,8 @@ pub trait CommandRequest: Serialize {
     /// fingerprint as the same command posted on its own.
     const ROUTE: &'static str;
 
-    fn command(&self) -> Command;
+    /// The command, or why the request cannot be one (rules that need no ledger state).
+    fn command(&self) -> Result<Command, ApiError>;
 
     /// A digest of what was asked: the route and the parsed request in its canonical encoding,
     /// so that whitespace or field order do not matter but any difference in content does.
@@ -36,12 +37,12 @@ pub trait CommandRequest: Serialize {
         hasher.finalize().to_vec()
     }
 
-    fn write_item(&self, idempotency_key: String) -> WriteItem {
-        WriteItem {
-            command: self.command(),
+    fn write_item(&self, idempotency_key: String) -> Result<WriteItem, ApiError> {
+        Ok(WriteItem {
+            command: self.command()?,
             idempotency_key,
             fingerprint: self.fingerprint(),
-        }
+        })
     }
 }
 
@@ -91,7 +92,7 @@ pub async fn submit(
 ) -> Result<Response, ApiError> {
     let answer = state
         .writer()
-        .submit(request.write_item(key), request_id)
+        .submit(request.write_item(key)?, request_id)
         .await;
     // Failures to queue (overloaded, no writer) are the request's own errors, not a stored answer.
     let answer = match answer {

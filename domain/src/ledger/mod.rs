@@ -3,7 +3,9 @@
 //! only thing that does, so replaying the log through `apply` gives the same state that the writer
 //! had when it decided.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use chrono::{DateTime, Utc};
 
 use crate::command::{
     AccountStatus, BalanceFigure, BoundChange, ChangeAccountStatus, Command, Comparison,
@@ -17,7 +19,16 @@ use crate::event::{
     TradeExecuted, TransactionPosted,
 };
 use crate::money::{self, UnitsError};
-use crate::values::{AccountCode, AccountId, AccountRef, AssetCode, PositiveDecimal, Scale};
+use crate::values::{
+    AccountCode, AccountId, AccountRef, AssetCode, PositiveDecimal, Scale, TransactionId,
+};
+
+mod holds;
+mod steps;
+
+pub use holds::{Hold, HoldOutcome};
+use steps::Effect;
+pub use steps::Figures;
 
 /// The most decimal places a trade price may have.
 pub const PRICE_SCALE_MAX: u32 = 18;
@@ -31,8 +42,8 @@ pub struct Account {
     /// The position of the last event that changed the account (opened it, moved one of its
     /// balances, changed its status or limits): what `expected_version` compares with.
     pub version: i64,
-    /// Balances in smallest units, per asset; an account holds few assets, so a small vector.
-    balances: Vec<(AssetCode, i128)>,
+    /// Figures in smallest units, per asset; an account holds few assets, so a small vector.
+    balances: Vec<(AssetCode, Figures)>,
     /// Bounds set explicitly, per asset; other assets have the default ones.
     limits: Vec<(AssetCode, Limits)>,
 }
@@ -72,26 +83,40 @@ impl Account {
         }
     }
 
+    /// The posted balance.
     pub fn balance(&self, asset: &AssetCode) -> i128 {
+        self.figures(asset).posted
+    }
+
+    pub fn figures(&self, asset: &AssetCode) -> Figures {
         self.balances
             .iter()
             .find(|(a, _)| a == asset)
-            .map_or(0, |(_, units)| *units)
+            .map_or_else(Figures::default, |(_, f)| *f)
     }
 
+    /// The posted balances that are not zero.
     pub fn balances(&self) -> impl Iterator<Item = (&AssetCode, i128)> {
-        self.balances.iter().map(|(a, units)| (a, *units))
+        self.balances
+            .iter()
+            .filter(|(_, f)| f.posted != 0)
+            .map(|(a, f)| (a, f.posted))
     }
 
-    /// Zero balances are not kept, so that equal states are equal however they were reached.
-    fn set_balance(&mut self, asset: &AssetCode, units: i128) {
+    /// Every asset with a posted balance or a reservation.
+    pub fn all_figures(&self) -> impl Iterator<Item = (&AssetCode, Figures)> {
+        self.balances.iter().map(|(a, f)| (a, *f))
+    }
+
+    /// Zero figures are not kept, so that equal states are equal however they were reached.
+    fn set_figures(&mut self, asset: &AssetCode, figures: Figures) {
         match self.balances.iter().position(|(a, _)| a == asset) {
-            Some(i) if units == 0 => {
+            Some(i) if figures.is_zero() => {
                 self.balances.swap_remove(i);
             }
-            Some(i) => self.balances[i].1 = units,
-            None if units == 0 => {}
-            None => self.balances.push((asset.clone(), units)),
+            Some(i) => self.balances[i].1 = figures,
+            None if figures.is_zero() => {}
+            None => self.balances.push((asset.clone(), figures)),
         }
     }
 }
@@ -117,6 +142,11 @@ pub struct LedgerState {
     /// The position of the last event applied: the log is gap-free and every event is applied
     /// in order, so the next one applied is at `head + 1`.
     head: i64,
+    /// Pending transactions not yet settled, and their expiry times in order.
+    holds: HashMap<TransactionId, Hold>,
+    expiries: BTreeSet<(DateTime<Utc>, TransactionId)>,
+    /// How each settled pending transaction ended, for a clear answer to a second settlement.
+    settled: HashMap<TransactionId, HoldOutcome>,
     /// While a group is open: what to restore, newest last, to roll the group back.
     journal: Option<Vec<Undo>>,
 }
@@ -127,6 +157,10 @@ enum Undo {
     AssetDefined(AssetCode),
     /// The account as it was before a change; `None` when the change opened it.
     Account(AccountId, Option<Account>),
+    /// A hold as it was; `None` when it did not exist.
+    Hold(TransactionId, Option<Hold>),
+    /// A settlement recorded (to be forgotten on rollback).
+    Settled(TransactionId),
     Head(i64),
 }
 
@@ -193,12 +227,28 @@ impl LedgerState {
         totals
     }
 
-    /// Checks conservation: the sum of balances is zero for every asset.
+    /// Checks conservation: the sum of balances is zero for every asset, and every reservation
+    /// has both sides (pending debits and pending credits sum to the same per asset).
     pub fn check_conservation(&self) -> Result<(), ApplyError> {
         for (asset, total) in self.totals_per_asset() {
             if total != 0 {
                 return Err(ApplyError(format!(
                     "balances of {asset} sum to {total} smallest units, not zero"
+                )));
+            }
+        }
+        let mut pending: BTreeMap<&AssetCode, (i128, i128)> = BTreeMap::new();
+        for account in self.accounts.values() {
+            for (asset, figures) in account.all_figures() {
+                let sums = pending.entry(asset).or_default();
+                sums.0 += figures.pending_debits;
+                sums.1 += figures.pending_credits;
+            }
+        }
+        for (asset, (debits, credits)) in pending {
+            if debits != credits {
+                return Err(ApplyError(format!(
+                    "pending debits of {asset} sum to {debits} smallest units, pending credits to {credits}"
                 )));
             }
         }
@@ -264,6 +314,29 @@ impl LedgerState {
         asset: &AssetCode,
         units: i128,
     ) -> Result<(), ApplyError> {
+        self.restore_figures(account_id, asset, |f| f.posted = units)
+    }
+
+    /// Restores an account's reservations in an asset, read from the projections.
+    pub fn restore_pending(
+        &mut self,
+        account_id: AccountId,
+        asset: &AssetCode,
+        pending_debits: i128,
+        pending_credits: i128,
+    ) -> Result<(), ApplyError> {
+        self.restore_figures(account_id, asset, |f| {
+            f.pending_debits = pending_debits;
+            f.pending_credits = pending_credits;
+        })
+    }
+
+    fn restore_figures(
+        &mut self,
+        account_id: AccountId,
+        asset: &AssetCode,
+        change: impl FnOnce(&mut Figures),
+    ) -> Result<(), ApplyError> {
         if !self.assets.contains_key(asset) {
             return Err(ApplyError(format!("balance in undefined asset {asset}")));
         }
@@ -271,7 +344,9 @@ impl LedgerState {
             .accounts
             .get_mut(&account_id)
             .ok_or_else(|| ApplyError(format!("balance of unknown account {account_id}")))?;
-        account.set_balance(asset, units);
+        let mut figures = account.figures(asset);
+        change(&mut figures);
+        account.set_figures(asset, figures);
         Ok(())
     }
 
@@ -286,7 +361,19 @@ impl LedgerState {
             Command::ExecuteTrade(c) => self.decide_trade(c),
             Command::ChangeAccountStatus(c) => self.decide_status_change(c),
             Command::SetAccountLimits(c) => self.decide_limits(c),
+            Command::SettlePending(c) => self.decide_settlement(c),
         }
+    }
+
+    /// Checks an event being decided against statuses and bounds, step by step.
+    fn check_event(&self, event: &Event) -> Result<(), Rejection> {
+        // The postings were resolved against this state, so their steps exist.
+        let steps = self
+            .steps_of(event)
+            .map_err(|e| Rejection::validation(e.0))?;
+        // A settlement never lowers an available balance or raises a ceiling overall (it posts
+        // at most what was reserved), so bounds changed since the hold do not refuse it.
+        self.check_steps(&steps, event.released().is_empty())
     }
 
     fn decide_status_change(&self, c: &ChangeAccountStatus) -> Result<Event, Rejection> {
@@ -314,6 +401,23 @@ impl LedgerState {
                         account: account.code.to_string(),
                         asset: asset.to_string(),
                         balance,
+                    });
+                }
+                let reserved = account
+                    .all_figures()
+                    .find(|(_, f)| f.pending_debits != 0 || f.pending_credits != 0);
+                if let Some((asset, figures)) = reserved {
+                    let shown = |units: i128| {
+                        self.asset_scale(asset).map_or_else(
+                            || units.to_string(),
+                            |scale| money::to_decimal(units, scale).to_string(),
+                        )
+                    };
+                    return Err(Rejection::AccountHasHolds {
+                        account: account.code.to_string(),
+                        asset: asset.to_string(),
+                        pending_debits: shown(figures.pending_debits),
+                        pending_credits: shown(figures.pending_credits),
                     });
                 }
                 AccountStatus::Closed
@@ -397,8 +501,10 @@ impl LedgerState {
             let (asset, scale) = self.resolve_asset(&condition.asset)?;
             let amount = amount_units_signed(condition.amount.get(), asset, scale)?;
             // With no holds, available and posted are the same figure.
+            let figures = account.figures(asset);
             let actual = match condition.balance {
-                BalanceFigure::Available | BalanceFigure::Posted => account.balance(asset),
+                BalanceFigure::Available => figures.available(),
+                BalanceFigure::Posted => figures.posted,
             };
             let holds = match condition.op {
                 Comparison::Gte => actual >= amount,
@@ -467,13 +573,16 @@ impl LedgerState {
             .iter()
             .map(|p| self.resolve_posting(p))
             .collect::<Result<Vec<_>, _>>()?;
-        self.check_balances(&resolved)?;
-        Ok(Event::TransactionPosted(TransactionPosted {
+        let event = Event::TransactionPosted(TransactionPosted {
             transaction_id: c.id,
             kind: c.kind,
             postings: resolved.iter().map(Resolved::to_posting).collect(),
             metadata: c.metadata.clone(),
-        }))
+            pending: c.pending.is_some(),
+            expires_at: c.pending.and_then(|terms| terms.expires_at),
+        });
+        self.check_event(&event)?;
+        Ok(event)
     }
 
     fn decide_trade(&self, c: &ExecuteTrade) -> Result<Event, Rejection> {
@@ -547,7 +656,6 @@ impl LedgerState {
                 fee.amount,
             )?);
         }
-        self.check_balances(&resolved)?;
         let postings: Vec<Posting> = resolved.iter().map(Resolved::to_posting).collect();
         let fees = postings[2..]
             .iter()
@@ -558,7 +666,7 @@ impl LedgerState {
                 amount: p.amount,
             })
             .collect();
-        Ok(Event::TradeExecuted(TradeExecuted {
+        let event = Event::TradeExecuted(TradeExecuted {
             trade_id: c.id,
             buyer: buyer.code.clone(),
             seller: seller.code.clone(),
@@ -570,7 +678,11 @@ impl LedgerState {
             fees,
             postings,
             metadata: c.metadata.clone(),
-        }))
+            pending: c.pending.is_some(),
+            expires_at: c.pending.and_then(|terms| terms.expires_at),
+        });
+        self.check_event(&event)?;
+        Ok(event)
     }
 
     fn resolve_account(&self, account: &AccountRef) -> Result<&Account, Rejection> {
@@ -622,69 +734,6 @@ impl LedgerState {
         })
     }
 
-    /// Applies the postings in order to a scratch copy of the touched balances: every account
-    /// must be open, no balance may go below its account's minimum or above its maximum at any
-    /// step, and none may leave the balance type's range.
-    fn check_balances(&self, postings: &[Resolved<'_>]) -> Result<(), Rejection> {
-        for account in postings.iter().flat_map(|p| [p.source, p.destination]) {
-            let code = account.code.to_string();
-            match account.status {
-                AccountStatus::Open => {}
-                AccountStatus::Frozen => return Err(Rejection::AccountFrozen { account: code }),
-                AccountStatus::Closed => return Err(Rejection::AccountClosed { account: code }),
-            }
-        }
-        // At most 2 × POSTINGS_MAX entries: a linear scan beats hashing at this size.
-        let mut scratch: Vec<(AccountId, &AssetCode, i128)> =
-            Vec::with_capacity(postings.len() * 2);
-        let slots: Vec<(usize, usize)> = postings
-            .iter()
-            .map(|p| {
-                (
-                    scratch_slot(&mut scratch, p.source, p.asset),
-                    scratch_slot(&mut scratch, p.destination, p.asset),
-                )
-            })
-            .collect();
-        for (p, (source_slot, destination_slot)) in postings.iter().zip(slots) {
-            let source_balance = scratch[source_slot].2;
-            let after = money::checked_sub(source_balance, p.units)
-                .ok_or_else(|| overflow(p.source, p.asset))?;
-            if let Some(min) = p
-                .source
-                .limits(p.asset)
-                .min_units
-                .filter(|min| after < *min)
-            {
-                return Err(Rejection::InsufficientFunds {
-                    account: p.source.code.to_string(),
-                    asset: p.asset.to_string(),
-                    balance: money::to_decimal(source_balance, p.scale).to_string(),
-                    required: money::to_decimal(p.units, p.scale).to_string(),
-                    min_balance: (min != 0).then(|| money::to_decimal(min, p.scale).to_string()),
-                });
-            }
-            scratch[source_slot].2 = after;
-            let destination_after = money::checked_add(scratch[destination_slot].2, p.units)
-                .ok_or_else(|| overflow(p.destination, p.asset))?;
-            if let Some(max) = p
-                .destination
-                .limits(p.asset)
-                .max_units
-                .filter(|max| destination_after > *max)
-            {
-                return Err(Rejection::BalanceLimitExceeded {
-                    account: p.destination.code.to_string(),
-                    asset: p.asset.to_string(),
-                    balance_after: money::to_decimal(destination_after, p.scale).to_string(),
-                    max_balance: money::to_decimal(max, p.scale).to_string(),
-                });
-            }
-            scratch[destination_slot].2 = destination_after;
-        }
-        Ok(())
-    }
-
     // ---------------------------------------------------------------- apply
 
     /// Applies an event. It checks everything before it changes anything, so a failed apply leaves
@@ -711,13 +760,15 @@ impl LedgerState {
                 self.record(Undo::Account(e.account_id, None));
                 Vec::new()
             }
-            Event::TransactionPosted(_) | Event::TradeExecuted(_) => {
-                let legs = self.legs_of(event.postings())?;
-                for leg in &legs {
-                    self.change_account(leg.account_id, position, |account| {
-                        account.set_balance(&leg.asset, leg.balance_after)
-                    });
-                }
+            Event::TransactionPosted(_)
+            | Event::TradeExecuted(_)
+            | Event::PendingPosted(_)
+            | Event::PendingVoided(_)
+            | Event::PendingExpired(_) => {
+                // Everything is checked before anything changes.
+                let hold_change = self.hold_change(event)?;
+                let legs = self.apply_steps(event, position)?;
+                self.change_hold(hold_change);
                 legs
             }
             Event::AccountStatusChanged(e) => {
@@ -796,66 +847,62 @@ impl LedgerState {
                         self.account_ids.remove(&account.code);
                     }
                 }
+                Undo::Hold(id, before) => self.undo_hold(id, before),
+                Undo::Settled(id) => self.undo_settled(id),
                 Undo::Head(head) => self.head = head,
             }
         }
     }
 
-    /// Computes the legs of postings with their running balances, without changing the state.
-    fn legs_of(&self, postings: &[Posting]) -> Result<Vec<Leg>, ApplyError> {
-        let mut legs: Vec<Leg> = Vec::with_capacity(postings.len() * 2);
-        let mut net_per_asset: Vec<(&AssetCode, i128)> = Vec::new();
-        for (index, posting) in postings.iter().enumerate() {
-            let posting_index = u16::try_from(index)
-                .map_err(|_| ApplyError("too many postings in one event".into()))?;
-            let scale = self.asset_scale(&posting.asset).ok_or_else(|| {
-                ApplyError(format!("posting in undefined asset {}", posting.asset))
-            })?;
-            let units = money::to_units(posting.amount, scale)
-                .ok()
-                .filter(|u| *u > 0)
-                .ok_or_else(|| {
-                    ApplyError(format!(
-                        "posting amount {} is not a positive amount of {}",
-                        posting.amount, posting.asset
-                    ))
-                })?;
-            let source = self.known_account(&posting.source)?;
-            let destination = self.known_account(&posting.destination)?;
-            for (account, counterparty, delta) in
-                [(source, destination, -units), (destination, source, units)]
-            {
-                let before = legs
-                    .iter()
-                    .rev()
-                    .find(|l| l.account_id == account.id && l.asset == posting.asset)
-                    .map_or_else(|| account.balance(&posting.asset), |l| l.balance_after);
-                let balance_after = money::checked_add(before, delta).ok_or_else(|| {
-                    ApplyError(format!(
-                        "balance of {} in {} leaves the balance type",
-                        account.code, posting.asset
-                    ))
-                })?;
-                legs.push(Leg {
-                    account_id: account.id,
-                    asset: posting.asset.clone(),
-                    scale,
-                    units: delta,
-                    balance_after,
-                    counterparty_id: counterparty.id,
-                    posting_index,
-                });
-                match net_per_asset.iter_mut().find(|(a, _)| *a == &posting.asset) {
-                    Some((_, net)) => *net += delta,
-                    None => net_per_asset.push((&posting.asset, delta)),
+    /// Performs an event's steps: the accounts' figures change, and the steps that move money
+    /// become the legs the postings history records.
+    fn apply_steps(&mut self, event: &Event, position: i64) -> Result<Vec<Leg>, ApplyError> {
+        let steps = self.steps_of(event)?;
+        let walked = self.walk(&steps).map_err(|index| {
+            ApplyError(format!(
+                "step {index} leaves the balance type or releases more than was reserved"
+            ))
+        })?;
+        // Debits equal credits per asset, posted and pending: true by construction, asserted
+        // because money depends on it.
+        let mut net: Vec<(&AssetCode, Figures)> = Vec::new();
+        for step in &steps {
+            let slot = match net.iter().position(|(a, _)| *a == step.asset) {
+                Some(slot) => slot,
+                None => {
+                    net.push((step.asset, Figures::default()));
+                    net.len() - 1
                 }
-            }
+            };
+            let sums = &mut net[slot].1;
+            sums.posted += step.delta.posted;
+            sums.pending_debits += step.delta.pending_debits;
+            sums.pending_credits += step.delta.pending_credits;
         }
-        // Debits equal credits per asset: true by construction, asserted because money depends on it.
-        if let Some((asset, net)) = net_per_asset.iter().find(|(_, net)| *net != 0) {
+        if let Some((asset, sums)) = net
+            .iter()
+            .find(|(_, s)| s.posted != 0 || s.pending_debits != s.pending_credits)
+        {
             return Err(ApplyError(format!(
-                "postings in {asset} do not balance: net {net}"
+                "postings in {asset} do not balance: {sums:?}"
             )));
+        }
+        let mut legs = Vec::new();
+        for (step, (_, after)) in steps.iter().zip(&walked) {
+            self.change_account(step.account, position, |account| {
+                account.set_figures(step.asset, *after)
+            });
+            if step.effect == Effect::Move {
+                legs.push(Leg {
+                    account_id: step.account,
+                    asset: step.asset.clone(),
+                    scale: step.scale,
+                    units: step.delta.posted,
+                    balance_after: after.posted,
+                    counterparty_id: step.counterparty,
+                    posting_index: u16::try_from(legs.len() / 2).unwrap_or(u16::MAX),
+                });
+            }
         }
         Ok(legs)
     }
@@ -902,31 +949,4 @@ fn amount_units(
     scale: Scale,
 ) -> Result<i128, Rejection> {
     amount_units_signed(amount.get(), asset, scale)
-}
-
-/// The index of an (account, asset) balance in the scratch list, adding it if absent.
-fn scratch_slot<'a>(
-    scratch: &mut Vec<(AccountId, &'a AssetCode, i128)>,
-    account: &Account,
-    asset: &'a AssetCode,
-) -> usize {
-    match scratch
-        .iter()
-        .position(|(id, a, _)| *id == account.id && *a == asset)
-    {
-        Some(i) => i,
-        None => {
-            scratch.push((account.id, asset, account.balance(asset)));
-            scratch.len() - 1
-        }
-    }
-}
-
-fn overflow(account: &Account, asset: &AssetCode) -> Rejection {
-    Rejection::BalanceOverflow {
-        message: format!(
-            "the balance of {} in {asset} would leave the range of the balance type",
-            account.code
-        ),
-    }
 }

@@ -1,0 +1,259 @@
+//! Balance effects. Every event that touches balances is a list of steps, each changing one
+//! account's figures in one asset: the posted balance, pending debits, pending credits. Deciding
+//! runs the steps on a scratch copy and checks statuses and bounds; applying runs them for real.
+//! Both derive the steps from the event in the same way, so what was checked is what is applied.
+
+use super::{Account, ApplyError, LedgerState, Rejection};
+use crate::command::AccountStatus;
+use crate::event::{Event, Posting};
+use crate::money;
+use crate::values::{AccountId, AssetCode, Scale};
+
+/// An account's figures in one asset, in smallest units.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Figures {
+    pub posted: i128,
+    /// Reserved by pending transactions that debit the account.
+    pub pending_debits: i128,
+    /// Reserved by pending transactions that credit the account.
+    pub pending_credits: i128,
+}
+
+impl Figures {
+    /// Posted less pending debits: what the account may still spend, and what `min_balance`
+    /// bounds.
+    pub fn available(&self) -> i128 {
+        self.posted - self.pending_debits
+    }
+
+    /// Posted plus pending credits: the balance if every pending credit were posted, and what
+    /// `max_balance` bounds.
+    pub fn ceiling(&self) -> i128 {
+        self.posted + self.pending_credits
+    }
+
+    pub fn is_zero(&self) -> bool {
+        *self == Self::default()
+    }
+
+    /// `self + delta`, within the balance type, with reservations never below zero.
+    fn plus(&self, delta: &Figures) -> Option<Figures> {
+        let pending_debits = money::checked_add(self.pending_debits, delta.pending_debits)?;
+        let pending_credits = money::checked_add(self.pending_credits, delta.pending_credits)?;
+        (pending_debits >= 0 && pending_credits >= 0).then_some(())?;
+        Some(Figures {
+            posted: money::checked_add(self.posted, delta.posted)?,
+            pending_debits,
+            pending_credits,
+        })
+    }
+}
+
+/// What a posting does to its two accounts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Effect {
+    /// Money moves: the source's posted balance falls, the destination's rises.
+    Move,
+    /// A pending transaction reserves the amount: pending debits and credits rise.
+    Reserve,
+    /// A settlement ends a reservation: pending debits and credits fall.
+    Release,
+}
+
+/// One account's change in one asset.
+#[derive(Debug, Clone)]
+pub(super) struct Step<'a> {
+    pub account: AccountId,
+    pub counterparty: AccountId,
+    pub asset: &'a AssetCode,
+    pub scale: Scale,
+    pub delta: Figures,
+    pub effect: Effect,
+}
+
+impl LedgerState {
+    /// The steps of an event: its releases first (a settlement frees its reservations before it
+    /// moves money), then its postings, moved or reserved. For each posting, the source's step
+    /// and then the destination's.
+    pub(super) fn steps_of<'a>(&self, event: &'a Event) -> Result<Vec<Step<'a>>, ApplyError> {
+        let mut steps = Vec::with_capacity(2 * (event.released().len() + event.postings().len()));
+        self.push_steps(event.released(), Effect::Release, &mut steps)?;
+        let effect = if event.is_pending() {
+            Effect::Reserve
+        } else {
+            Effect::Move
+        };
+        self.push_steps(event.postings(), effect, &mut steps)?;
+        Ok(steps)
+    }
+
+    fn push_steps<'a>(
+        &self,
+        postings: &'a [Posting],
+        effect: Effect,
+        steps: &mut Vec<Step<'a>>,
+    ) -> Result<(), ApplyError> {
+        for posting in postings {
+            let scale = self.asset_scale(&posting.asset).ok_or_else(|| {
+                ApplyError(format!("posting in undefined asset {}", posting.asset))
+            })?;
+            let units = money::to_units(posting.amount, scale)
+                .ok()
+                .filter(|u| *u > 0)
+                .ok_or_else(|| {
+                    ApplyError(format!(
+                        "posting amount {} is not a positive amount of {}",
+                        posting.amount, posting.asset
+                    ))
+                })?;
+            let source = self.known_account(&posting.source)?.id;
+            let destination = self.known_account(&posting.destination)?.id;
+            let (debit, credit) = match effect {
+                Effect::Move => (
+                    Figures {
+                        posted: -units,
+                        ..Figures::default()
+                    },
+                    Figures {
+                        posted: units,
+                        ..Figures::default()
+                    },
+                ),
+                Effect::Reserve => (
+                    Figures {
+                        pending_debits: units,
+                        ..Figures::default()
+                    },
+                    Figures {
+                        pending_credits: units,
+                        ..Figures::default()
+                    },
+                ),
+                Effect::Release => (
+                    Figures {
+                        pending_debits: -units,
+                        ..Figures::default()
+                    },
+                    Figures {
+                        pending_credits: -units,
+                        ..Figures::default()
+                    },
+                ),
+            };
+            for (account, counterparty, delta) in
+                [(source, destination, debit), (destination, source, credit)]
+            {
+                steps.push(Step {
+                    account,
+                    counterparty,
+                    asset: &posting.asset,
+                    scale,
+                    delta,
+                    effect,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Runs the steps in order on a scratch copy of the figures they touch: each step's figures
+    /// before and after, or the index of the first step that leaves the balance type's range or
+    /// releases more than was reserved.
+    pub(super) fn walk(&self, steps: &[Step<'_>]) -> Result<Vec<(Figures, Figures)>, usize> {
+        // At most 2 × (64 + 64) entries: a linear scan beats hashing at this size.
+        let mut scratch: Vec<(AccountId, &AssetCode, Figures)> = Vec::with_capacity(steps.len());
+        let mut walked = Vec::with_capacity(steps.len());
+        for (index, step) in steps.iter().enumerate() {
+            let slot = match scratch
+                .iter()
+                .position(|(id, a, _)| *id == step.account && *a == step.asset)
+            {
+                Some(slot) => slot,
+                None => {
+                    let figures = self
+                        .accounts
+                        .get(&step.account)
+                        .map_or_else(Figures::default, |a| a.figures(step.asset));
+                    scratch.push((step.account, step.asset, figures));
+                    scratch.len() - 1
+                }
+            };
+            let before = scratch[slot].2;
+            let after = before.plus(&step.delta).ok_or(index)?;
+            scratch[slot].2 = after;
+            walked.push((before, after));
+        }
+        Ok(walked)
+    }
+
+    /// Checks the steps of an event being decided: every account that moves or reserves money is
+    /// open, and at every step no available balance falls below its account's minimum and no
+    /// ceiling rises above its maximum. A step that improves a figure already beyond its bound is
+    /// allowed: a bound changed later applies to what comes later.
+    pub(super) fn check_steps(
+        &self,
+        steps: &[Step<'_>],
+        check_bounds: bool,
+    ) -> Result<(), Rejection> {
+        for step in steps.iter().filter(|s| s.effect != Effect::Release) {
+            let account = self.account_of(step)?;
+            let code = account.code.to_string();
+            match account.status {
+                AccountStatus::Open => {}
+                AccountStatus::Frozen => return Err(Rejection::AccountFrozen { account: code }),
+                AccountStatus::Closed => return Err(Rejection::AccountClosed { account: code }),
+            }
+        }
+        let walked = self.walk(steps).map_err(|index| {
+            let step = &steps[index];
+            let account = self
+                .accounts
+                .get(&step.account)
+                .map_or_else(String::new, |a| a.code.to_string());
+            Rejection::BalanceOverflow {
+                message: format!(
+                    "the balance of {account} in {} would leave the range of the balance type",
+                    step.asset
+                ),
+            }
+        })?;
+        if !check_bounds {
+            return Ok(());
+        }
+        for (step, (before, after)) in steps.iter().zip(walked) {
+            let account = self.account_of(step)?;
+            let limits = account.limits(step.asset);
+            let shown = |units| money::to_decimal(units, step.scale).to_string();
+            if let Some(min) = limits.min_units {
+                if after.available() < min && after.available() < before.available() {
+                    return Err(Rejection::InsufficientFunds {
+                        account: account.code.to_string(),
+                        asset: step.asset.to_string(),
+                        balance: shown(before.available()),
+                        required: shown(before.available() - after.available()),
+                        min_balance: (min != 0).then(|| shown(min)),
+                    });
+                }
+            }
+            if let Some(max) = limits.max_units {
+                if after.ceiling() > max && after.ceiling() > before.ceiling() {
+                    return Err(Rejection::BalanceLimitExceeded {
+                        account: account.code.to_string(),
+                        asset: step.asset.to_string(),
+                        balance_after: shown(after.ceiling()),
+                        max_balance: shown(max),
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn account_of(&self, step: &Step<'_>) -> Result<&Account, Rejection> {
+        self.accounts
+            .get(&step.account)
+            .ok_or_else(|| Rejection::AccountNotFound {
+                account: step.account.to_string(),
+            })
+    }
+}

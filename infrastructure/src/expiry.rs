@@ -1,0 +1,50 @@
+//! Holds whose time has passed are expired by the writer itself. Every batch it decides starts
+//! with the expiry of the holds that are due, as commands under keys of its own, so an expiry is
+//! an event like any other, and holds that fell due while the ledger was down expire in its first
+//! batch after a restart.
+
+use chrono::{DateTime, Utc};
+use domain::command::{SettlePending, Settlement};
+use domain::{Command, LedgerState, Metadata};
+use tokio::sync::oneshot;
+
+use crate::next_batch::WriteRequest;
+use crate::sequencer::WriteItem;
+
+/// Idempotency keys that start with this are the ledger's own; clients may not use them.
+pub const INTERNAL_KEY_PREFIX: &str = "ledger:";
+/// Expiries decided per batch at most; the rest follow in the next batches.
+const EXPIRIES_PER_BATCH_MAX: usize = 1_000;
+
+/// The expiry of every hold due at `at` (up to the bound), or nothing when none is.
+pub(crate) fn expiry_request(state: &LedgerState, at: DateTime<Utc>) -> Option<WriteRequest> {
+    let due = state.holds_due(at, EXPIRIES_PER_BATCH_MAX);
+    if due.is_empty() {
+        return None;
+    }
+    let items = due
+        .into_iter()
+        .map(|pending_id| {
+            let key = format!("{INTERNAL_KEY_PREFIX}expire:{pending_id}");
+            WriteItem {
+                command: Command::SettlePending(SettlePending {
+                    pending_id,
+                    settlement: Settlement::Expire,
+                    at,
+                    metadata: Metadata::default(),
+                }),
+                // The key names the whole request.
+                fingerprint: key.as_bytes().to_vec(),
+                idempotency_key: key,
+            }
+        })
+        .collect();
+    // Nobody waits for the answer: the outcome is the event.
+    let (reply, _) = oneshot::channel();
+    Some(WriteRequest {
+        items,
+        atomic: false,
+        request_id: None,
+        reply,
+    })
+}
