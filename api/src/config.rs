@@ -54,6 +54,10 @@ pub struct ServeConfig {
     /// `/v1` requests handled at once; beyond this, 503 overloaded at once.
     #[arg(long, env = "LEDGER_REQUESTS_IN_FLIGHT_MAX", default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     pub requests_in_flight_max: u32,
+    /// Allow `force` on reversals (skipping balance bounds) for every caller. Until API keys with
+    /// scopes exist, leave it off except where only operators can reach the API.
+    #[arg(long, env = "LEDGER_ALLOW_FORCED_REVERSALS")]
+    pub allow_forced_reversals: bool,
 }
 
 impl ServeConfig {
@@ -74,6 +78,7 @@ impl ServeConfig {
             header_read_timeout_ms: 10_000,
             body_read_timeout_ms: 30_000,
             requests_in_flight_max: 1024,
+            allow_forced_reversals: false,
         }
     }
 
@@ -105,6 +110,7 @@ impl ServeConfig {
             stream_stall_max: Duration::from_millis(self.stream_stall_ms),
             body_read_timeout: Duration::from_millis(self.body_read_timeout_ms),
             requests_in_flight_max: self.requests_in_flight_max as usize,
+            forced_reversals: self.allow_forced_reversals,
             ..Limits::default()
         }
     }

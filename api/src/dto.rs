@@ -6,7 +6,8 @@ use chrono::SubsecRound;
 use chrono::{DateTime, Utc};
 use domain::command::{
     BalanceFigure, BoundChange, ChangeAccountStatus, Comparison, Condition, ExpectedVersion,
-    Guards, HoldTerms, SetAccountLimits, SettlePending, Settlement, StatusChange,
+    Guards, HoldTerms, OriginalTransaction, ReverseTransaction, SetAccountLimits, SettlePending,
+    Settlement, StatusChange,
 };
 use domain::values::SignedDecimal;
 use domain::{
@@ -324,51 +325,85 @@ pub struct AccountLimitsRequest {
     pub max_balance: Option<Option<SignedDecimal>>,
 }
 
-/// Post or void a pending transaction (the action is the route's).
+/// Post, void or reverse a transaction (the action is the route's).
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct SettleRequest {
-    /// Post only: per posting of the pending transaction, in its order, the amount to post, from
-    /// 0 to the amount reserved; the rest is released. Absent: post everything. A pending trade
-    /// is posted whole.
+pub struct TransactionActionRequest {
+    /// `post` only: per posting of the pending transaction, in its order, the amount to post,
+    /// from 0 to the amount reserved; the rest is released. Absent: post everything. A pending
+    /// trade is posted whole.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<Vec<String>>, example = json!(["60.00"]))]
     pub amounts: Option<Vec<SignedDecimal>>,
+    /// `reverse` only: skip the balance bounds (never the account statuses), recorded in the
+    /// event. Refused with 403 unless the server allows forced reversals.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub force: bool,
     #[serde(default)]
     #[schema(value_type = Object)]
     pub metadata: Metadata,
 }
 
-/// A settlement as submitted, with the pending transaction and the action from the path.
-#[derive(Debug, Serialize)]
-pub struct SettleCommand {
-    pub pending_id: TransactionId,
-    /// `post` or `void`.
-    pub action: &'static str,
-    #[serde(flatten)]
-    pub request: SettleRequest,
+/// What can be done to a transaction after it was recorded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TransactionAction {
+    Post,
+    Void,
+    Reverse,
 }
 
-impl CommandRequest for SettleCommand {
+/// An action as submitted, with the transaction and the action from the path, and for a reversal
+/// the original as the log recorded it.
+#[derive(Debug, Serialize)]
+pub struct TransactionActionCommand {
+    pub transaction_id: TransactionId,
+    pub action: TransactionAction,
+    #[serde(flatten)]
+    pub request: TransactionActionRequest,
+    /// Looked up from the log, so not part of what was asked (nor of the fingerprint).
+    #[serde(skip)]
+    pub original: Option<OriginalTransaction>,
+}
+
+impl CommandRequest for TransactionActionCommand {
     const ROUTE: &'static str = "POST /v1/transactions/{id}/{action}";
 
     fn command(&self) -> Result<Command, ApiError> {
-        let settlement = match (self.action, &self.request.amounts) {
-            ("post", amounts) => Settlement::Post {
-                amounts: amounts.clone(),
-            },
-            (_, Some(_)) => {
-                return Err(ApiError::Validation(
-                    "amounts apply to post, not to void".into(),
-                ))
+        let request = &self.request;
+        let only = |field: &str, action: &str| {
+            Err(ApiError::Validation(format!(
+                "{field} applies to {action} only"
+            )))
+        };
+        let settlement = match self.action {
+            TransactionAction::Reverse => {
+                if request.amounts.is_some() {
+                    return only("amounts", "post");
+                }
+                let original = self.original.clone().ok_or_else(|| ApiError::NotFound {
+                    code: "transaction_not_found",
+                    what: format!("transaction {}", self.transaction_id),
+                })?;
+                return Ok(Command::ReverseTransaction(ReverseTransaction {
+                    id: TransactionId(Uuid::now_v7()),
+                    original,
+                    force: request.force,
+                    metadata: request.metadata.clone(),
+                }));
             }
-            _ => Settlement::Void,
+            _ if request.force => return only("force", "reverse"),
+            TransactionAction::Post => Settlement::Post {
+                amounts: request.amounts.clone(),
+            },
+            TransactionAction::Void if request.amounts.is_some() => return only("amounts", "post"),
+            TransactionAction::Void => Settlement::Void,
         };
         Ok(Command::SettlePending(SettlePending {
-            pending_id: self.pending_id,
+            pending_id: self.transaction_id,
             settlement,
             at: Utc::now(),
-            metadata: self.request.metadata.clone(),
+            metadata: request.metadata.clone(),
         }))
     }
 }
@@ -651,6 +686,15 @@ pub struct TransactionView {
     /// How a pending transaction was settled, once it was.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub settlement: Option<SettlementView>,
+    /// For a reversal (kind `reversal`): the transaction it reverses.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reverses: Option<Uuid>,
+    /// For a reversal: whether the balance bounds were skipped on request.
+    #[serde(skip_serializing_if = "is_false")]
+    pub forced: bool,
+    /// The reversal of this transaction, once it has one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reversed_by: Option<Uuid>,
 }
 
 /// The settlement of a pending transaction: what a post or void returns.
@@ -702,6 +746,9 @@ pub struct TradeView {
     pub expires_at: Option<DateTime<Utc>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub settlement: Option<SettlementView>,
+    /// The reversal of this trade, once it has one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reversed_by: Option<Uuid>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]

@@ -29,9 +29,13 @@ pub enum ApiError {
     PayloadTooLarge { limit_bytes: usize },
     #[error("the body did not arrive within {waited_ms} ms")]
     RequestTimeout { waited_ms: u64 },
+    /// The caller may not do this (for now: a forced reversal on a server that does not allow
+    /// them).
+    #[error("{0}")]
+    Forbidden(String),
     #[error("this request needs an Idempotency-Key header")]
     IdempotencyKeyMissing,
-    #[error("the Idempotency-Key header must be 1 to 255 printable ASCII characters")]
+    #[error("the Idempotency-Key header must be 1 to 255 printable ASCII characters, not starting with ledger:")]
     IdempotencyKeyInvalid,
     #[error("{what} not found")]
     NotFound { code: &'static str, what: String },
@@ -94,6 +98,7 @@ impl ApiError {
             }
             Self::PayloadTooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
             Self::RequestTimeout { .. } => (StatusCode::REQUEST_TIMEOUT, "request_timeout"),
+            Self::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
             Self::IdempotencyKeyMissing => (StatusCode::BAD_REQUEST, "idempotency_key_missing"),
             Self::IdempotencyKeyInvalid => (StatusCode::BAD_REQUEST, "idempotency_key_invalid"),
             Self::NotFound { code, .. } => (StatusCode::NOT_FOUND, code),

@@ -71,11 +71,16 @@ pub fn committed_view(committed: &CommittedEvent) -> Vec<u8> {
 
 /// Any money-moving event as a transaction (trades too, as kind `trade`).
 pub fn transaction_view(committed: &CommittedEvent) -> Option<TransactionView> {
-    let (id, kind, metadata, expires_at) = match &committed.event {
-        Event::TransactionPosted(e) => {
-            (e.transaction_id, e.kind.as_str(), &e.metadata, e.expires_at)
-        }
-        Event::TradeExecuted(e) => (e.trade_id, "trade", &e.metadata, e.expires_at),
+    let (id, kind, metadata, expires_at, reverses, forced) = match &committed.event {
+        Event::TransactionPosted(e) => (
+            e.transaction_id,
+            e.kind.as_str(),
+            &e.metadata,
+            e.expires_at,
+            e.reverses.map(|r| r.0),
+            e.forced,
+        ),
+        Event::TradeExecuted(e) => (e.trade_id, "trade", &e.metadata, e.expires_at, None, false),
         _ => return None,
     };
     Some(TransactionView {
@@ -93,6 +98,9 @@ pub fn transaction_view(committed: &CommittedEvent) -> Option<TransactionView> {
         status: initial_status(&committed.event).to_owned(),
         expires_at,
         settlement: None,
+        reverses,
+        forced,
+        reversed_by: None,
     })
 }
 
@@ -158,6 +166,7 @@ pub fn trade_view(committed: &CommittedEvent) -> Option<TradeView> {
         status: initial_status(&committed.event).to_owned(),
         expires_at: t.expires_at,
         settlement: None,
+        reversed_by: None,
     })
 }
 

@@ -31,6 +31,9 @@ pub struct Limits {
     pub body_read_timeout: Duration,
     /// `/v1` requests being handled at once; more are refused at once with 503 `overloaded`.
     pub requests_in_flight_max: usize,
+    /// Whether a reversal may skip the balance bounds (`force`). Off unless configured: until API
+    /// keys with an admin scope exist, the operator decides for the whole server.
+    pub forced_reversals: bool,
 }
 
 impl Default for Limits {
@@ -47,6 +50,7 @@ impl Default for Limits {
             stream_clients_max: 256,
             body_read_timeout: Duration::from_secs(30),
             requests_in_flight_max: 1024,
+            forced_reversals: false,
         }
     }
 }

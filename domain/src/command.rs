@@ -9,6 +9,8 @@ use crate::values::{
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use crate::event::Posting;
+
 /// Bounds on the size of a command, checked by the decision.
 pub const POSTINGS_MAX: usize = 64;
 pub const FEES_MAX: usize = 16;
@@ -25,6 +27,31 @@ pub enum Command {
     ChangeAccountStatus(ChangeAccountStatus),
     SetAccountLimits(SetAccountLimits),
     SettlePending(SettlePending),
+    ReverseTransaction(ReverseTransaction),
+}
+
+/// A transaction, transfer or trade as the log recorded it: what a reversal takes back. The
+/// reads layer supplies it from the log, which never changes; the decision checks against its
+/// own state that it was not reversed yet.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OriginalTransaction {
+    pub id: TransactionId,
+    /// What moved: the postings of a posted transaction or trade, or of the post that settled
+    /// a pending one (none when it is still pending, voided or expired).
+    pub postings: Vec<Posting>,
+    /// Whether it is itself a reversal.
+    pub is_reversal: bool,
+}
+
+/// Appends a transaction with every posting of the original swapped.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReverseTransaction {
+    pub id: TransactionId,
+    pub original: OriginalTransaction,
+    /// Skip the balance bounds (not statuses): for an operator correcting a mistake. Recorded in
+    /// the event.
+    pub force: bool,
+    pub metadata: Metadata,
 }
 
 /// A transaction or trade asked for as pending: its amounts are reserved (the sources' available
@@ -186,6 +213,8 @@ pub struct OpenAccount {
 pub enum TransactionKind {
     Transaction,
     Transfer,
+    /// Every posting of an earlier transaction or trade, swapped.
+    Reversal,
 }
 
 impl TransactionKind {
@@ -193,6 +222,7 @@ impl TransactionKind {
         match self {
             Self::Transaction => "transaction",
             Self::Transfer => "transfer",
+            Self::Reversal => "reversal",
         }
     }
 }

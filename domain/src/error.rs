@@ -80,6 +80,13 @@ pub enum Rejection {
     PendingAlreadyVoided { transaction_id: String },
     #[error("pending transaction {transaction_id} has expired")]
     PendingExpired { transaction_id: String },
+    #[error("transaction {transaction_id} was already reversed by {reversed_by}")]
+    TransactionAlreadyReversed {
+        transaction_id: String,
+        reversed_by: String,
+    },
+    #[error("transaction {transaction_id} is itself a reversal and is not reversed; post a new transaction instead")]
+    ReversalNotReversible { transaction_id: String },
     #[error("account {account} is at version {actual}, not the expected {expected}")]
     VersionMismatch {
         account: String,
@@ -121,6 +128,8 @@ impl Rejection {
             Self::PendingAlreadyPosted { .. } => "pending_already_posted",
             Self::PendingAlreadyVoided { .. } => "pending_already_voided",
             Self::PendingExpired { .. } => "pending_expired",
+            Self::TransactionAlreadyReversed { .. } => "transaction_already_reversed",
+            Self::ReversalNotReversible { .. } => "reversal_not_reversible",
             Self::BalanceOverflow { .. } => "balance_overflow",
             Self::BatchAborted { .. } => "batch_aborted",
         }

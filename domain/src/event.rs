@@ -83,6 +83,12 @@ pub struct TransactionPosted {
     pub pending: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expires_at: Option<DateTime<Utc>>,
+    /// For a reversal: the transaction it reverses.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reverses: Option<TransactionId>,
+    /// For a reversal: whether balance bounds were skipped on an operator's request.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub forced: bool,
 }
 
 fn is_false(value: &bool) -> bool {

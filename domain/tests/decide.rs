@@ -3,7 +3,8 @@
 use chrono::{DateTime, Utc};
 use domain::command::{
     BalanceFigure, BoundChange, ChangeAccountStatus, Comparison, Condition, ExpectedVersion,
-    Guards, HoldTerms, SetAccountLimits, SettlePending, Settlement, StatusChange,
+    Guards, HoldTerms, OriginalTransaction, ReverseTransaction, SetAccountLimits, SettlePending,
+    Settlement, StatusChange,
 };
 use domain::error::ConditionFailure;
 use domain::{
@@ -1217,4 +1218,142 @@ fn a_pending_trade_is_posted_whole_or_voided() {
     settle(&mut state, id, post(Some(&["10", "1895.00"])), 0).unwrap();
     assert_eq!(balance(&state, "alice:cash", "AAPL"), 10);
     assert_eq!(balance(&state, "alice:cash", "USD"), 10_500);
+}
+
+// ------------------------------------------------------------ reversals
+
+fn original(event: &Event) -> OriginalTransaction {
+    let Event::TransactionPosted(t) = event else {
+        panic!("{event:?}")
+    };
+    OriginalTransaction {
+        id: t.transaction_id,
+        postings: t.postings.clone(),
+        is_reversal: t.reverses.is_some(),
+    }
+}
+
+fn reverse(
+    state: &mut LedgerState,
+    of: OriginalTransaction,
+    force: bool,
+) -> Result<Event, Rejection> {
+    run(
+        state,
+        Command::ReverseTransaction(ReverseTransaction {
+            id: TransactionId(Uuid::new_v4()),
+            original: of,
+            force,
+            metadata: Metadata::default(),
+        }),
+    )
+}
+
+#[test]
+fn a_reversal_swaps_every_posting_once() {
+    let mut state = market();
+    pay(&mut state, "world:bank", "alice:cash", "100.00").unwrap();
+    let paid = run(
+        &mut state,
+        transaction(vec![
+            posting("alice:cash", "bob:cash", "USD", "30.00"),
+            posting("alice:cash", "broker:fees", "USD", "0.50"),
+        ]),
+    )
+    .unwrap();
+    let reversal = reverse(&mut state, original(&paid), false).unwrap();
+    let Event::TransactionPosted(r) = &reversal else {
+        panic!()
+    };
+    assert_eq!(r.kind, TransactionKind::Reversal);
+    assert_eq!(r.reverses, Some(original(&paid).id));
+    assert_eq!(r.postings[0].source.as_str(), "bob:cash");
+    assert_eq!(r.postings[0].destination.as_str(), "alice:cash");
+    assert_eq!(balance(&state, "alice:cash", "USD"), 10_000);
+    assert_eq!(balance(&state, "broker:fees", "USD"), 0);
+    assert_eq!(
+        state.reversed_by(original(&paid).id),
+        Some(r.transaction_id)
+    );
+    let before = state.clone();
+    assert_eq!(
+        reverse(&mut state, original(&paid), false),
+        Err(Rejection::TransactionAlreadyReversed {
+            transaction_id: original(&paid).id.to_string(),
+            reversed_by: r.transaction_id.to_string(),
+        })
+    );
+    assert_eq!(
+        code(reverse(&mut state, original(&reversal), false)),
+        "reversal_not_reversible"
+    );
+    assert_eq!(state, before);
+}
+
+#[test]
+fn a_reversal_meets_the_balance_rules_unless_forced() {
+    let mut state = market();
+    pay(&mut state, "world:bank", "alice:cash", "100.00").unwrap();
+    let paid = pay(&mut state, "alice:cash", "bob:cash", "100.00").unwrap();
+    pay(&mut state, "bob:cash", "world:bank", "60.00").unwrap();
+    // Bob no longer holds what the reversal takes back.
+    assert_eq!(
+        code(reverse(&mut state, original(&paid), false)),
+        "insufficient_funds"
+    );
+    // Forced, the bounds are skipped (and the event says so); statuses never are.
+    status(&mut state, "bob:cash", StatusChange::Freeze).unwrap();
+    assert_eq!(
+        code(reverse(&mut state, original(&paid), true)),
+        "account_frozen"
+    );
+    status(&mut state, "bob:cash", StatusChange::Unfreeze).unwrap();
+    let Event::TransactionPosted(forced) = reverse(&mut state, original(&paid), true).unwrap()
+    else {
+        panic!()
+    };
+    assert!(forced.forced);
+    assert_eq!(balance(&state, "bob:cash", "USD"), -6_000);
+    state.check_conservation().unwrap();
+}
+
+#[test]
+fn pending_and_settled_holds_reverse_by_what_moved() {
+    let mut state = market();
+    pay(&mut state, "world:bank", "alice:cash", "100.00").unwrap();
+    let id = hold(&mut state, "alice:cash", "bob:cash", "30.00", None).unwrap();
+    let pending = OriginalTransaction {
+        id,
+        postings: Vec::new(),
+        is_reversal: false,
+    };
+    assert_eq!(
+        code(reverse(&mut state, pending.clone(), false)),
+        "validation_error"
+    );
+    let Event::PendingPosted(posted) = settle(&mut state, id, post(Some(&["10"])), 0).unwrap()
+    else {
+        panic!()
+    };
+    reverse(
+        &mut state,
+        OriginalTransaction {
+            postings: posted.postings,
+            ..pending.clone()
+        },
+        false,
+    )
+    .unwrap();
+    assert_eq!(balance(&state, "alice:cash", "USD"), 10_000);
+    let voided = hold(&mut state, "alice:cash", "bob:cash", "5.00", None).unwrap();
+    settle(&mut state, voided, Settlement::Void, 0).unwrap();
+    let nothing = OriginalTransaction {
+        id: voided,
+        postings: Vec::new(),
+        is_reversal: false,
+    };
+    assert_eq!(
+        code(reverse(&mut state, nothing, false)),
+        "validation_error"
+    );
 }

@@ -3,8 +3,8 @@
 
 use chrono::{DateTime, Duration, Utc};
 use domain::command::{
-    AccountStatus, BoundChange, ChangeAccountStatus, Guards, HoldTerms, SetAccountLimits,
-    SettlePending, Settlement, StatusChange,
+    AccountStatus, BoundChange, ChangeAccountStatus, Guards, HoldTerms, OriginalTransaction,
+    ReverseTransaction, SetAccountLimits, SettlePending, Settlement, StatusChange,
 };
 use domain::ledger::Figures;
 use domain::{
@@ -40,6 +40,8 @@ enum Op {
     },
     /// Settles the n-th open hold (modulo their number), at a time before or after expiry.
     Settle(usize, SettleKind, bool),
+    /// Reverses the n-th event of the log that moved money (modulo their number), maybe forced.
+    Reverse(usize, bool),
     DefineAsset(usize, u32),
     OpenAccount(usize),
     Status(usize, StatusChange),
@@ -88,6 +90,7 @@ fn op() -> impl Strategy<Value = Op> {
             prop::bool::weighted(0.5),
         )
             .prop_map(|(n, kind, late)| Op::Settle(n, kind, late)),
+        2 => (0..40usize, prop::bool::weighted(0.2)).prop_map(|(n, force)| Op::Reverse(n, force)),
         3 => (
             account.clone(),
             account.clone(),
@@ -135,9 +138,46 @@ fn hold_terms(expires: bool) -> HoldTerms {
     }
 }
 
-fn command(op: &Op, state: &LedgerState) -> Command {
+/// What an event that moved money reverses to, if it did.
+fn moved(event: &domain::Event) -> Option<OriginalTransaction> {
+    let (id, postings, is_reversal) = match event {
+        domain::Event::TransactionPosted(e) if !e.pending => {
+            (e.transaction_id, &e.postings, e.reverses.is_some())
+        }
+        domain::Event::TradeExecuted(e) if !e.pending => (e.trade_id, &e.postings, false),
+        domain::Event::PendingPosted(e) => (e.pending_id, &e.postings, false),
+        _ => return None,
+    };
+    Some(OriginalTransaction {
+        id,
+        postings: postings.clone(),
+        is_reversal,
+    })
+}
+
+/// The command an operation stands for, against the state and the log so far (a settlement
+/// picks an open hold, a reversal an earlier movement).
+fn command(op: &Op, state: &LedgerState, log: &[domain::Event]) -> Command {
     let code = |i: usize| ACCOUNTS[i].0.parse().unwrap();
     match op {
+        Op::Reverse(n, force) => {
+            let movements: Vec<OriginalTransaction> = log.iter().filter_map(moved).collect();
+            let original = if movements.is_empty() {
+                OriginalTransaction {
+                    id: TransactionId(Uuid::from_u128(9)),
+                    postings: Vec::new(),
+                    is_reversal: false,
+                }
+            } else {
+                movements[n % movements.len()].clone()
+            };
+            Command::ReverseTransaction(ReverseTransaction {
+                id: TransactionId(Uuid::new_v4()),
+                original,
+                force: *force,
+                metadata: Metadata::default(),
+            })
+        }
         Op::Settle(n, kind, late) => {
             let holds = state.open_holds();
             // With no open hold, a settlement of an unknown id: refused, and that is checked too.
@@ -270,7 +310,9 @@ fn genesis() -> LedgerState {
         state.apply(&event).unwrap();
     }
     for i in 0..ACCOUNTS.len() {
-        let event = state.decide(&command(&Op::OpenAccount(i), &state)).unwrap();
+        let event = state
+            .decide(&command(&Op::OpenAccount(i), &state, &[]))
+            .unwrap();
         state.apply(&event).unwrap();
     }
     state
@@ -285,7 +327,7 @@ proptest! {
         let mut log = Vec::new();
         for op in &ops {
             let before = state.clone();
-            match state.decide(&command(op, &state)) {
+            match state.decide(&command(op, &state, &log)) {
                 Ok(event) => {
                     let legs = state.apply(&event).map_err(|e| TestCaseError::fail(e.to_string()))?;
                     // Money moves only between open accounts.
@@ -294,8 +336,10 @@ proptest! {
                     }
                     // A new transaction or hold respects every bound it touches: an available
                     // balance that fell is still at or above its minimum, a ceiling that rose is
-                    // at or below its maximum. (A settlement moves at most what was reserved.)
-                    if event.released().is_empty() {
+                    // at or below its maximum. (A settlement moves at most what was reserved; a
+                    // forced reversal skips the bounds, and says so.)
+                    let forced = matches!(&event, domain::Event::TransactionPosted(e) if e.forced);
+                    if event.released().is_empty() && !forced {
                         for posting in event.postings() {
                             for code in [&posting.source, &posting.destination] {
                                 let was = before.account_by_code(code).unwrap();
@@ -368,8 +412,9 @@ fn the_generator_produces_accepted_money_movements() {
     for _ in 0..50 {
         let ops = strategy.new_tree(&mut runner).unwrap().current();
         let mut state = genesis();
+        let mut log = Vec::new();
         for op in &ops {
-            if let Ok(event) = state.decide(&command(op, &state)) {
+            if let Ok(event) = state.decide(&command(op, &state, &log)) {
                 if !event.postings().is_empty() {
                     accepted_total += 1;
                 }
@@ -391,7 +436,13 @@ fn the_generator_produces_accepted_money_movements() {
                     _ => "",
                 };
                 *settlements.entry(kind).or_default() += 1;
+                if let domain::Event::TransactionPosted(e) = &event {
+                    if e.reverses.is_some() {
+                        *settlements.entry("reversed").or_default() += 1;
+                    }
+                }
                 state.apply(&event).unwrap();
+                log.push(event);
             }
         }
     }
@@ -407,7 +458,14 @@ fn the_generator_produces_accepted_money_movements() {
         account_changes_accepted > 50,
         "only {account_changes_accepted} accepted status and limit changes"
     );
-    for kind in ["held", "posted", "posted in part", "voided", "expired"] {
+    for kind in [
+        "held",
+        "posted",
+        "posted in part",
+        "voided",
+        "expired",
+        "reversed",
+    ] {
         assert!(
             settlements.get(kind).copied().unwrap_or(0) > 5,
             "too few {kind}: {settlements:?}"
@@ -422,16 +480,19 @@ proptest! {
     #[test]
     fn rolling_back_a_group_restores_the_state(prefix in prop::collection::vec(op(), 0..30), group in prop::collection::vec(op(), 1..10)) {
         let mut state = genesis();
+        let mut log = Vec::new();
         for op in &prefix {
-            if let Ok(event) = state.decide(&command(op, &state)) {
+            if let Ok(event) = state.decide(&command(op, &state, &log)) {
                 state.apply(&event).map_err(|e| TestCaseError::fail(e.to_string()))?;
+                log.push(event);
             }
         }
         let before = state.clone();
         state.begin_group();
         for op in &group {
-            if let Ok(event) = state.decide(&command(op, &state)) {
+            if let Ok(event) = state.decide(&command(op, &state, &log)) {
                 state.apply(&event).map_err(|e| TestCaseError::fail(e.to_string()))?;
+                log.push(event);
             }
         }
         state.roll_back_group();

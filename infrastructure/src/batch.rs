@@ -156,7 +156,6 @@ impl Batch {
     /// trip; empty arrays insert nothing, so the statement is the same for every batch and is
     /// prepared once.
     pub async fn write(&self, conn: &mut PgConnection) -> Result<()> {
-        debug_assert_eq!(8 + PROJECTION_PARAMETERS, 47);
         let balances = BalanceColumns::new(self.projections.balances.iter());
         let (e, i) = (&self.events, &self.idempotency);
         let query = sqlx::query(WRITE_BATCH.as_str())
@@ -182,9 +181,10 @@ impl Batch {
     }
 }
 
-/// The batch's one statement: events $1–8, the projection rows $9–47, balances $48–53,
-/// idempotency records $54–58, the new head $59.
+/// The batch's one statement: events $1–8, then the projection rows, balances (6), idempotency
+/// records (5) and the new head (1), numbered on from there.
 static WRITE_BATCH: LazyLock<String> = LazyLock::new(|| {
+    let n = |i: usize| format!("${}", EVENT_PARAMETERS + PROJECTION_PARAMETERS + i);
     format!(
         "WITH new_events AS (
     INSERT INTO events (position, event_id, event_type, schema_version, payload, metadata, recorded_at, hash)
@@ -193,17 +193,23 @@ static WRITE_BATCH: LazyLock<String> = LazyLock::new(|| {
       AS u(p, i, t, v, pl, m, r, h)
 ), {}, new_balances AS (
     INSERT INTO balances (account_id, asset, balance, position, pending_debits, pending_credits)
-    SELECT * FROM UNNEST($48::uuid[], $49::text[], $50::numeric[], $51::int8[], $52::numeric[], $53::numeric[])
+    SELECT * FROM UNNEST({}::uuid[], {}::text[], {}::numeric[], {}::int8[], {}::numeric[], {}::numeric[])
     ON CONFLICT (account_id, asset) DO UPDATE SET balance = EXCLUDED.balance,
         position = EXCLUDED.position, pending_debits = EXCLUDED.pending_debits,
         pending_credits = EXCLUDED.pending_credits
 ), new_keys AS (
     INSERT INTO idempotency_keys (key, fingerprint, position, rejection, recorded_at)
     SELECT k, f, p, r::jsonb, t
-    FROM UNNEST($54::text[], $55::bytea[], $56::int8[], $57::text[], $58::timestamptz[])
+    FROM UNNEST({}::text[], {}::bytea[], {}::int8[], {}::text[], {}::timestamptz[])
       AS u(k, f, p, r, t)
 )
-UPDATE projection_head SET position = $59 WHERE $59::int8 IS NOT NULL",
-        projection_ctes("public", 8)
+UPDATE projection_head SET position = {} WHERE {}::int8 IS NOT NULL",
+        projection_ctes("public", EVENT_PARAMETERS),
+        n(1), n(2), n(3), n(4), n(5), n(6),
+        n(7), n(8), n(9), n(10), n(11),
+        n(12), n(12),
     )
 });
+
+/// Parameters the event columns take, first in the statement.
+const EVENT_PARAMETERS: usize = 8;

@@ -226,6 +226,15 @@ pub async fn load_state(conn: &mut PgConnection) -> Result<LoadedState> {
         }
     }
 
+    {
+        let mut reversals =
+            sqlx::query_as::<_, (Uuid, Uuid)>("SELECT reverses, transaction_id FROM reversals")
+                .fetch(&mut *conn);
+        while let Some((original, reversal)) = reversals.try_next().await? {
+            state.restore_reversal(TransactionId(original), TransactionId(reversal))?;
+        }
+    }
+
     // Read back, the invariant must still hold: every asset's balances sum to zero.
     state.check_conservation()?;
     state.check_holds()?;

@@ -24,6 +24,7 @@ pub struct ProjectionRows {
     limits: LimitColumns,
     holds: HoldColumns,
     settlements: SettlementColumns,
+    reversals: ReversalColumns,
     /// Final figures per (account, asset) touched, and the position of the last event that
     /// touched them: written once per batch, not once per leg.
     pub(crate) balances: HashMap<(AccountId, AssetCode), BalanceRow>,
@@ -99,6 +100,13 @@ struct HoldColumns {
     transaction_id: Vec<Uuid>,
     position: Vec<i64>,
     expires_at: Vec<Option<DateTime<Utc>>>,
+}
+
+#[derive(Default)]
+struct ReversalColumns {
+    transaction_id: Vec<Uuid>,
+    reverses: Vec<Uuid>,
+    position: Vec<i64>,
 }
 
 #[derive(Default)]
@@ -187,6 +195,13 @@ impl ProjectionRows {
             self.transactions.kind.push(kind);
             self.transactions.position.push(position);
         }
+        if let Event::TransactionPosted(e) = event {
+            if let Some(original) = e.reverses {
+                self.reversals.transaction_id.push(id.0);
+                self.reversals.reverses.push(original.0);
+                self.reversals.position.push(position);
+            }
+        }
         if event.is_pending() {
             let expires_at = match event {
                 Event::TransactionPosted(e) => e.expires_at,
@@ -247,7 +262,7 @@ impl ProjectionRows {
 
     /// Binds every column but the balances, in the order `projection_ctes` numbers them:
     /// assets 1–3, accounts 4–9, transactions 10–12, postings 13–21, status changes 22–26,
-    /// limits 27–32, holds 33–35, settlements 36–39 (plus its offset).
+    /// limits 27–32, holds 33–35, settlements 36–39, reversals 40–42 (plus its offset).
     pub(crate) fn bind_rows<'q>(&'q self, query: PgQuery<'q>) -> PgQuery<'q> {
         let (a, c, t, p) = (
             &self.assets,
@@ -301,6 +316,9 @@ impl ProjectionRows {
             .bind(&x.outcome)
             .bind(&x.position)
             .bind(&x.recorded_at)
+            .bind(&self.reversals.transaction_id)
+            .bind(&self.reversals.reverses)
+            .bind(&self.reversals.position)
     }
 
     /// Inserts the rows, balances excepted (a rebuild writes those once, at the end), into the
@@ -424,6 +442,9 @@ pub(crate) fn projection_ctes(schema: &str, offset: usize) -> String {
 ), new_settlements AS (
     INSERT INTO {schema}.hold_settlements (transaction_id, outcome, position, recorded_at)
     SELECT * FROM UNNEST({}::uuid[], {}::text[], {}::int8[], {}::timestamptz[])
+), new_reversals AS (
+    INSERT INTO {schema}.reversals (transaction_id, reverses, position)
+    SELECT * FROM UNNEST({}::uuid[], {}::uuid[], {}::int8[])
 )",
         n(1), n(2), n(3),
         n(4), n(5), n(6), n(7), n(8), n(9),
@@ -433,8 +454,9 @@ pub(crate) fn projection_ctes(schema: &str, offset: usize) -> String {
         n(27), n(28), n(29), n(30), n(31), n(32),
         n(33), n(34), n(35),
         n(36), n(37), n(38), n(39),
+        n(40), n(41), n(42),
     )
 }
 
 /// Parameters `bind_rows` binds.
-pub(crate) const PROJECTION_PARAMETERS: usize = 39;
+pub(crate) const PROJECTION_PARAMETERS: usize = 42;

@@ -64,6 +64,8 @@ pub struct LimitRecord {
 #[derive(Debug, Clone)]
 pub struct TransactionRecord {
     pub kind: String,
+    /// The reversal of this transaction, once it has one.
+    pub reversed_by: Option<Uuid>,
     pub event: StoredEvent,
     pub settlement: Option<StoredEvent>,
 }
@@ -312,7 +314,9 @@ impl ReadStore {
     pub async fn transaction(&self, id: Uuid) -> Result<AtPosition<Option<TransactionRecord>>> {
         let (mut tx, position) = self.snapshot().await?;
         let row = sqlx::query(&format!(
-            "SELECT t.kind, {EVENT_COLUMNS} FROM transactions t JOIN events e ON e.position = t.position
+            "SELECT t.kind, r.transaction_id AS reversed_by, {EVENT_COLUMNS}
+             FROM transactions t JOIN events e ON e.position = t.position
+             LEFT JOIN reversals r ON r.reverses = t.id
              WHERE t.id = $1"
         ))
         .bind(id)
@@ -329,6 +333,7 @@ impl ReadStore {
         let value = match row {
             Some(row) => Some(TransactionRecord {
                 kind: row.try_get("kind")?,
+                reversed_by: row.try_get("reversed_by")?,
                 event: event_from_row(&row)?,
                 settlement: settlement.as_ref().map(event_from_row).transpose()?,
             }),

@@ -17,7 +17,7 @@ use crate::sequencer::WRITER_LOCK_KEY;
 use crate::{Error, Result};
 
 /// The projection tables, rebuilt and compared in this order.
-const TABLES: [&str; 9] = [
+const TABLES: [&str; 10] = [
     "assets",
     "accounts",
     "transactions",
@@ -26,6 +26,7 @@ const TABLES: [&str; 9] = [
     "account_limits",
     "holds",
     "hold_settlements",
+    "reversals",
     "balances",
 ];
 /// Differing rows reported per table at most (the count is always complete).

@@ -10,8 +10,8 @@ use serde_json::value::RawValue;
 use utoipa::ToSchema;
 
 use crate::dto::{
-    SettleCommand, SettleRequest, SettlementView, TradeRequest, TradeView, TransactionRequest,
-    TransactionView, TransferRequest,
+    SettlementView, TradeRequest, TradeView, TransactionAction, TransactionActionCommand,
+    TransactionActionRequest, TransactionRequest, TransactionView, TransferRequest,
 };
 use crate::error::{ApiError, Problem};
 use crate::extract::{BatchJsonBody, IdempotencyKey, JsonBody, Params, PathParam, RequestId};
@@ -19,14 +19,15 @@ use crate::render::{decode_stored, settlement_view, trade_view, transaction_view
 use crate::routes::assets::ReadParams;
 use crate::routes::write::{at_position, render_reply, submit, CommandRequest};
 use crate::state::AppState;
-use domain::TransactionId;
+use domain::command::OriginalTransaction;
+use domain::{Event, TransactionId};
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(post_transaction))
         .routes(routes!(post_batch))
         .routes(routes!(get_transaction))
-        .routes(routes!(settle_transaction))
+        .routes(routes!(act_on_transaction))
         .routes(routes!(post_transfer))
         .routes(routes!(post_trade))
         .routes(routes!(get_trade))
@@ -123,6 +124,7 @@ async fn get_transaction(
     let record = found.value.ok_or_else(not_found)?;
     let settlement = settled(record.settlement)?;
     let mut view = transaction_view(&decode_stored(record.event)?).ok_or_else(not_found)?;
+    view.reversed_by = record.reversed_by;
     if let Some(settlement) = settlement {
         view.status = settlement.status.clone();
         view.settlement = Some(settlement);
@@ -151,11 +153,35 @@ async fn get_trade(
     let record = found.value.ok_or_else(not_found)?;
     let settlement = settled(record.settlement)?;
     let mut view = trade_view(&decode_stored(record.event)?).ok_or_else(not_found)?;
+    view.reversed_by = record.reversed_by;
     if let Some(settlement) = settlement {
         view.status = settlement.status.clone();
         view.settlement = Some(settlement);
     }
     Ok(at_position(found.position, view))
+}
+
+/// A transaction as the log recorded it, for its reversal: what moved (for a pending one, what
+/// its post moved; nothing if it is still pending, voided or expired).
+async fn original(state: &AppState, id: TransactionId) -> Result<OriginalTransaction, ApiError> {
+    let found = state.reads().transaction(id.0).await?;
+    let record = found.value.ok_or_else(|| ApiError::NotFound {
+        code: "transaction_not_found",
+        what: format!("transaction {id}"),
+    })?;
+    let event = decode_stored(record.event)?.event;
+    let settlement = record.settlement.map(decode_stored).transpose()?;
+    let postings = match (&event, settlement.map(|s| s.event)) {
+        (_, Some(posted @ Event::PendingPosted(_))) => posted.postings().to_vec(),
+        (e, _) if e.is_pending() => Vec::new(),
+        (e, _) => e.postings().to_vec(),
+    };
+    let is_reversal = matches!(&event, Event::TransactionPosted(t) if t.reverses.is_some());
+    Ok(OriginalTransaction {
+        id,
+        postings,
+        is_reversal,
+    })
 }
 
 /// The view of the event that settled a pending transaction, if one has.
@@ -168,38 +194,60 @@ fn settled(
         .map(Option::flatten)
 }
 
-/// Post or void a pending transaction or trade. `post` moves the reserved amounts (or, with
-/// `amounts`, up to them per posting, releasing the rest); `void` releases them all. A hold is
-/// settled once: `pending_already_posted`, `pending_already_voided`, `pending_expired`
-/// (also when its `expires_at` has passed), `pending_not_found`.
+/// Act on a recorded transaction or trade. `post` moves what a pending one reserved (or, with
+/// `amounts`, up to it per posting, releasing the rest); `void` releases it all (a hold is settled
+/// once: `pending_already_posted`, `pending_already_voided`, `pending_expired`, also when its
+/// `expires_at` has passed, or `pending_not_found`). `reverse` appends a transaction of kind
+/// `reversal` with every posting of what moved swapped, linked both ways; a transaction is
+/// reversed once and a reversal is not reversed (`transaction_already_reversed`,
+/// `reversal_not_reversible`); the balance rules apply unless `force` (403 `forbidden` unless the
+/// server allows forced reversals).
 #[utoipa::path(
     post, path = "/v1/transactions/{id}/{action}", tag = "transactions",
-    params(("id" = String, Path, description = "The pending transaction's id"),
-           ("action" = String, Path, description = "`post` or `void`"),
+    params(("id" = String, Path, description = "The transaction's id"),
+           ("action" = String, Path, description = "`post`, `void` or `reverse`"),
            ("Idempotency-Key" = String, Header, description = "1 to 255 printable ASCII characters")),
-    request_body = SettleRequest,
+    request_body = TransactionActionRequest,
     responses(
-        (status = 201, body = SettlementView),
-        (status = 422, body = Problem, description = "pending_not_found, pending_already_posted, pending_already_voided, pending_expired, account_frozen, validation_error, amount_precision"),
+        (status = 201, description = "`post`, `void`: a SettlementView; `reverse`: the reversal, a TransactionView", body = SettlementView),
+        (status = 403, body = Problem, description = "forbidden: force is not allowed"),
+        (status = 404, body = Problem, description = "transaction_not_found (reverse)"),
+        (status = 422, body = Problem, description = "pending_not_found, pending_already_posted, pending_already_voided, pending_expired, transaction_already_reversed, reversal_not_reversible, insufficient_funds, account_frozen, validation_error, amount_precision"),
         (status = "4XX", body = Problem), (status = 503, body = Problem),
     )
 )]
-async fn settle_transaction(
+async fn act_on_transaction(
     State(state): State<AppState>,
     PathParam((id, action)): PathParam<(String, String)>,
     key: IdempotencyKey,
     request_id: RequestId,
-    JsonBody(request): JsonBody<SettleRequest>,
+    JsonBody(request): JsonBody<TransactionActionRequest>,
 ) -> Result<Response, ApiError> {
     let action = match action.as_str() {
-        "post" => "post",
-        "void" => "void",
+        "post" => TransactionAction::Post,
+        "void" => TransactionAction::Void,
+        "reverse" => TransactionAction::Reverse,
         _ => return Err(ApiError::RouteNotFound),
     };
-    let command = SettleCommand {
-        pending_id: TransactionId(parse_id(&id, "pending_not_found", "pending transaction")?),
+    let (code, what) = match action {
+        TransactionAction::Reverse => ("transaction_not_found", "transaction"),
+        _ => ("pending_not_found", "pending transaction"),
+    };
+    let transaction_id = TransactionId(parse_id(&id, code, what)?);
+    if request.force && action == TransactionAction::Reverse && !state.limits().forced_reversals {
+        return Err(ApiError::Forbidden(
+            "forced reversals are not allowed on this server (--allow-forced-reversals)".into(),
+        ));
+    }
+    let original = match action {
+        TransactionAction::Reverse => Some(original(&state, transaction_id).await?),
+        _ => None,
+    };
+    let command = TransactionActionCommand {
+        transaction_id,
         action,
         request,
+        original,
     };
     submit(&state, key, request_id, &command).await
 }

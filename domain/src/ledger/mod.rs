@@ -24,6 +24,7 @@ use crate::values::{
 };
 
 mod holds;
+mod reversals;
 mod steps;
 
 pub use holds::{Hold, HoldOutcome};
@@ -147,6 +148,8 @@ pub struct LedgerState {
     expiries: BTreeSet<(DateTime<Utc>, TransactionId)>,
     /// How each settled pending transaction ended, for a clear answer to a second settlement.
     settled: HashMap<TransactionId, HoldOutcome>,
+    /// Reversed transactions, and the reversal of each.
+    reversed: HashMap<TransactionId, TransactionId>,
     /// While a group is open: what to restore, newest last, to roll the group back.
     journal: Option<Vec<Undo>>,
 }
@@ -161,6 +164,8 @@ enum Undo {
     Hold(TransactionId, Option<Hold>),
     /// A settlement recorded (to be forgotten on rollback).
     Settled(TransactionId),
+    /// A reversal of this transaction recorded.
+    Reversed(TransactionId),
     Head(i64),
 }
 
@@ -362,6 +367,7 @@ impl LedgerState {
             Command::ChangeAccountStatus(c) => self.decide_status_change(c),
             Command::SetAccountLimits(c) => self.decide_limits(c),
             Command::SettlePending(c) => self.decide_settlement(c),
+            Command::ReverseTransaction(c) => self.decide_reversal(c),
         }
     }
 
@@ -564,6 +570,11 @@ impl LedgerState {
                 c.postings.len()
             )));
         }
+        if c.kind == TransactionKind::Reversal {
+            return Err(Rejection::validation(
+                "a reversal is made by reversing a transaction",
+            ));
+        }
         if c.kind == TransactionKind::Transfer && c.postings.len() != 1 {
             return Err(Rejection::validation("a transfer has exactly one posting"));
         }
@@ -580,6 +591,8 @@ impl LedgerState {
             metadata: c.metadata.clone(),
             pending: c.pending.is_some(),
             expires_at: c.pending.and_then(|terms| terms.expires_at),
+            reverses: None,
+            forced: false,
         });
         self.check_event(&event)?;
         Ok(event)
@@ -767,8 +780,12 @@ impl LedgerState {
             | Event::PendingExpired(_) => {
                 // Everything is checked before anything changes.
                 let hold_change = self.hold_change(event)?;
+                let reverses = self.reversal_of(event)?;
                 let legs = self.apply_steps(event, position)?;
                 self.change_hold(hold_change);
+                if let (Some(original), Some(reversal)) = (reverses, event.transaction_id()) {
+                    self.record_reversal(original, reversal);
+                }
                 legs
             }
             Event::AccountStatusChanged(e) => {
@@ -849,6 +866,9 @@ impl LedgerState {
                 }
                 Undo::Hold(id, before) => self.undo_hold(id, before),
                 Undo::Settled(id) => self.undo_settled(id),
+                Undo::Reversed(id) => {
+                    self.reversed.remove(&id);
+                }
                 Undo::Head(head) => self.head = head,
             }
         }
