@@ -290,6 +290,18 @@ impl TestLedger {
         path
     }
 
+    /// Stops the server and replays the whole log into fresh tables: the report says whether
+    /// every projection equals its rebuild.
+    pub async fn stop_and_replay(&mut self) -> infrastructure::replay::ReplayReport {
+        self.stop_server().await;
+        let pool = self.pool();
+        let report = infrastructure::replay::replay(&pool, false, |_, _| {})
+            .await
+            .expect("replay");
+        pool.close().await;
+        report
+    }
+
     pub async fn event_count(&self) -> i64 {
         let mut conn = self.sql().await;
         sqlx::query_scalar("SELECT count(*) FROM events")

@@ -85,9 +85,8 @@ async fn a_transaction_is_reversed_once() {
     ledger.finish().await;
 }
 
-#[tokio::test]
-async fn a_reversal_meets_the_balance_rules_unless_force_is_allowed() {
-    let ledger = TestLedger::start().await;
+/// Alice pays bob 100.00, who spends 60.00 of it: the payment's id.
+async fn payment_partly_spent(ledger: &TestLedger) -> String {
     ledger.market().await;
     ledger
         .transfer("fund", "world:bank", "alice:cash", "USD", "100.00")
@@ -96,11 +95,17 @@ async fn a_reversal_meets_the_balance_rules_unless_force_is_allowed() {
     let paid = ledger
         .transfer("pay", "alice:cash", "bob:cash", "USD", "100.00")
         .await;
-    let id = paid.body["id"].as_str().unwrap().to_owned();
     ledger
         .transfer("spent", "bob:cash", "world:bank", "USD", "60.00")
         .await
         .expect(201);
+    paid.body["id"].as_str().unwrap().to_owned()
+}
+
+#[tokio::test]
+async fn a_reversal_meets_the_balance_rules_unless_force_is_allowed() {
+    let ledger = TestLedger::start().await;
+    let id = payment_partly_spent(&ledger).await;
     refused(
         &reverse(&ledger, &id, "r-1", false).await,
         422,
@@ -111,19 +116,7 @@ async fn a_reversal_meets_the_balance_rules_unless_force_is_allowed() {
     ledger.finish().await;
 
     let ledger = TestLedger::start_with(|config| config.allow_forced_reversals = true).await;
-    ledger.market().await;
-    ledger
-        .transfer("fund", "world:bank", "alice:cash", "USD", "100.00")
-        .await
-        .expect(201);
-    let paid = ledger
-        .transfer("pay", "alice:cash", "bob:cash", "USD", "100.00")
-        .await;
-    let id = paid.body["id"].as_str().unwrap().to_owned();
-    ledger
-        .transfer("spent", "bob:cash", "world:bank", "USD", "60.00")
-        .await
-        .expect(201);
+    let id = payment_partly_spent(&ledger).await;
     let forced = reverse(&ledger, &id, "r-3", true).await;
     forced.expect(201);
     assert_eq!(forced.body["forced"], true);
@@ -194,12 +187,7 @@ async fn what_is_reversed_is_what_moved() {
 
     // The log proves it: a rebuild equals the live projections, reversals included.
     let mut ledger = ledger;
-    ledger.stop_server().await;
-    let pool = ledger.pool();
-    let report = infrastructure::replay::replay(&pool, false, |_, _| {})
-        .await
-        .unwrap();
+    let report = ledger.stop_and_replay().await;
     assert!(report.identical(), "{report:?}");
-    pool.close().await;
     ledger.finish().await;
 }

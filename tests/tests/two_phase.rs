@@ -337,13 +337,8 @@ async fn holds_expire_by_themselves_also_across_a_restart() {
     wait_until_expired(&ledger, &third_id).await;
 
     // The log proves it all: a rebuild equals the live projections.
-    ledger.stop_server().await;
-    let pool = ledger.pool();
-    let report = infrastructure::replay::replay(&pool, false, |_, _| {})
-        .await
-        .unwrap();
+    let report = ledger.stop_and_replay().await;
     assert!(report.identical(), "{report:?}");
-    pool.close().await;
     ledger.finish().await;
 }
 
