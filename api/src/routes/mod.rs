@@ -10,6 +10,9 @@ mod stream;
 mod transactions;
 pub mod write;
 
+/// The batch request's parts, for tests that feed them arbitrary input.
+pub use transactions::{BatchCommand, BatchRequest};
+
 use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};

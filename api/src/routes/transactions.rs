@@ -297,7 +297,9 @@ pub struct BatchResponse {
 }
 
 impl BatchCommand {
-    fn write_item(self, index: usize) -> Result<WriteItem, ApiError> {
+    /// The command as the writer takes it, or why it cannot be one (`index`: its place in the
+    /// batch, for the message).
+    pub fn write_item(self, index: usize) -> Result<WriteItem, ApiError> {
         let IdempotencyKey(key) = IdempotencyKey::parse(self.idempotency_key.as_bytes())
             .map_err(|e| ApiError::Validation(format!("command {index}: {e}")))?;
         let in_batch = |e: ApiError| ApiError::Validation(format!("command {index}: {e}"));
