@@ -54,6 +54,10 @@ pub struct ServeConfig {
     /// `/v1` requests handled at once; beyond this, 503 overloaded at once.
     #[arg(long, env = "LEDGER_REQUESTS_IN_FLIGHT_MAX", default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     pub requests_in_flight_max: u32,
+    /// Upper bound on any statement of the writer's session; a batch that takes longer fails, and
+    /// the writer reconnects and reloads.
+    #[arg(long, env = "LEDGER_WRITER_STATEMENT_TIMEOUT_MS", default_value_t = 30_000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub writer_statement_timeout_ms: u64,
 }
 
 impl ServeConfig {
@@ -74,6 +78,7 @@ impl ServeConfig {
             header_read_timeout_ms: 10_000,
             body_read_timeout_ms: 30_000,
             requests_in_flight_max: 1024,
+            writer_statement_timeout_ms: 30_000,
         }
     }
 
@@ -85,6 +90,7 @@ impl ServeConfig {
         WriterConfig {
             queue_capacity: self.queue_capacity as usize,
             batch_max: self.batch_max as usize,
+            statement_timeout: Duration::from_millis(self.writer_statement_timeout_ms),
             ..WriterConfig::default()
         }
     }
