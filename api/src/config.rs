@@ -58,6 +58,10 @@ pub struct ServeConfig {
     /// scopes exist, leave it off except where only operators can reach the API.
     #[arg(long, env = "LEDGER_ALLOW_FORCED_REVERSALS")]
     pub allow_forced_reversals: bool,
+    /// Upper bound on any statement of the writer's session; a batch that takes longer fails, and
+    /// the writer reconnects and reloads.
+    #[arg(long, env = "LEDGER_WRITER_STATEMENT_TIMEOUT_MS", default_value_t = 30_000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub writer_statement_timeout_ms: u64,
 }
 
 impl ServeConfig {
@@ -79,6 +83,7 @@ impl ServeConfig {
             body_read_timeout_ms: 30_000,
             requests_in_flight_max: 1024,
             allow_forced_reversals: false,
+            writer_statement_timeout_ms: 30_000,
         }
     }
 
@@ -90,6 +95,7 @@ impl ServeConfig {
         WriterConfig {
             queue_capacity: self.queue_capacity as usize,
             batch_max: self.batch_max as usize,
+            statement_timeout: Duration::from_millis(self.writer_statement_timeout_ms),
             ..WriterConfig::default()
         }
     }

@@ -82,6 +82,9 @@ impl ApiError {
                     (StatusCode::SERVICE_UNAVAILABLE, "writer_unavailable")
                 }
                 Infra::CommitFailed => (StatusCode::SERVICE_UNAVAILABLE, "commit_failed"),
+                Infra::CommitOutcomeUnknown => {
+                    (StatusCode::SERVICE_UNAVAILABLE, "commit_outcome_unknown")
+                }
                 Infra::IdempotencyKeyReused => {
                     (StatusCode::UNPROCESSABLE_ENTITY, "idempotency_key_reused")
                 }

@@ -18,6 +18,8 @@ pub struct Answer {
     pub status: u16,
     /// The `Ledger-Position` header, when present.
     pub position: Option<i64>,
+    /// `Idempotent-Replayed: true`: the stored answer to an earlier request with the same key.
+    pub replayed: bool,
     pub body: Bytes,
 }
 
@@ -73,10 +75,15 @@ impl Connection {
             .get("ledger-position")
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse().ok());
+        let replayed = response
+            .headers()
+            .get("idempotent-replayed")
+            .is_some_and(|v| v.as_bytes() == b"true");
         let body = response.into_body().collect().await?.to_bytes();
         Ok(Answer {
             status,
             position,
+            replayed,
             body,
         })
     }

@@ -325,8 +325,13 @@ impl NextBatch {
 
     /// Answers every request with a retryable failure: nothing of this batch was committed.
     pub fn fail(self) {
+        self.fail_with(|| Error::CommitFailed);
+    }
+
+    /// Answers every request with `error`.
+    pub fn fail_with(self, error: impl Fn() -> Error) {
         for request in self.requests {
-            request.fail(|| Error::CommitFailed);
+            request.fail(&error);
         }
     }
 }
