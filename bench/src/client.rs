@@ -1,17 +1,30 @@
 //! One keep-alive HTTP/1.1 connection, the cheapest client there is: no pool, no redirects, no TLS.
 
 use std::net::SocketAddr;
+use std::sync::LazyLock;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::client::conn::http1::{self, SendRequest};
-use hyper::header::{CONTENT_TYPE, HOST};
+use hyper::header::{HeaderValue, AUTHORIZATION, CONTENT_TYPE, HOST};
 use hyper::{Method, Request};
 use hyper_util::rt::TokioIo;
 
 pub struct Connection {
     sender: SendRequest<Full<Bytes>>,
     host: String,
+    /// `Authorization: Bearer <key>` from `LEDGER_API_KEY`, when set.
+    authorization: Option<HeaderValue>,
+}
+
+/// The API key every request carries: `LEDGER_API_KEY`, read once. Absent for a server started
+/// with `--insecure-no-auth`.
+fn authorization() -> Option<HeaderValue> {
+    static AUTHORIZATION: LazyLock<Option<HeaderValue>> = LazyLock::new(|| {
+        let key = std::env::var("LEDGER_API_KEY").ok()?;
+        HeaderValue::from_str(&format!("Bearer {key}")).ok()
+    });
+    AUTHORIZATION.clone()
 }
 
 pub struct Answer {
@@ -44,6 +57,7 @@ impl Connection {
         Ok(Self {
             sender,
             host: addr.to_string(),
+            authorization: authorization(),
         })
     }
 
@@ -63,6 +77,9 @@ impl Connection {
         }
         if let Some(key) = idempotency_key {
             request = request.header("idempotency-key", key);
+        }
+        if let Some(authorization) = &self.authorization {
+            request = request.header(AUTHORIZATION, authorization);
         }
         self.sender.ready().await?;
         let response = self

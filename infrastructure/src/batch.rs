@@ -23,6 +23,9 @@ pub struct EventMetadata {
     pub request_fingerprint: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub request_id: Option<String>,
+    /// The API key the command came with: who did it.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub api_key_id: Option<Uuid>,
 }
 
 #[derive(Default)]

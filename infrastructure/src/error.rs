@@ -39,6 +39,9 @@ pub enum Error {
     /// Nothing was written.
     #[error("import refused: {0}")]
     ImportRefused(String),
+    /// An API key (or its name or scopes) is not one the ledger can store.
+    #[error("{0}")]
+    InvalidKey(String),
     /// The idempotency key was used before with a different request.
     #[error("idempotency key was already used with a different request")]
     IdempotencyKeyReused,

@@ -104,6 +104,15 @@ pub struct Reply {
     pub replayed: bool,
 }
 
+/// Who sent a request, as the events it leads to record it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Origin {
+    /// The caller's `X-Request-Id`.
+    pub request_id: Option<String>,
+    /// The API key the request was made with (its id, never its secret).
+    pub api_key_id: Option<uuid::Uuid>,
+}
+
 /// One command with its idempotency key and a digest of the request it came from, so that a key
 /// reused for another request is noticed.
 pub struct WriteItem {
@@ -163,8 +172,8 @@ impl Writer {
 
     /// Queues a command and waits for its answer. Never waits for queue space: a full queue is
     /// `Error::Overloaded` at once.
-    pub async fn submit(&self, item: WriteItem, request_id: Option<String>) -> Result<Reply> {
-        let mut answers = self.submit_batch(vec![item], false, request_id).await?;
+    pub async fn submit(&self, item: WriteItem, origin: Origin) -> Result<Reply> {
+        let mut answers = self.submit_batch(vec![item], false, origin).await?;
         answers.pop().unwrap_or(Err(Error::CommitFailed))
     }
 
@@ -174,7 +183,7 @@ impl Writer {
         &self,
         items: Vec<WriteItem>,
         atomic: bool,
-        request_id: Option<String>,
+        origin: Origin,
     ) -> Result<Vec<Result<Reply>>> {
         let count = items.len();
         if self.queued.fetch_add(count, Ordering::AcqRel) + count > self.queue_capacity {
@@ -185,7 +194,7 @@ impl Writer {
         let request = WriteRequest {
             items,
             atomic,
-            request_id,
+            origin,
             reply,
         };
         if let Err(e) = self.queue.try_send(request) {
@@ -823,12 +832,15 @@ mod tests {
         // The first write of a session prepares its statement: cut after that, so that the
         // answer cut is the commit's.
         writer
-            .submit(define("GBP"), None)
+            .submit(define("GBP"), Origin::default())
             .await
             .expect("first write");
 
         proxy.cut_next(CUT_ANSWER);
-        let reply = writer.submit(define("USD"), None).await.expect("committed");
+        let reply = writer
+            .submit(define("USD"), Origin::default())
+            .await
+            .expect("committed");
         assert!(
             matches!(&reply.outcome, Outcome::Accepted(e) if e.position == 2),
             "{reply:?}"
@@ -837,14 +849,20 @@ mod tests {
 
         leader(&writer).await;
         proxy.cut_next(CUT_REQUEST);
-        let lost = writer.submit(define("EUR"), None).await;
+        let lost = writer.submit(define("EUR"), Origin::default()).await;
         assert!(matches!(lost, Err(Error::CommitFailed)), "{lost:?}");
 
         // The writer recovered with the committed batch in its state, and the failed one gone.
         leader(&writer).await;
-        let again = writer.submit(define("USD"), None).await.expect("replay");
+        let again = writer
+            .submit(define("USD"), Origin::default())
+            .await
+            .expect("replay");
         assert!(again.replayed, "{again:?}");
-        let eur = writer.submit(define("EUR"), None).await.expect("retry");
+        let eur = writer
+            .submit(define("EUR"), Origin::default())
+            .await
+            .expect("retry");
         assert!(
             matches!(&eur.outcome, Outcome::Accepted(e) if e.position == 3),
             "{eur:?}"
