@@ -19,7 +19,7 @@ use serde_json::Value;
 use tokio::sync::Mutex;
 
 use crate::client::{Answer, ClientResult, Connection};
-use crate::report::balance_sums;
+use crate::report::{balance_sums, sent_idempotency_key};
 use crate::Args;
 
 /// An answer to a write slower than this counts as a hang, even if it came. (Reads are bounded by
@@ -269,7 +269,7 @@ async fn scan_log(connection: &mut Connection) -> ClientResult<(HashMap<String, 
         for event in &items {
             let position = event["position"].as_i64().unwrap_or(-1);
             contiguous &= position == after + 1;
-            if let Some(key) = event["metadata"]["idempotency_key"].as_str() {
+            if let Some(key) = sent_idempotency_key(event) {
                 if keys.insert(key.to_owned(), position).is_some() {
                     contiguous = false;
                 }
@@ -466,6 +466,15 @@ pub async fn verify(args: &Args) -> ClientResult<bool> {
     );
     for failure in &v.failures {
         eprintln!("verify FAILED  {failure}");
+    }
+    // The verdict is one line a script passes on: every failure is in the log above, the first
+    // few in the verdict.
+    const FAILURES_IN_VERDICT_MAX: usize = 20;
+    if v.failures.len() > FAILURES_IN_VERDICT_MAX {
+        let more = v.failures.len() - FAILURES_IN_VERDICT_MAX;
+        v.failures.truncate(FAILURES_IN_VERDICT_MAX);
+        v.failures
+            .push(format!("… and {more} more (see the verify log)"));
     }
     println!("{}", serde_json::to_string(&v)?);
     Ok(v.passed)

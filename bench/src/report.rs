@@ -236,7 +236,7 @@ pub async fn check(args: &Args, tallies: &[ClientTally], start: i64) -> ClientRe
             if position > end {
                 break;
             }
-            let key = event["metadata"]["idempotency_key"].as_str().unwrap_or("");
+            let key = sent_idempotency_key(event).unwrap_or("");
             match acknowledged.get(&position) {
                 Some(expected) if *expected == key => seen += 1,
                 Some(expected) => check.failures.push(format!(
@@ -305,4 +305,16 @@ pub async fn balance_sums(
             None => return Ok((sums, accounts)),
         }
     }
+}
+
+/// The `Idempotency-Key` an event's request was sent with. The log stores keys scoped by the API
+/// key that sent them (`<key id>:<key>`); without authentication, as sent.
+pub fn sent_idempotency_key(event: &Value) -> Option<&str> {
+    let stored = event["metadata"]["idempotency_key"].as_str()?;
+    Some(
+        event["metadata"]["api_key_id"]
+            .as_str()
+            .and_then(|id| stored.strip_prefix(id)?.strip_prefix(':'))
+            .unwrap_or(stored),
+    )
 }
