@@ -21,6 +21,10 @@ for arg in "$@"; do
 done
 
 root=$(cd "$(dirname "$0")/.." && pwd)
+# The ledger is measured with authentication on, as it runs in production: the server stores this
+# admin key at its first start, and ledger-bench sends it.
+LEDGER_API_KEY="lk_$(python3 -c 'import secrets; print(secrets.token_hex(32))')"
+export LEDGER_API_KEY LEDGER_BOOTSTRAP_ADMIN_KEY="$LEDGER_API_KEY"
 cd "$root"
 cargo build --release --locked -q -p api -p ledger-bench
 ledger="$root/target/release/ledger"

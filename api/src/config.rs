@@ -54,10 +54,18 @@ pub struct ServeConfig {
     /// `/v1` requests handled at once; beyond this, 503 overloaded at once.
     #[arg(long, env = "LEDGER_REQUESTS_IN_FLIGHT_MAX", default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     pub requests_in_flight_max: u32,
-    /// Allow `force` on reversals (skipping balance bounds) for every caller. Until API keys with
-    /// scopes exist, leave it off except where only operators can reach the API.
-    #[arg(long, env = "LEDGER_ALLOW_FORCED_REVERSALS")]
-    pub allow_forced_reversals: bool,
+    /// Serve without authentication: every caller may do everything. For local development only;
+    /// logged loudly at start.
+    #[arg(long, env = "LEDGER_INSECURE_NO_AUTH")]
+    pub insecure_no_auth: bool,
+    /// An admin API key (`lk_` and 64 lower-case hex digits) stored at start when the ledger has no
+    /// active key yet: how a deployment gets its first key without a shell on the host.
+    #[arg(long, env = "LEDGER_BOOTSTRAP_ADMIN_KEY", hide_env_values = true)]
+    pub bootstrap_admin_key: Option<String>,
+    /// Upper bound on any statement of the writer's session; a batch that takes longer fails, and
+    /// the writer reconnects and reloads.
+    #[arg(long, env = "LEDGER_WRITER_STATEMENT_TIMEOUT_MS", default_value_t = 30_000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub writer_statement_timeout_ms: u64,
 }
 
 impl ServeConfig {
@@ -78,7 +86,9 @@ impl ServeConfig {
             header_read_timeout_ms: 10_000,
             body_read_timeout_ms: 30_000,
             requests_in_flight_max: 1024,
-            allow_forced_reversals: false,
+            insecure_no_auth: false,
+            bootstrap_admin_key: None,
+            writer_statement_timeout_ms: 30_000,
         }
     }
 
@@ -90,6 +100,7 @@ impl ServeConfig {
         WriterConfig {
             queue_capacity: self.queue_capacity as usize,
             batch_max: self.batch_max as usize,
+            statement_timeout: Duration::from_millis(self.writer_statement_timeout_ms),
             ..WriterConfig::default()
         }
     }
@@ -110,7 +121,6 @@ impl ServeConfig {
             stream_stall_max: Duration::from_millis(self.stream_stall_ms),
             body_read_timeout: Duration::from_millis(self.body_read_timeout_ms),
             requests_in_flight_max: self.requests_in_flight_max as usize,
-            forced_reversals: self.allow_forced_reversals,
             ..Limits::default()
         }
     }

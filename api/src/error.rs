@@ -29,10 +29,15 @@ pub enum ApiError {
     PayloadTooLarge { limit_bytes: usize },
     #[error("the body did not arrive within {waited_ms} ms")]
     RequestTimeout { waited_ms: u64 },
-    /// The caller may not do this (for now: a forced reversal on a server that does not allow
-    /// them).
+    /// No API key, a malformed one, or one that is unknown or revoked.
+    #[error("{0}")]
+    Unauthorized(String),
+    /// The API key lacks the scope this needs.
     #[error("{0}")]
     Forbidden(String),
+    /// Too many failed authentications from this address lately.
+    #[error("too many failed authentications from this address; retry in {retry_after_s} s")]
+    TooManyAuthFailures { retry_after_s: u64 },
     #[error("this request needs an Idempotency-Key header")]
     IdempotencyKeyMissing,
     #[error("the Idempotency-Key header must be 1 to 255 printable ASCII characters, not starting with ledger:")]
@@ -82,6 +87,10 @@ impl ApiError {
                     (StatusCode::SERVICE_UNAVAILABLE, "writer_unavailable")
                 }
                 Infra::CommitFailed => (StatusCode::SERVICE_UNAVAILABLE, "commit_failed"),
+                Infra::CommitOutcomeUnknown => {
+                    (StatusCode::SERVICE_UNAVAILABLE, "commit_outcome_unknown")
+                }
+                Infra::InvalidKey(_) => (StatusCode::UNPROCESSABLE_ENTITY, "validation_error"),
                 Infra::IdempotencyKeyReused => {
                     (StatusCode::UNPROCESSABLE_ENTITY, "idempotency_key_reused")
                 }
@@ -98,7 +107,11 @@ impl ApiError {
             }
             Self::PayloadTooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
             Self::RequestTimeout { .. } => (StatusCode::REQUEST_TIMEOUT, "request_timeout"),
+            Self::Unauthorized(_) => (StatusCode::UNAUTHORIZED, "unauthorized"),
             Self::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
+            Self::TooManyAuthFailures { .. } => {
+                (StatusCode::TOO_MANY_REQUESTS, "too_many_auth_failures")
+            }
             Self::IdempotencyKeyMissing => (StatusCode::BAD_REQUEST, "idempotency_key_missing"),
             Self::IdempotencyKeyInvalid => (StatusCode::BAD_REQUEST, "idempotency_key_invalid"),
             Self::NotFound { code, .. } => (StatusCode::NOT_FOUND, code),
@@ -167,6 +180,18 @@ impl IntoResponse for ApiError {
         );
         if status == StatusCode::SERVICE_UNAVAILABLE {
             headers.insert(header::RETRY_AFTER, HeaderValue::from_static(RETRY_AFTER_S));
+        }
+        match self {
+            Self::Unauthorized(_) => {
+                headers.insert(
+                    header::WWW_AUTHENTICATE,
+                    HeaderValue::from_static("Bearer realm=\"ledger\""),
+                );
+            }
+            Self::TooManyAuthFailures { retry_after_s } => {
+                headers.insert(header::RETRY_AFTER, HeaderValue::from(retry_after_s));
+            }
+            _ => {}
         }
         // The rest of the body is not read: the connection cannot carry another request.
         if matches!(

@@ -1,7 +1,7 @@
 //! Extractors that answer bad input with a problem document instead of axum's plain-text
 //! rejections: JSON bodies (content type, size limit, read timeout, duplicate keys and nesting,
 //! parse errors classified 400 or 422), path parameters, query strings, the `Idempotency-Key`
-//! header, and the request id.
+//! header, and who sent the request.
 
 use std::time::Duration;
 
@@ -11,6 +11,7 @@ use axum::http::request::Parts;
 use futures_util::StreamExt;
 use serde::de::DeserializeOwned;
 
+use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::state::AppState;
 use crate::strict_json::{self, StrictJsonError};
@@ -179,25 +180,38 @@ impl<S: Send + Sync> FromRequestParts<S> for IdempotencyKey {
     }
 }
 
-/// The caller's `X-Request-Id` when it is short printable ASCII, kept in the event's metadata.
-pub struct RequestId(pub Option<String>);
+/// Who sent a request, as its events record it: the caller's `X-Request-Id` (when it is short
+/// printable ASCII) and the id of the API key it came with.
+pub struct RequestOrigin(pub infrastructure::Origin);
 
-impl<S: Send + Sync> FromRequestParts<S> for RequestId {
+impl RequestOrigin {
+    /// The idempotency key as stored: scoped by the API key, so that two callers using the same
+    /// key never see each other's answers. (Without authentication, keys are not scoped.)
+    pub fn scoped_key(&self, key: String) -> String {
+        match self.0.api_key_id {
+            Some(id) => format!("{id}:{key}"),
+            None => key,
+        }
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for RequestOrigin {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, ApiError> {
         const LEN_MAX: usize = 128;
-        Ok(Self(
-            parts
-                .headers
-                .get("x-request-id")
-                .map(|v| v.as_bytes())
-                .filter(|b| {
-                    !b.is_empty()
-                        && b.len() <= LEN_MAX
-                        && b.iter().all(|c| (0x21..=0x7e).contains(c))
-                })
-                .map(|b| String::from_utf8_lossy(b).into_owned()),
-        ))
+        let request_id = parts
+            .headers
+            .get("x-request-id")
+            .map(|v| v.as_bytes())
+            .filter(|b| {
+                !b.is_empty() && b.len() <= LEN_MAX && b.iter().all(|c| (0x21..=0x7e).contains(c))
+            })
+            .map(|b| String::from_utf8_lossy(b).into_owned());
+        let api_key_id = parts.extensions.get::<Caller>().and_then(Caller::key_id);
+        Ok(Self(infrastructure::Origin {
+            request_id,
+            api_key_id,
+        }))
     }
 }

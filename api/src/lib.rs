@@ -1,5 +1,6 @@
 //! The HTTP API of the ledger (axum), its configuration, and the service's start and stop.
 
+pub mod auth;
 pub mod config;
 mod cursor;
 pub mod dto;

@@ -58,6 +58,35 @@ enum Commands {
         #[arg(long)]
         input: Option<std::path::PathBuf>,
     },
+    /// Manage API keys: create (the secret is printed once), list, revoke.
+    Keys {
+        #[command(flatten)]
+        database: DatabaseArgs,
+        #[command(subcommand)]
+        action: KeysAction,
+    },
+}
+
+#[derive(Subcommand)]
+enum KeysAction {
+    /// Create a key and print it (as JSON, with its secret) once; only its hash is stored.
+    Create {
+        /// Who or what the key is for.
+        #[arg(long)]
+        name: String,
+        /// read, write, audit or admin; repeat or separate with commas.
+        #[arg(long = "scope", required = true, value_delimiter = ',', value_parser = parse_scope)]
+        scopes: Vec<infrastructure::api_keys::Scope>,
+    },
+    /// Every key (prefix, name, scopes, times) as JSON lines, oldest first.
+    List,
+    /// Revoke a key by id or prefix; servers stop accepting it within 5 s.
+    Revoke { id_or_prefix: String },
+}
+
+fn parse_scope(text: &str) -> Result<infrastructure::api_keys::Scope, String> {
+    infrastructure::api_keys::Scope::parse(text)
+        .ok_or_else(|| format!("{text:?} is not a scope: use read, write, audit or admin"))
 }
 
 /// Which database: the same flags and variables as `ledger serve`.
@@ -110,6 +139,7 @@ fn main() -> std::process::ExitCode {
         } => runtime.block_on(export(database, after, output)),
         Commands::Replay { database, swap } => runtime.block_on(replay(database, swap)),
         Commands::Import { database, input } => runtime.block_on(import(database, input)),
+        Commands::Keys { database, action } => runtime.block_on(keys(database, action)),
     };
     match result {
         Ok(true) => std::process::ExitCode::SUCCESS,
@@ -261,6 +291,52 @@ async fn import(
             .map_err(|e| infrastructure::Error::Corrupt(e.to_string()))?
     );
     Ok(true)
+}
+
+async fn keys(database: DatabaseArgs, action: KeysAction) -> infrastructure::Result<bool> {
+    use infrastructure::api_keys::{self, ApiKey};
+    fn view(key: &ApiKey) -> serde_json::Value {
+        serde_json::json!({
+            "id": key.id,
+            "prefix": key.prefix,
+            "name": key.name,
+            "scopes": key.scopes.iter().map(|s| s.as_str()).collect::<Vec<_>>(),
+            "created_at": key.created_at,
+            "revoked_at": key.revoked_at,
+        })
+    }
+    let database = database.open().await?;
+    let result = match action {
+        KeysAction::Create { name, scopes } => api_keys::create(&database.pool, &name, &scopes)
+            .await
+            .map(|(key, secret)| {
+                let mut shown = view(&key);
+                shown["secret"] = secret.into();
+                println!("{shown}");
+                eprintln!("the secret is shown this once: keep it; the ledger stores only a hash");
+                true
+            }),
+        KeysAction::List => api_keys::list(&database.pool).await.map(|keys| {
+            for key in &keys {
+                println!("{}", view(key));
+            }
+            true
+        }),
+        KeysAction::Revoke { id_or_prefix } => api_keys::revoke(&database.pool, &id_or_prefix)
+            .await
+            .map(|key| match key {
+                Some(key) => {
+                    println!("{}", view(&key));
+                    true
+                }
+                None => {
+                    eprintln!("no API key has the id or prefix {id_or_prefix:?}");
+                    false
+                }
+            }),
+    };
+    database.close().await?;
+    result
 }
 
 /// Ctrl-C or SIGTERM.

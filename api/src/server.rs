@@ -4,7 +4,10 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use axum::extract::ConnectInfo;
+use axum::http::Request;
 use axum::Router;
+use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
@@ -14,8 +17,10 @@ use infrastructure::{ReadStore, Writer};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
+use tower::ServiceExt;
 use tracing::info;
 
+use crate::auth::Authenticator;
 use crate::config::ServeConfig;
 use crate::cursor::Cursors;
 use crate::routes;
@@ -43,14 +48,26 @@ impl Server {
             &config.pool(),
         )
         .await?;
+        if let Err(e) = prepare_keys(&database.pool, config).await {
+            database.close().await?;
+            return Err(e);
+        }
         let (options, pool, local_postgres) =
             (database.options, database.pool, database.local_postgres);
+        let auth = Authenticator::new(pool.clone(), config.insecure_no_auth);
         let (writer, writer_task) = Writer::spawn(options, config.writer());
         let signer = infrastructure::audit::Signer::load_or_create(&pool).await?;
         let cursors = Cursors::new(&infrastructure::secrets::cursor_key(&pool).await?)
             .map_err(|e| infrastructure::Error::Corrupt(format!("cursor key: {e}")))?;
         let reads = ReadStore::new(pool);
-        let state = AppState::new(writer, reads.clone(), signer, cursors, config.limits());
+        let state = AppState::new(
+            writer,
+            reads.clone(),
+            signer,
+            cursors,
+            auth,
+            config.limits(),
+        );
         let app = routes::app(state.clone());
         let listener = tokio::net::TcpListener::bind(config.listen).await?;
         let addr = listener.local_addr()?;
@@ -123,10 +140,10 @@ async fn serve(
     let graceful = GracefulShutdown::new();
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
-        let stream = tokio::select! {
+        let (stream, peer) = tokio::select! {
             _ = &mut shutdown => break,
             accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => stream,
+                Ok(accepted) => accepted,
                 Err(e) => {
                     accept_failed(e).await;
                     continue;
@@ -136,8 +153,15 @@ async fn serve(
         if let Err(e) = stream.set_nodelay(true) {
             tracing::debug!(error = %e, "TCP_NODELAY not set");
         }
+        // The peer's address, for the limit on failed authentications per address.
+        let service = app
+            .clone()
+            .map_request(move |mut request: Request<Incoming>| {
+                request.extensions_mut().insert(ConnectInfo(peer));
+                request
+            });
         let connection =
-            http1.serve_connection(TokioIo::new(stream), TowerToHyperService::new(app.clone()));
+            http1.serve_connection(TokioIo::new(stream), TowerToHyperService::new(service));
         let connection = graceful.watch(connection);
         tokio::spawn(async move {
             if let Err(e) = connection.await {
@@ -162,6 +186,40 @@ async fn accept_failed(e: std::io::Error) {
     }
     tracing::error!(error = %e, "accept failed");
     tokio::time::sleep(Duration::from_secs(1)).await;
+}
+
+/// Makes sure someone can call the ledger, and that no one can without a key unless the operator
+/// said so: stores the bootstrap admin key when there is no active key yet, then refuses to serve
+/// without an active key unless `--insecure-no-auth`.
+async fn prepare_keys(pool: &db::PgPool, config: &ServeConfig) -> infrastructure::Result<()> {
+    use infrastructure::api_keys::{self, Scope};
+    if let Some(secret) = config.bootstrap_admin_key.as_deref() {
+        if api_keys::find(pool, secret).await?.is_some() {
+            info!("the bootstrap admin key is already stored");
+        } else if api_keys::active_count(pool).await? == 0 {
+            let key = api_keys::insert(pool, secret, "bootstrap admin", &[Scope::Admin]).await?;
+            info!(key_id = %key.id, prefix = %key.prefix, "stored the bootstrap admin key (LEDGER_BOOTSTRAP_ADMIN_KEY)");
+        } else {
+            tracing::warn!(
+                "LEDGER_BOOTSTRAP_ADMIN_KEY ignored: the ledger already has active API keys"
+            );
+        }
+    }
+    if config.insecure_no_auth {
+        tracing::warn!(
+            "AUTHENTICATION IS OFF (--insecure-no-auth): anyone who can reach {} may read and move money. For local development only.",
+            config.listen
+        );
+        return Ok(());
+    }
+    if api_keys::active_count(pool).await? == 0 {
+        return Err(infrastructure::Error::InvalidKey(
+            "no active API key: create one with `ledger keys create --scope admin --name <name>`, \
+             or set LEDGER_BOOTSTRAP_ADMIN_KEY, or pass --insecure-no-auth for local development"
+                .into(),
+        ));
+    }
+    Ok(())
 }
 
 /// The database a command works on: the one `DATABASE_URL` names, or the local cluster under the

@@ -1,4 +1,5 @@
-//! What every handler shares: the writer, the read store, the limits and the HTTP metrics.
+//! What every handler shares: the writer, the read store, the authenticator, the limits and the
+//! HTTP metrics.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -6,6 +7,7 @@ use std::time::{Duration, Instant};
 use infrastructure::audit::Signer;
 use infrastructure::{ReadStore, Writer};
 
+use crate::auth::Authenticator;
 use crate::cursor::Cursors;
 use crate::error::ApiError;
 use crate::http_metrics::HttpMetrics;
@@ -31,9 +33,6 @@ pub struct Limits {
     pub body_read_timeout: Duration,
     /// `/v1` requests being handled at once; more are refused at once with 503 `overloaded`.
     pub requests_in_flight_max: usize,
-    /// Whether a reversal may skip the balance bounds (`force`). Off unless configured: until API
-    /// keys with an admin scope exist, the operator decides for the whole server.
-    pub forced_reversals: bool,
 }
 
 impl Default for Limits {
@@ -50,7 +49,6 @@ impl Default for Limits {
             stream_clients_max: 256,
             body_read_timeout: Duration::from_secs(30),
             requests_in_flight_max: 1024,
-            forced_reversals: false,
         }
     }
 }
@@ -69,6 +67,7 @@ struct Inner {
     writer: Writer,
     reads: ReadStore,
     signer: Signer,
+    auth: Authenticator,
     limits: Limits,
     http_metrics: HttpMetrics,
 }
@@ -79,6 +78,7 @@ impl AppState {
         reads: ReadStore,
         signer: Signer,
         cursors: Cursors,
+        auth: Authenticator,
         limits: Limits,
     ) -> Self {
         Self(Arc::new(Inner {
@@ -89,6 +89,7 @@ impl AppState {
             writer,
             reads,
             signer,
+            auth,
             limits,
             http_metrics: HttpMetrics::default(),
         }))
@@ -125,6 +126,10 @@ impl AppState {
 
     pub fn signer(&self) -> &Signer {
         &self.0.signer
+    }
+
+    pub fn auth(&self) -> &Authenticator {
+        &self.0.auth
     }
 
     pub fn limits(&self) -> &Limits {

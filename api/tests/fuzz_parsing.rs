@@ -14,7 +14,7 @@ use api::dto::{
     TransactionActionCommand, TransactionActionRequest, TransactionRequest, TransferRequest,
 };
 use api::error::ApiError;
-use api::extract::parse_json;
+use api::extract::{parse_json, RequestOrigin};
 use api::routes::write::CommandRequest;
 use api::routes::BatchRequest;
 use domain::command::StatusChange;
@@ -571,6 +571,11 @@ fn command(request: &impl CommandRequest, bytes: &[u8]) -> Result<(), TestCaseEr
     }
 }
 
+/// A request without an API key (a server without authentication).
+fn origin() -> RequestOrigin {
+    RequestOrigin(infrastructure::Origin::default())
+}
+
 fn account_ref() -> AccountRef {
     AccountRef::Code("alice:cash".parse().expect("an account code"))
 }
@@ -620,7 +625,7 @@ fn every_type(bytes: &[u8]) -> Result<(), TestCaseError> {
     match parse_json::<BatchRequest>(bytes) {
         Ok(batch) => {
             for (index, command) in batch.commands.into_iter().enumerate() {
-                match command.write_item(index) {
+                match command.write_item(index, &origin()) {
                     Ok(item) => prop_assert_eq!(item.fingerprint.len(), 32),
                     Err(error) => client_error(&error, bytes)?,
                 }
@@ -750,7 +755,7 @@ fn request_shaped_documents_often_become_commands() {
                     b.commands
                         .into_iter()
                         .enumerate()
-                        .any(|(i, c)| c.write_item(i).is_ok())
+                        .any(|(i, c)| c.write_item(i, &origin()).is_ok())
                 }),
             };
             commands += usize::from(ok);

@@ -1,23 +1,38 @@
 //! One keep-alive HTTP/1.1 connection, the cheapest client there is: no pool, no redirects, no TLS.
 
 use std::net::SocketAddr;
+use std::sync::LazyLock;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::client::conn::http1::{self, SendRequest};
-use hyper::header::{CONTENT_TYPE, HOST};
+use hyper::header::{HeaderValue, AUTHORIZATION, CONTENT_TYPE, HOST};
 use hyper::{Method, Request};
 use hyper_util::rt::TokioIo;
 
 pub struct Connection {
     sender: SendRequest<Full<Bytes>>,
     host: String,
+    /// `Authorization: Bearer <key>` from `LEDGER_API_KEY`, when set.
+    authorization: Option<HeaderValue>,
+}
+
+/// The API key every request carries: `LEDGER_API_KEY`, read once. Absent for a server started
+/// with `--insecure-no-auth`.
+fn authorization() -> Option<HeaderValue> {
+    static AUTHORIZATION: LazyLock<Option<HeaderValue>> = LazyLock::new(|| {
+        let key = std::env::var("LEDGER_API_KEY").ok()?;
+        HeaderValue::from_str(&format!("Bearer {key}")).ok()
+    });
+    AUTHORIZATION.clone()
 }
 
 pub struct Answer {
     pub status: u16,
     /// The `Ledger-Position` header, when present.
     pub position: Option<i64>,
+    /// `Idempotent-Replayed: true`: the stored answer to an earlier request with the same key.
+    pub replayed: bool,
     pub body: Bytes,
 }
 
@@ -42,6 +57,7 @@ impl Connection {
         Ok(Self {
             sender,
             host: addr.to_string(),
+            authorization: authorization(),
         })
     }
 
@@ -62,6 +78,9 @@ impl Connection {
         if let Some(key) = idempotency_key {
             request = request.header("idempotency-key", key);
         }
+        if let Some(authorization) = &self.authorization {
+            request = request.header(AUTHORIZATION, authorization);
+        }
         self.sender.ready().await?;
         let response = self
             .sender
@@ -73,10 +92,15 @@ impl Connection {
             .get("ledger-position")
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse().ok());
+        let replayed = response
+            .headers()
+            .get("idempotent-replayed")
+            .is_some_and(|v| v.as_bytes() == b"true");
         let body = response.into_body().collect().await?.to_bytes();
         Ok(Answer {
             status,
             position,
+            replayed,
             body,
         })
     }

@@ -2,14 +2,19 @@
 //! fixed time or number of requests, prints throughput and latency percentiles, and then checks
 //! the ledger: every asset's balances sum to zero, the log grew by exactly the acknowledged
 //! writes, and every acknowledged write is in the log at the position it was given.
+//!
+//! With `--journal` it survives a failing server and records what every request was told, and
+//! `--verify` checks the ledger against such journals (see `faults.rs`).
 
 mod client;
+mod faults;
 mod report;
 mod setup;
 mod workload;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -19,6 +24,7 @@ use bytes::Bytes;
 use clap::Parser;
 
 use client::{ClientResult, Connection};
+use faults::{Entry, Sent};
 use report::{ClientTally, Summary};
 use workload::{Rng, Workload};
 
@@ -60,6 +66,20 @@ pub struct Args {
     /// No live progress line.
     #[arg(long)]
     pub quiet: bool,
+    /// Survive a failing server and record every request with what it was told, as JSON lines,
+    /// in this file: a request that gets no answer (connection cut, or none within
+    /// --request-timeout-ms) counts as cut and the client reconnects. No check at the end: run
+    /// --verify on the journals once the faults are over.
+    #[arg(long)]
+    pub journal: Option<PathBuf>,
+    /// With --journal: how long a request may wait for its answer.
+    #[arg(long, default_value_t = 15_000)]
+    pub request_timeout_ms: u64,
+    /// Send no load: check the ledger against these journals (acknowledged writes in the log,
+    /// writes answered with an error not in it, cut writes retried, answers replayed unchanged,
+    /// no gaps, balances sum to zero, chain intact) and print the verdict as one JSON line.
+    #[arg(long, num_args = 1..)]
+    pub verify: Vec<PathBuf>,
 }
 
 fn main() -> ExitCode {
@@ -87,6 +107,9 @@ fn main() -> ExitCode {
 async fn run(args: Args) -> ClientResult<bool> {
     if args.accounts < 2 || args.clients == 0 || args.batch_size == 0 {
         return Err("need at least 2 accounts, 1 client and a batch size of 1".into());
+    }
+    if !args.verify.is_empty() {
+        return faults::verify(&args).await;
     }
     let run_id = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)?
@@ -142,6 +165,13 @@ async fn run(args: Args) -> ClientResult<bool> {
 
     let summary = Summary::of(&tallies, elapsed);
     summary.print(&args);
+    if let Some(path) = &args.journal {
+        faults::write_journal(path, tallies.iter_mut().flat_map(|t| t.journal.drain(..)))?;
+        if args.json {
+            println!("{}", summary.json(None));
+        }
+        return Ok(true);
+    }
     if args.no_check {
         if args.json {
             println!("{}", summary.json(None));
@@ -197,7 +227,7 @@ async fn drive(
     client: u32,
     counters: Counters,
 ) -> ClientResult<ClientTally> {
-    let mut connection = Connection::open(args.addr).await?;
+    let mut connection = Some(Connection::open(args.addr).await?);
     let mut rng = Rng::new(run_id as u64 ^ (u64::from(client) << 32) ^ 0x5EED);
     let (path, transfers_per_request) = workload::write_path(args.workload, args.batch_size);
     let prebuilt = match args.workload {
@@ -211,27 +241,51 @@ async fn drive(
     while counters.take_one() {
         n += 1;
         let key = format!("{run_id}-{client}-{n}");
-        let read = args.workload == Workload::Mixed && rng.below(5) == 0;
+        let read = args.workload == Workload::Reads
+            || (args.workload == Workload::Mixed && rng.below(5) == 0);
         let request_started = Instant::now();
-        let answer = if read {
+        let (target, body) = if args.workload == Workload::Reads {
+            (workload::slow_read_path(), Bytes::new())
+        } else if read {
             let account = workload::account(rng.below(args.accounts));
-            connection
-                .get(&format!(
-                    "/v1/accounts/{account}?min_position={last_position}"
-                ))
-                .await?
+            let target = format!("/v1/accounts/{account}?min_position={last_position}");
+            (target, Bytes::new())
         } else if args.workload == Workload::Batch {
             let offset = (n as usize * args.batch_size) % bodies.len();
             let end = (offset + args.batch_size).min(bodies.len());
             let body = workload::batch_body(&bodies[offset..end], &key, false);
-            connection.post(path, &key, body).await?
+            (path.to_owned(), body)
         } else {
-            let body: Bytes = bodies[(n as usize) % bodies.len()].clone();
-            connection.post(path, &key, body).await?
+            (path.to_owned(), bodies[(n as usize) % bodies.len()].clone())
         };
-        tally
-            .latencies_us
-            .push(request_started.elapsed().as_micros() as u32);
+        let key = (!read).then_some(key);
+        let sent = faults::send(
+            &mut connection,
+            &args,
+            key.as_deref(),
+            &target,
+            body.clone(),
+        )
+        .await?;
+        let elapsed = request_started.elapsed();
+        if args.journal.is_some() && !matches!(sent, Sent::Unsent) {
+            let ms = elapsed.as_millis() as u64;
+            tally
+                .journal
+                .push(Entry::new(key.as_deref(), &target, &body, &sent, ms));
+        }
+        let answer = match sent {
+            Sent::Answered(answer) => answer,
+            Sent::Unsent => continue,
+            Sent::Cut { timed_out } => {
+                let what = if timed_out { "timed_out" } else { "cut" };
+                *tally.errors.entry(what.to_owned()).or_default() += 1;
+                counters.errors.fetch_add(1, Ordering::Relaxed);
+                continue;
+            }
+        };
+        let key = key.unwrap_or_default();
+        tally.latencies_us.push(elapsed.as_micros() as u32);
         counters.sent.fetch_add(1, Ordering::Relaxed);
         if read {
             tally.reads += 1;

@@ -22,6 +22,8 @@ pub struct ClientTally {
     pub transfers: u64,
     pub reads: u64,
     pub errors: BTreeMap<String, u64>,
+    /// With `--journal`: every request and what became of it.
+    pub journal: Vec<crate::faults::Entry>,
 }
 
 pub struct Summary {
@@ -234,7 +236,7 @@ pub async fn check(args: &Args, tallies: &[ClientTally], start: i64) -> ClientRe
             if position > end {
                 break;
             }
-            let key = event["metadata"]["idempotency_key"].as_str().unwrap_or("");
+            let key = sent_idempotency_key(event).unwrap_or("");
             match acknowledged.get(&position) {
                 Some(expected) if *expected == key => seen += 1,
                 Some(expected) => check.failures.push(format!(
@@ -259,6 +261,27 @@ pub async fn check(args: &Args, tallies: &[ClientTally], start: i64) -> ClientRe
     ));
 
     // Conservation: every asset's balances sum to zero over all accounts.
+    let (sums, accounts) = balance_sums(&mut connection).await?;
+    for (asset, sum) in &sums {
+        if !sum.is_zero() {
+            check
+                .failures
+                .push(format!("balances of {asset} sum to {sum}, not zero"));
+        }
+    }
+    check.notes.push(format!(
+        "balances of {} assets over {accounts} accounts sum to zero: {}",
+        sums.len(),
+        sums.values().all(|s| s.is_zero())
+    ));
+    Ok(check)
+}
+
+/// The sum of every asset's balances over all accounts (zero when money is conserved), and how
+/// many accounts there are.
+pub async fn balance_sums(
+    connection: &mut Connection,
+) -> ClientResult<(BTreeMap<String, Decimal>, u64)> {
     let mut sums: BTreeMap<String, Decimal> = BTreeMap::new();
     let mut cursor: Option<String> = None;
     let mut accounts = 0u64;
@@ -279,20 +302,19 @@ pub async fn check(args: &Args, tallies: &[ClientTally], start: i64) -> ClientRe
         }
         match page["next_cursor"].as_str() {
             Some(next) => cursor = Some(next.to_owned()),
-            None => break,
+            None => return Ok((sums, accounts)),
         }
     }
-    for (asset, sum) in &sums {
-        if !sum.is_zero() {
-            check
-                .failures
-                .push(format!("balances of {asset} sum to {sum}, not zero"));
-        }
-    }
-    check.notes.push(format!(
-        "balances of {} assets over {accounts} accounts sum to zero: {}",
-        sums.len(),
-        sums.values().all(|s| s.is_zero())
-    ));
-    Ok(check)
+}
+
+/// The `Idempotency-Key` an event's request was sent with. The log stores keys scoped by the API
+/// key that sent them (`<key id>:<key>`); without authentication, as sent.
+pub fn sent_idempotency_key(event: &Value) -> Option<&str> {
+    let stored = event["metadata"]["idempotency_key"].as_str()?;
+    Some(
+        event["metadata"]["api_key_id"]
+            .as_str()
+            .and_then(|id| stored.strip_prefix(id)?.strip_prefix(':'))
+            .unwrap_or(stored),
+    )
 }

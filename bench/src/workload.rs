@@ -18,6 +18,9 @@ pub enum Workload {
     Batch,
     /// 80 % transfers, 20 % balance reads with `min_position` of the client's last write.
     Mixed,
+    /// Only slow reads: the audit of the whole log, each holding a read connection for as long
+    /// as recomputing the hash chain takes.
+    Reads,
 }
 
 /// The house account every `hot` and `trades` request pays a fee to.
@@ -27,6 +30,11 @@ pub const WORLD: &str = "bench:world";
 
 pub fn account(i: u64) -> String {
     format!("bench:a{i}")
+}
+
+/// What the `reads` workload asks for.
+pub fn slow_read_path() -> String {
+    "/v1/audit/verify".to_owned()
 }
 
 /// A small, fast, reproducible generator (xorshift64*); the benchmark needs spread, not secrecy.
@@ -74,7 +82,7 @@ fn transfer_json(rng: &mut Rng, accounts: u64) -> String {
 /// The path of a workload's write requests, and how many transfers one request carries.
 pub fn write_path(workload: Workload, batch_size: usize) -> (&'static str, u64) {
     match workload {
-        Workload::Transfers | Workload::Mixed => ("/v1/transfers", 1),
+        Workload::Transfers | Workload::Mixed | Workload::Reads => ("/v1/transfers", 1),
         Workload::Hot | Workload::Spread => ("/v1/transactions", 1),
         Workload::Trades => ("/v1/trades", 1),
         Workload::Batch => ("/v1/transactions/batch", batch_size as u64),
@@ -87,7 +95,7 @@ pub fn bodies(workload: Workload, rng: &mut Rng, accounts: u64, count: usize) ->
     (0..count)
         .map(|_| {
             let body = match workload {
-                Workload::Transfers | Workload::Mixed | Workload::Batch => {
+                Workload::Transfers | Workload::Mixed | Workload::Batch | Workload::Reads => {
                     transfer_json(rng, accounts)
                 }
                 Workload::Hot | Workload::Spread => {

@@ -23,6 +23,9 @@ pub struct EventMetadata {
     pub request_fingerprint: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub request_id: Option<String>,
+    /// The API key the command came with: who did it.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub api_key_id: Option<Uuid>,
 }
 
 #[derive(Default)]
@@ -68,6 +71,37 @@ impl Batch {
 
     pub fn last_position(&self) -> Option<i64> {
         self.last_position
+    }
+
+    /// Whether this batch is in the database, for a write whose outcome is unknown (the session
+    /// broke while PostgreSQL may have been committing it). Only meaningful once the session that
+    /// sent it is gone, e.g. when the caller holds the writer's lock: until then it might still
+    /// commit. A batch with events is there if its last position holds its last hash; a batch of
+    /// recorded refusals only, if its first key was recorded at its time with its fingerprint.
+    pub async fn is_committed(&self, conn: &mut PgConnection) -> Result<bool> {
+        if let (Some(position), Some(hash)) = (self.last_position, self.events.hash.last()) {
+            let stored: Option<Vec<u8>> =
+                sqlx::query_scalar("SELECT hash FROM events WHERE position = $1")
+                    .bind(position)
+                    .fetch_optional(conn)
+                    .await?;
+            return Ok(stored.as_ref() == Some(hash));
+        }
+        let i = &self.idempotency;
+        let (Some(key), Some(fingerprint), Some(recorded_at)) =
+            (i.key.first(), i.fingerprint.first(), i.recorded_at.first())
+        else {
+            return Ok(false);
+        };
+        let found: Option<i32> = sqlx::query_scalar(
+            "SELECT 1 FROM idempotency_keys WHERE key = $1 AND fingerprint = $2 AND recorded_at = $3",
+        )
+        .bind(key)
+        .bind(fingerprint)
+        .bind(recorded_at)
+        .fetch_optional(conn)
+        .await?;
+        Ok(found.is_some())
     }
 
     /// Adds an accepted event, the legs `apply` computed for it, and its idempotency record, and

@@ -27,10 +27,21 @@ pub enum Error {
     /// with the same idempotency key is safe.
     #[error("the write could not be committed; retry with the same idempotency key")]
     CommitFailed,
+    /// The session broke while the batch holding the command may have been committing, and the
+    /// writer could not find out within its bound whether it was. Retrying with the same
+    /// idempotency key is safe and answers with the outcome.
+    #[error(
+        "the connection to the database broke while this write was being committed and its \
+         outcome is not known yet; retry with the same idempotency key to learn it"
+    )]
+    CommitOutcomeUnknown,
     /// An import was refused: the database is not empty, or the file is not an intact export.
     /// Nothing was written.
     #[error("import refused: {0}")]
     ImportRefused(String),
+    /// An API key (or its name or scopes) is not one the ledger can store.
+    #[error("{0}")]
+    InvalidKey(String),
     /// The idempotency key was used before with a different request.
     #[error("idempotency key was already used with a different request")]
     IdempotencyKeyReused,

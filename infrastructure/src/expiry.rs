@@ -9,7 +9,7 @@ use domain::{Command, LedgerState, Metadata};
 use tokio::sync::oneshot;
 
 use crate::next_batch::WriteRequest;
-use crate::sequencer::WriteItem;
+use crate::sequencer::{Origin, WriteItem};
 
 /// Idempotency keys that start with this are the ledger's own; clients may not use them.
 pub const INTERNAL_KEY_PREFIX: &str = "ledger:";
@@ -44,7 +44,7 @@ pub(crate) fn expiry_request(state: &LedgerState, at: DateTime<Utc>) -> Option<W
     Some(WriteRequest {
         items,
         atomic: false,
-        request_id: None,
+        origin: Origin::default(),
         reply,
     })
 }

@@ -1,6 +1,7 @@
 //! PostgreSQL: the event store, the inline projections, the single writer (sequencer), the read
 //! models, migrations, and provisioning of a local PostgreSQL for development and tests.
 
+pub mod api_keys;
 pub mod audit;
 mod batch;
 pub mod db;
@@ -22,5 +23,5 @@ pub mod testing;
 pub use error::{Error, Result};
 pub use reads::{AccountKey, AtPosition, HistoryCursor, ReadStore};
 pub use sequencer::{
-    CommittedEvent, Outcome, Reply, WriteItem, Writer, WriterConfig, WriterStatus,
+    CommittedEvent, Origin, Outcome, Reply, WriteItem, Writer, WriterConfig, WriterStatus,
 };

@@ -12,7 +12,7 @@ use tokio::sync::oneshot;
 
 use crate::batch::{Batch, EventMetadata};
 use crate::metrics::WriterMetrics;
-use crate::sequencer::{CommittedEvent, Outcome, Reply, WriteItem};
+use crate::sequencer::{CommittedEvent, Origin, Outcome, Reply, WriteItem};
 use crate::{Error, Result};
 
 /// What waits in the writer's queue: one command, or a batch of them from one HTTP request.
@@ -20,7 +20,7 @@ pub(crate) struct WriteRequest {
     pub items: Vec<WriteItem>,
     /// All or nothing: if one is refused, none is applied and nothing is recorded.
     pub atomic: bool,
-    pub request_id: Option<String>,
+    pub origin: Origin,
     pub reply: oneshot::Sender<Vec<Result<Reply>>>,
 }
 
@@ -245,7 +245,8 @@ impl NextBatch {
                     let metadata = EventMetadata {
                         idempotency_key: item.idempotency_key.clone(),
                         request_fingerprint: Some(domain::chain::to_hex_slice(&item.fingerprint)),
-                        request_id: request.request_id.clone(),
+                        request_id: request.origin.request_id.clone(),
+                        api_key_id: request.origin.api_key_id,
                     };
                     self.batch.push_event(
                         committed.position,
@@ -325,8 +326,13 @@ impl NextBatch {
 
     /// Answers every request with a retryable failure: nothing of this batch was committed.
     pub fn fail(self) {
+        self.fail_with(|| Error::CommitFailed);
+    }
+
+    /// Answers every request with `error`.
+    pub fn fail_with(self, error: impl Fn() -> Error) {
         for request in self.requests {
-            request.fail(|| Error::CommitFailed);
+            request.fail(&error);
         }
     }
 }

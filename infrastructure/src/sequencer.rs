@@ -42,6 +42,9 @@ pub struct WriterConfig {
     pub idle_check_interval: Duration,
     /// Upper bound on any statement of the writer's session.
     pub statement_timeout: Duration,
+    /// How long the requests of a batch whose outcome is unknown (the session broke while it may
+    /// have been committing) wait for the writer to find out; then `CommitOutcomeUnknown`.
+    pub in_doubt_wait: Duration,
 }
 
 impl Default for WriterConfig {
@@ -52,6 +55,7 @@ impl Default for WriterConfig {
             retry_interval: Duration::from_millis(500),
             idle_check_interval: Duration::from_secs(1),
             statement_timeout: Duration::from_secs(30),
+            in_doubt_wait: Duration::from_secs(2),
         }
     }
 }
@@ -100,6 +104,15 @@ pub struct Reply {
     pub replayed: bool,
 }
 
+/// Who sent a request, as the events it leads to record it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Origin {
+    /// The caller's `X-Request-Id`.
+    pub request_id: Option<String>,
+    /// The API key the request was made with (its id, never its secret).
+    pub api_key_id: Option<uuid::Uuid>,
+}
+
 /// One command with its idempotency key and a digest of the request it came from, so that a key
 /// reused for another request is noticed.
 pub struct WriteItem {
@@ -141,6 +154,7 @@ impl Writer {
             status: status_tx,
             head: head_tx,
             metrics: metrics.clone(),
+            in_doubt: None,
         };
         let join = tokio::spawn(task.run());
         (
@@ -158,8 +172,8 @@ impl Writer {
 
     /// Queues a command and waits for its answer. Never waits for queue space: a full queue is
     /// `Error::Overloaded` at once.
-    pub async fn submit(&self, item: WriteItem, request_id: Option<String>) -> Result<Reply> {
-        let mut answers = self.submit_batch(vec![item], false, request_id).await?;
+    pub async fn submit(&self, item: WriteItem, origin: Origin) -> Result<Reply> {
+        let mut answers = self.submit_batch(vec![item], false, origin).await?;
         answers.pop().unwrap_or(Err(Error::CommitFailed))
     }
 
@@ -169,7 +183,7 @@ impl Writer {
         &self,
         items: Vec<WriteItem>,
         atomic: bool,
-        request_id: Option<String>,
+        origin: Origin,
     ) -> Result<Vec<Result<Reply>>> {
         let count = items.len();
         if self.queued.fetch_add(count, Ordering::AcqRel) + count > self.queue_capacity {
@@ -180,7 +194,7 @@ impl Writer {
         let request = WriteRequest {
             items,
             atomic,
-            request_id,
+            origin,
             reply,
         };
         if let Err(e) = self.queue.try_send(request) {
@@ -226,6 +240,30 @@ struct Sequencer {
     status: watch::Sender<WriterStatus>,
     head: watch::Sender<i64>,
     metrics: Arc<WriterMetrics>,
+    /// The batch whose write failed without proof that it was not committed, if any.
+    in_doubt: Option<InDoubt>,
+}
+
+/// A batch whose write failed in a way that does not show whether PostgreSQL committed it: the
+/// session broke (the server stopped, the backend was terminated, the network failed) after the
+/// statement was sent. Its requests are not answered "failed", which could be false, but wait
+/// until the writer holds the lock again (so the old session is gone and cannot commit any more)
+/// and looks in the log; after `deadline` they are answered `CommitOutcomeUnknown`.
+struct InDoubt {
+    batch: NextBatch,
+    deadline: tokio::time::Instant,
+}
+
+/// Whether a failed write certainly committed nothing: PostgreSQL answered the statement with an
+/// ERROR, which aborts its transaction. Anything else (a broken connection, a FATAL such as a
+/// terminated backend or a shutdown) may have come after the commit.
+fn certainly_not_committed(e: &Error) -> bool {
+    match e {
+        Error::Database(sqlx::Error::Database(db)) => db
+            .try_downcast_ref::<sqlx::postgres::PgDatabaseError>()
+            .is_some_and(|pg| pg.severity() == sqlx::postgres::PgSeverity::Error),
+        _ => false,
+    }
 }
 
 /// What the writer holds while it is the leader.
@@ -287,6 +325,16 @@ impl Sequencer {
                     self.status.send_replace(status);
                 }
             }
+            if self
+                .in_doubt
+                .as_ref()
+                .is_some_and(|d| d.deadline <= tokio::time::Instant::now())
+            {
+                if let Some(in_doubt) = self.in_doubt.take() {
+                    warn!("could not learn in time whether the batch in doubt was committed");
+                    in_doubt.batch.fail_with(|| Error::CommitOutcomeUnknown);
+                }
+            }
             let reason = match status {
                 WriterStatus::Standby => "another process is the writer",
                 _ => "the writer is recovering",
@@ -302,7 +350,7 @@ impl Sequencer {
 
     /// Connects, takes the lock without waiting, and loads the state. `None` when another
     /// process holds the lock.
-    async fn become_leader(&self) -> Result<Option<Session>> {
+    async fn become_leader(&mut self) -> Result<Option<Session>> {
         let mut conn = PgConnection::connect_with(&self.connect).await?;
         let timeout_ms = self.config.statement_timeout.as_millis().to_string();
         sqlx::query("SELECT set_config('statement_timeout', $1, false)")
@@ -316,6 +364,23 @@ impl Sequencer {
         if !locked {
             let _ = conn.close().await;
             return Ok(None);
+        }
+        // Holding the lock, the session that sent an in-doubt batch is gone: its fate is settled.
+        if let Some(in_doubt) = self.in_doubt.take() {
+            match in_doubt.batch.batch().is_committed(&mut conn).await {
+                Ok(true) => {
+                    info!("the batch in doubt was committed; answering its requests");
+                    in_doubt.batch.answer(&self.metrics);
+                }
+                Ok(false) => {
+                    info!("the batch in doubt was not committed; its requests may be retried");
+                    in_doubt.batch.fail();
+                }
+                Err(e) => {
+                    self.in_doubt = Some(in_doubt);
+                    return Err(e);
+                }
+            }
         }
         let loaded = load_state(&mut conn).await?;
         Ok(Some(Session {
@@ -498,9 +563,16 @@ impl Sequencer {
             }
         };
         if let Err(e) = written {
-            // Nothing of `current` was applied, and `following` was decided on top of it.
+            // `following` was decided on top of `current` and never sent: nothing of it applied.
             self.metrics.commits_failed.fetch_add(1, Ordering::Relaxed);
-            current.fail();
+            if certainly_not_committed(&e) {
+                current.fail();
+            } else {
+                self.in_doubt = Some(InDoubt {
+                    batch: current,
+                    deadline: tokio::time::Instant::now() + self.config.in_doubt_wait,
+                });
+            }
             fail_rest(following, deferred);
             return Err(Stop::Failed(e));
         }
@@ -621,4 +693,190 @@ async fn stored_outcomes(conn: &mut PgConnection, keys: &[&str]) -> Result<Store
         stored.insert(key, (fingerprint, outcome));
     }
     Ok(stored)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+    use std::sync::atomic::AtomicU8;
+
+    use domain::command::DefineAsset;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::{TcpStream, UnixListener, UnixStream};
+
+    use super::*;
+    use crate::db::{migrate, read_pool, PoolConfig};
+    use crate::testing::TestDatabase;
+
+    /// Where the proxy cuts the next connection it carries.
+    const PASS: u8 = 0;
+    /// Drop what the client sends next: PostgreSQL never sees the statement.
+    const CUT_REQUEST: u8 = 1;
+    /// Forward the statement but drop PostgreSQL's answer: it committed, the client cannot know.
+    const CUT_ANSWER: u8 = 2;
+
+    /// A unix-socket proxy in front of PostgreSQL that can break a session at a chosen moment.
+    struct Proxy {
+        dir: PathBuf,
+        mode: Arc<AtomicU8>,
+    }
+
+    impl Proxy {
+        fn start(upstream: &PgConnectOptions) -> Proxy {
+            let dir = std::env::temp_dir().join(format!("ledger-proxy-{}", uuid::Uuid::new_v4()));
+            std::fs::create_dir_all(&dir).expect("proxy directory");
+            let listener =
+                UnixListener::bind(dir.join(format!(".s.PGSQL.{}", upstream.get_port())))
+                    .expect("proxy socket");
+            let upstream_path = upstream
+                .get_socket()
+                .cloned()
+                .or_else(|| {
+                    let host = upstream.get_host();
+                    host.starts_with('/').then(|| PathBuf::from(host))
+                })
+                .map(|dir| dir.join(format!(".s.PGSQL.{}", upstream.get_port())));
+            let tcp = format!("{}:{}", upstream.get_host(), upstream.get_port());
+            let mode = Arc::new(AtomicU8::new(PASS));
+            let proxy_mode = mode.clone();
+            tokio::spawn(async move {
+                while let Ok((client, _)) = listener.accept().await {
+                    let server: Box<dyn Stream> = match &upstream_path {
+                        Some(path) => Box::new(UnixStream::connect(path).await.expect("upstream")),
+                        None => Box::new(TcpStream::connect(&tcp).await.expect("upstream")),
+                    };
+                    tokio::spawn(carry(client, server, proxy_mode.clone()));
+                }
+            });
+            Proxy { dir, mode }
+        }
+
+        fn cut_next(&self, mode: u8) {
+            self.mode.store(mode, Ordering::SeqCst);
+        }
+    }
+
+    trait Stream: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
+    impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> Stream for T {}
+
+    /// Copies both ways until either side closes, or until the armed cut drops both.
+    async fn carry(mut client: UnixStream, server: Box<dyn Stream>, mode: Arc<AtomicU8>) {
+        let (mut server_read, mut server_write) = tokio::io::split(server);
+        let mut to_server = [0u8; 64 * 1024];
+        let mut to_client = [0u8; 64 * 1024];
+        loop {
+            tokio::select! {
+                n = client.read(&mut to_server) => match n {
+                    Ok(n) if n > 0 => {
+                        if mode.compare_exchange(CUT_REQUEST, PASS, Ordering::SeqCst, Ordering::SeqCst).is_ok() {
+                            return;
+                        }
+                        if server_write.write_all(&to_server[..n]).await.is_err() {
+                            return;
+                        }
+                    }
+                    _ => return,
+                },
+                n = server_read.read(&mut to_client) => match n {
+                    Ok(n) if n > 0 => {
+                        if mode.compare_exchange(CUT_ANSWER, PASS, Ordering::SeqCst, Ordering::SeqCst).is_ok() {
+                            return;
+                        }
+                        if client.write_all(&to_client[..n]).await.is_err() {
+                            return;
+                        }
+                    }
+                    _ => return,
+                },
+            }
+        }
+    }
+
+    fn define(code: &str) -> WriteItem {
+        WriteItem {
+            command: Command::DefineAsset(DefineAsset {
+                code: code.parse().expect("asset code"),
+                scale: 2u32.try_into().expect("scale"),
+            }),
+            idempotency_key: format!("define-{code}"),
+            fingerprint: code.as_bytes().to_vec(),
+        }
+    }
+
+    async fn leader(writer: &Writer) {
+        for _ in 0..200 {
+            if writer.status() == WriterStatus::Leader {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        panic!("the writer did not become the leader");
+    }
+
+    /// A batch whose session breaks after PostgreSQL committed it is answered as committed, and
+    /// one whose statement never arrived as failed: the answer is what the log holds.
+    #[tokio::test]
+    async fn a_broken_session_answers_what_the_log_holds() {
+        let database = TestDatabase::create().await.expect("test database");
+        let options = crate::db::connect_options(database.url()).expect("options");
+        let pool = read_pool(options.clone(), &PoolConfig::default());
+        migrate(&pool).await.expect("migrate");
+        let proxy = Proxy::start(&options);
+        let config = WriterConfig {
+            retry_interval: Duration::from_millis(50),
+            idle_check_interval: Duration::from_secs(3600),
+            ..WriterConfig::default()
+        };
+        let (writer, task) = Writer::spawn(options.clone().socket(&proxy.dir), config);
+        leader(&writer).await;
+        // The first write of a session prepares its statement: cut after that, so that the
+        // answer cut is the commit's.
+        writer
+            .submit(define("GBP"), Origin::default())
+            .await
+            .expect("first write");
+
+        proxy.cut_next(CUT_ANSWER);
+        let reply = writer
+            .submit(define("USD"), Origin::default())
+            .await
+            .expect("committed");
+        assert!(
+            matches!(&reply.outcome, Outcome::Accepted(e) if e.position == 2),
+            "{reply:?}"
+        );
+        assert!(!reply.replayed);
+
+        leader(&writer).await;
+        proxy.cut_next(CUT_REQUEST);
+        let lost = writer.submit(define("EUR"), Origin::default()).await;
+        assert!(matches!(lost, Err(Error::CommitFailed)), "{lost:?}");
+
+        // The writer recovered with the committed batch in its state, and the failed one gone.
+        leader(&writer).await;
+        let again = writer
+            .submit(define("USD"), Origin::default())
+            .await
+            .expect("replay");
+        assert!(again.replayed, "{again:?}");
+        let eur = writer
+            .submit(define("EUR"), Origin::default())
+            .await
+            .expect("retry");
+        assert!(
+            matches!(&eur.outcome, Outcome::Accepted(e) if e.position == 3),
+            "{eur:?}"
+        );
+        let events: i64 = sqlx::query_scalar("SELECT count(*) FROM events")
+            .fetch_one(&pool)
+            .await
+            .expect("count");
+        assert_eq!(events, 3);
+
+        drop(writer);
+        task.await.expect("writer task");
+        pool.close().await;
+        let _ = std::fs::remove_dir_all(&proxy.dir);
+        database.drop_database().await.expect("drop");
+    }
 }

@@ -54,13 +54,29 @@ pub struct TestLedger {
     pub database_url: String,
     server: Option<Server>,
     pub base: String,
+    /// Sends the admin key, when the server authenticates.
     pub client: reqwest::Client,
+    /// The admin key the server was bootstrapped with, when it authenticates.
+    pub admin_key: Option<String>,
 }
 
+/// The test server's configuration: without authentication unless a test turns it on (see
+/// `start_secured`); tests of other things speak to it without keys.
 fn config(database_url: &str) -> ServeConfig {
-    ServeConfig::local(
+    let mut config = ServeConfig::local(
         SocketAddr::from(([127, 0, 0, 1], 0)),
         Some(database_url.to_owned()),
+    );
+    config.insecure_no_auth = true;
+    config
+}
+
+/// A fresh random API key in the ledger's format, for a test to bootstrap with.
+pub fn random_key() -> String {
+    format!(
+        "lk_{}{}",
+        uuid::Uuid::new_v4().simple(),
+        uuid::Uuid::new_v4().simple()
     )
 }
 
@@ -79,18 +95,44 @@ impl TestLedger {
         ledger
     }
 
+    /// A fresh database and a server that authenticates, bootstrapped with an admin key that
+    /// `client` (and so `get`, `post`, …) sends.
+    pub async fn start_secured() -> Self {
+        let admin_key = random_key();
+        Self::start_with(|config| {
+            config.insecure_no_auth = false;
+            config.bootstrap_admin_key = Some(admin_key);
+        })
+        .await
+    }
+
     /// Another server on an existing database (which the caller keeps and drops).
     pub async fn serve(database_url: &str, adjust: impl FnOnce(&mut ServeConfig)) -> Self {
         let mut config = config(database_url);
         adjust(&mut config);
         let server = Server::start(&config).await.expect("server starts");
         let base = format!("http://{}", server.addr());
+        let admin_key = config
+            .bootstrap_admin_key
+            .clone()
+            .filter(|_| !config.insecure_no_auth);
+        let mut headers = HeaderMap::new();
+        if let Some(key) = &admin_key {
+            headers.insert(
+                reqwest::header::AUTHORIZATION,
+                format!("Bearer {key}").parse().expect("header value"),
+            );
+        }
         Self {
             database: None,
             database_url: database_url.to_owned(),
             server: Some(server),
             base,
-            client: reqwest::Client::new(),
+            client: reqwest::Client::builder()
+                .default_headers(headers)
+                .build()
+                .expect("HTTP client"),
+            admin_key,
         }
     }
 
@@ -104,9 +146,17 @@ impl TestLedger {
     /// Starts a server again on the same database.
     pub async fn restart(&mut self) {
         self.stop_server().await;
-        let again = Self::serve(&self.database_url, |_| {}).await;
+        let admin_key = self.admin_key.clone();
+        let again = Self::serve(&self.database_url, |config| {
+            if admin_key.is_some() {
+                config.insecure_no_auth = false;
+                config.bootstrap_admin_key = admin_key;
+            }
+        })
+        .await;
         self.server = again.server;
         self.base = again.base;
+        self.client = again.client;
     }
 
     /// Stops the server and drops the database.
@@ -121,7 +171,7 @@ impl TestLedger {
         format!("{}{}", self.base, path)
     }
 
-    async fn read(response: reqwest::Response) -> Answer {
+    pub async fn read(response: reqwest::Response) -> Answer {
         let status = response.status().as_u16();
         let headers = response.headers().clone();
         let text = response.text().await.expect("body");
@@ -162,6 +212,29 @@ impl TestLedger {
             .await
             .expect("PATCH");
         Self::read(response).await
+    }
+
+    /// A request with this API key (or none) instead of the admin's.
+    pub async fn call_as(
+        &self,
+        key: Option<&str>,
+        method: reqwest::Method,
+        path: &str,
+        idempotency_key: Option<&str>,
+        body: Option<&Value>,
+    ) -> Answer {
+        // A client without the admin's default header.
+        let mut request = reqwest::Client::new().request(method, self.url(path));
+        if let Some(key) = key {
+            request = request.bearer_auth(key);
+        }
+        if let Some(idempotency_key) = idempotency_key {
+            request = request.header("idempotency-key", idempotency_key);
+        }
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        Self::read(request.send().await.expect("request")).await
     }
 
     /// POSTs raw bytes with the given headers.

@@ -103,20 +103,46 @@ async fn payment_partly_spent(ledger: &TestLedger) -> String {
 }
 
 #[tokio::test]
-async fn a_reversal_meets_the_balance_rules_unless_force_is_allowed() {
-    let ledger = TestLedger::start().await;
+async fn a_reversal_meets_the_balance_rules_unless_an_admin_forces_it() {
+    let ledger = TestLedger::start_secured().await;
     let id = payment_partly_spent(&ledger).await;
+    let writer = ledger
+        .post(
+            "/v1/admin/keys",
+            "-",
+            &json!({"name": "payments service", "scopes": ["read", "write"]}),
+        )
+        .await;
+    writer.expect(201);
+    let writer = writer.body["secret"].as_str().unwrap().to_owned();
+    let reverse_as = |key: &'static str, force: bool, secret: String| {
+        let ledger = &ledger;
+        let id = id.clone();
+        async move {
+            ledger
+                .call_as(
+                    Some(&secret),
+                    reqwest::Method::POST,
+                    &format!("/v1/transactions/{id}/reverse"),
+                    Some(key),
+                    Some(&json!({"force": force})),
+                )
+                .await
+        }
+    };
     refused(
-        &reverse(&ledger, &id, "r-1", false).await,
+        &reverse_as("r-1", false, writer.clone()).await,
         422,
         "insufficient_funds",
     );
-    // This server does not allow force.
-    refused(&reverse(&ledger, &id, "r-2", true).await, 403, "forbidden");
-    ledger.finish().await;
+    // A key with the write scope may not force.
+    let events = ledger.event_count().await;
+    let answer = reverse_as("r-2", true, writer).await;
+    ledger
+        .assert_refused(&answer, 403, "forbidden", events)
+        .await;
 
-    let ledger = TestLedger::start_with(|config| config.allow_forced_reversals = true).await;
-    let id = payment_partly_spent(&ledger).await;
+    // An admin may: the reversal goes through and says it was forced.
     let forced = reverse(&ledger, &id, "r-3", true).await;
     forced.expect(201);
     assert_eq!(forced.body["forced"], true);

@@ -21,7 +21,7 @@ use crate::dto::{
     HistoryPage, OpenAccountRequest, StatementView,
 };
 use crate::error::{ApiError, Problem};
-use crate::extract::{IdempotencyKey, JsonBody, Params, PathParam, RequestId};
+use crate::extract::{IdempotencyKey, JsonBody, Params, PathParam, RequestOrigin};
 use crate::render::{account_view, balance_view, history_item_view, history_view};
 use crate::routes::assets::ReadParams;
 use crate::routes::write::{at_position, submit, LEDGER_POSITION};
@@ -65,7 +65,7 @@ async fn change_account_status(
     State(state): State<AppState>,
     PathParam((id_or_code, action)): PathParam<(String, String)>,
     key: IdempotencyKey,
-    request_id: RequestId,
+    origin: RequestOrigin,
     JsonBody(request): JsonBody<AccountStatusRequest>,
 ) -> Result<Response, ApiError> {
     let change = match action.as_str() {
@@ -79,7 +79,7 @@ async fn change_account_status(
         change,
         request,
     };
-    submit(&state, key, request_id, &command).await
+    submit(&state, key, origin, &command).await
 }
 
 /// Set an account's balance bounds in one asset: `min_balance` (negative: a credit limit) and
@@ -99,14 +99,14 @@ async fn set_account_limits(
     State(state): State<AppState>,
     PathParam(id_or_code): PathParam<String>,
     key: IdempotencyKey,
-    request_id: RequestId,
+    origin: RequestOrigin,
     JsonBody(request): JsonBody<AccountLimitsRequest>,
 ) -> Result<Response, ApiError> {
     let command = AccountLimitsCommand {
         account: path_account(&id_or_code)?,
         request,
     };
-    submit(&state, key, request_id, &command).await
+    submit(&state, key, origin, &command).await
 }
 
 /// Open an account. Its code is unique and never changes.
@@ -123,10 +123,10 @@ async fn set_account_limits(
 async fn open_account(
     State(state): State<AppState>,
     key: IdempotencyKey,
-    request_id: RequestId,
+    origin: RequestOrigin,
     JsonBody(request): JsonBody<OpenAccountRequest>,
 ) -> Result<Response, ApiError> {
-    submit(&state, key, request_id, &request).await
+    submit(&state, key, origin, &request).await
 }
 
 #[derive(Debug, Deserialize, IntoParams)]

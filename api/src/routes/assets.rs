@@ -6,7 +6,7 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 
 use crate::dto::{AssetList, AssetView, DefineAssetRequest};
 use crate::error::{ApiError, Problem};
-use crate::extract::{IdempotencyKey, JsonBody, Params, RequestId};
+use crate::extract::{IdempotencyKey, JsonBody, Params, RequestOrigin};
 use crate::routes::write::{at_position, submit};
 use crate::state::AppState;
 
@@ -28,10 +28,10 @@ pub fn router() -> OpenApiRouter<AppState> {
 async fn define_asset(
     State(state): State<AppState>,
     key: IdempotencyKey,
-    request_id: RequestId,
+    origin: RequestOrigin,
     JsonBody(request): JsonBody<DefineAssetRequest>,
 ) -> Result<Response, ApiError> {
-    submit(&state, key, request_id, &request).await
+    submit(&state, key, origin, &request).await
 }
 
 #[derive(Debug, Deserialize, IntoParams)]

@@ -2,6 +2,7 @@
 //! from the very handlers that serve the requests: a route cannot be served and left undocumented.
 
 mod accounts;
+mod admin;
 mod assets;
 mod audit;
 mod events;
@@ -30,12 +31,16 @@ use crate::state::AppState;
         description = "An event-sourced financial transaction ledger. Amounts are decimal strings; \
 every write needs an `Idempotency-Key` header and answers with the `position` of its event \
 (`Ledger-Position` header); every read reports the position it reflects and accepts `min_position`. \
-Errors are RFC 9457 problem documents with a stable `code`."
+Errors are RFC 9457 problem documents with a stable `code`. Every `/v1` route needs \
+`Authorization: Bearer <API key>` with the route's scope: `read` for GET, `write` for commands, \
+`audit` for `/v1/audit`, `admin` for `/v1/admin`, limits and forced reversals (401 `unauthorized`, \
+403 `forbidden`, 429 `too_many_auth_failures` after repeated failures from one address)."
     ),
     tags(
         (name = "assets"), (name = "accounts"), (name = "transactions"), (name = "trades"),
-        (name = "events"), (name = "audit"), (name = "operations")
-    )
+        (name = "events"), (name = "audit"), (name = "admin"), (name = "operations")
+    ),
+    modifiers(&BearerAuth)
 )]
 struct ApiDoc;
 
@@ -47,7 +52,49 @@ fn openapi_router() -> OpenApiRouter<AppState> {
         .merge(events::router())
         .merge(stream::router())
         .merge(audit::router())
+        .merge(admin::router())
         .merge(ops::router())
+}
+
+/// Declares the API-key scheme and requires it on every `/v1` route.
+struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{
+            HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme,
+        };
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "api_key",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some("An API key: `lk_` and 64 hexadecimal digits"))
+                    .build(),
+            ),
+        );
+        for (path, item) in openapi.paths.paths.iter_mut() {
+            if !path.starts_with("/v1/") {
+                continue;
+            }
+            for operation in [
+                &mut item.get,
+                &mut item.post,
+                &mut item.patch,
+                &mut item.put,
+                &mut item.delete,
+            ]
+            .into_iter()
+            .flatten()
+            {
+                operation.security = Some(vec![SecurityRequirement::new(
+                    "api_key",
+                    Vec::<String>::new(),
+                )]);
+            }
+        }
+    }
 }
 
 /// The OpenAPI document of every route.
@@ -117,6 +164,12 @@ pub fn app(state: AppState) -> Router {
         // The JSON extractor enforces the configured limit itself; this turns off axum's default
         // so that there is one limit, not two.
         .layer(DefaultBodyLimit::disable())
+        // Authentication runs inside admission: its lookups count against the bound on requests
+        // in flight.
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            crate::auth::authenticate,
+        ))
         .layer(axum::middleware::from_fn_with_state(state.clone(), admit))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),

@@ -4,17 +4,19 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 use uuid::Uuid;
 
 use axum::response::IntoResponse;
+use infrastructure::api_keys::Scope;
 use infrastructure::WriteItem;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use utoipa::ToSchema;
 
+use crate::auth::Caller;
 use crate::dto::{
     SettlementView, TradeRequest, TradeView, TransactionAction, TransactionActionCommand,
     TransactionActionRequest, TransactionRequest, TransactionView, TransferRequest,
 };
 use crate::error::{ApiError, Problem};
-use crate::extract::{BatchJsonBody, IdempotencyKey, JsonBody, Params, PathParam, RequestId};
+use crate::extract::{BatchJsonBody, IdempotencyKey, JsonBody, Params, PathParam, RequestOrigin};
 use crate::render::{decode_stored, settlement_view, trade_view, transaction_view};
 use crate::routes::assets::ReadParams;
 use crate::routes::write::{at_position, render_reply, submit, CommandRequest};
@@ -48,10 +50,10 @@ pub fn router() -> OpenApiRouter<AppState> {
 async fn post_transaction(
     State(state): State<AppState>,
     key: IdempotencyKey,
-    request_id: RequestId,
+    origin: RequestOrigin,
     JsonBody(request): JsonBody<TransactionRequest>,
 ) -> Result<Response, ApiError> {
-    submit(&state, key, request_id, &request).await
+    submit(&state, key, origin, &request).await
 }
 
 /// Transfer: a transaction with one posting.
@@ -68,10 +70,10 @@ async fn post_transaction(
 async fn post_transfer(
     State(state): State<AppState>,
     key: IdempotencyKey,
-    request_id: RequestId,
+    origin: RequestOrigin,
     JsonBody(request): JsonBody<TransferRequest>,
 ) -> Result<Response, ApiError> {
-    submit(&state, key, request_id, &request).await
+    submit(&state, key, origin, &request).await
 }
 
 /// Execute a trade, delivery versus payment: `quantity` of the instrument from seller to buyer,
@@ -90,10 +92,10 @@ async fn post_transfer(
 async fn post_trade(
     State(state): State<AppState>,
     key: IdempotencyKey,
-    request_id: RequestId,
+    origin: RequestOrigin,
     JsonBody(request): JsonBody<TradeRequest>,
 ) -> Result<Response, ApiError> {
-    submit(&state, key, request_id, &request).await
+    submit(&state, key, origin, &request).await
 }
 
 fn parse_id(id: &str, code: &'static str, what: &str) -> Result<Uuid, ApiError> {
@@ -200,8 +202,8 @@ fn settled(
 /// `expires_at` has passed, or `pending_not_found`). `reverse` appends a transaction of kind
 /// `reversal` with every posting of what moved swapped, linked both ways; a transaction is
 /// reversed once and a reversal is not reversed (`transaction_already_reversed`,
-/// `reversal_not_reversible`); the balance rules apply unless `force` (403 `forbidden` unless the
-/// server allows forced reversals).
+/// `reversal_not_reversible`); the balance rules apply unless `force`, which needs an API key
+/// with the `admin` scope (403 `forbidden` otherwise) and is recorded in the event.
 #[utoipa::path(
     post, path = "/v1/transactions/{id}/{action}", tag = "transactions",
     params(("id" = String, Path, description = "The transaction's id"),
@@ -210,7 +212,7 @@ fn settled(
     request_body = TransactionActionRequest,
     responses(
         (status = 201, description = "`post`, `void`: a SettlementView; `reverse`: the reversal, a TransactionView", body = SettlementView),
-        (status = 403, body = Problem, description = "forbidden: force is not allowed"),
+        (status = 403, body = Problem, description = "forbidden: force needs the admin scope"),
         (status = 404, body = Problem, description = "transaction_not_found (reverse)"),
         (status = 422, body = Problem, description = "pending_not_found, pending_already_posted, pending_already_voided, pending_expired, transaction_already_reversed, reversal_not_reversible, insufficient_funds, account_frozen, validation_error, amount_precision"),
         (status = "4XX", body = Problem), (status = 503, body = Problem),
@@ -220,7 +222,8 @@ async fn act_on_transaction(
     State(state): State<AppState>,
     PathParam((id, action)): PathParam<(String, String)>,
     key: IdempotencyKey,
-    request_id: RequestId,
+    origin: RequestOrigin,
+    caller: Caller,
     JsonBody(request): JsonBody<TransactionActionRequest>,
 ) -> Result<Response, ApiError> {
     let action = match action.as_str() {
@@ -234,9 +237,9 @@ async fn act_on_transaction(
         _ => ("pending_not_found", "pending transaction"),
     };
     let transaction_id = TransactionId(parse_id(&id, code, what)?);
-    if request.force && action == TransactionAction::Reverse && !state.limits().forced_reversals {
+    if request.force && action == TransactionAction::Reverse && !caller.allows(Scope::Admin) {
         return Err(ApiError::Forbidden(
-            "forced reversals are not allowed on this server (--allow-forced-reversals)".into(),
+            "a forced reversal needs an API key with the admin scope".into(),
         ));
     }
     let original = match action {
@@ -249,7 +252,7 @@ async fn act_on_transaction(
         request,
         original,
     };
-    submit(&state, key, request_id, &command).await
+    submit(&state, key, origin, &command).await
 }
 
 /// One command of a batch: its own idempotency key and exactly one of `transaction`, `transfer`
@@ -298,10 +301,11 @@ pub struct BatchResponse {
 
 impl BatchCommand {
     /// The command as the writer takes it, or why it cannot be one (`index`: its place in the
-    /// batch, for the message).
-    pub fn write_item(self, index: usize) -> Result<WriteItem, ApiError> {
+    /// batch, for the message; `origin`: who sent it, which scopes its key).
+    pub fn write_item(self, index: usize, origin: &RequestOrigin) -> Result<WriteItem, ApiError> {
         let IdempotencyKey(key) = IdempotencyKey::parse(self.idempotency_key.as_bytes())
             .map_err(|e| ApiError::Validation(format!("command {index}: {e}")))?;
+        let key = origin.scoped_key(key);
         let in_batch = |e: ApiError| ApiError::Validation(format!("command {index}: {e}"));
         match (self.transaction, self.transfer, self.trade) {
             (Some(r), None, None) => r.write_item(key).map_err(in_batch),
@@ -328,7 +332,7 @@ impl BatchCommand {
 )]
 async fn post_batch(
     State(state): State<AppState>,
-    RequestId(request_id): RequestId,
+    origin: RequestOrigin,
     BatchJsonBody(request): BatchJsonBody<BatchRequest>,
 ) -> Result<Response, ApiError> {
     let max = state.limits().batch_commands_max;
@@ -342,11 +346,11 @@ async fn post_batch(
         .commands
         .into_iter()
         .enumerate()
-        .map(|(index, command)| command.write_item(index))
+        .map(|(index, command)| command.write_item(index, &origin))
         .collect::<Result<Vec<_>, _>>()?;
     let answers = state
         .writer()
-        .submit_batch(items, request.atomic, request_id)
+        .submit_batch(items, request.atomic, origin.0)
         .await?;
     let mut last_position = None;
     let results = answers

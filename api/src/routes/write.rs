@@ -10,7 +10,7 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use crate::error::{ApiError, RETRY_AFTER_S};
-use crate::extract::{IdempotencyKey, RequestId};
+use crate::extract::{IdempotencyKey, RequestOrigin};
 use crate::render::committed_view;
 use crate::state::AppState;
 
@@ -87,13 +87,11 @@ fn problem_reply(error: ApiError, replayed: bool) -> RenderedReply {
 pub async fn submit(
     state: &AppState,
     IdempotencyKey(key): IdempotencyKey,
-    RequestId(request_id): RequestId,
+    origin: RequestOrigin,
     request: &impl CommandRequest,
 ) -> Result<Response, ApiError> {
-    let answer = state
-        .writer()
-        .submit(request.write_item(key)?, request_id)
-        .await;
+    let item = request.write_item(origin.scoped_key(key))?;
+    let answer = state.writer().submit(item, origin.0).await;
     // Failures to queue (overloaded, no writer) are the request's own errors, not a stored answer.
     let answer = match answer {
         Err(
