@@ -16,6 +16,9 @@ use crate::error::ApiError;
 use crate::state::AppState;
 use crate::strict_json::{self, StrictJsonError};
 
+/// JSON nested deeper than this is refused (400 `malformed_json`).
+pub use crate::strict_json::DEPTH_MAX as JSON_DEPTH_MAX;
+
 /// A JSON request body, parsed strictly: unknown and duplicate fields are refused.
 pub struct JsonBody<T>(pub T);
 

@@ -1,10 +1,12 @@
 //! Property tests: for any sequence of commands, every asset's balances sum to zero, no account
 //! that may not go negative ever does, and a refused command changes nothing.
 
+mod common;
+
 use chrono::{DateTime, Duration, Utc};
 use domain::command::{
-    AccountStatus, BoundChange, ChangeAccountStatus, Guards, HoldTerms, OriginalTransaction,
-    ReverseTransaction, SetAccountLimits, SettlePending, Settlement, StatusChange,
+    AccountStatus, BoundChange, ChangeAccountStatus, Guards, HoldTerms, SetAccountLimits,
+    SettlePending, Settlement, StatusChange,
 };
 use domain::ledger::Figures;
 use domain::{
@@ -138,46 +140,12 @@ fn hold_terms(expires: bool) -> HoldTerms {
     }
 }
 
-/// What an event that moved money reverses to, if it did.
-fn moved(event: &domain::Event) -> Option<OriginalTransaction> {
-    let (id, postings, is_reversal) = match event {
-        domain::Event::TransactionPosted(e) if !e.pending => {
-            (e.transaction_id, &e.postings, e.reverses.is_some())
-        }
-        domain::Event::TradeExecuted(e) if !e.pending => (e.trade_id, &e.postings, false),
-        domain::Event::PendingPosted(e) => (e.pending_id, &e.postings, false),
-        _ => return None,
-    };
-    Some(OriginalTransaction {
-        id,
-        postings: postings.clone(),
-        is_reversal,
-    })
-}
-
 /// The command an operation stands for, against the state and the log so far (a settlement
 /// picks an open hold, a reversal an earlier movement).
 fn command(op: &Op, state: &LedgerState, log: &[domain::Event]) -> Command {
     let code = |i: usize| ACCOUNTS[i].0.parse().unwrap();
     match op {
-        Op::Reverse(n, force) => {
-            let movements: Vec<OriginalTransaction> = log.iter().filter_map(moved).collect();
-            let original = if movements.is_empty() {
-                OriginalTransaction {
-                    id: TransactionId(Uuid::from_u128(9)),
-                    postings: Vec::new(),
-                    is_reversal: false,
-                }
-            } else {
-                movements[n % movements.len()].clone()
-            };
-            Command::ReverseTransaction(ReverseTransaction {
-                id: TransactionId(Uuid::new_v4()),
-                original,
-                force: *force,
-                metadata: Metadata::default(),
-            })
-        }
+        Op::Reverse(n, force) => common::reverse_nth(log, *n, *force),
         Op::Settle(n, kind, late) => {
             let holds = state.open_holds();
             // With no open hold, a settlement of an unknown id: refused, and that is checked too.

@@ -129,3 +129,36 @@ async fn health_readiness_and_metrics() {
     }
     ledger.finish().await;
 }
+
+/// Errors are served as `application/problem+json`, and the document says so (Schemathesis's
+/// content-type check found every error documented as `application/json`).
+#[test]
+fn the_openapi_document_gives_errors_as_problem_json() {
+    let doc = ledger_tests::serde_json::to_value(api::routes::openapi()).unwrap();
+    let mut problems = 0;
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for (method, operation) in item.as_object().unwrap() {
+            let Some(responses) = operation["responses"].as_object() else {
+                continue;
+            };
+            for (status, response) in responses {
+                let Some(content) = response["content"].as_object() else {
+                    continue;
+                };
+                for (content_type, media) in content {
+                    if media["schema"]["$ref"] == "#/components/schemas/Problem" {
+                        problems += 1;
+                        assert_eq!(
+                            content_type, "application/problem+json",
+                            "{method} {path} {status}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+    assert!(
+        problems > 50,
+        "only {problems} problem responses documented"
+    );
+}

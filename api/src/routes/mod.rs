@@ -11,6 +11,9 @@ mod stream;
 mod transactions;
 pub mod write;
 
+/// The batch request's parts, for tests that feed them arbitrary input.
+pub use transactions::{BatchCommand, BatchRequest};
+
 use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -96,7 +99,47 @@ impl utoipa::Modify for BearerAuth {
 
 /// The OpenAPI document of every route.
 pub fn openapi() -> utoipa::openapi::OpenApi {
-    openapi_router().into_openapi()
+    let mut doc = openapi_router().into_openapi();
+    problems_as_problem_json(&mut doc);
+    doc
+}
+
+/// Errors are served as `application/problem+json` (RFC 9457); the route annotations name only
+/// the `Problem` body, which utoipa documents as `application/json`. This says what is served,
+/// for every route at once.
+fn problems_as_problem_json(doc: &mut utoipa::openapi::OpenApi) {
+    use utoipa::openapi::RefOr;
+    const PROBLEM: &str = "#/components/schemas/Problem";
+    for item in doc.paths.paths.values_mut() {
+        let operations = [
+            &mut item.get,
+            &mut item.put,
+            &mut item.post,
+            &mut item.delete,
+            &mut item.options,
+            &mut item.head,
+            &mut item.patch,
+            &mut item.trace,
+        ];
+        for operation in operations.into_iter().flatten() {
+            for response in operation.responses.responses.values_mut() {
+                let RefOr::T(response) = response else {
+                    continue;
+                };
+                let is_problem = response.content.get("application/json").is_some_and(
+                    |c| matches!(&c.schema, Some(RefOr::Ref(r)) if r.ref_location == PROBLEM),
+                );
+                if let Some(content) = is_problem
+                    .then(|| response.content.shift_remove("application/json"))
+                    .flatten()
+                {
+                    response
+                        .content
+                        .insert("application/problem+json".to_owned(), content);
+                }
+            }
+        }
+    }
 }
 
 /// Load shedding: at most `requests_in_flight_max` `/v1` requests are handled at once, so the

@@ -300,7 +300,9 @@ pub struct BatchResponse {
 }
 
 impl BatchCommand {
-    fn write_item(self, index: usize, origin: &RequestOrigin) -> Result<WriteItem, ApiError> {
+    /// The command as the writer takes it, or why it cannot be one (`index`: its place in the
+    /// batch, for the message; `origin`: who sent it, which scopes its key).
+    pub fn write_item(self, index: usize, origin: &RequestOrigin) -> Result<WriteItem, ApiError> {
         let IdempotencyKey(key) = IdempotencyKey::parse(self.idempotency_key.as_bytes())
             .map_err(|e| ApiError::Validation(format!("command {index}: {e}")))?;
         let key = origin.scoped_key(key);

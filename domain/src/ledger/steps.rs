@@ -106,6 +106,15 @@ impl LedgerState {
                         posting.amount, posting.asset
                     ))
                 })?;
+            // Every posting the ledger decides has two different accounts; a step list is built
+            // from events it decided and from the originals of reversals, so this only refuses
+            // a malformed original or a damaged log.
+            if posting.source == posting.destination {
+                return Err(ApplyError(format!(
+                    "posting moves {} from account {} to itself",
+                    posting.asset, posting.source
+                )));
+            }
             let source = self.known_account(&posting.source)?.id;
             let destination = self.known_account(&posting.destination)?.id;
             let (debit, credit) = match effect {

@@ -1,0 +1,131 @@
+#!/usr/bin/env bash
+# Property-based testing of the HTTP API from its own OpenAPI document, with Schemathesis: it
+# generates requests for every operation of `GET /openapi.json` (valid ones and, in its negative
+# phases, invalid ones) and checks every answer: never a 5xx (`not_a_server_error`), and always a
+# status, content type, headers and body that the document declares (`status_code_conformance`,
+# `content_type_conformance`, `response_headers_conformance`, `response_schema_conformance`).
+#
+#   scripts/schemathesis.sh                 # 100 examples per operation
+#   scripts/schemathesis.sh --short         # 50 per operation, for CI (about 3 minutes at most)
+#   scripts/schemathesis.sh --max-examples N
+#   scripts/schemathesis.sh --seed N        # other examples than CI's (seed 1)
+#   scripts/schemathesis.sh --checks all    # Schemathesis's other checks too (see `st run --help`);
+#                                           # positive_data_acceptance and negative_data_rejection
+#                                           # then fail: the document's strings carry no patterns,
+#                                           # so valid-looking codes and amounts get 422s
+#
+# It installs Schemathesis from PyPI into a virtual environment under target/ (python3-venv
+# through apt-get when missing), builds and starts `target/debug/ledger serve` on a free port
+# with a PostgreSQL cluster of its own (provisioned by `ledger serve --data-dir`), and stops both
+# at the end. Needs PostgreSQL's server binaries (apt-get install -y postgresql) and python3.
+set -euo pipefail
+
+max_examples=100
+time_limit_s=900
+checks=not_a_server_error,status_code_conformance,content_type_conformance,response_headers_conformance,response_schema_conformance
+seed=1
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --short) max_examples=50; time_limit_s=150 ;;
+        --max-examples) max_examples=$2; shift ;;
+        --checks) checks=$2; shift ;;
+        --seed) seed=$2; shift ;;
+        *) echo "usage: $0 [--short] [--max-examples N] [--checks LIST] [--seed N]" >&2; exit 2 ;;
+    esac
+    shift
+done
+
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+schemathesis_version=4.32.5
+venv="$root/target/schemathesis-venv"
+
+# Schemathesis, in a virtual environment of its own.
+installed=$("$venv/bin/st" --version 2>/dev/null || true)
+if [ "$installed" != "st, version $schemathesis_version" ]; then
+    if ! python3 -c 'import ensurepip, venv' >/dev/null 2>&1; then
+        echo "python3-venv missing: installing"
+        apt-get update -q
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -q python3-venv
+    fi
+    rm -rf "$venv"
+    python3 -m venv "$venv"
+    "$venv/bin/pip" install -q "schemathesis==$schemathesis_version"
+fi
+
+cargo build --locked -q -p api --bin ledger
+ledger="$root/target/debug/ledger"
+
+work=$(mktemp -d /tmp/ledger-schemathesis.XXXXXX)
+chmod 755 "$work" # when root, PostgreSQL runs as an unprivileged user that must reach it
+server_pid=
+cleanup() {
+    local status=$?
+    if [ -n "$server_pid" ]; then
+        # SIGTERM: the ledger stops the PostgreSQL cluster it started.
+        kill "$server_pid" 2>/dev/null || true
+        wait "$server_pid" 2>/dev/null || true
+    fi
+    if [ "$status" = 0 ]; then rm -rf "$work"; else echo "logs kept in $work" >&2; fi
+}
+trap cleanup EXIT
+
+port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+serve_args=(serve --listen "127.0.0.1:$port" --data-dir "$work/pg")
+# API keys may be required by this version of the ledger; this test is about the API's shapes.
+# (The help is read whole first: with pipefail, grep -q closing the pipe early could fail it.)
+serve_help=$("$ledger" serve --help)
+if grep -q -- '--insecure-no-auth' <<<"$serve_help"; then
+    serve_args+=(--insecure-no-auth)
+fi
+env -u DATABASE_URL RUST_LOG=warn "$ledger" "${serve_args[@]}" >"$work/ledger.log" 2>&1 &
+server_pid=$!
+
+base="http://127.0.0.1:$port"
+for _ in $(seq 1 120); do
+    if python3 -c "import urllib.request,sys; urllib.request.urlopen('$base/readyz', timeout=2)" 2>/dev/null; then
+        break
+    fi
+    if ! kill -0 "$server_pid" 2>/dev/null; then
+        cat "$work/ledger.log" >&2
+        echo "ledger serve exited" >&2
+        exit 1
+    fi
+    sleep 0.5
+done
+
+# A few things for the generated requests to find: an asset, accounts, money.
+post() { # path key body
+    python3 - "$base$1" "$2" "$3" <<'EOF'
+import sys, urllib.request
+url, key, body = sys.argv[1:4]
+request = urllib.request.Request(url, data=body.encode(), method="POST",
+    headers={"content-type": "application/json", "idempotency-key": key})
+urllib.request.urlopen(request, timeout=10).read()
+EOF
+}
+post /v1/assets seed-usd '{"code":"USD","scale":2}'
+post /v1/accounts seed-world '{"code":"world:bank","allow_negative":true}'
+post /v1/accounts seed-alice '{"code":"alice:cash"}'
+post /v1/transfers seed-fund '{"source":"world:bank","destination":"alice:cash","asset":"USD","amount":"100.00"}'
+
+echo "== schemathesis $schemathesis_version against $base/openapi.json ($max_examples examples per operation)"
+# The event stream never ends by itself: it is covered by tests/tests/stream.rs instead.
+status=0
+# From the scratch directory: Schemathesis keeps a cache in the directory it runs in.
+(cd "$work" && timeout --signal=INT --kill-after=20 "$time_limit_s" \
+    "$venv/bin/st" --no-color run "$base/openapi.json" \
+    --checks "$checks" \
+    --max-examples "$max_examples" \
+    --exclude-path /v1/events/stream \
+    --request-timeout 10 \
+    --workers 2 \
+    --seed "$seed" \
+    --generation-database none \
+    --report junit --report-dir "$work/report") || status=$?
+if [ "$status" != 0 ]; then
+    echo "== ledger log (last 50 lines)" >&2
+    tail -n 50 "$work/ledger.log" >&2
+    [ "$status" = 124 ] && echo "schemathesis did not finish within $time_limit_s s" >&2
+    exit "$status"
+fi
