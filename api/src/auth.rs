@@ -29,8 +29,8 @@ const CACHE_TTL: Duration = Duration::from_secs(5);
 const REFRESH_WAIT: Duration = Duration::from_millis(250);
 /// Keys kept in the cache at most.
 const CACHE_ENTRIES_MAX: usize = 10_000;
-/// Failed authentications allowed per address per window; then 429 until the window ends.
-const FAILURES_MAX: u32 = 20;
+/// The window failed authentications are counted in, per address; after `failures_max` of them,
+/// 429 until the window ends.
 const FAILURE_WINDOW: Duration = Duration::from_secs(60);
 /// Addresses tracked at most; beyond, the oldest windows are forgotten.
 const ADDRESSES_MAX: usize = 10_000;
@@ -99,15 +99,18 @@ fn store(cache: &Mutex<HashMap<[u8; 32], Cached>>, hash: [u8; 32], key: Option<A
 
 pub struct Authenticator {
     insecure: bool,
+    /// Failed authentications allowed per address per `FAILURE_WINDOW`.
+    failures_max: u32,
     pool: PgPool,
     cache: Arc<Mutex<HashMap<[u8; 32], Cached>>>,
     failures: Mutex<HashMap<IpAddr, (u32, Instant)>>,
 }
 
 impl Authenticator {
-    pub fn new(pool: PgPool, insecure: bool) -> Self {
+    pub fn new(pool: PgPool, insecure: bool, failures_max: u32) -> Self {
         Self {
             insecure,
+            failures_max,
             pool,
             cache: Arc::new(Mutex::new(HashMap::new())),
             failures: Mutex::new(HashMap::new()),
@@ -182,7 +185,7 @@ impl Authenticator {
         let failures = self.failures.lock().ok()?;
         let (count, since) = failures.get(&address)?;
         let left = FAILURE_WINDOW.checked_sub(since.elapsed())?;
-        (*count >= FAILURES_MAX).then_some(left)
+        (*count >= self.failures_max).then_some(left)
     }
 
     fn failed(&self, address: IpAddr) {

@@ -62,6 +62,10 @@ pub struct ServeConfig {
     /// active key yet: how a deployment gets its first key without a shell on the host.
     #[arg(long, env = "LEDGER_BOOTSTRAP_ADMIN_KEY", hide_env_values = true)]
     pub bootstrap_admin_key: Option<String>,
+    /// Failed authentications allowed from one address per minute; beyond, 429 until the minute
+    /// ends.
+    #[arg(long, env = "LEDGER_AUTH_FAILURES_MAX", default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..))]
+    pub auth_failures_max: u32,
     /// Upper bound on any statement of the writer's session; a batch that takes longer fails, and
     /// the writer reconnects and reloads.
     #[arg(long, env = "LEDGER_WRITER_STATEMENT_TIMEOUT_MS", default_value_t = 30_000, value_parser = clap::value_parser!(u64).range(1..))]
@@ -88,6 +92,7 @@ impl ServeConfig {
             requests_in_flight_max: 1024,
             insecure_no_auth: false,
             bootstrap_admin_key: None,
+            auth_failures_max: 20,
             writer_statement_timeout_ms: 30_000,
         }
     }

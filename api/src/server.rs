@@ -54,7 +54,11 @@ impl Server {
         }
         let (options, pool, local_postgres) =
             (database.options, database.pool, database.local_postgres);
-        let auth = Authenticator::new(pool.clone(), config.insecure_no_auth);
+        let auth = Authenticator::new(
+            pool.clone(),
+            config.insecure_no_auth,
+            config.auth_failures_max,
+        );
         let (writer, writer_task) = Writer::spawn(options, config.writer());
         let signer = infrastructure::audit::Signer::load_or_create(&pool).await?;
         let cursors = Cursors::new(&infrastructure::secrets::cursor_key(&pool).await?)

@@ -39,8 +39,7 @@ Errors are RFC 9457 problem documents with a stable `code`. Every `/v1` route ne
     tags(
         (name = "assets"), (name = "accounts"), (name = "transactions"), (name = "trades"),
         (name = "events"), (name = "audit"), (name = "admin"), (name = "operations")
-    ),
-    modifiers(&BearerAuth)
+    )
 )]
 struct ApiDoc;
 
@@ -56,16 +55,16 @@ fn openapi_router() -> OpenApiRouter<AppState> {
         .merge(ops::router())
 }
 
-/// Declares the API-key scheme and requires it on every `/v1` route.
-struct BearerAuth;
-
-impl utoipa::Modify for BearerAuth {
-    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
-        use utoipa::openapi::security::{
-            HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme,
-        };
-        let components = openapi.components.get_or_insert_with(Default::default);
-        components.add_security_scheme(
+/// Declares the API-key scheme, requires it on every `/v1` route, and documents the answers
+/// every such route may give before its handler runs: 401, 403 and 429.
+fn require_api_key(doc: &mut utoipa::openapi::OpenApi) {
+    use utoipa::openapi::security::{
+        HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme,
+    };
+    use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
+    doc.components
+        .get_or_insert_with(Default::default)
+        .add_security_scheme(
             "api_key",
             SecurityScheme::Http(
                 HttpBuilder::new()
@@ -74,24 +73,42 @@ impl utoipa::Modify for BearerAuth {
                     .build(),
             ),
         );
-        for (path, item) in openapi.paths.paths.iter_mut() {
-            if !path.starts_with("/v1/") {
-                continue;
-            }
-            for operation in [
-                &mut item.get,
-                &mut item.post,
-                &mut item.patch,
-                &mut item.put,
-                &mut item.delete,
-            ]
-            .into_iter()
-            .flatten()
-            {
-                operation.security = Some(vec![SecurityRequirement::new(
-                    "api_key",
-                    Vec::<String>::new(),
-                )]);
+    let problem = |description: &str| {
+        ResponseBuilder::new()
+            .description(description)
+            .content(
+                "application/json",
+                ContentBuilder::new()
+                    .schema(Some(Ref::from_schema_name("Problem")))
+                    .build(),
+            )
+            .build()
+    };
+    for (path, item) in doc.paths.paths.iter_mut() {
+        if !path.starts_with("/v1/") {
+            continue;
+        }
+        let operations = [
+            &mut item.get,
+            &mut item.post,
+            &mut item.patch,
+            &mut item.put,
+            &mut item.delete,
+        ];
+        for operation in operations.into_iter().flatten() {
+            operation.security = Some(vec![SecurityRequirement::new(
+                "api_key",
+                Vec::<String>::new(),
+            )]);
+            let responses = &mut operation.responses.responses;
+            for (status, description) in [
+                ("401", "unauthorized: no API key, or a malformed, unknown or revoked one"),
+                ("403", "forbidden: the API key lacks the scope"),
+                ("429", "too_many_auth_failures: too many failed authentications from this address (`Retry-After`)"),
+            ] {
+                responses
+                    .entry(status.to_owned())
+                    .or_insert_with(|| problem(description).into());
             }
         }
     }
@@ -100,6 +117,7 @@ impl utoipa::Modify for BearerAuth {
 /// The OpenAPI document of every route.
 pub fn openapi() -> utoipa::openapi::OpenApi {
     let mut doc = openapi_router().into_openapi();
+    require_api_key(&mut doc);
     problems_as_problem_json(&mut doc);
     doc
 }
