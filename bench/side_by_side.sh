@@ -1,0 +1,91 @@
+#!/usr/bin/env bash
+# Two builds of the ledger side by side, in one run, on one PostgreSQL started here (fsync and
+# synchronous_commit on): each build gets its own database and its own server, started in turn,
+# round after round, so a noisy machine slows both alike. Prints one markdown row per workload:
+# the median transfers/s of each build over the rounds (every round's figure in brackets), the
+# ratio of the medians, and the median p99.
+#
+#   git worktree add /tmp/ledger-old <rev> && (cd /tmp/ledger-old && cargo build --release -p api -p ledger-bench)
+#   bench/side_by_side.sh /tmp/ledger-old/target/release target/release [rounds] [duration_s]
+#
+# Each directory must hold `ledger` and its `ledger-bench`. Builds from before API keys ignore the
+# key both are given. Needs PostgreSQL's server binaries and python3, curl.
+set -euo pipefail
+
+[ $# -ge 2 ] || { echo "usage: $0 OLD_RELEASE_DIR NEW_RELEASE_DIR [rounds=3] [duration_s=15]" >&2; exit 2; }
+old=$(cd "$1" && pwd)
+new=$(cd "$2" && pwd)
+rounds=${3:-3}
+duration_s=${4:-15}
+workloads=(transfers spread trades)
+
+pg_bin=$(dirname "$(readlink -f "$(command -v initdb 2>/dev/null || ls -d /usr/lib/postgresql/*/bin/initdb | sort -V | tail -n 1)")")
+work=$(mktemp -d /tmp/ledger-side-by-side.XXXXXX)
+run_pg=()
+if [ "$(id -u)" = 0 ]; then
+    chown postgres "$work"
+    run_pg=(runuser -u postgres --)
+fi
+server_pid=""
+cleanup() {
+    [ -n "$server_pid" ] && kill "$server_pid" 2>/dev/null && wait "$server_pid" 2>/dev/null || true
+    "${run_pg[@]}" "$pg_bin/pg_ctl" -D "$work/pg" -m fast -w stop >/dev/null 2>&1 || true
+    rm -rf "$work"
+}
+trap cleanup EXIT
+
+"${run_pg[@]}" "$pg_bin/initdb" -D "$work/pg" -U bench --auth=trust -E UTF8 --locale=C >/dev/null
+"${run_pg[@]}" "$pg_bin/pg_ctl" -D "$work/pg" -l "$work/pg.log" -w start \
+    -o "-c listen_addresses='' -c unix_socket_directories=$work -c max_connections=300 -c shared_buffers=512MB" >/dev/null
+for build in old new; do
+    env PGHOST="$work" PGUSER=bench "$pg_bin/createdb" "$build"
+done
+
+LEDGER_API_KEY="lk_$(python3 -c 'import secrets; print(secrets.token_hex(32))')"
+export LEDGER_API_KEY LEDGER_BOOTSTRAP_ADMIN_KEY="$LEDGER_API_KEY"
+results="$work/results.txt"
+for round in $(seq 1 "$rounds"); do
+    for build in old new; do
+        dir=${!build}
+        port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+        DATABASE_URL="postgres:///$build?host=$work&user=bench" RUST_LOG=warn \
+            "$dir/ledger" serve --listen "127.0.0.1:$port" >"$work/$build.log" 2>&1 &
+        server_pid=$!
+        for _ in $(seq 1 200); do
+            curl -fs "http://127.0.0.1:$port/readyz" >/dev/null 2>&1 && break
+            sleep 0.1
+        done
+        curl -fs "http://127.0.0.1:$port/readyz" >/dev/null || { cat "$work/$build.log" >&2; exit 1; }
+        if [ "$round" = 1 ]; then
+            "$dir/ledger-bench" --addr "127.0.0.1:$port" --accounts 10000 --requests 1 --quiet --no-check >/dev/null
+        fi
+        for workload in "${workloads[@]}"; do
+            line=$("$dir/ledger-bench" --addr "127.0.0.1:$port" --no-setup --accounts 10000 --clients 64 \
+                --duration-s "$duration_s" --quiet --no-check --json --workload "$workload" | tail -n 1)
+            echo "$workload $build $line" >>"$results"
+            echo "   round $round, $build, $workload: $(python3 -c 'import json,sys; print("%.0f transfers/s" % json.loads(sys.argv[1])["transfers_per_s"])' "$line")" >&2
+        done
+        kill "$server_pid"
+        wait "$server_pid" 2>/dev/null || true
+        server_pid=""
+    done
+done
+
+python3 - "$results" "$rounds" "$duration_s" <<'PY'
+import json, statistics, sys
+runs = {}
+for line in open(sys.argv[1]):
+    workload, build, answer = line.split(" ", 2)
+    runs.setdefault((workload, build), []).append(json.loads(answer))
+print("| workload | clients | old transfers/s | new transfers/s | new ÷ old | old p99 ms | new p99 ms |")
+print("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
+for workload in dict.fromkeys(w for w, _ in runs):
+    old, new = runs[(workload, "old")], runs[(workload, "new")]
+    median = lambda rows, key: statistics.median(r[key] for r in rows)
+    every = lambda rows: ", ".join(f'{r["transfers_per_s"]:,.0f}' for r in rows)
+    old_tps, new_tps = median(old, "transfers_per_s"), median(new, "transfers_per_s")
+    print(f"| {workload} | 64 | {old_tps:,.0f} ({every(old)}) | {new_tps:,.0f} ({every(new)}) | "
+          f"{new_tps / old_tps:.2f} | {median(old, 'latency_ms_p99'):.1f} | {median(new, 'latency_ms_p99'):.1f} |")
+print()
+print(f"Medians of {sys.argv[2]} rounds of {sys.argv[3]} s each, the builds taking turns.")
+PY
