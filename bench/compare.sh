@@ -30,29 +30,14 @@ cargo build --release --locked -q -p api -p ledger-bench
 ledger="$root/target/release/ledger"
 bench="$root/target/release/ledger-bench"
 
-pg_bin=$(dirname "$(readlink -f "$(command -v initdb 2>/dev/null || ls -d /usr/lib/postgresql/*/bin/initdb | sort -V | tail -n 1)")")
-work=$(mktemp -d /tmp/ledger-compare.XXXXXX)
-chmod 755 "$work"
-run_pg=()
-if [ "$(id -u)" = 0 ]; then
-    # PostgreSQL refuses to run as root.
-    id postgres >/dev/null 2>&1 || useradd --system --no-create-home --shell /usr/sbin/nologin postgres
-    chown postgres "$work"
-    run_pg=(runuser -u postgres --)
-fi
+source "$root/bench/postgres.sh"
 ledger_pid=""
 cleanup() {
     [ -n "$ledger_pid" ] && kill "$ledger_pid" 2>/dev/null && wait "$ledger_pid" 2>/dev/null || true
-    "${run_pg[@]}" "$pg_bin/pg_ctl" -D "$work/pg" -m fast -w stop >/dev/null 2>&1 || true
-    rm -rf "$work"
+    postgres_stop
 }
 trap cleanup EXIT
-
-echo "== PostgreSQL in $work (fsync and synchronous_commit on)" >&2
-"${run_pg[@]}" "$pg_bin/initdb" -D "$work/pg" -U bench --auth=trust -E UTF8 --locale=C >/dev/null
-"${run_pg[@]}" "$pg_bin/pg_ctl" -D "$work/pg" -l "$work/pg.log" -w start \
-    -o "-c listen_addresses='' -c unix_socket_directories=$work -c max_connections=300 -c shared_buffers=512MB" >/dev/null
-psql_=(env PGHOST="$work" PGUSER=bench)
+postgres_start ledger-compare
 "${psql_[@]}" "$pg_bin/createdb" pgbench
 "${psql_[@]}" "$pg_bin/createdb" ledger
 

@@ -19,26 +19,16 @@ rounds=${3:-3}
 duration_s=${4:-15}
 workloads=(transfers spread trades)
 
-pg_bin=$(dirname "$(readlink -f "$(command -v initdb 2>/dev/null || ls -d /usr/lib/postgresql/*/bin/initdb | sort -V | tail -n 1)")")
-work=$(mktemp -d /tmp/ledger-side-by-side.XXXXXX)
-run_pg=()
-if [ "$(id -u)" = 0 ]; then
-    chown postgres "$work"
-    run_pg=(runuser -u postgres --)
-fi
+source "$(dirname "$0")/postgres.sh"
 server_pid=""
 cleanup() {
     [ -n "$server_pid" ] && kill "$server_pid" 2>/dev/null && wait "$server_pid" 2>/dev/null || true
-    "${run_pg[@]}" "$pg_bin/pg_ctl" -D "$work/pg" -m fast -w stop >/dev/null 2>&1 || true
-    rm -rf "$work"
+    postgres_stop
 }
 trap cleanup EXIT
-
-"${run_pg[@]}" "$pg_bin/initdb" -D "$work/pg" -U bench --auth=trust -E UTF8 --locale=C >/dev/null
-"${run_pg[@]}" "$pg_bin/pg_ctl" -D "$work/pg" -l "$work/pg.log" -w start \
-    -o "-c listen_addresses='' -c unix_socket_directories=$work -c max_connections=300 -c shared_buffers=512MB" >/dev/null
+postgres_start ledger-side-by-side
 for build in old new; do
-    env PGHOST="$work" PGUSER=bench "$pg_bin/createdb" "$build"
+    "${psql_[@]}" "$pg_bin/createdb" "$build"
 done
 
 LEDGER_API_KEY="lk_$(python3 -c 'import secrets; print(secrets.token_hex(32))')"
@@ -87,5 +77,5 @@ for workload in dict.fromkeys(w for w, _ in runs):
     print(f"| {workload} | 64 | {old_tps:,.0f} ({every(old)}) | {new_tps:,.0f} ({every(new)}) | "
           f"{new_tps / old_tps:.2f} | {median(old, 'latency_ms_p99'):.1f} | {median(new, 'latency_ms_p99'):.1f} |")
 print()
-print(f"Medians of {sys.argv[2]} rounds of {sys.argv[3]} s each, the builds taking turns.")
+print(f"Medians over {sys.argv[2]} round(s) of {sys.argv[3]} s each, the builds taking turns.")
 PY
