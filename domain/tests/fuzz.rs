@@ -30,13 +30,6 @@ use uuid::Uuid;
 /// Sequences per run when `PROPTEST_CASES` is not set: about 10 s of a debug build on one core.
 const DEFAULT_CASES: u32 = 3000;
 
-fn cases() -> u32 {
-    std::env::var("PROPTEST_CASES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(DEFAULT_CASES)
-}
-
 /// Assets the genesis defines (scale 18 makes overflow of the balance type easy to reach), and
 /// codes that are well-formed but never defined unless a command defines them.
 const ASSETS: [(&str, u32); 4] = [("USD", 2), ("BTC", 8), ("AAPL", 0), ("WEI", 18)];
@@ -492,7 +485,7 @@ fn accept(
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: cases(), ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: common::cases(DEFAULT_CASES), ..ProptestConfig::default() })]
 
     #[test]
     fn decide_never_panics_and_accepted_events_balance(ops in prop::collection::vec(op(), 1..120)) {

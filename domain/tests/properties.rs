@@ -287,7 +287,7 @@ fn genesis() -> LedgerState {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: common::cases(512), ..ProptestConfig::default() })]
 
     #[test]
     fn money_is_conserved_and_refusals_change_nothing(ops in prop::collection::vec(op(), 1..80)) {
@@ -442,7 +442,7 @@ fn the_generator_produces_accepted_money_movements() {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: common::cases(256), ..ProptestConfig::default() })]
 
     /// Rolling a group back restores the state exactly: how an atomic batch is abandoned.
     #[test]

@@ -1,9 +1,17 @@
-//! What the property and fuzz tests of the decision share: reversals of earlier movements of the
-//! log, as the reads layer would hand them to the decision.
+//! What the property and fuzz tests of the decision share: how many cases to run, and reversals
+//! of earlier movements of the log, as the reads layer would hand them to the decision.
 
 use domain::command::{OriginalTransaction, ReverseTransaction};
 use domain::{Command, Event, Metadata, TransactionId};
 use uuid::Uuid;
+
+/// Cases per property: `PROPTEST_CASES` when set (for a longer run by hand), else `default`.
+pub fn cases(default: u32) -> u32 {
+    std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
 
 /// What an event that moved money reverses to, if it did.
 pub fn moved(event: &Event) -> Option<OriginalTransaction> {
