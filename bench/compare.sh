@@ -21,22 +21,13 @@ for arg in "$@"; do
 done
 
 root=$(cd "$(dirname "$0")/.." && pwd)
-# The ledger is measured with authentication on, as it runs in production: the server stores this
-# admin key at its first start, and ledger-bench sends it.
-LEDGER_API_KEY="lk_$(python3 -c 'import secrets; print(secrets.token_hex(32))')"
-export LEDGER_API_KEY LEDGER_BOOTSTRAP_ADMIN_KEY="$LEDGER_API_KEY"
 cd "$root"
 cargo build --release --locked -q -p api -p ledger-bench
 ledger="$root/target/release/ledger"
 bench="$root/target/release/ledger-bench"
 
-source "$root/bench/postgres.sh"
-ledger_pid=""
-cleanup() {
-    [ -n "$ledger_pid" ] && kill "$ledger_pid" 2>/dev/null && wait "$ledger_pid" 2>/dev/null || true
-    postgres_stop
-}
-trap cleanup EXIT
+source "$root/bench/servers.sh"
+trap servers_stop EXIT
 postgres_start ledger-compare
 "${psql_[@]}" "$pg_bin/createdb" pgbench
 "${psql_[@]}" "$pg_bin/createdb" ledger
@@ -58,17 +49,8 @@ for clients in 16 64; do
 done
 
 echo "== ledger" >&2
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-DATABASE_URL="postgres:///ledger?host=$work&user=bench" RUST_LOG=warn \
-    "$ledger" serve --listen "127.0.0.1:$port" >"$work/ledger.log" 2>&1 &
-ledger_pid=$!
-for _ in $(seq 1 100); do
-    curl -fs "http://127.0.0.1:$port/readyz" >/dev/null 2>&1 && break
-    sleep 0.1
-done
-curl -fs "http://127.0.0.1:$port/readyz" >/dev/null || { cat "$work/ledger.log" >&2; exit 1; }
-
-addr="127.0.0.1:$port"
+ledger_start "$ledger" ledger
+addr=$ledger_addr
 "$bench" --addr "$addr" --accounts 10000 --requests 1 --quiet --no-check >/dev/null
 run() { # name clients [ledger-bench flags]
     local name=$1 clients=$2

@@ -19,45 +19,28 @@ rounds=${3:-3}
 duration_s=${4:-15}
 workloads=(transfers spread trades)
 
-source "$(dirname "$0")/postgres.sh"
-server_pid=""
-cleanup() {
-    [ -n "$server_pid" ] && kill "$server_pid" 2>/dev/null && wait "$server_pid" 2>/dev/null || true
-    postgres_stop
-}
-trap cleanup EXIT
+source "$(dirname "$0")/servers.sh"
+trap servers_stop EXIT
 postgres_start ledger-side-by-side
 for build in old new; do
     "${psql_[@]}" "$pg_bin/createdb" "$build"
 done
 
-LEDGER_API_KEY="lk_$(python3 -c 'import secrets; print(secrets.token_hex(32))')"
-export LEDGER_API_KEY LEDGER_BOOTSTRAP_ADMIN_KEY="$LEDGER_API_KEY"
 results="$work/results.txt"
 for round in $(seq 1 "$rounds"); do
     for build in old new; do
         dir=${!build}
-        port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-        DATABASE_URL="postgres:///$build?host=$work&user=bench" RUST_LOG=warn \
-            "$dir/ledger" serve --listen "127.0.0.1:$port" >"$work/$build.log" 2>&1 &
-        server_pid=$!
-        for _ in $(seq 1 200); do
-            curl -fs "http://127.0.0.1:$port/readyz" >/dev/null 2>&1 && break
-            sleep 0.1
-        done
-        curl -fs "http://127.0.0.1:$port/readyz" >/dev/null || { cat "$work/$build.log" >&2; exit 1; }
+        ledger_start "$dir/ledger" "$build"
         if [ "$round" = 1 ]; then
-            "$dir/ledger-bench" --addr "127.0.0.1:$port" --accounts 10000 --requests 1 --quiet --no-check >/dev/null
+            "$dir/ledger-bench" --addr "$ledger_addr" --accounts 10000 --requests 1 --quiet --no-check >/dev/null
         fi
         for workload in "${workloads[@]}"; do
-            line=$("$dir/ledger-bench" --addr "127.0.0.1:$port" --no-setup --accounts 10000 --clients 64 \
+            line=$("$dir/ledger-bench" --addr "$ledger_addr" --no-setup --accounts 10000 --clients 64 \
                 --duration-s "$duration_s" --quiet --no-check --json --workload "$workload" | tail -n 1)
             echo "$workload $build $line" >>"$results"
             echo "   round $round, $build, $workload: $(python3 -c 'import json,sys; print("%.0f transfers/s" % json.loads(sys.argv[1])["transfers_per_s"])' "$line")" >&2
         done
-        kill "$server_pid"
-        wait "$server_pid" 2>/dev/null || true
-        server_pid=""
+        ledger_stop
     done
 done
 

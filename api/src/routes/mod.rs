@@ -88,14 +88,7 @@ fn require_api_key(doc: &mut utoipa::openapi::OpenApi) {
         if !path.starts_with("/v1/") {
             continue;
         }
-        let operations = [
-            &mut item.get,
-            &mut item.post,
-            &mut item.patch,
-            &mut item.put,
-            &mut item.delete,
-        ];
-        for operation in operations.into_iter().flatten() {
+        for operation in operations_mut(item) {
             operation.security = Some(vec![SecurityRequirement::new(
                 "api_key",
                 Vec::<String>::new(),
@@ -114,6 +107,24 @@ fn require_api_key(doc: &mut utoipa::openapi::OpenApi) {
     }
 }
 
+/// Every operation of a path, whatever its method.
+fn operations_mut(
+    item: &mut utoipa::openapi::PathItem,
+) -> impl Iterator<Item = &mut utoipa::openapi::path::Operation> {
+    [
+        &mut item.get,
+        &mut item.put,
+        &mut item.post,
+        &mut item.delete,
+        &mut item.options,
+        &mut item.head,
+        &mut item.patch,
+        &mut item.trace,
+    ]
+    .into_iter()
+    .flatten()
+}
+
 /// The OpenAPI document of every route.
 pub fn openapi() -> utoipa::openapi::OpenApi {
     let mut doc = openapi_router().into_openapi();
@@ -129,17 +140,7 @@ fn problems_as_problem_json(doc: &mut utoipa::openapi::OpenApi) {
     use utoipa::openapi::RefOr;
     const PROBLEM: &str = "#/components/schemas/Problem";
     for item in doc.paths.paths.values_mut() {
-        let operations = [
-            &mut item.get,
-            &mut item.put,
-            &mut item.post,
-            &mut item.delete,
-            &mut item.options,
-            &mut item.head,
-            &mut item.patch,
-            &mut item.trace,
-        ];
-        for operation in operations.into_iter().flatten() {
+        for operation in operations_mut(item) {
             for response in operation.responses.responses.values_mut() {
                 let RefOr::T(response) = response else {
                     continue;
