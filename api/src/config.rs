@@ -17,6 +17,22 @@ pub struct ServeConfig {
     /// PostgreSQL URL. When absent, a local PostgreSQL is provisioned under --data-dir.
     #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
     pub database_url: Option<String>,
+    /// PostgreSQL URL reads are served from, e.g. a streaming replica (HAProxy's replicas port).
+    /// Reads with `min_position` wait until it has replayed that far. When absent, DATABASE_URL.
+    #[arg(long, env = "LEDGER_READ_DATABASE_URL", hide_env_values = true)]
+    pub read_database_url: Option<String>,
+    /// The URL other ledger nodes reach this one at, advertised while it is the writer so that
+    /// they forward writes to it. When absent, http:// and the address it listens on.
+    #[arg(long, env = "LEDGER_ADVERTISE_URL")]
+    pub advertise_url: Option<String>,
+    /// How long the writer's PostgreSQL session may send nothing before the server ends it and
+    /// releases the writer's lock: how long a paused writer holds up a takeover.
+    #[arg(long, env = "LEDGER_WRITER_LEASE_MS", default_value_t = 5_000, value_parser = clap::value_parser!(u64).range(1_000..=600_000))]
+    pub writer_lease_ms: u64,
+    /// How long the writer may take to answer a write this node forwarded to it; then 503
+    /// commit_outcome_unknown (retry with the same key).
+    #[arg(long, env = "LEDGER_FORWARD_TIMEOUT_MS", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub forward_timeout_ms: u64,
     /// Where the local PostgreSQL keeps its data (only without DATABASE_URL).
     #[arg(long, env = "LEDGER_DATA_DIR", default_value = ".ledger/postgres")]
     pub data_dir: PathBuf,
@@ -78,6 +94,10 @@ impl ServeConfig {
         Self {
             listen,
             database_url,
+            read_database_url: None,
+            advertise_url: None,
+            writer_lease_ms: 5_000,
+            forward_timeout_ms: 10_000,
             data_dir: PathBuf::from(".ledger/postgres"),
             queue_capacity: 16_384,
             batch_max: 2_048,
@@ -101,13 +121,20 @@ impl ServeConfig {
         Duration::from_millis(self.header_read_timeout_ms)
     }
 
-    pub fn writer(&self) -> WriterConfig {
+    /// The writer's settings; `advertise_url` is where this node can be reached.
+    pub fn writer(&self, advertise_url: String) -> WriterConfig {
         WriterConfig {
             queue_capacity: self.queue_capacity as usize,
             batch_max: self.batch_max as usize,
             statement_timeout: Duration::from_millis(self.writer_statement_timeout_ms),
+            lease: Duration::from_millis(self.writer_lease_ms),
+            advertise_url: Some(advertise_url),
             ..WriterConfig::default()
         }
+    }
+
+    pub fn forward_timeout(&self) -> Duration {
+        Duration::from_millis(self.forward_timeout_ms)
     }
 
     pub fn pool(&self) -> PoolConfig {

@@ -821,11 +821,34 @@ pub struct EventPage {
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Readiness {
+    /// This node serves reads and writes: its read source answers, and it is the writer or knows
+    /// the writer to forward writes to.
     pub ready: bool,
+    /// The read source answers.
     pub database: bool,
-    /// `leader`, `standby`, `starting` or `recovering`.
+    /// This node's writer task: `leader`, `standby`, `starting` or `recovering`.
     pub writer: String,
+    /// `writer` (holds the lock) or `follower` (forwards writes to the writer).
+    pub role: String,
+    /// Where writes go: this node's URL when it is the writer, the writer's when it is known.
+    pub writer_url: Option<String>,
+    /// The last position this node's writer committed (0 on a follower).
     pub position: i64,
+    /// Where reads come from; `None` while it does not answer.
+    pub read_source: Option<ReadSourceView>,
+}
+
+/// Where a node's reads come from, and how far behind the primary they are.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ReadSourceView {
+    /// `primary`, or `replica` (a streaming replica, through `--read-database-url`).
+    pub kind: String,
+    /// The position its snapshots reflect now.
+    pub position: i64,
+    /// How many events the primary holds that it has not replayed yet (0 on the primary).
+    pub lag_events: i64,
+    /// On a replica: how long ago the last transaction it replayed committed on the primary.
+    pub replay_lag_ms: Option<i64>,
 }
 
 /// The result of walking the hash chain over the whole log.

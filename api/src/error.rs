@@ -44,14 +44,6 @@ pub enum ApiError {
     IdempotencyKeyInvalid,
     #[error("{what} not found")]
     NotFound { code: &'static str, what: String },
-    #[error(
-        "position {wanted} was not reached within {waited_ms} ms (the ledger is at {current})"
-    )]
-    PositionNotReached {
-        wanted: i64,
-        current: i64,
-        waited_ms: u64,
-    },
     #[error("no such route")]
     RouteNotFound,
     #[error("this route does not accept this method")]
@@ -91,6 +83,7 @@ impl ApiError {
                     (StatusCode::SERVICE_UNAVAILABLE, "commit_outcome_unknown")
                 }
                 Infra::InvalidKey(_) => (StatusCode::UNPROCESSABLE_ENTITY, "validation_error"),
+                Infra::PositionNotReached { .. } => (StatusCode::CONFLICT, "position_not_reached"),
                 Infra::IdempotencyKeyReused => {
                     (StatusCode::UNPROCESSABLE_ENTITY, "idempotency_key_reused")
                 }
@@ -115,7 +108,6 @@ impl ApiError {
             Self::IdempotencyKeyMissing => (StatusCode::BAD_REQUEST, "idempotency_key_missing"),
             Self::IdempotencyKeyInvalid => (StatusCode::BAD_REQUEST, "idempotency_key_invalid"),
             Self::NotFound { code, .. } => (StatusCode::NOT_FOUND, code),
-            Self::PositionNotReached { .. } => (StatusCode::CONFLICT, "position_not_reached"),
             Self::RouteNotFound => (StatusCode::NOT_FOUND, "route_not_found"),
             Self::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
         }

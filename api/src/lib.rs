@@ -6,6 +6,7 @@ mod cursor;
 pub mod dto;
 pub mod error;
 pub mod extract;
+pub mod forward;
 mod http_metrics;
 mod render;
 pub mod routes;

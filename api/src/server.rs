@@ -23,6 +23,7 @@ use tracing::info;
 use crate::auth::Authenticator;
 use crate::config::ServeConfig;
 use crate::cursor::Cursors;
+use crate::forward::Forwarder;
 use crate::routes;
 use crate::state::AppState;
 
@@ -37,6 +38,8 @@ pub struct Server {
     http: JoinHandle<std::io::Result<()>>,
     writer: JoinHandle<()>,
     reads: ReadStore,
+    /// The primary's pool, when reads come from another database.
+    primary: Option<ReadStore>,
     local_postgres: Option<LocalPostgres>,
 }
 
@@ -59,22 +62,38 @@ impl Server {
             config.insecure_no_auth,
             config.auth_failures_max,
         );
-        let (writer, writer_task) = Writer::spawn(options, config.writer());
+        // Bound first: the writer advertises the address it was given, port 0 resolved.
+        let listener = tokio::net::TcpListener::bind(config.listen).await?;
+        let addr = listener.local_addr()?;
+        let own_url = config
+            .advertise_url
+            .clone()
+            .unwrap_or_else(|| format!("http://{addr}"));
         let signer = infrastructure::audit::Signer::load_or_create(&pool).await?;
         let cursors = Cursors::new(&infrastructure::secrets::cursor_key(&pool).await?)
             .map_err(|e| infrastructure::Error::Corrupt(format!("cursor key: {e}")))?;
-        let reads = ReadStore::new(pool);
+        let (writer, writer_task) = Writer::spawn(options, config.writer(own_url.clone()));
+        let forwarder = Forwarder::new(pool.clone(), own_url, config.forward_timeout());
+        let primary = ReadStore::new(pool);
+        let (reads, primary) = match &config.read_database_url {
+            Some(url) => {
+                let replica = db::read_pool(db::connect_options(url)?, &config.pool());
+                info!("reads are served from --read-database-url");
+                (ReadStore::new(replica), Some(primary))
+            }
+            None => (primary, None),
+        };
         let state = AppState::new(
             writer,
             reads.clone(),
+            primary.clone(),
+            forwarder,
             signer,
             cursors,
             auth,
             config.limits(),
         );
         let app = routes::app(state.clone());
-        let listener = tokio::net::TcpListener::bind(config.listen).await?;
-        let addr = listener.local_addr()?;
         let (shutdown, shutdown_signal) = oneshot::channel::<()>();
         let http = tokio::spawn(serve(
             listener,
@@ -90,6 +109,7 @@ impl Server {
             http,
             writer: writer_task,
             reads,
+            primary,
             local_postgres,
         })
     }
@@ -119,6 +139,9 @@ impl Server {
             tracing::error!(error = %e, "writer task failed");
         }
         self.reads.pool().close().await;
+        if let Some(primary) = &self.primary {
+            primary.pool().close().await;
+        }
         if let Some(local) = self.local_postgres {
             local.stop().await?;
         }

@@ -1,8 +1,8 @@
-//! What every handler shares: the writer, the read store, the authenticator, the limits and the
-//! HTTP metrics.
+//! What every handler shares: the writer, the read store, the forwarder, the authenticator, the
+//! limits and the HTTP metrics.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use infrastructure::audit::Signer;
 use infrastructure::{ReadStore, Writer};
@@ -10,6 +10,7 @@ use infrastructure::{ReadStore, Writer};
 use crate::auth::Authenticator;
 use crate::cursor::Cursors;
 use crate::error::ApiError;
+use crate::forward::Forwarder;
 use crate::http_metrics::HttpMetrics;
 
 /// Limits on what one request may ask for.
@@ -65,7 +66,11 @@ struct Inner {
     requests: Arc<tokio::sync::Semaphore>,
     cursors: Cursors,
     writer: Writer,
+    /// Where reads are served from: the primary, or a replica (`--read-database-url`).
     reads: ReadStore,
+    /// The primary, when reads come from a replica: how far behind the replica is.
+    primary: Option<ReadStore>,
+    forwarder: Forwarder,
     signer: Signer,
     auth: Authenticator,
     limits: Limits,
@@ -73,9 +78,12 @@ struct Inner {
 }
 
 impl AppState {
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         writer: Writer,
         reads: ReadStore,
+        primary: Option<ReadStore>,
+        forwarder: Forwarder,
         signer: Signer,
         cursors: Cursors,
         auth: Authenticator,
@@ -88,6 +96,8 @@ impl AppState {
             cursors,
             writer,
             reads,
+            primary,
+            forwarder,
             signer,
             auth,
             limits,
@@ -101,6 +111,16 @@ impl AppState {
 
     pub fn reads(&self) -> &ReadStore {
         &self.0.reads
+    }
+
+    /// The primary's read store when reads come from a replica; `None` when they come from the
+    /// primary itself.
+    pub fn primary(&self) -> Option<&ReadStore> {
+        self.0.primary.as_ref()
+    }
+
+    pub fn forwarder(&self) -> &Forwarder {
+        &self.0.forwarder
     }
 
     /// Tells endless responses to end: the server is shutting down.
@@ -152,37 +172,11 @@ impl AppState {
         }
     }
 
-    /// Waits until the read models reflect at least `min_position`, for a bounded time. Reads
-    /// after this see that position or a later one, because the position only grows.
-    pub async fn reach_position(&self, min_position: Option<i64>) -> Result<(), ApiError> {
-        let Some(wanted) = min_position.filter(|p| *p > 0) else {
-            return Ok(());
-        };
-        let wait = self.0.limits.min_position_wait;
-        let deadline = Instant::now() + wait;
-        let mut committed = self.0.writer.watch_committed();
-        loop {
-            if *committed.borrow_and_update() >= wanted {
-                return Ok(());
-            }
-            // Another process may be the writer: the database is the authority.
-            let current = self.0.reads.head().await?;
-            if current >= wanted {
-                return Ok(());
-            }
-            let now = Instant::now();
-            if now >= deadline {
-                return Err(ApiError::PositionNotReached {
-                    wanted,
-                    current,
-                    waited_ms: wait.as_millis() as u64,
-                });
-            }
-            let poll = Duration::from_millis(25).min(deadline - now);
-            if let Ok(Err(_)) = tokio::time::timeout(poll, committed.changed()).await {
-                // The writer task is gone: nothing will wake us, so poll.
-                tokio::time::sleep(poll).await;
-            }
-        }
+    /// The read models, as a read that asked for `min_position` must see them: each snapshot
+    /// reflects at least that position, waited for up to `--min-position-wait-ms`.
+    pub fn reads_at(&self, min_position: Option<i64>) -> ReadStore {
+        self.0
+            .reads
+            .at_least(min_position, self.0.limits.min_position_wait)
     }
 }

@@ -42,6 +42,16 @@ pub enum Error {
     /// An API key (or its name or scopes) is not one the ledger can store.
     #[error("{0}")]
     InvalidKey(String),
+    /// A read asked for at least `wanted` (`min_position`), and its read source had not reached
+    /// it within the wait bound: never answered from an older state.
+    #[error(
+        "position {wanted} was not reached within {waited_ms} ms (the read source is at {current})"
+    )]
+    PositionNotReached {
+        wanted: i64,
+        current: i64,
+        waited_ms: u64,
+    },
     /// The idempotency key was used before with a different request.
     #[error("idempotency key was already used with a different request")]
     IdempotencyKeyReused,

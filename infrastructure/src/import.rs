@@ -14,7 +14,8 @@ use sqlx::{Connection, PgConnection, PgPool};
 use uuid::Uuid;
 
 use crate::audit::{format_recorded_at, verify_chain_on, StoredRow};
-use crate::replay::{lock_writer, unlock_writer, Rebuild};
+use crate::replay::Rebuild;
+use crate::writer_lock::{lock_writer, unlock_writer};
 use crate::{Error, Result};
 
 /// Events written per statement.

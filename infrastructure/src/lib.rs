@@ -19,6 +19,7 @@ pub mod replay;
 pub mod secrets;
 pub mod sequencer;
 pub mod testing;
+pub mod writer_lock;
 
 pub use error::{Error, Result};
 pub use reads::{AccountKey, AtPosition, HistoryCursor, ReadStore};

@@ -1,5 +1,12 @@
 //! The read models. Each read runs in one read-only snapshot and reports the position of the log it
 //! reflects, so a client can tell how fresh it is (and ask for at least a position it wrote).
+//!
+//! The snapshot may come from the primary or from a streaming replica (`--read-database-url`),
+//! possibly one of several behind a load balancer, each at its own point of replay. So
+//! `min_position` is enforced where the snapshot is taken: a snapshot older than the floor is
+//! dropped and taken again until the floor is reached or the wait bound ends, never served.
+
+use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
@@ -7,7 +14,10 @@ use sqlx::postgres::PgRow;
 use sqlx::{PgConnection, PgPool, Postgres, Row, Transaction};
 use uuid::Uuid;
 
-use crate::Result;
+use crate::{Error, Result};
+
+/// How often a read waiting for `min_position` looks again at its read source.
+const POSITION_POLL_INTERVAL: Duration = Duration::from_millis(5);
 
 /// A value and the log position it reflects.
 #[derive(Debug, Clone)]
@@ -156,14 +166,46 @@ pub struct HistoryCursor {
     pub leg: i16,
 }
 
+/// A read source as `/readyz` reports it.
+#[derive(Debug, Clone)]
+pub struct ReadSourceStatus {
+    /// True on a streaming replica (in recovery), false on the primary.
+    pub replica: bool,
+    /// The position its projections reflect.
+    pub position: i64,
+    /// On a replica: how long ago the last transaction it replayed committed on the primary
+    /// (grows while the primary is idle too, so read it together with the positions).
+    pub replay_lag_ms: Option<i64>,
+}
+
 #[derive(Clone)]
 pub struct ReadStore {
     pool: PgPool,
+    /// The position every snapshot must reflect at least, if a read asked for one.
+    floor: Option<Floor>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Floor {
+    position: i64,
+    /// How long a snapshot may be retried to reach it; then `Error::PositionNotReached`.
+    wait: Duration,
 }
 
 impl ReadStore {
     pub fn new(pool: PgPool) -> Self {
-        Self { pool }
+        Self { pool, floor: None }
+    }
+
+    /// The same store, whose snapshots reflect at least `min_position`: a read waits up to `wait`
+    /// for its source to reach it. No floor for `None` or a position below 1.
+    pub fn at_least(&self, min_position: Option<i64>, wait: Duration) -> Self {
+        Self {
+            pool: self.pool.clone(),
+            floor: min_position
+                .filter(|p| *p > 0)
+                .map(|position| Floor { position, wait }),
+        }
     }
 
     pub fn pool(&self) -> &PgPool {
@@ -177,16 +219,31 @@ impl ReadStore {
             .await?)
     }
 
-    /// A read-only snapshot and the position it reflects.
+    /// A read-only snapshot and the position it reflects, at or past the floor.
     async fn snapshot(&self) -> Result<(Transaction<'static, Postgres>, i64)> {
-        let mut tx = self.pool.begin().await?;
-        sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
-            .execute(&mut *tx)
-            .await?;
-        let head: i64 = sqlx::query_scalar("SELECT position FROM projection_head")
-            .fetch_one(&mut *tx)
-            .await?;
-        Ok((tx, head))
+        let started = Instant::now();
+        loop {
+            let mut tx = self.pool.begin().await?;
+            sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
+                .execute(&mut *tx)
+                .await?;
+            let head: i64 = sqlx::query_scalar("SELECT position FROM projection_head")
+                .fetch_one(&mut *tx)
+                .await?;
+            let Some(floor) = self.floor.filter(|f| head < f.position) else {
+                return Ok((tx, head));
+            };
+            drop(tx);
+            let waited = started.elapsed();
+            if waited >= floor.wait {
+                return Err(Error::PositionNotReached {
+                    wanted: floor.position,
+                    current: head,
+                    waited_ms: floor.wait.as_millis() as u64,
+                });
+            }
+            tokio::time::sleep(POSITION_POLL_INTERVAL.min(floor.wait - waited)).await;
+        }
     }
 
     pub async fn assets(&self) -> Result<AtPosition<Vec<AssetRecord>>> {
@@ -578,6 +635,23 @@ impl ReadStore {
     }
 
     /// Whether the database answers.
+    /// What the read source is and how far it has replayed: for `/readyz`.
+    pub async fn source_status(&self) -> Result<ReadSourceStatus> {
+        let (replica, position, replay_lag_ms): (bool, i64, Option<i64>) = sqlx::query_as(
+            "SELECT pg_is_in_recovery(), (SELECT position FROM projection_head),
+                    CASE WHEN pg_is_in_recovery() THEN
+                      (extract(epoch FROM now() - pg_last_xact_replay_timestamp()) * 1000)::bigint
+                    END",
+        )
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(ReadSourceStatus {
+            replica,
+            position,
+            replay_lag_ms,
+        })
+    }
+
     pub async fn ping(&self) -> Result<()> {
         sqlx::query("SELECT 1").execute(&self.pool).await?;
         Ok(())

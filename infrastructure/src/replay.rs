@@ -9,11 +9,11 @@ use std::collections::HashMap;
 
 use domain::{AccountId, AssetCode, Event, LedgerState};
 use serde::Serialize;
-use sqlx::{Connection, PgConnection, PgPool};
+use sqlx::{PgConnection, PgPool};
 
 use crate::audit::{chain_row, page, StoredRow, PAGE_EVENTS};
 use crate::projection::{insert_balances, BalanceRow, ProjectionRows};
-use crate::sequencer::WRITER_LOCK_KEY;
+use crate::writer_lock::{lock_writer, unlock_writer};
 use crate::{Error, Result};
 
 /// The projection tables, rebuilt and compared in this order.
@@ -75,35 +75,6 @@ pub async fn replay(
     let result = replay_locked(&mut conn, pool, swap, &mut progress).await;
     unlock_writer(conn).await;
     result
-}
-
-/// A session of its own holding the writer's lock, for work that must not interleave with a
-/// writer (replay, import); closing the connection releases it.
-pub(crate) async fn lock_writer(
-    pool: &PgPool,
-    held_elsewhere: &'static str,
-) -> Result<PgConnection> {
-    let mut conn = pool.acquire().await?.detach();
-    let locked: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
-        .bind(WRITER_LOCK_KEY)
-        .fetch_one(&mut conn)
-        .await?;
-    if !locked {
-        let _ = conn.close().await;
-        return Err(Error::WriterUnavailable(held_elsewhere));
-    }
-    Ok(conn)
-}
-
-/// Releases the lock `lock_writer` took before closing its session: the server ends a closed
-/// session's backend only a moment later, and until then the lock would still look held to the
-/// next one who asks (a server starting, or an import right after a refused one).
-pub(crate) async fn unlock_writer(mut conn: PgConnection) {
-    let _ = sqlx::query("SELECT pg_advisory_unlock($1)")
-        .bind(WRITER_LOCK_KEY)
-        .execute(&mut conn)
-        .await;
-    let _ = conn.close().await;
 }
 
 /// Folds stored events, in position order, into the ledger state and the projection rows, and

@@ -3,9 +3,10 @@
 //! waiting into a batch, decides each command in order against the in-memory state, writes the
 //! batch in one transaction, and answers every request after the commit.
 //!
-//! Fencing: the batches are written on the very session that holds the advisory lock, so a writer
-//! that lost its session can no longer write; the primary key on `events.position` makes a second
-//! writer fail rather than fork the log.
+//! Fencing: the batches are written on the very session that holds the advisory lock, and that
+//! session is under a lease (`writer_lock`), so a writer that lost its session, or was paused past
+//! the lease, can no longer write; the primary key on `events.position` makes a second writer fail
+//! rather than fork the log.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -25,10 +26,8 @@ use crate::key_filter::KeyFilter;
 use crate::load::load_state;
 use crate::metrics::WriterMetrics;
 use crate::next_batch::{Ledger, NextBatch, StoredOutcomes, WriteRequest};
+use crate::writer_lock::{self, unlock_writer};
 use crate::{Error, Result};
-
-/// The advisory lock key every writer of a ledger database takes ("ledger" in ASCII).
-pub const WRITER_LOCK_KEY: i64 = 0x6c65_6467_6572;
 
 #[derive(Debug, Clone)]
 pub struct WriterConfig {
@@ -38,13 +37,27 @@ pub struct WriterConfig {
     pub batch_max: usize,
     /// How long to wait between attempts to take the lock or reconnect.
     pub retry_interval: Duration,
-    /// How often an idle writer checks that its session (and so its lock) is alive.
+    /// How often an idle writer checks that its session (and so its lock) is alive, renewing
+    /// its lease; at most a quarter of the lease (see `heartbeat_interval`).
     pub idle_check_interval: Duration,
+    /// How long the writer's session may send nothing before PostgreSQL ends it and so releases
+    /// the lock: how long a paused writer keeps the others from taking over.
+    pub lease: Duration,
+    /// Where other nodes reach this one to forward writes, advertised while it is the writer.
+    pub advertise_url: Option<String>,
     /// Upper bound on any statement of the writer's session.
     pub statement_timeout: Duration,
     /// How long the requests of a batch whose outcome is unknown (the session broke while it may
     /// have been committing) wait for the writer to find out; then `CommitOutcomeUnknown`.
     pub in_doubt_wait: Duration,
+}
+
+impl WriterConfig {
+    /// How often an idle leader renews its lease: often enough that a live writer never loses it
+    /// to a late tick.
+    pub fn heartbeat_interval(&self) -> Duration {
+        self.idle_check_interval.min(self.lease / 4)
+    }
 }
 
 impl Default for WriterConfig {
@@ -54,6 +67,8 @@ impl Default for WriterConfig {
             batch_max: 2_048,
             retry_interval: Duration::from_millis(500),
             idle_check_interval: Duration::from_secs(1),
+            lease: Duration::from_secs(5),
+            advertise_url: None,
             statement_timeout: Duration::from_secs(30),
             in_doubt_wait: Duration::from_secs(2),
         }
@@ -357,11 +372,7 @@ impl Sequencer {
             .bind(&timeout_ms)
             .execute(&mut conn)
             .await?;
-        let locked: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
-            .bind(WRITER_LOCK_KEY)
-            .fetch_one(&mut conn)
-            .await?;
-        if !locked {
+        if !writer_lock::try_lock(&mut conn).await? {
             let _ = conn.close().await;
             return Ok(None);
         }
@@ -383,6 +394,10 @@ impl Sequencer {
             }
         }
         let loaded = load_state(&mut conn).await?;
+        writer_lock::start_lease(&mut conn, self.config.lease).await?;
+        if let Some(url) = &self.config.advertise_url {
+            writer_lock::advertise(&mut conn, url).await?;
+        }
         Ok(Some(Session {
             conn,
             state: loaded.state,
@@ -413,20 +428,20 @@ impl Sequencer {
     }
 
     async fn lead(&mut self, mut session: Session) -> Stop {
-        let mut idle_check = tokio::time::interval(self.config.idle_check_interval);
+        let mut idle_check = tokio::time::interval(self.config.heartbeat_interval());
         idle_check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             let first = tokio::select! {
                 request = self.requests.recv() => match request {
                     Some(request) => Some(request),
                     None => {
-                        crate::replay::unlock_writer(session.conn).await;
+                        unlock_writer(session.conn).await;
                         return Stop::Shutdown;
                     }
                 },
                 _ = idle_check.tick() => {
-                    if let Err(e) = sqlx::query("SELECT 1").execute(&mut session.conn).await {
-                        return Stop::Failed(e.into());
+                    if let Err(e) = writer_lock::heartbeat(&mut session.conn).await {
+                        return Stop::Failed(e);
                     }
                     // Idle, but holds may have fallen due: then a batch of their expiries.
                     if session.state.holds_due(Utc::now(), 1).is_empty() {
@@ -464,7 +479,7 @@ impl Sequencer {
                     Ok(Some(following)) => next = following,
                     Ok(None) => break,
                     Err(Stop::Shutdown) => {
-                        crate::replay::unlock_writer(session.conn).await;
+                        unlock_writer(session.conn).await;
                         return Stop::Shutdown;
                     }
                     Err(stop) => return stop,

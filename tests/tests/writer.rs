@@ -1,5 +1,5 @@
 //! The write path under concurrency and failure: idempotency, batches that must see earlier
-//! commands, a full queue, a failed commit, a restart, a second server, and many clients at once.
+//! commands, a full queue, a failed commit, a restart, and many clients at once (a second server: `forwarding.rs`).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -359,59 +359,6 @@ async fn a_restart_keeps_data_and_idempotency_keys() {
     next.expect(201);
     assert_eq!(next.position(), funded.position() + 1);
     ledger.finish().await;
-}
-
-#[tokio::test]
-async fn a_second_server_does_not_write_until_the_first_is_gone() {
-    let mut first = TestLedger::start().await;
-    first.market().await;
-    let second = TestLedger::serve(&first.database_url, |_| {}).await;
-    settle().await;
-
-    let ready = second.get("/readyz").await;
-    ready.expect(503);
-    assert_eq!(ready.body["writer"], "standby");
-    first.get("/readyz").await.expect(200);
-    let refused = second
-        .transfer("via-second", "world:bank", "alice:cash", "USD", "1")
-        .await;
-    refused.expect(503);
-    assert_eq!(refused.code(), "writer_unavailable");
-
-    // Reads work on the second server and see the first one's writes.
-    let written = first
-        .transfer("via-first", "world:bank", "alice:cash", "USD", "5")
-        .await;
-    written.expect(201);
-    let read = second
-        .get(&format!(
-            "/v1/accounts/alice:cash?min_position={}",
-            written.position()
-        ))
-        .await;
-    read.expect(200);
-    assert!(read.position() >= written.position());
-
-    // When the first stops, the second takes over and continues the log without a gap.
-    first.stop_server().await;
-    let mut taken_over = None;
-    for _ in 0..100 {
-        let a = second
-            .transfer("via-second", "world:bank", "alice:cash", "USD", "1")
-            .await;
-        if a.status == 201 {
-            taken_over = Some(a);
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let taken_over = taken_over.expect("the second server takes over");
-    assert_eq!(taken_over.position(), written.position() + 1);
-    second.get("/readyz").await.expect(200);
-    assert_eq!(second.balance("alice:cash", "USD").await, "6.00");
-    let mut second = second;
-    second.stop_server().await;
-    first.finish().await;
 }
 
 #[tokio::test]

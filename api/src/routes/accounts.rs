@@ -167,9 +167,8 @@ async fn list_accounts(
         .cursor
         .map(|c| state.cursors().open(&scope, &c))
         .transpose()?;
-    state.reach_position(params.min_position).await?;
     let page = state
-        .reads()
+        .reads_at(params.min_position)
         .accounts(&prefix, after.as_deref(), limit + 1)
         .await?;
     let mut items: Vec<AccountView> = page.value.into_iter().map(account_view).collect();
@@ -223,8 +222,7 @@ async fn get_account(
     Params(params): Params<ReadParams>,
 ) -> Result<Response, ApiError> {
     let key = account_key(&id_or_code)?;
-    state.reach_position(params.min_position).await?;
-    let account = state.reads().account(&key).await?;
+    let account = state.reads_at(params.min_position).account(&key).await?;
     let view = account
         .value
         .map(account_view)
@@ -270,8 +268,8 @@ async fn account_history(
     let key = account_key(&id_or_code)?;
     let limit = state.page_size(params.limit)?;
     let asset = params.asset.as_deref().map(asset_param).transpose()?;
-    state.reach_position(params.min_position).await?;
-    let account = state.reads().account(&key).await?;
+    let reads = state.reads_at(params.min_position);
+    let account = reads.account(&key).await?;
     let account = account.value.ok_or_else(|| not_found(&id_or_code))?;
     // A cursor is good for the account and asset filter it was issued for.
     let account_id = account.id.to_string();
@@ -289,8 +287,7 @@ async fn account_history(
             })
         })
         .transpose()?;
-    let page = state
-        .reads()
+    let page = reads
         .history(
             account.id,
             asset.as_ref().map(AssetCode::as_str),
@@ -349,20 +346,15 @@ async fn account_balances(
         return Err(ApiError::InvalidRequest("at_position is negative".into()));
     }
     // A position still to come is waited for like min_position; never answered from the past.
-    state
-        .reach_position(params.min_position.max(params.at_position))
-        .await?;
-    let account = state.reads().account(&key).await?;
+    let reads = state.reads_at(params.min_position.max(params.at_position));
+    let account = reads.account(&key).await?;
     let account = account.value.ok_or_else(|| not_found(&id_or_code))?;
     let as_of_position = match (params.at_position, params.at) {
         (Some(position), _) => position,
-        (None, Some(at)) => state.reads().position_at(at).await?,
+        (None, Some(at)) => reads.position_at(at).await?,
         (None, None) => i64::MAX,
     };
-    let balances = state
-        .reads()
-        .balances_at(account.id, as_of_position)
-        .await?;
+    let balances = reads.balances_at(account.id, as_of_position).await?;
     let view = BalancesAtView {
         account_id: account.id,
         account: account.code,
@@ -410,8 +402,7 @@ async fn account_statement(
             return Err(ApiError::InvalidRequest("from is after to".into()));
         }
     }
-    state.reach_position(params.min_position).await?;
-    let reads = state.reads();
+    let reads = state.reads_at(params.min_position);
     let account = reads.account(&key).await?;
     let head = account.position;
     let account = account.value.ok_or_else(|| not_found(&id_or_code))?;

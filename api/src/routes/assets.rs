@@ -50,8 +50,7 @@ async fn list_assets(
     State(state): State<AppState>,
     Params(params): Params<ReadParams>,
 ) -> Result<Response, ApiError> {
-    state.reach_position(params.min_position).await?;
-    let assets = state.reads().assets().await?;
+    let assets = state.reads_at(params.min_position).assets().await?;
     let items = assets
         .value
         .into_iter()

@@ -42,8 +42,10 @@ async fn list_events(
             "after {after} is negative"
         )));
     }
-    state.reach_position(params.min_position).await?;
-    let page = state.reads().events(after, limit).await?;
+    let page = state
+        .reads_at(params.min_position)
+        .events(after, limit)
+        .await?;
     let next_after = page.value.last().map_or(after, |e| e.position);
     let items = page.value.into_iter().map(event_view).collect();
     Ok(at_position(page.position, EventPage { items, next_after }))

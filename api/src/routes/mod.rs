@@ -183,6 +183,11 @@ pub fn app(state: AppState) -> Router {
         // The JSON extractor enforces the configured limit itself; this turns off axum's default
         // so that there is one limit, not two.
         .layer(DefaultBodyLimit::disable())
+        // Writes that reach a node which is not the writer go to the writer, once authenticated.
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            crate::forward::forward_writes,
+        ))
         // Authentication runs inside admission: its lookups count against the bound on requests
         // in flight.
         .layer(axum::middleware::from_fn_with_state(

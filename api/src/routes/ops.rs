@@ -8,7 +8,7 @@ use axum::response::{IntoResponse, Response};
 use infrastructure::WriterStatus;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
-use crate::dto::Readiness;
+use crate::dto::{ReadSourceView, Readiness};
 use crate::state::AppState;
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -25,27 +25,54 @@ async fn healthz() -> &'static str {
     "ok\n"
 }
 
-/// Ready to serve writes: the database answers and this process holds the writer's lock.
+/// Ready to serve: the read source answers, and this node is the writer or knows the writer it
+/// forwards writes to. Reports the node's role, its read source and that source's lag.
 #[utoipa::path(
     get, path = "/readyz", tag = "operations",
     responses((status = 200, body = Readiness), (status = 503, body = Readiness))
 )]
 async fn readyz(State(state): State<AppState>) -> Response {
-    let database = state.reads().ping().await.is_ok();
     let writer = state.writer().status();
-    let ready = database && writer == WriterStatus::Leader;
+    let is_writer = writer == WriterStatus::Leader;
+    // A node still starting or recovering answers writes itself (they wait or fail fast), so it
+    // names no writer and is not ready until it knows whether it is one.
+    let writer_url = match writer {
+        WriterStatus::Leader => Some(state.forwarder().own_url().to_owned()),
+        WriterStatus::Standby => state.forwarder().writer_url().await.ok().flatten(),
+        WriterStatus::Starting | WriterStatus::Recovering => None,
+    };
+    let read_source = read_source(&state).await;
+    let database = read_source.is_some();
     let body = Readiness {
-        ready,
+        ready: database && writer_url.is_some(),
         database,
         writer: writer.as_str().to_owned(),
+        role: if is_writer { "writer" } else { "follower" }.to_owned(),
+        writer_url,
         position: state.writer().committed_position(),
+        read_source,
     };
-    let status = if ready {
+    let status = if body.ready {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
     (status, axum::Json(body)).into_response()
+}
+
+/// The read source's kind and position, and how far it trails the primary's.
+async fn read_source(state: &AppState) -> Option<ReadSourceView> {
+    let source = state.reads().source_status().await.ok()?;
+    let primary_position = match state.primary() {
+        Some(primary) => primary.head().await.ok(),
+        None => Some(source.position),
+    };
+    Some(ReadSourceView {
+        kind: if source.replica { "replica" } else { "primary" }.to_owned(),
+        position: source.position,
+        lag_events: primary_position.map_or(0, |p| (p - source.position).max(0)),
+        replay_lag_ms: source.replay_lag_ms,
+    })
 }
 
 /// Prometheus metrics: requests by route and status, latency, batch sizes, commit latency and the

@@ -121,8 +121,10 @@ async fn get_transaction(
         what: format!("transaction {id:?}"),
     };
     let uuid = parse_id(&id, "transaction_not_found", "transaction")?;
-    state.reach_position(params.min_position).await?;
-    let found = state.reads().transaction(uuid).await?;
+    let found = state
+        .reads_at(params.min_position)
+        .transaction(uuid)
+        .await?;
     let record = found.value.ok_or_else(not_found)?;
     let settlement = settled(record.settlement)?;
     let mut view = transaction_view(&decode_stored(record.event)?).ok_or_else(not_found)?;
@@ -150,8 +152,10 @@ async fn get_trade(
         what: format!("trade {id:?}"),
     };
     let uuid = parse_id(&id, "trade_not_found", "trade")?;
-    state.reach_position(params.min_position).await?;
-    let found = state.reads().transaction(uuid).await?;
+    let found = state
+        .reads_at(params.min_position)
+        .transaction(uuid)
+        .await?;
     let record = found.value.ok_or_else(not_found)?;
     let settlement = settled(record.settlement)?;
     let mut view = trade_view(&decode_stored(record.event)?).ok_or_else(not_found)?;
