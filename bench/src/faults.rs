@@ -58,6 +58,10 @@ pub struct Entry {
     /// The response body of a write.
     pub answer: Option<String>,
     pub ms: u64,
+    /// When the answer (or the cut) came, in milliseconds since the Unix epoch: with `ms`, when
+    /// the request was sent, so that a script can tell what happened after a fault.
+    #[serde(default)]
+    pub at_ms: u64,
 }
 
 impl Entry {
@@ -84,6 +88,9 @@ impl Entry {
             position,
             answer,
             ms,
+            at_ms: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as u64),
         }
     }
 
@@ -171,6 +178,8 @@ struct Verdict {
     replays_identical: usize,
     reads: usize,
     reads_unavailable: usize,
+    /// Reads answered 200 from a position older than the `min_position` they asked for.
+    reads_stale: usize,
     /// Answers with a 5xx other than 503 (a 500 is a bug).
     server_errors: usize,
     timed_out: usize,
@@ -184,6 +193,16 @@ struct Verdict {
     chain_intact: bool,
     failures: Vec<String>,
     passed: bool,
+}
+
+/// The `min_position` a read's path asked for (`None` when it asked for none).
+fn asked_min_position(path: &str) -> Option<i64> {
+    let query = path.split_once('?')?.1;
+    query
+        .split('&')
+        .find_map(|pair| pair.strip_prefix("min_position="))
+        .and_then(|p| p.parse().ok())
+        .filter(|p| *p > 0)
 }
 
 /// Retries `entry`'s write with its key until it gets an answer that is not a 503.
@@ -314,6 +333,9 @@ pub async fn verify(args: &Args) -> ClientResult<bool> {
             if entry.status == Some(503) {
                 v.reads_unavailable += 1;
             }
+            if entry.status == Some(200) && entry.position < asked_min_position(&entry.path) {
+                v.reads_stale += 1;
+            }
             continue;
         }
         v.writes += 1;
@@ -442,6 +464,12 @@ pub async fn verify(args: &Args) -> ClientResult<bool> {
     if !v.chain_intact {
         v.failures
             .push(format!("the hash chain does not verify: {audit}"));
+    }
+    if v.reads_stale > 0 {
+        v.failures.push(format!(
+            "{} reads were answered from a position older than their min_position",
+            v.reads_stale
+        ));
     }
     if v.server_errors > 0 {
         v.failures

@@ -168,6 +168,48 @@ impl LocalPostgres {
         Ok(postgres)
     }
 
+    /// A streaming replica of this cluster, made in `data_dir` (which must not exist yet) with
+    /// `pg_basebackup` and started like any local cluster, on a unix socket of its own. Reads on
+    /// it lag the primary by its replay; `pg_wal_replay_pause()` on it holds it back. For tests of
+    /// reads from replicas.
+    pub async fn start_replica(&self, data_dir: &Path) -> Result<LocalPostgres> {
+        let data_dir = resolve_data_dir(data_dir)?;
+        // Made here, empty and owned by the server's account: pg_basebackup fills it.
+        DirBuilder::new()
+            .mode(0o700)
+            .create(&data_dir)
+            .map_err(|e| io_error("cannot create", &data_dir, e))?;
+        chown_to(&data_dir, &self.run_as)?;
+        // Beside the real pg_ctl: the one on PATH may be a link of its own.
+        let pg_basebackup = fs::canonicalize(&self.binaries.pg_ctl)
+            .map_err(|e| io_error("cannot resolve", &self.binaries.pg_ctl, e))?
+            .with_file_name("pg_basebackup");
+        let output = command(&pg_basebackup, &self.run_as)
+            .arg("-D")
+            .arg(&data_dir)
+            .arg("-h")
+            .arg(&self.socket_dir)
+            .args(["-p", &self.port.to_string(), "-U", SUPERUSER])
+            // Streams the WAL it needs and writes standby.signal with the primary's conninfo.
+            .args(["-X", "stream", "-R"])
+            // At once: the default spread checkpoint takes minutes on an idle server.
+            .args(["--checkpoint", "fast"])
+            .output()
+            .await
+            .map_err(|e| io_error("cannot run", &pg_basebackup, e))?;
+        if !output.status.success() {
+            return Err(provision(format!(
+                "pg_basebackup failed ({}): {}",
+                output.status,
+                output_text(&output)
+            )));
+        }
+        // The copy holds the primary's socket record: the replica needs a socket of its own.
+        let record = data_dir.join(SOCKET_RECORD);
+        fs::remove_file(&record).map_err(|e| io_error("cannot remove", &record, e))?;
+        LocalPostgres::start(&data_dir).await
+    }
+
     /// A sqlx connection URL for `database` on this cluster, through its unix socket.
     ///
     /// The form `postgres://ledger@/db?host=/dir` is not used: the `url` crate (under sqlx)
