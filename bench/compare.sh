@@ -6,17 +6,22 @@
 #   bench/compare.sh            # full: 20 s per run
 #   bench/compare.sh --short    # smoke: 4 s per run, under 3 minutes after the build
 #   bench/compare.sh --memory   # also: resident size of `ledger serve` holding 1,000,000 accounts
+#   bench/compare.sh --replicated   # also: transfers@64 and batch against the synchronous
+#                                   # cluster of scripts/cluster.sh (Patroni, HAProxy; through the
+#                                   # writer and through a follower), in turns with the single node
 #
 # Needs PostgreSQL's server binaries and pgbench (apt-get install -y postgresql), python3, curl.
 set -euo pipefail
 
 duration_s=20
 memory=false
+replicated=false
 for arg in "$@"; do
     case "$arg" in
         --short) duration_s=4 ;;
         --memory) memory=true ;;
-        *) echo "usage: $0 [--short] [--memory]" >&2; exit 2 ;;
+        --replicated) replicated=true ;;
+        *) echo "usage: $0 [--short] [--memory] [--replicated]" >&2; exit 2 ;;
     esac
 done
 
@@ -78,9 +83,40 @@ if [ "$memory" = true ]; then
     accounts_for_rss=1000002
 fi
 
+if [ "$replicated" = true ]; then
+    # The same workloads on the replicated cluster, in turns with the single node above (still
+    # running), so that the machine's drift hits both alike.
+    export LEDGER_CLUSTER_DIR="$work/cluster"
+    trap 'LEDGER_CLUSTER_DIR="$work/cluster" "$root/scripts/cluster.sh" down >/dev/null 2>&1 || true; servers_stop' EXIT
+    echo "== the synchronous cluster (scripts/cluster.sh up)" >&2
+    "$root/scripts/cluster.sh" up >"$work/cluster.json"
+    node_addr() { # role -> host:port of the first ledger node with it
+        python3 -c 'import json,sys; s=json.load(open(sys.argv[1])); print(next(l["url"] for l in s["ledgers"] if l["role"]==sys.argv[2])[7:])' "$work/cluster.json" "$1"
+    }
+    single=$addr
+    writer_addr=$(node_addr writer)
+    follower_addr=$(node_addr follower)
+    cluster_key=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["admin_key"])' "$work/cluster.json")
+    LEDGER_API_KEY=$cluster_key "$bench" --addr "$writer_addr" --accounts 10000 --requests 1 --quiet --no-check >/dev/null
+    for round in 1 2; do
+        for target in single writer follower; do
+            case $target in
+                single) addr=$single; key=$LEDGER_API_KEY ;;
+                writer) addr=$writer_addr; key=$cluster_key ;;
+                follower) addr=$follower_addr; key=$cluster_key ;;
+            esac
+            LEDGER_API_KEY=$key run "replicated:$target:transfers:$round" 64 --workload transfers
+            LEDGER_API_KEY=$key run "replicated:$target:batch:$round" 4 --workload batch --batch-size 1000
+        done
+    done
+    addr=$single
+fi
+
 python3 - "$results" "$duration_s" "$rss_kib" "$accounts_for_rss" <<'PY'
 import json, sys
 rows = [json.loads(l) for l in open(sys.argv[1])]
+replicated = [r for r in rows if r["name"].startswith("replicated:")]
+rows = [r for r in rows if not r["name"].startswith("replicated:")]
 duration, rss_kib, accounts = sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
 tpcb = {r["clients"]: r["transfers_per_s"] for r in rows if r["name"] == "tpcb"}
 failed = [r["name"] for r in rows if r.get("check") == "failed"]
@@ -100,6 +136,27 @@ if "hot" in by and "spread" in by and "transfers" in by:
           f'hot ÷ transfers: {by["hot"]["transfers_per_s"] / by["transfers"]["transfers_per_s"]:.2f}')
 print()
 print(f"Each run {duration} s. Resident size of `ledger serve` with {accounts:,} accounts: {rss_kib / 1024:,.0f} MiB.")
+if replicated:
+    # Mean of the rounds per target and workload (two rounds: the median is the mean).
+    runs = {}
+    for r in replicated:
+        _, target, workload, _ = r["name"].split(":")
+        runs.setdefault((workload, target), []).append(r)
+    mean = lambda rs, k: sum(r[k] for r in rs) / len(rs)
+    print()
+    print("Replicated: the synchronous cluster of scripts/cluster.sh (3 PostgreSQL nodes under Patroni, synchronous_mode_strict, through HAProxy), in turns with the single node:")
+    print()
+    print("| workload | clients | single node transfers/s | cluster via the writer | × single | via a follower (forwarded) | × single | p99 ms single / writer / follower |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |")
+    for workload, clients in (("transfers", 64), ("batch", 4)):
+        s_, w, f = (runs.get((workload, t), []) for t in ("single", "writer", "follower"))
+        if not (s_ and w and f):
+            continue
+        base = mean(s_, "transfers_per_s")
+        print(f'| {workload} | {clients} | {base:,.0f} | {mean(w, "transfers_per_s"):,.0f} | {mean(w, "transfers_per_s") / base:.2f} | '
+              f'{mean(f, "transfers_per_s"):,.0f} | {mean(f, "transfers_per_s") / base:.2f} | '
+              f'{mean(s_, "latency_ms_p99"):.1f} / {mean(w, "latency_ms_p99"):.1f} / {mean(f, "latency_ms_p99"):.1f} |')
+    failed += [r["name"] for r in replicated if r.get("check") == "failed"]
 if failed:
     print(f"CORRECTNESS CHECK FAILED: {', '.join(failed)}")
     sys.exit(1)

@@ -15,9 +15,24 @@ const SETUP_CONNECTIONS: u64 = 16;
 /// Transfers per funding batch.
 const FUNDING_BATCH: u64 = 1_000;
 
-/// The position the ledger is at.
+/// How long `head` waits for a node's read source to catch up with the primary.
+const CATCH_UP_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// The position the ledger is at. A node that reads from a replica answers from where the replica
+/// is: first wait (bounded) until `/readyz` says it trails the primary by nothing.
 pub async fn head(addr: SocketAddr) -> ClientResult<i64> {
     let mut connection = Connection::open(addr).await?;
+    let deadline = std::time::Instant::now() + CATCH_UP_WAIT;
+    while std::time::Instant::now() < deadline {
+        let ready = connection.get("/readyz").await?;
+        let lag = serde_json::from_slice::<serde_json::Value>(&ready.body)
+            .ok()
+            .and_then(|r| r["read_source"]["lag_events"].as_i64());
+        if lag.is_none_or(|lag| lag == 0) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
     let answer = connection.get("/v1/events?limit=1").await?;
     answer.position.ok_or_else(|| {
         format!(
