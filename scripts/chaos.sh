@@ -96,10 +96,12 @@ wait_for() { # description seconds command...
 }
 writer_other_than() { local w; w=$(ledger_with_role writer); [ -n "$w" ] && [ "$w" != "$1" ]; }
 is_role() { [ "$(field "next(l['role'] for l in s['ledgers'] if l['name']=='$1')")" = "$2" ]; }
-primary_other_than() { local p; p=$(pg_with_role primary); [ -n "$p" ] && [ "$p" != "$1" ]; }
+role_moved() { local n; n=$(pg_with_role "$1"); [ -n "$n" ] && [ "$n" != "$2" ]; }
 pg_healthy() { [ -n "$(pg_with_role primary)" ] && [ -n "$(pg_with_role sync_standby)" ] && [ -n "$(pg_with_role replica)" ]; }
-sync_other_than() { local s; s=$(pg_with_role sync_standby); [ -n "$s" ] && [ "$s" != "$1" ]; }
 all_ledgers_up() { [ "$(field "sum(l['role'] != 'down' for l in s['ledgers'])")" = 3 ] && [ -n "$(ledger_with_role writer)" ]; }
+
+# Injects the fault (a cluster.sh command) and notes when: the unavailability window starts here.
+strike() { "$cluster" "$@" >/dev/null; fault_ms=$(now_ms); }
 
 load() { # fault name ledger [flags]: journaled load in the background
     local fault=$1 name=$2 node=$3
@@ -116,7 +118,7 @@ load() { # fault name ledger [flags]: journaled load in the background
 inject_writer_kill() {
     local f=$1 w
     w=$(ledger_with_role writer)
-    "$cluster" kill "$w" >/dev/null
+    strike kill "$w"
     if wait_for "a new writer" 10 writer_other_than "$w"; then
         note "$f" "killed $w (the writer); $(ledger_with_role writer) was the writer ${waited_ms} ms later"
         [ "$waited_ms" -le 2000 ] || fail "$f" "the takeover took ${waited_ms} ms (bound 2000 ms)"
@@ -132,7 +134,7 @@ inject_writer_pause() {
     local f=$1 w t0
     w=$(ledger_with_role writer)
     t0=$SECONDS
-    "$cluster" pause "$w" >/dev/null
+    strike pause "$w"
     if wait_for "a new writer" 10 writer_other_than "$w"; then
         note "$f" "paused $w (the writer); $(ledger_with_role writer) was the writer ${waited_ms} ms later"
     else
@@ -147,30 +149,25 @@ inject_writer_pause() {
     fi
 }
 
-inject_pg_primary_kill() {
-    local f=$1 p
-    p=$(pg_with_role primary)
-    "$cluster" kill "$p" >/dev/null
-    if wait_for "a new primary" 30 primary_other_than "$p"; then
-        note "$f" "killed the postmaster of $p (primary); $(pg_with_role primary) was primary ${waited_ms} ms later"
+# Kills the postmaster of the PostgreSQL node with `role`; waits for another to take the role
+# (within 30 s) and for the cluster to heal (within 90 s).
+kill_pg_with_role() { # fault role
+    local f=$1 role=$2 victim
+    victim=$(pg_with_role "$role")
+    strike kill "$victim"
+    if wait_for "another $role" 30 role_moved "$role" "$victim"; then
+        note "$f" "killed the postmaster of $victim ($role); $(pg_with_role "$role") was $role ${waited_ms} ms later"
     else
-        fail "$f" "no other PostgreSQL node became primary within 30 s"
+        fail "$f" "no other PostgreSQL node became $role within 30 s"
     fi
-    wait_for "three healthy PostgreSQL nodes" 90 pg_healthy && note "$f" "$p rejoined as $(field "next(p['role'] for p in s['postgres'] if p['name']=='$p')") ${waited_ms} ms later" \
-        || fail "$f" "the cluster did not heal within 90 s"
-}
-
-inject_sync_standby_kill() {
-    local f=$1 s
-    s=$(pg_with_role sync_standby)
-    "$cluster" kill "$s" >/dev/null
-    if wait_for "a new synchronous standby" 30 sync_other_than "$s"; then
-        note "$f" "killed the postmaster of $s (sync standby); $(pg_with_role sync_standby) was synchronous ${waited_ms} ms later"
+    if wait_for "three healthy PostgreSQL nodes" 90 pg_healthy; then
+        note "$f" "$victim rejoined as $(field "next(p['role'] for p in s['postgres'] if p['name']=='$victim')") ${waited_ms} ms later"
     else
-        fail "$f" "no other node became the synchronous standby within 30 s"
+        fail "$f" "the cluster did not heal within 90 s"
     fi
-    wait_for "three healthy PostgreSQL nodes" 90 pg_healthy || fail "$f" "the cluster did not heal within 90 s"
 }
+inject_pg_primary_kill() { kill_pg_with_role "$1" primary; }
+inject_sync_standby_kill() { kill_pg_with_role "$1" sync_standby; }
 
 # Every PostgreSQL node that answers and is not in recovery: a primary.
 primaries() {
@@ -183,7 +180,7 @@ primaries() {
 
 inject_etcd_kill() {
     local f=$1 most=0 polls=0 n deadline
-    "$cluster" kill etcd >/dev/null
+    strike kill etcd
     deadline=$((SECONDS + load_s / 2))
     while [ $SECONDS -lt "$deadline" ]; do
         n=$(primaries)
@@ -206,6 +203,7 @@ inject_replica_behind() {
     local replicas
     replicas="$(pg_with_role sync_standby) $(pg_with_role replica)"
     for r in $replicas; do "$cluster" sql "$r" "SELECT pg_wal_replay_pause()" >/dev/null; done
+    fault_ms=$(now_ms)
     note "$f" "replay paused on $replicas"
     # A write through the writer, then reads of it on every node.
     position=$(curl -s --max-time 10 "$(ledger_url "$(ledger_with_role writer)")/v1/transfers" \
@@ -298,7 +296,6 @@ run_fault() {
     load "$f" l2 ledger2
     load "$f" l3 ledger3 --workload mixed
     sleep $((load_s / 3))
-    local fault_ms
     fault_ms=$(now_ms)
     "inject_${f//-/_}" "$f"
     wait "${load_pids[@]}" || true
