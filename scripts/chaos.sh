@@ -106,8 +106,9 @@ strike() { "$cluster" "$@" >/dev/null; fault_ms=$(now_ms); }
 load() { # fault name ledger [flags]: journaled load in the background
     local fault=$1 name=$2 node=$3
     shift 3
-    "$bench" --addr "$(addr "$node")" --no-setup --accounts "$accounts" --duration-s "$load_s" \
-        --clients "$clients" --quiet --journal "$work/$fault-$name.jsonl" "$@" >"$work/$fault-$name.out" 2>&1 &
+    "$bench" --addr "$(addr "$node")" --no-setup --accounts "$accounts" --duration-s "$load_duration_s" \
+        --clients "$clients" --quiet --journal "$work/$fault-$name.jsonl" \
+        --request-timeout-ms "$request_timeout_ms" "$@" >"$work/$fault-$name.out" 2>&1 &
     pids+=($!)
     load_pids+=($!)
 }
@@ -172,7 +173,7 @@ inject_sync_standby_kill() { kill_pg_with_role "$1" sync_standby; }
 # Every PostgreSQL node that answers and is not in recovery: a primary.
 primaries() {
     local n count=0
-    for n in $(field "' '.join(p['name'] for p in s['postgres'])"); do
+    for n in pg1 pg2 pg3; do
         [ "$("$cluster" sql "$n" "SELECT NOT pg_is_in_recovery()" 2>/dev/null)" = t ] && count=$((count + 1))
     done
     echo "$count"
@@ -189,7 +190,7 @@ inject_etcd_kill() {
         sleep 0.5
     done
     if [ "$most" -le 1 ]; then
-        note "$f" "etcd down for $((load_s / 2)) s: at most $most primary in $polls polls of every node"
+        note "$f" "etcd down for $((load_s / 2)) s: at most $most primary in $polls polls of every PostgreSQL node (pg_is_in_recovery)"
     else
         fail "$f" "$most PostgreSQL nodes were primary at once while etcd was down"
     fi
@@ -198,10 +199,17 @@ inject_etcd_kill() {
         || fail "$f" "the cluster did not heal within 90 s of etcd's return"
 }
 
+patroni_maintenance() { # true|false
+    curl -sf -XPATCH -d "{\"pause\": $1}" "$(field "next(p['patroni'] for p in s['postgres'] if p['role']=='primary')")/config" >/dev/null
+}
+
 inject_replica_behind() {
     local f=$1 r position code reported node
     local replicas
     replicas="$(pg_with_role sync_standby) $(pg_with_role replica)"
+    # Patroni resumes a paused replay within a second of its own; in maintenance mode it leaves
+    # the replicas as they are (and attempts no failover) until the mode ends.
+    patroni_maintenance true
     for r in $replicas; do "$cluster" sql "$r" "SELECT pg_wal_replay_pause()" >/dev/null; done
     fault_ms=$(now_ms)
     note "$f" "replay paused on $replicas"
@@ -223,6 +231,7 @@ inject_replica_behind() {
     note "$f" "write at $position: every node answered 409 position_not_reached with min_position, and an older Ledger-Position without"
     sleep $((load_s / 4))
     for r in $replicas; do "$cluster" sql "$r" "SELECT pg_wal_replay_resume()" >/dev/null; done
+    patroni_maintenance false
     for node in ledger1 ledger2 ledger3; do
         code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 10 -H "Authorization: Bearer $LEDGER_API_KEY" \
             "$(ledger_url "$node")/v1/accounts/bench:a2?min_position=$position")
@@ -291,6 +300,13 @@ run_fault() {
     LEDGER_API_KEY=$(field "s['admin_key']")
     export LEDGER_API_KEY
     "$bench" --addr "$(addr ledger1)" --accounts "$accounts" --requests 1 --quiet --no-check >/dev/null
+    # A paused node holds its own clients until it wakes: only then may an answer take that long.
+    # The load outlasts the pause, so that writes after the takeover are measured too.
+    request_timeout_ms=15000 answer_bound_ms=10000 load_duration_s=$load_s
+    if [ "$f" = writer-pause ]; then
+        request_timeout_ms=$(((pause_s + 15) * 1000)) answer_bound_ms=$(((pause_s + 10) * 1000))
+        load_duration_s=$((load_s + pause_s))
+    fi
     load_pids=()
     load "$f" l1 ledger1
     load "$f" l2 ledger2
@@ -302,6 +318,7 @@ run_fault() {
     wait_for "all three ledgers up" 30 all_ledgers_up || fail "$f" "not every ledger node was up after healing"
     local verdict
     verdict=$("$bench" --addr "$(addr "$(ledger_with_role writer)")" --accounts "$accounts" \
+        --answer-bound-ms "$answer_bound_ms" \
         --verify "$work/$f"-l?.jsonl 2>>"$work/$f.verify.log" | tail -n 1) || true
     [ -n "$verdict" ] || verdict='{"passed": false, "failures": ["ledger-bench --verify gave no verdict"]}'
     same_balances "$f"

@@ -307,7 +307,7 @@ ledgers_ready='sorted(l["role"] for l in s["ledgers"]) == ["follower", "follower
 pg_sql() { # node sql
     local port
     port=$(get "next(p['port'] for p in s['postgres'] if p['name']=='$1')")
-    PGPASSWORD=$(get 's["passwords"]["superuser"]') "$(pg_bin)/psql" -h 127.0.0.1 -p "$port" -U postgres -d ledger -Atqc "$2"
+    PGCONNECT_TIMEOUT=2 PGPASSWORD=$(get 's["passwords"]["superuser"]') "$(pg_bin)/psql" -h 127.0.0.1 -p "$port" -U postgres -d ledger -Atqc "$2"
 }
 
 process_of() { # node -> the pid that kill/pause/resume act on

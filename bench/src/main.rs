@@ -75,6 +75,12 @@ pub struct Args {
     /// With --journal: how long a request may wait for its answer.
     #[arg(long, default_value_t = 15_000)]
     pub request_timeout_ms: u64,
+    /// With --verify: the slowest answer to a write that passes; a slower one counts as a hang.
+    /// A server that is up answers within it; only a node that was paused (SIGSTOP) holds its
+    /// clients longer. (Reads are bounded by --request-timeout-ms only: a whole-log audit may take
+    /// long, and its wait for a connection is what the read pool bounds.)
+    #[arg(long, default_value_t = 10_000)]
+    pub answer_bound_ms: u64,
     /// Send no load: check the ledger against these journals (acknowledged writes in the log,
     /// writes answered with an error not in it, cut writes retried, answers replayed unchanged,
     /// no gaps, balances sum to zero, chain intact) and print the verdict as one JSON line.
