@@ -301,12 +301,15 @@ run_fault() {
     export LEDGER_API_KEY
     "$bench" --addr "$(addr ledger1)" --accounts "$accounts" --requests 1 --quiet --no-check >/dev/null
     # A paused node holds its own clients until it wakes: only then may an answer take that long.
-    # The load outlasts the pause, so that writes after the takeover are measured too.
+    # The load outlasts the fault, so that writes after the healing are measured too: the pause,
+    # or etcd's absence and Patroni's ttl.
     request_timeout_ms=15000 answer_bound_ms=10000 load_duration_s=$load_s
-    if [ "$f" = writer-pause ]; then
-        request_timeout_ms=$(((pause_s + 15) * 1000)) answer_bound_ms=$(((pause_s + 10) * 1000))
-        load_duration_s=$((load_s + pause_s))
-    fi
+    case "$f" in
+        writer-pause)
+            request_timeout_ms=$(((pause_s + 15) * 1000)) answer_bound_ms=$(((pause_s + 10) * 1000))
+            load_duration_s=$((load_s + pause_s)) ;;
+        etcd-kill) load_duration_s=$((load_s + load_s / 2 + 15)) ;;
+    esac
     load_pids=()
     load "$f" l1 ledger1
     load "$f" l2 ledger2
@@ -331,15 +334,17 @@ lines = lambda ext: [l for l in open(os.path.join(work, f + ext)).read().splitli
 # The first write sent after the fault that was acknowledged: how long writes were unavailable.
 # And the longest time from the fault on in which no write was acknowledged anywhere: a fault
 # whose effect comes later (etcd's loss demotes the primary only after Patroni's ttl) shows there.
-first, acked = None, []
+first, acked, last = None, [], fault_ms
 for path in glob.glob(os.path.join(work, f + "-l?.jsonl")):
     for e in map(json.loads, open(path)):
+        last = max(last, e.get("at_ms", 0))
         sent = e.get("at_ms", 0) - e["ms"]
         if e.get("key") and e.get("status") in (200, 201):
             acked.append(e["at_ms"])
             if sent >= fault_ms:
                 first = e["at_ms"] if first is None else min(first, e["at_ms"])
-after = sorted([fault_ms] + [t for t in acked if t >= fault_ms])
+# The last answer of the load closes the last gap: an outage that lasts to the end counts too.
+after = sorted([fault_ms, last] + [t for t in acked if t >= fault_ms])
 d["fault"], d["extra_failures"], d["notes"] = f, lines(".fail"), lines(".notes")
 d["unavailable_ms"] = None if first is None else first - fault_ms
 d["longest_gap_ms"] = max((b - a for a, b in zip(after, after[1:])), default=None)
