@@ -8,7 +8,7 @@
 #   scripts/cluster.sh up              # start everything; prints the URLs (stderr) and `status`
 #   scripts/cluster.sh status          # one JSON object (below)
 #   scripts/cluster.sh kill NODE       # kill -9: ledgerN, pgN (its postmaster), etcd, haproxy
-#   scripts/cluster.sh pause NODE      # SIGSTOP of the same process; `resume NODE`: SIGCONT
+#   scripts/cluster.sh pause NODE      # SIGSTOP of the same process (pgN: with its children); `resume NODE`: SIGCONT
 #   scripts/cluster.sh start NODE      # start a killed ledgerN, etcd or haproxy (or pgN's Patroni)
 #   scripts/cluster.sh sql NODE SQL    # run SQL as the superuser on PostgreSQL node pgN
 #   scripts/cluster.sh down            # stop everything and remove the scratch directory
@@ -48,8 +48,8 @@ install_missing() {
     apt-get update -q >&2
     DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${missing[@]}" >&2
     # The packages start their own services; this cluster runs its own, on its own ports.
+    # (Only by service: an etcd found by name may be another cluster's.)
     systemctl stop etcd postgresql haproxy 2>/dev/null || service etcd stop 2>/dev/null || true
-    pkill -x etcd 2>/dev/null || true
 }
 
 pg_bin() { dirname "$(ls -d /usr/lib/postgresql/*/bin/postgres | sort -V | tail -n 1)"; }
@@ -406,7 +406,10 @@ case "$cmd" in
         pid=$(process_of "$2")
         [ -n "$pid" ] || die "$2 has no process"
         case "$cmd" in kill) sig=-9 ;; pause) sig=-STOP ;; resume) sig=-CONT ;; esac
-        kill "$sig" "$pid"
+        targets=("$pid")
+        # A frozen PostgreSQL node is its backends and WAL processes too, not the postmaster alone.
+        [[ "$2" == pg* && "$cmd" != kill ]] && targets+=($(pgrep -P "$pid" || true))
+        kill "$sig" "${targets[@]}"
         log "$cmd $2 (pid $pid)"
         ;;
     start) [ $# -eq 2 ] || die "usage: $0 start NODE"; cmd_start "$2" ;;

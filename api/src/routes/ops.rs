@@ -1,11 +1,13 @@
 //! Operations: liveness, readiness, metrics and the OpenAPI document.
 
 use std::sync::LazyLock;
+use std::time::Duration;
 
 use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use infrastructure::WriterStatus;
+use tokio::time::timeout;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
 use crate::dto::{ReadSourceView, Readiness};
@@ -38,7 +40,11 @@ async fn readyz(State(state): State<AppState>) -> Response {
     // names no writer and is not ready until it knows whether it is one.
     let writer_url = match writer {
         WriterStatus::Leader => Some(state.forwarder().own_url().to_owned()),
-        WriterStatus::Standby => state.forwarder().writer_url().await.ok().flatten(),
+        WriterStatus::Standby => timeout(PROBE_TIMEOUT, state.forwarder().writer_url())
+            .await
+            .ok()
+            .and_then(Result::ok)
+            .flatten(),
         WriterStatus::Starting | WriterStatus::Recovering => None,
     };
     let read_source = read_source(&state).await;
@@ -60,11 +66,21 @@ async fn readyz(State(state): State<AppState>) -> Response {
     (status, axum::Json(body)).into_response()
 }
 
+/// How long `/readyz` waits for each database it asks: a probe with a short timeout must get a
+/// 503, not a timeout, while PostgreSQL is out of reach (the pool itself waits 3 s).
+const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
+
 /// The read source's kind and position, and how far it trails the primary's.
 async fn read_source(state: &AppState) -> Option<ReadSourceView> {
-    let source = state.reads().source_status().await.ok()?;
+    let source = timeout(PROBE_TIMEOUT, state.reads().source_status())
+        .await
+        .ok()?
+        .ok()?;
     let primary_position = match state.primary() {
-        Some(primary) => primary.head().await.ok(),
+        Some(primary) => timeout(PROBE_TIMEOUT, primary.head())
+            .await
+            .ok()
+            .and_then(Result::ok),
         None => Some(source.position),
     };
     Some(ReadSourceView {
