@@ -188,6 +188,12 @@ impl TestLedger {
         Self::read(self.client.get(self.url(path)).send().await.expect("GET")).await
     }
 
+    /// An account as of at least `min_position` (a read that follows a write).
+    pub async fn account_at(&self, code: &str, min_position: i64) -> Answer {
+        self.get(&format!("/v1/accounts/{code}?min_position={min_position}"))
+            .await
+    }
+
     /// POSTs JSON with an idempotency key.
     pub async fn post(&self, path: &str, key: &str, body: &Value) -> Answer {
         let response = self

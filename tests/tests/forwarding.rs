@@ -108,10 +108,7 @@ async fn a_follower_forwards_writes_to_the_writer_and_relays_its_answer_unchange
 
     // Read your write on the other node.
     let read = follower
-        .get(&format!(
-            "/v1/accounts/alice:cash?min_position={}",
-            via_follower.position()
-        ))
+        .account_at("alice:cash", via_follower.position())
         .await;
     read.expect(200);
     assert!(read.position() >= via_follower.position());

@@ -47,12 +47,7 @@ async fn reads_from_a_replica_wait_for_min_position_and_are_never_stale() {
     funded.expect(201);
 
     // Read your write from the replica: it waits for replay.
-    let read = ledger
-        .get(&format!(
-            "/v1/accounts/alice:cash?min_position={}",
-            funded.position()
-        ))
-        .await;
+    let read = ledger.account_at("alice:cash", funded.position()).await;
     read.expect(200);
     assert!(read.position() >= funded.position());
     let ready = ledger.get("/readyz").await;
@@ -65,12 +60,7 @@ async fn reads_from_a_replica_wait_for_min_position_and_are_never_stale() {
         .transfer("pay", "alice:cash", "bob:cash", "USD", "4.00")
         .await;
     paid.expect(201);
-    let refused = ledger
-        .get(&format!(
-            "/v1/accounts/alice:cash?min_position={}",
-            paid.position()
-        ))
-        .await;
+    let refused = ledger.account_at("alice:cash", paid.position()).await;
     assert_eq!(refused.status, 409, "{}", refused.text);
     assert_eq!(refused.code(), "position_not_reached");
     let stale = ledger.get("/v1/accounts/alice:cash").await;
@@ -87,12 +77,7 @@ async fn reads_from_a_replica_wait_for_min_position_and_are_never_stale() {
 
     // Replay resumes: the same read is answered, with the write in it.
     set_replay(&replica, false).await;
-    let caught_up = ledger
-        .get(&format!(
-            "/v1/accounts/alice:cash?min_position={}",
-            paid.position()
-        ))
-        .await;
+    let caught_up = ledger.account_at("alice:cash", paid.position()).await;
     caught_up.expect(200);
     assert!(caught_up.position() >= paid.position());
     assert_eq!(balance(&caught_up), "6.00");
