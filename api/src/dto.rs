@@ -836,6 +836,23 @@ pub struct Readiness {
     pub position: i64,
     /// Where reads come from; `None` while it does not answer.
     pub read_source: Option<ReadSourceView>,
+    /// Where each projection of the read source is in the log (empty while it does not answer).
+    pub projections: Vec<ProjectionView>,
+}
+
+/// A projection's place in the log: inline ones are at the head by construction; asynchronous
+/// ones trail it by what their projector has not applied yet.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ProjectionView {
+    pub name: String,
+    /// `inline` (written with the events) or `async` (built by the projector after the commit).
+    pub kind: String,
+    /// The position it reflects.
+    pub position: i64,
+    /// Events of the log it does not reflect yet.
+    pub lag_events: i64,
+    /// How long ago the oldest event it does not reflect yet was recorded.
+    pub lag_ms: i64,
 }
 
 /// Where a node's reads come from, and how far behind the primary they are.

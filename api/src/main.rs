@@ -29,14 +29,19 @@ enum Commands {
     Serve(api::ServeConfig),
     /// Recompute the hash chain over the whole log; exit status 1 if it breaks.
     Verify(DatabaseArgs),
-    /// Rebuild every projection from the log into fresh tables and compare them with the live
-    /// ones; exit status 1 on any difference. Needs the writer's lock: stop the ledger first.
+    /// Rebuild every projection (or one) from the log into fresh tables and compare them with
+    /// the live ones; exit status 1 on any difference. Needs the writer's lock and the
+    /// projectors' locks: stop the ledger first.
     Replay {
         #[command(flatten)]
         database: DatabaseArgs,
         /// Replace the live projections with the rebuilt ones, atomically.
         #[arg(long)]
         swap: bool,
+        /// Only this projection: assets, accounts, balances, holds, reversals, postings or
+        /// transactions.
+        #[arg(long)]
+        projection: Option<String>,
     },
     /// Write the log as NDJSON, one canonical JSON event (with its hash) per line.
     Export {
@@ -137,7 +142,11 @@ fn main() -> std::process::ExitCode {
             after,
             output,
         } => runtime.block_on(export(database, after, output)),
-        Commands::Replay { database, swap } => runtime.block_on(replay(database, swap)),
+        Commands::Replay {
+            database,
+            swap,
+            projection,
+        } => runtime.block_on(replay(database, swap, projection)),
         Commands::Import { database, input } => runtime.block_on(import(database, input)),
         Commands::Keys { database, action } => runtime.block_on(keys(database, action)),
     };
@@ -187,17 +196,23 @@ async fn verify(database: DatabaseArgs) -> infrastructure::Result<bool> {
     Ok(report.intact())
 }
 
-async fn replay(database: DatabaseArgs, swap: bool) -> infrastructure::Result<bool> {
+async fn replay(
+    database: DatabaseArgs,
+    swap: bool,
+    projection: Option<String>,
+) -> infrastructure::Result<bool> {
     use std::io::Write;
     let database = database.open().await?;
     let started = std::time::Instant::now();
-    let report = infrastructure::replay::replay(&database.pool, swap, |done, total| {
-        let rate = done as f64 / started.elapsed().as_secs_f64().max(1e-9);
-        let percent = if total > 0 { done * 100 / total } else { 100 };
-        eprint!("\rreplayed {done} of {total} events ({percent} %, {rate:.0} events/s)   ");
-        let _ = std::io::stderr().flush();
-    })
-    .await;
+    let only = projection.as_deref();
+    let report =
+        infrastructure::replay::replay_projections(&database.pool, only, swap, |done, total| {
+            let rate = done as f64 / started.elapsed().as_secs_f64().max(1e-9);
+            let percent = if total > 0 { done * 100 / total } else { 100 };
+            eprint!("\rreplayed {done} of {total} events ({percent} %, {rate:.0} events/s)   ");
+            let _ = std::io::stderr().flush();
+        })
+        .await;
     eprintln!();
     database.close().await?;
     let report = report?;

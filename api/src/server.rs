@@ -13,6 +13,7 @@ use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use infrastructure::db;
 use infrastructure::local_postgres::LocalPostgres;
+use infrastructure::projections::projector::{ProjectorConfig, Projectors};
 use infrastructure::{ReadStore, Writer};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
@@ -72,7 +73,14 @@ impl Server {
         let signer = infrastructure::audit::Signer::load_or_create(&pool).await?;
         let cursors = Cursors::new(&infrastructure::secrets::cursor_key(&pool).await?)
             .map_err(|e| infrastructure::Error::Corrupt(format!("cursor key: {e}")))?;
-        let (writer, writer_task) = Writer::spawn(options, config.writer(own_url.clone()));
+        let (writer, writer_task) = Writer::spawn(options.clone(), config.writer(own_url.clone()));
+        // The asynchronous projections follow the log on the primary, woken by this process's
+        // commits; in a process that is not the writer they look for new events on their own.
+        let projectors = Projectors::spawn(
+            options,
+            Some(writer.watch_committed()),
+            ProjectorConfig::default(),
+        );
         let forwarder = Forwarder::new(pool.clone(), own_url, config.forward_timeout());
         let primary = ReadStore::new(pool);
         let (reads, primary) = match &config.read_database_url {
@@ -85,6 +93,7 @@ impl Server {
         };
         let state = AppState::new(
             writer,
+            projectors,
             reads.clone(),
             primary.clone(),
             forwarder,
@@ -123,6 +132,7 @@ impl Server {
     pub async fn stop(self) -> infrastructure::Result<()> {
         let _ = self.shutdown.send(());
         self.state.close();
+        let projectors = self.state.projectors().clone();
         drop(self.state);
         // In-flight requests get a bounded time to finish; then the connections are dropped.
         let mut http = self.http;
@@ -138,6 +148,7 @@ impl Server {
         if let Err(e) = self.writer.await {
             tracing::error!(error = %e, "writer task failed");
         }
+        projectors.stop().await;
         self.reads.pool().close().await;
         if let Some(primary) = &self.primary {
             primary.pool().close().await;

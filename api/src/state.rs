@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use infrastructure::audit::Signer;
+use infrastructure::projections::projector::Projectors;
 use infrastructure::{ReadStore, Writer};
 
 use crate::auth::Authenticator;
@@ -66,6 +67,7 @@ struct Inner {
     requests: Arc<tokio::sync::Semaphore>,
     cursors: Cursors,
     writer: Writer,
+    projectors: Projectors,
     /// Where reads are served from: the primary, or a replica (`--read-database-url`).
     reads: ReadStore,
     /// The primary, when reads come from a replica: how far behind the replica is.
@@ -81,6 +83,7 @@ impl AppState {
     #[allow(clippy::too_many_arguments)]
     pub fn new(
         writer: Writer,
+        projectors: Projectors,
         reads: ReadStore,
         primary: Option<ReadStore>,
         forwarder: Forwarder,
@@ -95,6 +98,7 @@ impl AppState {
             requests: Arc::new(tokio::sync::Semaphore::new(limits.requests_in_flight_max)),
             cursors,
             writer,
+            projectors,
             reads,
             primary,
             forwarder,
@@ -107,6 +111,11 @@ impl AppState {
 
     pub fn writer(&self) -> &Writer {
         &self.0.writer
+    }
+
+    /// This process's projectors of the asynchronous projections.
+    pub fn projectors(&self) -> &Projectors {
+        &self.0.projectors
     }
 
     pub fn reads(&self) -> &ReadStore {

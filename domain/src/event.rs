@@ -288,6 +288,16 @@ impl Event {
         }
     }
 
+    /// The postings whose money moves (each a debit of the source and a credit of the
+    /// destination, in this order): all of them, unless the event only reserves them.
+    pub fn moved(&self) -> &[Posting] {
+        if self.is_pending() {
+            &[]
+        } else {
+            self.postings()
+        }
+    }
+
     /// The reservations a settlement ends.
     pub fn released(&self) -> &[Posting] {
         match self {

@@ -13,6 +13,9 @@ pub enum Error {
     Corrupt(String),
     #[error(transparent)]
     Apply(#[from] ApplyError),
+    /// `ledger replay --projection` named no projection.
+    #[error("{0}")]
+    UnknownProjection(String),
     #[error("local PostgreSQL: {0}")]
     Provision(String),
     #[error("{0}")]

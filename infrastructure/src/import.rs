@@ -13,7 +13,11 @@ use serde::{Deserialize, Serialize};
 use sqlx::{Connection, PgConnection, PgPool};
 use uuid::Uuid;
 
-use crate::audit::{format_recorded_at, verify_chain_on, StoredRow};
+use crate::columns::{insert_ctes, TableRows};
+use crate::event_store::verify::verify_chain_on;
+use crate::event_store::{format_recorded_at, EventRows, StoredEvent, EVENTS};
+use crate::projections::idempotency::{self, decode_hex, IMPORTED_KEYS};
+use crate::projections::{self as projections, checkpoints};
 use crate::replay::Rebuild;
 use crate::writer_lock::{lock_writer, unlock_writer};
 use crate::{Error, Result};
@@ -90,7 +94,7 @@ async fn import_locked(
         ));
     }
 
-    let mut rebuild = Rebuild::new();
+    let mut rebuild = Rebuild::new(projections::PROJECTIONS);
     let mut chunk = Chunk::default();
     let mut line = Vec::new();
     let (mut line_number, mut bytes_read, mut position) = (0u64, 0u64, 0i64);
@@ -130,11 +134,14 @@ async fn import_locked(
     chunk.write(&mut tx, &mut rebuild).await?;
     progress(position, bytes_read);
     let head_hash = chain::to_hex(&rebuild.chain_head);
-    rebuild.finish(&mut tx, "public").await?;
+    rebuild.finish()?;
     sqlx::query("UPDATE projection_head SET position = $1")
         .bind(position)
         .execute(&mut *tx)
         .await?;
+    for projection in projections::asynchronous() {
+        checkpoints::set(&mut tx, projection.name, position).await?;
+    }
 
     // What PostgreSQL holds now must verify on its own, as `ledger verify` will read it.
     let stored = verify_chain_on(&mut tx, |_, _| {}).await?;
@@ -162,7 +169,7 @@ async fn import_locked(
 /// Parses one line into the stored form, checking what the chain alone would not: the position
 /// is the next one, and the time is written canonically (so it survives the round trip through
 /// PostgreSQL to the same text).
-fn parse_line(line: &[u8], expected_position: i64) -> Result<StoredRow, String> {
+fn parse_line(line: &[u8], expected_position: i64) -> Result<StoredEvent, String> {
     let event: ExportedEvent =
         serde_json::from_slice(line).map_err(|e| format!("not an exported event: {e}"))?;
     if event.position != expected_position {
@@ -182,7 +189,7 @@ fn parse_line(line: &[u8], expected_position: i64) -> Result<StoredRow, String> 
     let hash = decode_hex(&event.hash)
         .filter(|h| h.len() == 32)
         .ok_or("hash is not 64 hexadecimal digits")?;
-    Ok(StoredRow {
+    Ok(StoredEvent {
         position: event.position,
         event_id: event.event_id,
         event_type: event.event_type,
@@ -194,95 +201,42 @@ fn parse_line(line: &[u8], expected_position: i64) -> Result<StoredRow, String> 
     })
 }
 
-fn decode_hex(text: &str) -> Option<Vec<u8>> {
-    if !text.len().is_multiple_of(2) {
-        return None;
-    }
-    (0..text.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok())
-        .collect()
+/// Events and the idempotency records their metadata describes, written with one array insert
+/// each, with the projection rows the events produced.
+struct Chunk {
+    events: EventRows,
+    keys: TableRows,
 }
 
-/// Events and idempotency records gathered as columns, written with one array insert each.
-#[derive(Default)]
-struct Chunk {
-    position: Vec<i64>,
-    event_id: Vec<Uuid>,
-    event_type: Vec<String>,
-    schema_version: Vec<i16>,
-    payload: Vec<String>,
-    metadata: Vec<String>,
-    recorded_at: Vec<DateTime<Utc>>,
-    hash: Vec<Vec<u8>>,
-    key: Vec<String>,
-    fingerprint: Vec<Vec<u8>>,
-    key_position: Vec<i64>,
-    key_recorded_at: Vec<DateTime<Utc>>,
+impl Default for Chunk {
+    fn default() -> Self {
+        Self {
+            events: EventRows::default(),
+            keys: TableRows::new(&IMPORTED_KEYS),
+        }
+    }
 }
 
 impl Chunk {
     fn len(&self) -> usize {
-        self.position.len()
+        self.events.rows().len()
     }
 
-    /// Adds an event, and the idempotency record its metadata describes.
-    fn push(&mut self, row: StoredRow) {
-        let key = row.metadata.get("idempotency_key").and_then(|k| k.as_str());
-        let fingerprint = row
-            .metadata
-            .get("request_fingerprint")
-            .and_then(|f| f.as_str())
-            .and_then(decode_hex);
-        if let (Some(key), Some(fingerprint)) = (key, fingerprint) {
-            self.key.push(key.to_owned());
-            self.fingerprint.push(fingerprint);
-            self.key_position.push(row.position);
-            self.key_recorded_at.push(row.recorded_at);
-        }
-        self.position.push(row.position);
-        self.event_id.push(row.event_id);
-        self.event_type.push(row.event_type);
-        self.schema_version.push(row.schema_version);
-        self.payload.push(row.payload.to_string());
-        self.metadata.push(row.metadata.to_string());
-        self.recorded_at.push(row.recorded_at);
-        self.hash.push(row.hash);
+    fn push(&mut self, event: StoredEvent) {
+        idempotency::push_imported(&mut self.keys, &event);
+        self.events.push_stored(&event);
     }
 
     /// Writes and empties the chunk, with the projection rows its events produced.
     async fn write(&mut self, conn: &mut PgConnection, rebuild: &mut Rebuild) -> Result<()> {
-        if self.position.is_empty() {
+        if self.len() == 0 {
             return Ok(());
         }
-        sqlx::query(
-            "WITH new_events AS (
-                 INSERT INTO events (position, event_id, event_type, schema_version, payload, metadata, recorded_at, hash)
-                 SELECT p, i, t, v, pl::jsonb, m::jsonb, r, h
-                 FROM UNNEST($1::int8[], $2::uuid[], $3::text[], $4::int2[], $5::text[], $6::text[], $7::timestamptz[], $8::bytea[])
-                   AS u(p, i, t, v, pl, m, r, h)
-             )
-             -- A key appears once in a log this ledger wrote; should it repeat, the first use wins,
-             -- as it did when the log was written.
-             INSERT INTO idempotency_keys (key, fingerprint, position, recorded_at)
-             SELECT * FROM UNNEST($9::text[], $10::bytea[], $11::int8[], $12::timestamptz[])
-             ON CONFLICT (key) DO NOTHING",
-        )
-        .bind(&self.position)
-        .bind(&self.event_id)
-        .bind(&self.event_type)
-        .bind(&self.schema_version)
-        .bind(&self.payload)
-        .bind(&self.metadata)
-        .bind(&self.recorded_at)
-        .bind(&self.hash)
-        .bind(&self.key)
-        .bind(&self.fingerprint)
-        .bind(&self.key_position)
-        .bind(&self.key_recorded_at)
-        .execute(&mut *conn)
-        .await?;
+        let (ctes, _) = insert_ctes(&[&EVENTS, &IMPORTED_KEYS], "public");
+        let statement = format!("WITH {ctes} SELECT 1");
+        let query = self.events.rows().bind(sqlx::query(&statement));
+        self.keys.bind(query).execute(&mut *conn).await?;
         *self = Self::default();
-        rebuild.take_projections().insert_into(conn, "public").await
+        rebuild.write(conn, "public").await
     }
 }

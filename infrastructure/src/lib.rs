@@ -1,28 +1,29 @@
-//! PostgreSQL: the event store, the inline projections, the single writer (sequencer), the read
-//! models, migrations, and provisioning of a local PostgreSQL for development and tests.
+//! PostgreSQL and the other real systems. The flow of a command, in module order: the `writer`
+//! decides it and appends its event to the `event_store`, writing the inline `projections` in the
+//! same transaction; the `projections::projector` then builds the asynchronous projections from
+//! the log; `reads` serve both. `audit`, `replay` and `import` prove and restore the log and what
+//! is derived from it.
 
 pub mod api_keys;
 pub mod audit;
-mod batch;
+mod columns;
 pub mod db;
 pub mod error;
-pub mod expiry;
+pub mod event_store;
 pub mod import;
-mod key_filter;
-mod load;
 pub mod local_postgres;
 pub mod metrics;
-mod next_batch;
-mod projection;
+pub mod projections;
 pub mod reads;
 pub mod replay;
 pub mod secrets;
-pub mod sequencer;
 pub mod testing;
-pub mod writer_lock;
+pub mod writer;
 
 pub use error::{Error, Result};
 pub use reads::{AccountKey, AtPosition, HistoryCursor, ReadStore};
-pub use sequencer::{
+pub use writer::expiry::{self, INTERNAL_KEY_PREFIX};
+pub use writer::lease as writer_lock;
+pub use writer::{
     CommittedEvent, Origin, Outcome, Reply, WriteItem, Writer, WriterConfig, WriterStatus,
 };

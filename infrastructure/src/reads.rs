@@ -14,6 +14,9 @@ use sqlx::postgres::PgRow;
 use sqlx::{PgConnection, PgPool, Postgres, Row, Transaction};
 use uuid::Uuid;
 
+pub use crate::event_store::StoredEvent;
+use crate::event_store::EVENT_COLUMNS;
+use crate::projections::{postings, transactions};
 use crate::{Error, Result};
 
 /// How often a read waiting for `min_position` looks again at its read source.
@@ -118,18 +121,6 @@ impl HistoryItem {
 }
 
 #[derive(Debug, Clone)]
-pub struct StoredEvent {
-    pub position: i64,
-    pub event_id: Uuid,
-    pub event_type: String,
-    pub schema_version: i16,
-    pub payload: serde_json::Value,
-    pub metadata: serde_json::Value,
-    pub recorded_at: DateTime<Utc>,
-    pub hash: Vec<u8>,
-}
-
-#[derive(Debug, Clone)]
 pub struct HistoryEntry {
     pub position: i64,
     pub leg: i16,
@@ -178,33 +169,40 @@ pub struct ReadSourceStatus {
     pub replay_lag_ms: Option<i64>,
 }
 
+/// How long a read waits by default for the position it must reflect.
+const POSITION_WAIT_DEFAULT: Duration = Duration::from_secs(2);
+
+/// The asynchronous projections a read of the postings history needs.
+const HISTORY: &[&str] = &[postings::PROJECTION.name, transactions::PROJECTION.name];
+/// The asynchronous projection a read of a transaction needs.
+const TRANSACTIONS: &[&str] = &[transactions::PROJECTION.name];
+
 #[derive(Clone)]
 pub struct ReadStore {
     pool: PgPool,
     /// The position every snapshot must reflect at least, if a read asked for one.
-    floor: Option<Floor>,
-}
-
-#[derive(Debug, Clone, Copy)]
-struct Floor {
-    position: i64,
-    /// How long a snapshot may be retried to reach it; then `Error::PositionNotReached`.
+    floor: Option<i64>,
+    /// How long a snapshot may be retried to reach its floor; then `Error::PositionNotReached`.
     wait: Duration,
 }
 
 impl ReadStore {
     pub fn new(pool: PgPool) -> Self {
-        Self { pool, floor: None }
+        Self {
+            pool,
+            floor: None,
+            wait: POSITION_WAIT_DEFAULT,
+        }
     }
 
     /// The same store, whose snapshots reflect at least `min_position`: a read waits up to `wait`
-    /// for its source to reach it. No floor for `None` or a position below 1.
+    /// for its source (and the projections it reads) to reach it. No floor for `None` or a
+    /// position below 1.
     pub fn at_least(&self, min_position: Option<i64>, wait: Duration) -> Self {
         Self {
             pool: self.pool.clone(),
-            floor: min_position
-                .filter(|p| *p > 0)
-                .map(|position| Floor { position, wait }),
+            floor: min_position.filter(|p| *p > 0),
+            wait,
         }
     }
 
@@ -219,30 +217,51 @@ impl ReadStore {
             .await?)
     }
 
-    /// A read-only snapshot and the position it reflects, at or past the floor.
+    /// A read-only snapshot of the inline projections and the position it reflects, at or past
+    /// the floor.
     async fn snapshot(&self) -> Result<(Transaction<'static, Postgres>, i64)> {
+        self.snapshot_of(&[]).await
+    }
+
+    /// A read-only snapshot in which the asynchronous projections `needs` reflect at least the
+    /// floor and at least the inline head of the first snapshot taken: a read that follows a
+    /// write sees it without naming its position. The position returned is the one they all
+    /// reflect (the inline head when `needs` is empty); a read shows nothing newer from the
+    /// inline projections either.
+    async fn snapshot_of(&self, needs: &[&str]) -> Result<(Transaction<'static, Postgres>, i64)> {
         let started = Instant::now();
+        let mut floor = self.floor;
+        let mut first = true;
         loop {
             let mut tx = self.pool.begin().await?;
             sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
                 .execute(&mut *tx)
                 .await?;
-            let head: i64 = sqlx::query_scalar("SELECT position FROM projection_head")
-                .fetch_one(&mut *tx)
-                .await?;
-            let Some(floor) = self.floor.filter(|f| head < f.position) else {
-                return Ok((tx, head));
+            let (head, reflected): (i64, Option<i64>) = sqlx::query_as(
+                "SELECT (SELECT position FROM projection_head),
+                        (SELECT min(COALESCE(c.position, 0)) FROM UNNEST($1::text[]) AS n(name)
+                         LEFT JOIN projection_checkpoints c ON c.name = n.name)",
+            )
+            .bind(needs)
+            .fetch_one(&mut *tx)
+            .await?;
+            let reflected = reflected.unwrap_or(head);
+            if std::mem::take(&mut first) && !needs.is_empty() {
+                floor = Some(floor.unwrap_or(0).max(head));
+            }
+            let Some(wanted) = floor.filter(|f| reflected < *f) else {
+                return Ok((tx, reflected));
             };
             drop(tx);
             let waited = started.elapsed();
-            if waited >= floor.wait {
+            if waited >= self.wait {
                 return Err(Error::PositionNotReached {
-                    wanted: floor.position,
-                    current: head,
-                    waited_ms: floor.wait.as_millis() as u64,
+                    wanted,
+                    current: reflected,
+                    waited_ms: self.wait.as_millis() as u64,
                 });
             }
-            tokio::time::sleep(POSITION_POLL_INTERVAL.min(floor.wait - waited)).await;
+            tokio::time::sleep(POSITION_POLL_INTERVAL.min(self.wait - waited)).await;
         }
     }
 
@@ -369,21 +388,23 @@ impl ReadStore {
     /// The event recording a transaction, transfer or trade, with its kind, and for a pending
     /// one the event that settled it, once one has.
     pub async fn transaction(&self, id: Uuid) -> Result<AtPosition<Option<TransactionRecord>>> {
-        let (mut tx, position) = self.snapshot().await?;
+        let (mut tx, position) = self.snapshot_of(TRANSACTIONS).await?;
         let row = sqlx::query(&format!(
             "SELECT t.kind, r.transaction_id AS reversed_by, {EVENT_COLUMNS}
              FROM transactions t JOIN events e ON e.position = t.position
-             LEFT JOIN reversals r ON r.reverses = t.id
+             LEFT JOIN reversals r ON r.reverses = t.id AND r.position <= $2
              WHERE t.id = $1"
         ))
         .bind(id)
+        .bind(position)
         .fetch_optional(&mut *tx)
         .await?;
         let settlement = sqlx::query(&format!(
             "SELECT {EVENT_COLUMNS} FROM hold_settlements s JOIN events e ON e.position = s.position
-             WHERE s.transaction_id = $1"
+             WHERE s.transaction_id = $1 AND s.position <= $2"
         ))
         .bind(id)
+        .bind(position)
         .fetch_optional(&mut *tx)
         .await?;
         tx.commit().await?;
@@ -391,8 +412,8 @@ impl ReadStore {
             Some(row) => Some(TransactionRecord {
                 kind: row.try_get("kind")?,
                 reversed_by: row.try_get("reversed_by")?,
-                event: event_from_row(&row)?,
-                settlement: settlement.as_ref().map(event_from_row).transpose()?,
+                event: StoredEvent::from_row(&row)?,
+                settlement: settlement.as_ref().map(StoredEvent::from_row).transpose()?,
             }),
             None => None,
         };
@@ -408,7 +429,7 @@ impl ReadStore {
         before: Option<HistoryCursor>,
         limit: i64,
     ) -> Result<AtPosition<Vec<HistoryItem>>> {
-        let (mut tx, position) = self.snapshot().await?;
+        let (mut tx, position) = self.snapshot_of(HISTORY).await?;
         let before = before.unwrap_or(HistoryCursor {
             position: i64::MAX,
             leg: i16::MAX,
@@ -444,18 +465,20 @@ impl ReadStore {
         // cursor only when it points at a later position.
         let statuses: Vec<(i64, DateTime<Utc>, String)> = sqlx::query_as(
             "SELECT position, recorded_at, status FROM account_status_changes
-             WHERE account_id = $1 AND (position, -1) < ($2, $3)
+             WHERE account_id = $1 AND (position, -1) < ($2, $3) AND position <= $5
              ORDER BY position DESC LIMIT $4",
         )
         .bind(account_id)
         .bind(before.position)
         .bind(before.leg)
         .bind(limit)
+        .bind(position)
         .fetch_all(&mut *tx)
         .await?;
         let limit_rows = sqlx::query(
             "SELECT asset, min_balance, max_balance, position, recorded_at FROM account_limits
              WHERE account_id = $1 AND ($2::text IS NULL OR asset = $2) AND (position, -1) < ($3, $4)
+               AND position <= $6
              ORDER BY position DESC LIMIT $5",
         )
         .bind(account_id)
@@ -463,6 +486,7 @@ impl ReadStore {
         .bind(before.position)
         .bind(before.leg)
         .bind(limit)
+        .bind(position)
         .fetch_all(&mut *tx)
         .await?;
         tx.commit().await?;
@@ -511,7 +535,7 @@ impl ReadStore {
         tx.commit().await?;
         let value = rows
             .iter()
-            .map(event_from_row)
+            .map(StoredEvent::from_row)
             .collect::<Result<Vec<_>>>()?;
         Ok(AtPosition { value, position })
     }
@@ -553,7 +577,7 @@ impl ReadStore {
         account_id: Uuid,
         position: i64,
     ) -> Result<AtPosition<Vec<BalanceRecord>>> {
-        let (mut tx, head) = self.snapshot().await?;
+        let (mut tx, head) = self.snapshot_of(HISTORY).await?;
         let rows: Vec<(String, Decimal, i64, i16)> = sqlx::query_as(
             "SELECT a.asset, p.balance_after, p.position, a.scale
              FROM (SELECT b.asset, s.scale FROM balances b JOIN assets s ON s.code = b.asset
@@ -595,7 +619,7 @@ impl ReadStore {
         up_to: i64,
         limit: i64,
     ) -> Result<Statement> {
-        let (mut tx, _) = self.snapshot().await?;
+        let (mut tx, _) = self.snapshot_of(HISTORY).await?;
         const BALANCE_AT: &str = "SELECT p.balance_after, s.scale
              FROM postings p JOIN assets s ON s.code = p.asset
              WHERE p.account_id = $1 AND p.asset = $2 AND p.position <= $3
@@ -650,6 +674,13 @@ impl ReadStore {
             position,
             replay_lag_ms,
         })
+    }
+
+    /// Where every projection is in the log, as this read source has it.
+    pub async fn projections(
+        &self,
+    ) -> Result<Vec<crate::projections::checkpoints::ProjectionStatus>> {
+        crate::projections::checkpoints::statuses(&self.pool).await
     }
 
     pub async fn ping(&self) -> Result<()> {
@@ -758,20 +789,4 @@ fn account_from_row(row: &PgRow) -> Result<AccountRecord> {
 fn at_scale(mut value: Decimal, scale: i16) -> Decimal {
     value.rescale(u32::try_from(scale).unwrap_or(0));
     value
-}
-
-const EVENT_COLUMNS: &str = "e.position, e.event_id, e.event_type, e.schema_version, e.payload, \
-    e.metadata, e.recorded_at, e.hash";
-
-fn event_from_row(row: &PgRow) -> Result<StoredEvent> {
-    Ok(StoredEvent {
-        position: row.try_get("position")?,
-        event_id: row.try_get("event_id")?,
-        event_type: row.try_get("event_type")?,
-        schema_version: row.try_get("schema_version")?,
-        payload: row.try_get("payload")?,
-        metadata: row.try_get("metadata")?,
-        recorded_at: row.try_get("recorded_at")?,
-        hash: row.try_get("hash")?,
-    })
 }

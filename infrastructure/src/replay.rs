@@ -5,30 +5,15 @@
 use std::time::Instant;
 
 use domain::chain::Hash;
-use std::collections::HashMap;
-
-use domain::{AccountId, AssetCode, Event, LedgerState};
+use domain::LedgerState;
 use serde::Serialize;
 use sqlx::{PgConnection, PgPool};
 
-use crate::audit::{chain_row, page, StoredRow, PAGE_EVENTS};
-use crate::projection::{insert_balances, BalanceRow, ProjectionRows};
+use crate::event_store::{self, StoredEvent, PAGE_EVENTS};
+use crate::projections::{self, checkpoints, projector, Applied, Projection, ProjectionRows};
 use crate::writer_lock::{lock_writer, unlock_writer};
 use crate::{Error, Result};
 
-/// The projection tables, rebuilt and compared in this order.
-const TABLES: [&str; 10] = [
-    "assets",
-    "accounts",
-    "transactions",
-    "postings",
-    "account_status_changes",
-    "account_limits",
-    "holds",
-    "hold_settlements",
-    "reversals",
-    "balances",
-];
 /// Differing rows reported per table at most (the count is always complete).
 const DIFFERENCES_SHOWN_MAX: i64 = 100;
 
@@ -60,122 +45,158 @@ impl ReplayReport {
     }
 }
 
-/// Replays the whole log into the schema `ledger_replay` and compares. Holds the writer's lock
-/// throughout, so nothing is written meanwhile: run it with the ledger stopped, or on a copy.
+/// Replays the whole log into the schema `ledger_replay` and compares every projection. Holds
+/// the writer's lock throughout, so nothing is written meanwhile: run it with the ledger
+/// stopped, or on a copy.
 pub async fn replay(
     pool: &PgPool,
     swap: bool,
+    progress: impl FnMut(i64, i64),
+) -> Result<ReplayReport> {
+    replay_projections(pool, None, swap, progress).await
+}
+
+/// `replay`, of one projection (`Some(name)`) or of all.
+pub async fn replay_projections(
+    pool: &PgPool,
+    only: Option<&str>,
+    swap: bool,
     mut progress: impl FnMut(i64, i64),
 ) -> Result<ReplayReport> {
+    let selected: Vec<&'static Projection> = match only {
+        None => projections::PROJECTIONS.to_vec(),
+        Some(name) => vec![projections::by_name(name).ok_or_else(|| unknown_projection(name))?],
+    };
     let mut conn = lock_writer(
         pool,
         "a ledger server holds the writer lock: stop it, or replay a copy of the database",
     )
     .await?;
-    let result = replay_locked(&mut conn, pool, swap, &mut progress).await;
+    let result = replay_locked(&mut conn, pool, &selected, swap, &mut progress).await;
     unlock_writer(conn).await;
     result
 }
 
+fn unknown_projection(name: &str) -> Error {
+    let names: Vec<&str> = projections::PROJECTIONS.iter().map(|p| p.name).collect();
+    Error::UnknownProjection(format!(
+        "no projection is called {name:?}; the projections are {}",
+        names.join(", ")
+    ))
+}
+
 /// Folds stored events, in position order, into the ledger state and the projection rows, and
-/// follows the hash chain: what a replay and an import share.
+/// follows the hash chain: what a replay and an import share. The legs come from the state, so
+/// a rebuild of the postings history checks the projector's own derivation of them.
 pub(crate) struct Rebuild {
     state: LedgerState,
     pub(crate) chain_head: Hash,
     /// False once a stored hash differs from the one recomputed.
     pub(crate) chain_intact: bool,
-    projections: ProjectionRows,
-    /// Every balance row so far, the latest of each: written once, at the end.
-    balances: HashMap<(AccountId, AssetCode), BalanceRow>,
+    rows: ProjectionRows,
 }
 
 impl Rebuild {
-    pub(crate) fn new() -> Self {
+    pub(crate) fn new(projections: impl IntoIterator<Item = &'static Projection>) -> Self {
         Self {
             state: LedgerState::new(),
             chain_head: domain::chain::genesis(),
             chain_intact: true,
-            projections: ProjectionRows::default(),
-            balances: HashMap::new(),
+            rows: ProjectionRows::new(projections),
         }
     }
 
     /// Chains, decodes and applies one event; returns whether its stored hash is the one the
     /// chain gives. An event the state refuses to apply means the log is not one this ledger
     /// could have written.
-    pub(crate) fn push(&mut self, row: &StoredRow) -> Result<bool> {
-        let hash = chain_row(&self.chain_head, row);
-        let matches = hash.as_slice() == row.hash.as_slice();
+    pub(crate) fn push(&mut self, stored: &StoredEvent) -> Result<bool> {
+        let hash = stored.chained_after(&self.chain_head);
+        let matches = hash.as_slice() == stored.hash.as_slice();
         self.chain_intact &= matches;
         self.chain_head = hash;
-        let event = Event::decode(&row.event_type, row.schema_version, row.payload.clone())
-            .map_err(|e| Error::Corrupt(format!("position {}: {e}", row.position)))?;
+        let event = stored.decode()?;
         let legs = self
             .state
             .apply(&event)
-            .map_err(|e| Error::Corrupt(format!("position {}: {e}", row.position)))?;
-        self.projections
-            .push(row.position, &event, &legs, row.recorded_at, &self.state);
+            .map_err(|e| Error::Corrupt(format!("position {}: {e}", stored.position)))?;
+        let applied = Applied {
+            position: stored.position,
+            event: &event,
+            recorded_at: stored.recorded_at,
+            legs: &legs,
+        };
+        self.rows.push(&applied, Some(&self.state));
         Ok(matches)
     }
 
-    /// The projection rows gathered since the last call, balances excepted (kept for `finish`).
-    pub(crate) fn take_projections(&mut self) -> ProjectionRows {
-        let mut projections = std::mem::take(&mut self.projections);
-        self.balances.extend(projections.take_balances());
-        projections
+    /// Writes the rows gathered since the last call into the tables of `schema`.
+    pub(crate) async fn write(&mut self, conn: &mut PgConnection, schema: &str) -> Result<()> {
+        let emptied = self.rows.emptied();
+        let rows = std::mem::replace(&mut self.rows, emptied);
+        rows.insert_into(conn, schema).await
     }
 
-    /// Checks the invariants on the rebuilt state (every asset sums to zero, reservations have
-    /// both sides), then writes the balances table of `schema`.
-    pub(crate) async fn finish(mut self, conn: &mut PgConnection, schema: &str) -> Result<()> {
+    /// Checks the invariant on the rebuilt state: every asset sums to zero.
+    pub(crate) fn finish(self) -> Result<()> {
         self.state.check_conservation()?;
-        self.balances.extend(self.projections.take_balances());
-        insert_balances(conn, schema, &self.balances).await
+        Ok(())
     }
 }
 
 async fn replay_locked(
     conn: &mut PgConnection,
     pool: &PgPool,
+    selected: &[&'static Projection],
     swap: bool,
     progress: &mut impl FnMut(i64, i64),
 ) -> Result<ReplayReport> {
     let started = Instant::now();
+    // An asynchronous projection's projector must not write while its tables are compared or
+    // swapped: hold its lock too.
+    for projection in selected.iter().filter(|p| p.is_async()) {
+        if !projector::try_lock(conn, projection.name).await? {
+            return Err(Error::WriterUnavailable(
+                "a ledger server is running the projector: stop it, or replay a copy of the database",
+            ));
+        }
+    }
+    let tables: Vec<&str> = selected
+        .iter()
+        .flat_map(|p| p.tables.iter().map(|t| t.name))
+        .collect();
     let mut ddl =
         String::from("DROP SCHEMA IF EXISTS ledger_replay CASCADE; CREATE SCHEMA ledger_replay;");
-    for table in TABLES {
+    for table in &tables {
         ddl.push_str(&format!(
             "CREATE TABLE ledger_replay.{table} (LIKE public.{table} INCLUDING ALL);"
         ));
     }
     sqlx::raw_sql(&ddl).execute(&mut *conn).await?;
 
-    let head: i64 = sqlx::query_scalar("SELECT COALESCE(max(position), 0) FROM events")
-        .fetch_one(&mut *conn)
-        .await?;
-    let mut rebuild = Rebuild::new();
+    let head = event_store::last(&mut *conn)
+        .await?
+        .map_or(0, |(p, _, _)| p);
+    // Asynchronous projections are compared as of the log's head: catch them up first.
+    wait_for_checkpoints(conn, selected, head).await?;
+    let mut rebuild = Rebuild::new(selected.iter().copied());
     let mut after = 0;
     while after < head {
-        let rows = page(pool, after, PAGE_EVENTS.min(head - after)).await?;
-        let Some(last) = rows.last() else {
+        let events = event_store::page(pool, after, PAGE_EVENTS.min(head - after)).await?;
+        let Some(last) = events.last() else {
             break;
         };
         after = last.position;
-        for row in &rows {
-            rebuild.push(row)?;
+        for event in &events {
+            rebuild.push(event)?;
         }
-        rebuild
-            .take_projections()
-            .insert_into(&mut *conn, "ledger_replay")
-            .await?;
+        rebuild.write(&mut *conn, "ledger_replay").await?;
         progress(after, head);
     }
     let chain_intact = rebuild.chain_intact;
-    rebuild.finish(&mut *conn, "ledger_replay").await?;
+    rebuild.finish()?;
     let seconds = started.elapsed().as_secs_f64();
 
-    let (differing_rows, differences) = compare(&mut *conn).await?;
+    let (differing_rows, differences) = compare(&mut *conn, &tables).await?;
     let mut report = ReplayReport {
         events: head,
         seconds,
@@ -189,9 +210,15 @@ async fn replay_locked(
         let mut ddl = String::from(
             "BEGIN; DROP SCHEMA IF EXISTS ledger_replaced CASCADE; CREATE SCHEMA ledger_replaced;",
         );
-        for table in TABLES {
+        for table in &tables {
             ddl.push_str(&format!(
                 "ALTER TABLE public.{table} SET SCHEMA ledger_replaced; ALTER TABLE ledger_replay.{table} SET SCHEMA public;"
+            ));
+        }
+        for projection in selected.iter().filter(|p| p.is_async()) {
+            ddl.push_str(&format!(
+                "UPDATE projection_checkpoints SET position = {head}, updated_at = now() WHERE name = '{}';",
+                projection.name
             ));
         }
         ddl.push_str("COMMIT; DROP SCHEMA ledger_replaced CASCADE;");
@@ -204,11 +231,31 @@ async fn replay_locked(
     Ok(report)
 }
 
+/// The live asynchronous projections must reflect the whole log to be compared with a rebuild
+/// of it. With the projectors stopped (their locks are held here), one that is behind is a
+/// projection whose projector was stopped early: it is caught up by the replay itself first.
+async fn wait_for_checkpoints(
+    conn: &mut PgConnection,
+    selected: &[&'static Projection],
+    head: i64,
+) -> Result<()> {
+    for projection in selected.iter().filter(|p| p.is_async()) {
+        let at = checkpoints::open(conn, projection.name).await?;
+        if at < head {
+            projector::catch_up(conn, projection, at).await?;
+        }
+    }
+    Ok(())
+}
+
 /// Rows of each table that are not in both versions, compared as their JSON text.
-async fn compare(conn: &mut PgConnection) -> Result<(Vec<(String, i64)>, Vec<Difference>)> {
+async fn compare(
+    conn: &mut PgConnection,
+    tables: &[&str],
+) -> Result<(Vec<(String, i64)>, Vec<Difference>)> {
     let mut counts = Vec::new();
     let mut differences = Vec::new();
-    for &table in &TABLES[..TABLES.len() - 1] {
+    for &table in tables.iter().filter(|t| **t != "balances") {
         let count: i64 = sqlx::query_scalar(&format!(
             "SELECT count(*) FROM (
                (SELECT row_to_json(t)::text FROM public.{table} t EXCEPT ALL SELECT row_to_json(t)::text FROM ledger_replay.{table} t)
@@ -242,6 +289,9 @@ async fn compare(conn: &mut PgConnection) -> Result<(Vec<(String, i64)>, Vec<Dif
             }
         }
         counts.push((table.to_owned(), count));
+    }
+    if !tables.contains(&"balances") {
+        return Ok((counts, differences));
     }
     // Balances side by side: account, asset, live value, replayed value.
     let rows: Vec<(String, String, Option<String>, Option<String>)> = sqlx::query_as(

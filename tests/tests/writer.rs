@@ -247,12 +247,13 @@ async fn a_failed_commit_applies_nothing_and_the_writer_recovers() {
         .expect(201);
     let events = ledger.event_count().await;
 
-    // Make any batch holding a posting of 13.13 fail inside PostgreSQL.
+    // Make any batch holding a posting of 13.13 fail inside PostgreSQL, as its events are
+    // appended.
     let mut conn = ledger.sql().await;
     sqlx::raw_sql(
         "CREATE FUNCTION fail_1313() RETURNS trigger LANGUAGE plpgsql AS $$
-         BEGIN IF NEW.amount = 13.13 THEN RAISE EXCEPTION 'injected failure'; END IF; RETURN NEW; END $$;
-         CREATE TRIGGER fail_1313 BEFORE INSERT ON postings FOR EACH ROW EXECUTE FUNCTION fail_1313();",
+         BEGIN IF NEW.payload::text LIKE '%\"13.13\"%' THEN RAISE EXCEPTION 'injected failure'; END IF; RETURN NEW; END $$;
+         CREATE TRIGGER fail_1313 BEFORE INSERT ON events FOR EACH ROW EXECUTE FUNCTION fail_1313();",
     )
     .execute(&mut conn)
     .await
@@ -299,7 +300,7 @@ async fn a_failed_commit_applies_nothing_and_the_writer_recovers() {
     assert_eq!(ledger.balance("alice:cash", "USD").await, "98.00");
 
     // The writer reloaded its state: the uncommitted decisions are gone, retries succeed.
-    sqlx::raw_sql("DROP TRIGGER fail_1313 ON postings")
+    sqlx::raw_sql("DROP TRIGGER fail_1313 ON events")
         .execute(&mut conn)
         .await
         .unwrap();

@@ -10,7 +10,7 @@ use infrastructure::WriterStatus;
 use tokio::time::timeout;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
-use crate::dto::{ReadSourceView, Readiness};
+use crate::dto::{ProjectionView, ReadSourceView, Readiness};
 use crate::state::AppState;
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -48,6 +48,20 @@ async fn readyz(State(state): State<AppState>) -> Response {
         WriterStatus::Starting | WriterStatus::Recovering => None,
     };
     let read_source = read_source(&state).await;
+    let projections = timeout(PROBE_TIMEOUT, state.reads().projections())
+        .await
+        .ok()
+        .and_then(Result::ok)
+        .unwrap_or_default()
+        .into_iter()
+        .map(|p| ProjectionView {
+            name: p.name,
+            kind: p.kind.to_owned(),
+            position: p.position,
+            lag_events: p.lag_events,
+            lag_ms: p.lag_ms,
+        })
+        .collect();
     let database = read_source.is_some();
     let body = Readiness {
         ready: database && writer_url.is_some(),
@@ -57,6 +71,7 @@ async fn readyz(State(state): State<AppState>) -> Response {
         writer_url,
         position: state.writer().committed_position(),
         read_source,
+        projections,
     };
     let status = if body.ready {
         StatusCode::OK
@@ -98,6 +113,7 @@ async fn metrics(State(state): State<AppState>) -> Response {
     let mut out = String::with_capacity(8 * 1024);
     state.http_metrics().render(&mut out);
     state.writer().metrics().render(&mut out);
+    state.projectors().render(&mut out);
     let writer = state.writer();
     out.push_str("# HELP ledger_writer_queue_depth Commands waiting for the writer.\n");
     out.push_str("# TYPE ledger_writer_queue_depth gauge\n");

@@ -1,262 +1,40 @@
-//! The single writer. One task owns the ledger's state and its PostgreSQL session (which holds the
-//! ledger's advisory lock); requests reach it through a bounded queue. It drains whatever is
-//! waiting into a batch, decides each command in order against the in-memory state, writes the
-//! batch in one transaction, and answers every request after the commit.
-//!
-//! Fencing: the batches are written on the very session that holds the advisory lock, and that
-//! session is under a lease (`writer_lock`), so a writer that lost its session, or was paused past
-//! the lease, can no longer write; the primary key on `events.position` makes a second writer fail
-//! rather than fork the log.
+//! The writer's task. It owns the ledger's state and its PostgreSQL session (which holds the
+//! ledger's advisory lock). It drains whatever is waiting into a batch, decides each command in
+//! order against the in-memory state, writes the batch in one transaction, and answers every
+//! request after the commit.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use chrono::{DateTime, Utc};
-use domain::chain::Hash;
-use domain::{Command, Event, LedgerState, Rejection};
+use chrono::Utc;
+use domain::Event;
 use sqlx::postgres::PgConnectOptions;
 use sqlx::{Connection, PgConnection, Row};
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{mpsc, watch};
 use tracing::{error, info, warn};
 
-use crate::expiry::expiry_request;
-use crate::key_filter::KeyFilter;
-use crate::load::load_state;
+use super::batch::Batch;
+use super::decider::Decider;
+use super::expiry::expiry_request;
+use super::lease;
+use super::protocol::{CommittedEvent, Outcome, StoredOutcomes, WriteRequest};
+use super::restore::restore;
+use super::{WriterConfig, WriterStatus};
 use crate::metrics::WriterMetrics;
-use crate::next_batch::{Ledger, NextBatch, StoredOutcomes, WriteRequest};
-use crate::writer_lock::{self, unlock_writer};
 use crate::{Error, Result};
 
-#[derive(Debug, Clone)]
-pub struct WriterConfig {
-    /// Requests that may wait for the writer; beyond this, `Error::Overloaded` at once.
-    pub queue_capacity: usize,
-    /// Commands decided and committed together at most.
-    pub batch_max: usize,
-    /// How long to wait between attempts to take the lock or reconnect.
-    pub retry_interval: Duration,
-    /// How often an idle writer checks that its session (and so its lock) is alive, renewing
-    /// its lease; at most a quarter of the lease (see `heartbeat_interval`).
-    pub idle_check_interval: Duration,
-    /// How long the writer's session may send nothing before PostgreSQL ends it and so releases
-    /// the lock: how long a paused writer keeps the others from taking over.
-    pub lease: Duration,
-    /// Where other nodes reach this one to forward writes, advertised while it is the writer.
-    pub advertise_url: Option<String>,
-    /// Upper bound on any statement of the writer's session.
-    pub statement_timeout: Duration,
-    /// How long the requests of a batch whose outcome is unknown (the session broke while it may
-    /// have been committing) wait for the writer to find out; then `CommitOutcomeUnknown`.
-    pub in_doubt_wait: Duration,
-}
-
-impl WriterConfig {
-    /// How often an idle leader renews its lease: often enough that a live writer never loses it
-    /// to a late tick.
-    pub fn heartbeat_interval(&self) -> Duration {
-        self.idle_check_interval.min(self.lease / 4)
-    }
-}
-
-impl Default for WriterConfig {
-    fn default() -> Self {
-        Self {
-            queue_capacity: 16_384,
-            batch_max: 2_048,
-            retry_interval: Duration::from_millis(500),
-            idle_check_interval: Duration::from_secs(1),
-            lease: Duration::from_secs(5),
-            advertise_url: None,
-            statement_timeout: Duration::from_secs(30),
-            in_doubt_wait: Duration::from_secs(2),
-        }
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum WriterStatus {
-    /// Connecting, taking the lock or loading the state.
-    Starting,
-    /// Another process holds the writer's lock; this one waits to take over.
-    Standby,
-    /// This process is the writer.
-    Leader,
-    /// The session failed; reconnecting and reloading.
-    Recovering,
-}
-
-impl WriterStatus {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Starting => "starting",
-            Self::Standby => "standby",
-            Self::Leader => "leader",
-            Self::Recovering => "recovering",
-        }
-    }
-}
-
-/// An event as committed: its position and time in the log.
-#[derive(Debug, Clone, PartialEq)]
-pub struct CommittedEvent {
-    pub position: i64,
-    pub recorded_at: DateTime<Utc>,
-    pub event: Event,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub enum Outcome {
-    Accepted(CommittedEvent),
-    Rejected(Rejection),
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct Reply {
-    pub outcome: Outcome,
-    /// True when this is the stored answer to an earlier request with the same key.
-    pub replayed: bool,
-}
-
-/// Who sent a request, as the events it leads to record it.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Origin {
-    /// The caller's `X-Request-Id`.
-    pub request_id: Option<String>,
-    /// The API key the request was made with (its id, never its secret).
-    pub api_key_id: Option<uuid::Uuid>,
-}
-
-/// One command with its idempotency key and a digest of the request it came from, so that a key
-/// reused for another request is noticed.
-pub struct WriteItem {
-    pub command: Command,
-    pub idempotency_key: String,
-    pub fingerprint: Vec<u8>,
-}
-
-/// A handle to the writer; cheap to clone.
-#[derive(Clone)]
-pub struct Writer {
-    queue: mpsc::Sender<WriteRequest>,
-    /// Commands queued (a batch request counts as its size), bounded by `queue_capacity`.
-    queued: Arc<AtomicUsize>,
-    queue_capacity: usize,
-    status: watch::Receiver<WriterStatus>,
-    head: watch::Receiver<i64>,
-    metrics: Arc<WriterMetrics>,
-}
-
-impl Writer {
-    /// Starts the writer task. It runs until every `Writer` handle is dropped, then finishes the
-    /// batch in hand and returns.
-    pub fn spawn(
-        connect: PgConnectOptions,
-        config: WriterConfig,
-    ) -> (Self, tokio::task::JoinHandle<()>) {
-        let (queue, requests) = mpsc::channel(config.queue_capacity);
-        let (status_tx, status) = watch::channel(WriterStatus::Starting);
-        let (head_tx, head) = watch::channel(0);
-        let metrics = Arc::new(WriterMetrics::default());
-        let queued = Arc::new(AtomicUsize::new(0));
-        let queue_capacity = config.queue_capacity;
-        let task = Sequencer {
-            connect,
-            config,
-            requests,
-            queued: queued.clone(),
-            status: status_tx,
-            head: head_tx,
-            metrics: metrics.clone(),
-            in_doubt: None,
-        };
-        let join = tokio::spawn(task.run());
-        (
-            Self {
-                queue,
-                queued,
-                queue_capacity,
-                status,
-                head,
-                metrics,
-            },
-            join,
-        )
-    }
-
-    /// Queues a command and waits for its answer. Never waits for queue space: a full queue is
-    /// `Error::Overloaded` at once.
-    pub async fn submit(&self, item: WriteItem, origin: Origin) -> Result<Reply> {
-        let mut answers = self.submit_batch(vec![item], false, origin).await?;
-        answers.pop().unwrap_or(Err(Error::CommitFailed))
-    }
-
-    /// Queues commands that are decided in order in one batch and answered each on its own; with
-    /// `atomic`, all are applied or none is.
-    pub async fn submit_batch(
-        &self,
-        items: Vec<WriteItem>,
-        atomic: bool,
-        origin: Origin,
-    ) -> Result<Vec<Result<Reply>>> {
-        let count = items.len();
-        if self.queued.fetch_add(count, Ordering::AcqRel) + count > self.queue_capacity {
-            self.queued.fetch_sub(count, Ordering::AcqRel);
-            return Err(Error::Overloaded);
-        }
-        let (reply, answer) = oneshot::channel();
-        let request = WriteRequest {
-            items,
-            atomic,
-            origin,
-            reply,
-        };
-        if let Err(e) = self.queue.try_send(request) {
-            self.queued.fetch_sub(count, Ordering::AcqRel);
-            return Err(match e {
-                mpsc::error::TrySendError::Full(_) => Error::Overloaded,
-                mpsc::error::TrySendError::Closed(_) => Error::WriterUnavailable("shutting down"),
-            });
-        }
-        answer
-            .await
-            .map_err(|_| Error::WriterUnavailable("the writer stopped"))
-    }
-    pub fn status(&self) -> WriterStatus {
-        *self.status.borrow()
-    }
-
-    /// The position of the last batch this writer committed (0 before its first).
-    pub fn committed_position(&self) -> i64 {
-        *self.head.borrow()
-    }
-
-    /// A receiver that changes whenever the writer commits.
-    pub fn watch_committed(&self) -> watch::Receiver<i64> {
-        self.head.clone()
-    }
-
-    /// Commands waiting in the queue.
-    pub fn queue_depth(&self) -> usize {
-        self.queued.load(Ordering::Acquire)
-    }
-
-    pub fn metrics(&self) -> &WriterMetrics {
-        &self.metrics
-    }
-}
-
-struct Sequencer {
-    connect: PgConnectOptions,
-    config: WriterConfig,
-    requests: mpsc::Receiver<WriteRequest>,
-    queued: Arc<AtomicUsize>,
-    status: watch::Sender<WriterStatus>,
-    head: watch::Sender<i64>,
-    metrics: Arc<WriterMetrics>,
+pub(super) struct Sequencer {
+    pub(super) connect: PgConnectOptions,
+    pub(super) config: WriterConfig,
+    pub(super) requests: mpsc::Receiver<WriteRequest>,
+    pub(super) queued: Arc<AtomicUsize>,
+    pub(super) status: watch::Sender<WriterStatus>,
+    pub(super) head: watch::Sender<i64>,
+    pub(super) metrics: Arc<WriterMetrics>,
     /// The batch whose write failed without proof that it was not committed, if any.
-    in_doubt: Option<InDoubt>,
+    pub(super) in_doubt: Option<InDoubt>,
 }
 
 /// A batch whose write failed in a way that does not show whether PostgreSQL committed it: the
@@ -264,8 +42,8 @@ struct Sequencer {
 /// statement was sent. Its requests are not answered "failed", which could be false, but wait
 /// until the writer holds the lock again (so the old session is gone and cannot commit any more)
 /// and looks in the log; after `deadline` they are answered `CommitOutcomeUnknown`.
-struct InDoubt {
-    batch: NextBatch,
+pub(super) struct InDoubt {
+    batch: Batch,
     deadline: tokio::time::Instant,
 }
 
@@ -281,16 +59,11 @@ fn certainly_not_committed(e: &Error) -> bool {
     }
 }
 
-/// What the writer holds while it is the leader.
+/// What the writer holds while it is the leader: the session that holds the lock, and what it
+/// decides against.
 struct Session {
     conn: PgConnection,
-    state: LedgerState,
-    /// Which idempotency keys may be stored: only those are looked up.
-    keys: KeyFilter,
-    /// The hash of the last event decided.
-    chain_head: Hash,
-    next_position: i64,
-    last_recorded_at: DateTime<Utc>,
+    decider: Decider,
 }
 
 enum Stop {
@@ -301,20 +74,20 @@ enum Stop {
 }
 
 impl Sequencer {
-    async fn run(mut self) {
+    pub(super) async fn run(mut self) {
         let mut status = WriterStatus::Starting;
         loop {
             self.status.send_replace(status);
             match self.become_leader().await {
                 Ok(Some(session)) => {
                     info!(
-                        head = session.next_position - 1,
-                        accounts = session.state.account_count(),
-                        idempotency_filter_bytes = session.keys.memory_bytes(),
+                        head = session.decider.next_position - 1,
+                        accounts = session.decider.state.account_count(),
+                        idempotency_filter_bytes = session.decider.keys.memory_bytes(),
                         "this process is the ledger's writer"
                     );
                     self.status.send_replace(WriterStatus::Leader);
-                    self.head.send_replace(session.next_position - 1);
+                    self.head.send_replace(session.decider.next_position - 1);
                     match self.lead(session).await {
                         Stop::Shutdown => return,
                         Stop::Failed(e) => {
@@ -372,13 +145,13 @@ impl Sequencer {
             .bind(&timeout_ms)
             .execute(&mut conn)
             .await?;
-        if !writer_lock::try_lock(&mut conn).await? {
+        if !lease::try_lock(&mut conn).await? {
             let _ = conn.close().await;
             return Ok(None);
         }
         // Holding the lock, the session that sent an in-doubt batch is gone: its fate is settled.
         if let Some(in_doubt) = self.in_doubt.take() {
-            match in_doubt.batch.batch().is_committed(&mut conn).await {
+            match in_doubt.batch.rows().is_committed(&mut conn).await {
                 Ok(true) => {
                     info!("the batch in doubt was committed; answering its requests");
                     in_doubt.batch.answer(&self.metrics);
@@ -393,19 +166,12 @@ impl Sequencer {
                 }
             }
         }
-        let loaded = load_state(&mut conn).await?;
-        writer_lock::start_lease(&mut conn, self.config.lease).await?;
+        let decider = restore(&mut conn).await?;
+        lease::start_lease(&mut conn, self.config.lease).await?;
         if let Some(url) = &self.config.advertise_url {
-            writer_lock::advertise(&mut conn, url).await?;
+            lease::advertise(&mut conn, url).await?;
         }
-        Ok(Some(Session {
-            conn,
-            state: loaded.state,
-            keys: loaded.keys,
-            chain_head: loaded.chain_head,
-            next_position: loaded.head + 1,
-            last_recorded_at: loaded.last_recorded_at,
-        }))
+        Ok(Some(Session { conn, decider }))
     }
 
     /// Answers every request that arrives within `duration` with `WriterUnavailable`. False when
@@ -435,16 +201,16 @@ impl Sequencer {
                 request = self.requests.recv() => match request {
                     Some(request) => Some(request),
                     None => {
-                        unlock_writer(session.conn).await;
+                        lease::unlock_writer(session.conn).await;
                         return Stop::Shutdown;
                     }
                 },
                 _ = idle_check.tick() => {
-                    if let Err(e) = writer_lock::heartbeat(&mut session.conn).await {
+                    if let Err(e) = lease::heartbeat(&mut session.conn).await {
                         return Stop::Failed(e);
                     }
                     // Idle, but holds may have fallen due: then a batch of their expiries.
-                    if session.state.holds_due(Utc::now(), 1).is_empty() {
+                    if session.decider.state.holds_due(Utc::now(), 1).is_empty() {
                         continue;
                     }
                     None
@@ -464,10 +230,10 @@ impl Sequencer {
                 }
             }
             self.queued.fetch_sub(commands, Ordering::AcqRel);
-            if let Some(expiries) = expiry_request(&session.state, Utc::now()) {
+            if let Some(expiries) = expiry_request(&session.decider.state, Utc::now()) {
                 requests.insert(0, expiries);
             }
-            let mut next = NextBatch::new(recorded_at_after(session.last_recorded_at));
+            let mut next = Batch::new(Decider::recorded_at_after(session.decider.last_recorded_at));
             if let Err(e) = decide_with_lookup(&mut session, &mut next, requests).await {
                 next.fail();
                 return Stop::Failed(e);
@@ -479,7 +245,7 @@ impl Sequencer {
                     Ok(Some(following)) => next = following,
                     Ok(None) => break,
                     Err(Stop::Shutdown) => {
-                        unlock_writer(session.conn).await;
+                        lease::unlock_writer(session.conn).await;
                         return Stop::Shutdown;
                     }
                     Err(stop) => return stop,
@@ -495,45 +261,33 @@ impl Sequencer {
     async fn write_while_deciding(
         &mut self,
         session: &mut Session,
-        current: NextBatch,
-    ) -> Result<Option<NextBatch>, Stop> {
+        current: Batch,
+    ) -> Result<Option<Batch>, Stop> {
         self.metrics
             .batch_size
             .observe(current.command_count() as u64);
-        let mut following = NextBatch::new(recorded_at_after(current.recorded_at()));
+        let mut following = Batch::new(Decider::recorded_at_after(current.recorded_at()));
         let mut deferred: Vec<WriteRequest> = Vec::new();
         let mut deferred_commands = 0;
         let mut decide_error: Option<Error> = None;
         let mut closed = false;
         let batch_max = self.config.batch_max;
         let (requests, queued) = (&mut self.requests, &self.queued);
-        let Session {
-            conn,
-            state,
-            keys,
-            next_position,
-            chain_head,
-            ..
-        } = session;
+        let Session { conn, decider } = session;
         let no_stored = StoredOutcomes::new();
         // Holds due by now expire first in the following batch. Their keys are the ledger's own
         // and their holds are open in the state, so no stored outcome can exist for them.
-        if let Some(expiries) = expiry_request(state, Utc::now()) {
-            let mut ledger = Ledger {
-                state: &mut *state,
-                next_position: &mut *next_position,
-                chain_head: &mut *chain_head,
-            };
-            if let Err(e) = following.add(&mut ledger, expiries, &no_stored) {
+        if let Some(expiries) = expiry_request(&decider.state, Utc::now()) {
+            if let Err(e) = following.add(decider, expiries, &no_stored) {
                 decide_error = Some(e);
             }
         }
         let started = Instant::now();
-        let written = if current.batch().is_empty() {
+        let written = if current.rows().is_empty() {
             // Only replays and refusals that are not recorded: nothing to write.
             Ok(())
         } else {
-            let write = current.batch().write(conn);
+            let write = current.rows().write(conn);
             tokio::pin!(write);
             loop {
                 let room = following.command_count() + deferred_commands < batch_max;
@@ -548,18 +302,13 @@ impl Sequencer {
                                 || !deferred.is_empty()
                                 || request.items.iter().any(|item| {
                                     let key = item.idempotency_key.as_str();
-                                    current.has_key(key) || keys.may_contain(key)
+                                    current.has_key(key) || decider.keys.may_contain(key)
                                 });
                             if needs_database {
                                 deferred_commands += request.items.len();
                                 deferred.push(request);
                             } else {
-                                let mut ledger = Ledger {
-                                    state: &mut *state,
-                                    next_position: &mut *next_position,
-                                    chain_head: &mut *chain_head,
-                                };
-                                if let Err(e) = following.add(&mut ledger, request, &no_stored) {
+                                if let Err(e) = following.add(decider, request, &no_stored) {
                                     decide_error = Some(e);
                                 }
                             }
@@ -571,7 +320,7 @@ impl Sequencer {
         self.metrics
             .commit_latency_us
             .observe(started.elapsed().as_micros() as u64);
-        let fail_rest = |following: NextBatch, deferred: Vec<WriteRequest>| {
+        let fail_rest = |following: Batch, deferred: Vec<WriteRequest>| {
             following.fail();
             for request in deferred {
                 request.fail(|| Error::CommitFailed);
@@ -591,11 +340,11 @@ impl Sequencer {
             fail_rest(following, deferred);
             return Err(Stop::Failed(e));
         }
-        session.last_recorded_at = current.recorded_at();
-        for key in current.batch().idempotency_keys() {
-            session.keys.insert(key);
+        session.decider.last_recorded_at = current.recorded_at();
+        for key in current.rows().idempotency_keys() {
+            session.decider.keys.insert(key);
         }
-        if let Some(position) = current.batch().last_position() {
+        if let Some(position) = current.rows().last_position() {
             self.head.send_replace(position);
         }
         current.answer(&self.metrics);
@@ -623,13 +372,13 @@ impl Sequencer {
 /// stored. On an error every request is in `next` (or answered), so `next.fail()` answers them.
 async fn decide_with_lookup(
     session: &mut Session,
-    next: &mut NextBatch,
+    next: &mut Batch,
     requests: Vec<WriteRequest>,
 ) -> Result<()> {
     let maybe_stored: Vec<&str> = requests
         .iter()
         .flat_map(|r| r.items.iter().map(|i| i.idempotency_key.as_str()))
-        .filter(|key| session.keys.may_contain(key))
+        .filter(|key| session.decider.keys.may_contain(key))
         .collect();
     let stored = if maybe_stored.is_empty() {
         StoredOutcomes::new()
@@ -644,14 +393,9 @@ async fn decide_with_lookup(
             }
         }
     };
-    let mut ledger = Ledger {
-        state: &mut session.state,
-        next_position: &mut session.next_position,
-        chain_head: &mut session.chain_head,
-    };
     let mut requests = requests.into_iter();
     for request in requests.by_ref() {
-        if let Err(e) = next.add(&mut ledger, request, &stored) {
+        if let Err(e) = next.add(&mut session.decider, request, &stored) {
             for rest in requests {
                 rest.fail(|| Error::CommitFailed);
             }
@@ -659,14 +403,6 @@ async fn decide_with_lookup(
         }
     }
     Ok(())
-}
-
-/// The time recorded for a batch: now, at PostgreSQL's microsecond precision, and never earlier
-/// than `floor` (the previous batch), so that time order agrees with log order.
-fn recorded_at_after(floor: DateTime<Utc>) -> DateTime<Utc> {
-    let now = Utc::now();
-    let now = DateTime::from_timestamp_micros(now.timestamp_micros()).unwrap_or(now);
-    now.max(floor)
 }
 
 /// The stored fingerprint and outcome of each key of the batch that was seen before.
@@ -722,6 +458,8 @@ mod tests {
     use super::*;
     use crate::db::{migrate, read_pool, PoolConfig};
     use crate::testing::TestDatabase;
+    use crate::writer::{Origin, WriteItem, Writer};
+    use domain::Command;
 
     /// Where the proxy cuts the next connection it carries.
     const PASS: u8 = 0;

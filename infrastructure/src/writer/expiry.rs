@@ -8,8 +8,7 @@ use domain::command::{SettlePending, Settlement};
 use domain::{Command, LedgerState, Metadata};
 use tokio::sync::oneshot;
 
-use crate::next_batch::WriteRequest;
-use crate::sequencer::{Origin, WriteItem};
+use super::protocol::{Origin, WriteItem, WriteRequest};
 
 /// Idempotency keys that start with this are the ledger's own; clients may not use them.
 pub const INTERNAL_KEY_PREFIX: &str = "ledger:";

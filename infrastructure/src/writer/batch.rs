@@ -6,34 +6,14 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use chrono::{DateTime, Utc};
-use domain::chain::Hash;
-use domain::{LedgerState, Leg, Rejection};
-use tokio::sync::oneshot;
+use domain::{Leg, Rejection};
 
-use crate::batch::{Batch, EventMetadata};
+use super::decider::Decider;
+use super::protocol::{CommittedEvent, Outcome, Reply, StoredOutcomes, WriteItem, WriteRequest};
+use super::rows::BatchRows;
+use crate::event_store::EventMetadata;
 use crate::metrics::WriterMetrics;
-use crate::sequencer::{CommittedEvent, Origin, Outcome, Reply, WriteItem};
 use crate::{Error, Result};
-
-/// What waits in the writer's queue: one command, or a batch of them from one HTTP request.
-pub(crate) struct WriteRequest {
-    pub items: Vec<WriteItem>,
-    /// All or nothing: if one is refused, none is applied and nothing is recorded.
-    pub atomic: bool,
-    pub origin: Origin,
-    pub reply: oneshot::Sender<Vec<Result<Reply>>>,
-}
-
-impl WriteRequest {
-    pub fn fail(self, error: impl Fn() -> Error) {
-        let answers = self.items.iter().map(|_| Err(error())).collect();
-        // The client may have gone away; nothing was applied either way.
-        let _ = self.reply.send(answers);
-    }
-}
-
-/// Stored (fingerprint, outcome) of idempotency keys seen before, by key.
-pub(crate) type StoredOutcomes = HashMap<String, (Vec<u8>, Outcome)>;
 
 /// What one command of the batch waits for.
 enum Pending {
@@ -45,31 +25,23 @@ enum Pending {
     SameAs(usize),
 }
 
-/// The state a decision changes: the ledger and the next position to give out.
-pub(crate) struct Ledger<'a> {
-    pub state: &'a mut LedgerState,
-    pub next_position: &'a mut i64,
-    /// The hash of the last event decided (committed or not).
-    pub chain_head: &'a mut Hash,
-}
-
-pub(crate) struct NextBatch {
+pub(crate) struct Batch {
     requests: Vec<WriteRequest>,
     /// One entry per command, in order, across all requests.
     pending: Vec<Pending>,
     /// The first command of this batch with each key, and its fingerprint.
     first_with_key: HashMap<String, (usize, Vec<u8>)>,
-    batch: Batch,
+    rows: BatchRows,
     recorded_at: DateTime<Utc>,
 }
 
-impl NextBatch {
+impl Batch {
     pub fn new(recorded_at: DateTime<Utc>) -> Self {
         Self {
             requests: Vec::new(),
             pending: Vec::new(),
             first_with_key: HashMap::new(),
-            batch: Batch::default(),
+            rows: BatchRows::default(),
             recorded_at,
         }
     }
@@ -86,8 +58,8 @@ impl NextBatch {
         self.recorded_at
     }
 
-    pub fn batch(&self) -> &Batch {
-        &self.batch
+    pub fn rows(&self) -> &BatchRows {
+        &self.rows
     }
 
     /// Whether a command of this batch uses `key`.
@@ -99,14 +71,14 @@ impl NextBatch {
     /// state can no longer be trusted; the request is kept so that `fail` answers it.
     pub fn add(
         &mut self,
-        ledger: &mut Ledger<'_>,
+        decider: &mut Decider,
         request: WriteRequest,
         stored: &StoredOutcomes,
     ) -> Result<()> {
-        let decided = self.decide_request(ledger, &request, stored);
+        let decided = self.decide_request(decider, &request, stored);
         if decided.is_ok() {
             let first = self.pending.len() - request.items.len();
-            self.gather_rows(&request, first, ledger.chain_head, ledger.state);
+            self.gather_rows(&request, first, decider);
         }
         self.requests.push(request);
         decided
@@ -114,16 +86,16 @@ impl NextBatch {
 
     fn decide_request(
         &mut self,
-        ledger: &mut Ledger<'_>,
+        decider: &mut Decider,
         request: &WriteRequest,
         stored: &StoredOutcomes,
     ) -> Result<()> {
         let group_start = self.pending.len();
         if request.atomic {
-            ledger.state.begin_group();
+            decider.state.begin_group();
         }
         for (offset, item) in request.items.iter().enumerate() {
-            let pending = self.decide_item(ledger, item, stored)?;
+            let pending = self.decide_item(decider, item, stored)?;
             let refused_code = match &pending {
                 Pending::Decided(Outcome::Rejected(r), _) => Some(r.code()),
                 Pending::Ready(Err(Error::IdempotencyKeyReused)) => Some("idempotency_key_reused"),
@@ -131,17 +103,17 @@ impl NextBatch {
             };
             self.pending.push(pending);
             if let (true, Some(code)) = (request.atomic, refused_code) {
-                self.abort_group(ledger, request, group_start, offset, code);
+                self.abort_group(decider, request, group_start, offset, code);
                 break;
             }
         }
-        ledger.state.end_group();
+        decider.state.end_group();
         Ok(())
     }
 
     fn decide_item(
         &mut self,
-        ledger: &mut Ledger<'_>,
+        decider: &mut Decider,
         item: &WriteItem,
         stored: &StoredOutcomes,
     ) -> Result<Pending> {
@@ -167,12 +139,12 @@ impl NextBatch {
             key.to_owned(),
             (self.pending.len(), item.fingerprint.clone()),
         );
-        Ok(match ledger.state.decide(&item.command) {
+        Ok(match decider.state.decide(&item.command) {
             Ok(event) => {
-                let legs = ledger.state.apply(&event)?;
-                let position = *ledger.next_position;
-                *ledger.next_position += 1;
-                debug_assert_eq!(position, ledger.state.head());
+                let legs = decider.state.apply(&event)?;
+                let position = decider.next_position;
+                decider.next_position += 1;
+                debug_assert_eq!(position, decider.state.head());
                 Pending::Decided(
                     Outcome::Accepted(CommittedEvent {
                         position,
@@ -191,20 +163,20 @@ impl NextBatch {
     /// the group with why the group was refused.
     fn abort_group(
         &mut self,
-        ledger: &mut Ledger<'_>,
+        decider: &mut Decider,
         request: &WriteRequest,
         group_start: usize,
         failed_index: usize,
         failed_code: &'static str,
     ) {
         let decided = self.pending.split_off(group_start);
-        ledger.state.roll_back_group();
+        decider.state.roll_back_group();
         for pending in &decided {
             if let Pending::Decided(Outcome::Accepted(_), _) = pending {
-                *ledger.next_position -= 1;
+                decider.next_position -= 1;
             }
         }
-        debug_assert_eq!(*ledger.next_position, ledger.state.head() + 1);
+        debug_assert_eq!(decider.next_position, decider.state.head() + 1);
         self.first_with_key
             .retain(|_, (index, _)| *index < group_start);
         let mut decided = decided.into_iter();
@@ -232,13 +204,7 @@ impl NextBatch {
     }
 
     /// Adds the rows of a request's decided commands (from `first` on) to the batch.
-    fn gather_rows(
-        &mut self,
-        request: &WriteRequest,
-        first: usize,
-        chain_head: &mut Hash,
-        state: &LedgerState,
-    ) {
+    fn gather_rows(&mut self, request: &WriteRequest, first: usize, decider: &mut Decider) {
         for (item, pending) in request.items.iter().zip(&self.pending[first..]) {
             match pending {
                 Pending::Decided(Outcome::Accepted(committed), legs) => {
@@ -248,19 +214,17 @@ impl NextBatch {
                         request_id: request.origin.request_id.clone(),
                         api_key_id: request.origin.api_key_id,
                     };
-                    self.batch.push_event(
-                        committed.position,
-                        &committed.event,
+                    self.rows.push_event(
+                        committed,
                         legs,
                         &metadata,
                         &item.fingerprint,
-                        self.recorded_at,
-                        chain_head,
-                        state,
+                        &mut decider.chain_head,
+                        &decider.state,
                     );
                 }
                 Pending::Decided(Outcome::Rejected(rejection), _) => {
-                    self.batch.push_rejection(
+                    self.rows.push_rejection(
                         &item.idempotency_key,
                         &item.fingerprint,
                         rejection,

@@ -1,0 +1,113 @@
+//! Appending: events gathered as rows of the events table, written by the statement that also
+//! writes the inline projections (the writer's batch, an import's chunk), so that the log and
+//! what is derived from it in the same transaction commit together or not at all.
+
+use chrono::{DateTime, Utc};
+use domain::chain::{canonical_json, ChainedEvent, Hash};
+use domain::Event;
+use uuid::Uuid;
+
+use super::{format_recorded_at, StoredEvent, EVENTS};
+use crate::columns::TableRows;
+
+/// The metadata stored beside an event: who asked and with which key.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, PartialEq, Eq)]
+pub struct EventMetadata {
+    pub idempotency_key: String,
+    /// SHA-256 of the request the key was first used with (hex), so that an import of the log
+    /// restores the idempotency records and a retry is still recognised.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub request_fingerprint: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub request_id: Option<String>,
+    /// The API key the command came with: who did it.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub api_key_id: Option<Uuid>,
+}
+
+/// Events to append, as rows, with the hash and position of the last one.
+pub struct EventRows {
+    rows: TableRows,
+    last: Option<(i64, Hash)>,
+}
+
+impl Default for EventRows {
+    fn default() -> Self {
+        Self {
+            rows: TableRows::new(&EVENTS),
+            last: None,
+        }
+    }
+}
+
+impl EventRows {
+    pub fn rows(&self) -> &TableRows {
+        &self.rows
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.rows.is_empty()
+    }
+
+    /// The position and hash of the last event added.
+    pub fn last(&self) -> Option<(i64, Hash)> {
+        self.last
+    }
+
+    /// Adds an event the writer decided at `position`, extending the hash chain whose head is
+    /// `chain_head` by it.
+    pub fn push_decided(
+        &mut self,
+        position: i64,
+        event: &Event,
+        metadata: &EventMetadata,
+        recorded_at: DateTime<Utc>,
+        chain_head: &mut Hash,
+    ) {
+        // Time-ordered ids keep the unique index append-only instead of scattering inserts.
+        let event_id = Uuid::now_v7();
+        let payload = event.encode();
+        let metadata = serde_json::to_value(metadata).unwrap_or_default();
+        let recorded_at_text = format_recorded_at(recorded_at);
+        *chain_head = domain::chain::chain(
+            chain_head,
+            &ChainedEvent {
+                position,
+                event_id,
+                event_type: event.event_type(),
+                schema_version: event.schema_version(),
+                recorded_at: &recorded_at_text,
+                payload: &payload,
+                metadata: &metadata,
+            },
+        );
+        self.rows.push([
+            position.into(),
+            event_id.into(),
+            event.event_type().into(),
+            event.schema_version().into(),
+            canonical_json(&payload).into(),
+            canonical_json(&metadata).into(),
+            recorded_at.into(),
+            chain_head.to_vec().into(),
+        ]);
+        self.last = Some((position, *chain_head));
+    }
+
+    /// Adds an event as it was stored (an import), whose hash was checked.
+    pub fn push_stored(&mut self, event: &StoredEvent) {
+        self.rows.push([
+            event.position.into(),
+            event.event_id.into(),
+            event.event_type.as_str().into(),
+            event.schema_version.into(),
+            event.payload.to_string().into(),
+            event.metadata.to_string().into(),
+            event.recorded_at.into(),
+            event.hash.clone().into(),
+        ]);
+        if let Ok(hash) = Hash::try_from(event.hash.as_slice()) {
+            self.last = Some((event.position, hash));
+        }
+    }
+}

@@ -1,0 +1,111 @@
+//! Where each asynchronous projection is in the log. A checkpoint moves in the transaction that
+//! writes the rows up to it, and only from the position its writer read: two projectors racing on
+//! one projection cannot both apply the same events.
+
+use chrono::{DateTime, Utc};
+use sqlx::PgConnection;
+
+use crate::{Error, Result};
+
+/// The checkpoint of `name`, created at 0 when the projection is new (added in a later release):
+/// it is then built from the start of the log.
+pub async fn open(conn: &mut PgConnection, name: &str) -> Result<i64> {
+    sqlx::query(
+        "INSERT INTO projection_checkpoints (name, position) VALUES ($1, 0) ON CONFLICT (name) DO NOTHING",
+    )
+    .bind(name)
+    .execute(&mut *conn)
+    .await?;
+    Ok(
+        sqlx::query_scalar("SELECT position FROM projection_checkpoints WHERE name = $1")
+            .bind(name)
+            .fetch_one(conn)
+            .await?,
+    )
+}
+
+/// Moves the checkpoint of `name` from `from` to `to`, in the caller's transaction.
+pub async fn advance(conn: &mut PgConnection, name: &str, from: i64, to: i64) -> Result<()> {
+    let moved = sqlx::query(
+        "UPDATE projection_checkpoints SET position = $3, updated_at = now()
+         WHERE name = $1 AND position = $2",
+    )
+    .bind(name)
+    .bind(from)
+    .bind(to)
+    .execute(conn)
+    .await?
+    .rows_affected();
+    if moved != 1 {
+        return Err(Error::Corrupt(format!(
+            "the checkpoint of {name} is no longer at {from}: another projector moved it"
+        )));
+    }
+    Ok(())
+}
+
+/// Sets the checkpoint of `name` (a rebuild that swapped its tables in, or an import).
+pub async fn set(conn: &mut PgConnection, name: &str, position: i64) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO projection_checkpoints (name, position) VALUES ($1, $2)
+         ON CONFLICT (name) DO UPDATE SET position = EXCLUDED.position, updated_at = now()",
+    )
+    .bind(name)
+    .bind(position)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// One projection's place in the log, as `/readyz` reports it.
+#[derive(Debug, Clone)]
+pub struct ProjectionStatus {
+    pub name: String,
+    /// `inline` or `async`.
+    pub kind: &'static str,
+    /// The position it reflects.
+    pub position: i64,
+    /// Events in the log it does not reflect yet.
+    pub lag_events: i64,
+    /// How long ago the oldest event it does not reflect yet was recorded (0 when none).
+    pub lag_ms: i64,
+}
+
+/// Every projection's place: the inline ones at the inline head, the asynchronous ones at their
+/// checkpoints (a projection without one yet at 0), all in one snapshot of `executor`.
+pub async fn statuses(executor: impl sqlx::PgExecutor<'_>) -> Result<Vec<ProjectionStatus>> {
+    let names: Vec<&str> = super::asynchronous().map(|p| p.name).collect();
+    let rows: Vec<(String, i64, i64, Option<DateTime<Utc>>)> = sqlx::query_as(
+        "SELECT n.name, COALESCE(c.position, 0), h.position,
+                (SELECT recorded_at FROM events WHERE position = COALESCE(c.position, 0) + 1)
+         FROM UNNEST($1::text[]) AS n(name)
+         LEFT JOIN projection_checkpoints c ON c.name = n.name, projection_head h",
+    )
+    .bind(&names)
+    .fetch_all(executor)
+    .await?;
+    let head = rows.first().map_or(0, |r| r.2);
+    let mut statuses: Vec<ProjectionStatus> = super::PROJECTIONS
+        .iter()
+        .filter(|p| !p.is_async())
+        .map(|p| ProjectionStatus {
+            name: p.name.to_owned(),
+            kind: "inline",
+            position: head,
+            lag_events: 0,
+            lag_ms: 0,
+        })
+        .collect();
+    let now = Utc::now();
+    statuses.extend(
+        rows.into_iter()
+            .map(|(name, position, head, oldest)| ProjectionStatus {
+                name,
+                kind: "async",
+                position,
+                lag_events: (head - position).max(0),
+                lag_ms: oldest.map_or(0, |at| (now - at).num_milliseconds().max(0)),
+            }),
+    );
+    Ok(statuses)
+}

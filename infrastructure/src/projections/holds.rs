@@ -1,0 +1,136 @@
+//! Holds (pending transactions and trades) and their settlements. Inline: the writer must know
+//! which holds are open, with their postings, to post, void or expire them.
+
+use domain::ledger::{Hold, HoldOutcome};
+use domain::{Event, LedgerState, TransactionId};
+use futures_util::TryStreamExt;
+use sqlx::{PgConnection, Row};
+use uuid::Uuid;
+
+use super::{Applied, Mode, Projection};
+use crate::columns::{col, OnConflict, SqlType, Table, TableRows};
+use crate::event_store::{StoredEvent, EVENT_COLUMNS};
+use crate::{Error, Result};
+
+pub static HOLDS: Table = Table {
+    name: "holds",
+    columns: &[
+        col("transaction_id", SqlType::Uuid),
+        col("position", SqlType::Int8),
+        col("expires_at", SqlType::Timestamptz),
+    ],
+    on_conflict: OnConflict::Refuse,
+};
+
+pub static SETTLEMENTS: Table = Table {
+    name: "hold_settlements",
+    columns: &[
+        col("transaction_id", SqlType::Uuid),
+        col("outcome", SqlType::Text),
+        col("position", SqlType::Int8),
+        col("recorded_at", SqlType::Timestamptz),
+    ],
+    on_conflict: OnConflict::Refuse,
+};
+
+pub static PROJECTION: Projection = Projection {
+    name: "holds",
+    tables: &[&HOLDS, &SETTLEMENTS],
+    mode: Mode::Inline(project),
+    legs: false,
+};
+
+/// How a settlement event ended its hold.
+pub(crate) fn outcome_of(event: &Event) -> Option<HoldOutcome> {
+    match event {
+        Event::PendingPosted(_) => Some(HoldOutcome::Posted),
+        Event::PendingVoided(_) => Some(HoldOutcome::Voided),
+        Event::PendingExpired(_) => Some(HoldOutcome::Expired),
+        _ => None,
+    }
+}
+
+fn project(applied: &Applied<'_>, _: &LedgerState, out: &mut [TableRows]) {
+    let ([holds, settlements], Some(id)) = (out, applied.event.transaction_id()) else {
+        return;
+    };
+    let event = applied.event;
+    if event.is_pending() {
+        let expires_at = match event {
+            Event::TransactionPosted(e) => e.expires_at,
+            Event::TradeExecuted(e) => e.expires_at,
+            _ => None,
+        };
+        holds.push([id.0.into(), applied.position.into(), expires_at.into()]);
+    }
+    if let Some(outcome) = outcome_of(event) {
+        settlements.push([
+            id.0.into(),
+            outcome.as_str().into(),
+            applied.position.into(),
+            applied.recorded_at.into(),
+        ]);
+    }
+}
+
+/// Restores the open holds, with their postings from the events that opened them, then which
+/// holds were settled and how.
+pub(crate) async fn restore(conn: &mut PgConnection, state: &mut LedgerState) -> Result<()> {
+    let open_holds = format!(
+        "SELECT h.transaction_id, {EVENT_COLUMNS}
+         FROM holds h JOIN events e ON e.position = h.position
+         WHERE NOT EXISTS (SELECT 1 FROM hold_settlements s WHERE s.transaction_id = h.transaction_id)"
+    );
+    let mut holds = sqlx::query(&open_holds).fetch(&mut *conn);
+    while let Some(row) = holds.try_next().await? {
+        let stored = StoredEvent::from_row(&row)?;
+        let (id, hold) = hold_of(&stored.decode()?, stored.position)?;
+        let expected: Uuid = row.try_get("transaction_id")?;
+        if id.0 != expected {
+            return Err(Error::Corrupt(format!(
+                "the hold {expected} points at the event of {id}"
+            )));
+        }
+        state.restore_hold(id, hold)?;
+    }
+    drop(holds);
+    let mut settled =
+        sqlx::query_as::<_, (Uuid, String)>("SELECT transaction_id, outcome FROM hold_settlements")
+            .fetch(conn);
+    while let Some((id, outcome)) = settled.try_next().await? {
+        let outcome = [
+            HoldOutcome::Posted,
+            HoldOutcome::Voided,
+            HoldOutcome::Expired,
+        ]
+        .into_iter()
+        .find(|o| o.as_str() == outcome)
+        .ok_or_else(|| Error::Corrupt(format!("hold outcome {outcome:?}")))?;
+        state.restore_settled(TransactionId(id), outcome);
+    }
+    Ok(())
+}
+
+fn hold_of(event: &Event, position: i64) -> Result<(TransactionId, Hold)> {
+    match event {
+        Event::TransactionPosted(e) if e.pending => Ok((
+            e.transaction_id,
+            Hold {
+                postings: e.postings.clone(),
+                expires_at: e.expires_at,
+                trade: false,
+            },
+        )),
+        Event::TradeExecuted(e) if e.pending => Ok((
+            e.trade_id,
+            Hold {
+                postings: e.postings.clone(),
+                expires_at: e.expires_at,
+                trade: true,
+            },
+        )),
+        _ => Err(Error::Corrupt(format!(
+            "the hold at position {position} is not a pending transaction"
+        ))),
+    }
+}

@@ -1,0 +1,236 @@
+//! The postings history: one row per account leg, with the running balance after it. It serves
+//! an account's history, its statements and its balance at a past position. Asynchronous: it is
+//! the largest projection (two rows per transfer) and no decision reads it.
+//!
+//! The projector derives the legs itself (`Legs`): it resolves account codes through the
+//! accounts projection and keeps the running balances it wrote. A rebuild takes them from the
+//! ledger state instead, so `ledger replay` compares two independent derivations.
+
+use std::collections::HashMap;
+
+use domain::{AccountCode, AccountId, AssetCode, Event, Leg, Scale};
+use rust_decimal::Decimal;
+use sqlx::PgConnection;
+use uuid::Uuid;
+
+use super::{Applied, Mode, Projection};
+use crate::columns::{col, OnConflict, SqlType, Table, TableRows};
+use crate::{Error, Result};
+
+pub static POSTINGS: Table = Table {
+    name: "postings",
+    columns: &[
+        col("account_id", SqlType::Uuid),
+        col("position", SqlType::Int8),
+        col("leg", SqlType::Int2),
+        col("asset", SqlType::Text),
+        col("amount", SqlType::Numeric),
+        col("balance_after", SqlType::Numeric),
+        col("transaction_id", SqlType::Uuid),
+        col("counterparty_id", SqlType::Uuid),
+        col("recorded_at", SqlType::Timestamptz),
+    ],
+    on_conflict: OnConflict::Refuse,
+};
+
+pub static PROJECTION: Projection = Projection {
+    name: "postings",
+    tables: &[&POSTINGS],
+    mode: Mode::Async(project),
+    legs: true,
+};
+
+fn project(applied: &Applied<'_>, out: &mut [TableRows]) {
+    let ([postings], Some(id)) = (out, applied.event.transaction_id()) else {
+        return;
+    };
+    for (index, leg) in applied.legs.iter().enumerate() {
+        postings.push([
+            leg.account_id.0.into(),
+            applied.position.into(),
+            // At most 2 × 80 legs per event (64 postings, or 2 + 16 fees): fits i16.
+            (index as i16).into(),
+            leg.asset.as_str().into(),
+            domain::money::to_decimal(leg.units, leg.scale).into(),
+            domain::money::to_decimal(leg.balance_after, leg.scale).into(),
+            id.0.into(),
+            leg.counterparty_id.0.into(),
+            applied.recorded_at.into(),
+        ]);
+    }
+}
+
+/// Entries the projector keeps in each of its caches at most; past it, a cache is emptied and
+/// refilled from PostgreSQL as events need it.
+const CACHE_ENTRIES_MAX: usize = 1 << 18;
+
+/// What the projector needs to derive the legs of events: account ids by code, scales, and the
+/// running balance of every (account, asset) it has seen. Caches of what its own tables and the
+/// inline projections hold; they are dropped whenever a write fails, since they may then be
+/// ahead of what was committed.
+#[derive(Default)]
+pub struct Legs {
+    accounts: HashMap<AccountCode, AccountId>,
+    scales: HashMap<AssetCode, Scale>,
+    balances: HashMap<(AccountId, AssetCode), i128>,
+}
+
+impl Legs {
+    pub fn forget(&mut self) {
+        *self = Self::default();
+    }
+
+    /// Loads what the events will need and is not cached: the ids of the accounts they move
+    /// money between, the scales of the assets, and the last running balances.
+    pub async fn prepare(&mut self, conn: &mut PgConnection, events: &[Event]) -> Result<()> {
+        if self.accounts.len() > CACHE_ENTRIES_MAX || self.balances.len() > CACHE_ENTRIES_MAX {
+            self.forget();
+        }
+        let moved = || events.iter().flat_map(Event::moved);
+        let mut codes: Vec<&str> = moved()
+            .flat_map(|p| [&p.source, &p.destination])
+            .filter(|c| !self.accounts.contains_key(*c))
+            .map(AccountCode::as_str)
+            .collect();
+        codes.sort_unstable();
+        codes.dedup();
+        let mut assets: Vec<&str> = moved()
+            .map(|p| &p.asset)
+            .filter(|a| !self.scales.contains_key(*a))
+            .map(AssetCode::as_str)
+            .collect();
+        assets.sort_unstable();
+        assets.dedup();
+        self.load_accounts(conn, &codes).await?;
+        self.load_scales(conn, &assets).await?;
+        let mut pairs: Vec<(Uuid, &str)> = Vec::new();
+        for posting in moved() {
+            for code in [&posting.source, &posting.destination] {
+                if let Some(id) = self.accounts.get(code) {
+                    if !self.balances.contains_key(&(*id, posting.asset.clone())) {
+                        pairs.push((id.0, posting.asset.as_str()));
+                    }
+                }
+            }
+        }
+        pairs.sort_unstable();
+        pairs.dedup();
+        self.load_balances(conn, &pairs).await
+    }
+
+    async fn load_accounts(&mut self, conn: &mut PgConnection, codes: &[&str]) -> Result<()> {
+        if codes.is_empty() {
+            return Ok(());
+        }
+        let rows: Vec<(String, Uuid)> =
+            sqlx::query_as("SELECT code, id FROM accounts WHERE code = ANY($1)")
+                .bind(codes)
+                .fetch_all(conn)
+                .await?;
+        for (code, id) in rows {
+            let code = AccountCode::try_from(code).map_err(super::assets::corrupt)?;
+            self.accounts.insert(code, AccountId(id));
+        }
+        Ok(())
+    }
+
+    async fn load_scales(&mut self, conn: &mut PgConnection, assets: &[&str]) -> Result<()> {
+        if assets.is_empty() {
+            return Ok(());
+        }
+        let rows: Vec<(String, i16)> =
+            sqlx::query_as("SELECT code, scale FROM assets WHERE code = ANY($1)")
+                .bind(assets)
+                .fetch_all(conn)
+                .await?;
+        for (code, scale) in rows {
+            let asset = AssetCode::try_from(code).map_err(super::assets::corrupt)?;
+            let scale = Scale::try_from(scale as u32).map_err(super::assets::corrupt)?;
+            self.scales.insert(asset, scale);
+        }
+        Ok(())
+    }
+
+    /// The running balance after the last posting of each pair; a pair with none is at zero.
+    async fn load_balances(
+        &mut self,
+        conn: &mut PgConnection,
+        pairs: &[(Uuid, &str)],
+    ) -> Result<()> {
+        if pairs.is_empty() {
+            return Ok(());
+        }
+        let (ids, assets): (Vec<Uuid>, Vec<&str>) = pairs.iter().copied().unzip();
+        let rows: Vec<(Uuid, String, Option<Decimal>)> = sqlx::query_as(
+            "SELECT u.account_id, u.asset, p.balance_after
+             FROM UNNEST($1::uuid[], $2::text[]) AS u(account_id, asset)
+             LEFT JOIN LATERAL (
+                 SELECT balance_after FROM postings
+                 WHERE account_id = u.account_id AND asset = u.asset
+                 ORDER BY position DESC, leg DESC LIMIT 1
+             ) p ON true",
+        )
+        .bind(&ids)
+        .bind(&assets)
+        .fetch_all(conn)
+        .await?;
+        for (id, asset, balance) in rows {
+            let asset = AssetCode::try_from(asset).map_err(super::assets::corrupt)?;
+            let units = match (balance, self.scales.get(&asset)) {
+                (None, _) => 0,
+                (Some(balance), Some(scale)) => domain::money::to_units(balance, *scale)
+                    .map_err(|e| Error::Corrupt(format!("balance of {id} in {asset}: {e:?}")))?,
+                (Some(_), None) => {
+                    return Err(Error::Corrupt(format!(
+                        "postings in undefined asset {asset}"
+                    )))
+                }
+            };
+            self.balances.insert((AccountId(id), asset), units);
+        }
+        Ok(())
+    }
+
+    /// The legs of an event, in the order the ledger applies them (for each moved posting, the
+    /// source's and then the destination's), advancing the running balances. `prepare` must
+    /// have seen the event.
+    pub fn of(&mut self, event: &Event, position: i64) -> Result<Vec<Leg>> {
+        let mut legs = Vec::with_capacity(2 * event.moved().len());
+        for posting in event.moved() {
+            let missing = |what: &str| Error::Corrupt(format!("position {position}: {what}"));
+            let scale = *self
+                .scales
+                .get(&posting.asset)
+                .ok_or_else(|| missing("a posting in an undefined asset"))?;
+            let units = domain::money::to_units(posting.amount, scale)
+                .map_err(|_| missing("an amount that does not fit its asset"))?;
+            let account = |code: &AccountCode| {
+                self.accounts
+                    .get(code)
+                    .copied()
+                    .ok_or_else(|| missing("a posting to an account not opened"))
+            };
+            let (source, destination) = (account(&posting.source)?, account(&posting.destination)?);
+            for (account, counterparty, delta) in
+                [(source, destination, -units), (destination, source, units)]
+            {
+                let balance = self
+                    .balances
+                    .entry((account, posting.asset.clone()))
+                    .or_insert(0);
+                *balance = domain::money::checked_add(*balance, delta)
+                    .ok_or_else(|| missing("a balance beyond the balance type"))?;
+                legs.push(Leg {
+                    account_id: account,
+                    asset: posting.asset.clone(),
+                    scale,
+                    units: delta,
+                    balance_after: *balance,
+                    counterparty_id: counterparty,
+                    posting_index: u16::try_from(legs.len() / 2).unwrap_or(u16::MAX),
+                });
+            }
+        }
+        Ok(legs)
+    }
+}
