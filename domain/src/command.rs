@@ -11,6 +11,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::event::Posting;
 
+/// The vocabulary commands share with events and reads has its home in `values`; re-exported so
+/// that `command::AccountStatus` and `command::TransactionKind` keep working.
+pub use crate::values::{AccountStatus, TransactionKind};
+
 /// Bounds on the size of a command, checked by the decision.
 pub const POSTINGS_MAX: usize = 64;
 pub const FEES_MAX: usize = 16;
@@ -82,26 +86,6 @@ pub struct SettlePending {
     /// When it was asked: a hold past its `expires_at` can no longer be posted or voided.
     pub at: DateTime<Utc>,
     pub metadata: Metadata,
-}
-
-/// An account's lifecycle: open accounts move money; frozen ones accept no postings until
-/// unfrozen; closed is final.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum AccountStatus {
-    Open,
-    Frozen,
-    Closed,
-}
-
-impl AccountStatus {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Open => "open",
-            Self::Frozen => "frozen",
-            Self::Closed => "closed",
-        }
-    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -204,27 +188,6 @@ pub struct OpenAccount {
     pub code: AccountCode,
     pub allow_negative: bool,
     pub metadata: Metadata,
-}
-
-/// Whether a transaction was asked for as a plain transaction or as a one-posting transfer; kept so
-/// that history and reads show what the client did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum TransactionKind {
-    Transaction,
-    Transfer,
-    /// Every posting of an earlier transaction or trade, swapped.
-    Reversal,
-}
-
-impl TransactionKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Transaction => "transaction",
-            Self::Transfer => "transfer",
-            Self::Reversal => "reversal",
-        }
-    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -9,8 +9,10 @@ use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
-use crate::command::{AccountStatus, TransactionKind};
-use crate::values::{AccountCode, AccountId, AssetCode, Metadata, Scale, TransactionId};
+use crate::values::{
+    AccountCode, AccountId, AccountStatus, AssetCode, Metadata, Scale, TransactionId,
+    TransactionKind,
+};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {

@@ -323,6 +323,89 @@ impl From<Metadata> for serde_json::Map<String, serde_json::Value> {
     }
 }
 
+/// Gives a closed vocabulary its one spelling: `as_str` (the same text serde writes, for the types
+/// that serde), `FromStr` (the inverse, refusing anything else with a `ValueError`) and `ALL`, so
+/// that no other crate repeats the literals.
+macro_rules! vocabulary {
+    ($name:ident, $what:literal, { $($variant:ident => $text:literal),+ $(,)? }) => {
+        impl $name {
+            /// Every value, in the order of the declaration.
+            pub const ALL: &'static [Self] = &[$(Self::$variant),+];
+
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $(Self::$variant => $text),+
+                }
+            }
+        }
+
+        impl FromStr for $name {
+            type Err = ValueError;
+            fn from_str(s: &str) -> Result<Self, ValueError> {
+                match s {
+                    $($text => Ok(Self::$variant),)+
+                    _ => Err(ValueError::new(format!(
+                        "{} {:?} is invalid: use one of {}",
+                        $what,
+                        truncate_for_message(s),
+                        Self::ALL.iter().map(|v| v.as_str()).collect::<Vec<_>>().join(", ")
+                    ))),
+                }
+            }
+        }
+    };
+}
+
+/// An account's lifecycle: open accounts move money; frozen ones accept no postings until
+/// unfrozen; closed is final.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AccountStatus {
+    Open,
+    Frozen,
+    Closed,
+}
+
+vocabulary!(AccountStatus, "account status", {
+    Open => "open",
+    Frozen => "frozen",
+    Closed => "closed",
+});
+
+/// Whether a transaction was asked for as a plain transaction or as a one-posting transfer; kept so
+/// that history and reads show what the client did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TransactionKind {
+    Transaction,
+    Transfer,
+    /// Every posting of an earlier transaction or trade, swapped.
+    Reversal,
+}
+
+vocabulary!(TransactionKind, "transaction kind", {
+    Transaction => "transaction",
+    Transfer => "transfer",
+    Reversal => "reversal",
+});
+
+/// How a hold ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HoldOutcome {
+    Posted,
+    Voided,
+    Expired,
+}
+
+vocabulary!(HoldOutcome, "hold outcome", {
+    Posted => "posted",
+    Voided => "voided",
+    Expired => "expired",
+});
+
+/// One movement of an asset between two accounts; defined with the events that carry it.
+pub use crate::event::Posting;
+
 fn truncate_for_message(s: &str) -> String {
     const SHOWN_CHARS_MAX: usize = 40;
     if s.chars().count() <= SHOWN_CHARS_MAX {
@@ -439,6 +522,51 @@ mod tests {
         assert!(Scale::try_from(0).is_ok());
         assert!(Scale::try_from(18).is_ok());
         assert!(Scale::try_from(19).is_err());
+    }
+
+    #[test]
+    fn vocabularies_round_trip() {
+        for status in AccountStatus::ALL {
+            assert_eq!(status.as_str().parse::<AccountStatus>(), Ok(*status));
+        }
+        for kind in TransactionKind::ALL {
+            assert_eq!(kind.as_str().parse::<TransactionKind>(), Ok(*kind));
+        }
+        for outcome in HoldOutcome::ALL {
+            assert_eq!(outcome.as_str().parse::<HoldOutcome>(), Ok(*outcome));
+        }
+        assert_eq!(AccountStatus::ALL.len(), 3);
+        assert_eq!(TransactionKind::ALL.len(), 3);
+        assert_eq!(HoldOutcome::ALL.len(), 3);
+    }
+
+    #[test]
+    fn vocabularies_spell_as_serde_does() {
+        for status in AccountStatus::ALL {
+            assert_eq!(serde_json::json!(status), status.as_str());
+        }
+        for kind in TransactionKind::ALL {
+            assert_eq!(serde_json::json!(kind), kind.as_str());
+        }
+    }
+
+    #[test]
+    fn vocabularies_refuse_other_text() {
+        for bad in ["", "Open", "OPEN", " open", "open ", "active"] {
+            assert!(bad.parse::<AccountStatus>().is_err(), "{bad:?}");
+        }
+        for bad in ["", "Posted", "post", "void", "expire"] {
+            assert!(bad.parse::<HoldOutcome>().is_err(), "{bad:?}");
+        }
+        for bad in ["", "Transfer", "trade", "transactions"] {
+            assert!(bad.parse::<TransactionKind>().is_err(), "{bad:?}");
+        }
+        assert_eq!(
+            "active".parse::<AccountStatus>().map_err(|e| e.to_string()),
+            Err(
+                r#"account status "active" is invalid: use one of open, frozen, closed"#.to_owned()
+            )
+        );
     }
 
     #[test]

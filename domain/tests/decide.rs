@@ -1357,3 +1357,36 @@ fn pending_and_settled_holds_reverse_by_what_moved() {
         "validation_error"
     );
 }
+
+#[test]
+fn a_figure_that_does_not_fit_its_asset_is_named_in_the_refusal() {
+    let mut state = market();
+    let message = |result: Result<Event, Rejection>| result.expect_err("refused").to_string();
+    assert_eq!(
+        message(limits(
+            &mut state,
+            "alice:cash",
+            bound(Some("-0.001")),
+            BoundChange::Keep
+        )),
+        "min_balance -0.001 has more decimal places than USD allows (2)"
+    );
+    assert_eq!(
+        message(limits(
+            &mut state,
+            "alice:cash",
+            BoundChange::Keep,
+            bound(Some("0.125"))
+        )),
+        "max_balance 0.125 has more decimal places than USD allows (2)"
+    );
+    let spend = vec![posting("world:bank", "alice:cash", "USD", "1.00")];
+    let guards = Guards {
+        conditions: vec![condition("alice:cash", Comparison::Gte, "0.001")],
+        expected_versions: Vec::new(),
+    };
+    assert_eq!(
+        message(run(&mut state, guarded(spend, guards))),
+        "amount 0.001 has more decimal places than USD allows (2)"
+    );
+}

@@ -3,11 +3,11 @@
 //! runs the steps on a scratch copy and checks statuses and bounds; applying runs them for real.
 //! Both derive the steps from the event in the same way, so what was checked is what is applied.
 
-use super::{Account, ApplyError, LedgerState, Rejection};
-use crate::command::AccountStatus;
+use super::state::{Account, LedgerState};
+use crate::error::{ApplyError, Rejection};
 use crate::event::{Event, Posting};
 use crate::money;
-use crate::values::{AccountId, AssetCode, Scale};
+use crate::values::{AccountId, AccountStatus, AssetCode, Scale};
 
 /// An account's figures in one asset, in smallest units.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -58,6 +58,22 @@ pub(super) enum Effect {
     Reserve,
     /// A settlement ends a reservation: pending debits and credits fall.
     Release,
+}
+
+impl Effect {
+    /// What the effect does to the source's figures and to the destination's, for `units`.
+    fn deltas(self, units: i128) -> (Figures, Figures) {
+        let figures = |posted, pending_debits, pending_credits| Figures {
+            posted,
+            pending_debits,
+            pending_credits,
+        };
+        match self {
+            Effect::Move => (figures(-units, 0, 0), figures(units, 0, 0)),
+            Effect::Reserve => (figures(0, units, 0), figures(0, 0, units)),
+            Effect::Release => (figures(0, -units, 0), figures(0, 0, -units)),
+        }
+    }
 }
 
 /// One account's change in one asset.
@@ -117,38 +133,7 @@ impl LedgerState {
             }
             let source = self.known_account(&posting.source)?.id;
             let destination = self.known_account(&posting.destination)?.id;
-            let (debit, credit) = match effect {
-                Effect::Move => (
-                    Figures {
-                        posted: -units,
-                        ..Figures::default()
-                    },
-                    Figures {
-                        posted: units,
-                        ..Figures::default()
-                    },
-                ),
-                Effect::Reserve => (
-                    Figures {
-                        pending_debits: units,
-                        ..Figures::default()
-                    },
-                    Figures {
-                        pending_credits: units,
-                        ..Figures::default()
-                    },
-                ),
-                Effect::Release => (
-                    Figures {
-                        pending_debits: -units,
-                        ..Figures::default()
-                    },
-                    Figures {
-                        pending_credits: -units,
-                        ..Figures::default()
-                    },
-                ),
-            };
+            let (debit, credit) = effect.deltas(units);
             for (account, counterparty, delta) in
                 [(source, destination, debit), (destination, source, credit)]
             {

@@ -1,0 +1,100 @@
+//! Settling a hold: posted (in whole or in part, the rest released), voided, or expired by the
+//! ledger once its time has passed. A hold is settled once.
+
+use super::amount_units_signed;
+use crate::command::{SettlePending, Settlement};
+use crate::error::Rejection;
+use crate::event::{Event, PendingExpired, PendingPosted, PendingVoided, Posting};
+use crate::ledger::{Hold, HoldOutcome, LedgerState};
+use crate::money;
+use crate::values::SignedDecimal;
+
+impl LedgerState {
+    pub(super) fn decide_settlement(&self, c: &SettlePending) -> Result<Event, Rejection> {
+        let id = c.pending_id;
+        let transaction_id = id.to_string();
+        let Some(hold) = self.holds.get(&id) else {
+            return Err(match self.settled.get(&id) {
+                Some(HoldOutcome::Posted) => Rejection::PendingAlreadyPosted { transaction_id },
+                Some(HoldOutcome::Voided) => Rejection::PendingAlreadyVoided { transaction_id },
+                Some(HoldOutcome::Expired) => Rejection::PendingExpired { transaction_id },
+                None => Rejection::PendingNotFound { transaction_id },
+            });
+        };
+        let expired = hold.expires_at.is_some_and(|expires_at| c.at >= expires_at);
+        let released = hold.postings.clone();
+        let event = match &c.settlement {
+            Settlement::Expire if !expired => {
+                return Err(Rejection::validation(format!(
+                    "pending transaction {id} has not expired yet"
+                )))
+            }
+            Settlement::Expire => Event::PendingExpired(PendingExpired {
+                pending_id: id,
+                released,
+            }),
+            _ if expired => return Err(Rejection::PendingExpired { transaction_id }),
+            Settlement::Void => Event::PendingVoided(PendingVoided {
+                pending_id: id,
+                released,
+                metadata: c.metadata.clone(),
+            }),
+            Settlement::Post { amounts } => Event::PendingPosted(PendingPosted {
+                pending_id: id,
+                postings: match amounts {
+                    None => released.clone(),
+                    Some(amounts) => self.partial_postings(hold, amounts)?,
+                },
+                released,
+                metadata: c.metadata.clone(),
+            }),
+        };
+        self.check_event(&event)?;
+        Ok(event)
+    }
+
+    /// The postings of a partial post: per reserved posting, an amount from zero up to the
+    /// reserved one, at the asset's scale; postings of zero are left out.
+    fn partial_postings(
+        &self,
+        hold: &Hold,
+        amounts: &[SignedDecimal],
+    ) -> Result<Vec<Posting>, Rejection> {
+        if amounts.len() != hold.postings.len() {
+            return Err(Rejection::validation(format!(
+                "amounts has {} entries; the pending transaction has {} postings",
+                amounts.len(),
+                hold.postings.len()
+            )));
+        }
+        let mut postings = Vec::with_capacity(amounts.len());
+        for (index, (reserved, amount)) in hold.postings.iter().zip(amounts).enumerate() {
+            let (asset, scale) = self.resolve_asset(&reserved.asset)?;
+            let units = amount_units_signed(amount.get(), asset, scale)?;
+            let reserved_units = money::to_units(reserved.amount, scale).unwrap_or(0);
+            if units < 0 || units > reserved_units {
+                return Err(Rejection::validation(format!(
+                    "amount {index} ({amount}) must be from 0 to the {} reserved",
+                    reserved.amount
+                )));
+            }
+            if hold.trade && units != reserved_units {
+                return Err(Rejection::validation(
+                    "a pending trade is posted whole or voided, never in part",
+                ));
+            }
+            if units > 0 {
+                postings.push(Posting {
+                    amount: money::to_decimal(units, scale),
+                    ..reserved.clone()
+                });
+            }
+        }
+        if postings.is_empty() {
+            return Err(Rejection::validation(
+                "every amount is zero: nothing to post; void the pending transaction instead",
+            ));
+        }
+        Ok(postings)
+    }
+}

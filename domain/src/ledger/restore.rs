@@ -1,0 +1,146 @@
+//! Restoring the state from the projections when the writer starts, rather than replaying the
+//! log. Each restore refuses what would make the state inconsistent; the caller proves the whole
+//! with `check_conservation` and `check_holds` once everything is restored.
+
+use super::holds::Hold;
+use super::state::{Account, LedgerState, Limits};
+use super::steps::Figures;
+use crate::error::ApplyError;
+use crate::event::{AssetDefined, Event};
+use crate::values::{
+    AccountCode, AccountId, AccountStatus, AssetCode, HoldOutcome, Scale, TransactionId,
+};
+
+impl LedgerState {
+    /// Sets the head when the state is restored from the projections rather than replayed.
+    pub fn restore_head(&mut self, head: i64) {
+        self.head = head;
+    }
+
+    /// Restores an asset read from the projections when the writer starts.
+    pub fn restore_asset(&mut self, asset: AssetCode, scale: Scale) -> Result<(), ApplyError> {
+        self.apply(&Event::AssetDefined(AssetDefined { asset, scale }))
+            .map(drop)
+    }
+
+    /// Restores an account read from the projections when the writer starts (without balances).
+    pub fn restore_account(
+        &mut self,
+        id: AccountId,
+        code: AccountCode,
+        allow_negative: bool,
+        status: AccountStatus,
+        version: i64,
+    ) -> Result<(), ApplyError> {
+        if self.account_ids.contains_key(&code) || self.accounts.contains_key(&id) {
+            return Err(ApplyError(format!("account {code} would exist twice")));
+        }
+        self.account_ids.insert(code.clone(), id);
+        self.accounts.insert(
+            id,
+            Account {
+                id,
+                code,
+                allow_negative,
+                status,
+                version,
+                balances: Vec::new(),
+                limits: Vec::new(),
+            },
+        );
+        Ok(())
+    }
+
+    /// Restores limits read from the projections when the writer starts.
+    pub fn restore_limits(
+        &mut self,
+        account_id: AccountId,
+        asset: &AssetCode,
+        limits: Limits,
+    ) -> Result<(), ApplyError> {
+        if !self.assets.contains_key(asset) {
+            return Err(ApplyError(format!("limits in undefined asset {asset}")));
+        }
+        self.accounts
+            .get_mut(&account_id)
+            .ok_or_else(|| ApplyError(format!("limits of unknown account {account_id}")))?
+            .set_limits(asset, limits);
+        Ok(())
+    }
+
+    /// Restores a balance read from the projections when the writer starts. The caller checks
+    /// conservation once everything is restored.
+    pub fn restore_balance(
+        &mut self,
+        account_id: AccountId,
+        asset: &AssetCode,
+        units: i128,
+    ) -> Result<(), ApplyError> {
+        self.restore_figures(account_id, asset, |f| f.posted = units)
+    }
+
+    /// Restores an account's reservations in an asset, read from the projections.
+    pub fn restore_pending(
+        &mut self,
+        account_id: AccountId,
+        asset: &AssetCode,
+        pending_debits: i128,
+        pending_credits: i128,
+    ) -> Result<(), ApplyError> {
+        self.restore_figures(account_id, asset, |f| {
+            f.pending_debits = pending_debits;
+            f.pending_credits = pending_credits;
+        })
+    }
+
+    fn restore_figures(
+        &mut self,
+        account_id: AccountId,
+        asset: &AssetCode,
+        change: impl FnOnce(&mut Figures),
+    ) -> Result<(), ApplyError> {
+        if !self.assets.contains_key(asset) {
+            return Err(ApplyError(format!("balance in undefined asset {asset}")));
+        }
+        let account = self
+            .accounts
+            .get_mut(&account_id)
+            .ok_or_else(|| ApplyError(format!("balance of unknown account {account_id}")))?;
+        let mut figures = account.figures(asset);
+        change(&mut figures);
+        account.set_figures(asset, figures);
+        Ok(())
+    }
+
+    /// Restores an open hold read from the projections (its reservations are restored with the
+    /// balances).
+    pub fn restore_hold(&mut self, id: TransactionId, hold: Hold) -> Result<(), ApplyError> {
+        if self.holds.contains_key(&id) || self.settled.contains_key(&id) {
+            return Err(ApplyError(format!(
+                "pending transaction {id} restored twice"
+            )));
+        }
+        if let Some(expires_at) = hold.expires_at {
+            self.expiries.insert((expires_at, id));
+        }
+        self.holds.insert(id, hold);
+        Ok(())
+    }
+
+    /// Restores how a settled hold ended.
+    pub fn restore_settled(&mut self, id: TransactionId, outcome: HoldOutcome) {
+        self.settled.insert(id, outcome);
+    }
+
+    /// Restores a reversal read from the projections.
+    pub fn restore_reversal(
+        &mut self,
+        original: TransactionId,
+        reversal: TransactionId,
+    ) -> Result<(), ApplyError> {
+        match self.reversed.insert(original, reversal) {
+            Some(_) => Err(ApplyError(format!("transaction {original} reversed twice"))),
+            None => Ok(()),
+        }
+    }
+}
