@@ -10,8 +10,8 @@ use infrastructure::WriterStatus;
 use tokio::time::timeout;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
-use crate::dto::{ReadSourceView, Readiness};
 use crate::state::AppState;
+use crate::views::{ReadSourceView, Readiness};
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
