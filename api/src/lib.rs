@@ -3,16 +3,23 @@
 pub mod auth;
 pub mod config;
 mod cursor;
-pub mod dto;
 pub mod error;
 pub mod extract;
 pub mod forward;
 mod http_metrics;
 mod render;
+pub mod requests;
 pub mod routes;
 pub mod server;
 pub mod state;
 mod strict_json;
+pub mod views;
 
 pub use config::ServeConfig;
 pub use server::Server;
+
+/// For `skip_serializing_if`: a flag that is off is left out of the JSON, of requests and views
+/// alike.
+fn is_false(value: &bool) -> bool {
+    !*value
+}

@@ -10,12 +10,12 @@ use infrastructure::reads::{
 use infrastructure::CommittedEvent;
 use serde_json::Value;
 
-use crate::dto::{
+use crate::error::ApiError;
+use crate::views::{
     AccountLimitsView, AccountStatusView, AccountView, AssetView, BalanceView, EventView, FeeView,
     HistoryEntryView, HistoryItemView, LimitView, PostingView, SettlementView, TradeView,
     TransactionView,
 };
-use crate::error::ApiError;
 
 /// The response body for a committed event: the view of what it created, encoded.
 pub fn committed_view(committed: &CommittedEvent) -> Vec<u8> {

@@ -8,13 +8,13 @@
 //!
 //! The number of cases of each property is `PROPTEST_CASES` (default below).
 
-use api::dto::{
+use api::error::ApiError;
+use api::extract::{parse_json, RequestOrigin};
+use api::requests::{
     AccountLimitsCommand, AccountLimitsRequest, AccountStatusCommand, AccountStatusRequest,
     DefineAssetRequest, OpenAccountRequest, TradeRequest, TransactionAction,
     TransactionActionCommand, TransactionActionRequest, TransactionRequest, TransferRequest,
 };
-use api::error::ApiError;
-use api::extract::{parse_json, RequestOrigin};
 use api::routes::write::CommandRequest;
 use api::routes::BatchRequest;
 use domain::command::StatusChange;

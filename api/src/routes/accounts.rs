@@ -15,17 +15,20 @@ use chrono::{DateTime, Utc};
 use domain::Rejection;
 use rust_decimal::Decimal;
 
-use crate::dto::{
-    AccountLimitsCommand, AccountLimitsRequest, AccountLimitsView, AccountList,
-    AccountStatusCommand, AccountStatusRequest, AccountStatusView, AccountView, BalancesAtView,
-    HistoryPage, OpenAccountRequest, StatementView,
-};
 use crate::error::{ApiError, Problem};
 use crate::extract::{IdempotencyKey, JsonBody, Params, PathParam, RequestOrigin};
 use crate::render::{account_view, balance_view, history_item_view, history_view};
+use crate::requests::{
+    AccountLimitsCommand, AccountLimitsRequest, AccountStatusCommand, AccountStatusRequest,
+    OpenAccountRequest,
+};
 use crate::routes::assets::ReadParams;
 use crate::routes::write::{at_position, submit, LEDGER_POSITION};
 use crate::state::AppState;
+use crate::views::{
+    AccountLimitsView, AccountList, AccountStatusView, AccountView, BalancesAtView, HistoryPage,
+    StatementView,
+};
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()

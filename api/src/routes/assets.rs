@@ -4,11 +4,12 @@ use serde::Deserialize;
 use utoipa::IntoParams;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
-use crate::dto::{AssetList, AssetView, DefineAssetRequest};
 use crate::error::{ApiError, Problem};
 use crate::extract::{IdempotencyKey, JsonBody, Params, RequestOrigin};
+use crate::requests::DefineAssetRequest;
 use crate::routes::write::{at_position, submit};
 use crate::state::AppState;
+use crate::views::{AssetList, AssetView};
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(define_asset, list_assets))

@@ -7,11 +7,11 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::{router::OpenApiRouter, routes};
 
-use crate::dto::ChainReportView;
 use crate::error::{ApiError, Problem};
 use crate::extract::Params;
 use crate::routes::write::at_position;
 use crate::state::AppState;
+use crate::views::ChainReportView;
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()

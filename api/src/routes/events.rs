@@ -4,12 +4,12 @@ use serde::Deserialize;
 use utoipa::IntoParams;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
-use crate::dto::EventPage;
 use crate::error::{ApiError, Problem};
 use crate::extract::Params;
 use crate::render::event_view;
 use crate::routes::write::at_position;
 use crate::state::AppState;
+use crate::views::EventPage;
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(list_events))

@@ -10,8 +10,8 @@ use infrastructure::WriterStatus;
 use tokio::time::timeout;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
-use crate::dto::{ProjectionView, ReadSourceView, Readiness};
 use crate::state::AppState;
+use crate::views::{ProjectionView, ReadSourceView, Readiness};
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()

@@ -11,16 +11,17 @@ use serde_json::value::RawValue;
 use utoipa::ToSchema;
 
 use crate::auth::Caller;
-use crate::dto::{
-    SettlementView, TradeRequest, TradeView, TransactionAction, TransactionActionCommand,
-    TransactionActionRequest, TransactionRequest, TransactionView, TransferRequest,
-};
 use crate::error::{ApiError, Problem};
 use crate::extract::{BatchJsonBody, IdempotencyKey, JsonBody, Params, PathParam, RequestOrigin};
 use crate::render::{decode_stored, settlement_view, trade_view, transaction_view};
+use crate::requests::{
+    TradeRequest, TransactionAction, TransactionActionCommand, TransactionActionRequest,
+    TransactionRequest, TransferRequest,
+};
 use crate::routes::assets::ReadParams;
 use crate::routes::write::{at_position, render_reply, submit, CommandRequest};
 use crate::state::AppState;
+use crate::views::{SettlementView, TradeView, TransactionView};
 use domain::command::OriginalTransaction;
 use domain::{Event, TransactionId};
 

@@ -136,7 +136,7 @@ async fn restore_accounts(conn: &mut PgConnection, state: &mut LedgerState) -> R
     while let Some(row) = accounts.try_next().await? {
         let id: Uuid = row.try_get("id")?;
         let code: String = row.try_get("code")?;
-        let status = parse_status(row.try_get("status")?)?;
+        let status: AccountStatus = row.try_get::<&str, _>("status")?.parse().map_err(corrupt)?;
         state.restore_account(
             AccountId(id),
             AccountCode::try_from(code).map_err(corrupt)?,
@@ -146,17 +146,6 @@ async fn restore_accounts(conn: &mut PgConnection, state: &mut LedgerState) -> R
         )?;
     }
     Ok(())
-}
-
-pub(crate) fn parse_status(status: &str) -> Result<AccountStatus> {
-    [
-        AccountStatus::Open,
-        AccountStatus::Frozen,
-        AccountStatus::Closed,
-    ]
-    .into_iter()
-    .find(|s| s.as_str() == status)
-    .ok_or_else(|| Error::Corrupt(format!("account status {status:?}")))
 }
 
 async fn restore_limits(

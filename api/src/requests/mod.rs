@@ -1,0 +1,24 @@
+//! Request bodies, each beside the command it becomes, one file a family of commands. Requests
+//! deserialize straight into the domain's value types, so a malformed code or amount is refused
+//! while parsing.
+//!
+//! Each request becomes its command here; ids of what a command creates are chosen now (UUIDv7,
+//! time-ordered, so their indexes grow at the right edge), so the domain's decision stays pure.
+//! They are not part of the idempotency fingerprint.
+
+mod accounts;
+mod actions;
+mod assets;
+mod trades;
+mod transactions;
+
+pub use accounts::{
+    AccountLimitsCommand, AccountLimitsRequest, AccountStatusCommand, AccountStatusRequest,
+    OpenAccountRequest,
+};
+pub use actions::{TransactionAction, TransactionActionCommand, TransactionActionRequest};
+pub use assets::DefineAssetRequest;
+pub use trades::{FeeRequest, TradeRequest};
+pub use transactions::{
+    ConditionRequest, ExpectedVersionRequest, PostingRequest, TransactionRequest, TransferRequest,
+};

@@ -1,0 +1,100 @@
+//! Trades: an instrument against a currency, with fees.
+
+use chrono::{DateTime, Utc};
+use domain::{
+    AccountRef, AssetCode, Command, ExecuteTrade, FeeInstruction, Metadata, PositiveDecimal,
+    TransactionId,
+};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use super::transactions::{guards, hold_terms};
+use super::{ConditionRequest, ExpectedVersionRequest};
+use crate::error::ApiError;
+use crate::is_false;
+use crate::routes::write::CommandRequest;
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FeeRequest {
+    #[schema(value_type = String, example = "alice:cash")]
+    pub payer: AccountRef,
+    #[schema(value_type = String, example = "broker:fees")]
+    pub account: AccountRef,
+    /// The trade's currency when absent.
+    #[serde(default)]
+    #[schema(value_type = Option<String>, example = "USD")]
+    pub asset: Option<AssetCode>,
+    #[schema(value_type = String, example = "1.25")]
+    pub amount: PositiveDecimal,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TradeRequest {
+    #[schema(value_type = String, example = "alice:cash")]
+    pub buyer: AccountRef,
+    #[schema(value_type = String, example = "bob:cash")]
+    pub seller: AccountRef,
+    #[schema(value_type = String, example = "AAPL")]
+    pub instrument: AssetCode,
+    #[schema(value_type = String, example = "10")]
+    pub quantity: PositiveDecimal,
+    /// Price of one unit of the instrument in the currency; at most 18 decimal places.
+    #[schema(value_type = String, example = "189.50")]
+    pub price: PositiveDecimal,
+    #[schema(value_type = String, example = "USD")]
+    pub currency: AssetCode,
+    #[serde(default)]
+    pub fees: Vec<FeeRequest>,
+    #[serde(default)]
+    #[schema(value_type = Object)]
+    pub metadata: Metadata,
+    /// Up to 16 conditions on balances, checked before the command; all must hold.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<ConditionRequest>,
+    /// Up to 16 accounts with the `version` the client last read (optimistic concurrency).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub expected_versions: Vec<ExpectedVersionRequest>,
+    /// Reserve the amounts instead of moving them, until `POST /v1/transactions/{id}/post` or
+    /// `/void`, or until the hold expires.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub pending: bool,
+    /// When a pending hold expires (RFC 3339; at most a year ahead). A time already past expires
+    /// it at once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<DateTime<Utc>>,
+    /// Or: seconds from now until it expires, 1 to 31,536,000.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_s: Option<u32>,
+}
+
+impl CommandRequest for TradeRequest {
+    const ROUTE: &'static str = "POST /v1/trades";
+
+    fn command(&self) -> Result<Command, ApiError> {
+        Ok(Command::ExecuteTrade(ExecuteTrade {
+            id: TransactionId(Uuid::now_v7()),
+            buyer: self.buyer.clone(),
+            seller: self.seller.clone(),
+            instrument: self.instrument.clone(),
+            quantity: self.quantity,
+            price: self.price,
+            currency: self.currency.clone(),
+            fees: self
+                .fees
+                .iter()
+                .map(|f| FeeInstruction {
+                    payer: f.payer.clone(),
+                    account: f.account.clone(),
+                    asset: f.asset.clone(),
+                    amount: f.amount,
+                })
+                .collect(),
+            metadata: self.metadata.clone(),
+            guards: guards(&self.conditions, &self.expected_versions),
+            pending: hold_terms(self.pending, self.expires_at, self.timeout_s)?,
+        }))
+    }
+}

@@ -1,0 +1,242 @@
+//! Transactions and transfers, and what every money-moving request may carry: conditions on
+//! balances, expected account versions, and the terms of a pending hold.
+
+use chrono::SubsecRound;
+use chrono::{DateTime, Utc};
+use domain::command::{BalanceFigure, Comparison, Condition, ExpectedVersion, Guards, HoldTerms};
+use domain::values::SignedDecimal;
+use domain::{
+    AccountRef, AssetCode, Command, Metadata, PositiveDecimal, PostTransaction, PostingInstruction,
+    TransactionId, TransactionKind,
+};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use crate::error::ApiError;
+use crate::is_false;
+use crate::routes::write::CommandRequest;
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PostingRequest {
+    /// Account id or code.
+    #[schema(value_type = String, example = "world:bank")]
+    pub source: AccountRef,
+    #[schema(value_type = String, example = "alice:cash")]
+    pub destination: AccountRef,
+    #[schema(value_type = String, example = "USD")]
+    pub asset: AssetCode,
+    /// A positive decimal string with at most the asset's decimal places.
+    #[schema(value_type = String, example = "100.00")]
+    pub amount: PositiveDecimal,
+}
+
+impl PostingRequest {
+    fn instruction(&self) -> PostingInstruction {
+        PostingInstruction {
+            source: self.source.clone(),
+            destination: self.destination.clone(),
+            asset: self.asset.clone(),
+            amount: self.amount,
+        }
+    }
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TransactionRequest {
+    /// 1 to 64 postings, applied in order, all or none.
+    pub postings: Vec<PostingRequest>,
+    #[serde(default)]
+    #[schema(value_type = Object)]
+    pub metadata: Metadata,
+    /// Up to 16 conditions on balances, checked before the command; all must hold.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<ConditionRequest>,
+    /// Up to 16 accounts with the `version` the client last read (optimistic concurrency).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub expected_versions: Vec<ExpectedVersionRequest>,
+    /// Reserve the amounts instead of moving them, until `POST /v1/transactions/{id}/post` or
+    /// `/void`, or until the hold expires.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub pending: bool,
+    /// When a pending hold expires (RFC 3339; at most a year ahead). A time already past expires
+    /// it at once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<DateTime<Utc>>,
+    /// Or: seconds from now until it expires, 1 to 31,536,000.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_s: Option<u32>,
+}
+
+impl CommandRequest for TransactionRequest {
+    const ROUTE: &'static str = "POST /v1/transactions";
+
+    fn command(&self) -> Result<Command, ApiError> {
+        Ok(Command::PostTransaction(PostTransaction {
+            id: TransactionId(Uuid::now_v7()),
+            kind: TransactionKind::Transaction,
+            postings: self
+                .postings
+                .iter()
+                .map(PostingRequest::instruction)
+                .collect(),
+            metadata: self.metadata.clone(),
+            guards: guards(&self.conditions, &self.expected_versions),
+            pending: hold_terms(self.pending, self.expires_at, self.timeout_s)?,
+        }))
+    }
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TransferRequest {
+    #[schema(value_type = String, example = "alice:cash")]
+    pub source: AccountRef,
+    #[schema(value_type = String, example = "bob:cash")]
+    pub destination: AccountRef,
+    #[schema(value_type = String, example = "USD")]
+    pub asset: AssetCode,
+    #[schema(value_type = String, example = "25.00")]
+    pub amount: PositiveDecimal,
+    #[serde(default)]
+    #[schema(value_type = Object)]
+    pub metadata: Metadata,
+    /// Up to 16 conditions on balances, checked before the command; all must hold.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<ConditionRequest>,
+    /// Up to 16 accounts with the `version` the client last read (optimistic concurrency).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub expected_versions: Vec<ExpectedVersionRequest>,
+    /// Reserve the amounts instead of moving them, until `POST /v1/transactions/{id}/post` or
+    /// `/void`, or until the hold expires.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub pending: bool,
+    /// When a pending hold expires (RFC 3339; at most a year ahead). A time already past expires
+    /// it at once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<DateTime<Utc>>,
+    /// Or: seconds from now until it expires, 1 to 31,536,000.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_s: Option<u32>,
+}
+
+impl CommandRequest for TransferRequest {
+    const ROUTE: &'static str = "POST /v1/transfers";
+
+    fn command(&self) -> Result<Command, ApiError> {
+        Ok(Command::PostTransaction(PostTransaction {
+            id: TransactionId(Uuid::now_v7()),
+            kind: TransactionKind::Transfer,
+            postings: vec![PostingInstruction {
+                source: self.source.clone(),
+                destination: self.destination.clone(),
+                asset: self.asset.clone(),
+                amount: self.amount,
+            }],
+            metadata: self.metadata.clone(),
+            guards: guards(&self.conditions, &self.expected_versions),
+            pending: hold_terms(self.pending, self.expires_at, self.timeout_s)?,
+        }))
+    }
+}
+
+/// A precondition on a balance, checked against the state before the command; if one fails,
+/// nothing is appended (409 `condition_failed`).
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ConditionRequest {
+    #[schema(value_type = String, example = "alice:cash")]
+    pub account: AccountRef,
+    #[schema(value_type = String, example = "USD")]
+    pub asset: AssetCode,
+    /// `available` (posted less pending debits) or `posted`.
+    #[schema(value_type = String, example = "available")]
+    pub balance: BalanceFigure,
+    /// `gte`, `lte` or `eq`.
+    #[schema(value_type = String, example = "gte")]
+    pub op: Comparison,
+    /// A decimal string of either sign, at most the asset's decimal places.
+    #[schema(value_type = String, example = "100.00")]
+    pub amount: SignedDecimal,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ExpectedVersionRequest {
+    #[schema(value_type = String, example = "alice:cash")]
+    pub account: AccountRef,
+    /// The account's `version` as last read.
+    pub version: i64,
+}
+
+/// The preconditions a money-moving request carries, as the domain checks them.
+pub(super) fn guards(
+    conditions: &[ConditionRequest],
+    expected_versions: &[ExpectedVersionRequest],
+) -> Guards {
+    Guards {
+        conditions: conditions
+            .iter()
+            .map(|c| Condition {
+                account: c.account.clone(),
+                asset: c.asset.clone(),
+                balance: c.balance,
+                op: c.op,
+                amount: c.amount,
+            })
+            .collect(),
+        expected_versions: expected_versions
+            .iter()
+            .map(|v| ExpectedVersion {
+                account: v.account.clone(),
+                version: v.version,
+            })
+            .collect(),
+    }
+}
+
+/// The longest a hold may be kept.
+const HOLD_LIFETIME_MAX_S: u32 = 365 * 24 * 3600;
+
+/// A pending request's terms, with `timeout_s` turned into a time.
+pub(super) fn hold_terms(
+    pending: bool,
+    expires_at: Option<DateTime<Utc>>,
+    timeout_s: Option<u32>,
+) -> Result<Option<HoldTerms>, ApiError> {
+    let now = Utc::now();
+    let latest = now + chrono::Duration::seconds(i64::from(HOLD_LIFETIME_MAX_S));
+    let expires_at = match (expires_at, timeout_s) {
+        (Some(_), Some(_)) => {
+            return Err(ApiError::Validation(
+                "give expires_at or timeout_s, not both".into(),
+            ))
+        }
+        (None, Some(seconds)) if seconds == 0 || seconds > HOLD_LIFETIME_MAX_S => {
+            return Err(ApiError::Validation(format!(
+                "timeout_s is 1 to {HOLD_LIFETIME_MAX_S}"
+            )))
+        }
+        (None, Some(seconds)) => Some(now + chrono::Duration::seconds(i64::from(seconds))),
+        (Some(at), None) if at > latest => {
+            return Err(ApiError::Validation(
+                "expires_at is at most a year ahead".into(),
+            ))
+        }
+        (at, None) => at,
+    };
+    if !pending {
+        return match expires_at {
+            Some(_) => Err(ApiError::Validation(
+                "expires_at and timeout_s apply to pending transactions only".into(),
+            )),
+            None => Ok(None),
+        };
+    }
+    // Microseconds, as PostgreSQL keeps time.
+    Ok(Some(HoldTerms {
+        expires_at: expires_at.map(|at| at.trunc_subsecs(6)),
+    }))
+}

@@ -1,0 +1,351 @@
+//! Response bodies. Amounts are decimal strings at the asset's scale; `render` fills these from
+//! events and read records.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use crate::is_false;
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AssetView {
+    pub code: String,
+    pub scale: u32,
+    /// The position of the event that defined it.
+    pub position: i64,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AssetList {
+    pub items: Vec<AssetView>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct BalanceView {
+    pub asset: String,
+    /// The posted balance.
+    #[schema(example = "100.00")]
+    pub balance: String,
+    /// Reserved by pending transactions that debit the account. Absent from balances at a past
+    /// position or time, which are the posted ones.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(example = "30.00")]
+    pub pending_debits: Option<String>,
+    /// Reserved by pending transactions that credit the account.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(example = "0.00")]
+    pub pending_credits: Option<String>,
+    /// `balance` less `pending_debits`: what the account can still spend.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(example = "70.00")]
+    pub available: Option<String>,
+    /// The position of the last event that changed these figures.
+    pub position: i64,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AccountView {
+    pub id: Uuid,
+    pub code: String,
+    pub allow_negative: bool,
+    #[schema(value_type = Object)]
+    pub metadata: serde_json::Value,
+    /// The position of the event that opened it.
+    pub position: i64,
+    pub opened_at: DateTime<Utc>,
+    /// `open`, `frozen` (no postings until unfrozen) or `closed` (final).
+    pub status: String,
+    /// The position of the last event that changed the account: pass it as `expected_versions`
+    /// to apply a command only if nothing changed since.
+    pub version: i64,
+    pub balances: Vec<BalanceView>,
+    /// Bounds set with `PATCH …/limits`, per asset.
+    pub limits: Vec<LimitView>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct LimitView {
+    pub asset: String,
+    /// `null`: unbounded.
+    #[schema(example = "-500.00")]
+    pub min_balance: Option<String>,
+    pub max_balance: Option<String>,
+}
+
+/// What a status change returns.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AccountStatusView {
+    pub account: String,
+    pub status: String,
+    pub position: i64,
+    pub recorded_at: DateTime<Utc>,
+    #[schema(value_type = Object)]
+    pub metadata: serde_json::Value,
+}
+
+/// What a limits change returns: the bounds in the asset from now on.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AccountLimitsView {
+    pub account: String,
+    #[serde(flatten)]
+    pub limits: LimitView,
+    pub position: i64,
+    pub recorded_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AccountList {
+    pub items: Vec<AccountView>,
+    /// Pass as `cursor` for the next page; absent on the last page.
+    pub next_cursor: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PostingView {
+    pub source: String,
+    pub destination: String,
+    pub asset: String,
+    pub amount: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TransactionView {
+    pub id: Uuid,
+    /// `transaction`, `transfer` or `trade`.
+    pub kind: String,
+    pub position: i64,
+    pub recorded_at: DateTime<Utc>,
+    /// For a pending transaction, what it reserves.
+    pub postings: Vec<PostingView>,
+    #[schema(value_type = Object)]
+    pub metadata: serde_json::Value,
+    /// `posted`; or for a pending transaction `pending`, then `posted`, `voided` or `expired`.
+    pub status: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<DateTime<Utc>>,
+    /// How a pending transaction was settled, once it was.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub settlement: Option<SettlementView>,
+    /// For a reversal (kind `reversal`): the transaction it reverses.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reverses: Option<Uuid>,
+    /// For a reversal: whether the balance bounds were skipped on request.
+    #[serde(skip_serializing_if = "is_false")]
+    pub forced: bool,
+    /// The reversal of this transaction, once it has one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reversed_by: Option<Uuid>,
+}
+
+/// The settlement of a pending transaction: what a post or void returns.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SettlementView {
+    /// The pending transaction.
+    pub pending_id: Uuid,
+    /// `posted`, `voided` or `expired`.
+    pub status: String,
+    pub position: i64,
+    pub recorded_at: DateTime<Utc>,
+    /// What moved (posted only): at most what was reserved, per posting.
+    pub postings: Vec<PostingView>,
+    /// The reservations that ended.
+    pub released: Vec<PostingView>,
+    #[schema(value_type = Object)]
+    pub metadata: serde_json::Value,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct FeeView {
+    pub payer: String,
+    pub account: String,
+    pub asset: String,
+    pub amount: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TradeView {
+    pub id: Uuid,
+    pub position: i64,
+    pub recorded_at: DateTime<Utc>,
+    pub buyer: String,
+    pub seller: String,
+    pub instrument: String,
+    pub quantity: String,
+    pub price: String,
+    pub currency: String,
+    /// quantity × price, exact at the currency's scale.
+    pub notional: String,
+    pub fees: Vec<FeeView>,
+    /// Instrument to the buyer, cash to the seller, then one posting per fee.
+    pub postings: Vec<PostingView>,
+    #[schema(value_type = Object)]
+    pub metadata: serde_json::Value,
+    /// `posted`; or for a pending trade `pending`, then `posted`, `voided` or `expired`.
+    pub status: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<DateTime<Utc>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub settlement: Option<SettlementView>,
+    /// The reversal of this trade, once it has one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reversed_by: Option<Uuid>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct HistoryEntryView {
+    pub position: i64,
+    /// The leg's index within its event.
+    pub leg: i16,
+    pub transaction_id: Uuid,
+    pub kind: String,
+    pub asset: String,
+    /// Signed: negative when money left the account.
+    #[schema(example = "-25.00")]
+    pub amount: String,
+    /// The account's balance in this asset right after this leg.
+    pub balance_after: String,
+    /// The account on the other side of the posting.
+    pub counterparty: String,
+    pub recorded_at: DateTime<Utc>,
+}
+
+/// One item of an account's history: a posting, or a change of the account itself.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum HistoryItemView {
+    Posting(HistoryEntryView),
+    StatusChanged {
+        position: i64,
+        /// -1: before the postings of its position (it has none).
+        leg: i16,
+        status: String,
+        recorded_at: DateTime<Utc>,
+    },
+    LimitsSet {
+        position: i64,
+        leg: i16,
+        #[serde(flatten)]
+        limits: LimitView,
+        recorded_at: DateTime<Utc>,
+    },
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct HistoryPage {
+    pub items: Vec<HistoryItemView>,
+    pub next_cursor: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct EventView {
+    pub position: i64,
+    pub event_id: Uuid,
+    #[serde(rename = "type")]
+    pub event_type: String,
+    pub schema_version: i16,
+    #[schema(value_type = Object)]
+    pub payload: serde_json::Value,
+    #[schema(value_type = Object)]
+    pub metadata: serde_json::Value,
+    pub recorded_at: DateTime<Utc>,
+    /// SHA-256 of the previous event's hash and this event's canonical bytes, hex (docs/audit.md).
+    pub hash: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct EventPage {
+    pub items: Vec<EventView>,
+    /// Pass as `after` for the next page (the last position returned, or `after` if none).
+    pub next_after: i64,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Readiness {
+    /// This node serves reads and writes: its read source answers, and it is the writer or knows
+    /// the writer to forward writes to.
+    pub ready: bool,
+    /// The read source answers.
+    pub database: bool,
+    /// This node's writer task: `leader`, `standby`, `starting` or `recovering`.
+    pub writer: String,
+    /// `writer` (holds the lock) or `follower` (forwards writes to the writer).
+    pub role: String,
+    /// Where writes go: this node's URL when it is the writer, the writer's when it is known.
+    pub writer_url: Option<String>,
+    /// The last position this node's writer committed (0 on a follower).
+    pub position: i64,
+    /// Where reads come from; `None` while it does not answer.
+    pub read_source: Option<ReadSourceView>,
+    /// Where each projection of the read source is in the log (empty while it does not answer).
+    pub projections: Vec<ProjectionView>,
+}
+
+/// A projection's place in the log: inline ones are at the head by construction; asynchronous
+/// ones trail it by what their projector has not applied yet.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ProjectionView {
+    pub name: String,
+    /// `inline` (written with the events) or `async` (built by the projector after the commit).
+    pub kind: String,
+    /// The position it reflects.
+    pub position: i64,
+    /// Events of the log it does not reflect yet.
+    pub lag_events: i64,
+    /// How long ago the oldest event it does not reflect yet was recorded.
+    pub lag_ms: i64,
+}
+
+/// Where a node's reads come from, and how far behind the primary they are.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ReadSourceView {
+    /// `primary`, or `replica` (a streaming replica, through `--read-database-url`).
+    pub kind: String,
+    /// The position its snapshots reflect now.
+    pub position: i64,
+    /// How many events the primary holds that it has not replayed yet (0 on the primary).
+    pub lag_events: i64,
+    /// On a replica: how long ago the last transaction it replayed committed on the primary.
+    pub replay_lag_ms: Option<i64>,
+}
+
+/// The result of walking the hash chain over the whole log.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ChainReportView {
+    pub intact: bool,
+    pub events_verified: i64,
+    pub head_position: i64,
+    pub head_hash: String,
+    /// The first position where the chain breaks: an altered, missing or misplaced event.
+    pub first_broken_position: Option<i64>,
+    pub problem: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct BalancesAtView {
+    pub account_id: Uuid,
+    pub account: String,
+    /// The balances are as the ledger stood right after this position.
+    pub as_of_position: i64,
+    /// The time asked for, when the request gave `at`.
+    pub as_of: Option<DateTime<Utc>>,
+    /// Each asset the account held by then; `position` is that of its last change.
+    pub balances: Vec<BalanceView>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct StatementView {
+    pub account_id: Uuid,
+    pub account: String,
+    pub asset: String,
+    pub from: Option<DateTime<Utc>>,
+    pub to: Option<DateTime<Utc>>,
+    /// The balance right after `opening_position`, the last event before `from`.
+    pub opening_position: i64,
+    pub opening_balance: String,
+    /// The postings recorded in [from, to), oldest first, each with the balance after it.
+    pub entries: Vec<HistoryEntryView>,
+    /// The balance right after `closing_position`, the last event before `to`.
+    pub closing_position: i64,
+    pub closing_balance: String,
+}
