@@ -60,8 +60,12 @@ addr=$ledger_addr
 run() { # name clients [ledger-bench flags]
     local name=$1 clients=$2
     shift 2
-    local line
+    local line phases
+    curl -fsS "http://$addr/metrics" >"$work/metrics.before"
     line=$("$bench" --addr "$addr" --no-setup --accounts 10000 --clients "$clients" --duration-s "$duration_s" --quiet --json "$@" | tail -n 1)
+    curl -fsS "http://$addr/metrics" >"$work/metrics.after"
+    phases=$(python3 "$root/bench/writer_phases.py" "$work/metrics.before" "$work/metrics.after")
+    line=$(python3 -c 'import json,sys; d=json.loads(sys.argv[1]); d.update(json.loads(sys.argv[2])); print(json.dumps(d))' "$line" "$phases")
     record "$name" "$clients" "$line"
     echo "   $name, $clients clients: $(python3 -c 'import json,sys; d=json.loads(sys.argv[1]); print("%.0f transfers/s, p99 %.2f ms, check %s" % (d["transfers_per_s"], d["latency_ms_p99"], d["check"]))' "$line")" >&2
 }
@@ -134,6 +138,18 @@ if "hot" in by and "spread" in by and "transfers" in by:
     print()
     print(f'hot ÷ spread (the same transaction, fee to one account vs to random ones): {by["hot"]["transfers_per_s"] / by["spread"]["transfers_per_s"]:.2f}; '
           f'hot ÷ transfers: {by["hot"]["transfers_per_s"] / by["transfers"]["transfers_per_s"]:.2f}')
+print()
+print("Where the writer's time goes, per committed batch (its own metrics), and the asynchronous projections' lag:")
+print()
+print("| workload | clients | commands per batch | decide ms | hash ms | rows ms | write + commit ms | projection lag p99 ms |")
+print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+for r in rows:
+    if "writer_ms_per_batch" not in r:
+        continue
+    p = r["writer_ms_per_batch"]
+    g = lambda v: "–" if v is None else f"{v:.2f}"
+    print(f'| {r["name"]} | {r["clients"]} | {g(r["commands_per_batch"])} | {g(p["decide"])} | {g(p["hash"])} | '
+          f'{g(p["rows"])} | {g(p["write"])} | {g(r["projection_lag_ms_p99"])} |')
 print()
 print(f"Each run {duration} s. Resident size of `ledger serve` with {accounts:,} accounts: {rss_kib / 1024:,.0f} MiB.")
 if replicated:

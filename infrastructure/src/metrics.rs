@@ -85,7 +85,14 @@ pub struct WriterMetrics {
     pub commands_rejected: AtomicU64,
     pub commands_replayed: AtomicU64,
     pub commits_failed: AtomicU64,
+    /// Batches committed, and where the writer's time went for them, in microseconds:
+    /// deciding, hashing, building the rows, writing and committing.
+    pub batches_committed: AtomicU64,
+    pub phase_us: [AtomicU64; 4],
 }
+
+/// The phases of `WriterMetrics::phase_us`, in order.
+pub const WRITER_PHASES: [&str; 4] = ["decide", "hash", "rows", "write"];
 
 impl Default for WriterMetrics {
     fn default() -> Self {
@@ -103,12 +110,43 @@ impl Default for WriterMetrics {
             commands_rejected: AtomicU64::new(0),
             commands_replayed: AtomicU64::new(0),
             commits_failed: AtomicU64::new(0),
+            batches_committed: AtomicU64::new(0),
+            phase_us: Default::default(),
         }
     }
 }
 
 impl WriterMetrics {
+    /// Records a committed batch's times per phase, in `WRITER_PHASES` order.
+    pub fn record_batch(&self, times: [std::time::Duration; 4]) {
+        self.batches_committed.fetch_add(1, Ordering::Relaxed);
+        for (total, time) in self.phase_us.iter().zip(times) {
+            total.fetch_add(time.as_micros() as u64, Ordering::Relaxed);
+        }
+    }
+
     pub fn render(&self, out: &mut String) {
+        let _ = writeln!(
+            out,
+            "# HELP ledger_writer_batches_total Batches the writer committed."
+        );
+        let _ = writeln!(out, "# TYPE ledger_writer_batches_total counter");
+        let _ = writeln!(
+            out,
+            "ledger_writer_batches_total {}",
+            self.batches_committed.load(Ordering::Relaxed)
+        );
+        let _ = writeln!(out, "# HELP ledger_writer_phase_seconds_total Where the writer's time went for the batches it committed: deciding, hashing, building the rows, writing and committing.");
+        let _ = writeln!(out, "# TYPE ledger_writer_phase_seconds_total counter");
+        for (phase, total) in WRITER_PHASES.iter().zip(&self.phase_us) {
+            let us = total.load(Ordering::Relaxed);
+            let _ = writeln!(
+                out,
+                "ledger_writer_phase_seconds_total{{phase=\"{phase}\"}} {}.{:06}",
+                us / 1_000_000,
+                us % 1_000_000
+            );
+        }
         let _ = writeln!(out, "# HELP ledger_batch_size Commands per writer batch.");
         let _ = writeln!(out, "# TYPE ledger_batch_size histogram");
         self.batch_size.render(out, "ledger_batch_size", "", 1);

@@ -29,6 +29,8 @@ pub struct EventMetadata {
 pub struct EventRows {
     rows: TableRows,
     last: Option<(i64, Hash)>,
+    /// Time spent hashing the events decided, for the writer's metrics.
+    hash_time: std::time::Duration,
 }
 
 impl Default for EventRows {
@@ -36,6 +38,7 @@ impl Default for EventRows {
         Self {
             rows: TableRows::new(&EVENTS),
             last: None,
+            hash_time: std::time::Duration::ZERO,
         }
     }
 }
@@ -47,6 +50,11 @@ impl EventRows {
 
     pub fn is_empty(&self) -> bool {
         self.rows.is_empty()
+    }
+
+    /// Time spent hashing the events decided so far.
+    pub fn hash_time(&self) -> std::time::Duration {
+        self.hash_time
     }
 
     /// The position and hash of the last event added.
@@ -69,6 +77,7 @@ impl EventRows {
         let payload = event.encode();
         let metadata = serde_json::to_value(metadata).unwrap_or_default();
         let recorded_at_text = format_recorded_at(recorded_at);
+        let hashing = std::time::Instant::now();
         *chain_head = domain::chain::chain(
             chain_head,
             &ChainedEvent {
@@ -81,6 +90,7 @@ impl EventRows {
                 metadata: &metadata,
             },
         );
+        self.hash_time += hashing.elapsed();
         self.rows.push([
             position.into(),
             event_id.into(),

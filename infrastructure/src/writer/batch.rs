@@ -4,6 +4,7 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use domain::{Leg, Rejection};
@@ -33,6 +34,10 @@ pub(crate) struct Batch {
     first_with_key: HashMap<String, (usize, Vec<u8>)>,
     rows: BatchRows,
     recorded_at: DateTime<Utc>,
+    /// Time spent deciding and applying the commands, and gathering their rows (hashing
+    /// included), for the writer's metrics.
+    decide_time: Duration,
+    rows_time: Duration,
 }
 
 impl Batch {
@@ -43,6 +48,8 @@ impl Batch {
             first_with_key: HashMap::new(),
             rows: BatchRows::default(),
             recorded_at,
+            decide_time: Duration::ZERO,
+            rows_time: Duration::ZERO,
         }
     }
 
@@ -52,6 +59,13 @@ impl Batch {
 
     pub fn command_count(&self) -> usize {
         self.pending.len()
+    }
+
+    /// Where the writer's time went for this batch before writing it: (deciding, hashing,
+    /// building the rows).
+    pub fn times(&self) -> (Duration, Duration, Duration) {
+        let hash = self.rows.hash_time();
+        (self.decide_time, hash, self.rows_time.saturating_sub(hash))
     }
 
     pub fn recorded_at(&self) -> DateTime<Utc> {
@@ -75,10 +89,14 @@ impl Batch {
         request: WriteRequest,
         stored: &StoredOutcomes,
     ) -> Result<()> {
+        let deciding = Instant::now();
         let decided = self.decide_request(decider, &request, stored);
+        let gathering = Instant::now();
+        self.decide_time += gathering - deciding;
         if decided.is_ok() {
             let first = self.pending.len() - request.items.len();
             self.gather_rows(&request, first, decider);
+            self.rows_time += gathering.elapsed();
         }
         self.requests.push(request);
         decided

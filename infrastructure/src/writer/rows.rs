@@ -48,6 +48,11 @@ impl BatchRows {
         self.keys.iter().map(String::as_str)
     }
 
+    /// Time spent hashing this batch's events.
+    pub fn hash_time(&self) -> std::time::Duration {
+        self.events.hash_time()
+    }
+
     pub fn last_position(&self) -> Option<i64> {
         self.events.last().map(|(position, _)| position)
     }

@@ -317,9 +317,10 @@ impl Sequencer {
                 }
             }
         };
+        let write_time = started.elapsed();
         self.metrics
             .commit_latency_us
-            .observe(started.elapsed().as_micros() as u64);
+            .observe(write_time.as_micros() as u64);
         let fail_rest = |following: Batch, deferred: Vec<WriteRequest>| {
             following.fail();
             for request in deferred {
@@ -340,6 +341,8 @@ impl Sequencer {
             fail_rest(following, deferred);
             return Err(Stop::Failed(e));
         }
+        let (decide, hash, rows) = current.times();
+        self.metrics.record_batch([decide, hash, rows, write_time]);
         session.decider.last_recorded_at = current.recorded_at();
         for key in current.rows().idempotency_keys() {
             session.decider.keys.insert(key);
