@@ -15,7 +15,7 @@ pub use command::{
 };
 pub use error::{ApplyError, Rejection, ValueError};
 pub use event::{Event, Posting};
-pub use ledger::{Account, LedgerState, Leg};
+pub use ledger::{Account, AccountView, LedgerState, Leg};
 pub use values::{
     AccountCode, AccountId, AccountRef, AssetCode, Metadata, PositiveDecimal, Scale, TransactionId,
 };

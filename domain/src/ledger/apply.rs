@@ -4,10 +4,11 @@
 use super::journal::Undo;
 use super::state::{Account, LedgerState, Leg, Limits};
 use super::steps::{Effect, Figures};
+use super::storage::Slot;
 use crate::error::ApplyError;
 use crate::event::Event;
 use crate::money;
-use crate::values::{AccountId, AccountStatus, AssetCode};
+use crate::values::{AccountStatus, AssetCode};
 
 impl LedgerState {
     /// Applies an event. It checks everything before it changes anything, so a failed apply leaves
@@ -16,11 +17,8 @@ impl LedgerState {
         let position = self.head + 1;
         let legs = match event {
             Event::AssetDefined(e) => {
-                if self.assets.contains_key(&e.asset) {
-                    return Err(ApplyError(format!("asset {} defined twice", e.asset)));
-                }
+                self.assets.define(e.asset.clone(), e.scale)?;
                 self.record(Undo::AssetDefined(e.asset.clone()));
-                self.assets.insert(e.asset.clone(), e.scale);
                 Vec::new()
             }
             Event::AccountOpened(e) => {
@@ -31,7 +29,7 @@ impl LedgerState {
                     AccountStatus::Open,
                     position,
                 )?;
-                self.record(Undo::Account(e.account_id, None));
+                self.record(Undo::AccountOpened(e.account_id));
                 Vec::new()
             }
             Event::TransactionPosted(_)
@@ -50,14 +48,15 @@ impl LedgerState {
                 legs
             }
             Event::AccountStatusChanged(e) => {
-                let id = self.known_account(&e.account)?.id;
-                self.change_account(id, position, |account| account.status = e.status);
+                let (slot, _) = self.known_account(&e.account)?;
+                self.change_account(slot, position, |account| account.status = e.status);
                 Vec::new()
             }
             Event::AccountLimitsSet(e) => {
-                let id = self.known_account(&e.account)?.id;
-                let scale = self
-                    .asset_scale(&e.asset)
+                let (slot, _) = self.known_account(&e.account)?;
+                let (asset, _, scale) = self
+                    .assets
+                    .get(&e.asset)
                     .ok_or_else(|| ApplyError(format!("limits in undefined asset {}", e.asset)))?;
                 let units = |bound: Option<rust_decimal::Decimal>| {
                     bound
@@ -69,7 +68,7 @@ impl LedgerState {
                     min_units: units(e.min_balance)?,
                     max_units: units(e.max_balance)?,
                 };
-                self.change_account(id, position, |account| account.set_limits(&e.asset, limits));
+                self.change_account(slot, position, |account| account.set_limits(asset, limits));
                 Vec::new()
             }
         };
@@ -79,12 +78,12 @@ impl LedgerState {
     }
 
     /// Changes an account (journalled) and makes `position` its version.
-    fn change_account(&mut self, id: AccountId, position: i64, change: impl FnOnce(&mut Account)) {
-        let Some(account) = self.accounts.get_mut(&id) else {
+    fn change_account(&mut self, slot: Slot, position: i64, change: impl FnOnce(&mut Account)) {
+        let Some(account) = self.accounts.get_mut(slot) else {
             return;
         };
         if let Some(journal) = &mut self.journal {
-            journal.push(Undo::Account(id, Some(account.clone())));
+            journal.push(Undo::Account(slot, account.clone()));
         }
         change(account);
         account.version = position;
@@ -125,8 +124,8 @@ impl LedgerState {
         }
         let mut legs = Vec::new();
         for (step, (_, after)) in steps.iter().zip(&walked) {
-            self.change_account(step.account, position, |account| {
-                account.set_figures(step.asset, *after)
+            self.change_account(step.slot, position, |account| {
+                account.set_figures(step.asset_index, *after)
             });
             if step.effect == Effect::Move {
                 legs.push(Leg {

@@ -4,14 +4,17 @@
 
 use super::holds::Hold;
 use super::state::{Account, LedgerState};
+use super::storage::Slot;
 use crate::values::{AccountId, AssetCode, TransactionId};
 
 /// One change the journal can take back.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) enum Undo {
     AssetDefined(AssetCode),
-    /// The account as it was before a change; `None` when the change opened it.
-    Account(AccountId, Option<Account>),
+    /// An account opened (the last one the state holds when its turn comes to be taken back).
+    AccountOpened(AccountId),
+    /// The account at a position as it was before a change.
+    Account(Slot, Account),
     /// A hold as it was; `None` when it did not exist.
     Hold(TransactionId, Option<Hold>),
     /// A settlement recorded (to be forgotten on rollback).
@@ -46,15 +49,13 @@ impl LedgerState {
         };
         for undo in journal.into_iter().rev() {
             match undo {
-                Undo::AssetDefined(asset) => {
-                    self.assets.remove(&asset);
-                }
-                Undo::Account(id, Some(before)) => {
-                    self.accounts.insert(id, before);
-                }
-                Undo::Account(id, None) => {
-                    if let Some(account) = self.accounts.remove(&id) {
-                        self.account_ids.remove(&account.code);
+                // Taken back newest first, an asset defined or an account opened in the group
+                // is the last one the state holds when its turn comes.
+                Undo::AssetDefined(asset) => self.assets.forget_last(&asset),
+                Undo::AccountOpened(id) => self.accounts.forget_last(id),
+                Undo::Account(slot, before) => {
+                    if let Some(account) = self.accounts.get_mut(slot) {
+                        *account = before;
                     }
                 }
                 Undo::Hold(id, before) => self.undo_hold(id, before),
@@ -82,5 +83,111 @@ impl LedgerState {
 
     fn undo_settled(&mut self, id: TransactionId) {
         self.settled.remove(&id);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use uuid::Uuid;
+
+    use super::*;
+    use crate::command::{
+        Command, DefineAsset, OpenAccount, PostTransaction, PostingInstruction, TransactionKind,
+    };
+    use crate::values::{Metadata, Scale};
+
+    fn run(state: &mut LedgerState, command: Command) {
+        let event = state.decide(&command).unwrap();
+        state.apply(&event).unwrap();
+    }
+
+    fn define(state: &mut LedgerState, code: &str) {
+        run(
+            state,
+            Command::DefineAsset(DefineAsset {
+                code: code.parse().unwrap(),
+                scale: 2u32.try_into().unwrap(),
+            }),
+        );
+    }
+
+    fn open(state: &mut LedgerState, n: u128, code: &str) {
+        run(
+            state,
+            Command::OpenAccount(OpenAccount {
+                id: AccountId(Uuid::from_u128(n)),
+                code: code.parse().unwrap(),
+                allow_negative: code == "world",
+                metadata: Metadata::default(),
+            }),
+        );
+    }
+
+    fn post(state: &mut LedgerState, source: &str, destination: &str, asset: &str, amount: &str) {
+        run(
+            state,
+            Command::PostTransaction(PostTransaction {
+                id: TransactionId(Uuid::new_v4()),
+                kind: TransactionKind::Transaction,
+                postings: vec![PostingInstruction {
+                    source: source.parse().unwrap(),
+                    destination: destination.parse().unwrap(),
+                    asset: asset.parse().unwrap(),
+                    amount: amount.parse().unwrap(),
+                }],
+                metadata: Metadata::default(),
+                guards: Default::default(),
+                pending: None,
+            }),
+        );
+    }
+
+    /// The storage as it is laid out: the accounts in their order, with their figures by asset
+    /// number in their order, and the assets in theirs.
+    fn layout(state: &LedgerState) -> (Vec<Account>, Vec<(AssetCode, Scale)>) {
+        (
+            state.accounts.iter().map(|(_, a)| a.clone()).collect(),
+            state.assets().map(|(a, s)| (a.clone(), s)).collect(),
+        )
+    }
+
+    #[test]
+    fn rolling_back_leaves_the_storage_as_it_was() {
+        let mut state = LedgerState::new();
+        define(&mut state, "USD");
+        define(&mut state, "AAPL");
+        open(&mut state, 1, "world");
+        open(&mut state, 2, "alice");
+        post(&mut state, "world", "alice", "USD", "5");
+        post(&mut state, "world", "alice", "AAPL", "1");
+        let before = layout(&state);
+
+        state.begin_group();
+        define(&mut state, "EUR");
+        open(&mut state, 3, "bob");
+        open(&mut state, 4, "carol");
+        post(&mut state, "world", "bob", "EUR", "1");
+        post(&mut state, "world", "alice", "EUR", "2");
+        // Alice's first balance is emptied: another takes its place in the account.
+        post(&mut state, "alice", "carol", "USD", "5");
+        post(&mut state, "alice", "bob", "AAPL", "1");
+        state.roll_back_group();
+
+        assert_eq!(layout(&state), before);
+        assert!(state.accounts.is_consistent());
+        assert!(state.assets.is_consistent());
+        assert!(state.account_by_code(&"bob".parse().unwrap()).is_none());
+        assert!(state.asset_scale(&"EUR".parse().unwrap()).is_none());
+        // What was taken back can be done again, at the same positions.
+        define(&mut state, "EUR");
+        open(&mut state, 3, "bob");
+        post(&mut state, "world", "bob", "EUR", "1");
+        assert!(state.accounts.is_consistent());
+        assert!(state.assets.is_consistent());
+        let third = state.accounts().nth(2).map(|a| a.code.to_string());
+        assert_eq!(third.as_deref(), Some("bob"));
+        let bob = state.account_by_code(&"bob".parse().unwrap()).unwrap();
+        assert_eq!(bob.balance(&"EUR".parse().unwrap()), 100);
+        assert!(state.check_conservation().is_ok());
     }
 }

@@ -8,6 +8,8 @@
 //! family of commands; `apply` changes the state, with `holds` and `reversals` for what an event
 //! does to the open holds and the reversal links, and `journal` to take back an atomic batch.
 //! `steps` is shared by deciding and applying, so that what was checked is what is applied.
+//! `storage` is how the accounts and assets are kept, compactly: accounts by position, assets
+//! by number.
 
 mod apply;
 mod decide;
@@ -17,9 +19,10 @@ mod restore;
 mod reversals;
 mod state;
 mod steps;
+mod storage;
 
 pub use crate::values::HoldOutcome;
 pub use decide::PRICE_SCALE_MAX;
 pub use holds::Hold;
-pub use state::{Account, LedgerState, Leg, Limits};
+pub use state::{Account, AccountView, LedgerState, Leg, Limits};
 pub use steps::Figures;

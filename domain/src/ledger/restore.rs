@@ -5,6 +5,7 @@
 use super::holds::Hold;
 use super::state::{Account, LedgerState, Limits};
 use super::steps::Figures;
+use super::storage::Balances;
 use crate::error::ApplyError;
 use crate::event::{AssetDefined, Event};
 use crate::values::{
@@ -32,23 +33,15 @@ impl LedgerState {
         status: AccountStatus,
         version: i64,
     ) -> Result<(), ApplyError> {
-        if self.account_ids.contains_key(&code) || self.accounts.contains_key(&id) {
-            return Err(ApplyError(format!("account {code} would exist twice")));
-        }
-        self.account_ids.insert(code.clone(), id);
-        self.accounts.insert(
+        self.accounts.open(Account {
             id,
-            Account {
-                id,
-                code,
-                allow_negative,
-                status,
-                version,
-                balances: Vec::new(),
-                limits: Vec::new(),
-            },
-        );
-        Ok(())
+            code,
+            allow_negative,
+            status,
+            version,
+            balances: Balances::default(),
+            limits: Vec::new(),
+        })
     }
 
     /// Restores limits read from the projections when the writer starts.
@@ -58,11 +51,11 @@ impl LedgerState {
         asset: &AssetCode,
         limits: Limits,
     ) -> Result<(), ApplyError> {
-        if !self.assets.contains_key(asset) {
-            return Err(ApplyError(format!("limits in undefined asset {asset}")));
-        }
-        self.accounts
-            .get_mut(&account_id)
+        let asset = self
+            .assets
+            .index_of(asset)
+            .ok_or_else(|| ApplyError(format!("limits in undefined asset {asset}")))?;
+        self.account_mut(account_id)
             .ok_or_else(|| ApplyError(format!("limits of unknown account {account_id}")))?
             .set_limits(asset, limits);
         Ok(())
@@ -99,17 +92,22 @@ impl LedgerState {
         asset: &AssetCode,
         change: impl FnOnce(&mut Figures),
     ) -> Result<(), ApplyError> {
-        if !self.assets.contains_key(asset) {
-            return Err(ApplyError(format!("balance in undefined asset {asset}")));
-        }
+        let asset = self
+            .assets
+            .index_of(asset)
+            .ok_or_else(|| ApplyError(format!("balance in undefined asset {asset}")))?;
         let account = self
-            .accounts
-            .get_mut(&account_id)
+            .account_mut(account_id)
             .ok_or_else(|| ApplyError(format!("balance of unknown account {account_id}")))?;
-        let mut figures = account.figures(asset);
+        let mut figures = account.figures_in(asset);
         change(&mut figures);
         account.set_figures(asset, figures);
         Ok(())
+    }
+
+    fn account_mut(&mut self, id: AccountId) -> Option<&mut Account> {
+        let slot = self.accounts.slot_of_id(id)?;
+        self.accounts.get_mut(slot)
     }
 
     /// Restores an open hold read from the projections (its reservations are restored with the

@@ -2,12 +2,15 @@
 //! ones, reversal links and the head; what may be read of it, and the invariants it must satisfy.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::fmt;
+use std::ops::Deref;
 
 use chrono::{DateTime, Utc};
 
 use super::holds::Hold;
 use super::journal::Undo;
 use super::steps::Figures;
+use super::storage::{Accounts, AssetIndex, Assets, Balances, Slot};
 use crate::error::ApplyError;
 use crate::money;
 use crate::values::{
@@ -23,10 +26,10 @@ pub struct Account {
     /// The position of the last event that changed the account (opened it, moved one of its
     /// balances, changed its status or limits): what `expected_version` compares with.
     pub version: i64,
-    /// Figures in smallest units, per asset; an account holds few assets, so a small vector.
-    pub(super) balances: Vec<(AssetCode, Figures)>,
+    /// Figures in smallest units, per asset (by the state's number of the asset).
+    pub(super) balances: Balances,
     /// Bounds set explicitly, per asset; other assets have the default ones.
-    pub(super) limits: Vec<(AssetCode, Limits)>,
+    pub(super) limits: Vec<(AssetIndex, Limits)>,
 }
 
 /// An account's bounds in one asset, in smallest units; `None` is unbounded.
@@ -37,31 +40,80 @@ pub struct Limits {
 }
 
 impl Account {
-    /// The bounds in `asset`: those set for it, or by default a minimum of zero (unbounded when
-    /// the account was opened with `allow_negative`) and no maximum.
-    pub fn limits(&self, asset: &AssetCode) -> Limits {
-        self.explicit_limits(asset).unwrap_or(Limits {
-            min_units: if self.allow_negative { None } else { Some(0) },
-            max_units: None,
-        })
+    /// The bounds in `asset`: those set for it, or else the default ones.
+    pub(super) fn limits_in(&self, asset: AssetIndex) -> Limits {
+        self.explicit_limits_in(asset)
+            .unwrap_or_else(|| self.default_limits())
     }
 
-    pub fn explicit_limits(&self, asset: &AssetCode) -> Option<Limits> {
+    /// The bounds in an asset with none set: a minimum of zero (unbounded when the account was
+    /// opened with `allow_negative`) and no maximum.
+    fn default_limits(&self) -> Limits {
+        Limits {
+            min_units: if self.allow_negative { None } else { Some(0) },
+            max_units: None,
+        }
+    }
+
+    pub(super) fn explicit_limits_in(&self, asset: AssetIndex) -> Option<Limits> {
         self.limits
             .iter()
-            .find(|(a, _)| a == asset)
+            .find(|(a, _)| *a == asset)
             .map(|(_, limits)| *limits)
     }
 
-    pub fn all_explicit_limits(&self) -> impl Iterator<Item = (&AssetCode, Limits)> {
-        self.limits.iter().map(|(a, l)| (a, *l))
+    pub(super) fn set_limits(&mut self, asset: AssetIndex, limits: Limits) {
+        match self.limits.iter().position(|(a, _)| *a == asset) {
+            Some(i) => self.limits[i].1 = limits,
+            None => self.limits.push((asset, limits)),
+        }
     }
 
-    pub(super) fn set_limits(&mut self, asset: &AssetCode, limits: Limits) {
-        match self.limits.iter().position(|(a, _)| a == asset) {
-            Some(i) => self.limits[i].1 = limits,
-            None => self.limits.push((asset.clone(), limits)),
-        }
+    pub(super) fn figures_in(&self, asset: AssetIndex) -> Figures {
+        self.balances.get(asset)
+    }
+
+    /// Zero figures are not kept, so that equal states are equal however they were reached.
+    pub(super) fn set_figures(&mut self, asset: AssetIndex, figures: Figures) {
+        self.balances.set(asset, figures);
+    }
+}
+
+/// An account as the state shows it: the account (its fields through `Deref`) with its figures
+/// and limits by asset code, which only the state can tell from its numbers of the assets.
+#[derive(Clone, Copy)]
+pub struct AccountView<'a> {
+    account: &'a Account,
+    assets: &'a Assets,
+}
+
+impl<'a> AccountView<'a> {
+    pub(super) fn new(account: &'a Account, assets: &'a Assets) -> Self {
+        Self { account, assets }
+    }
+
+    pub fn account(self) -> &'a Account {
+        self.account
+    }
+
+    /// The bounds in `asset`: those set for it, or by default a minimum of zero (unbounded when
+    /// the account was opened with `allow_negative`) and no maximum.
+    pub fn limits(&self, asset: &AssetCode) -> Limits {
+        self.explicit_limits(asset)
+            .unwrap_or_else(|| self.account.default_limits())
+    }
+
+    pub fn explicit_limits(&self, asset: &AssetCode) -> Option<Limits> {
+        self.account
+            .explicit_limits_in(self.assets.index_of(asset)?)
+    }
+
+    pub fn all_explicit_limits(&self) -> impl Iterator<Item = (&'a AssetCode, Limits)> + 'a {
+        let assets = self.assets;
+        self.account
+            .limits
+            .iter()
+            .filter_map(move |(a, l)| Some((assets.code(*a)?, *l)))
     }
 
     /// The posted balance.
@@ -70,35 +122,71 @@ impl Account {
     }
 
     pub fn figures(&self, asset: &AssetCode) -> Figures {
-        self.balances
-            .iter()
-            .find(|(a, _)| a == asset)
-            .map_or_else(Figures::default, |(_, f)| *f)
+        self.assets
+            .index_of(asset)
+            .map_or_else(Figures::default, |a| self.account.figures_in(a))
     }
 
     /// The posted balances that are not zero.
-    pub fn balances(&self) -> impl Iterator<Item = (&AssetCode, i128)> {
-        self.balances
-            .iter()
+    pub fn balances(&self) -> impl Iterator<Item = (&'a AssetCode, i128)> + 'a {
+        self.all_figures()
             .filter(|(_, f)| f.posted != 0)
             .map(|(a, f)| (a, f.posted))
     }
 
     /// Every asset with a posted balance or a reservation.
-    pub fn all_figures(&self) -> impl Iterator<Item = (&AssetCode, Figures)> {
-        self.balances.iter().map(|(a, f)| (a, *f))
+    pub fn all_figures(&self) -> impl Iterator<Item = (&'a AssetCode, Figures)> + 'a {
+        let assets = self.assets;
+        self.account
+            .balances
+            .iter()
+            .filter_map(move |(a, f)| Some((assets.code(a)?, f)))
     }
+}
 
-    /// Zero figures are not kept, so that equal states are equal however they were reached.
-    pub(super) fn set_figures(&mut self, asset: &AssetCode, figures: Figures) {
-        match self.balances.iter().position(|(a, _)| a == asset) {
-            Some(i) if figures.is_zero() => {
-                self.balances.swap_remove(i);
-            }
-            Some(i) => self.balances[i].1 = figures,
-            None if figures.is_zero() => {}
-            None => self.balances.push((asset.clone(), figures)),
-        }
+impl Deref for AccountView<'_> {
+    type Target = Account;
+
+    fn deref(&self) -> &Account {
+        self.account
+    }
+}
+
+/// Equal when the accounts are, with the same figures and limits in the same assets (in whatever
+/// order, and whatever numbers their states gave the assets).
+impl PartialEq for AccountView<'_> {
+    fn eq(&self, other: &Self) -> bool {
+        let (a, b) = (self.account, other.account);
+        a.id == b.id
+            && a.code == b.code
+            && a.allow_negative == b.allow_negative
+            && a.status == b.status
+            && a.version == b.version
+            && a.balances.len() == b.balances.len()
+            && self
+                .all_figures()
+                .all(|(asset, f)| other.figures(asset) == f)
+            && a.limits.len() == b.limits.len()
+            && self
+                .all_explicit_limits()
+                .all(|(asset, l)| other.explicit_limits(asset) == Some(l))
+    }
+}
+
+impl Eq for AccountView<'_> {}
+
+impl fmt::Debug for AccountView<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let a = self.account;
+        f.debug_struct("Account")
+            .field("id", &a.id)
+            .field("code", &a.code)
+            .field("allow_negative", &a.allow_negative)
+            .field("status", &a.status)
+            .field("version", &a.version)
+            .field("balances", &self.all_figures().collect::<Vec<_>>())
+            .field("limits", &self.all_explicit_limits().collect::<Vec<_>>())
+            .finish()
     }
 }
 
@@ -115,11 +203,10 @@ pub struct Leg {
     pub posting_index: u16,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default)]
 pub struct LedgerState {
-    pub(super) assets: HashMap<AssetCode, Scale>,
-    pub(super) account_ids: HashMap<AccountCode, AccountId>,
-    pub(super) accounts: HashMap<AccountId, Account>,
+    pub(super) assets: Assets,
+    pub(super) accounts: Accounts,
     /// The position of the last event applied: the log is gap-free and every event is applied
     /// in order, so the next one applied is at `head + 1`.
     pub(super) head: i64,
@@ -134,6 +221,26 @@ pub struct LedgerState {
     pub(super) journal: Option<Vec<Undo>>,
 }
 
+/// Equal when they hold the same assets, accounts, holds, settlements, reversals and head,
+/// however they were reached: in whatever order the accounts were opened and the assets defined.
+impl PartialEq for LedgerState {
+    fn eq(&self, other: &Self) -> bool {
+        self.head == other.head
+            && self.assets == other.assets
+            && self.accounts.len() == other.accounts.len()
+            && self
+                .accounts()
+                .all(|a| other.account(a.id).is_some_and(|b| a == b))
+            && self.holds == other.holds
+            && self.expiries == other.expiries
+            && self.settled == other.settled
+            && self.reversed == other.reversed
+            && self.journal == other.journal
+    }
+}
+
+impl Eq for LedgerState {}
+
 impl LedgerState {
     pub fn new() -> Self {
         Self::default()
@@ -145,29 +252,38 @@ impl LedgerState {
     }
 
     pub fn asset_scale(&self, asset: &AssetCode) -> Option<Scale> {
-        self.assets.get(asset).copied()
+        self.assets.scale(asset)
     }
 
+    /// The defined assets, in the order they were defined.
     pub fn assets(&self) -> impl Iterator<Item = (&AssetCode, Scale)> {
-        self.assets.iter().map(|(a, s)| (a, *s))
+        self.assets.iter()
     }
 
-    pub fn account(&self, id: AccountId) -> Option<&Account> {
-        self.accounts.get(&id)
+    pub fn account(&self, id: AccountId) -> Option<AccountView<'_>> {
+        let slot = self.accounts.slot_of_id(id)?;
+        self.view(slot)
     }
 
-    pub fn account_by_code(&self, code: &AccountCode) -> Option<&Account> {
-        self.account_ids
-            .get(code)
-            .and_then(|id| self.accounts.get(id))
+    pub fn account_by_code(&self, code: &AccountCode) -> Option<AccountView<'_>> {
+        let slot = self.accounts.slot_of_code(code)?;
+        self.view(slot)
     }
 
-    pub fn accounts(&self) -> impl Iterator<Item = &Account> {
-        self.accounts.values()
+    /// The accounts, in the order they were opened.
+    pub fn accounts(&self) -> impl Iterator<Item = AccountView<'_>> {
+        self.accounts
+            .iter()
+            .map(|(_, account)| AccountView::new(account, &self.assets))
     }
 
     pub fn account_count(&self) -> usize {
         self.accounts.len()
+    }
+
+    fn view(&self, slot: Slot) -> Option<AccountView<'_>> {
+        let account = self.accounts.get(slot)?;
+        Some(AccountView::new(account, &self.assets))
     }
 
     pub fn hold(&self, id: TransactionId) -> Option<&Hold> {
@@ -196,8 +312,11 @@ impl LedgerState {
         self.reversed.get(&id).copied()
     }
 
-    pub(super) fn known_account(&self, code: &AccountCode) -> Result<&Account, ApplyError> {
-        self.account_by_code(code)
+    /// The position and the account of `code`, which a posting names.
+    pub(super) fn known_account(&self, code: &AccountCode) -> Result<(Slot, &Account), ApplyError> {
+        self.accounts
+            .slot_of_code(code)
+            .and_then(|slot| Some((slot, self.accounts.get(slot)?)))
             .ok_or_else(|| ApplyError(format!("posting names unknown account {code}")))
     }
 
@@ -205,8 +324,8 @@ impl LedgerState {
     /// anything else means the state was corrupted.
     pub fn totals_per_asset(&self) -> BTreeMap<AssetCode, i128> {
         let mut totals: BTreeMap<AssetCode, i128> =
-            self.assets.keys().map(|a| (a.clone(), 0)).collect();
-        for account in self.accounts.values() {
+            self.assets().map(|(a, _)| (a.clone(), 0)).collect();
+        for account in self.accounts() {
             for (asset, units) in account.balances() {
                 *totals.entry(asset.clone()).or_default() += units;
             }
@@ -225,7 +344,7 @@ impl LedgerState {
             }
         }
         let mut pending: BTreeMap<&AssetCode, (i128, i128)> = BTreeMap::new();
-        for account in self.accounts.values() {
+        for account in self.accounts() {
             for (asset, figures) in account.all_figures() {
                 let sums = pending.entry(asset).or_default();
                 sums.0 += figures.pending_debits;
@@ -254,13 +373,13 @@ impl LedgerState {
                 let units = money::to_units(posting.amount, scale).map_err(|_| {
                     ApplyError(format!("a hold of {} does not fit", posting.amount))
                 })?;
-                let source = self.known_account(&posting.source)?.id;
-                let destination = self.known_account(&posting.destination)?.id;
+                let source = self.known_account(&posting.source)?.1.id;
+                let destination = self.known_account(&posting.destination)?.1.id;
                 reserved.entry((source, &posting.asset)).or_default().0 += units;
                 reserved.entry((destination, &posting.asset)).or_default().1 += units;
             }
         }
-        for account in self.accounts.values() {
+        for account in self.accounts() {
             for (asset, figures) in account.all_figures() {
                 let held = reserved.remove(&(account.id, asset)).unwrap_or_default();
                 if held != (figures.pending_debits, figures.pending_credits) {

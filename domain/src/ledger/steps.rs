@@ -4,6 +4,7 @@
 //! Both derive the steps from the event in the same way, so what was checked is what is applied.
 
 use super::state::{Account, LedgerState};
+use super::storage::{AssetIndex, Slot};
 use crate::error::{ApplyError, Rejection};
 use crate::event::{Event, Posting};
 use crate::money;
@@ -80,8 +81,12 @@ impl Effect {
 #[derive(Debug, Clone)]
 pub(super) struct Step<'a> {
     pub account: AccountId,
+    /// Where the state keeps the account.
+    pub slot: Slot,
     pub counterparty: AccountId,
     pub asset: &'a AssetCode,
+    /// The state's number of the asset.
+    pub asset_index: AssetIndex,
     pub scale: Scale,
     pub delta: Figures,
     pub effect: Effect,
@@ -110,7 +115,7 @@ impl LedgerState {
         steps: &mut Vec<Step<'a>>,
     ) -> Result<(), ApplyError> {
         for posting in postings {
-            let scale = self.asset_scale(&posting.asset).ok_or_else(|| {
+            let (asset_index, _, scale) = self.assets.get(&posting.asset).ok_or_else(|| {
                 ApplyError(format!("posting in undefined asset {}", posting.asset))
             })?;
             let units = money::to_units(posting.amount, scale)
@@ -131,16 +136,19 @@ impl LedgerState {
                     posting.asset, posting.source
                 )));
             }
-            let source = self.known_account(&posting.source)?.id;
-            let destination = self.known_account(&posting.destination)?.id;
+            let (source_slot, source) = self.known_account(&posting.source)?;
+            let (destination_slot, destination) = self.known_account(&posting.destination)?;
             let (debit, credit) = effect.deltas(units);
-            for (account, counterparty, delta) in
-                [(source, destination, debit), (destination, source, credit)]
-            {
+            for (slot, account, counterparty, delta) in [
+                (source_slot, source.id, destination.id, debit),
+                (destination_slot, destination.id, source.id, credit),
+            ] {
                 steps.push(Step {
                     account,
+                    slot,
                     counterparty,
                     asset: &posting.asset,
+                    asset_index,
                     scale,
                     delta,
                     effect,
@@ -155,20 +163,20 @@ impl LedgerState {
     /// releases more than was reserved.
     pub(super) fn walk(&self, steps: &[Step<'_>]) -> Result<Vec<(Figures, Figures)>, usize> {
         // At most 2 × (64 + 64) entries: a linear scan beats hashing at this size.
-        let mut scratch: Vec<(AccountId, &AssetCode, Figures)> = Vec::with_capacity(steps.len());
+        let mut scratch: Vec<(Slot, AssetIndex, Figures)> = Vec::with_capacity(steps.len());
         let mut walked = Vec::with_capacity(steps.len());
         for (index, step) in steps.iter().enumerate() {
             let slot = match scratch
                 .iter()
-                .position(|(id, a, _)| *id == step.account && *a == step.asset)
+                .position(|(s, a, _)| *s == step.slot && *a == step.asset_index)
             {
                 Some(slot) => slot,
                 None => {
                     let figures = self
                         .accounts
-                        .get(&step.account)
-                        .map_or_else(Figures::default, |a| a.figures(step.asset));
-                    scratch.push((step.account, step.asset, figures));
+                        .get(step.slot)
+                        .map_or_else(Figures::default, |a| a.figures_in(step.asset_index));
+                    scratch.push((step.slot, step.asset_index, figures));
                     scratch.len() - 1
                 }
             };
@@ -202,7 +210,7 @@ impl LedgerState {
             let step = &steps[index];
             let account = self
                 .accounts
-                .get(&step.account)
+                .get(step.slot)
                 .map_or_else(String::new, |a| a.code.to_string());
             Rejection::BalanceOverflow {
                 message: format!(
@@ -216,7 +224,7 @@ impl LedgerState {
         }
         for (step, (before, after)) in steps.iter().zip(walked) {
             let account = self.account_of(step)?;
-            let limits = account.limits(step.asset);
+            let limits = account.limits_in(step.asset_index);
             let shown = |units| money::to_decimal(units, step.scale).to_string();
             if let Some(min) = limits.min_units {
                 if after.available() < min && after.available() < before.available() {
@@ -245,7 +253,7 @@ impl LedgerState {
 
     fn account_of(&self, step: &Step<'_>) -> Result<&Account, Rejection> {
         self.accounts
-            .get(&step.account)
+            .get(step.slot)
             .ok_or_else(|| Rejection::AccountNotFound {
                 account: step.account.to_string(),
             })

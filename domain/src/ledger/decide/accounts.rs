@@ -12,7 +12,7 @@ use crate::values::AccountStatus;
 
 impl LedgerState {
     pub(super) fn decide_open_account(&self, c: &OpenAccount) -> Result<Event, Rejection> {
-        if self.account_ids.contains_key(&c.code) || self.accounts.contains_key(&c.id) {
+        if self.account_by_code(&c.code).is_some() || self.account(c.id).is_some() {
             return Err(Rejection::DuplicateAccount {
                 account: c.code.to_string(),
             });

@@ -7,7 +7,7 @@ use crate::ledger::LedgerState;
 
 impl LedgerState {
     pub(super) fn decide_define_asset(&self, c: &DefineAsset) -> Result<Event, Rejection> {
-        if let Some(existing) = self.assets.get(&c.code) {
+        if let Some(existing) = self.assets.scale(&c.code) {
             return Err(Rejection::DuplicateAsset {
                 asset: c.code.to_string(),
                 scale: existing.get(),

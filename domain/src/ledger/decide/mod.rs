@@ -2,7 +2,7 @@
 //! state. Each family of commands has its own module; what they share (resolving what a command
 //! names, amounts in smallest units, the final check of an event) is here.
 
-use super::state::{Account, LedgerState};
+use super::state::{AccountView, LedgerState};
 use crate::command::{Command, PostingInstruction};
 use crate::error::Rejection;
 use crate::event::{Event, Posting};
@@ -20,8 +20,8 @@ pub use transactions::PRICE_SCALE_MAX;
 
 /// A posting after its accounts, asset and amount were resolved and checked.
 struct Resolved<'a> {
-    source: &'a Account,
-    destination: &'a Account,
+    source: AccountView<'a>,
+    destination: AccountView<'a>,
     asset: &'a AssetCode,
     scale: Scale,
     units: i128,
@@ -53,9 +53,9 @@ impl LedgerState {
         self.check_steps(&steps, event.released().is_empty())
     }
 
-    fn resolve_account(&self, account: &AccountRef) -> Result<&Account, Rejection> {
+    fn resolve_account(&self, account: &AccountRef) -> Result<AccountView<'_>, Rejection> {
         let found = match account {
-            AccountRef::Id(id) => self.accounts.get(id),
+            AccountRef::Id(id) => self.account(*id),
             AccountRef::Code(code) => self.account_by_code(code),
         };
         found.ok_or_else(|| Rejection::AccountNotFound {
@@ -65,8 +65,8 @@ impl LedgerState {
 
     fn resolve_asset<'a>(&'a self, asset: &AssetCode) -> Result<(&'a AssetCode, Scale), Rejection> {
         self.assets
-            .get_key_value(asset)
-            .map(|(a, s)| (a, *s))
+            .get(asset)
+            .map(|(_, a, s)| (a, s))
             .ok_or_else(|| Rejection::AssetNotFound {
                 asset: asset.to_string(),
             })

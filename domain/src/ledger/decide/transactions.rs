@@ -5,8 +5,7 @@ use super::{amount_units, Resolved};
 use crate::command::{ExecuteTrade, PostTransaction, FEES_MAX, POSTINGS_MAX};
 use crate::error::Rejection;
 use crate::event::{Event, Fee, Posting, TradeExecuted, TransactionPosted};
-use crate::ledger::Account;
-use crate::ledger::LedgerState;
+use crate::ledger::{AccountView, LedgerState};
 use crate::money::{self, UnitsError};
 use crate::values::{AssetCode, Scale, TransactionKind};
 
@@ -108,7 +107,10 @@ impl LedgerState {
     /// What a trade must satisfy before its amounts are looked at: at most `FEES_MAX` fees, its
     /// guards, and two different accounts exchanging two different assets. Returns the buyer and
     /// the seller.
-    fn trade_parties(&self, c: &ExecuteTrade) -> Result<(&Account, &Account), Rejection> {
+    fn trade_parties(
+        &self,
+        c: &ExecuteTrade,
+    ) -> Result<(AccountView<'_>, AccountView<'_>), Rejection> {
         if c.fees.len() > FEES_MAX {
             return Err(Rejection::validation(format!(
                 "a trade has at most {FEES_MAX} fees; this one has {}",
