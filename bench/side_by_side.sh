@@ -17,7 +17,8 @@ old=$(cd "$1" && pwd)
 new=$(cd "$2" && pwd)
 rounds=${3:-3}
 duration_s=${4:-15}
-workloads=(transfers spread trades)
+# `batch` runs as compare.sh runs it: 4 clients, 1,000 transfers per request.
+read -r -a workloads <<<"${LEDGER_SIDE_BY_SIDE_WORKLOADS:-transfers spread trades batch}"
 
 source "$(dirname "$0")/servers.sh"
 trap servers_stop EXIT
@@ -35,7 +36,9 @@ for round in $(seq 1 "$rounds"); do
             "$dir/ledger-bench" --addr "$ledger_addr" --accounts 10000 --requests 1 --quiet --no-check >/dev/null
         fi
         for workload in "${workloads[@]}"; do
-            line=$("$dir/ledger-bench" --addr "$ledger_addr" --no-setup --accounts 10000 --clients 64 \
+            shape=(--clients 64)
+            [ "$workload" = batch ] && shape=(--clients 4 --batch-size 1000)
+            line=$("$dir/ledger-bench" --addr "$ledger_addr" --no-setup --accounts 10000 "${shape[@]}" \
                 --duration-s "$duration_s" --quiet --no-check --json --workload "$workload" | tail -n 1)
             echo "$workload $build $line" >>"$results"
             echo "   round $round, $build, $workload: $(python3 -c 'import json,sys; print("%.0f transfers/s" % json.loads(sys.argv[1])["transfers_per_s"])' "$line")" >&2
@@ -57,7 +60,8 @@ for workload in dict.fromkeys(w for w, _ in runs):
     median = lambda rows, key: statistics.median(r[key] for r in rows)
     every = lambda rows: ", ".join(f'{r["transfers_per_s"]:,.0f}' for r in rows)
     old_tps, new_tps = median(old, "transfers_per_s"), median(new, "transfers_per_s")
-    print(f"| {workload} | 64 | {old_tps:,.0f} ({every(old)}) | {new_tps:,.0f} ({every(new)}) | "
+    clients = 4 if workload == "batch" else 64
+    print(f"| {workload} | {clients} | {old_tps:,.0f} ({every(old)}) | {new_tps:,.0f} ({every(new)}) | "
           f"{new_tps / old_tps:.2f} | {median(old, 'latency_ms_p99'):.1f} | {median(new, 'latency_ms_p99'):.1f} |")
 print()
 print(f"Medians over {sys.argv[2]} round(s) of {sys.argv[3]} s each, the builds taking turns.")

@@ -126,6 +126,16 @@ serve_local() { # name port data_dir [env...]: a ledger on its own cluster, wait
     wait_status "$port" 200 90 || { tail -n 30 "$work/$name.log" >&2; return 1; }
 }
 stop_server() { kill "$1" 2>/dev/null || true; wait "$1" 2>/dev/null || true; }
+# With the ledger stopped: every projection, the asynchronous ones whose projector the fault
+# interrupted included, equals its rebuild from the log (exit status 0 of `ledger replay`).
+replayed() { # scenario data_dir
+    local s=$1 dir=$2
+    if LEDGER_DATA_DIR="$dir" "$ledger" replay >"$work/${s%% *}.replay.json" 2>>"$work/${s%% *}.replay.log"; then
+        note "$s" "ledger replay: every projection equals its rebuild from the log"
+    else
+        fail "$s" "ledger replay: $(head -c 400 "$work/${s%% *}.replay.json")"
+    fi
+}
 
 prepare() { # port: assets, accounts and money
     "$bench" --addr "127.0.0.1:$1" --accounts "$accounts" --requests 1 --quiet --no-check >/dev/null
@@ -192,6 +202,7 @@ scenario_1() {
     wait "$loader" || true
     verify "$s" "$port" s1
     stop_server "$server_pid"
+    replayed "$s" "$dir"
 }
 
 scenario_2() {
@@ -240,6 +251,7 @@ sys.exit(0 if max([e["ms"] for e in map(json.loads, open(sys.argv[1])) if e["sta
 PY
     verify "$s" "$port" s2
     stop_server "$pid"
+    replayed "$s" "$dir"
 }
 
 scenario_3() {
@@ -336,6 +348,7 @@ scenario_4() {
     [ "$after" -gt "$head" ] && note "$s" "the second continued the log from $head to $after" || fail "$s" "the second wrote nothing"
     verify "$s" "$second" s4-first s4-standby s4-second
     stop_server "$second_pid"
+    replayed "$s" "$dir"
 }
 
 scenario_1

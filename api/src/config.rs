@@ -11,6 +11,9 @@ use crate::state::Limits;
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct ServeConfig {
+    /// The time the writer and the API read: the system's, or in tests one they move on.
+    #[arg(skip = system_clock())]
+    pub clock: std::sync::Arc<dyn domain::clock::Clock>,
     /// Address to listen on.
     #[arg(long, env = "LEDGER_LISTEN", default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,
@@ -92,6 +95,7 @@ impl ServeConfig {
     /// The defaults, as `ledger serve` with no flags and no environment would have them.
     pub fn local(listen: SocketAddr, database_url: Option<String>) -> Self {
         Self {
+            clock: system_clock(),
             listen,
             database_url,
             read_database_url: None,
@@ -129,6 +133,7 @@ impl ServeConfig {
             statement_timeout: Duration::from_millis(self.writer_statement_timeout_ms),
             lease: Duration::from_millis(self.writer_lease_ms),
             advertise_url: Some(advertise_url),
+            clock: self.clock.clone(),
             ..WriterConfig::default()
         }
     }
@@ -156,4 +161,8 @@ impl ServeConfig {
             ..Limits::default()
         }
     }
+}
+
+fn system_clock() -> std::sync::Arc<dyn domain::clock::Clock> {
+    std::sync::Arc::new(domain::clock::SystemClock)
 }

@@ -101,6 +101,7 @@ impl Server {
             cursors,
             auth,
             config.limits(),
+            config.clock.clone(),
         );
         let app = routes::app(state.clone());
         let (shutdown, shutdown_signal) = oneshot::channel::<()>();

@@ -4,6 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use domain::clock::Clock;
 use infrastructure::audit::Signer;
 use infrastructure::projections::projector::Projectors;
 use infrastructure::{ReadStore, Writer};
@@ -76,6 +77,8 @@ struct Inner {
     signer: Signer,
     auth: Authenticator,
     limits: Limits,
+    /// What "now" is for requests: when a hold given as a timeout expires.
+    clock: Arc<dyn Clock>,
     http_metrics: HttpMetrics,
 }
 
@@ -91,6 +94,7 @@ impl AppState {
         cursors: Cursors,
         auth: Authenticator,
         limits: Limits,
+        clock: Arc<dyn Clock>,
     ) -> Self {
         Self(Arc::new(Inner {
             closing: tokio::sync::watch::channel(false).0,
@@ -105,6 +109,7 @@ impl AppState {
             signer,
             auth,
             limits,
+            clock,
             http_metrics: HttpMetrics::default(),
         }))
     }
@@ -163,6 +168,10 @@ impl AppState {
 
     pub fn limits(&self) -> &Limits {
         &self.0.limits
+    }
+
+    pub fn clock(&self) -> &dyn Clock {
+        self.0.clock.as_ref()
     }
 
     pub fn http_metrics(&self) -> &HttpMetrics {

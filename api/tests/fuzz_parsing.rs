@@ -562,7 +562,7 @@ fn parse<T: DeserializeOwned + Serialize>(bytes: &[u8]) -> Result<Option<T>, Tes
 
 /// A parsed request becomes a command, or a client error.
 fn command(request: &impl CommandRequest, bytes: &[u8]) -> Result<(), TestCaseError> {
-    match request.command() {
+    match request.command(chrono::Utc::now()) {
         Ok(_) => {
             prop_assert_eq!(request.fingerprint().len(), 32);
             Ok(())
@@ -625,7 +625,7 @@ fn every_type(bytes: &[u8]) -> Result<(), TestCaseError> {
     match parse_json::<BatchRequest>(bytes) {
         Ok(batch) => {
             for (index, command) in batch.commands.into_iter().enumerate() {
-                match command.write_item(index, &origin()) {
+                match command.write_item(index, &origin(), chrono::Utc::now()) {
                     Ok(item) => prop_assert_eq!(item.fingerprint.len(), 32),
                     Err(error) => client_error(&error, bytes)?,
                 }
@@ -744,18 +744,18 @@ fn request_shaped_documents_often_become_commands() {
             let ok = match name {
                 "transfer" => parse_json::<TransferRequest>(&bytes)
                     .ok()
-                    .is_some_and(|r| r.command().is_ok()),
+                    .is_some_and(|r| r.command(chrono::Utc::now()).is_ok()),
                 "transaction" => parse_json::<TransactionRequest>(&bytes)
                     .ok()
-                    .is_some_and(|r| r.command().is_ok()),
+                    .is_some_and(|r| r.command(chrono::Utc::now()).is_ok()),
                 "trade" => parse_json::<TradeRequest>(&bytes)
                     .ok()
-                    .is_some_and(|r| r.command().is_ok()),
+                    .is_some_and(|r| r.command(chrono::Utc::now()).is_ok()),
                 _ => parse_json::<BatchRequest>(&bytes).ok().is_some_and(|b| {
                     b.commands
                         .into_iter()
                         .enumerate()
-                        .any(|(i, c)| c.write_item(i, &origin()).is_ok())
+                        .any(|(i, c)| c.write_item(i, &origin(), chrono::Utc::now()).is_ok())
                 }),
             };
             commands += usize::from(ok);

@@ -9,6 +9,8 @@ use crate::values::{
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use crate::error::ValueError;
+
 use crate::event::Posting;
 
 /// The vocabulary commands share with events and reads has its home in `values`; re-exported so
@@ -63,6 +65,47 @@ pub struct ReverseTransaction {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HoldTerms {
     pub expires_at: Option<DateTime<Utc>>,
+}
+
+impl HoldTerms {
+    /// The longest a hold may be kept.
+    pub const LIFETIME_MAX_S: u32 = 365 * 24 * 3600;
+
+    /// The terms a request asks for: none unless `pending`; then an expiry given as a time, or as
+    /// a timeout from `now`, at most `LIFETIME_MAX_S` ahead. Kept to microseconds, as PostgreSQL
+    /// keeps time.
+    pub fn of_request(
+        pending: bool,
+        expires_at: Option<DateTime<Utc>>,
+        timeout_s: Option<u32>,
+        now: DateTime<Utc>,
+    ) -> Result<Option<HoldTerms>, ValueError> {
+        use chrono::SubsecRound;
+        let max = Self::LIFETIME_MAX_S;
+        let latest = now + chrono::Duration::seconds(i64::from(max));
+        let expires_at = match (expires_at, timeout_s) {
+            (Some(_), Some(_)) => {
+                return Err(ValueError::new("give expires_at or timeout_s, not both"))
+            }
+            (None, Some(seconds)) if seconds == 0 || seconds > max => {
+                return Err(ValueError::new(format!("timeout_s is 1 to {max}")))
+            }
+            (None, Some(seconds)) => Some(now + chrono::Duration::seconds(i64::from(seconds))),
+            (Some(at), None) if at > latest => {
+                return Err(ValueError::new("expires_at is at most a year ahead"))
+            }
+            (at, None) => at,
+        };
+        match (pending, expires_at) {
+            (false, Some(_)) => Err(ValueError::new(
+                "expires_at and timeout_s apply to pending transactions only",
+            )),
+            (false, None) => Ok(None),
+            (true, at) => Ok(Some(HoldTerms {
+                expires_at: at.map(|at| at.trunc_subsecs(6)),
+            })),
+        }
+    }
 }
 
 /// What becomes of a pending transaction.

@@ -2,6 +2,7 @@
 //! events, and the decision logic with its invariants (`LedgerState::decide` and `apply`).
 
 pub mod chain;
+pub mod clock;
 pub mod command;
 pub mod error;
 pub mod event;

@@ -10,7 +10,7 @@ use serde::Serialize;
 use sqlx::{PgConnection, PgPool};
 
 use crate::event_store::{self, StoredEvent, PAGE_EVENTS};
-use crate::projections::{self, checkpoints, projector, Applied, Projection, ProjectionRows};
+use crate::projections::{self, projector, Applied, Projection, ProjectionRows};
 use crate::writer_lock::{lock_writer, unlock_writer};
 use crate::{Error, Result};
 
@@ -73,6 +73,7 @@ pub async fn replay_projections(
     )
     .await?;
     let result = replay_locked(&mut conn, pool, &selected, swap, &mut progress).await;
+    let _ = projector::unlock(&mut conn).await;
     unlock_writer(conn).await;
     result
 }
@@ -151,14 +152,12 @@ async fn replay_locked(
     progress: &mut impl FnMut(i64, i64),
 ) -> Result<ReplayReport> {
     let started = Instant::now();
-    // An asynchronous projection's projector must not write while its tables are compared or
+    // The projector must not write while the asynchronous projections are compared or
     // swapped: hold its lock too.
-    for projection in selected.iter().filter(|p| p.is_async()) {
-        if !projector::try_lock(conn, projection.name).await? {
-            return Err(Error::WriterUnavailable(
-                "a ledger server is running the projector: stop it, or replay a copy of the database",
-            ));
-        }
+    if !projector::try_lock(conn).await? {
+        return Err(Error::WriterUnavailable(
+            "a ledger server is running the projector: stop it, or replay a copy of the database",
+        ));
     }
     let tables: Vec<&str> = selected
         .iter()
@@ -176,8 +175,10 @@ async fn replay_locked(
     let head = event_store::last(&mut *conn)
         .await?
         .map_or(0, |(p, _, _)| p);
-    // Asynchronous projections are compared as of the log's head: catch them up first.
-    wait_for_checkpoints(conn, selected, head).await?;
+    // Asynchronous projections are compared as of the log's head. With the projector's lock
+    // held here, one that is behind is one whose projector stopped before reaching the head:
+    // catch it up first, as the projector would have.
+    projector::catch_up(conn, selected.iter().copied().filter(|p| p.is_async())).await?;
     let mut rebuild = Rebuild::new(selected.iter().copied());
     let mut after = 0;
     while after < head {
@@ -229,23 +230,6 @@ async fn replay_locked(
         .execute(&mut *conn)
         .await?;
     Ok(report)
-}
-
-/// The live asynchronous projections must reflect the whole log to be compared with a rebuild
-/// of it. With the projectors stopped (their locks are held here), one that is behind is a
-/// projection whose projector was stopped early: it is caught up by the replay itself first.
-async fn wait_for_checkpoints(
-    conn: &mut PgConnection,
-    selected: &[&'static Projection],
-    head: i64,
-) -> Result<()> {
-    for projection in selected.iter().filter(|p| p.is_async()) {
-        let at = checkpoints::open(conn, projection.name).await?;
-        if at < head {
-            projector::catch_up(conn, projection, at).await?;
-        }
-    }
-    Ok(())
 }
 
 /// Rows of each table that are not in both versions, compared as their JSON text.

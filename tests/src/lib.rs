@@ -3,7 +3,10 @@
 
 use std::net::SocketAddr;
 
+use std::sync::Arc;
+
 use api::{ServeConfig, Server};
+use domain::clock::ShiftedClock;
 use infrastructure::testing::TestDatabase;
 use reqwest::header::HeaderMap;
 use serde_json::{json, Value};
@@ -58,6 +61,8 @@ pub struct TestLedger {
     pub client: reqwest::Client,
     /// The admin key the server was bootstrapped with, when it authenticates.
     pub admin_key: Option<String>,
+    /// The server's clock, which a test moves on instead of sleeping; kept across restarts.
+    pub clock: Arc<ShiftedClock>,
 }
 
 /// The test server's configuration: without authentication unless a test turns it on (see
@@ -108,7 +113,16 @@ impl TestLedger {
 
     /// Another server on an existing database (which the caller keeps and drops).
     pub async fn serve(database_url: &str, adjust: impl FnOnce(&mut ServeConfig)) -> Self {
+        Self::serve_with_clock(database_url, Arc::default(), adjust).await
+    }
+
+    async fn serve_with_clock(
+        database_url: &str,
+        clock: Arc<ShiftedClock>,
+        adjust: impl FnOnce(&mut ServeConfig),
+    ) -> Self {
         let mut config = config(database_url);
+        config.clock = clock.clone();
         adjust(&mut config);
         let server = Server::start(&config).await.expect("server starts");
         let base = format!("http://{}", server.addr());
@@ -133,6 +147,7 @@ impl TestLedger {
                 .build()
                 .expect("HTTP client"),
             admin_key,
+            clock,
         }
     }
 
@@ -147,7 +162,7 @@ impl TestLedger {
     pub async fn restart(&mut self) {
         self.stop_server().await;
         let admin_key = self.admin_key.clone();
-        let again = Self::serve(&self.database_url, |config| {
+        let again = Self::serve_with_clock(&self.database_url, self.clock.clone(), |config| {
             if admin_key.is_some() {
                 config.insecure_no_auth = false;
                 config.bootstrap_admin_key = admin_key;

@@ -74,12 +74,12 @@ async fn the_projector_resumes_from_its_checkpoint_after_losing_its_session_mid_
             .await
             .expect(200);
         let head = ledger.event_count().await;
-        // The postings projector is in a transaction while it writes a page: end its session
+        // The projector is in a transaction while it writes a page: end its session
         // there, as a crash of its process or of its backend would.
         while checkpoint(&ledger, "postings").await < Some(head) {
             let terminated: Option<bool> = sqlx::query_scalar(
                 "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
-                 WHERE application_name = 'ledger-projector:postings' AND xact_start IS NOT NULL
+                 WHERE application_name = 'ledger-projector' AND xact_start IS NOT NULL
                  LIMIT 1",
             )
             .fetch_optional(&mut conn)

@@ -281,9 +281,10 @@ async fn holds_expire_by_themselves_also_across_a_restart() {
         .transfer("fund", "world:bank", "alice:cash", "USD", "100.00")
         .await
         .expect(201);
-    let first = hold(&ledger, "hold-1", "30.00", json!({"timeout_s": 1})).await;
+    let first = hold(&ledger, "hold-1", "30.00", json!({"timeout_s": 60})).await;
     let first_id = first.body["id"].as_str().unwrap().to_owned();
     assert!(first.body["expires_at"].is_string());
+    ledger.clock.advance(Duration::from_secs(61));
     wait_until_expired(&ledger, &first_id).await;
     assert_eq!(
         usd(&ledger, "alice:cash").await,
@@ -313,10 +314,10 @@ async fn holds_expire_by_themselves_also_across_a_restart() {
     );
 
     // A hold that falls due while the ledger is down expires when it is back.
-    let second = hold(&ledger, "hold-2", "30.00", json!({"timeout_s": 1})).await;
+    let second = hold(&ledger, "hold-2", "30.00", json!({"timeout_s": 60})).await;
     let second_id = second.body["id"].as_str().unwrap().to_owned();
     ledger.stop_server().await;
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    ledger.clock.advance(Duration::from_secs(61));
     ledger.restart().await;
     wait_until_expired(&ledger, &second_id).await;
     assert_eq!(

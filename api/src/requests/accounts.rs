@@ -1,5 +1,6 @@
 //! Opening an account, changing its status and setting its limits.
 
+use chrono::{DateTime, Utc};
 use domain::command::{BoundChange, ChangeAccountStatus, SetAccountLimits, StatusChange};
 use domain::values::SignedDecimal;
 use domain::{AccountCode, AccountId, AccountRef, AssetCode, Command, Metadata, OpenAccount};
@@ -28,7 +29,7 @@ pub struct OpenAccountRequest {
 impl CommandRequest for OpenAccountRequest {
     const ROUTE: &'static str = "POST /v1/accounts";
 
-    fn command(&self) -> Result<Command, ApiError> {
+    fn command(&self, _now: DateTime<Utc>) -> Result<Command, ApiError> {
         Ok(Command::OpenAccount(OpenAccount {
             id: AccountId(Uuid::now_v7()),
             code: self.code.clone(),
@@ -61,7 +62,7 @@ pub struct AccountStatusCommand {
 impl CommandRequest for AccountStatusCommand {
     const ROUTE: &'static str = "POST /v1/accounts/{id_or_code}/{action}";
 
-    fn command(&self) -> Result<Command, ApiError> {
+    fn command(&self, _now: DateTime<Utc>) -> Result<Command, ApiError> {
         Ok(Command::ChangeAccountStatus(ChangeAccountStatus {
             account: self.account.clone(),
             change: self.change,
@@ -106,7 +107,7 @@ pub struct AccountLimitsCommand {
 impl CommandRequest for AccountLimitsCommand {
     const ROUTE: &'static str = "PATCH /v1/accounts/{id_or_code}/limits";
 
-    fn command(&self) -> Result<Command, ApiError> {
+    fn command(&self, _now: DateTime<Utc>) -> Result<Command, ApiError> {
         Ok(Command::SetAccountLimits(SetAccountLimits {
             account: self.account.clone(),
             asset: self.request.asset.clone(),

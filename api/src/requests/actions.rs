@@ -1,6 +1,6 @@
 //! What is done to a recorded transaction: post or void a pending one, or reverse it.
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use domain::command::{OriginalTransaction, ReverseTransaction, SettlePending, Settlement};
 use domain::values::SignedDecimal;
 use domain::{Command, Metadata, TransactionId};
@@ -56,7 +56,7 @@ pub struct TransactionActionCommand {
 impl CommandRequest for TransactionActionCommand {
     const ROUTE: &'static str = "POST /v1/transactions/{id}/{action}";
 
-    fn command(&self) -> Result<Command, ApiError> {
+    fn command(&self, now: DateTime<Utc>) -> Result<Command, ApiError> {
         let request = &self.request;
         let only = |field: &str, action: &str| {
             Err(ApiError::Validation(format!(
@@ -89,7 +89,7 @@ impl CommandRequest for TransactionActionCommand {
         Ok(Command::SettlePending(SettlePending {
             pending_id: self.transaction_id,
             settlement,
-            at: Utc::now(),
+            at: now,
             metadata: request.metadata.clone(),
         }))
     }

@@ -1,5 +1,6 @@
 //! Defining an asset.
 
+use chrono::{DateTime, Utc};
 use domain::{AssetCode, Command, DefineAsset, Scale};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -21,7 +22,7 @@ pub struct DefineAssetRequest {
 impl CommandRequest for DefineAssetRequest {
     const ROUTE: &'static str = "POST /v1/assets";
 
-    fn command(&self) -> Result<Command, ApiError> {
+    fn command(&self, _now: DateTime<Utc>) -> Result<Command, ApiError> {
         Ok(Command::DefineAsset(DefineAsset {
             code: self.code.clone(),
             scale: self.scale,

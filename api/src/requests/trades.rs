@@ -73,7 +73,7 @@ pub struct TradeRequest {
 impl CommandRequest for TradeRequest {
     const ROUTE: &'static str = "POST /v1/trades";
 
-    fn command(&self) -> Result<Command, ApiError> {
+    fn command(&self, now: DateTime<Utc>) -> Result<Command, ApiError> {
         Ok(Command::ExecuteTrade(ExecuteTrade {
             id: TransactionId(Uuid::now_v7()),
             buyer: self.buyer.clone(),
@@ -94,7 +94,7 @@ impl CommandRequest for TradeRequest {
                 .collect(),
             metadata: self.metadata.clone(),
             guards: guards(&self.conditions, &self.expected_versions),
-            pending: hold_terms(self.pending, self.expires_at, self.timeout_s)?,
+            pending: hold_terms(self.pending, self.expires_at, self.timeout_s, now)?,
         }))
     }
 }

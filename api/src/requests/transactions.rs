@@ -1,7 +1,6 @@
 //! Transactions and transfers, and what every money-moving request may carry: conditions on
 //! balances, expected account versions, and the terms of a pending hold.
 
-use chrono::SubsecRound;
 use chrono::{DateTime, Utc};
 use domain::command::{BalanceFigure, Comparison, Condition, ExpectedVersion, Guards, HoldTerms};
 use domain::values::SignedDecimal;
@@ -73,7 +72,7 @@ pub struct TransactionRequest {
 impl CommandRequest for TransactionRequest {
     const ROUTE: &'static str = "POST /v1/transactions";
 
-    fn command(&self) -> Result<Command, ApiError> {
+    fn command(&self, now: DateTime<Utc>) -> Result<Command, ApiError> {
         Ok(Command::PostTransaction(PostTransaction {
             id: TransactionId(Uuid::now_v7()),
             kind: TransactionKind::Transaction,
@@ -84,7 +83,7 @@ impl CommandRequest for TransactionRequest {
                 .collect(),
             metadata: self.metadata.clone(),
             guards: guards(&self.conditions, &self.expected_versions),
-            pending: hold_terms(self.pending, self.expires_at, self.timeout_s)?,
+            pending: hold_terms(self.pending, self.expires_at, self.timeout_s, now)?,
         }))
     }
 }
@@ -125,7 +124,7 @@ pub struct TransferRequest {
 impl CommandRequest for TransferRequest {
     const ROUTE: &'static str = "POST /v1/transfers";
 
-    fn command(&self) -> Result<Command, ApiError> {
+    fn command(&self, now: DateTime<Utc>) -> Result<Command, ApiError> {
         Ok(Command::PostTransaction(PostTransaction {
             id: TransactionId(Uuid::now_v7()),
             kind: TransactionKind::Transfer,
@@ -137,7 +136,7 @@ impl CommandRequest for TransferRequest {
             }],
             metadata: self.metadata.clone(),
             guards: guards(&self.conditions, &self.expected_versions),
-            pending: hold_terms(self.pending, self.expires_at, self.timeout_s)?,
+            pending: hold_terms(self.pending, self.expires_at, self.timeout_s, now)?,
         }))
     }
 }
@@ -197,46 +196,14 @@ pub(super) fn guards(
     }
 }
 
-/// The longest a hold may be kept.
-const HOLD_LIFETIME_MAX_S: u32 = 365 * 24 * 3600;
-
-/// A pending request's terms, with `timeout_s` turned into a time.
+/// A pending request's terms, with `timeout_s` turned into a time from `now` (the rule is the
+/// domain's: `HoldTerms::of_request`).
 pub(super) fn hold_terms(
     pending: bool,
     expires_at: Option<DateTime<Utc>>,
     timeout_s: Option<u32>,
+    now: DateTime<Utc>,
 ) -> Result<Option<HoldTerms>, ApiError> {
-    let now = Utc::now();
-    let latest = now + chrono::Duration::seconds(i64::from(HOLD_LIFETIME_MAX_S));
-    let expires_at = match (expires_at, timeout_s) {
-        (Some(_), Some(_)) => {
-            return Err(ApiError::Validation(
-                "give expires_at or timeout_s, not both".into(),
-            ))
-        }
-        (None, Some(seconds)) if seconds == 0 || seconds > HOLD_LIFETIME_MAX_S => {
-            return Err(ApiError::Validation(format!(
-                "timeout_s is 1 to {HOLD_LIFETIME_MAX_S}"
-            )))
-        }
-        (None, Some(seconds)) => Some(now + chrono::Duration::seconds(i64::from(seconds))),
-        (Some(at), None) if at > latest => {
-            return Err(ApiError::Validation(
-                "expires_at is at most a year ahead".into(),
-            ))
-        }
-        (at, None) => at,
-    };
-    if !pending {
-        return match expires_at {
-            Some(_) => Err(ApiError::Validation(
-                "expires_at and timeout_s apply to pending transactions only".into(),
-            )),
-            None => Ok(None),
-        };
-    }
-    // Microseconds, as PostgreSQL keeps time.
-    Ok(Some(HoldTerms {
-        expires_at: expires_at.map(|at| at.trunc_subsecs(6)),
-    }))
+    HoldTerms::of_request(pending, expires_at, timeout_s, now)
+        .map_err(|e| ApiError::Validation(e.to_string()))
 }

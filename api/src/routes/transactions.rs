@@ -307,15 +307,20 @@ pub struct BatchResponse {
 impl BatchCommand {
     /// The command as the writer takes it, or why it cannot be one (`index`: its place in the
     /// batch, for the message; `origin`: who sent it, which scopes its key).
-    pub fn write_item(self, index: usize, origin: &RequestOrigin) -> Result<WriteItem, ApiError> {
+    pub fn write_item(
+        self,
+        index: usize,
+        origin: &RequestOrigin,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<WriteItem, ApiError> {
         let IdempotencyKey(key) = IdempotencyKey::parse(self.idempotency_key.as_bytes())
             .map_err(|e| ApiError::Validation(format!("command {index}: {e}")))?;
         let key = origin.scoped_key(key);
         let in_batch = |e: ApiError| ApiError::Validation(format!("command {index}: {e}"));
         match (self.transaction, self.transfer, self.trade) {
-            (Some(r), None, None) => r.write_item(key).map_err(in_batch),
-            (None, Some(r), None) => r.write_item(key).map_err(in_batch),
-            (None, None, Some(r)) => r.write_item(key).map_err(in_batch),
+            (Some(r), None, None) => r.write_item(key, now).map_err(in_batch),
+            (None, Some(r), None) => r.write_item(key, now).map_err(in_batch),
+            (None, None, Some(r)) => r.write_item(key, now).map_err(in_batch),
             _ => Err(ApiError::Validation(format!(
                 "command {index} must have exactly one of transaction, transfer or trade"
             ))),
@@ -347,11 +352,12 @@ async fn post_batch(
             request.commands.len()
         )));
     }
+    let now = state.clock().now();
     let items = request
         .commands
         .into_iter()
         .enumerate()
-        .map(|(index, command)| command.write_item(index, &origin))
+        .map(|(index, command)| command.write_item(index, &origin, now))
         .collect::<Result<Vec<_>, _>>()?;
     let answers = state
         .writer()

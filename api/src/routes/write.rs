@@ -4,6 +4,7 @@
 use axum::http::header::{CONTENT_TYPE, RETRY_AFTER};
 use axum::http::{HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
+use chrono::{DateTime, Utc};
 use domain::Command;
 use infrastructure::{Outcome, Reply, WriteItem};
 use serde::Serialize;
@@ -25,7 +26,8 @@ pub trait CommandRequest: Serialize {
     const ROUTE: &'static str;
 
     /// The command, or why the request cannot be one (rules that need no ledger state).
-    fn command(&self) -> Result<Command, ApiError>;
+    /// `now` turns relative times of the request (a hold's `timeout_s`) into times.
+    fn command(&self, now: DateTime<Utc>) -> Result<Command, ApiError>;
 
     /// A digest of what was asked: the route and the parsed request in its canonical encoding,
     /// so that whitespace or field order do not matter but any difference in content does.
@@ -37,9 +39,13 @@ pub trait CommandRequest: Serialize {
         hasher.finalize().to_vec()
     }
 
-    fn write_item(&self, idempotency_key: String) -> Result<WriteItem, ApiError> {
+    fn write_item(
+        &self,
+        idempotency_key: String,
+        now: DateTime<Utc>,
+    ) -> Result<WriteItem, ApiError> {
         Ok(WriteItem {
-            command: self.command()?,
+            command: self.command(now)?,
             idempotency_key,
             fingerprint: self.fingerprint(),
         })
@@ -90,7 +96,7 @@ pub async fn submit(
     origin: RequestOrigin,
     request: &impl CommandRequest,
 ) -> Result<Response, ApiError> {
-    let item = request.write_item(origin.scoped_key(key))?;
+    let item = request.write_item(origin.scoped_key(key), state.clock().now())?;
     let answer = state.writer().submit(item, origin.0).await;
     // Failures to queue (overloaded, no writer) are the request's own errors, not a stored answer.
     let answer = match answer {

@@ -1,9 +1,11 @@
-//! The projector: one task per asynchronous projection, following the log from the projection's
-//! checkpoint. It reads a page of events, derives their rows, and writes the rows and the new
-//! checkpoint in one transaction, so a crash (of the process or of PostgreSQL) at any moment
-//! leaves the projection exactly at a checkpoint: it resumes there, missing nothing and applying
-//! nothing twice. A session-level advisory lock per projection keeps one projector at work on it
-//! across all the ledger's processes; the others stand by.
+//! The projector: one task that follows the log for every asynchronous projection, each from its
+//! own checkpoint. Projections at the same checkpoint share each page of events, read and decoded
+//! once; one that is behind (added by a later release) catches up on pages of its own until it
+//! reaches the others. A page's rows and the new checkpoints are written in one transaction, so a
+//! crash (of the process or of PostgreSQL) at any moment leaves every projection exactly at a
+//! checkpoint: it resumes there, missing nothing and applying nothing twice. A session-level
+//! advisory lock keeps one projector at work across all the ledger's processes; the others stand
+//! by.
 
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
@@ -11,7 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
-use domain::Event;
+use domain::{Event, Leg};
 use sqlx::postgres::PgConnectOptions;
 use sqlx::{Connection, PgConnection};
 use tokio::sync::watch;
@@ -23,8 +25,8 @@ use crate::event_store::{self, StoredEvent};
 use crate::metrics::{Histogram, LATENCY_BOUNDS_US, LATENCY_LABELS_S};
 use crate::{Error, Result};
 
-/// Advisory locks of projectors are `(PROJECTOR_LOCK_CLASS, hashtext(name))`, a key space apart
-/// from the writer's one-number key.
+/// The projector's advisory lock, `(PROJECTOR_LOCK_CLASS, 0)`: a key space apart from the
+/// writer's one-number key.
 const PROJECTOR_LOCK_CLASS: i32 = 0x1ed9;
 
 #[derive(Debug, Clone)]
@@ -36,6 +38,10 @@ pub struct ProjectorConfig {
     /// How often to look for new events when no commit of this process wakes the projector
     /// (the writer is another process).
     pub idle_poll_interval: Duration,
+    /// The least time between the starts of two pages that were not full: under a steady load
+    /// the projector then commits a page per interval rather than one per writer commit, at
+    /// the cost of at most this much more lag.
+    pub page_interval_min: Duration,
 }
 
 impl Default for ProjectorConfig {
@@ -44,6 +50,7 @@ impl Default for ProjectorConfig {
             page_events_max: 10_000,
             retry_interval: Duration::from_millis(500),
             idle_poll_interval: Duration::from_millis(50),
+            page_interval_min: Duration::from_millis(10),
         }
     }
 }
@@ -89,29 +96,24 @@ pub struct Projectors {
 }
 
 impl Projectors {
-    /// Starts a projector for every asynchronous projection. `commits` (the writer's committed
-    /// position, when the writer runs in this process) wakes them as soon as there is more.
+    /// Starts the projector of every asynchronous projection. `commits` (the writer's committed
+    /// position, when the writer runs in this process) wakes it as soon as there is more.
     pub fn spawn(
         connect: PgConnectOptions,
         commits: Option<watch::Receiver<i64>>,
         config: ProjectorConfig,
     ) -> Self {
-        let mut metrics = Vec::new();
-        let mut tasks = Vec::new();
         let (stop, stopped) = watch::channel(false);
-        for projection in super::asynchronous() {
-            let m = Arc::new(ProjectionMetrics::new(projection.name));
-            metrics.push(m.clone());
-            let task = Projector {
-                connect: connect.clone(),
-                commits: commits.clone(),
-                follower: Follower::new(projection, config.page_events_max),
-                config: config.clone(),
-                metrics: m,
-                stopped: stopped.clone(),
-            };
-            tasks.push(tokio::spawn(task.run()));
-        }
+        let followers: Vec<Follower> = super::asynchronous().map(Follower::new).collect();
+        let metrics = followers.iter().map(|f| f.metrics.clone()).collect();
+        let task = Projector {
+            connect,
+            commits,
+            config,
+            followers,
+            stopped,
+        };
+        let tasks = vec![tokio::spawn(task.run())];
         Self {
             metrics,
             stop: Arc::new(stop),
@@ -119,7 +121,7 @@ impl Projectors {
         }
     }
 
-    /// Stops every projector after the page it is applying, releasing its lock.
+    /// Stops the projector after the page it is applying, releasing its lock.
     pub async fn stop(&self) {
         self.stop.send_replace(true);
         let tasks = match self.tasks.lock() {
@@ -176,126 +178,194 @@ impl Projectors {
     }
 }
 
-/// Takes the projector's lock of `name` on `conn`, if no other session holds it.
-pub(crate) async fn try_lock(conn: &mut PgConnection, name: &str) -> Result<bool> {
-    Ok(
-        sqlx::query_scalar("SELECT pg_try_advisory_lock($1, hashtext($2))")
-            .bind(PROJECTOR_LOCK_CLASS)
-            .bind(name)
-            .fetch_one(conn)
-            .await?,
-    )
+/// Takes the projector's lock on `conn`, if no other session holds it.
+pub(crate) async fn try_lock(conn: &mut PgConnection) -> Result<bool> {
+    Ok(sqlx::query_scalar("SELECT pg_try_advisory_lock($1, 0)")
+        .bind(PROJECTOR_LOCK_CLASS)
+        .fetch_one(conn)
+        .await?)
 }
 
-/// Applies the rest of the log to `projection`, from its checkpoint `from`, on a session that
-/// holds its projector's lock (a replay about to compare it).
-pub(crate) async fn catch_up(
-    conn: &mut PgConnection,
-    projection: &'static Projection,
-    from: i64,
-) -> Result<()> {
-    let mut follower = Follower::new(projection, ProjectorConfig::default().page_events_max);
-    let mut checkpoint = from;
-    while let Some((last, _)) = follower.apply_page(conn, checkpoint).await? {
-        checkpoint = last;
-    }
+/// Releases it before the session closes: the server ends a closed session's backend only a
+/// moment later, and until then the lock would still look held (to a replay run next).
+pub(crate) async fn unlock(conn: &mut PgConnection) -> Result<()> {
+    sqlx::query("SELECT pg_advisory_unlock($1, 0)")
+        .bind(PROJECTOR_LOCK_CLASS)
+        .execute(conn)
+        .await?;
     Ok(())
 }
 
-/// Applies pages of the log to one projection.
+/// Applies the rest of the log to `projections` on a session that holds the projector's lock
+/// (a replay about to compare them with their rebuild).
+pub(crate) async fn catch_up(
+    conn: &mut PgConnection,
+    projections: impl IntoIterator<Item = &'static Projection>,
+) -> Result<()> {
+    let mut followers: Vec<Follower> = projections.into_iter().map(Follower::new).collect();
+    for follower in &mut followers {
+        follower.checkpoint = checkpoints::open(conn, follower.projection.name).await?;
+    }
+    let page_events_max = ProjectorConfig::default().page_events_max;
+    while apply_pages(conn, &mut followers, page_events_max).await? > 0 {}
+    Ok(())
+}
+
+/// One asynchronous projection as the projector follows it.
 struct Follower {
     projection: &'static Projection,
-    page_events_max: i64,
-    legs: Legs,
+    /// The position its tables reflect, as committed.
+    checkpoint: i64,
+    /// The projector's derivation of legs, for a projection that needs them.
+    legs: Option<Legs>,
+    metrics: Arc<ProjectionMetrics>,
 }
 
 impl Follower {
-    fn new(projection: &'static Projection, page_events_max: i64) -> Self {
+    fn new(projection: &'static Projection) -> Self {
         Self {
             projection,
-            page_events_max,
-            legs: Legs::default(),
+            checkpoint: 0,
+            legs: projection.legs.then(Legs::default),
+            metrics: Arc::new(ProjectionMetrics::new(projection.name)),
         }
     }
 
-    /// Applies the events after `checkpoint` (a page at most) in one transaction: the new
-    /// checkpoint and the events applied, or `None` when there were none. After an error the
-    /// caches may hold what was not committed: `forget` them.
-    async fn apply_page(
-        &mut self,
-        conn: &mut PgConnection,
-        checkpoint: i64,
-    ) -> Result<Option<(i64, Vec<StoredEvent>)>> {
-        let stored = event_store::page(&mut *conn, checkpoint, self.page_events_max).await?;
-        let Some(last) = stored.last().map(|e| e.position) else {
-            return Ok(None);
-        };
-        // The log is gap-free: a page that does not continue the checkpoint is not this log.
-        if stored[0].position != checkpoint + 1 || last != checkpoint + stored.len() as i64 {
-            return Err(Error::Corrupt(format!(
-                "the events after {checkpoint} are not consecutive"
-            )));
+    /// What was derived but not committed may be in the caches: start them afresh.
+    fn forget(&mut self) {
+        if let Some(legs) = &mut self.legs {
+            legs.forget();
         }
-        let events = stored
-            .iter()
-            .map(StoredEvent::decode)
-            .collect::<Result<Vec<_>>>()?;
-        let rows = self.rows_of(conn, &stored, &events).await?;
-        let mut tx = conn.begin().await?;
-        rows.insert_into(&mut tx, "public").await?;
-        checkpoints::advance(&mut tx, self.projection.name, checkpoint, last).await?;
-        tx.commit().await?;
-        Ok(Some((last, stored)))
-    }
-
-    async fn rows_of(
-        &mut self,
-        conn: &mut PgConnection,
-        stored: &[StoredEvent],
-        events: &[Event],
-    ) -> Result<ProjectionRows> {
-        if self.projection.legs {
-            self.legs.prepare(conn, events).await?;
-        }
-        let mut rows = ProjectionRows::new([self.projection]);
-        for (stored, event) in stored.iter().zip(events) {
-            let legs = if self.projection.legs {
-                self.legs.of(event, stored.position)?
-            } else {
-                Vec::new()
-            };
-            let applied = Applied {
-                position: stored.position,
-                event,
-                recorded_at: stored.recorded_at,
-                legs: &legs,
-            };
-            rows.push(&applied, None);
-        }
-        Ok(rows)
     }
 }
 
-/// The task that keeps one projection following the log.
+/// Applies a page to each group of followers at the same checkpoint, the furthest behind first;
+/// the events applied in all (0 when every follower is at the head).
+async fn apply_pages(
+    conn: &mut PgConnection,
+    followers: &mut [Follower],
+    page_events_max: i64,
+) -> Result<usize> {
+    let mut checkpoints: Vec<i64> = followers.iter().map(|f| f.checkpoint).collect();
+    checkpoints.sort_unstable();
+    checkpoints.dedup();
+    let mut applied = 0;
+    for checkpoint in checkpoints {
+        let group: Vec<usize> = (0..followers.len())
+            .filter(|i| followers[*i].checkpoint == checkpoint)
+            .collect();
+        if group.is_empty() {
+            // It caught up with the next group during this round.
+            continue;
+        }
+        applied += apply_page(conn, followers, &group, checkpoint, page_events_max).await?;
+    }
+    Ok(applied)
+}
+
+/// Applies the events after `checkpoint` (a page at most) to the followers of `group`, all at
+/// that checkpoint, in one transaction; the number of events applied.
+async fn apply_page(
+    conn: &mut PgConnection,
+    followers: &mut [Follower],
+    group: &[usize],
+    checkpoint: i64,
+    page_events_max: i64,
+) -> Result<usize> {
+    let stored = event_store::page(&mut *conn, checkpoint, page_events_max).await?;
+    let Some(last) = stored.last().map(|e| e.position) else {
+        return Ok(0);
+    };
+    // The log is gap-free: a page that does not continue the checkpoint is not this log.
+    if stored[0].position != checkpoint + 1 || last != checkpoint + stored.len() as i64 {
+        return Err(Error::Corrupt(format!(
+            "the events after {checkpoint} are not consecutive"
+        )));
+    }
+    let events = stored
+        .iter()
+        .map(StoredEvent::decode)
+        .collect::<Result<Vec<_>>>()?;
+    let legs = legs_of(conn, followers, group, &stored, &events).await?;
+    let mut rows = ProjectionRows::new(group.iter().map(|i| followers[*i].projection));
+    for ((stored, event), legs) in stored.iter().zip(&events).zip(&legs) {
+        let applied = Applied {
+            position: stored.position,
+            event,
+            recorded_at: stored.recorded_at,
+            legs,
+        };
+        rows.push(&applied, None);
+    }
+    let mut tx = conn.begin().await?;
+    rows.insert_into(&mut tx, "public").await?;
+    for i in group {
+        checkpoints::advance(&mut tx, followers[*i].projection.name, checkpoint, last).await?;
+    }
+    tx.commit().await?;
+    for i in group {
+        followers[*i].checkpoint = last;
+        record_page(&followers[*i].metrics, &stored, last);
+    }
+    Ok(stored.len())
+}
+
+/// The legs of each event, derived by the follower of `group` that needs them (none when none
+/// does).
+async fn legs_of(
+    conn: &mut PgConnection,
+    followers: &mut [Follower],
+    group: &[usize],
+    stored: &[StoredEvent],
+    events: &[Event],
+) -> Result<Vec<Vec<Leg>>> {
+    let Some(legs) = group
+        .iter()
+        .find_map(|i| followers[*i].legs.as_mut().map(|_| *i))
+        .and_then(|i| followers[i].legs.as_mut())
+    else {
+        return Ok(vec![Vec::new(); events.len()]);
+    };
+    legs.prepare(conn, events).await?;
+    stored
+        .iter()
+        .zip(events)
+        .map(|(stored, event)| legs.of(event, stored.position))
+        .collect()
+}
+
+fn record_page(m: &ProjectionMetrics, stored: &[StoredEvent], last: i64) {
+    m.checkpoint.store(last, Ordering::Relaxed);
+    m.head_seen.fetch_max(last, Ordering::Relaxed);
+    m.events_projected
+        .fetch_add(stored.len() as u64, Ordering::Relaxed);
+    if let Some(oldest) = stored.first() {
+        let waited = (Utc::now() - oldest.recorded_at)
+            .num_microseconds()
+            .unwrap_or(i64::MAX);
+        m.lag_us.observe(waited.max(0) as u64);
+    }
+}
+
+/// The task that keeps the asynchronous projections following the log.
 struct Projector {
     connect: PgConnectOptions,
     commits: Option<watch::Receiver<i64>>,
     config: ProjectorConfig,
-    metrics: Arc<ProjectionMetrics>,
-    follower: Follower,
+    followers: Vec<Follower>,
     /// Becomes true when the process stops.
     stopped: watch::Receiver<bool>,
 }
 
 impl Projector {
     async fn run(mut self) {
-        let name = self.follower.projection.name;
         while !*self.stopped.borrow() {
             if let Err(e) = self.follow().await {
-                warn!(projection = name, error = %e, "projector stopped; resuming from its checkpoint");
+                warn!(error = %e, "projector stopped; resuming from the checkpoints");
             }
-            // What was derived but not committed may be in the caches: start them afresh.
-            self.follower.legs.forget();
+            for follower in &mut self.followers {
+                follower.forget();
+            }
             let mut stopped = self.stopped.clone();
             tokio::select! {
                 _ = tokio::time::sleep(self.config.retry_interval) => {}
@@ -304,40 +374,71 @@ impl Projector {
         }
     }
 
-    /// Connects, takes the projection's lock, and applies pages of the log until an error. `Ok`
-    /// when another process holds the lock.
+    /// Connects, takes the projector's lock, and applies pages of the log until an error. `Ok`
+    /// when another process holds the lock, or when this one stops.
     async fn follow(&mut self) -> Result<()> {
-        let name = self.follower.projection.name;
-        let options = self
-            .connect
-            .clone()
-            .application_name(&format!("ledger-projector:{name}"));
+        let options = self.connect.clone().application_name("ledger-projector");
         let mut conn = PgConnection::connect_with(&options).await?;
-        if !try_lock(&mut conn, name).await? {
+        if !try_lock(&mut conn).await? {
             let _ = conn.close().await;
             return Ok(());
         }
-        let mut checkpoint = checkpoints::open(&mut conn, name).await?;
-        info!(projection = name, checkpoint, "projector following the log");
-        self.metrics.checkpoint.store(checkpoint, Ordering::Relaxed);
-        while !*self.stopped.borrow() {
-            match self.follower.apply_page(&mut conn, checkpoint).await? {
-                Some((last, stored)) => {
-                    self.record_page(&stored, last);
-                    checkpoint = last;
-                }
-                None => self.wait_for_events().await,
-            }
-        }
-        // Released before closing: the server ends a closed session's backend only a moment
-        // later, and until then the lock would still look held (to a replay run next).
-        sqlx::query("SELECT pg_advisory_unlock($1, hashtext($2))")
-            .bind(PROJECTOR_LOCK_CLASS)
-            .bind(name)
+        // The projections are derived data and their checkpoints move with their rows: a commit
+        // lost in a crash is a page applied again from the checkpoint that survived, never a
+        // page half applied. So their commits need not wait for the WAL to be flushed (or for a
+        // synchronous standby), which would compete with the writer's.
+        sqlx::query("SET synchronous_commit = off")
             .execute(&mut conn)
             .await?;
+        for follower in &mut self.followers {
+            let name = follower.projection.name;
+            follower.checkpoint = checkpoints::open(&mut conn, name).await?;
+            follower
+                .metrics
+                .checkpoint
+                .store(follower.checkpoint, Ordering::Relaxed);
+            info!(
+                projection = name,
+                checkpoint = follower.checkpoint,
+                "projector following the log"
+            );
+        }
+        while !*self.stopped.borrow() {
+            let started = tokio::time::Instant::now();
+            let page_max = self.config.page_events_max;
+            let applied = apply_pages(&mut conn, &mut self.followers, page_max).await?;
+            self.note_head();
+            if applied == 0 {
+                self.wait_for_events().await;
+            } else if (applied as i64) < page_max {
+                self.pace(started).await;
+            }
+        }
+        unlock(&mut conn).await?;
         let _ = conn.close().await;
         Ok(())
+    }
+
+    /// The head as this process's writer last committed it, for the lag in events.
+    fn note_head(&self) {
+        if let Some(commits) = &self.commits {
+            let head = *commits.borrow();
+            for follower in &self.followers {
+                follower
+                    .metrics
+                    .head_seen
+                    .fetch_max(head, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// Waits out the rest of `page_interval_min` after pages that started at `started`.
+    async fn pace(&self, started: tokio::time::Instant) {
+        let mut stopped = self.stopped.clone();
+        tokio::select! {
+            _ = tokio::time::sleep_until(started + self.config.page_interval_min) => {}
+            _ = stopped.wait_for(|s| *s) => {}
+        }
     }
 
     /// Waits until the writer of this process commits, for the poll interval, or until the
@@ -364,25 +465,6 @@ impl Projector {
                     _ = stop => {}
                 }
             }
-        }
-    }
-
-    fn record_page(&self, stored: &[StoredEvent], last: i64) {
-        let m = &self.metrics;
-        m.checkpoint.store(last, Ordering::Relaxed);
-        let head = self
-            .commits
-            .as_ref()
-            .map_or(last, |c| *c.borrow())
-            .max(last);
-        m.head_seen.fetch_max(head, Ordering::Relaxed);
-        m.events_projected
-            .fetch_add(stored.len() as u64, Ordering::Relaxed);
-        if let Some(oldest) = stored.first() {
-            let waited = (Utc::now() - oldest.recorded_at)
-                .num_microseconds()
-                .unwrap_or(i64::MAX);
-            m.lag_us.observe(waited.max(0) as u64);
         }
     }
 }

@@ -5,6 +5,7 @@
 
 use chrono::{DateTime, Utc};
 use domain::chain::Hash;
+use domain::clock::Clock;
 use domain::LedgerState;
 
 use crate::projections::key_filter::KeyFilter;
@@ -23,8 +24,8 @@ pub(crate) struct Decider {
 impl Decider {
     /// The time recorded for a batch: now, at PostgreSQL's microsecond precision, and never
     /// earlier than `floor` (the previous batch), so that time order agrees with log order.
-    pub fn recorded_at_after(floor: DateTime<Utc>) -> DateTime<Utc> {
-        let now = Utc::now();
+    pub fn recorded_at_after(clock: &dyn Clock, floor: DateTime<Utc>) -> DateTime<Utc> {
+        let now = clock.now();
         let now = DateTime::from_timestamp_micros(now.timestamp_micros()).unwrap_or(now);
         now.max(floor)
     }

@@ -24,6 +24,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use domain::clock::{Clock, SystemClock};
 use sqlx::postgres::PgConnectOptions;
 use tokio::sync::{mpsc, oneshot, watch};
 
@@ -47,6 +48,8 @@ pub struct WriterConfig {
     /// How long the writer's session may send nothing before PostgreSQL ends it and so releases
     /// the lock: how long a paused writer keeps the others from taking over.
     pub lease: Duration,
+    /// The time batches are recorded at and holds expire by.
+    pub clock: Arc<dyn Clock>,
     /// Where other nodes reach this one to forward writes, advertised while it is the writer.
     pub advertise_url: Option<String>,
     /// Upper bound on any statement of the writer's session.
@@ -73,6 +76,7 @@ impl Default for WriterConfig {
             idle_check_interval: Duration::from_secs(1),
             lease: Duration::from_secs(5),
             advertise_url: None,
+            clock: Arc::new(SystemClock),
             statement_timeout: Duration::from_secs(30),
             in_doubt_wait: Duration::from_secs(2),
         }

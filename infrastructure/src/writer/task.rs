@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use chrono::Utc;
+use domain::clock::Clock;
 use domain::Event;
 use sqlx::postgres::PgConnectOptions;
 use sqlx::{Connection, PgConnection, Row};
@@ -210,39 +210,26 @@ impl Sequencer {
                         return Stop::Failed(e);
                     }
                     // Idle, but holds may have fallen due: then a batch of their expiries.
-                    if session.decider.state.holds_due(Utc::now(), 1).is_empty() {
+                    if session.decider.state.holds_due(self.config.clock.now(), 1).is_empty() {
                         continue;
                     }
                     None
                 }
             };
-            // Whatever queued meanwhile joins the first, up to batch_max commands (a batch
-            // request is never split).
-            let mut requests: Vec<WriteRequest> = first.into_iter().collect();
-            let mut commands: usize = requests.iter().map(|r| r.items.len()).sum();
-            while commands < self.config.batch_max {
-                match self.requests.try_recv() {
-                    Ok(r) => {
-                        commands += r.items.len();
-                        requests.push(r);
-                    }
-                    Err(_) => break,
-                }
-            }
-            self.queued.fetch_sub(commands, Ordering::AcqRel);
-            if let Some(expiries) = expiry_request(&session.decider.state, Utc::now()) {
-                requests.insert(0, expiries);
-            }
-            let mut next = Batch::new(Decider::recorded_at_after(session.decider.last_recorded_at));
-            if let Err(e) = decide_with_lookup(&mut session, &mut next, requests).await {
-                next.fail();
+            let requests = self.drain(first, &session.decider);
+            let mut writing = Batch::new(Decider::recorded_at_after(
+                self.config.clock.as_ref(),
+                session.decider.last_recorded_at,
+            ));
+            if let Err(e) = decide_with_lookup(&mut session, &mut writing, requests).await {
+                writing.fail();
                 return Stop::Failed(e);
             }
             // Batches are written back to back: while one is written, the next is decided from
             // what arrives, so PostgreSQL and the decisions work at the same time.
             loop {
-                match self.write_while_deciding(&mut session, next).await {
-                    Ok(Some(following)) => next = following,
+                match self.write_while_deciding(&mut session, writing).await {
+                    Ok(Some(following)) => writing = following,
                     Ok(None) => break,
                     Err(Stop::Shutdown) => {
                         lease::unlock_writer(session.conn).await;
@@ -254,128 +241,207 @@ impl Sequencer {
         }
     }
 
-    /// Writes `current` and, while PostgreSQL works on it, decides the requests that arrive into
-    /// the following batch. Answers `current` once it has committed. A request whose keys may
-    /// have been stored before, or that shares a key with `current`, needs the database; it and
-    /// every request after it wait until `current` has committed.
+    /// The requests of a new batch: the first, whatever queued meanwhile up to `batch_max`
+    /// commands (a batch request is never split), and first of all the expiry of the holds due.
+    fn drain(&mut self, first: Option<WriteRequest>, decider: &Decider) -> Vec<WriteRequest> {
+        let mut requests: Vec<WriteRequest> = first.into_iter().collect();
+        let mut commands: usize = requests.iter().map(|r| r.items.len()).sum();
+        while commands < self.config.batch_max {
+            match self.requests.try_recv() {
+                Ok(r) => {
+                    commands += r.items.len();
+                    requests.push(r);
+                }
+                Err(_) => break,
+            }
+        }
+        self.queued.fetch_sub(commands, Ordering::AcqRel);
+        if let Some(expiries) = expiry_request(&decider.state, self.config.clock.now()) {
+            requests.insert(0, expiries);
+        }
+        requests
+    }
+
+    /// Writes `writing` and, while PostgreSQL works on it, decides the requests that arrive into
+    /// the following batch. Answers `writing` once it has committed; returns the following batch
+    /// to write next, if it has anything.
     async fn write_while_deciding(
         &mut self,
         session: &mut Session,
-        current: Batch,
+        writing: Batch,
     ) -> Result<Option<Batch>, Stop> {
         self.metrics
             .batch_size
-            .observe(current.command_count() as u64);
-        let mut following = Batch::new(Decider::recorded_at_after(current.recorded_at()));
-        let mut deferred: Vec<WriteRequest> = Vec::new();
-        let mut deferred_commands = 0;
-        let mut decide_error: Option<Error> = None;
-        let mut closed = false;
-        let batch_max = self.config.batch_max;
-        let (requests, queued) = (&mut self.requests, &self.queued);
-        let Session { conn, decider } = session;
-        let no_stored = StoredOutcomes::new();
-        // Holds due by now expire first in the following batch. Their keys are the ledger's own
-        // and their holds are open in the state, so no stored outcome can exist for them.
-        if let Some(expiries) = expiry_request(&decider.state, Utc::now()) {
-            if let Err(e) = following.add(decider, expiries, &no_stored) {
-                decide_error = Some(e);
-            }
-        }
+            .observe(writing.command_count() as u64);
+        let mut following =
+            Following::new(&writing, &mut session.decider, self.config.clock.as_ref());
         let started = Instant::now();
-        let written = if current.rows().is_empty() {
-            // Only replays and refusals that are not recorded: nothing to write.
-            Ok(())
-        } else {
-            let write = current.rows().write(conn);
-            tokio::pin!(write);
-            loop {
-                let room = following.command_count() + deferred_commands < batch_max;
-                tokio::select! {
-                    biased;
-                    written = &mut write => break written,
-                    request = requests.recv(), if room && !closed => match request {
-                        None => closed = true,
-                        Some(request) => {
-                            queued.fetch_sub(request.items.len(), Ordering::AcqRel);
-                            let needs_database = decide_error.is_some()
-                                || !deferred.is_empty()
-                                || request.items.iter().any(|item| {
-                                    let key = item.idempotency_key.as_str();
-                                    current.has_key(key) || decider.keys.may_contain(key)
-                                });
-                            if needs_database {
-                                deferred_commands += request.items.len();
-                                deferred.push(request);
-                            } else {
-                                if let Err(e) = following.add(decider, request, &no_stored) {
-                                    decide_error = Some(e);
-                                }
-                            }
-                        }
-                    },
-                }
-            }
-        };
+        let written = self.write(session, &writing, &mut following).await;
         let write_time = started.elapsed();
         self.metrics
             .commit_latency_us
             .observe(write_time.as_micros() as u64);
-        let fail_rest = |following: Batch, deferred: Vec<WriteRequest>| {
-            following.fail();
-            for request in deferred {
-                request.fail(|| Error::CommitFailed);
-            }
-        };
         if let Err(e) = written {
-            // `following` was decided on top of `current` and never sent: nothing of it applied.
-            self.metrics.commits_failed.fetch_add(1, Ordering::Relaxed);
-            if certainly_not_committed(&e) {
-                current.fail();
-            } else {
-                self.in_doubt = Some(InDoubt {
-                    batch: current,
-                    deadline: tokio::time::Instant::now() + self.config.in_doubt_wait,
-                });
-            }
-            fail_rest(following, deferred);
+            // `following` was decided on top of `writing` and never sent: nothing of it applied.
+            self.write_failed(&e, writing);
+            following.fail();
             return Err(Stop::Failed(e));
         }
-        let (decide, hash, rows) = current.times();
-        self.metrics.record_batch([decide, hash, rows, write_time]);
-        session.decider.last_recorded_at = current.recorded_at();
-        for key in current.rows().idempotency_keys() {
-            session.decider.keys.insert(key);
-        }
-        if let Some(position) = current.rows().last_position() {
-            self.head.send_replace(position);
-        }
-        current.answer(&self.metrics);
-        if let Some(e) = decide_error {
-            fail_rest(following, deferred);
+        self.committed(&mut session.decider, writing, write_time);
+        if let Some(e) = following.decide_error.take() {
+            following.fail();
             return Err(Stop::Failed(e));
         }
+        let Following {
+            mut batch,
+            deferred,
+            closed,
+            ..
+        } = following;
         if !deferred.is_empty() {
-            if let Err(e) = decide_with_lookup(session, &mut following, deferred).await {
-                following.fail();
+            if let Err(e) = decide_with_lookup(session, &mut batch, deferred).await {
+                batch.fail();
                 return Err(Stop::Failed(e));
             }
         }
-        if following.is_empty() {
-            if closed {
-                return Err(Stop::Shutdown);
-            }
-            return Ok(None);
+        match (batch.is_empty(), closed) {
+            (true, true) => Err(Stop::Shutdown),
+            (true, false) => Ok(None),
+            (false, _) => Ok(Some(batch)),
         }
-        Ok(Some(following))
+    }
+
+    /// Writes `writing`, deciding the requests that arrive meanwhile into `following`.
+    async fn write(
+        &mut self,
+        session: &mut Session,
+        writing: &Batch,
+        following: &mut Following,
+    ) -> Result<()> {
+        if writing.rows().is_empty() {
+            // Only replays and refusals that are not recorded: nothing to write.
+            return Ok(());
+        }
+        let Session { conn, decider } = session;
+        let write = writing.rows().write(conn);
+        tokio::pin!(write);
+        loop {
+            tokio::select! {
+                biased;
+                written = &mut write => return written,
+                request = self.requests.recv(), if following.has_room(self.config.batch_max) => {
+                    match request {
+                        None => following.closed = true,
+                        Some(request) => {
+                            self.queued.fetch_sub(request.items.len(), Ordering::AcqRel);
+                            following.admit(request, writing, decider);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// A write that failed. If PostgreSQL answered it with an error, nothing of it was applied;
+    /// otherwise its fate is in doubt until the writer holds the lock again and looks.
+    fn write_failed(&mut self, e: &Error, writing: Batch) {
+        self.metrics.commits_failed.fetch_add(1, Ordering::Relaxed);
+        if certainly_not_committed(e) {
+            writing.fail();
+        } else {
+            self.in_doubt = Some(InDoubt {
+                batch: writing,
+                deadline: tokio::time::Instant::now() + self.config.in_doubt_wait,
+            });
+        }
+    }
+
+    /// A batch committed: the decider learns its keys and time, followers of the head learn its
+    /// position, and every request of it is answered.
+    fn committed(&mut self, decider: &mut Decider, writing: Batch, write_time: Duration) {
+        let (decide, hash, rows) = writing.times();
+        self.metrics.record_batch([decide, hash, rows, write_time]);
+        decider.last_recorded_at = writing.recorded_at();
+        for key in writing.rows().idempotency_keys() {
+            decider.keys.insert(key);
+        }
+        if let Some(position) = writing.rows().last_position() {
+            self.head.send_replace(position);
+        }
+        writing.answer(&self.metrics);
     }
 }
 
-/// Decides requests into `next`, first asking the database about the keys that may have been
-/// stored. On an error every request is in `next` (or answered), so `next.fail()` answers them.
+/// The batch decided while another is written. A request that arrives is decided into it at
+/// once, unless it needs the database (a key that may have been stored before, or that the batch
+/// being written uses): then it and every request after it wait until that batch has committed.
+struct Following {
+    batch: Batch,
+    deferred: Vec<WriteRequest>,
+    deferred_commands: usize,
+    /// A decision failed: the state can no longer be trusted, so everything after the commit in
+    /// progress fails and the writer reloads.
+    decide_error: Option<Error>,
+    /// Every handle is gone: finish what is in hand, then stop.
+    closed: bool,
+}
+
+impl Following {
+    fn new(writing: &Batch, decider: &mut Decider, clock: &dyn Clock) -> Self {
+        let mut following = Self {
+            batch: Batch::new(Decider::recorded_at_after(clock, writing.recorded_at())),
+            deferred: Vec::new(),
+            deferred_commands: 0,
+            decide_error: None,
+            closed: false,
+        };
+        // Holds due by now expire first in the following batch. Their keys are the ledger's own
+        // and their holds are open in the state, so no stored outcome can exist for them.
+        if let Some(expiries) = expiry_request(&decider.state, clock.now()) {
+            following.decide(decider, expiries);
+        }
+        following
+    }
+
+    fn has_room(&self, batch_max: usize) -> bool {
+        !self.closed && self.batch.command_count() + self.deferred_commands < batch_max
+    }
+
+    fn decide(&mut self, decider: &mut Decider, request: WriteRequest) {
+        if let Err(e) = self.batch.add(decider, request, &StoredOutcomes::new()) {
+            self.decide_error = Some(e);
+        }
+    }
+
+    fn admit(&mut self, request: WriteRequest, writing: &Batch, decider: &mut Decider) {
+        let needs_database = self.decide_error.is_some()
+            || !self.deferred.is_empty()
+            || request.items.iter().any(|item| {
+                let key = item.idempotency_key.as_str();
+                writing.has_key(key) || decider.keys.may_contain(key)
+            });
+        if needs_database {
+            self.deferred_commands += request.items.len();
+            self.deferred.push(request);
+        } else {
+            self.decide(decider, request);
+        }
+    }
+
+    /// Answers everything with a retryable failure: none of it was written.
+    fn fail(self) {
+        self.batch.fail();
+        for request in self.deferred {
+            request.fail(|| Error::CommitFailed);
+        }
+    }
+}
+
+/// Decides requests into `batch`, first asking the database about the keys that may have been
+/// stored. On an error every request is in `batch` (or answered), so `batch.fail()` answers them.
 async fn decide_with_lookup(
     session: &mut Session,
-    next: &mut Batch,
+    batch: &mut Batch,
     requests: Vec<WriteRequest>,
 ) -> Result<()> {
     let maybe_stored: Vec<&str> = requests
@@ -398,7 +464,7 @@ async fn decide_with_lookup(
     };
     let mut requests = requests.into_iter();
     for request in requests.by_ref() {
-        if let Err(e) = next.add(&mut session.decider, request, &stored) {
+        if let Err(e) = batch.add(&mut session.decider, request, &stored) {
             for rest in requests {
                 rest.fail(|| Error::CommitFailed);
             }
