@@ -31,6 +31,15 @@ pub struct ChainedEvent<'a> {
 /// The canonical bytes of an event: the domain tag, then each field on its own line.
 pub fn canonical_bytes(event: &ChainedEvent<'_>) -> Vec<u8> {
     let mut out = Vec::with_capacity(512);
+    write_fields(&mut out, event);
+    write_canonical_json(&mut out, event.payload);
+    out.push(b'\n');
+    write_canonical_json(&mut out, event.metadata);
+    out
+}
+
+/// The domain tag and every field before the payload, each on its own line.
+fn write_fields(out: &mut Vec<u8>, event: &ChainedEvent<'_>) {
     out.extend_from_slice(EVENT_DOMAIN);
     for field in [
         event.position.to_string().as_str(),
@@ -42,10 +51,6 @@ pub fn canonical_bytes(event: &ChainedEvent<'_>) -> Vec<u8> {
         out.extend_from_slice(field.as_bytes());
         out.push(b'\n');
     }
-    write_canonical_json(&mut out, event.payload);
-    out.push(b'\n');
-    write_canonical_json(&mut out, event.metadata);
-    out
 }
 
 /// The hash of `event` chained after `previous`.
@@ -53,6 +58,26 @@ pub fn chain(previous: &Hash, event: &ChainedEvent<'_>) -> Hash {
     let mut hasher = Sha256::new();
     hasher.update(previous);
     hasher.update(canonical_bytes(event));
+    hasher.finalize().into()
+}
+
+/// `chain`, for an event whose payload and metadata are given already in canonical JSON (what the
+/// writer stores): the same hash, without encoding them a second time. `event.payload` and
+/// `event.metadata` are not read.
+pub fn chain_encoded(
+    previous: &Hash,
+    event: &ChainedEvent<'_>,
+    payload_json: &str,
+    metadata_json: &str,
+) -> Hash {
+    let mut fields = Vec::with_capacity(128);
+    write_fields(&mut fields, event);
+    let mut hasher = Sha256::new();
+    hasher.update(previous);
+    hasher.update(&fields);
+    hasher.update(payload_json.as_bytes());
+    hasher.update(b"\n");
+    hasher.update(metadata_json.as_bytes());
     hasher.finalize().into()
 }
 
@@ -133,6 +158,31 @@ pub fn to_hex_slice(bytes: &[u8]) -> String {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn chaining_encoded_json_gives_the_same_hash() {
+        let payload = serde_json::json!({"b": [1, "x\n"], "a": {"z": null, "y": true}});
+        let metadata = serde_json::json!({"idempotency_key": "k"});
+        let event = super::ChainedEvent {
+            position: 7,
+            event_id: uuid::Uuid::nil(),
+            event_type: "TransactionPosted",
+            schema_version: 1,
+            recorded_at: "2026-11-22T03:28:40.306749Z",
+            payload: &payload,
+            metadata: &metadata,
+        };
+        let previous = super::genesis();
+        assert_eq!(
+            super::chain(&previous, &event),
+            super::chain_encoded(
+                &previous,
+                &event,
+                &super::canonical_json(&payload),
+                &super::canonical_json(&metadata)
+            )
+        );
+    }
+
     use super::*;
     use serde_json::json;
 

@@ -232,6 +232,35 @@ impl Values {
         }
     }
 
+    /// Whether the value at `index` is `value`.
+    fn holds(&self, index: usize, value: &Value) -> bool {
+        match (self, value) {
+            (Self::Int2(c), Value::Int2(v)) => c[index] == Some(*v),
+            (Self::Int8(c), Value::Int8(v)) => c[index] == Some(*v),
+            (Self::Uuid(c), Value::Uuid(v)) => c[index] == Some(*v),
+            (Self::Text(c), Value::Text(v)) => c[index].as_deref() == Some(v.as_str()),
+            (Self::Numeric(c), Value::Numeric(v)) => c[index] == Some(*v),
+            (Self::Bool(c), Value::Bool(v)) => c[index] == Some(*v),
+            (Self::Timestamptz(c), Value::Timestamptz(v)) => c[index] == Some(*v),
+            (Self::Bytea(c), Value::Bytea(v)) => c[index].as_deref() == Some(v.as_slice()),
+            (column, Value::Null) => column.is_null(index),
+            _ => false,
+        }
+    }
+
+    fn is_null(&self, index: usize) -> bool {
+        match self {
+            Self::Int2(c) => c[index].is_none(),
+            Self::Int8(c) => c[index].is_none(),
+            Self::Uuid(c) => c[index].is_none(),
+            Self::Text(c) => c[index].is_none(),
+            Self::Numeric(c) => c[index].is_none(),
+            Self::Bool(c) => c[index].is_none(),
+            Self::Timestamptz(c) => c[index].is_none(),
+            Self::Bytea(c) => c[index].is_none(),
+        }
+    }
+
     fn bind<'q>(&'q self, query: PgQuery<'q>) -> PgQuery<'q> {
         match self {
             Self::Int2(c) => query.bind(c),
@@ -251,8 +280,9 @@ pub struct TableRows {
     table: &'static Table,
     columns: Vec<Values>,
     len: usize,
-    /// For a table with a key that a later row replaces: where each key's row is.
-    rows_by_key: HashMap<String, usize>,
+    /// For a table with a key that a later row replaces: the rows by a hash of their key (a
+    /// hit is compared in full, so a collision costs a scan, never a wrong row).
+    rows_by_key: HashMap<u64, usize>,
 }
 
 impl TableRows {
@@ -282,19 +312,33 @@ impl TableRows {
     pub fn push<const N: usize>(&mut self, row: [Value; N]) {
         debug_assert_eq!(N, self.columns.len(), "a row of {}", self.table.name);
         if let OnConflict::Update { key_columns } = self.table.on_conflict {
-            let key = row_key(&row[..key_columns]);
-            if let Some(&index) = self.rows_by_key.get(&key) {
+            let key = &row[..key_columns];
+            let hash = key_hash(key);
+            let earlier = match self.rows_by_key.get(&hash) {
+                Some(&index) if self.key_at(index, key) => Some(index),
+                Some(_) => (0..self.len).find(|&index| self.key_at(index, key)),
+                None => None,
+            };
+            if let Some(index) = earlier {
                 for (column, value) in self.columns.iter_mut().zip(row) {
                     column.replace(index, value);
                 }
                 return;
             }
-            self.rows_by_key.insert(key, self.len);
+            self.rows_by_key.entry(hash).or_insert(self.len);
         }
         for (column, value) in self.columns.iter_mut().zip(row) {
             column.push(value);
         }
         self.len += 1;
+    }
+
+    /// Whether the row at `index` has the key `key` (its first columns).
+    fn key_at(&self, index: usize, key: &[Value]) -> bool {
+        self.columns
+            .iter()
+            .zip(key)
+            .all(|(column, value)| column.holds(index, value))
     }
 
     /// Binds every column, in the order `Table::insert_sql` numbers them.
@@ -305,18 +349,23 @@ impl TableRows {
     }
 }
 
-fn row_key(values: &[Value]) -> String {
-    let mut key = String::new();
+fn key_hash(values: &[Value]) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
     for value in values {
-        let _ = match value {
-            Value::Uuid(v) => write!(key, "{v}\u{0}"),
-            Value::Text(v) => write!(key, "{v}\u{0}"),
-            Value::Int8(v) => write!(key, "{v}\u{0}"),
-            Value::Int2(v) => write!(key, "{v}\u{0}"),
-            other => write!(key, "{other:?}\u{0}"),
-        };
+        match value {
+            Value::Uuid(v) => v.hash(&mut hasher),
+            Value::Text(v) => v.hash(&mut hasher),
+            Value::Int8(v) => v.hash(&mut hasher),
+            Value::Int2(v) => v.hash(&mut hasher),
+            Value::Bool(v) => v.hash(&mut hasher),
+            Value::Bytea(v) => v.hash(&mut hasher),
+            Value::Numeric(v) => v.hash(&mut hasher),
+            Value::Timestamptz(v) => v.hash(&mut hasher),
+            Value::Null => 0u8.hash(&mut hasher),
+        }
     }
-    key
+    hasher.finish()
 }
 
 /// The data-modifying CTEs that insert the rows of several tables into `schema` in one statement

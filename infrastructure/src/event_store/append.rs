@@ -77,8 +77,10 @@ impl EventRows {
         let payload = event.encode();
         let metadata = serde_json::to_value(metadata).unwrap_or_default();
         let recorded_at_text = format_recorded_at(recorded_at);
+        // Encoded once: the canonical JSON is both what is stored and what the hash covers.
+        let (payload_json, metadata_json) = (canonical_json(&payload), canonical_json(&metadata));
         let hashing = std::time::Instant::now();
-        *chain_head = domain::chain::chain(
+        *chain_head = domain::chain::chain_encoded(
             chain_head,
             &ChainedEvent {
                 position,
@@ -89,6 +91,8 @@ impl EventRows {
                 payload: &payload,
                 metadata: &metadata,
             },
+            &payload_json,
+            &metadata_json,
         );
         self.hash_time += hashing.elapsed();
         self.rows.push([
@@ -96,8 +100,8 @@ impl EventRows {
             event_id.into(),
             event.event_type().into(),
             event.schema_version().into(),
-            canonical_json(&payload).into(),
-            canonical_json(&metadata).into(),
+            payload_json.into(),
+            metadata_json.into(),
             recorded_at.into(),
             chain_head.to_vec().into(),
         ]);
