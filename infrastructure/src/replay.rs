@@ -14,6 +14,9 @@ use crate::projections::{self, projector, Applied, Projection, ProjectionRows};
 use crate::writer_lock::{lock_writer, unlock_writer};
 use crate::{Error, Result};
 
+/// How long a replay waits for the projector's lock, and how often it asks.
+const PROJECTOR_LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+const PROJECTOR_LOCK_POLL: std::time::Duration = std::time::Duration::from_millis(100);
 /// Differing rows reported per table at most (the count is always complete).
 const DIFFERENCES_SHOWN_MAX: i64 = 100;
 
@@ -153,11 +156,16 @@ async fn replay_locked(
 ) -> Result<ReplayReport> {
     let started = Instant::now();
     // The projector must not write while the asynchronous projections are compared or
-    // swapped: hold its lock too.
-    if !projector::try_lock(conn).await? {
-        return Err(Error::WriterUnavailable(
-            "a ledger server is running the projector: stop it, or replay a copy of the database",
-        ));
+    // swapped: hold its lock too. A server killed a moment ago may still hold it until
+    // PostgreSQL notices its session is gone: wait for that, within a bound.
+    let deadline = Instant::now() + PROJECTOR_LOCK_WAIT;
+    while !projector::try_lock(conn).await? {
+        if Instant::now() >= deadline {
+            return Err(Error::WriterUnavailable(
+                "a ledger server is running the projector: stop it, or replay a copy of the database",
+            ));
+        }
+        tokio::time::sleep(PROJECTOR_LOCK_POLL).await;
     }
     let tables: Vec<&str> = selected
         .iter()
