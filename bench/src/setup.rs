@@ -106,6 +106,9 @@ pub async fn prepare(args: &Args, run_id: u128) -> ClientResult<()> {
         task.await??;
     }
 
+    // A connection of its own: the first one sat idle while the accounts were opened, long
+    // enough (a million accounts) for the server to close it.
+    let mut connection = Connection::open(args.addr).await?;
     for first in (0..args.accounts).step_by(FUNDING_BATCH as usize) {
         let last = (first + FUNDING_BATCH).min(args.accounts);
         let mut commands = Vec::new();
