@@ -319,11 +319,8 @@ async fn legs_of(
     stored: &[StoredEvent],
     events: &[Event],
 ) -> Result<Vec<Vec<Leg>>> {
-    let Some(legs) = group
-        .iter()
-        .find_map(|i| followers[*i].legs.as_mut().map(|_| *i))
-        .and_then(|i| followers[i].legs.as_mut())
-    else {
+    let deriving = group.iter().find(|i| followers[**i].legs.is_some());
+    let Some(legs) = deriving.and_then(|i| followers[*i].legs.as_mut()) else {
         return Ok(vec![Vec::new(); events.len()]);
     };
     legs.prepare(conn, events).await?;
