@@ -44,7 +44,7 @@ def main():
     delta = lambda key: after.get(key, 0) - before.get(key, 0)
     batches = delta(("ledger_writer_batches_total", ""))
     phases = {}
-    for phase in ("decide", "hash", "rows", "execute", "commit"):
+    for phase in ("decide", "hash", "rows", "write"):
         seconds = delta(("ledger_writer_phase_seconds_total", f'{{phase="{phase}"}}'))
         phases[phase] = round(seconds * 1000 / batches, 3) if batches else None
     commands = delta(("ledger_batch_size_sum", ""))

@@ -3,11 +3,6 @@
 //! - **Lock.** One session holds the PostgreSQL advisory lock `WRITER_LOCK_KEY`; only the process
 //!   that holds it writes, and it writes on that very session, so losing the session is losing
 //!   the right to write.
-//! - **Second session.** The writer writes on two sessions in turn (one batch's statement runs
-//!   while the batch before it commits on the other), and the second holds
-//!   `SECOND_SESSION_LOCK_KEY`. Whoever takes over must hold both locks before it loads the state
-//!   or writes: a writer whose first session is gone could otherwise still commit the batch in
-//!   hand on its second. Both sessions are under the lease.
 //! - **Lease.** An advisory lock outlives a holder that is paused (a frozen VM, SIGSTOP, a long
 //!   stall) while its TCP session stays up, because the kernel still answers for it. So the
 //!   writer's session carries `idle_session_timeout` and `idle_in_transaction_session_timeout` set
@@ -28,24 +23,10 @@ use crate::{Error, Result};
 /// The advisory lock key every writer of a ledger database takes ("ledger" in ASCII).
 pub const WRITER_LOCK_KEY: i64 = 0x6c65_6467_6572;
 
-/// The advisory lock key the writer's second session holds ("ledges"), so that no one takes over
-/// while a batch could still commit on it.
-pub const SECOND_SESSION_LOCK_KEY: i64 = 0x6c65_6467_6573;
-
 /// Takes the writer's lock on `conn` without waiting; false when another session holds it.
 pub(crate) async fn try_lock(conn: &mut PgConnection) -> Result<bool> {
-    try_lock_key(conn, WRITER_LOCK_KEY).await
-}
-
-/// Takes the second session's lock on `conn` without waiting; false when another session (a
-/// writer's that lost its first, say) holds it.
-pub(crate) async fn try_lock_second(conn: &mut PgConnection) -> Result<bool> {
-    try_lock_key(conn, SECOND_SESSION_LOCK_KEY).await
-}
-
-async fn try_lock_key(conn: &mut PgConnection, key: i64) -> Result<bool> {
     Ok(sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
-        .bind(key)
+        .bind(WRITER_LOCK_KEY)
         .fetch_one(conn)
         .await?)
 }
@@ -101,25 +82,26 @@ pub async fn current_writer_url(primary: &PgPool) -> Result<Option<String>> {
     .await?)
 }
 
-/// A session of its own holding both of the writer's locks, for work that must not interleave
-/// with a writer (replay, import); closing the connection releases them.
+/// A session of its own holding the writer's lock, for work that must not interleave with a
+/// writer (replay, import); closing the connection releases it.
 pub(crate) async fn lock_writer(
     pool: &PgPool,
     held_elsewhere: &'static str,
 ) -> Result<PgConnection> {
     let mut conn = pool.acquire().await?.detach();
-    if !try_lock(&mut conn).await? || !try_lock_second(&mut conn).await? {
-        unlock_writer(conn).await;
+    if !try_lock(&mut conn).await? {
+        let _ = conn.close().await;
         return Err(Error::WriterUnavailable(held_elsewhere));
     }
     Ok(conn)
 }
 
-/// Releases the session's locks before closing it: the server ends a closed session's backend
-/// only a moment later, and until then a lock would still look held to the next one who asks
+/// Releases the lock before closing its session: the server ends a closed session's backend
+/// only a moment later, and until then the lock would still look held to the next one who asks
 /// (a server starting, or an import right after a refused one).
 pub(crate) async fn unlock_writer(mut conn: PgConnection) {
-    let _ = sqlx::query("SELECT pg_advisory_unlock_all()")
+    let _ = sqlx::query("SELECT pg_advisory_unlock($1)")
+        .bind(WRITER_LOCK_KEY)
         .execute(&mut conn)
         .await;
     let _ = conn.close().await;

@@ -1,6 +1,6 @@
 //! The rows of one batch: its events, the inline projections' rows they produce, and the
-//! idempotency records, written with one array insert per table in one statement, in a
-//! transaction of the batch's own.
+//! idempotency records, written with one array insert per table in one statement, so the batch
+//! commits atomically in one round trip.
 
 use std::sync::LazyLock;
 
@@ -143,12 +143,11 @@ impl BatchRows {
         self.keys.push(key.to_owned());
     }
 
-    /// Runs everything in one statement, in a transaction of its own that is left open: the
-    /// writer commits it once the batch before it has committed. Data-modifying CTEs over
-    /// arrays, one per table; empty arrays insert nothing, so the statement is the same for every
-    /// batch and is prepared once.
-    pub async fn execute(&self, conn: &mut PgConnection) -> Result<()> {
-        sqlx::query("BEGIN").execute(&mut *conn).await?;
+    /// Writes everything in one statement: data-modifying CTEs over arrays, one per table. A
+    /// single statement is its own transaction, so the batch commits atomically in one round
+    /// trip; empty arrays insert nothing, so the statement is the same for every batch and is
+    /// prepared once.
+    pub async fn write(&self, conn: &mut PgConnection) -> Result<()> {
         let query = self.events.rows().bind(sqlx::query(WRITE_BATCH.as_str()));
         let query = self.projections.rows().fold(query, |q, rows| rows.bind(q));
         self.idempotency

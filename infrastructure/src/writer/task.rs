@@ -4,8 +4,6 @@
 //! request after the commit.
 
 use std::collections::HashMap;
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -61,64 +59,11 @@ fn certainly_not_committed(e: &Error) -> bool {
     }
 }
 
-/// What the writer holds while it is the leader: its two sessions, and what it decides against.
-/// Batches alternate between the sessions: while one batch's COMMIT waits for its WAL flush on
-/// one, the next batch's statement runs on the other. That batch commits only after the one
-/// before, and not at all if it fails, so the log keeps its order.
+/// What the writer holds while it is the leader: the session that holds the lock, and what it
+/// decides against.
 struct Session {
-    /// The session the next batch runs on, and lookups too.
     conn: PgConnection,
-    /// The other session, when no commit is in flight on it.
-    spare: Option<PgConnection>,
-    /// The batch before, committing on the other session.
-    committing: Option<Committing>,
     decider: Decider,
-}
-
-impl Session {
-    /// Renews both sessions' leases while idle (nothing is in flight then).
-    async fn heartbeat(&mut self) -> Result<()> {
-        lease::heartbeat(&mut self.conn).await?;
-        if let Some(spare) = &mut self.spare {
-            lease::heartbeat(spare).await?;
-        }
-        Ok(())
-    }
-
-    /// Releases both locks and closes both sessions, once nothing is in flight.
-    async fn close(self) {
-        lease::unlock_writer(self.conn).await;
-        if let Some(spare) = self.spare {
-            lease::unlock_writer(spare).await;
-        }
-    }
-}
-
-/// A batch whose statement has run and whose COMMIT is in flight. The future owns the session
-/// it commits on and gives it back.
-struct Committing {
-    batch: Batch,
-    execute_time: Duration,
-    commit_started: Instant,
-    commit: Pin<Box<dyn Future<Output = (PgConnection, Result<()>)> + Send>>,
-}
-
-/// Commits the transaction open on `conn`, giving the session back with the outcome.
-async fn commit(mut conn: PgConnection) -> (PgConnection, Result<()>) {
-    // A simple query: no statement to prepare, and the word is on the wire every time.
-    let committed = sqlx::Executor::execute(&mut conn, "COMMIT").await;
-    (conn, committed.map(drop).map_err(Error::from))
-}
-
-impl Committing {
-    fn start(batch: Batch, execute_time: Duration, conn: PgConnection) -> Self {
-        Self {
-            batch,
-            execute_time,
-            commit_started: Instant::now(),
-            commit: Box::pin(commit(conn)),
-        }
-    }
 }
 
 enum Stop {
@@ -204,18 +149,6 @@ impl Sequencer {
             let _ = conn.close().await;
             return Ok(None);
         }
-        // A writer that lost its first session may still commit on its second: wait for that
-        // one to end too (its lease ends it) before looking at the log.
-        let mut spare = PgConnection::connect_with(&self.connect).await?;
-        sqlx::query("SELECT set_config('statement_timeout', $1, false)")
-            .bind(&timeout_ms)
-            .execute(&mut spare)
-            .await?;
-        if !lease::try_lock_second(&mut spare).await? {
-            lease::unlock_writer(conn).await;
-            let _ = spare.close().await;
-            return Ok(None);
-        }
         // Holding the lock, the session that sent an in-doubt batch is gone: its fate is settled.
         if let Some(in_doubt) = self.in_doubt.take() {
             match in_doubt.batch.rows().is_committed(&mut conn).await {
@@ -235,16 +168,10 @@ impl Sequencer {
         }
         let decider = restore(&mut conn).await?;
         lease::start_lease(&mut conn, self.config.lease).await?;
-        lease::start_lease(&mut spare, self.config.lease).await?;
         if let Some(url) = &self.config.advertise_url {
             lease::advertise(&mut conn, url).await?;
         }
-        Ok(Some(Session {
-            conn,
-            spare: Some(spare),
-            committing: None,
-            decider,
-        }))
+        Ok(Some(Session { conn, decider }))
     }
 
     /// Answers every request that arrives within `duration` with `WriterUnavailable`. False when
@@ -274,12 +201,12 @@ impl Sequencer {
                 request = self.requests.recv() => match request {
                     Some(request) => Some(request),
                     None => {
-                        session.close().await;
+                        lease::unlock_writer(session.conn).await;
                         return Stop::Shutdown;
                     }
                 },
                 _ = idle_check.tick() => {
-                    if let Err(e) = session.heartbeat().await {
+                    if let Err(e) = lease::heartbeat(&mut session.conn).await {
                         return Stop::Failed(e);
                     }
                     // Idle, but holds may have fallen due: then a batch of their expiries.
@@ -305,7 +232,7 @@ impl Sequencer {
                     Ok(Some(following)) => writing = following,
                     Ok(None) => break,
                     Err(Stop::Shutdown) => {
-                        session.close().await;
+                        lease::unlock_writer(session.conn).await;
                         return Stop::Shutdown;
                     }
                     Err(stop) => return stop,
@@ -335,10 +262,9 @@ impl Sequencer {
         requests
     }
 
-    /// Runs `writing`'s statement and, while PostgreSQL works on it and on the commit of the
-    /// batch before, decides the requests that arrive into the following batch. Then sends
-    /// `writing`'s COMMIT, to be answered when it is through (during the next call, or in
-    /// `settle`); returns the following batch to write next, if it has anything.
+    /// Writes `writing` and, while PostgreSQL works on it, decides the requests that arrive into
+    /// the following batch. Answers `writing` once it has committed; returns the following batch
+    /// to write next, if it has anything.
     async fn write_while_deciding(
         &mut self,
         session: &mut Session,
@@ -350,40 +276,18 @@ impl Sequencer {
         let mut following =
             Following::new(&writing, &mut session.decider, self.config.clock.as_ref());
         let started = Instant::now();
-        let executed = self.execute(session, &writing, &mut following).await;
-        let execute_time = started.elapsed();
-        // `writing` may commit only once the batch before it has: so the log keeps its order.
-        let settled = self.settle(session).await;
-        if let Err(e) = settled.and(executed) {
-            // No COMMIT was sent for `writing`, so none of it is in the log whatever the error
-            // (the abandoned session rolls it back), and `following` was decided on top of it.
-            self.metrics.commits_failed.fetch_add(1, Ordering::Relaxed);
-            writing.fail();
+        let written = self.write(session, &writing, &mut following).await;
+        let write_time = started.elapsed();
+        self.metrics
+            .commit_latency_us
+            .observe(write_time.as_micros() as u64);
+        if let Err(e) = written {
+            // `following` was decided on top of `writing` and never sent: nothing of it applied.
+            self.write_failed(&e, writing);
             following.fail();
             return Err(Stop::Failed(e));
         }
-        if writing.rows().is_empty() {
-            // Only replays and refusals that are not recorded: nothing to commit.
-            self.committed(
-                &mut session.decider,
-                writing,
-                [execute_time, Duration::ZERO],
-            );
-        } else if let Err(e) = self.start_commit(session, writing, execute_time) {
-            following.fail();
-            return Err(Stop::Failed(e));
-        }
-        let needs_commit = following.decide_error.is_some()
-            || !following.deferred.is_empty()
-            || following.batch.is_empty();
-        // What is deferred looks up keys `writing` may hold, and a decision error or an empty
-        // following batch ends the run of batches: for each, `writing` must have committed.
-        if needs_commit {
-            if let Err(e) = self.settle(session).await {
-                following.fail();
-                return Err(Stop::Failed(e));
-            }
-        }
+        self.committed(&mut session.decider, writing, write_time);
         if let Some(e) = following.decide_error.take() {
             following.fail();
             return Err(Stop::Failed(e));
@@ -407,47 +311,30 @@ impl Sequencer {
         }
     }
 
-    /// Runs `writing`'s statement, deciding the requests that arrive meanwhile into `following`,
-    /// and answering the batch before as soon as its commit is through.
-    async fn execute(
+    /// Writes `writing`, deciding the requests that arrive meanwhile into `following`.
+    async fn write(
         &mut self,
         session: &mut Session,
         writing: &Batch,
         following: &mut Following,
     ) -> Result<()> {
         if writing.rows().is_empty() {
+            // Only replays and refusals that are not recorded: nothing to write.
             return Ok(());
         }
-        let Session {
-            conn,
-            spare,
-            committing,
-            decider,
-        } = session;
-        let execute = writing.rows().execute(conn);
-        tokio::pin!(execute);
+        let Session { conn, decider } = session;
+        let write = writing.rows().write(conn);
+        tokio::pin!(write);
         loop {
-            let commit = async {
-                match committing.as_mut() {
-                    Some(c) => c.commit.as_mut().await,
-                    None => std::future::pending().await,
-                }
-            };
             tokio::select! {
                 biased;
-                (returned, committed) = commit => {
-                    *spare = Some(returned);
-                    if let Some(before) = committing.take() {
-                        self.settled(decider, before, committed)?;
-                    }
-                }
-                executed = &mut execute => return executed,
+                written = &mut write => return written,
                 request = self.requests.recv(), if following.has_room(self.config.batch_max) => {
                     match request {
                         None => following.closed = true,
                         Some(request) => {
                             self.queued.fetch_sub(request.items.len(), Ordering::AcqRel);
-                            following.admit(request, writing, committing.as_ref(), decider);
+                            following.admit(request, writing, decider);
                         }
                     }
                 }
@@ -455,52 +342,7 @@ impl Sequencer {
         }
     }
 
-    /// Sends `writing`'s COMMIT on the session its statement ran on, and runs the next batch on
-    /// the other one.
-    fn start_commit(
-        &mut self,
-        session: &mut Session,
-        writing: Batch,
-        execute_time: Duration,
-    ) -> Result<()> {
-        let Some(spare) = session.spare.take() else {
-            writing.fail();
-            return Err(Error::Corrupt(
-                "the writer's second session is not idle after the batch before committed".into(),
-            ));
-        };
-        let conn = std::mem::replace(&mut session.conn, spare);
-        session.committing = Some(Committing::start(writing, execute_time, conn));
-        Ok(())
-    }
-
-    /// Waits for the commit in flight, if any, and answers its batch.
-    async fn settle(&mut self, session: &mut Session) -> Result<()> {
-        let Some(mut before) = session.committing.take() else {
-            return Ok(());
-        };
-        let (returned, committed) = before.commit.as_mut().await;
-        session.spare = Some(returned);
-        self.settled(&mut session.decider, before, committed)
-    }
-
-    /// A commit is through: its batch is answered, or, if it failed, failed or left in doubt.
-    fn settled(
-        &mut self,
-        decider: &mut Decider,
-        before: Committing,
-        committed: Result<()>,
-    ) -> Result<()> {
-        let commit_time = before.commit_started.elapsed();
-        if let Err(e) = committed {
-            self.write_failed(&e, before.batch);
-            return Err(e);
-        }
-        self.committed(decider, before.batch, [before.execute_time, commit_time]);
-        Ok(())
-    }
-
-    /// A COMMIT that failed. If PostgreSQL answered it with an error, nothing of it was applied;
+    /// A write that failed. If PostgreSQL answered it with an error, nothing of it was applied;
     /// otherwise its fate is in doubt until the writer holds the lock again and looks.
     fn write_failed(&mut self, e: &Error, writing: Batch) {
         self.metrics.commits_failed.fetch_add(1, Ordering::Relaxed);
@@ -516,18 +358,9 @@ impl Sequencer {
 
     /// A batch committed: the decider learns its keys and time, followers of the head learn its
     /// position, and every request of it is answered.
-    fn committed(
-        &mut self,
-        decider: &mut Decider,
-        writing: Batch,
-        [execute, commit]: [Duration; 2],
-    ) {
+    fn committed(&mut self, decider: &mut Decider, writing: Batch, write_time: Duration) {
         let (decide, hash, rows) = writing.times();
-        self.metrics
-            .record_batch([decide, hash, rows, execute, commit]);
-        self.metrics
-            .commit_latency_us
-            .observe((execute + commit).as_micros() as u64);
+        self.metrics.record_batch([decide, hash, rows, write_time]);
         decider.last_recorded_at = writing.recorded_at();
         for key in writing.rows().idempotency_keys() {
             decider.keys.insert(key);
@@ -580,20 +413,12 @@ impl Following {
         }
     }
 
-    fn admit(
-        &mut self,
-        request: WriteRequest,
-        writing: &Batch,
-        committing: Option<&Committing>,
-        decider: &mut Decider,
-    ) {
+    fn admit(&mut self, request: WriteRequest, writing: &Batch, decider: &mut Decider) {
         let needs_database = self.decide_error.is_some()
             || !self.deferred.is_empty()
             || request.items.iter().any(|item| {
                 let key = item.idempotency_key.as_str();
-                writing.has_key(key)
-                    || committing.is_some_and(|c| c.batch.has_key(key))
-                    || decider.keys.may_contain(key)
+                writing.has_key(key) || decider.keys.may_contain(key)
             });
         if needs_database {
             self.deferred_commands += request.items.len();
@@ -709,7 +534,7 @@ mod tests {
     const PASS: u8 = 0;
     /// Drop what the client sends next: PostgreSQL never sees the statement.
     const CUT_REQUEST: u8 = 1;
-    /// Forward the next COMMIT but drop PostgreSQL's answer: it committed, the client cannot know.
+    /// Forward the statement but drop PostgreSQL's answer: it committed, the client cannot know.
     const CUT_ANSWER: u8 = 2;
 
     /// A unix-socket proxy in front of PostgreSQL that can break a session at a chosen moment.
@@ -761,17 +586,12 @@ mod tests {
         let (mut server_read, mut server_write) = tokio::io::split(server);
         let mut to_server = [0u8; 64 * 1024];
         let mut to_client = [0u8; 64 * 1024];
-        let mut cut_answer = false;
         loop {
             tokio::select! {
                 n = client.read(&mut to_server) => match n {
                     Ok(n) if n > 0 => {
                         if mode.compare_exchange(CUT_REQUEST, PASS, Ordering::SeqCst, Ordering::SeqCst).is_ok() {
                             return;
-                        }
-                        let commit = to_server[..n].windows(6).any(|w| w == b"COMMIT");
-                        if commit && mode.compare_exchange(CUT_ANSWER, PASS, Ordering::SeqCst, Ordering::SeqCst).is_ok() {
-                            cut_answer = true;
                         }
                         if server_write.write_all(&to_server[..n]).await.is_err() {
                             return;
@@ -781,7 +601,7 @@ mod tests {
                 },
                 n = server_read.read(&mut to_client) => match n {
                     Ok(n) if n > 0 => {
-                        if cut_answer {
+                        if mode.compare_exchange(CUT_ANSWER, PASS, Ordering::SeqCst, Ordering::SeqCst).is_ok() {
                             return;
                         }
                         if client.write_all(&to_client[..n]).await.is_err() {
@@ -831,7 +651,8 @@ mod tests {
         };
         let (writer, task) = Writer::spawn(options.clone().socket(&proxy.dir), config);
         leader(&writer).await;
-        // The proxy cuts the answer to the next COMMIT it carries, whichever session sends it.
+        // The first write of a session prepares its statement: cut after that, so that the
+        // answer cut is the commit's.
         writer
             .submit(define("GBP"), Origin::default())
             .await
