@@ -266,7 +266,10 @@ scenario_3() {
     local loader=$load_pid killed=0 pid
     for _ in 1 2 3; do
         sleep $((load_s / 4))
-        pid=$(sql "$dir" "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted LIMIT 1")
+        # The writer's lock is the advisory lock 0x6c65_6467_6572 (classid 0x6c65, objid
+        # 0x64676572); the projector holds another one, which must not be picked instead.
+        pid=$(sql "$dir" "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted
+            AND classid = 27749 AND objid = 1684497778")
         [ -n "$pid" ] && [ "$(sql "$dir" "SELECT pg_terminate_backend($pid)")" = t ] && killed=$((killed + 1))
     done
     wait "$loader" || true
