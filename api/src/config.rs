@@ -89,6 +89,11 @@ pub struct ServeConfig {
     /// the writer reconnects and reloads.
     #[arg(long, env = "LEDGER_WRITER_STATEMENT_TIMEOUT_MS", default_value_t = 30_000, value_parser = clap::value_parser!(u64).range(1..))]
     pub writer_statement_timeout_ms: u64,
+    /// Relay the log to a message broker from this process as well: `amqp://…` (RabbitMQ) or
+    /// `nats://…` (NATS JetStream); repeat, or separate with commas, for several. One relay per
+    /// broker works at a time across all nodes, so every node may be given the same list.
+    #[arg(long = "relay", env = "LEDGER_RELAYS", value_delimiter = ',')]
+    pub relays: Vec<String>,
 }
 
 impl ServeConfig {
@@ -105,6 +110,7 @@ impl ServeConfig {
             data_dir: PathBuf::from(".ledger/postgres"),
             queue_capacity: 16_384,
             batch_max: 2_048,
+            relays: Vec::new(),
             db_pool_max: 16,
             body_bytes_max: 1024 * 1024,
             batch_body_bytes_max: 16 * 1024 * 1024,

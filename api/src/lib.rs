@@ -16,6 +16,7 @@ mod strict_json;
 pub mod views;
 
 pub use config::ServeConfig;
+pub use render::event_json;
 pub use server::Server;
 
 /// For `skip_serializing_if`: a flag that is off is left out of the JSON, of requests and views

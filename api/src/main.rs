@@ -63,6 +63,20 @@ enum Commands {
         #[arg(long)]
         input: Option<std::path::PathBuf>,
     },
+    /// Relay the log to a message broker until stopped (Ctrl-C or SIGTERM): every event in
+    /// position order, with broker confirms, from the sink's checkpoint in PostgreSQL. Logs go to
+    /// standard error; it prints nothing on standard output.
+    Relay {
+        #[command(flatten)]
+        database: DatabaseArgs,
+        /// `amqp://user:password@host:5672/vhost` (RabbitMQ: topic exchange `ledger.events`) or
+        /// `nats://host:4222` (NATS JetStream: stream `LEDGER`).
+        #[arg(long, env = "LEDGER_RELAY_TO", hide_env_values = true)]
+        to: String,
+        /// Messages published and not yet confirmed, at most.
+        #[arg(long, default_value_t = infrastructure::relays::RelayConfig::IN_FLIGHT_MAX, value_parser = clap::value_parser!(usize))]
+        in_flight_max: usize,
+    },
     /// Manage API keys: create (the secret is printed once), list, revoke.
     Keys {
         #[command(flatten)]
@@ -149,6 +163,11 @@ fn main() -> std::process::ExitCode {
         } => runtime.block_on(replay(database, swap, projection)),
         Commands::Import { database, input } => runtime.block_on(import(database, input)),
         Commands::Keys { database, action } => runtime.block_on(keys(database, action)),
+        Commands::Relay {
+            database,
+            to,
+            in_flight_max,
+        } => runtime.block_on(relay(database, to, in_flight_max)),
     };
     match result {
         Ok(true) => std::process::ExitCode::SUCCESS,
@@ -305,6 +324,23 @@ async fn import(
         serde_json::to_string(&report)
             .map_err(|e| infrastructure::Error::Corrupt(e.to_string()))?
     );
+    Ok(true)
+}
+
+async fn relay(
+    database: DatabaseArgs,
+    to: String,
+    in_flight_max: usize,
+) -> infrastructure::Result<bool> {
+    use infrastructure::relays::{Relay, RelayConfig};
+    let mut config = RelayConfig::new(&to)?;
+    config.in_flight_max = in_flight_max.max(1);
+    let database = database.open().await?;
+    let relay = Relay::spawn(database.options.clone(), config, api::event_json, None);
+    tracing::info!(sink = %relay.name, "relaying; Ctrl-C or SIGTERM stops");
+    shutdown_signal().await;
+    relay.stop().await;
+    database.close().await?;
     Ok(true)
 }
 

@@ -269,6 +269,12 @@ pub fn history_view(h: HistoryEntry) -> HistoryEntryView {
     }
 }
 
+/// An event as a relay publishes it: the JSON of an item of `GET /v1/events`.
+pub fn event_json(e: &StoredEvent) -> infrastructure::Result<Vec<u8>> {
+    serde_json::to_vec(&event_view(e.clone()))
+        .map_err(|e| infrastructure::Error::Corrupt(format!("an event did not encode: {e}")))
+}
+
 pub fn event_view(e: StoredEvent) -> EventView {
     EventView {
         position: e.position,

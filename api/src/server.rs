@@ -14,6 +14,7 @@ use hyper_util::service::TowerToHyperService;
 use infrastructure::db;
 use infrastructure::local_postgres::LocalPostgres;
 use infrastructure::projections::projector::{ProjectorConfig, Projectors};
+use infrastructure::relays::{Relay, RelayConfig, RelayHandle};
 use infrastructure::{ReadStore, Writer};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
@@ -38,6 +39,9 @@ pub struct Server {
     shutdown: oneshot::Sender<()>,
     http: JoinHandle<std::io::Result<()>>,
     writer: JoinHandle<()>,
+    /// The relays this process runs (`--relay`); each publishes only while it holds its sink's
+    /// lock.
+    relays: Vec<RelayHandle>,
     reads: ReadStore,
     /// The primary's pool, when reads come from another database.
     primary: Option<ReadStore>,
@@ -77,10 +81,24 @@ impl Server {
         // The asynchronous projections follow the log on the primary, woken by this process's
         // commits; in a process that is not the writer they look for new events on their own.
         let projectors = Projectors::spawn(
-            options,
+            options.clone(),
             Some(writer.watch_committed()),
             ProjectorConfig::default(),
         );
+        let relays = config
+            .relays
+            .iter()
+            .map(|to| {
+                let config = RelayConfig::new(to)?;
+                let commits = Some(writer.watch_committed());
+                Ok(Relay::spawn(
+                    options.clone(),
+                    config,
+                    crate::render::event_json,
+                    commits,
+                ))
+            })
+            .collect::<infrastructure::Result<Vec<_>>>()?;
         let forwarder = Forwarder::new(pool.clone(), own_url, config.forward_timeout());
         let primary = ReadStore::new(pool);
         let (reads, primary) = match &config.read_database_url {
@@ -118,6 +136,7 @@ impl Server {
             shutdown,
             http,
             writer: writer_task,
+            relays,
             reads,
             primary,
             local_postgres,
@@ -150,6 +169,9 @@ impl Server {
             tracing::error!(error = %e, "writer task failed");
         }
         projectors.stop().await;
+        for relay in self.relays {
+            relay.stop().await;
+        }
         self.reads.pool().close().await;
         if let Some(primary) = &self.primary {
             primary.pool().close().await;

@@ -326,6 +326,23 @@ impl Event {
         }
     }
 
+    /// Every account the event names, each once, in the order it first appears: the accounts of
+    /// its postings and of the reservations it releases, or the account it changes. What a relay
+    /// routes the event by.
+    pub fn accounts_touched(&self) -> Vec<&AccountCode> {
+        let postings = self.postings().iter().chain(self.released());
+        let named = postings
+            .flat_map(|p| [&p.source, &p.destination])
+            .chain(self.account_changed());
+        let mut touched: Vec<&AccountCode> = Vec::new();
+        for account in named {
+            if !touched.contains(&account) {
+                touched.push(account);
+            }
+        }
+        touched
+    }
+
     /// The account an account-level event changes (opening, status, limits).
     pub fn account_changed(&self) -> Option<&AccountCode> {
         match self {

@@ -16,6 +16,9 @@ pub enum Error {
     /// `ledger replay --projection` named no projection.
     #[error("{0}")]
     UnknownProjection(String),
+    /// A relay could not reach its broker, or the broker refused or lost a message.
+    #[error("relay: {0}")]
+    Relay(String),
     #[error("local PostgreSQL: {0}")]
     Provision(String),
     #[error("{0}")]

@@ -1,7 +1,7 @@
 //! PostgreSQL and the other real systems. The flow of a command, in module order: the `writer`
 //! decides it and appends its event to the `event_store`, writing the inline `projections` in the
 //! same transaction; the `projections::projector` then builds the asynchronous projections from
-//! the log; `reads` serve both. `audit`, `replay` and `import` prove and restore the log and what
+//! the log; `reads` serve both, and `relays` carry the log to message brokers. `audit`, `replay` and `import` prove and restore the log and what
 //! is derived from it.
 
 pub mod api_keys;
@@ -15,6 +15,7 @@ pub mod local_postgres;
 pub mod metrics;
 pub mod projections;
 pub mod reads;
+pub mod relays;
 pub mod replay;
 pub mod secrets;
 pub mod testing;

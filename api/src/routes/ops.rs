@@ -1,11 +1,13 @@
 //! Operations: liveness, readiness, metrics and the OpenAPI document.
 
+use std::fmt::Write as _;
 use std::sync::LazyLock;
 use std::time::Duration;
 
 use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
+use infrastructure::relays::RelayStatus;
 use infrastructure::WriterStatus;
 use tokio::time::timeout;
 use utoipa_axum::{router::OpenApiRouter, routes};
@@ -114,6 +116,9 @@ async fn metrics(State(state): State<AppState>) -> Response {
     state.http_metrics().render(&mut out);
     state.writer().metrics().render(&mut out);
     state.projectors().render(&mut out);
+    if let Ok(Ok(relays)) = timeout(PROBE_TIMEOUT, state.reads().relays()).await {
+        render_relays(&relays, &mut out);
+    }
     let writer = state.writer();
     out.push_str("# HELP ledger_writer_queue_depth Commands waiting for the writer.\n");
     out.push_str("# TYPE ledger_writer_queue_depth gauge\n");
@@ -134,6 +139,35 @@ async fn metrics(State(state): State<AppState>) -> Response {
         u8::from(writer.status() == WriterStatus::Leader)
     ));
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response()
+}
+
+/// Every relay's place in the log, whichever process runs it: from its checkpoint, which moves
+/// only past what its broker confirmed. Its publish rate is the rate of `ledger_relay_position`.
+fn render_relays(relays: &[RelayStatus], out: &mut String) {
+    let series: [(&str, &str, fn(&RelayStatus) -> String); 3] = [
+        (
+            "ledger_relay_position",
+            "The last position a relay's broker confirmed (its checkpoint).",
+            |r| r.position.to_string(),
+        ),
+        (
+            "ledger_relay_lag_events",
+            "Events of the log a relay's broker has not confirmed yet.",
+            |r| r.lag_events.to_string(),
+        ),
+        (
+            "ledger_relay_lag_seconds",
+            "How long ago the oldest event a relay's broker has not confirmed was recorded.",
+            |r| format!("{}.{:03}", r.lag_ms / 1000, r.lag_ms % 1000),
+        ),
+    ];
+    for (name, help, value) in series {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");
+        for relay in relays {
+            let sink = relay.sink.replace('\\', "\\\\").replace('"', "\\\"");
+            let _ = writeln!(out, "{name}{{sink=\"{sink}\"}} {}", value(relay));
+        }
+    }
 }
 
 /// The OpenAPI document, generated from the same handlers that serve the routes.

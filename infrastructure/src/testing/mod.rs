@@ -2,7 +2,10 @@
 //! shared local test cluster.
 //!
 //! Each `#[tokio::test]` has its own runtime, so nothing here keeps a connection or pool across
-//! tests: every create and drop opens (and closes) its own connection.
+//! tests: every create and drop opens (and closes) its own connection. `brokers` starts the real
+//! message brokers the relays are tested against.
+
+pub mod brokers;
 
 use std::collections::hash_map::DefaultHasher;
 use std::fs;
