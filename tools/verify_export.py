@@ -2,14 +2,21 @@
 """Independent verifier of a ledger export.
 
 Reads the NDJSON that `ledger export` writes, recomputes the hash chain from the genesis value as
-docs/audit.md specifies it, and recomputes every balance from the postings. Standard library only,
-and no code shared with the server, so the server's encoder is never only checking itself.
+docs/audit.md specifies it, and recomputes every balance figure (posted, pending debits, pending
+credits, available) from the events as docs/events.md specifies them. Standard library only, and
+no code shared with the server: it follows the documents, so where it disagrees with the server,
+one of the two is wrong.
 
     python3 tools/verify_export.py export.ndjson [--prev-hash HEX] [--expect-head HEX]
 
-Prints one JSON object: events, head position and hash, the first broken position (if any), and
-the balances per account and asset. Exit status 1 when the chain breaks, a posting does not fit
-its asset, or an asset's balances do not sum to zero.
+With --prev-hash (an export that starts after position 1) only the chain is checked: the figures
+need every event from the first.
+
+Prints one JSON object: the head position and hash, the first broken position (if any), the
+problems found, the figures per account and asset, and each account's status and limits. Exit
+status 1 when the chain breaks, an event does not follow docs/events.md (a posting that does not
+fit its asset, a settlement that releases other amounts than were reserved, a trade whose fees
+are not its postings, a second reversal…), or the figures of an asset do not balance.
 """
 import argparse
 import hashlib
@@ -40,6 +47,167 @@ def event_bytes(e):
     )
 
 
+class Ledger:
+    """What docs/events.md says the events do: figures per (account, asset), holds, reversals,
+    account statuses and limits."""
+
+    def __init__(self):
+        self.scales = {}
+        self.accounts = {}  # code -> {"status", "allow_negative", "limits": {asset: {...}}}
+        # (account, asset) -> [posted, pending_debits, pending_credits]
+        self.figures = {}
+        self.holds = {}  # pending transaction id -> the postings it reserved
+        self.settled = set()
+        self.transactions = set()  # ids of TransactionPosted and TradeExecuted
+        self.reversed = set()
+        self.problems = []
+
+    def problem(self, position, text):
+        self.problems.append(f"position {position}: {text}")
+
+    def apply(self, position, kind, payload):
+        handler = getattr(self, "on_" + kind, None)
+        if handler is None:
+            self.problem(position, f"unknown event type {kind}")
+            return
+        handler(position, payload)
+
+    # Assets and accounts.
+    def on_AssetDefined(self, position, p):
+        self.scales[p["asset"]] = p["scale"]
+
+    def on_AccountOpened(self, position, p):
+        self.accounts[p["code"]] = {"status": "open", "allow_negative": p["allow_negative"], "limits": {}}
+
+    def on_AccountStatusChanged(self, position, p):
+        self.account(position, p["account"])["status"] = p["status"]
+
+    def on_AccountLimitsSet(self, position, p):
+        self.account(position, p["account"])["limits"][p["asset"]] = {
+            "min_balance": p["min_balance"], "max_balance": p["max_balance"]}
+
+    # Money.
+    def on_TransactionPosted(self, position, p):
+        self.record(position, p["transaction_id"], p)
+        original = p.get("reverses")
+        if original is not None:
+            if original not in self.transactions or original in self.reversed:
+                self.problem(position, f"reverses {original}, which is unknown or reversed already")
+            self.reversed.add(original)
+
+    def on_TradeExecuted(self, position, p):
+        fees = [{"source": f["payer"], "destination": f["account"], "asset": f["asset"],
+                 "amount": f["amount"]} for f in p["fees"]]
+        if p["postings"][2:] != fees:
+            self.problem(position, "the trade's fees are not its postings after the first two")
+        self.record(position, p["trade_id"], p)
+
+    def on_PendingPosted(self, position, p):
+        reserved = self.settle(position, p)
+        if not moves_within(p["postings"], reserved):
+            self.problem(position, "the post moves more than was reserved, or other postings")
+        for posting in p["postings"]:
+            self.step(position, posting, move=1)
+
+    def on_PendingVoided(self, position, p):
+        self.settle(position, p)
+
+    def on_PendingExpired(self, position, p):
+        self.settle(position, p)
+
+    def record(self, position, transaction_id, p):
+        """A transaction or trade: it moves its postings, or reserves them when pending."""
+        if transaction_id in self.transactions:
+            self.problem(position, f"transaction {transaction_id} recorded twice")
+        self.transactions.add(transaction_id)
+        pending = p.get("pending", False)
+        if pending:
+            self.holds[transaction_id] = p["postings"]
+        for posting in p["postings"]:
+            self.step(position, posting, reserve=1 if pending else 0, move=0 if pending else 1)
+
+    def settle(self, position, p):
+        """Ends the hold `pending_id`: its reservations, listed again as `released`, are released."""
+        pending_id = p["pending_id"]
+        reserved = self.holds.pop(pending_id, None)
+        if reserved is None:
+            self.problem(position, f"settles {pending_id}, which is not an open hold")
+        elif p["released"] != reserved:
+            self.problem(position, f"releases other postings than {pending_id} reserved")
+        self.settled.add(pending_id)
+        for posting in p["released"]:
+            self.step(position, posting, reserve=-1)
+        return reserved or []
+
+    def step(self, position, posting, move=0, reserve=0):
+        """Moves (source's posted −, destination's posted +) or reserves (source's pending debits,
+        destination's pending credits; negative: releases) one posting's amount."""
+        asset, amount = posting["asset"], Decimal(posting["amount"])
+        if asset not in self.scales or amount <= 0 or -amount.as_tuple().exponent != self.scales[asset]:
+            self.problem(position, f"posting {posting} does not fit {asset}")
+        if posting["source"] == posting["destination"]:
+            self.problem(position, f"posting {posting} has one account on both sides")
+        for account in (posting["source"], posting["destination"]):
+            self.account(position, account)
+        source = self.figures.setdefault((posting["source"], asset), [Decimal(0)] * 3)
+        destination = self.figures.setdefault((posting["destination"], asset), [Decimal(0)] * 3)
+        source[0] -= move * amount
+        destination[0] += move * amount
+        source[1] += reserve * amount
+        destination[2] += reserve * amount
+
+    def account(self, position, code):
+        if code not in self.accounts:
+            self.problem(position, f"account {code} was never opened")
+            self.accounts[code] = {"status": "open", "allow_negative": False, "limits": {}}
+        return self.accounts[code]
+
+    def check_totals(self):
+        """Per asset: posted balances sum to zero, pending debits equal pending credits, and no
+        reservation is negative."""
+        totals = {}
+        for (account, asset), (posted, debits, credits) in self.figures.items():
+            total = totals.setdefault(asset, [Decimal(0)] * 3)
+            for i, value in enumerate((posted, debits, credits)):
+                total[i] += value
+            if debits < 0 or credits < 0:
+                self.problems.append(f"{account} {asset}: a reservation below zero")
+        for asset, (posted, debits, credits) in sorted(totals.items()):
+            if posted != 0:
+                self.problems.append(f"balances of {asset} sum to {posted}, not zero")
+            if debits != credits:
+                self.problems.append(f"pending debits of {asset} ({debits}) differ from its pending credits ({credits})")
+
+    def shown(self, asset, amount):
+        quantum = Decimal(1).scaleb(-self.scales.get(asset, 0))
+        return str((amount + 0).quantize(quantum))  # + 0: never "-0"
+
+    def report_figures(self):
+        return {
+            f"{account} {asset}": {
+                "posted": self.shown(asset, posted),
+                "pending_debits": self.shown(asset, debits),
+                "pending_credits": self.shown(asset, credits),
+                "available": self.shown(asset, posted - debits),
+            }
+            for (account, asset), (posted, debits, credits) in sorted(self.figures.items())
+        }
+
+
+def moves_within(moved, reserved):
+    """Whether `moved` is `reserved` in order, each amount from zero up to the one reserved, with
+    the postings of zero left out."""
+    remaining = iter(reserved)
+    for posting in moved:
+        for candidate in remaining:
+            same = all(posting[k] == candidate[k] for k in ("source", "destination", "asset"))
+            if same and Decimal(posting["amount"]) <= Decimal(candidate["amount"]):
+                break
+        else:
+            return False
+    return True
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("export")
@@ -48,54 +216,35 @@ def main():
     args = parser.parse_args()
 
     previous = bytes.fromhex(args.prev_hash) if args.prev_hash else GENESIS
-    scales, balances, problems = {}, {}, []
+    ledger, chain_problems = Ledger(), []
     expected_position, head_position, broken = None, 0, None
     with open(args.export, encoding="utf-8") as lines:
         for number, line in enumerate(lines, 1):
             e = json.loads(line)
             if expected_position is not None and e["position"] != expected_position:
                 broken = broken or expected_position
-                problems.append(f"line {number}: position {e['position']}, expected {expected_position}")
+                chain_problems.append(f"line {number}: position {e['position']}, expected {expected_position}")
                 break
             if expected_position is None and not args.prev_hash and e["position"] != 1:
-                problems.append("the export does not start at position 1: pass --prev-hash")
+                chain_problems.append("the export does not start at position 1: pass --prev-hash")
                 broken = e["position"]
                 break
             computed = hashlib.sha256(previous + event_bytes(e)).digest()
             if computed.hex() != e["hash"]:
                 broken = e["position"]
-                problems.append(f"position {e['position']}: hash does not match content and predecessor")
+                chain_problems.append(f"position {e['position']}: hash does not match content and predecessor")
                 break
             previous, head_position, expected_position = computed, e["position"], e["position"] + 1
+            # An export that starts after position 1 lacks the events its figures start from:
+            # only its chain is checked.
+            if not args.prev_hash:
+                ledger.apply(e["position"], e["type"], e["payload"])
 
-            payload = e["payload"]
-            if e["type"] == "AssetDefined":
-                scales[payload["asset"]] = payload["scale"]
-            # Money moves with posted transactions and trades, and with the posting of a pending
-            # one; a pending transaction only reserves (docs/audit.md).
-            moves = e["type"] == "PendingPosted" or (
-                e["type"] in ("TransactionPosted", "TradeExecuted") and not payload.get("pending", False))
-            for posting in payload.get("postings", []) if moves else []:
-                asset, amount = posting["asset"], Decimal(posting["amount"])
-                if asset not in scales or amount <= 0 or -amount.as_tuple().exponent > scales[asset]:
-                    problems.append(f"position {e['position']}: posting {posting} does not fit {asset}")
-                for account, sign in ((posting["source"], -1), (posting["destination"], 1)):
-                    key = (account, asset)
-                    balances[key] = balances.get(key, Decimal(0)) + sign * amount
-
-    totals = {}
-    for (account, asset), amount in balances.items():
-        totals[asset] = totals.get(asset, Decimal(0)) + amount
-    for asset, total in sorted(totals.items()):
-        if total != 0:
-            problems.append(f"balances of {asset} sum to {total}, not zero")
+    ledger.check_totals()
+    problems = chain_problems + ledger.problems
     head_hash = previous.hex()
     if args.expect_head and broken is None and head_hash != args.expect_head:
         problems.append(f"head hash {head_hash} is not the expected {args.expect_head}")
-
-    def shown(account, asset, amount):
-        scale = scales.get(asset, 0)
-        return str(amount.quantize(Decimal(1).scaleb(-scale))) if scale else str(amount.quantize(Decimal(1)))
 
     print(json.dumps({
         "intact": broken is None,
@@ -103,8 +252,9 @@ def main():
         "head_hash": head_hash,
         "first_broken_position": broken,
         "problems": problems,
-        "balances": {f"{account} {asset}": shown(account, asset, amount)
-                     for (account, asset), amount in sorted(balances.items())},
+        "balances": ledger.report_figures(),
+        "accounts": {code: {"status": a["status"], "limits": a["limits"]}
+                     for code, a in sorted(ledger.accounts.items())},
     }, indent=1, sort_keys=True))
     return 0 if not problems else 1
 

@@ -51,35 +51,79 @@ impl<T: DeserializeOwned> FromRequest<AppState> for BatchJsonBody<T> {
     }
 }
 
+/// The body of an action on a transaction or an account that exists already (`post`, `void`,
+/// `reverse`, `freeze`, `unfreeze`, `close`), whose every field is optional: like `JsonBody`,
+/// except that an empty body, with a JSON content type or none, is read as `{}`, so that
+/// `curl -X POST` without a body works. A body that is not empty is checked like any other.
+pub struct ActionBody<T>(pub T);
+
+impl<T: DeserializeOwned> FromRequest<AppState> for ActionBody<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &AppState) -> Result<Self, ApiError> {
+        let limits = state.limits();
+        let declared = declared_json(&request);
+        // Without a content type only an empty body is taken, so a declared length says enough.
+        if declared == Some(false) || (declared.is_none() && content_length(&request) > Some(0)) {
+            return Err(ApiError::UnsupportedMediaType);
+        }
+        let bytes = read_limited(request, limits.body_bytes_max, limits.body_read_timeout).await?;
+        match (bytes.is_empty(), declared) {
+            (true, _) => parse_json(b"{}"),
+            (false, None) => Err(ApiError::UnsupportedMediaType),
+            (false, Some(_)) => parse_json(&bytes),
+        }
+        .map(ActionBody)
+    }
+}
+
 async fn read_json<T: DeserializeOwned>(
     request: Request,
     limit_bytes: usize,
     read_timeout: Duration,
 ) -> Result<T, ApiError> {
-    let is_json = request
-        .headers()
-        .get(CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(';').next())
-        .is_some_and(|mime| mime.trim().eq_ignore_ascii_case("application/json"));
-    if !is_json {
+    if declared_json(&request) != Some(true) {
         return Err(ApiError::UnsupportedMediaType);
     }
-    // A declared length above the limit is refused before a byte of the body is read.
-    let declared = request
+    parse_json(&read_limited(request, limit_bytes, read_timeout).await?)
+}
+
+/// Whether the request declares a JSON body: `None` without a `Content-Type`, else whether it is
+/// `application/json` (parameters such as `charset` aside).
+fn declared_json(request: &Request) -> Option<bool> {
+    request.headers().get(CONTENT_TYPE).map(|value| {
+        value
+            .to_str()
+            .ok()
+            .and_then(|v| v.split(';').next())
+            .is_some_and(|mime| mime.trim().eq_ignore_ascii_case("application/json"))
+    })
+}
+
+/// The length the request declares, if it declares one that reads as a number.
+fn content_length(request: &Request) -> Option<u64> {
+    request
         .headers()
         .get(CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|length| length > limit_bytes as u64) {
+        .and_then(|v| v.parse::<u64>().ok())
+}
+
+/// The body, within the size limit and the read timeout. A declared length above the limit is
+/// refused before a byte of the body is read.
+async fn read_limited(
+    request: Request,
+    limit_bytes: usize,
+    read_timeout: Duration,
+) -> Result<Vec<u8>, ApiError> {
+    if content_length(&request).is_some_and(|length| length > limit_bytes as u64) {
         return Err(ApiError::PayloadTooLarge { limit_bytes });
     }
-    let bytes = tokio::time::timeout(read_timeout, read_body(request, limit_bytes))
+    tokio::time::timeout(read_timeout, read_body(request, limit_bytes))
         .await
         .map_err(|_| ApiError::RequestTimeout {
             waited_ms: u64::try_from(read_timeout.as_millis()).unwrap_or(u64::MAX),
-        })??;
-    parse_json(&bytes)
+        })?
 }
 
 /// Reads the body up to the limit: a longer (or endless) body is refused as soon as the limit is

@@ -133,7 +133,11 @@ fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let filter =
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    // Logs go to stderr, whatever the command: stdout carries only its output (the export's
+    // NDJSON, a key's JSON), so that `ledger export > log.ndjson` is a file a verifier reads.
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     match cli.log_format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().init(),

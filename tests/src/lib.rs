@@ -396,6 +396,48 @@ impl TestLedger {
         report
     }
 
+    /// Asserts that the independent verifier's report (`python_verify`) holds exactly what the
+    /// server serves: every (account, asset) with its four figures (posted, pending debits,
+    /// pending credits, available), and every account's status and limits.
+    pub async fn assert_verifier_agrees(&self, independent: &Value) {
+        let listed = self.get("/v1/accounts?limit=1000").await;
+        listed.expect(200);
+        assert!(
+            listed.body["next_cursor"].is_null(),
+            "one page holds them all"
+        );
+        let mut balances = serde_json::Map::new();
+        let mut accounts = serde_json::Map::new();
+        for account in listed.body["items"].as_array().expect("items") {
+            let code = account["code"].as_str().expect("a code");
+            for b in account["balances"].as_array().expect("balances") {
+                balances.insert(
+                    format!("{code} {}", b["asset"].as_str().expect("an asset")),
+                    json!({"posted": b["balance"], "pending_debits": b["pending_debits"],
+                           "pending_credits": b["pending_credits"], "available": b["available"]}),
+                );
+            }
+            let limits: serde_json::Map<String, Value> = account["limits"]
+                .as_array()
+                .expect("limits")
+                .iter()
+                .map(|l| {
+                    let asset = l["asset"].as_str().expect("an asset").to_owned();
+                    (
+                        asset,
+                        json!({"min_balance": l["min_balance"], "max_balance": l["max_balance"]}),
+                    )
+                })
+                .collect();
+            accounts.insert(
+                code.to_owned(),
+                json!({"status": account["status"], "limits": limits}),
+            );
+        }
+        assert_eq!(Value::Object(balances), independent["balances"], "figures");
+        assert_eq!(Value::Object(accounts), independent["accounts"], "accounts");
+    }
+
     pub async fn event_count(&self) -> i64 {
         let mut conn = self.sql().await;
         sqlx::query_scalar("SELECT count(*) FROM events")

@@ -16,7 +16,7 @@ use domain::Rejection;
 use rust_decimal::Decimal;
 
 use crate::error::{ApiError, Problem};
-use crate::extract::{IdempotencyKey, JsonBody, Params, PathParam, RequestOrigin};
+use crate::extract::{ActionBody, IdempotencyKey, JsonBody, Params, PathParam, RequestOrigin};
 use crate::render::{account_view, balance_view, history_item_view, history_view};
 use crate::requests::{
     AccountLimitsCommand, AccountLimitsRequest, AccountStatusCommand, AccountStatusRequest,
@@ -57,7 +57,7 @@ fn path_account(id_or_code: &str) -> Result<AccountRef, ApiError> {
     params(("id_or_code" = String, Path, description = "Account id (UUID) or code"),
            ("action" = String, Path, description = "`freeze`, `unfreeze` or `close`"),
            ("Idempotency-Key" = String, Header, description = "1 to 255 printable ASCII characters")),
-    request_body = AccountStatusRequest,
+    request_body(content = AccountStatusRequest, description = "Optional: an empty body is `{}`"),
     responses(
         (status = 201, body = AccountStatusView),
         (status = 422, body = Problem, description = "account_frozen, account_not_frozen, account_not_empty, account_closed, account_not_found"),
@@ -69,7 +69,7 @@ async fn change_account_status(
     PathParam((id_or_code, action)): PathParam<(String, String)>,
     key: IdempotencyKey,
     origin: RequestOrigin,
-    JsonBody(request): JsonBody<AccountStatusRequest>,
+    ActionBody(request): ActionBody<AccountStatusRequest>,
 ) -> Result<Response, ApiError> {
     let change = match action.as_str() {
         "freeze" => StatusChange::Freeze,

@@ -130,7 +130,32 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
     let mut doc = openapi_router().into_openapi();
     require_api_key(&mut doc);
     problems_as_problem_json(&mut doc);
+    optional_action_bodies(&mut doc);
     doc
+}
+
+/// The routes whose handlers read their body with `ActionBody`, which takes an empty body as `{}`.
+const ACTION_PATHS: [&str; 2] = [
+    "/v1/transactions/{id}/{action}",
+    "/v1/accounts/{id_or_code}/{action}",
+];
+
+/// Says that the body of an action is optional. utoipa marks a body optional only when its type
+/// is an `Option`, and then documents it as nullable, which would invite a `null` body: the
+/// schema stays the request's, and only `required` changes.
+fn optional_action_bodies(doc: &mut utoipa::openapi::OpenApi) {
+    use utoipa::openapi::Required;
+    for path in ACTION_PATHS {
+        let body = doc
+            .paths
+            .paths
+            .get_mut(path)
+            .and_then(|item| item.post.as_mut())
+            .and_then(|operation| operation.request_body.as_mut());
+        if let Some(body) = body {
+            body.required = Some(Required::False);
+        }
+    }
 }
 
 /// Errors are served as `application/problem+json` (RFC 9457); the route annotations name only

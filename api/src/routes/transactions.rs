@@ -12,7 +12,9 @@ use utoipa::ToSchema;
 
 use crate::auth::Caller;
 use crate::error::{ApiError, Problem};
-use crate::extract::{BatchJsonBody, IdempotencyKey, JsonBody, Params, PathParam, RequestOrigin};
+use crate::extract::{
+    ActionBody, BatchJsonBody, IdempotencyKey, JsonBody, Params, PathParam, RequestOrigin,
+};
 use crate::render::{decode_stored, settlement_view, trade_view, transaction_view};
 use crate::requests::{
     TradeRequest, TransactionAction, TransactionActionCommand, TransactionActionRequest,
@@ -214,7 +216,7 @@ fn settled(
     params(("id" = String, Path, description = "The transaction's id"),
            ("action" = String, Path, description = "`post`, `void` or `reverse`"),
            ("Idempotency-Key" = String, Header, description = "1 to 255 printable ASCII characters")),
-    request_body = TransactionActionRequest,
+    request_body(content = TransactionActionRequest, description = "Optional: an empty body is `{}`"),
     responses(
         (status = 201, description = "`post`, `void`: a SettlementView; `reverse`: the reversal, a TransactionView", body = SettlementView),
         (status = 403, body = Problem, description = "forbidden: force needs the admin scope"),
@@ -229,7 +231,7 @@ async fn act_on_transaction(
     key: IdempotencyKey,
     origin: RequestOrigin,
     caller: Caller,
-    JsonBody(request): JsonBody<TransactionActionRequest>,
+    ActionBody(request): ActionBody<TransactionActionRequest>,
 ) -> Result<Response, ApiError> {
     let action = match action.as_str() {
         "post" => TransactionAction::Post,
