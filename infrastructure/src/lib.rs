@@ -2,10 +2,11 @@
 //! decides it and appends its event to the `event_store`, writing the inline `projections` in the
 //! same transaction; the `projections::projector` then builds the asynchronous projections from
 //! the log; `reads` serve both. `audit`, `replay` and `import` prove and restore the log and what
-//! is derived from it.
+//! is derived from it; `beancount` writes the log for accountants' tools.
 
 pub mod api_keys;
 pub mod audit;
+pub mod beancount;
 mod columns;
 pub mod db;
 pub mod error;
