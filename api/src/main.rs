@@ -93,14 +93,14 @@ Beancount (--format beancount):
   Accounts: the root (--beancount-root), then one component per segment of the code. A leading
   letter is capitalised; after it, `_` before a letter capitalises the letter, any other `_` is
   `-U`, `-` is `--`; a segment starting with `_` or `-` is `0-X` and the segment so written.
-  alice:cash -> Assets:Alice:Cash, petty_cash:eur_2 -> Assets:PettyCash:Eur-U2, a-b:_x -> Assets:A--b:0-XX.
-  No two codes share a name.
+  No two codes share a name: alice:cash -> Assets:Alice:Cash,
+  petty_cash:eur_2 -> Assets:PettyCash:Eur-U2, a-b:_x -> Assets:A--b:0-XX.
   Commodities: the asset code, or `X.<code>.X` when Beancount cannot read the code as one (one
   character, a digit or `_` first, `_` last, TRUE, FALSE, NULL): 1INCH -> X.1INCH.X.
   Signs: a posting takes its amount from the source (negative) and gives it to the destination
   (positive), so every balance reads as the ledger's. Holds move nothing: they, their voids and
-  expiries are notes; a hold's post is a transaction. Balances are asserted, for every account and
-  asset it used, the day after the last entry.";
+  expiries are notes; a hold's post is a transaction. Balances are asserted exactly (`~ 0`), for
+  every account and asset it used, the day after the last entry.";
 
 #[derive(Subcommand)]
 enum KeysAction {

@@ -33,7 +33,7 @@ use domain::event::{
     TransactionPosted,
 };
 use domain::values::TransactionKind;
-use domain::{AccountCode, AssetCode, Event, Posting};
+use domain::{chain, AccountCode, AssetCode, Event, Posting};
 use rust_decimal::Decimal;
 use sqlx::PgPool;
 
@@ -95,8 +95,8 @@ async fn walk(
     Ok(())
 }
 
-/// What the first reading of the log learns: scales, and each account's assets and balances.
-#[derive(Default)]
+/// What the first reading of the log learns: its head, scales, and each account's assets and
+/// balances.
 struct Survey {
     head_position: i64,
     head_hash: String,
@@ -106,10 +106,23 @@ struct Survey {
     balances: BTreeMap<AccountCode, BTreeMap<AssetCode, Decimal>>,
 }
 
+impl Default for Survey {
+    /// An empty log's: position 0 and the genesis hash.
+    fn default() -> Self {
+        Self {
+            head_position: 0,
+            head_hash: chain::to_hex(&chain::genesis()),
+            last_date: None,
+            scales: HashMap::new(),
+            balances: BTreeMap::new(),
+        }
+    }
+}
+
 impl Survey {
     fn record(&mut self, stored: &StoredEvent, event: &Event) -> Result<()> {
         self.head_position = stored.position;
-        self.head_hash = domain::chain::to_hex_slice(&stored.hash);
+        self.head_hash = chain::to_hex_slice(&stored.hash);
         self.last_date = Some(stored.recorded_at.date_naive());
         match event {
             Event::AssetDefined(e) => {
@@ -201,17 +214,11 @@ impl<W: Write> BeancountWriter<'_, W> {
         writeln!(
             self.out,
             "; The ledger's log as Beancount, written by `ledger export --format beancount`:\n\
-             ; positions 1 to {}, head hash {}.\n\
+             ; the log up to position {}, head hash {}.\n\
              ; Every account is under {}. The README's section \"Beancount export\" says how\n\
              ; codes become names, how signs read and how holds appear.\n\
              option \"title\" \"ledger\"\n",
-            survey.head_position,
-            if survey.head_hash.is_empty() {
-                "none"
-            } else {
-                &survey.head_hash
-            },
-            self.root
+            survey.head_position, survey.head_hash, self.root
         )?;
         Ok(())
     }
