@@ -47,7 +47,8 @@ def populate(base):
     for code, scale in [("USD", 2), ("AAPL", 0), ("1INCH", 4), ("EUR_", 2), ("X", 0)]:
         post("/v1/assets", f"asset-{code}", {"code": code, "scale": scale})
     post("/v1/accounts", "open-world", {"code": "world:bank", "allow_negative": True})
-    for code in ["alice:cash", "bob:cash", "broker:fees", "petty_cash:eur_2", "_ops:a-b", "user:0", "idle:account"]:
+    for code in ["alice:cash", "bob:cash", "broker:fees", "petty_cash:eur_2", "_ops:a-b", "user:0",
+                 "idle:account", "round:trip"]:
         post("/v1/accounts", f"open-{code}", {"code": code})
 
     def transfer(key, source, destination, asset, amount, **extra):
@@ -99,6 +100,9 @@ def populate(base):
     post("/v1/accounts/bob:cash/unfreeze", "unfreeze-bob", {})
     call(base, "PATCH", "/v1/accounts/alice:cash/limits", "limits-alice",
          {"asset": "USD", "min_balance": "-100.00", "max_balance": None})
+    # A balance back to zero, asserted as zero; an account that never moves money.
+    transfer("round-out", "world:bank", "round:trip", "USD", "7.00")
+    transfer("round-back", "round:trip", "world:bank", "USD", "7.00")
     transfer("last", "bob:cash", "alice:cash", "AAPL", "1")
 
 
