@@ -1,7 +1,8 @@
 //! The log as a Beancount file (`ledger export --format beancount`), for accountants' tools:
 //! `bean-check`, `bean-query`, Fava.
 //!
-//! What each event becomes (dated the UTC day it was recorded, in position order):
+//! What each event becomes (dated the UTC day it was recorded, in position order; never before the
+//! day of an earlier position):
 //! - `AssetDefined`: a `commodity` (names: `names`).
 //! - `AccountOpened`: an `open`, constrained to the assets the account ever uses.
 //! - A posted transaction, transfer, reversal or trade, and the post of a hold: a transaction
@@ -59,6 +60,7 @@ pub async fn export(pool: &PgPool, root: Root, out: &mut impl Write) -> Result<E
         out,
         root,
         survey: &survey,
+        date: NaiveDate::MIN,
     };
     writer.header()?;
     let mut events = 0;
@@ -123,7 +125,7 @@ impl Survey {
     fn record(&mut self, stored: &StoredEvent, event: &Event) -> Result<()> {
         self.head_position = stored.position;
         self.head_hash = chain::to_hex_slice(&stored.hash);
-        self.last_date = Some(stored.recorded_at.date_naive());
+        self.last_date = self.last_date.max(Some(stored.recorded_at.date_naive()));
         match event {
             Event::AssetDefined(e) => {
                 self.scales.insert(e.asset.clone(), e.scale.get());
@@ -206,6 +208,10 @@ struct BeancountWriter<'a, W: Write> {
     out: &'a mut W,
     root: Root,
     survey: &'a Survey,
+    /// The date of the entries being written: the day the event was recorded, or an earlier
+    /// position's if later (should a clock step back), so that dates never decrease and an
+    /// account is never used before the day it is opened.
+    date: NaiveDate,
 }
 
 impl<W: Write> BeancountWriter<'_, W> {
@@ -228,6 +234,7 @@ impl<W: Write> BeancountWriter<'_, W> {
     }
 
     fn entry(&mut self, stored: &StoredEvent, event: &Event) -> Result<()> {
+        self.date = self.date.max(stored.recorded_at.date_naive());
         match event {
             Event::AssetDefined(e) => self.commodity(stored, e),
             Event::AccountOpened(e) => self.open(stored, e),
@@ -251,7 +258,7 @@ impl<W: Write> BeancountWriter<'_, W> {
     }
 
     fn commodity(&mut self, stored: &StoredEvent, e: &AssetDefined) -> Result<()> {
-        let date = stored.recorded_at.date_naive();
+        let date = self.date;
         writeln!(self.out, "{date} commodity {}", commodity_name(&e.asset))?;
         self.meta(
             stored,
@@ -264,7 +271,7 @@ impl<W: Write> BeancountWriter<'_, W> {
     }
 
     fn open(&mut self, stored: &StoredEvent, e: &AccountOpened) -> Result<()> {
-        let date = stored.recorded_at.date_naive();
+        let date = self.date;
         let (name, constraint) = (self.account(&e.code), self.constraint(&e.code));
         writeln!(self.out, "{date} open {name}{constraint}")?;
         self.meta(
@@ -346,7 +353,7 @@ impl<W: Write> BeancountWriter<'_, W> {
             (TransactionKind::Transaction, _) => ("Transaction".to_owned(), Vec::new()),
         };
         links.insert(0, e.transaction_id.to_string());
-        self.transaction_header(stored, &narration, &links)?;
+        self.transaction_header(&narration, &links)?;
         let mut meta = vec![
             ("transaction-id", Meta::Text(e.transaction_id.to_string())),
             ("kind", Meta::Text(e.kind.as_str().to_owned())),
@@ -372,7 +379,7 @@ impl<W: Write> BeancountWriter<'_, W> {
             commodity_name(&e.currency),
             self.account(&e.seller)
         );
-        self.transaction_header(stored, &narration, &[e.trade_id.to_string()])?;
+        self.transaction_header(&narration, &[e.trade_id.to_string()])?;
         let mut meta = vec![
             ("trade-id", Meta::Text(e.trade_id.to_string())),
             ("quantity", Meta::Number(e.quantity.to_string())),
@@ -406,20 +413,15 @@ impl<W: Write> BeancountWriter<'_, W> {
 
     fn post(&mut self, stored: &StoredEvent, e: &PendingPosted) -> Result<()> {
         let narration = format!("Post of hold {}", e.pending_id);
-        self.transaction_header(stored, &narration, &[e.pending_id.to_string()])?;
+        self.transaction_header(&narration, &[e.pending_id.to_string()])?;
         let mut meta = vec![("pending-id", Meta::Text(e.pending_id.to_string()))];
         meta.extend(ledger_metadata(&e.metadata));
         self.meta(stored, meta)?;
         self.postings(&e.postings)
     }
 
-    fn transaction_header(
-        &mut self,
-        stored: &StoredEvent,
-        narration: &str,
-        links: &[String],
-    ) -> Result<()> {
-        let date = stored.recorded_at.date_naive();
+    fn transaction_header(&mut self, narration: &str, links: &[String]) -> Result<()> {
+        let date = self.date;
         write!(self.out, "{date} * {}", quoted(narration))?;
         for link in links {
             write!(self.out, " ^tx-{link}")?;
@@ -476,7 +478,7 @@ impl<W: Write> BeancountWriter<'_, W> {
         text: &str,
         meta: Vec<(&'static str, Meta)>,
     ) -> Result<()> {
-        let date = stored.recorded_at.date_naive();
+        let date = self.date;
         let name = self.account(account);
         writeln!(self.out, "{date} note {name} {}", quoted(text))?;
         self.meta(stored, meta)?;
