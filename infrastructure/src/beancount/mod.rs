@@ -30,8 +30,7 @@ use std::io::Write;
 
 use chrono::{DateTime, NaiveDate, Utc};
 use domain::event::{
-    AccountLimitsSet, AccountOpened, AssetDefined, Fee, PendingPosted, TradeExecuted,
-    TransactionPosted,
+    AccountLimitsSet, AccountOpened, AssetDefined, PendingPosted, TradeExecuted, TransactionPosted,
 };
 use domain::values::TransactionKind;
 use domain::{chain, AccountCode, AssetCode, Event, Posting};
@@ -387,34 +386,49 @@ impl<W: Write> BeancountWriter<'_, W> {
             ("notional", Meta::Number(e.notional.to_string())),
         ];
         if !e.fees.is_empty() {
-            meta.push(("fees", Meta::Text(self.fees(&e.fees)?)));
+            let fees = e
+                .fees
+                .iter()
+                .map(|f| (&f.payer, &f.account, &f.asset, f.amount));
+            meta.push(("fees", Meta::Text(self.movements(fees)?)));
         }
         meta.extend(ledger_metadata(&e.metadata));
         self.meta(stored, meta)?;
         self.postings(&e.postings)
     }
 
-    /// `1.25 USD from Assets:Alice:Cash to Assets:Broker:Fees`, for a trade's metadata (the fees
-    /// are among its postings already).
-    fn fees(&self, fees: &[Fee]) -> Result<String> {
-        let described: Result<Vec<String>> = fees
-            .iter()
-            .map(|fee| {
+    /// `1.25 USD from Assets:Alice:Cash to Assets:Broker:Fees; …`, for metadata: a trade's fees
+    /// (among its postings already), a post's ended reservations.
+    fn movements<'p>(
+        &self,
+        legs: impl Iterator<Item = (&'p AccountCode, &'p AccountCode, &'p AssetCode, Decimal)>,
+    ) -> Result<String> {
+        let described: Result<Vec<String>> = legs
+            .map(|(from, to, asset, amount)| {
                 Ok(format!(
                     "{} from {} to {}",
-                    self.survey.amount(fee.amount, &fee.asset)?,
-                    self.account(&fee.payer),
-                    self.account(&fee.account)
+                    self.survey.amount(amount, asset)?,
+                    self.account(from),
+                    self.account(to)
                 ))
             })
             .collect();
         Ok(described?.join("; "))
     }
 
+    /// The amounts posted (less than reserved when posted in part): `released` names the
+    /// reservations the post ends.
     fn post(&mut self, stored: &StoredEvent, e: &PendingPosted) -> Result<()> {
         let narration = format!("Post of hold {}", e.pending_id);
         self.transaction_header(&narration, &[e.pending_id.to_string()])?;
-        let mut meta = vec![("pending-id", Meta::Text(e.pending_id.to_string()))];
+        let released = e
+            .released
+            .iter()
+            .map(|p| (&p.source, &p.destination, &p.asset, p.amount));
+        let mut meta = vec![
+            ("pending-id", Meta::Text(e.pending_id.to_string())),
+            ("released", Meta::Text(self.movements(released)?)),
+        ];
         meta.extend(ledger_metadata(&e.metadata));
         self.meta(stored, meta)?;
         self.postings(&e.postings)
