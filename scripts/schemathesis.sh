@@ -42,36 +42,16 @@ schemathesis_version=4.32.5
 venv="$root/target/schemathesis-venv"
 
 # Schemathesis, in a virtual environment of its own.
-installed=$("$venv/bin/st" --version 2>/dev/null || true)
-if [ "$installed" != "st, version $schemathesis_version" ]; then
-    if ! python3 -c 'import ensurepip, venv' >/dev/null 2>&1; then
-        echo "python3-venv missing: installing"
-        apt-get update -q
-        DEBIAN_FRONTEND=noninteractive apt-get install -y -q python3-venv
-    fi
-    rm -rf "$venv"
-    python3 -m venv "$venv"
-    "$venv/bin/pip" install -q "schemathesis==$schemathesis_version"
-fi
+source "$root/scripts/python_tool.sh"
+pinned_venv "$venv" schemathesis "$schemathesis_version"
 
-cargo build --locked -q -p api --bin ledger
-ledger="$root/target/debug/ledger"
+ledger=$(build_ledger)
 
-work=$(mktemp -d /tmp/ledger-schemathesis.XXXXXX)
-chmod 755 "$work" # when root, PostgreSQL runs as an unprivileged user that must reach it
+work=$(scratch_dir schemathesis)
 server_pid=
-cleanup() {
-    local status=$?
-    if [ -n "$server_pid" ]; then
-        # SIGTERM: the ledger stops the PostgreSQL cluster it started.
-        kill "$server_pid" 2>/dev/null || true
-        wait "$server_pid" 2>/dev/null || true
-    fi
-    if [ "$status" = 0 ]; then rm -rf "$work"; else echo "logs kept in $work" >&2; fi
-}
-trap cleanup EXIT
+trap 'finish $?' EXIT
 
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+port=$(free_port)
 serve_args=(serve --listen "127.0.0.1:$port" --data-dir "$work/pg")
 # With authentication on, as in production: the server stores this admin key at its first start,
 # and every request carries it (so every scope's routes are reached).
@@ -81,17 +61,7 @@ env -u DATABASE_URL RUST_LOG=warn LEDGER_BOOTSTRAP_ADMIN_KEY="$api_key" LEDGER_A
 server_pid=$!
 
 base="http://127.0.0.1:$port"
-for _ in $(seq 1 120); do
-    if python3 -c "import urllib.request,sys; urllib.request.urlopen('$base/readyz', timeout=2)" 2>/dev/null; then
-        break
-    fi
-    if ! kill -0 "$server_pid" 2>/dev/null; then
-        cat "$work/ledger.log" >&2
-        echo "ledger serve exited" >&2
-        exit 1
-    fi
-    sleep 0.5
-done
+wait_ready "$base" "$server_pid" "$work/ledger.log"
 
 # A few things for the generated requests to find: an asset, accounts, money.
 post() { # path key body

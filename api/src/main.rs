@@ -43,13 +43,22 @@ enum Commands {
         #[arg(long)]
         projection: Option<String>,
     },
-    /// Write the log as NDJSON, one canonical JSON event (with its hash) per line.
+    /// Write the log as NDJSON, one canonical JSON event (with its hash) per line, or as a
+    /// Beancount file for accountants' tools (`--format beancount`).
+    #[command(after_long_help = BEANCOUNT_HELP)]
     Export {
         #[command(flatten)]
         database: DatabaseArgs,
-        /// Only events after this position.
+        /// ndjson (the log, with hashes, for `ledger import` and verifiers) or beancount.
+        #[arg(long, value_enum, default_value = "ndjson")]
+        format: ExportFormat,
+        /// Only events after this position (ndjson only: a Beancount file is the whole log).
         #[arg(long, default_value_t = 0)]
         after: i64,
+        /// With --format beancount: the root every account is under (Assets, Liabilities,
+        /// Equity, Income or Expenses).
+        #[arg(long, default_value = "Assets", value_parser = parse_root)]
+        beancount_root: infrastructure::beancount::Root,
         /// A file to write to; standard output when absent.
         #[arg(long)]
         output: Option<std::path::PathBuf>,
@@ -86,6 +95,27 @@ enum Commands {
     },
 }
 
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum ExportFormat {
+    Ndjson,
+    Beancount,
+}
+
+/// `ledger export --help`: how the ledger becomes Beancount (the README says more).
+const BEANCOUNT_HELP: &str = "\
+Beancount (--format beancount):
+  Accounts: the root (--beancount-root), then one component per segment of the code. A leading
+  letter is capitalised; after it, `_` before a letter capitalises the letter, any other `_` is
+  `-U`, `-` is `--`; a segment starting with `_` or `-` is `0-X` and the segment so written.
+  No two codes share a name: alice:cash -> Assets:Alice:Cash,
+  petty_cash:eur_2 -> Assets:PettyCash:Eur-U2, a-b:_x -> Assets:A--b:0-XX.
+  Commodities: the asset code, or `X.<code>.X` when Beancount cannot read the code as one (one
+  character, a digit or `_` first, `_` last, TRUE, FALSE, NULL): 1INCH -> X.1INCH.X.
+  Signs: a posting takes its amount from the source (negative) and gives it to the destination
+  (positive), so every balance reads as the ledger's. Holds move nothing: they, their voids and
+  expiries are notes; a hold's post is a transaction. Balances are asserted exactly (`~ 0`), for
+  every account and asset it used, the day after the last entry.";
+
 #[derive(Subcommand)]
 enum KeysAction {
     /// Create a key and print it (as JSON, with its secret) once; only its hash is stored.
@@ -101,6 +131,10 @@ enum KeysAction {
     List,
     /// Revoke a key by id or prefix; servers stop accepting it within 5 s.
     Revoke { id_or_prefix: String },
+}
+
+fn parse_root(text: &str) -> Result<infrastructure::beancount::Root, String> {
+    text.parse()
 }
 
 fn parse_scope(text: &str) -> Result<infrastructure::api_keys::Scope, String> {
@@ -157,9 +191,20 @@ fn main() -> std::process::ExitCode {
         Commands::Verify(database) => runtime.block_on(verify(database)),
         Commands::Export {
             database,
+            format,
             after,
+            beancount_root,
             output,
-        } => runtime.block_on(export(database, after, output)),
+        } => match (format, after) {
+            (ExportFormat::Ndjson, _) => runtime.block_on(export(database, after, output)),
+            (ExportFormat::Beancount, 0) => {
+                runtime.block_on(export_beancount(database, beancount_root, output))
+            }
+            (ExportFormat::Beancount, _) => {
+                eprintln!("--after is for --format ndjson: a Beancount file holds the whole log");
+                Ok(false)
+            }
+        },
         Commands::Replay {
             database,
             swap,
@@ -268,20 +313,38 @@ async fn export(
     after: i64,
     output: Option<std::path::PathBuf>,
 ) -> infrastructure::Result<bool> {
+    let mut out = output_to(output)?;
     let database = database.open().await?;
-    let written = match output {
-        Some(path) => {
-            let mut file = std::io::BufWriter::new(std::fs::File::create(path)?);
-            infrastructure::audit::export(&database.pool, after, &mut file).await
-        }
-        None => {
-            let mut out = std::io::BufWriter::new(std::io::stdout().lock());
-            infrastructure::audit::export(&database.pool, after, &mut out).await
-        }
-    };
+    let written = infrastructure::audit::export(&database.pool, after, &mut out).await;
     database.close().await?;
     tracing::info!(events = written?, "exported");
     Ok(true)
+}
+
+async fn export_beancount(
+    database: DatabaseArgs,
+    root: infrastructure::beancount::Root,
+    output: Option<std::path::PathBuf>,
+) -> infrastructure::Result<bool> {
+    let mut out = output_to(output)?;
+    let database = database.open().await?;
+    let summary = infrastructure::beancount::export(&database.pool, root, &mut out).await;
+    database.close().await?;
+    let summary = summary?;
+    tracing::info!(
+        events = summary.events,
+        head_position = summary.head_position,
+        "exported as Beancount"
+    );
+    Ok(true)
+}
+
+/// Where an export goes: the file named, or standard output.
+fn output_to(path: Option<std::path::PathBuf>) -> std::io::Result<Box<dyn std::io::Write>> {
+    Ok(match path {
+        Some(path) => Box::new(std::io::BufWriter::new(std::fs::File::create(path)?)),
+        None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
+    })
 }
 
 async fn import(

@@ -1,11 +1,13 @@
 //! PostgreSQL and the other real systems. The flow of a command, in module order: the `writer`
 //! decides it and appends its event to the `event_store`, writing the inline `projections` in the
 //! same transaction; the `projections::projector` then builds the asynchronous projections from
-//! the log; `reads` serve both, and `relays` carry the log to message brokers. `audit`, `replay` and `import` prove and restore the log and what
-//! is derived from it.
+//! the log; `reads` serve both, and `relays` carry the log to message brokers. `audit`, `replay`
+//! and `import` prove and restore the log and what is derived from it; `beancount` writes the log
+//! for accountants' tools.
 
 pub mod api_keys;
 pub mod audit;
+pub mod beancount;
 mod columns;
 pub mod db;
 pub mod error;

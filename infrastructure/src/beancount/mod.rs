@@ -1,0 +1,573 @@
+//! The log as a Beancount file (`ledger export --format beancount`), for accountants' tools:
+//! `bean-check`, `bean-query`, Fava.
+//!
+//! What each event becomes (dated the UTC day it was recorded, in position order; never before the
+//! day of an earlier position):
+//! - `AssetDefined`: a `commodity` (names: `names`).
+//! - `AccountOpened`: an `open`, constrained to the assets the account ever uses.
+//! - A posted transaction, transfer, reversal or trade, and the post of a hold: a transaction
+//!   (`*`) whose postings take each ledger posting's amount from its source (a negative posting)
+//!   and give it to its destination (a positive one), so that Beancount's balance of an account is
+//!   the ledger's (`credits − debits`) under any root, and every entry balances per asset by
+//!   construction. Metadata carries the position, event id, transaction id and idempotency key;
+//!   the link `^tx-<id>` joins a transaction with its reversal and a hold with its post.
+//! - A hold (a pending transaction or trade) moves no money: a `note` on each account it touches
+//!   says what it reserves; its void or expiry is a `note` too, and only its post moves money.
+//! - Status changes and limits: `note`s.
+//!
+//! At the end, a `balance` for every account and every asset it used, dated the day after the
+//! last entry because Beancount checks a `balance` at the start of its day, and with the
+//! tolerance `~ 0` because Beancount otherwise accepts a balance off by one in its last place.
+//!
+//! The log is read twice, to the same head: once to learn which assets each account uses (its
+//! `open` comes first) and the balances, once to write the entries. Memory is one balance per
+//! account and asset, as in the balances projection.
+
+mod names;
+
+use std::collections::{BTreeMap, HashMap};
+use std::io::Write;
+
+use chrono::{DateTime, NaiveDate, Utc};
+use domain::event::{
+    AccountLimitsSet, AccountOpened, AssetDefined, PendingPosted, TradeExecuted, TransactionPosted,
+};
+use domain::values::TransactionKind;
+use domain::{chain, AccountCode, AssetCode, Event, Posting};
+use rust_decimal::Decimal;
+use sqlx::PgPool;
+
+pub use names::{account_name, commodity_name, Root};
+
+use crate::event_store::{format_recorded_at, page, StoredEvent, PAGE_EVENTS};
+use crate::{Error, Result};
+
+/// What an export wrote.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ExportSummary {
+    /// Events read (positions 1 to `head_position`).
+    pub events: i64,
+    pub head_position: i64,
+}
+
+/// Writes the whole log, up to its head as the export begins, as a Beancount file.
+pub async fn export(pool: &PgPool, root: Root, out: &mut impl Write) -> Result<ExportSummary> {
+    let mut survey = Survey::default();
+    walk(pool, i64::MAX, |stored, event| survey.record(stored, event)).await?;
+    let head_position = survey.head_position;
+    let mut writer = BeancountWriter {
+        out,
+        root,
+        survey: &survey,
+        date: NaiveDate::MIN,
+    };
+    writer.header()?;
+    let mut events = 0;
+    walk(pool, head_position, |stored, event| {
+        events += 1;
+        writer.entry(stored, event)
+    })
+    .await?;
+    writer.balances()?;
+    writer.out.flush()?;
+    Ok(ExportSummary {
+        events,
+        head_position,
+    })
+}
+
+/// Calls `visit` with every event up to `head` (inclusive), decoded, in position order.
+async fn walk(
+    pool: &PgPool,
+    head: i64,
+    mut visit: impl FnMut(&StoredEvent, &Event) -> Result<()>,
+) -> Result<()> {
+    let mut after = 0;
+    while after < head {
+        let rows = page(pool, after, PAGE_EVENTS).await?;
+        let Some(last) = rows.last() else {
+            break;
+        };
+        after = last.position;
+        for stored in rows.iter().take_while(|stored| stored.position <= head) {
+            visit(stored, &stored.decode()?)?;
+        }
+    }
+    Ok(())
+}
+
+/// What the first reading of the log learns: its head, scales, and each account's assets and
+/// balances.
+struct Survey {
+    head_position: i64,
+    head_hash: String,
+    last_date: Option<NaiveDate>,
+    scales: HashMap<AssetCode, u32>,
+    /// Per account, every asset it moves or reserves, with its balance (`credits − debits`).
+    balances: BTreeMap<AccountCode, BTreeMap<AssetCode, Decimal>>,
+}
+
+impl Default for Survey {
+    /// An empty log's: position 0 and the genesis hash.
+    fn default() -> Self {
+        Self {
+            head_position: 0,
+            head_hash: chain::to_hex(&chain::genesis()),
+            last_date: None,
+            scales: HashMap::new(),
+            balances: BTreeMap::new(),
+        }
+    }
+}
+
+impl Survey {
+    fn record(&mut self, stored: &StoredEvent, event: &Event) -> Result<()> {
+        self.head_position = stored.position;
+        self.head_hash = chain::to_hex_slice(&stored.hash);
+        self.last_date = self.last_date.max(Some(stored.recorded_at.date_naive()));
+        match event {
+            Event::AssetDefined(e) => {
+                self.scales.insert(e.asset.clone(), e.scale.get());
+            }
+            Event::AccountOpened(e) => {
+                self.balances.entry(e.code.clone()).or_default();
+            }
+            _ => {}
+        }
+        for posting in event.postings() {
+            for account in [&posting.source, &posting.destination] {
+                self.balance_mut(account, &posting.asset, stored.position)?;
+            }
+        }
+        for posting in event.moved() {
+            *self.balance_mut(&posting.source, &posting.asset, stored.position)? -= posting.amount;
+            *self.balance_mut(&posting.destination, &posting.asset, stored.position)? +=
+                posting.amount;
+        }
+        Ok(())
+    }
+
+    fn balance_mut(
+        &mut self,
+        account: &AccountCode,
+        asset: &AssetCode,
+        position: i64,
+    ) -> Result<&mut Decimal> {
+        let assets = self.balances.get_mut(account).ok_or_else(|| {
+            Error::Corrupt(format!(
+                "position {position}: account {account} is not open"
+            ))
+        })?;
+        Ok(assets.entry(asset.clone()).or_default())
+    }
+
+    /// `amount` and its commodity, as Beancount writes them.
+    fn amount(&self, amount: Decimal, asset: &AssetCode) -> Result<String> {
+        Ok(format!(
+            "{} {}",
+            self.number(amount, asset)?,
+            commodity_name(asset)
+        ))
+    }
+
+    /// `amount` exactly, at the asset's scale (never rounded: more places is an error).
+    fn number(&self, amount: Decimal, asset: &AssetCode) -> Result<String> {
+        let scale = *self
+            .scales
+            .get(asset)
+            .ok_or_else(|| Error::Corrupt(format!("asset {asset} is not defined")))?;
+        let mut exact = amount.normalize();
+        if exact.scale() > scale {
+            return Err(Error::Corrupt(format!(
+                "{amount} {asset} has more than the asset's {scale} decimal places"
+            )));
+        }
+        exact.rescale(scale);
+        if exact.is_zero() {
+            exact.set_sign_positive(true);
+        }
+        Ok(exact.to_string())
+    }
+}
+
+/// A metadata value, in Beancount's syntax.
+#[derive(Clone)]
+enum Meta {
+    Text(String),
+    Number(String),
+    Bool(bool),
+}
+
+/// A string in Beancount's syntax: quoted, with `\` and `"` escaped.
+fn quoted(text: &str) -> String {
+    format!("\"{}\"", text.replace('\\', "\\\\").replace('"', "\\\""))
+}
+
+struct BeancountWriter<'a, W: Write> {
+    out: &'a mut W,
+    root: Root,
+    survey: &'a Survey,
+    /// The date of the entries being written: the day the event was recorded, or an earlier
+    /// position's if later (should a clock step back), so that dates never decrease and an
+    /// account is never used before the day it is opened.
+    date: NaiveDate,
+}
+
+impl<W: Write> BeancountWriter<'_, W> {
+    fn header(&mut self) -> Result<()> {
+        let survey = self.survey;
+        writeln!(
+            self.out,
+            "; The ledger's log as Beancount, written by `ledger export --format beancount`:\n\
+             ; the log up to position {}, head hash {}.\n\
+             ; Every account is under {}. The README's section \"Beancount export\" says how\n\
+             ; codes become names, how signs read and how holds appear.\n\
+             option \"title\" \"ledger\"\n",
+            survey.head_position, survey.head_hash, self.root
+        )?;
+        Ok(())
+    }
+
+    fn account(&self, code: &AccountCode) -> String {
+        account_name(self.root, code)
+    }
+
+    fn entry(&mut self, stored: &StoredEvent, event: &Event) -> Result<()> {
+        self.date = self.date.max(stored.recorded_at.date_naive());
+        match event {
+            Event::AssetDefined(e) => self.commodity(stored, e),
+            Event::AccountOpened(e) => self.open(stored, e),
+            Event::TransactionPosted(e) if e.pending => {
+                self.hold(stored, event, "Hold", &e.postings, e.expires_at)
+            }
+            Event::TransactionPosted(e) => self.transaction(stored, e),
+            Event::TradeExecuted(e) if e.pending => {
+                self.hold(stored, event, "Trade hold", &e.postings, e.expires_at)
+            }
+            Event::TradeExecuted(e) => self.trade(stored, e),
+            Event::PendingPosted(e) => self.post(stored, e),
+            Event::PendingVoided(e) => self.release(stored, event, "voided", &e.released),
+            Event::PendingExpired(e) => self.release(stored, event, "expired", &e.released),
+            Event::AccountStatusChanged(e) => {
+                let text = format!("Status: {}", e.status.as_str());
+                self.note(stored, &e.account, &text, Vec::new())
+            }
+            Event::AccountLimitsSet(e) => self.limits(stored, e),
+        }
+    }
+
+    fn commodity(&mut self, stored: &StoredEvent, e: &AssetDefined) -> Result<()> {
+        let date = self.date;
+        writeln!(self.out, "{date} commodity {}", commodity_name(&e.asset))?;
+        self.meta(
+            stored,
+            [
+                ("ledger-code", Meta::Text(e.asset.to_string())),
+                ("scale", Meta::Number(e.scale.get().to_string())),
+            ],
+        )?;
+        Ok(writeln!(self.out)?)
+    }
+
+    fn open(&mut self, stored: &StoredEvent, e: &AccountOpened) -> Result<()> {
+        let date = self.date;
+        let (name, constraint) = (self.account(&e.code), self.constraint(&e.code));
+        writeln!(self.out, "{date} open {name}{constraint}")?;
+        self.meta(
+            stored,
+            [
+                ("ledger-code", Meta::Text(e.code.to_string())),
+                ("account-id", Meta::Text(e.account_id.to_string())),
+                ("allow-negative", Meta::Bool(e.allow_negative)),
+            ],
+        )?;
+        Ok(writeln!(self.out)?)
+    }
+
+    /// A hold moves nothing: a note on each account it touches says what it reserves.
+    fn hold(
+        &mut self,
+        stored: &StoredEvent,
+        event: &Event,
+        kind: &str,
+        postings: &[Posting],
+        expires_at: Option<DateTime<Utc>>,
+    ) -> Result<()> {
+        let id = event.transaction_id().map(|id| id.to_string());
+        let what = format!("{kind} {} reserves", id.unwrap_or_default());
+        let expiry = expires_at.map(|at| ("expires-at", Meta::Text(format_recorded_at(at))));
+        self.notes(stored, &what, postings, note_meta(event, expiry))
+    }
+
+    /// A void or an expiry moves nothing: a note on each account says what it releases.
+    fn release(
+        &mut self,
+        stored: &StoredEvent,
+        event: &Event,
+        how: &str,
+        released: &[Posting],
+    ) -> Result<()> {
+        let id = event.transaction_id().map(|id| id.to_string());
+        let what = format!("Hold {} {how}: releases", id.unwrap_or_default());
+        self.notes(stored, &what, released, note_meta(event, None))
+    }
+
+    fn limits(&mut self, stored: &StoredEvent, e: &AccountLimitsSet) -> Result<()> {
+        let bound = |b: Option<Decimal>| -> Result<String> {
+            b.map_or(Ok("none".to_owned()), |b| self.survey.amount(b, &e.asset))
+        };
+        let text = format!(
+            "Limits in {}: min {}, max {}",
+            commodity_name(&e.asset),
+            bound(e.min_balance)?,
+            bound(e.max_balance)?
+        );
+        self.note(stored, &e.account, &text, Vec::new())
+    }
+
+    /// ` USD,AAPL`: the commodities an account uses, for its `open`.
+    fn constraint(&self, code: &AccountCode) -> String {
+        let mut commodities: Vec<String> = self
+            .survey
+            .balances
+            .get(code)
+            .map(|assets| assets.keys().map(commodity_name).collect())
+            .unwrap_or_default();
+        commodities.sort();
+        if commodities.is_empty() {
+            String::new()
+        } else {
+            format!(" {}", commodities.join(","))
+        }
+    }
+
+    fn transaction(&mut self, stored: &StoredEvent, e: &TransactionPosted) -> Result<()> {
+        let (narration, mut links) = match (e.kind, e.reverses) {
+            (TransactionKind::Reversal, Some(original)) => (
+                format!("Reversal of {original}"),
+                vec![original.to_string()],
+            ),
+            (TransactionKind::Reversal, None) => ("Reversal".to_owned(), Vec::new()),
+            (TransactionKind::Transfer, _) => ("Transfer".to_owned(), Vec::new()),
+            (TransactionKind::Transaction, _) => ("Transaction".to_owned(), Vec::new()),
+        };
+        links.insert(0, e.transaction_id.to_string());
+        self.transaction_header(&narration, &links)?;
+        let mut meta = vec![
+            ("transaction-id", Meta::Text(e.transaction_id.to_string())),
+            ("kind", Meta::Text(e.kind.as_str().to_owned())),
+        ];
+        if let Some(original) = e.reverses {
+            meta.push(("reverses", Meta::Text(original.to_string())));
+        }
+        if e.forced {
+            meta.push(("forced", Meta::Bool(true)));
+        }
+        meta.extend(ledger_metadata(&e.metadata));
+        self.meta(stored, meta)?;
+        self.postings(&e.postings)
+    }
+
+    fn trade(&mut self, stored: &StoredEvent, e: &TradeExecuted) -> Result<()> {
+        let narration = format!(
+            "Trade: {} buys {} {} at {} {} from {}",
+            self.account(&e.buyer),
+            e.quantity,
+            commodity_name(&e.instrument),
+            e.price,
+            commodity_name(&e.currency),
+            self.account(&e.seller)
+        );
+        self.transaction_header(&narration, &[e.trade_id.to_string()])?;
+        let mut meta = vec![
+            ("trade-id", Meta::Text(e.trade_id.to_string())),
+            ("quantity", Meta::Number(e.quantity.to_string())),
+            ("price", Meta::Number(e.price.to_string())),
+            ("notional", Meta::Number(e.notional.to_string())),
+        ];
+        if !e.fees.is_empty() {
+            let fees = e
+                .fees
+                .iter()
+                .map(|f| (&f.payer, &f.account, &f.asset, f.amount));
+            meta.push(("fees", Meta::Text(self.movements(fees)?)));
+        }
+        meta.extend(ledger_metadata(&e.metadata));
+        self.meta(stored, meta)?;
+        self.postings(&e.postings)
+    }
+
+    /// `1.25 USD from Assets:Alice:Cash to Assets:Broker:Fees; …`, for metadata: a trade's fees
+    /// (among its postings already), a post's ended reservations.
+    fn movements<'p>(
+        &self,
+        legs: impl Iterator<Item = (&'p AccountCode, &'p AccountCode, &'p AssetCode, Decimal)>,
+    ) -> Result<String> {
+        let described: Result<Vec<String>> = legs
+            .map(|(from, to, asset, amount)| {
+                Ok(format!(
+                    "{} from {} to {}",
+                    self.survey.amount(amount, asset)?,
+                    self.account(from),
+                    self.account(to)
+                ))
+            })
+            .collect();
+        Ok(described?.join("; "))
+    }
+
+    /// The amounts posted (less than reserved when posted in part): `released` names the
+    /// reservations the post ends.
+    fn post(&mut self, stored: &StoredEvent, e: &PendingPosted) -> Result<()> {
+        let narration = format!("Post of hold {}", e.pending_id);
+        self.transaction_header(&narration, &[e.pending_id.to_string()])?;
+        let released = e
+            .released
+            .iter()
+            .map(|p| (&p.source, &p.destination, &p.asset, p.amount));
+        let mut meta = vec![
+            ("pending-id", Meta::Text(e.pending_id.to_string())),
+            ("released", Meta::Text(self.movements(released)?)),
+        ];
+        meta.extend(ledger_metadata(&e.metadata));
+        self.meta(stored, meta)?;
+        self.postings(&e.postings)
+    }
+
+    fn transaction_header(&mut self, narration: &str, links: &[String]) -> Result<()> {
+        let date = self.date;
+        write!(self.out, "{date} * {}", quoted(narration))?;
+        for link in links {
+            write!(self.out, " ^tx-{link}")?;
+        }
+        writeln!(self.out)?;
+        Ok(())
+    }
+
+    /// Each ledger posting as two Beancount postings: minus at the source, plus at the destination.
+    fn postings(&mut self, postings: &[Posting]) -> Result<()> {
+        for posting in postings {
+            let amount = self.survey.amount(posting.amount, &posting.asset)?;
+            let source = self.account(&posting.source);
+            let destination = self.account(&posting.destination);
+            writeln!(self.out, "  {source}  -{amount}")?;
+            writeln!(self.out, "  {destination}  {amount}")?;
+        }
+        writeln!(self.out)?;
+        Ok(())
+    }
+
+    /// One `note` per account that `postings` touch, listing its legs, in the order they appear.
+    fn notes(
+        &mut self,
+        stored: &StoredEvent,
+        what: &str,
+        postings: &[Posting],
+        meta: Vec<(&'static str, Meta)>,
+    ) -> Result<()> {
+        let mut legs: Vec<(&AccountCode, Vec<String>)> = Vec::new();
+        for posting in postings {
+            let amount = self.survey.amount(posting.amount, &posting.asset)?;
+            let to = format!("-{amount} to {}", self.account(&posting.destination));
+            let from = format!("{amount} from {}", self.account(&posting.source));
+            for (account, leg) in [(&posting.source, to), (&posting.destination, from)] {
+                match legs.iter_mut().find(|(a, _)| *a == account) {
+                    Some((_, listed)) => listed.push(leg),
+                    None => legs.push((account, vec![leg])),
+                }
+            }
+        }
+        for (account, listed) in legs {
+            let text = format!("{what} {}", listed.join("; "));
+            let meta = meta.iter().map(|(k, v)| (*k, v.clone())).collect();
+            self.note(stored, account, &text, meta)?;
+        }
+        Ok(())
+    }
+
+    fn note(
+        &mut self,
+        stored: &StoredEvent,
+        account: &AccountCode,
+        text: &str,
+        meta: Vec<(&'static str, Meta)>,
+    ) -> Result<()> {
+        let date = self.date;
+        let name = self.account(account);
+        writeln!(self.out, "{date} note {name} {}", quoted(text))?;
+        self.meta(stored, meta)?;
+        writeln!(self.out)?;
+        Ok(())
+    }
+
+    /// The metadata every entry has (position, event id, idempotency key), then `extra`.
+    fn meta(
+        &mut self,
+        stored: &StoredEvent,
+        extra: impl IntoIterator<Item = (&'static str, Meta)>,
+    ) -> Result<()> {
+        let mut all = vec![
+            ("position", Meta::Number(stored.position.to_string())),
+            ("event-id", Meta::Text(stored.event_id.to_string())),
+        ];
+        if let Some(key) = stored.metadata["idempotency_key"].as_str() {
+            all.push(("idempotency-key", Meta::Text(key.to_owned())));
+        }
+        all.extend(extra);
+        for (key, value) in all {
+            let value = match value {
+                Meta::Text(text) => quoted(&text),
+                Meta::Number(number) => number,
+                Meta::Bool(true) => "TRUE".to_owned(),
+                Meta::Bool(false) => "FALSE".to_owned(),
+            };
+            writeln!(self.out, "  {key}: {value}")?;
+        }
+        Ok(())
+    }
+
+    /// A `balance` for every account and asset, the day after the last entry.
+    fn balances(&mut self) -> Result<()> {
+        let survey = self.survey;
+        let Some(last_date) = survey.last_date else {
+            return Ok(());
+        };
+        let date = last_date
+            .succ_opt()
+            .ok_or_else(|| Error::Corrupt(format!("no day follows {last_date}")))?;
+        writeln!(
+            self.out,
+            "; Every balance after position {}, as the ledger computes it from the log. Beancount\n\
+             ; checks a balance at the start of its day: these are dated the day after the last entry.\n\
+             ; `~ 0`: exactly (by default Beancount lets a balance be off by one in its last place).",
+            survey.head_position
+        )?;
+        for (account, assets) in &survey.balances {
+            let name = self.account(account);
+            for (asset, balance) in assets {
+                let number = survey.number(*balance, asset)?;
+                let commodity = commodity_name(asset);
+                writeln!(self.out, "{date} balance {name}  {number} ~ 0 {commodity}")?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The caller's metadata of a transaction, as one JSON string (its keys need not be Beancount
+/// keys).
+fn ledger_metadata(metadata: &domain::Metadata) -> Option<(&'static str, Meta)> {
+    if metadata.is_empty() {
+        return None;
+    }
+    let json = serde_json::Value::Object(metadata.as_map().clone()).to_string();
+    Some(("ledger-metadata", Meta::Text(json)))
+}
+
+/// The metadata of a note: the transaction or trade the event records or settles, then `extra`.
+fn note_meta(event: &Event, extra: Option<(&'static str, Meta)>) -> Vec<(&'static str, Meta)> {
+    let id = event
+        .transaction_id()
+        .map(|id| ("transaction-id", Meta::Text(id.to_string())));
+    id.into_iter().chain(extra).collect()
+}

@@ -1,0 +1,75 @@
+# Sourced (after setting `root`, the checkout) by the scripts that drive a `ledger serve` of their
+# own with a Python tool from PyPI
+# (scripts/schemathesis.sh, scripts/beancount_check.sh).
+
+# pinned_venv VENV NAME VERSION: a virtual environment at VENV with NAME==VERSION installed from
+# PyPI (python3-venv through apt-get when missing); one that already has that version is kept.
+pinned_venv() {
+    local venv=$1 name=$2 version=$3 installed
+    installed=$("$venv/bin/pip" show "$name" 2>/dev/null | sed -n 's/^Version: //p' || true)
+    [ "$installed" = "$version" ] && return 0
+    if ! python3 -c 'import ensurepip, venv' >/dev/null 2>&1; then
+        echo "python3-venv missing: installing"
+        apt-get update -q
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -q python3-venv
+    fi
+    rm -rf "$venv"
+    python3 -m venv "$venv"
+    "$venv/bin/pip" install -q "$name==$version"
+}
+
+# free_port: a TCP port free on loopback now.
+free_port() {
+    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+
+# wait_ready BASE_URL PID LOG: returns when BASE_URL/readyz answers 200 (within 60 s); exits
+# with the server's log if the process PID ends first.
+wait_ready() {
+    local base=$1 pid=$2 log=$3
+    for _ in $(seq 1 120); do
+        if python3 -c "import urllib.request; urllib.request.urlopen('$base/readyz', timeout=2)" 2>/dev/null; then
+            return 0
+        fi
+        if ! kill -0 "$pid" 2>/dev/null; then
+            cat "$log" >&2
+            echo "ledger serve exited" >&2
+            exit 1
+        fi
+        sleep 0.5
+    done
+    echo "ledger serve was not ready within 60 s" >&2
+    exit 1
+}
+
+# build_ledger: builds the `ledger` binary (debug) and prints its path (under CARGO_TARGET_DIR
+# when that is set).
+build_ledger() {
+    cargo build --locked -q -p api --bin ledger
+    echo "${CARGO_TARGET_DIR:-$root/target}/debug/ledger"
+}
+
+# scratch_dir NAME: makes and prints a new directory /tmp/ledger-NAME.XXXXXX for the server's
+# cluster and logs.
+scratch_dir() {
+    local work
+    work=$(mktemp -d "/tmp/ledger-$1.XXXXXX")
+    chmod 755 "$work" # when root, PostgreSQL runs as an unprivileged user that must reach it
+    echo "$work"
+}
+
+# finish STATUS [KEEP]: stops the server $server_pid if one was started (SIGTERM: the ledger stops
+# the PostgreSQL cluster it started), then removes $work, or keeps it (and says where) when STATUS
+# is a failure or KEEP is true. For `trap 'finish $?' EXIT`.
+finish() {
+    local status=$1 keep=${2:-false}
+    if [ -n "${server_pid:-}" ]; then
+        kill "$server_pid" 2>/dev/null || true
+        wait "$server_pid" 2>/dev/null || true
+    fi
+    if [ "$status" = 0 ] && [ "$keep" = false ]; then
+        rm -rf "$work"
+    else
+        echo "logs kept in $work" >&2
+    fi
+}

@@ -1,0 +1,144 @@
+//! The Beancount export of a ledger: it asserts exactly the ledger's balances, every transaction
+//! in it balances per commodity, and holds, voids and expiries move nothing. (Beancount itself
+//! checks the export in `scripts/beancount_check.sh`.)
+
+use std::collections::BTreeMap;
+use std::str::FromStr;
+
+use infrastructure::beancount::{account_name, commodity_name, export, Root};
+use ledger_tests::serde_json::{json, Value};
+use ledger_tests::TestLedger;
+use rust_decimal::Decimal;
+
+async fn activity(ledger: &TestLedger) {
+    ledger.market().await;
+    for (key, destination, asset, amount) in [
+        ("fund", "alice:cash", "USD", "1000.00"),
+        ("shares", "bob:cash", "AAPL", "10"),
+    ] {
+        let funded = ledger
+            .transfer(key, "world:bank", destination, asset, amount)
+            .await;
+        funded.expect(201);
+    }
+    let trade = json!({"buyer": "alice:cash", "seller": "bob:cash", "instrument": "AAPL",
+                       "quantity": "2", "price": "189.50", "currency": "USD",
+                       "fees": [{"payer": "alice:cash", "account": "broker:fees", "amount": "1.25"}]});
+    ledger.post("/v1/trades", "trade", &trade).await.expect(201);
+    let hold = |key: &'static str, amount: &'static str| {
+        let body = json!({"source": "alice:cash", "destination": "bob:cash", "asset": "USD",
+                          "amount": amount, "pending": true});
+        async move {
+            let answer = ledger.post("/v1/transfers", key, &body).await;
+            answer.expect(201);
+            answer.body["id"].as_str().unwrap().to_owned()
+        }
+    };
+    let posted = hold("hold-1", "80.00").await;
+    act(ledger, &posted, "post", json!({"amounts": ["60.00"]})).await;
+    let voided = hold("hold-2", "25.00").await;
+    act(ledger, &voided, "void", json!({})).await;
+    let mistake = ledger
+        .transfer("mistake", "alice:cash", "bob:cash", "USD", "9.99")
+        .await;
+    mistake.expect(201);
+    act(
+        ledger,
+        mistake.body["id"].as_str().unwrap(),
+        "reverse",
+        json!({}),
+    )
+    .await;
+}
+
+/// `POST /v1/transactions/{id}/{action}`, which must succeed.
+async fn act(ledger: &TestLedger, id: &str, action: &str, body: Value) {
+    let path = format!("/v1/transactions/{id}/{action}");
+    ledger
+        .post(&path, &format!("{action}-{id}"), &body)
+        .await
+        .expect(201);
+}
+
+/// Per transaction in the file (a line `DATE * …` and its indented lines), the sum of its
+/// postings per commodity.
+fn transaction_sums(text: &str) -> Vec<(String, BTreeMap<String, Decimal>)> {
+    let mut sums: Vec<(String, BTreeMap<String, Decimal>)> = Vec::new();
+    let mut in_transaction = false;
+    for line in text.lines() {
+        if !line.starts_with(' ') {
+            in_transaction = line.split(' ').nth(1) == Some("*");
+            if in_transaction {
+                sums.push((line.to_owned(), BTreeMap::new()));
+            }
+            continue;
+        }
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        if let (true, [_account, number, commodity]) = (in_transaction, fields.as_slice()) {
+            let sum = sums.last_mut().unwrap().1.entry(commodity.to_string());
+            *sum.or_default() += Decimal::from_str(number).unwrap();
+        }
+    }
+    sums
+}
+
+#[tokio::test]
+async fn the_beancount_export_asserts_the_ledgers_balances_and_every_entry_balances() {
+    let ledger = TestLedger::start().await;
+    let mut empty = Vec::new();
+    export(&ledger.pool(), Root::Assets, &mut empty)
+        .await
+        .unwrap();
+    let empty = String::from_utf8(empty).unwrap();
+    let entries = empty
+        .lines()
+        .filter(|l| !l.is_empty() && !l.starts_with(';'));
+    assert_eq!(entries.collect::<Vec<_>>(), ["option \"title\" \"ledger\""]);
+
+    activity(&ledger).await;
+    let mut out = Vec::new();
+    let summary = export(&ledger.pool(), Root::Income, &mut out)
+        .await
+        .unwrap();
+    let text = String::from_utf8(out).unwrap();
+    assert_eq!(summary.head_position, summary.events);
+
+    // The balances asserted are the ledger's, exactly, for every account and asset it used.
+    let assertions: Vec<&str> = text
+        .lines()
+        .filter(|l| !l.starts_with(';') && l.contains(" balance "))
+        .collect();
+    let used = [
+        ("world:bank", "USD"),
+        ("world:bank", "AAPL"),
+        ("alice:cash", "USD"),
+        ("alice:cash", "AAPL"),
+        ("bob:cash", "USD"),
+        ("bob:cash", "AAPL"),
+        ("broker:fees", "USD"),
+    ];
+    assert_eq!(assertions.len(), used.len(), "{assertions:#?}");
+    for (account, asset) in used {
+        let name = account_name(Root::Income, &account.parse().unwrap());
+        let balance = ledger.balance(account, asset).await;
+        let commodity = commodity_name(&asset.parse().unwrap());
+        let expected = format!(" balance {name}  {balance} ~ 0 {commodity}");
+        assert!(
+            assertions.iter().any(|a| a.ends_with(&expected)),
+            "{expected} in {assertions:#?}"
+        );
+    }
+
+    // Transfers, trade, post and reversal are transactions, each balanced per commodity; the two
+    // holds and the void are notes.
+    let sums = transaction_sums(&text);
+    assert_eq!(sums.len(), 6, "{sums:#?}");
+    for (header, per_commodity) in &sums {
+        assert!(per_commodity.values().all(Decimal::is_zero), "{header}");
+    }
+    assert_eq!(text.matches(" reserves ").count(), 4); // 2 holds × 2 accounts
+    assert_eq!(text.matches(" voided: releases ").count(), 2);
+    assert!(text.contains("* \"Post of hold "));
+    assert!(text.contains("  reverses: \""));
+    ledger.finish().await;
+}
