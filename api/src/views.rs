@@ -248,6 +248,8 @@ pub struct EventView {
     pub payload: serde_json::Value,
     #[schema(value_type = Object)]
     pub metadata: serde_json::Value,
+    /// RFC 3339 in UTC with exactly six fractional digits: the form the hash chain covers.
+    #[serde(serialize_with = "chained_time")]
     pub recorded_at: DateTime<Utc>,
     /// SHA-256 of the previous event's hash and this event's canonical bytes, hex (docs/audit.md).
     pub hash: String,
@@ -348,4 +350,10 @@ pub struct StatementView {
     /// The balance right after `closing_position`, the last event before `to`.
     pub closing_position: i64,
     pub closing_balance: String,
+}
+
+/// An event's time as the hash chain covers it (docs/audit.md), so that a consumer can hash an
+/// event exactly as it was given.
+fn chained_time<S: serde::Serializer>(at: &DateTime<Utc>, out: S) -> Result<S::Ok, S::Error> {
+    out.serialize_str(&infrastructure::event_store::format_recorded_at(*at))
 }

@@ -141,10 +141,13 @@ async fn metrics(State(state): State<AppState>) -> Response {
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response()
 }
 
+/// A series of `/metrics` about relays: its name, help and value per relay.
+type RelaySeries = (&'static str, &'static str, fn(&RelayStatus) -> String);
+
 /// Every relay's place in the log, whichever process runs it: from its checkpoint, which moves
 /// only past what its broker confirmed. Its publish rate is the rate of `ledger_relay_position`.
 fn render_relays(relays: &[RelayStatus], out: &mut String) {
-    let series: [(&str, &str, fn(&RelayStatus) -> String); 3] = [
+    let series: [RelaySeries; 3] = [
         (
             "ledger_relay_position",
             "The last position a relay's broker confirmed (its checkpoint).",
