@@ -72,7 +72,9 @@ cleanup() {
 trap cleanup EXIT
 
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-serve_args=(serve --listen "127.0.0.1:$port" --data-dir "$work/pg")
+# --no-webhook-delivery: the generated requests create webhook subscriptions to arbitrary URLs
+# (http://example.com, …); this server must never send to them, nor resolve their names.
+serve_args=(serve --listen "127.0.0.1:$port" --data-dir "$work/pg" --no-webhook-delivery)
 # With authentication on, as in production: the server stores this admin key at its first start,
 # and every request carries it (so every scope's routes are reached).
 api_key="lk_$(python3 -c 'import secrets; print(secrets.token_hex(32))')"

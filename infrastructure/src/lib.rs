@@ -18,6 +18,7 @@ pub mod reads;
 pub mod replay;
 pub mod secrets;
 pub mod testing;
+pub mod webhooks;
 pub mod writer;
 
 pub use error::{Error, Result};
