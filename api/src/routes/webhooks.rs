@@ -193,7 +193,9 @@ async fn create_webhook(
     if request.after.is_some_and(|a| a < 0) {
         return Err(ApiError::Validation("after must be 0 or more".into()));
     }
-    let created = store::create(state.auth().pool(), &request.url, &filter, request.after)
+    // Stored as parsed: normalized, percent-encoded.
+    let url = target.url.as_str();
+    let created = store::create(state.auth().pool(), url, &filter, request.after)
         .await
         .map_err(|e| match e {
             CreateError::TooMany => ApiError::Validation(e.to_string()),

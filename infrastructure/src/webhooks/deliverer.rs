@@ -6,7 +6,7 @@
 //! this process's writer commits, when a subscription changes here, when a retry falls due, or
 //! every `idle_poll_interval` (for what another process did): never a tight loop.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -23,7 +23,7 @@ use tracing::{info, warn};
 use uuid::Uuid;
 
 use super::guard::{self, Refused};
-use super::signing::{self, POSITION_HEADER, SIGNATURE_HEADER};
+use super::signing::{self, POSITION_HEADER, SIGNATURE_HEADER, SUBSCRIPTION_HEADER};
 use super::store::{self, Attempt, Outcome, Subscription};
 use super::{after_failure, WebhookConfig};
 use crate::event_store::{self, StoredEvent};
@@ -32,14 +32,15 @@ use crate::Result;
 /// The deliverer's advisory lock, `(WEBHOOKS_LOCK_CLASS, 0)`: apart from the writer's and the
 /// projector's.
 const WEBHOOKS_LOCK_CLASS: i32 = 0x1eda;
-/// Events read at once while looking for a subscription's next match.
-const SCAN_EVENTS_MAX: i64 = 1_000;
+/// Events a turn reads ahead of a subscription's cursor at once (an event's JSON is at most a
+/// few tens of KiB: this bounds the memory of each delivery in flight).
+const READ_AHEAD_EVENTS: i64 = 256;
 /// Steps (a delivery, or a page of events skipped) one turn of a subscription takes before
 /// giving its slot back, so that the list of subscriptions is read again now and then.
 const STEPS_PER_TURN: usize = 100;
 /// The least time between two rounds over the subscriptions: under a steady load, a round per
 /// interval rather than one per commit of the writer.
-const ROUND_INTERVAL_MIN: Duration = Duration::from_millis(10);
+const ROUND_INTERVAL_MIN: Duration = Duration::from_millis(20);
 /// Idle connections kept per receiver's host.
 const IDLE_CONNECTIONS_PER_HOST: usize = 4;
 /// Whether receivers may be `https` (reqwest is built with rustls).
@@ -426,10 +427,12 @@ enum Step {
     Stop,
 }
 
-/// A subscription's turn: steps until it is caught up, fails, or has taken its share.
+/// A subscription's turn: steps until it is caught up, fails, or has taken its share. The events
+/// read after its cursor are kept for the next steps of the turn, so that each is read once.
 async fn turn(ctx: Arc<Context>, mut subscription: Subscription) {
+    let mut read_ahead = VecDeque::new();
     for _ in 0..STEPS_PER_TURN {
-        match step(&ctx, &mut subscription).await {
+        match step(&ctx, &mut subscription, &mut read_ahead).await {
             Ok(Step::Moved) => {}
             Ok(Step::Stop) => return,
             Err(e) => {
@@ -441,11 +444,18 @@ async fn turn(ctx: Arc<Context>, mut subscription: Subscription) {
 }
 
 /// Skips the events after the cursor that do not match, then delivers the first one that does.
-async fn step(ctx: &Context, subscription: &mut Subscription) -> Result<Step> {
-    let events = event_store::page(&ctx.pool, subscription.cursor, SCAN_EVENTS_MAX).await?;
+async fn step(
+    ctx: &Context,
+    subscription: &mut Subscription,
+    read_ahead: &mut VecDeque<StoredEvent>,
+) -> Result<Step> {
+    if read_ahead.is_empty() {
+        read_ahead
+            .extend(event_store::page(&ctx.pool, subscription.cursor, READ_AHEAD_EVENTS).await?);
+    }
     let mut skipped_to = None;
     let mut matching = None;
-    for event in events {
+    while let Some(event) = read_ahead.pop_front() {
         if subscription.filter.matches(&event.decode()?) {
             matching = Some(event);
             break;
@@ -544,7 +554,7 @@ async fn post(
         .header(reqwest::header::CONTENT_TYPE, "application/json")
         .header(SIGNATURE_HEADER, signature)
         .header(POSITION_HEADER, position)
-        .header("ledger-webhook-id", subscription.id.to_string())
+        .header(SUBSCRIPTION_HEADER, subscription.id.to_string())
         .body(body)
         .send()
         .await

@@ -267,6 +267,19 @@ mod tests {
             None
         );
         assert!(parse_target("https://hooks.example/x", true).is_ok());
+        // Other spellings of an IPv4 address are read as the address.
+        for spelled in [
+            "http://0x7f000001/",
+            "http://2130706433/",
+            "http://0177.0.0.1/",
+        ] {
+            let target = parse_target(spelled, false).unwrap();
+            assert_eq!(
+                target.literal,
+                Some("127.0.0.1".parse().unwrap()),
+                "{spelled}"
+            );
+        }
         for bad in [
             "https://hooks.example/x",
             "ftp://hooks.example/x",

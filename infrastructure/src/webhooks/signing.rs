@@ -22,6 +22,8 @@ type HmacSha256 = Hmac<Sha256>;
 pub const SIGNATURE_HEADER: &str = "ledger-signature";
 /// The header that carries the event's position, for a receiver to drop duplicates.
 pub const POSITION_HEADER: &str = "ledger-position";
+/// The header that names the subscription a delivery is for.
+pub const SUBSCRIPTION_HEADER: &str = "ledger-webhook-id";
 /// Every secret starts with this, so that one is recognisable in a config file or a leak scan.
 pub const SECRET_PREFIX: &str = "whsec_";
 /// How far from its clock a receiver should accept `t`, in seconds (what the README recommends).
