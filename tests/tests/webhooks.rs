@@ -447,3 +447,46 @@ async fn the_cursor_survives_a_restart_and_delivery_resumes_without_a_gap() {
     assert_eq!(receiver.accepted("hook"), (1..=head).collect::<Vec<_>>());
     ledger.finish().await;
 }
+
+/// Whether `/metrics` on `node` says its deliverer holds the lock.
+async fn delivers(node: &TestLedger) -> bool {
+    let metrics = node.get("/metrics").await.text;
+    metrics
+        .lines()
+        .any(|line| line == "ledger_webhook_deliverer_active 1")
+}
+
+#[tokio::test]
+async fn one_node_delivers_while_another_stands_by_and_takes_over_when_it_stops() {
+    let receiver = Receiver::start(vec![], Behaviour::Status(200)).await;
+    let mut first = TestLedger::start_with(fast).await;
+    first.market().await;
+    let created = subscribe(&first, json!({"url": receiver.url("hook"), "after": 0})).await;
+    let id = created.body["id"].as_str().unwrap().to_owned();
+    let second = TestLedger::serve(&first.database_url, fast).await;
+    delivered_through(&second, &id, head(&first).await).await;
+    assert!(delivers(&first).await);
+    assert!(!delivers(&second).await, "the second node stands by");
+
+    first.stop_server().await;
+    eventually(WAIT, "the second node delivers", || async {
+        delivers(&second).await.then_some(())
+    })
+    .await;
+    // Written through the second node once it has taken over the writer's role as well.
+    for i in 0..2 {
+        eventually(WAIT, "a write through the second node", || async {
+            let key = format!("after-takeover-{i}");
+            let answer = second
+                .transfer(&key, "world:bank", "alice:cash", "USD", "1.00")
+                .await;
+            (answer.status == 201).then_some(())
+        })
+        .await;
+    }
+    let head = head(&second).await;
+    delivered_through(&second, &id, head).await;
+    assert_eq!(receiver.accepted("hook"), (1..=head).collect::<Vec<_>>());
+    second.finish().await;
+    first.finish().await;
+}
