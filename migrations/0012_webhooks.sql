@@ -35,3 +35,5 @@ CREATE TABLE webhook_deliveries (
     attempted_at     TIMESTAMPTZ NOT NULL
 );
 CREATE INDEX webhook_deliveries_by_subscription ON webhook_deliveries (subscription_id, id);
+-- An attempt's number counts the earlier attempts at its position.
+CREATE INDEX webhook_deliveries_by_position ON webhook_deliveries (subscription_id, position);

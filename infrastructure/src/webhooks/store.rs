@@ -15,9 +15,15 @@ use crate::Result;
 pub const SUBSCRIPTIONS_MAX: i64 = 1_000;
 /// Longest error text kept in the delivery log.
 const ERROR_CHARS_MAX: usize = 512;
+/// Attempts the delivery log keeps per subscription: the older ones are deleted...
+pub const DELIVERY_LOG_KEPT: i64 = 10_000;
+/// ...when the id of an attempt just recorded is a multiple of this (the log's ids are shared by
+/// all subscriptions, so each is pruned about once per this many of its own attempts), so that a
+/// delivery does not pay for a scan of the log each time.
+const DELIVERY_LOG_PRUNED_EVERY: i64 = 256;
 
-/// A subscription as stored. `secret` is never shown after creation.
-#[derive(Debug, Clone)]
+/// A subscription as stored. `secret` is never shown after creation (nor in `Debug`).
+#[derive(Clone)]
 pub struct Subscription {
     pub id: Uuid,
     pub url: String,
@@ -35,6 +41,19 @@ pub struct Subscription {
 
 const COLUMNS: &str = "id, url, event_types, account_prefix, secret, cursor, enabled, \
     disabled_reason, consecutive_failures, failing_since, next_attempt_at, created_at";
+
+impl std::fmt::Debug for Subscription {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Subscription")
+            .field("id", &self.id)
+            .field("url", &self.url)
+            .field("filter", &self.filter)
+            .field("cursor", &self.cursor)
+            .field("enabled", &self.enabled)
+            .field("consecutive_failures", &self.consecutive_failures)
+            .finish_non_exhaustive()
+    }
+}
 
 impl Subscription {
     fn from_row(row: &PgRow) -> Result<Self> {
@@ -268,11 +287,12 @@ pub async fn record(
         .error
         .as_deref()
         .map(|e| e.chars().take(ERROR_CHARS_MAX).collect::<String>());
-    sqlx::query(
+    let logged: i64 = sqlx::query_scalar(
         "INSERT INTO webhook_deliveries (subscription_id, position, attempt, outcome, status_code,
              error, latency_ms, attempted_at)
          VALUES ($1, $2, (SELECT count(*) + 1 FROM webhook_deliveries
-                          WHERE subscription_id = $1 AND position = $2), $3, $4, $5, $6, $7)",
+                          WHERE subscription_id = $1 AND position = $2), $3, $4, $5, $6, $7)
+         RETURNING id",
     )
     .bind(id)
     .bind(attempt.position)
@@ -281,10 +301,27 @@ pub async fn record(
     .bind(error)
     .bind(attempt.latency_ms as i32)
     .bind(attempt.attempted_at)
-    .execute(&mut *tx)
+    .fetch_one(&mut *tx)
     .await?;
+    if logged % DELIVERY_LOG_PRUNED_EVERY == 0 {
+        prune_log(&mut tx, id).await?;
+    }
     tx.commit().await?;
     Ok(true)
+}
+
+/// Deletes a subscription's attempts older than the last `DELIVERY_LOG_KEPT`.
+async fn prune_log(conn: &mut sqlx::PgConnection, id: Uuid) -> Result<()> {
+    sqlx::query(
+        "DELETE FROM webhook_deliveries WHERE subscription_id = $1 AND id <= (
+             SELECT id FROM webhook_deliveries WHERE subscription_id = $1
+             ORDER BY id DESC OFFSET $2 LIMIT 1)",
+    )
+    .bind(id)
+    .bind(DELIVERY_LOG_KEPT)
+    .execute(conn)
+    .await?;
+    Ok(())
 }
 
 /// An attempt as the delivery log shows it.
