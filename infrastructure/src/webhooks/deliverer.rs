@@ -32,6 +32,9 @@ use crate::Result;
 /// The deliverer's advisory lock, `(WEBHOOKS_LOCK_CLASS, 0)`: apart from the writer's and the
 /// projector's.
 const WEBHOOKS_LOCK_CLASS: i32 = 0x1eda;
+/// How long the session that holds the lock may stay silent before the server ends it (far
+/// above the poll interval, at which it speaks).
+const LOCK_SESSION_IDLE_MAX: Duration = Duration::from_secs(30);
 /// Events a turn reads ahead of a subscription's cursor at once (an event's JSON is at most a
 /// few tens of KiB: this bounds the memory of each delivery in flight).
 const READ_AHEAD_EVENTS: i64 = 256;
@@ -285,6 +288,13 @@ impl Deliverer {
             let _ = conn.close().await;
             return Ok(());
         }
+        // A process that stops answering (a paused VM) keeps its session, and so the lock: the
+        // server ends a session that sent nothing for this long, and another node's deliverer
+        // takes over. This one pings at every round, at least once per poll interval.
+        sqlx::query("SELECT set_config('idle_session_timeout', $1, false)")
+            .bind(format!("{}ms", LOCK_SESSION_IDLE_MAX.as_millis()))
+            .execute(&mut conn)
+            .await?;
         info!("webhook deliverer active");
         self.context.metrics.active.store(true, Ordering::Relaxed);
         let mut turns = Turns::default();
