@@ -181,8 +181,7 @@ fn start_webhooks(
         info!("webhook delivery is off (--no-webhook-delivery)");
         return Ok(Webhooks::without_delivery(config.webhook_allow_private));
     }
-    let render: Render =
-        Arc::new(|event| serde_json::to_vec(&crate::render::event_view(event)).unwrap_or_default());
+    let render: Render = Arc::new(|event| serde_json::to_vec(&crate::render::event_view(event)));
     Webhooks::spawn(
         options,
         pool,

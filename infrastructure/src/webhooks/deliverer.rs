@@ -51,7 +51,7 @@ pub const HTTPS_SUPPORTED: bool = true;
 
 /// Turns a stored event into a delivery's body: the API's JSON of an item of `GET /v1/events`,
 /// given by the API so that both are one and the same.
-pub type Render = Arc<dyn Fn(StoredEvent) -> Vec<u8> + Send + Sync>;
+pub type Render = Arc<dyn Fn(StoredEvent) -> serde_json::Result<Vec<u8>> + Send + Sync>;
 
 /// The deliverer's instruments.
 #[derive(Default)]
@@ -485,7 +485,10 @@ async fn step(
             Step::Stop
         });
     };
-    let attempt = send(ctx, subscription, event).await;
+    let position = event.position;
+    let body = (ctx.render)(event)
+        .map_err(|e| crate::Error::Corrupt(format!("the event at {position} as JSON: {e}")))?;
+    let attempt = send(ctx, subscription, position, body).await;
     ctx.metrics.count(attempt.outcome);
     if attempt.outcome == Outcome::Delivered {
         store::record(
@@ -519,10 +522,8 @@ async fn step(
     Ok(Step::Stop)
 }
 
-/// One attempt: the event POSTed to the receiver, signed, and what came of it.
-async fn send(ctx: &Context, subscription: &Subscription, event: StoredEvent) -> Attempt {
-    let position = event.position;
-    let body = (ctx.render)(event);
+/// One attempt: the event's `body` POSTed to the receiver, signed, and what came of it.
+async fn send(ctx: &Context, subscription: &Subscription, position: i64, body: Vec<u8>) -> Attempt {
     let attempted_at = Utc::now();
     let started = Instant::now();
     let (outcome, status_code, error) = match post(ctx, subscription, position, body).await {
