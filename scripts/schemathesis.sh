@@ -52,7 +52,9 @@ server_pid=
 trap 'finish $?' EXIT
 
 port=$(free_port)
-serve_args=(serve --listen "127.0.0.1:$port" --data-dir "$work/pg")
+# --no-webhook-delivery: the generated requests create webhook subscriptions to arbitrary URLs
+# (http://example.com, …); this server must never send to them, nor resolve their names.
+serve_args=(serve --listen "127.0.0.1:$port" --data-dir "$work/pg" --no-webhook-delivery)
 # With authentication on, as in production: the server stores this admin key at its first start,
 # and every request carries it (so every scope's routes are reached).
 api_key="lk_$(python3 -c 'import secrets; print(secrets.token_hex(32))')"

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use infrastructure::db::PoolConfig;
+use infrastructure::webhooks::WebhookConfig;
 use infrastructure::WriterConfig;
 
 use crate::state::Limits;
@@ -94,6 +95,31 @@ pub struct ServeConfig {
     /// broker works at a time across all nodes, so every node may be given the same list.
     #[arg(long = "relay", env = "LEDGER_RELAYS", value_delimiter = ',')]
     pub relays: Vec<String>,
+    /// Deliver webhooks to loopback, private (RFC 1918), link-local, unique-local and CGNAT
+    /// addresses too (cloud metadata addresses stay refused). For receivers on the same host or
+    /// network, and tests.
+    #[arg(long, env = "LEDGER_WEBHOOK_ALLOW_PRIVATE")]
+    pub webhook_allow_private: bool,
+    /// Deliver no webhooks from this process (subscriptions can still be managed): for a server
+    /// that must send nothing off its host, such as the one scripts/schemathesis.sh runs.
+    #[arg(long, env = "LEDGER_NO_WEBHOOK_DELIVERY")]
+    pub no_webhook_delivery: bool,
+    /// How long a webhook receiver has to answer (connecting included); then the attempt failed.
+    #[arg(long, env = "LEDGER_WEBHOOK_TIMEOUT_MS", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..=300_000))]
+    pub webhook_timeout_ms: u64,
+    /// The wait before retrying a failed webhook delivery; it doubles with each failure in a row.
+    #[arg(long, env = "LEDGER_WEBHOOK_RETRY_BASE_MS", default_value_t = 5_000, value_parser = clap::value_parser!(u64).range(1..=86_400_000))]
+    pub webhook_retry_base_ms: u64,
+    /// The longest wait between two attempts at a webhook delivery.
+    #[arg(long, env = "LEDGER_WEBHOOK_RETRY_MAX_MS", default_value_t = 3_600_000, value_parser = clap::value_parser!(u64).range(1..=86_400_000))]
+    pub webhook_retry_max_ms: u64,
+    /// Failed webhook deliveries in a row that disable a subscription (retries also stop 24 h
+    /// after the first failure).
+    #[arg(long, env = "LEDGER_WEBHOOK_FAILURES_MAX", default_value_t = 40, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub webhook_failures_max: u32,
+    /// Webhook deliveries in flight at once, across subscriptions (each has at most one).
+    #[arg(long, env = "LEDGER_WEBHOOK_IN_FLIGHT_MAX", default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=1_024))]
+    pub webhook_in_flight_max: u32,
 }
 
 impl ServeConfig {
@@ -124,6 +150,26 @@ impl ServeConfig {
             bootstrap_admin_key: None,
             auth_failures_max: 20,
             writer_statement_timeout_ms: 30_000,
+            webhook_allow_private: false,
+            no_webhook_delivery: false,
+            webhook_timeout_ms: 10_000,
+            webhook_retry_base_ms: 5_000,
+            webhook_retry_max_ms: 3_600_000,
+            webhook_failures_max: 40,
+            webhook_in_flight_max: 16,
+        }
+    }
+
+    /// The webhook deliverer's settings.
+    pub fn webhooks(&self) -> WebhookConfig {
+        WebhookConfig {
+            allow_private: self.webhook_allow_private,
+            request_timeout: Duration::from_millis(self.webhook_timeout_ms),
+            retry_base: Duration::from_millis(self.webhook_retry_base_ms),
+            retry_max: Duration::from_millis(self.webhook_retry_max_ms),
+            failures_max: self.webhook_failures_max,
+            in_flight_max: self.webhook_in_flight_max as usize,
+            ..WebhookConfig::default()
         }
     }
 

@@ -26,7 +26,8 @@ enum LogFormat {
 #[derive(Subcommand)]
 enum Commands {
     /// Serve the HTTP API (provisions a local PostgreSQL when DATABASE_URL is not set).
-    Serve(api::ServeConfig),
+    // Boxed: its many flags make it far larger than the other commands.
+    Serve(Box<api::ServeConfig>),
     /// Recompute the hash chain over the whole log; exit status 1 if it breaks.
     Verify(DatabaseArgs),
     /// Rebuild every projection (or one) from the log into fresh tables and compare them with
@@ -228,7 +229,7 @@ fn main() -> std::process::ExitCode {
     }
 }
 
-async fn serve(config: api::ServeConfig) -> infrastructure::Result<bool> {
+async fn serve(config: Box<api::ServeConfig>) -> infrastructure::Result<bool> {
     let server = api::Server::start(&config).await?;
     shutdown_signal().await;
     tracing::info!("shutting down");

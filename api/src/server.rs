@@ -2,6 +2,7 @@
 //! writer, and the HTTP server.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::ConnectInfo;
@@ -15,6 +16,8 @@ use infrastructure::db;
 use infrastructure::local_postgres::LocalPostgres;
 use infrastructure::projections::projector::{ProjectorConfig, Projectors};
 use infrastructure::relays::{Relay, RelayConfig, RelayHandle};
+use infrastructure::webhooks::deliverer::Render;
+use infrastructure::webhooks::Webhooks;
 use infrastructure::{ReadStore, Writer};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
@@ -99,6 +102,7 @@ impl Server {
                 ))
             })
             .collect::<infrastructure::Result<Vec<_>>>()?;
+        let webhooks = start_webhooks(config, options, pool.clone(), &writer)?;
         let forwarder = Forwarder::new(pool.clone(), own_url, config.forward_timeout());
         let primary = ReadStore::new(pool);
         let (reads, primary) = match &config.read_database_url {
@@ -112,6 +116,7 @@ impl Server {
         let state = AppState::new(
             writer,
             projectors,
+            webhooks,
             reads.clone(),
             primary.clone(),
             forwarder,
@@ -153,6 +158,7 @@ impl Server {
         let _ = self.shutdown.send(());
         self.state.close();
         let projectors = self.state.projectors().clone();
+        let webhooks = self.state.webhooks().clone();
         drop(self.state);
         // In-flight requests get a bounded time to finish; then the connections are dropped.
         let mut http = self.http;
@@ -172,6 +178,7 @@ impl Server {
         for relay in self.relays {
             relay.stop().await;
         }
+        webhooks.stop().await;
         self.reads.pool().close().await;
         if let Some(primary) = &self.primary {
             primary.pool().close().await;
@@ -182,6 +189,28 @@ impl Server {
         info!("ledger stopped");
         Ok(())
     }
+}
+
+/// The webhook deliverer, woken by this process's commits; or, with `--no-webhook-delivery`, a
+/// handle that only manages subscriptions. A delivery's body is the API's own JSON of the event.
+fn start_webhooks(
+    config: &ServeConfig,
+    options: db::PgConnectOptions,
+    pool: db::PgPool,
+    writer: &Writer,
+) -> infrastructure::Result<Webhooks> {
+    if config.no_webhook_delivery {
+        info!("webhook delivery is off (--no-webhook-delivery)");
+        return Ok(Webhooks::without_delivery(config.webhook_allow_private));
+    }
+    let render: Render = Arc::new(|event| serde_json::to_vec(&crate::render::event_view(event)));
+    Webhooks::spawn(
+        options,
+        pool,
+        Some(writer.watch_committed()),
+        config.webhooks(),
+        render,
+    )
 }
 
 /// Serves HTTP/1.1 until `shutdown` fires, then stops accepting and lets open connections finish

@@ -7,6 +7,7 @@ use std::time::Duration;
 use domain::clock::Clock;
 use infrastructure::audit::Signer;
 use infrastructure::projections::projector::Projectors;
+use infrastructure::webhooks::Webhooks;
 use infrastructure::{ReadStore, Writer};
 
 use crate::auth::Authenticator;
@@ -69,6 +70,7 @@ struct Inner {
     cursors: Cursors,
     writer: Writer,
     projectors: Projectors,
+    webhooks: Webhooks,
     /// Where reads are served from: the primary, or a replica (`--read-database-url`).
     reads: ReadStore,
     /// The primary, when reads come from a replica: how far behind the replica is.
@@ -87,6 +89,7 @@ impl AppState {
     pub fn new(
         writer: Writer,
         projectors: Projectors,
+        webhooks: Webhooks,
         reads: ReadStore,
         primary: Option<ReadStore>,
         forwarder: Forwarder,
@@ -103,6 +106,7 @@ impl AppState {
             cursors,
             writer,
             projectors,
+            webhooks,
             reads,
             primary,
             forwarder,
@@ -121,6 +125,11 @@ impl AppState {
     /// This process's projectors of the asynchronous projections.
     pub fn projectors(&self) -> &Projectors {
         &self.0.projectors
+    }
+
+    /// This process's webhook deliverer (or the handle of a process that delivers none).
+    pub fn webhooks(&self) -> &Webhooks {
+        &self.0.webhooks
     }
 
     pub fn reads(&self) -> &ReadStore {

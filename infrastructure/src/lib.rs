@@ -21,6 +21,7 @@ pub mod relays;
 pub mod replay;
 pub mod secrets;
 pub mod testing;
+pub mod webhooks;
 pub mod writer;
 
 pub use error::{Error, Result};

@@ -160,6 +160,11 @@ impl TestLedger {
 
     /// Starts a server again on the same database.
     pub async fn restart(&mut self) {
+        self.restart_with(|_| {}).await;
+    }
+
+    /// Starts a server again on the same database, with adjusted configuration.
+    pub async fn restart_with(&mut self, adjust: impl FnOnce(&mut ServeConfig)) {
         self.stop_server().await;
         let admin_key = self.admin_key.clone();
         let again = Self::serve_with_clock(&self.database_url, self.clock.clone(), |config| {
@@ -167,6 +172,7 @@ impl TestLedger {
                 config.insecure_no_auth = false;
                 config.bootstrap_admin_key = admin_key;
             }
+            adjust(config);
         })
         .await;
         self.server = again.server;

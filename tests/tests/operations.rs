@@ -17,6 +17,9 @@ const ROUTES: &[(&str, &str)] = &[
     ("get", "/v1/accounts/{id_or_code}/history"),
     ("get", "/v1/accounts/{id_or_code}/statement"),
     ("get", "/v1/admin/keys"),
+    ("get", "/v1/admin/webhooks"),
+    ("get", "/v1/admin/webhooks/{id}"),
+    ("get", "/v1/admin/webhooks/{id}/deliveries"),
     ("get", "/v1/assets"),
     ("get", "/v1/audit/checkpoint"),
     ("get", "/v1/audit/consistency"),
@@ -26,11 +29,15 @@ const ROUTES: &[(&str, &str)] = &[
     ("get", "/v1/events/stream"),
     ("get", "/v1/trades/{id}"),
     ("get", "/v1/transactions/{id}"),
+    ("delete", "/v1/admin/webhooks/{id}"),
     ("patch", "/v1/accounts/{id_or_code}/limits"),
     ("post", "/v1/accounts"),
     ("post", "/v1/accounts/{id_or_code}/{action}"),
     ("post", "/v1/admin/keys"),
     ("post", "/v1/admin/keys/{id}/revoke"),
+    ("post", "/v1/admin/webhooks"),
+    ("post", "/v1/admin/webhooks/{id}/disable"),
+    ("post", "/v1/admin/webhooks/{id}/enable"),
     ("post", "/v1/assets"),
     ("post", "/v1/trades"),
     ("post", "/v1/transactions"),
@@ -70,6 +77,7 @@ async fn the_openapi_document_covers_every_route() {
         let request = match *method {
             "get" => ledger.client.get(ledger.url(&concrete)),
             "patch" => ledger.client.patch(ledger.url(&concrete)),
+            "delete" => ledger.client.delete(ledger.url(&concrete)),
             _ => ledger.client.post(ledger.url(&concrete)),
         };
         let response = request.send().await.unwrap();

@@ -9,6 +9,7 @@ mod events;
 mod ops;
 mod stream;
 mod transactions;
+mod webhooks;
 pub mod write;
 
 /// The batch request's parts, for tests that feed them arbitrary input.
@@ -33,7 +34,7 @@ every write needs an `Idempotency-Key` header and answers with the `position` of
 (`Ledger-Position` header); every read reports the position it reflects and accepts `min_position`. \
 Errors are RFC 9457 problem documents with a stable `code`. Every `/v1` route needs \
 `Authorization: Bearer <API key>` with the route's scope: `read` for GET, `write` for commands, \
-`audit` for `/v1/audit`, `admin` for `/v1/admin`, limits and forced reversals (401 `unauthorized`, \
+`audit` for `/v1/audit`, `admin` for `/v1/admin` (API keys, webhook subscriptions), limits and forced reversals (401 `unauthorized`, \
 403 `forbidden`, 429 `too_many_auth_failures` after repeated failures from one address)."
     ),
     tags(
@@ -52,6 +53,7 @@ fn openapi_router() -> OpenApiRouter<AppState> {
         .merge(stream::router())
         .merge(audit::router())
         .merge(admin::router())
+        .merge(webhooks::router())
         .merge(ops::router())
 }
 

@@ -108,8 +108,8 @@ async fn read_source(state: &AppState) -> Option<ReadSourceView> {
     })
 }
 
-/// Prometheus metrics: requests by route and status, latency, batch sizes, commit latency and the
-/// depth of the writer's queue.
+/// Prometheus metrics: requests by route and status, latency, batch sizes, commit latency, the
+/// depth of the writer's queue, projections, and webhook deliveries and lag.
 #[utoipa::path(get, path = "/metrics", tag = "operations", responses((status = 200, content_type = "text/plain", body = String)))]
 async fn metrics(State(state): State<AppState>) -> Response {
     let mut out = String::with_capacity(8 * 1024);
@@ -119,6 +119,7 @@ async fn metrics(State(state): State<AppState>) -> Response {
     if let Ok(Ok(relays)) = timeout(PROBE_TIMEOUT, state.reads().relays()).await {
         render_relays(&relays, &mut out);
     }
+    state.webhooks().render(&mut out);
     let writer = state.writer();
     out.push_str("# HELP ledger_writer_queue_depth Commands waiting for the writer.\n");
     out.push_str("# TYPE ledger_writer_queue_depth gauge\n");

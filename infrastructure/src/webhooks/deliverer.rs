@@ -1,0 +1,596 @@
+//! The deliverer: one task per ledger (a session-level advisory lock, as the projector takes; the
+//! deliverers of other processes stand by) that follows every enabled subscription from its
+//! cursor. Each subscription has at most one delivery in flight, so its deliveries arrive in
+//! position order, and a failing one holds back the later ones until it succeeds or the
+//! subscription is disabled; across subscriptions up to `in_flight_max` run at once. It wakes when
+//! this process's writer commits, when a subscription changes here, when a retry falls due, or
+//! every `idle_poll_interval` (for what another process did): never a tight loop.
+
+use std::collections::{HashMap, VecDeque};
+use std::fmt::Write as _;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use reqwest::dns::{Addrs, Name, Resolve, Resolving};
+use sqlx::postgres::PgConnectOptions;
+use sqlx::{Connection, PgConnection, PgPool};
+use tokio::sync::{watch, Notify};
+use tokio::task::JoinSet;
+use tracing::{info, warn};
+use uuid::Uuid;
+
+use super::guard::{self, Refused};
+use super::signing::{self, POSITION_HEADER, SIGNATURE_HEADER, SUBSCRIPTION_HEADER};
+use super::store::{self, Attempt, Outcome, Subscription};
+use super::{after_failure, WebhookConfig};
+use crate::event_store::{self, StoredEvent};
+use crate::Result;
+
+/// The deliverer's advisory lock, `(WEBHOOKS_LOCK_CLASS, 0)`: apart from the writer's and the
+/// projector's.
+const WEBHOOKS_LOCK_CLASS: i32 = 0x1eda;
+/// How long the session that holds the lock may stay silent before the server ends it (far
+/// above the poll interval, at which it speaks).
+const LOCK_SESSION_IDLE_MAX: Duration = Duration::from_secs(30);
+/// Events a turn reads ahead of a subscription's cursor at once (an event's JSON is at most a
+/// few tens of KiB: this bounds the memory of each delivery in flight).
+const READ_AHEAD_EVENTS: i64 = 256;
+/// Steps (a delivery, or a page of events skipped) one turn of a subscription takes before
+/// giving its slot back, so that the list of subscriptions is read again now and then.
+const STEPS_PER_TURN: usize = 100;
+/// The least time between two rounds over the subscriptions: under a steady load, a round per
+/// interval rather than one per commit of the writer.
+const ROUND_INTERVAL_MIN: Duration = Duration::from_millis(20);
+/// Idle connections kept per receiver's host.
+const IDLE_CONNECTIONS_PER_HOST: usize = 4;
+/// Whether receivers may be `https` (reqwest is built with rustls).
+pub const HTTPS_SUPPORTED: bool = true;
+
+/// Turns a stored event into a delivery's body: the API's JSON of an item of `GET /v1/events`,
+/// given by the API so that both are one and the same.
+pub type Render = Arc<dyn Fn(StoredEvent) -> serde_json::Result<Vec<u8>> + Send + Sync>;
+
+/// The deliverer's instruments.
+#[derive(Default)]
+pub struct WebhookMetrics {
+    /// Attempts by outcome, in `Outcome::ALL`'s order.
+    outcomes: [AtomicU64; 5],
+    /// Whether this process's deliverer holds the lock.
+    active: AtomicBool,
+    /// Per enabled subscription, events of the log after its cursor, as of the last round.
+    lag: Mutex<Vec<(Uuid, i64)>>,
+}
+
+impl WebhookMetrics {
+    fn count(&self, outcome: Outcome) {
+        if let Some(i) = Outcome::ALL.iter().position(|o| *o == outcome) {
+            self.outcomes[i].fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    fn set_lag(&self, subscriptions: &[Subscription], head: i64) {
+        if let Ok(mut lag) = self.lag.lock() {
+            *lag = subscriptions
+                .iter()
+                .map(|s| (s.id, (head - s.cursor).max(0)))
+                .collect();
+        }
+    }
+}
+
+/// The webhooks of one process: whether delivery runs here, how to wake and stop it.
+#[derive(Clone)]
+pub struct Webhooks {
+    allow_private: bool,
+    metrics: Arc<WebhookMetrics>,
+    wake: Arc<Notify>,
+    stop: Arc<watch::Sender<bool>>,
+    /// The deliverer's task, when this process delivers.
+    task: Arc<Mutex<Option<tokio::task::JoinHandle<()>>>>,
+}
+
+impl Webhooks {
+    /// Starts the deliverer. `commits` (the writer's committed position, when the writer runs in
+    /// this process) wakes it as soon as there are new events.
+    pub fn spawn(
+        connect: PgConnectOptions,
+        pool: PgPool,
+        commits: Option<watch::Receiver<i64>>,
+        config: WebhookConfig,
+        render: Render,
+    ) -> Result<Self> {
+        let handle = Self::without_delivery(config.allow_private);
+        let client = client(&config)?;
+        let deliverer = Deliverer {
+            connect,
+            commits,
+            wake: handle.wake.clone(),
+            stopped: handle.stop.subscribe(),
+            context: Arc::new(Context {
+                pool,
+                client,
+                config,
+                render,
+                metrics: handle.metrics.clone(),
+            }),
+        };
+        if let Ok(mut task) = handle.task.lock() {
+            *task = Some(tokio::spawn(deliverer.run()));
+        }
+        Ok(handle)
+    }
+
+    /// Subscriptions can be managed, but nothing is delivered from this process.
+    pub fn without_delivery(allow_private: bool) -> Self {
+        Self {
+            allow_private,
+            metrics: Arc::default(),
+            wake: Arc::new(Notify::new()),
+            stop: Arc::new(watch::channel(false).0),
+            task: Arc::default(),
+        }
+    }
+
+    /// Whether private addresses are allowed (`--webhook-allow-private`).
+    pub fn allow_private(&self) -> bool {
+        self.allow_private
+    }
+
+    /// A subscription changed: look at the subscriptions again now.
+    pub fn changed(&self) {
+        self.wake.notify_one();
+    }
+
+    /// Stops the deliverer; a delivery in flight is abandoned (its cursor has not moved, so it
+    /// is sent again later: at least once).
+    pub async fn stop(&self) {
+        self.stop.send_replace(true);
+        let task = self.task.lock().ok().and_then(|mut task| task.take());
+        if let Some(task) = task {
+            let _ = task.await;
+        }
+    }
+
+    /// The deliverer's series in Prometheus's text format.
+    pub fn render(&self, out: &mut String) {
+        let m = &self.metrics;
+        let name = "ledger_webhook_deliveries_total";
+        let _ = writeln!(
+            out,
+            "# HELP {name} Webhook delivery attempts by outcome.\n# TYPE {name} counter"
+        );
+        for (outcome, count) in Outcome::ALL.iter().zip(&m.outcomes) {
+            let _ = writeln!(
+                out,
+                "{name}{{outcome=\"{}\"}} {}",
+                outcome.as_str(),
+                count.load(Ordering::Relaxed)
+            );
+        }
+        let name = "ledger_webhook_lag_events";
+        let _ = writeln!(out, "# HELP {name} Events of the log after a subscription's cursor (on the process that delivers).\n# TYPE {name} gauge");
+        if let Ok(lag) = m.lag.lock() {
+            for (id, events) in lag.iter() {
+                let _ = writeln!(out, "{name}{{subscription=\"{id}\"}} {events}");
+            }
+        }
+        let name = "ledger_webhook_deliverer_active";
+        let _ = writeln!(out, "# HELP {name} 1 when this process delivers webhooks (holds the lock).\n# TYPE {name} gauge");
+        let _ = writeln!(out, "{name} {}", u8::from(m.active.load(Ordering::Relaxed)));
+    }
+}
+
+/// The HTTP client of deliveries: names resolved through the guard, no redirects (a receiver
+/// could redirect to an internal address), no proxy from the environment, bounded in time.
+fn client(config: &WebhookConfig) -> Result<reqwest::Client> {
+    reqwest::Client::builder()
+        .dns_resolver(Arc::new(GuardedResolver {
+            allow_private: config.allow_private,
+        }))
+        .redirect(reqwest::redirect::Policy::none())
+        .no_proxy()
+        .timeout(config.request_timeout)
+        .connect_timeout(config.request_timeout)
+        .pool_max_idle_per_host(IDLE_CONNECTIONS_PER_HOST)
+        .user_agent(concat!("ledger-webhooks/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .map_err(|e| crate::Error::Corrupt(format!("the webhook HTTP client: {e}")))
+}
+
+/// Resolves a receiver's name and keeps only the addresses the guard allows: the connection goes
+/// to one of exactly these, so the name cannot resolve elsewhere between check and connect.
+struct GuardedResolver {
+    allow_private: bool,
+}
+
+/// Every address a name resolved to was refused.
+#[derive(Debug, thiserror::Error)]
+#[error("refused: {name} resolves to {refused}")]
+struct NameRefused {
+    name: String,
+    refused: Refused,
+}
+
+impl Resolve for GuardedResolver {
+    fn resolve(&self, name: Name) -> Resolving {
+        let allow_private = self.allow_private;
+        Box::pin(async move {
+            let host = name.as_str().to_owned();
+            let resolved: Vec<SocketAddr> =
+                tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
+            let mut refused = None;
+            let allowed: Vec<SocketAddr> = resolved
+                .into_iter()
+                .filter(|a| match guard::check(a.ip(), allow_private) {
+                    Ok(()) => true,
+                    Err(r) => {
+                        refused.get_or_insert(r);
+                        false
+                    }
+                })
+                .collect();
+            match refused {
+                Some(refused) if allowed.is_empty() => Err(Box::new(NameRefused {
+                    name: host,
+                    refused,
+                })
+                    as Box<dyn std::error::Error + Send + Sync>),
+                _ => Ok(Box::new(allowed.into_iter()) as Addrs),
+            }
+        })
+    }
+}
+
+/// What the turns of subscriptions share.
+struct Context {
+    pool: PgPool,
+    client: reqwest::Client,
+    config: WebhookConfig,
+    render: Render,
+    metrics: Arc<WebhookMetrics>,
+}
+
+struct Deliverer {
+    connect: PgConnectOptions,
+    commits: Option<watch::Receiver<i64>>,
+    wake: Arc<Notify>,
+    stopped: watch::Receiver<bool>,
+    context: Arc<Context>,
+}
+
+impl Deliverer {
+    async fn run(mut self) {
+        while !*self.stopped.borrow() {
+            if let Err(e) = self.follow().await {
+                warn!(error = %e, "webhook deliverer stopped; resuming from the cursors");
+            }
+            let mut stopped = self.stopped.clone();
+            tokio::select! {
+                _ = tokio::time::sleep(self.context.config.lock_retry_interval) => {}
+                _ = stopped.wait_for(|s| *s) => {}
+            }
+        }
+    }
+
+    /// Connects and takes the lock, then delivers until an error or the stop. `Ok` at once when
+    /// another process holds the lock.
+    async fn follow(&mut self) -> Result<()> {
+        let options = self.connect.clone().application_name("ledger-webhooks");
+        let mut conn = PgConnection::connect_with(&options).await?;
+        let locked: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1, 0)")
+            .bind(WEBHOOKS_LOCK_CLASS)
+            .fetch_one(&mut conn)
+            .await?;
+        if !locked {
+            let _ = conn.close().await;
+            return Ok(());
+        }
+        // A process that stops answering (a paused VM) keeps its session, and so the lock: the
+        // server ends a session that sent nothing for this long, and another node's deliverer
+        // takes over. This one pings at every round, at least once per poll interval.
+        sqlx::query("SELECT set_config('idle_session_timeout', $1, false)")
+            .bind(format!("{}ms", LOCK_SESSION_IDLE_MAX.as_millis()))
+            .execute(&mut conn)
+            .await?;
+        info!("webhook deliverer active");
+        self.context.metrics.active.store(true, Ordering::Relaxed);
+        let mut turns = Turns::default();
+        let result = self.deliver(&mut conn, &mut turns).await;
+        turns.set.shutdown().await;
+        self.context.metrics.active.store(false, Ordering::Relaxed);
+        let _ = sqlx::query("SELECT pg_advisory_unlock($1, 0)")
+            .bind(WEBHOOKS_LOCK_CLASS)
+            .execute(&mut conn)
+            .await;
+        let _ = conn.close().await;
+        result
+    }
+
+    /// Rounds over the enabled subscriptions: each that is behind and due gets a turn, while
+    /// slots are free.
+    async fn deliver(&mut self, conn: &mut PgConnection, turns: &mut Turns) -> Result<()> {
+        let ctx = self.context.clone();
+        while !*self.stopped.borrow() {
+            let round = tokio::time::Instant::now();
+            // The lock lives as long as this session: a broken one may have lost it.
+            sqlx::query("SELECT 1").execute(&mut *conn).await?;
+            let head = head(&ctx.pool).await?;
+            let subscriptions = store::enabled(&ctx.pool).await?;
+            ctx.metrics.set_lag(&subscriptions, head);
+            let following = !subscriptions.is_empty();
+            let now = Utc::now();
+            let mut next_due = None;
+            for subscription in subscriptions {
+                if turns.busy(subscription.id) || subscription.cursor >= head {
+                    continue;
+                }
+                if subscription.next_attempt_at > now {
+                    let due = subscription.next_attempt_at;
+                    next_due = Some(next_due.map_or(due, |d: chrono::DateTime<Utc>| d.min(due)));
+                    continue;
+                }
+                if turns.set.len() >= ctx.config.in_flight_max {
+                    break;
+                }
+                turns.start(ctx.clone(), subscription);
+            }
+            let due_in = next_due.map(|d| (d - now).to_std().unwrap_or_default());
+            self.wait(turns, due_in, following, round).await;
+        }
+        Ok(())
+    }
+
+    /// Waits for something to do: a turn ends, the writer commits (when some subscription
+    /// `following` the log would care), a subscription changes, a retry falls due, the poll
+    /// interval passes, or the process stops.
+    async fn wait(
+        &mut self,
+        turns: &mut Turns,
+        due_in: Option<Duration>,
+        following: bool,
+        round: tokio::time::Instant,
+    ) {
+        let poll = self.context.config.idle_poll_interval;
+        let until = round + due_in.map_or(poll, |d| d.min(poll)).max(ROUND_INTERVAL_MIN);
+        let mut stopped = self.stopped.clone();
+        let commits = self.commits.clone().filter(|_| following);
+        let committed = async move {
+            match commits {
+                Some(mut commits) => {
+                    if commits.changed().await.is_err() {
+                        std::future::pending::<()>().await;
+                    }
+                }
+                None => std::future::pending().await,
+            }
+        };
+        let turn_ended = async {
+            if turns.set.is_empty() {
+                std::future::pending::<()>().await;
+            }
+            turns.reap().await;
+        };
+        tokio::select! {
+            _ = committed => {}
+            _ = self.wake.notified() => {}
+            _ = turn_ended => {}
+            _ = tokio::time::sleep_until(until) => {}
+            _ = stopped.wait_for(|s| *s) => return,
+        }
+        // Pacing: at most one round per interval.
+        tokio::time::sleep_until(round + ROUND_INTERVAL_MIN).await;
+        if let Some(commits) = &mut self.commits {
+            commits.borrow_and_update();
+        }
+    }
+}
+
+/// The last position of the log (0 when it is empty).
+async fn head(pool: &PgPool) -> Result<i64> {
+    Ok(
+        sqlx::query_scalar("SELECT COALESCE(max(position), 0)::int8 FROM events")
+            .fetch_one(pool)
+            .await?,
+    )
+}
+
+/// The subscriptions with a turn running.
+#[derive(Default)]
+struct Turns {
+    set: JoinSet<()>,
+    by_task: HashMap<tokio::task::Id, Uuid>,
+}
+
+impl Turns {
+    fn busy(&self, id: Uuid) -> bool {
+        self.by_task.values().any(|s| *s == id)
+    }
+
+    fn start(&mut self, ctx: Arc<Context>, subscription: Subscription) {
+        let id = subscription.id;
+        let task = self.set.spawn(turn(ctx, subscription));
+        self.by_task.insert(task.id(), id);
+    }
+
+    /// Waits for a turn to end, and forgets it.
+    async fn reap(&mut self) {
+        let task = match self.set.join_next_with_id().await {
+            Some(Ok((task, ()))) => task,
+            Some(Err(e)) => {
+                warn!(error = %e, "a webhook turn failed");
+                e.id()
+            }
+            None => return,
+        };
+        self.by_task.remove(&task);
+    }
+}
+
+/// What one step of a subscription's turn did.
+enum Step {
+    /// Delivered, or skipped events that do not match: go on.
+    Moved,
+    /// Nothing after the cursor, a failed attempt (retried later), or the cursor moved elsewhere.
+    Stop,
+}
+
+/// A subscription's turn: steps until it is caught up, fails, or has taken its share. The events
+/// read after its cursor are kept for the next steps of the turn, so that each is read once.
+async fn turn(ctx: Arc<Context>, mut subscription: Subscription) {
+    let mut read_ahead = VecDeque::new();
+    for _ in 0..STEPS_PER_TURN {
+        match step(&ctx, &mut subscription, &mut read_ahead).await {
+            Ok(Step::Moved) => {}
+            Ok(Step::Stop) => return,
+            Err(e) => {
+                warn!(subscription = %subscription.id, error = %e, "webhook delivery step failed");
+                return;
+            }
+        }
+    }
+}
+
+/// Skips the events after the cursor that do not match, then delivers the first one that does.
+async fn step(
+    ctx: &Context,
+    subscription: &mut Subscription,
+    read_ahead: &mut VecDeque<StoredEvent>,
+) -> Result<Step> {
+    if read_ahead.is_empty() {
+        read_ahead
+            .extend(event_store::page(&ctx.pool, subscription.cursor, READ_AHEAD_EVENTS).await?);
+    }
+    let mut skipped_to = None;
+    let mut matching = None;
+    while let Some(event) = read_ahead.pop_front() {
+        if subscription.filter.matches(&event.decode()?) {
+            matching = Some(event);
+            break;
+        }
+        skipped_to = Some(event.position);
+    }
+    if let Some(to) = skipped_to {
+        if !store::skip(&ctx.pool, subscription.id, subscription.cursor, to).await? {
+            return Ok(Step::Stop);
+        }
+        subscription.cursor = to;
+    }
+    let Some(event) = matching else {
+        return Ok(if skipped_to.is_some() {
+            Step::Moved
+        } else {
+            Step::Stop
+        });
+    };
+    let position = event.position;
+    let body = (ctx.render)(event)
+        .map_err(|e| crate::Error::Corrupt(format!("the event at {position} as JSON: {e}")))?;
+    let attempt = send(ctx, subscription, position, body).await;
+    ctx.metrics.count(attempt.outcome);
+    if attempt.outcome == Outcome::Delivered {
+        store::record(
+            &ctx.pool,
+            subscription.id,
+            subscription.cursor,
+            &attempt,
+            None,
+        )
+        .await?;
+        subscription.cursor = attempt.position;
+        return Ok(Step::Moved);
+    }
+    let plan = after_failure(
+        subscription.consecutive_failures,
+        subscription.failing_since,
+        attempt.attempted_at,
+        &ctx.config,
+    );
+    if let Some(reason) = &plan.disabled_reason {
+        warn!(subscription = %subscription.id, reason, "webhook subscription disabled");
+    }
+    store::record(
+        &ctx.pool,
+        subscription.id,
+        subscription.cursor,
+        &attempt,
+        Some(&plan),
+    )
+    .await?;
+    Ok(Step::Stop)
+}
+
+/// One attempt: the event's `body` POSTed to the receiver, signed, and what came of it.
+async fn send(ctx: &Context, subscription: &Subscription, position: i64, body: Vec<u8>) -> Attempt {
+    let attempted_at = Utc::now();
+    let started = Instant::now();
+    let (outcome, status_code, error) = match post(ctx, subscription, position, body).await {
+        Ok(status) if status.is_success() => (Outcome::Delivered, Some(status.as_u16()), None),
+        Ok(status) => (
+            Outcome::Rejected,
+            Some(status.as_u16()),
+            Some(format!("the receiver answered {status}")),
+        ),
+        Err((outcome, error)) => (outcome, None, Some(error)),
+    };
+    Attempt {
+        position,
+        outcome,
+        status_code,
+        error,
+        latency_ms: u32::try_from(started.elapsed().as_millis()).unwrap_or(u32::MAX),
+        attempted_at,
+    }
+}
+
+async fn post(
+    ctx: &Context,
+    subscription: &Subscription,
+    position: i64,
+    body: Vec<u8>,
+) -> std::result::Result<reqwest::StatusCode, (Outcome, String)> {
+    let target = guard::parse_target(&subscription.url, HTTPS_SUPPORTED)
+        .map_err(|e| (Outcome::Refused, format!("refused: {e}")))?;
+    // A name is checked as it resolves (`GuardedResolver`); an address here.
+    if let Some(ip) = target.literal {
+        guard::check(ip, ctx.config.allow_private)
+            .map_err(|e| (Outcome::Refused, format!("refused: {e}")))?;
+    }
+    let signature = signing::header_value(&subscription.secret, Utc::now().timestamp(), &body);
+    let response = ctx
+        .client
+        .post(target.url)
+        .header(reqwest::header::CONTENT_TYPE, "application/json")
+        .header(SIGNATURE_HEADER, signature)
+        .header(POSITION_HEADER, position)
+        .header(SUBSCRIPTION_HEADER, subscription.id.to_string())
+        .body(body)
+        .send()
+        .await
+        .map_err(|e| classify(&e, ctx.config.request_timeout))?;
+    // The answer's body is not read: only its status counts.
+    Ok(response.status())
+}
+
+/// A failed request as the delivery log tells it.
+fn classify(e: &reqwest::Error, timeout: Duration) -> (Outcome, String) {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    let mut chain = Vec::new();
+    while let Some(current) = source {
+        if let Some(refused) = current.downcast_ref::<NameRefused>() {
+            return (Outcome::Refused, refused.to_string());
+        }
+        chain.push(current.to_string());
+        source = current.source();
+    }
+    if e.is_timeout() {
+        return (
+            Outcome::Timeout,
+            format!("no answer within {} ms", timeout.as_millis()),
+        );
+    }
+    chain.dedup();
+    (Outcome::NetworkError, chain.join(": "))
+}
