@@ -2,7 +2,6 @@
 //! writer, and the HTTP server.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::ConnectInfo;
@@ -16,7 +15,6 @@ use infrastructure::db;
 use infrastructure::local_postgres::LocalPostgres;
 use infrastructure::projections::projector::{ProjectorConfig, Projectors};
 use infrastructure::relays::{Relay, RelayConfig, RelayHandle};
-use infrastructure::webhooks::deliverer::Render;
 use infrastructure::webhooks::Webhooks;
 use infrastructure::{ReadStore, Writer};
 use tokio::net::TcpListener;
@@ -203,13 +201,12 @@ fn start_webhooks(
         info!("webhook delivery is off (--no-webhook-delivery)");
         return Ok(Webhooks::without_delivery(config.webhook_allow_private));
     }
-    let render: Render = Arc::new(|event| serde_json::to_vec(&crate::render::event_view(event)));
     Webhooks::spawn(
         options,
         pool,
         Some(writer.watch_committed()),
         config.webhooks(),
-        render,
+        crate::render::event_json,
     )
 }
 

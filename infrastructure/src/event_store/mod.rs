@@ -43,6 +43,11 @@ pub(crate) static EVENTS: Table = Table {
 pub(crate) const EVENT_COLUMNS: &str = "e.position, e.event_id, e.event_type, e.schema_version, \
     e.payload, e.metadata, e.recorded_at, e.hash";
 
+/// How an event is given whole to the systems outside (a relay's message, a webhook's body): the
+/// JSON of an item of `GET /v1/events`. The HTTP layer owns that shape and hands its encoder in,
+/// so that they are one and the same.
+pub type Encode = fn(&StoredEvent) -> Result<Vec<u8>>;
+
 /// One stored event, with everything its hash covers.
 #[derive(Debug, Clone)]
 pub struct StoredEvent {

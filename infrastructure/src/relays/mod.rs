@@ -29,7 +29,7 @@ use sqlx::{Connection, PgConnection};
 use tokio::sync::watch;
 use tracing::{info, warn};
 
-use crate::event_store::{self, StoredEvent};
+use crate::event_store::{self, Encode, StoredEvent};
 use crate::projections::checkpoints;
 use crate::{Error, Result};
 
@@ -39,10 +39,6 @@ const RELAY_LOCK_CLASS: i32 = 0x1ed5;
 
 /// What every relay's checkpoint name starts with.
 pub const CHECKPOINT_PREFIX: &str = "relay:";
-
-/// The body of the message for one event: the JSON of an item of `GET /v1/events`. The HTTP
-/// layer owns that shape and hands its encoder in, so the two can never differ.
-pub type Encode = fn(&StoredEvent) -> Result<Vec<u8>>;
 
 #[derive(Debug, Clone)]
 pub struct RelayConfig {

@@ -26,7 +26,7 @@ use super::guard::{self, Refused};
 use super::signing::{self, POSITION_HEADER, SIGNATURE_HEADER, SUBSCRIPTION_HEADER};
 use super::store::{self, Attempt, Outcome, Subscription};
 use super::{after_failure, WebhookConfig};
-use crate::event_store::{self, StoredEvent};
+use crate::event_store::{self, Encode, StoredEvent};
 use crate::Result;
 
 /// The deliverer's advisory lock, `(WEBHOOKS_LOCK_CLASS, 0)`: apart from the writer's and the
@@ -48,10 +48,6 @@ const ROUND_INTERVAL_MIN: Duration = Duration::from_millis(20);
 const IDLE_CONNECTIONS_PER_HOST: usize = 4;
 /// Whether receivers may be `https` (reqwest is built with rustls).
 pub const HTTPS_SUPPORTED: bool = true;
-
-/// Turns a stored event into a delivery's body: the API's JSON of an item of `GET /v1/events`,
-/// given by the API so that both are one and the same.
-pub type Render = Arc<dyn Fn(StoredEvent) -> serde_json::Result<Vec<u8>> + Send + Sync>;
 
 /// The deliverer's instruments.
 #[derive(Default)]
@@ -100,7 +96,7 @@ impl Webhooks {
         pool: PgPool,
         commits: Option<watch::Receiver<i64>>,
         config: WebhookConfig,
-        render: Render,
+        encode: Encode,
     ) -> Result<Self> {
         let handle = Self::without_delivery(config.allow_private);
         let client = client(&config)?;
@@ -113,7 +109,7 @@ impl Webhooks {
                 pool,
                 client,
                 config,
-                render,
+                encode,
                 metrics: handle.metrics.clone(),
             }),
         };
@@ -249,7 +245,7 @@ struct Context {
     pool: PgPool,
     client: reqwest::Client,
     config: WebhookConfig,
-    render: Render,
+    encode: Encode,
     metrics: Arc<WebhookMetrics>,
 }
 
@@ -486,8 +482,7 @@ async fn step(
         });
     };
     let position = event.position;
-    let body = (ctx.render)(event)
-        .map_err(|e| crate::Error::Corrupt(format!("the event at {position} as JSON: {e}")))?;
+    let body = (ctx.encode)(&event)?;
     let attempt = send(ctx, subscription, position, body).await;
     ctx.metrics.count(attempt.outcome);
     if attempt.outcome == Outcome::Delivered {
