@@ -81,8 +81,9 @@ def shortstr(x): return bytes([len(x)]) + x
 def longstr(x): return struct.pack(">I", len(x)) + x
 def method(ch, cls, mid, args): frame(1, ch, struct.pack(">HH", cls, mid) + args)
 s.sendall(b"AMQP\x00\x00\x09\x01"); read()
-method(0, 10, 11, struct.pack(">I", 0) + shortstr(b"PLAIN") + longstr(b"\x00guest\x00guest") + shortstr(b"en_US")); read()
-method(0, 10, 31, struct.pack(">HIH", 0, 131072, 0))
+method(0, 10, 11, struct.pack(">I", 0) + shortstr(b"PLAIN") + longstr(b"\x00guest\x00guest") + shortstr(b"en_US"))
+tune = read()
+method(0, 10, 31, tune[4:12])  # accept the server's channel-max, frame-max and heartbeat
 method(0, 10, 40, shortstr(b"/") + shortstr(b"") + b"\x00"); read()
 method(1, 20, 10, shortstr(b"")); read()
 method(1, 40, 10, struct.pack(">H", 0) + shortstr(b"ledger.events") + shortstr(b"topic") + b"\x02" + struct.pack(">I", 0)); read()
@@ -112,9 +113,12 @@ done
 
 echo "== phase 2: $duration_s s of batch with both relays running" >&2
 lag_log="$work/lag.tsv"; : >"$lag_log"
+amqp_name=$(sink_name "$amqp"); nats_name=$(sink_name "$nats")
+# The head and both checkpoints from one snapshot, so that no lag reads negative.
 ( while true; do
-    h=$(sql "SELECT position FROM projection_head")
-    echo "$h $(checkpoint "$(sink_name "$amqp")") $(checkpoint "$(sink_name "$nats")")" >>"$lag_log"
+    sql "SELECT h.position, COALESCE(a.position, 0), COALESCE(n.position, 0) FROM projection_head h
+         LEFT JOIN projection_checkpoints a ON a.name = 'relay:$amqp_name'
+         LEFT JOIN projection_checkpoints n ON n.name = 'relay:$nats_name'" | tr '|' ' ' >>"$lag_log"
     sleep 1
   done ) &
 sampler=$!
