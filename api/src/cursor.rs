@@ -44,6 +44,23 @@ impl Cursors {
     }
 
     /// A cursor that resumes a list after `content`, valid only for requests of `scope`.
+    /// A page of a list read with one item more than `limit`: the first `limit` items, and the
+    /// cursor after the last of them when there was more.
+    pub fn page<T>(
+        &self,
+        scope: &[&str],
+        mut items: Vec<T>,
+        limit: i64,
+        key: impl Fn(&T) -> &str,
+    ) -> (Vec<T>, Option<String>) {
+        if items.len() as i64 <= limit {
+            return (items, None);
+        }
+        items.truncate(limit as usize);
+        let next = items.last().map(|item| self.issue(scope, key(item)));
+        (items, next)
+    }
+
     pub fn issue(&self, scope: &[&str], content: &str) -> String {
         let tag = self.tag(scope, content.as_bytes()).finalize().into_bytes();
         format!("{}.{}", hex::encode(content), hex::encode(tag))

@@ -39,8 +39,8 @@ enum Commands {
         /// Replace the live projections with the rebuilt ones, atomically.
         #[arg(long)]
         swap: bool,
-        /// Only this projection: assets, accounts, balances, holds, reversals, postings or
-        /// transactions.
+        /// Only this projection: assets, accounts, balances, holds, reversals, postings,
+        /// transactions or rollups.
         #[arg(long)]
         projection: Option<String>,
     },

@@ -94,6 +94,51 @@ pub struct AccountLimitsView {
     pub recorded_at: DateTime<Utc>,
 }
 
+/// The accounts under a prefix and their sums per asset.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RollupView {
+    /// Whole code segments (`` for the whole ledger).
+    pub prefix: String,
+    /// Accounts whose code starts with the prefix.
+    pub accounts: i64,
+    /// One per asset any of them holds or held, in asset order.
+    pub balances: Vec<RollupBalanceView>,
+    /// The position the sums reflect.
+    pub position: i64,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RollupBalanceView {
+    pub asset: String,
+    /// The posted balances, summed.
+    #[schema(example = "1500.00")]
+    pub posted: String,
+    #[schema(example = "30.00")]
+    pub pending_debits: String,
+    #[schema(example = "0.00")]
+    pub pending_credits: String,
+    /// `posted` less `pending_debits`.
+    #[schema(example = "1470.00")]
+    pub available: String,
+}
+
+/// The next code segments under a prefix, each with its roll-up.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AccountTree {
+    pub prefix: String,
+    pub items: Vec<TreeNodeView>,
+    /// Pass as `cursor` for the next page; absent on the last page.
+    pub next_cursor: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TreeNodeView {
+    /// The segment itself (`alice` under `broker`); its `prefix` is the whole path.
+    pub segment: String,
+    #[serde(flatten)]
+    pub rollup: RollupView,
+}
+
 #[derive(Debug, Serialize, ToSchema)]
 pub struct AccountList {
     pub items: Vec<AccountView>,

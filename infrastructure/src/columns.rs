@@ -63,6 +63,9 @@ pub enum OnConflict {
     Update { key_columns: usize },
     /// The first `key_columns` columns are the key; the row already stored is kept.
     Keep { key_columns: usize },
+    /// The first `key_columns` columns are the key; the other columns (numbers) are amounts
+    /// added to what is stored. Within one batch too, rows for one key are added up.
+    Add { key_columns: usize },
 }
 
 /// A table as the rows written to it see it.
@@ -99,10 +102,14 @@ impl Table {
                     names[..key_columns].join(", ")
                 )
             }
-            OnConflict::Update { key_columns } => {
+            OnConflict::Update { key_columns } | OnConflict::Add { key_columns } => {
+                let adding = matches!(self.on_conflict, OnConflict::Add { .. });
                 let set: Vec<String> = names[key_columns..]
                     .iter()
-                    .map(|n| format!("{n} = EXCLUDED.{n}"))
+                    .map(|n| match adding {
+                        true => format!("{n} = stored.{n} + EXCLUDED.{n}"),
+                        false => format!("{n} = EXCLUDED.{n}"),
+                    })
                     .collect();
                 format!(
                     " ON CONFLICT ({}) DO UPDATE SET {}",
@@ -112,7 +119,7 @@ impl Table {
             }
         };
         format!(
-            "INSERT INTO {schema}.{} ({}) SELECT {selected} FROM UNNEST({arrays}) AS u({}){conflict}",
+            "INSERT INTO {schema}.{} AS stored ({}) SELECT {selected} FROM UNNEST({arrays}) AS u({}){conflict}",
             self.name,
             names.join(", "),
             aliases.join(", "),
@@ -232,6 +239,20 @@ impl Values {
         }
     }
 
+    /// Adds `value` to the amount at `index` (a later row for the same key of an adding table).
+    /// Only amounts add up; a value of another type is a bug in a projection, stored as NULL so
+    /// that the batch fails rather than writes a wrong sum.
+    fn add(&mut self, index: usize, value: Value) {
+        match (self, value) {
+            (Self::Numeric(c), Value::Numeric(v)) => c[index] = c[index].map(|sum| sum + v),
+            (Self::Int8(c), Value::Int8(v)) => c[index] = c[index].map(|sum| sum + v),
+            (column, _) => {
+                debug_assert!(false, "only numeric and int8 amounts add up");
+                column.replace(index, Value::Null);
+            }
+        }
+    }
+
     /// Whether the value at `index` is `value`.
     fn holds(&self, index: usize, value: &Value) -> bool {
         match (self, value) {
@@ -308,10 +329,17 @@ impl TableRows {
     }
 
     /// Adds a row, its values in the table's column order. In a table whose rows are updated
-    /// by key, a row whose key was pushed before replaces that row.
+    /// by key, a row whose key was pushed before replaces that row; in an adding table, its
+    /// amounts are added to that row's.
     pub fn push<const N: usize>(&mut self, row: [Value; N]) {
         debug_assert_eq!(N, self.columns.len(), "a row of {}", self.table.name);
-        if let OnConflict::Update { key_columns } = self.table.on_conflict {
+        let keyed = match self.table.on_conflict {
+            OnConflict::Update { key_columns } | OnConflict::Add { key_columns } => {
+                Some(key_columns)
+            }
+            OnConflict::Refuse | OnConflict::Keep { .. } => None,
+        };
+        if let Some(key_columns) = keyed {
             let key = &row[..key_columns];
             let hash = key_hash(key);
             let earlier = match self.rows_by_key.get(&hash) {
@@ -320,8 +348,12 @@ impl TableRows {
                 None => None,
             };
             if let Some(index) = earlier {
-                for (column, value) in self.columns.iter_mut().zip(row) {
-                    column.replace(index, value);
+                let adding = matches!(self.table.on_conflict, OnConflict::Add { .. });
+                for (i, (column, value)) in self.columns.iter_mut().zip(row).enumerate() {
+                    match adding && i >= key_columns {
+                        true => column.add(index, value),
+                        false => column.replace(index, value),
+                    }
                 }
                 return;
             }
@@ -402,11 +434,44 @@ mod tests {
     fn the_statement_numbers_every_column_in_order() {
         assert_eq!(
             BALANCES.insert_sql("public", 3),
-            "INSERT INTO public.balances (account_id, asset, balance, metadata) \
+            "INSERT INTO public.balances AS stored (account_id, asset, balance, metadata) \
              SELECT c0, c1, c2, c3::jsonb FROM UNNEST($3::uuid[], $4::text[], $5::numeric[], $6::text[]) \
              AS u(c0, c1, c2, c3) ON CONFLICT (account_id, asset) DO UPDATE SET \
              balance = EXCLUDED.balance, metadata = EXCLUDED.metadata"
         );
+    }
+
+    static TOTALS: Table = Table {
+        name: "totals",
+        columns: &[
+            col("prefix", SqlType::Text),
+            col("amount", SqlType::Numeric),
+            col("count", SqlType::Int8),
+        ],
+        on_conflict: OnConflict::Add { key_columns: 1 },
+    };
+
+    #[test]
+    fn an_adding_table_adds_to_what_is_stored() {
+        assert!(TOTALS.insert_sql("public", 1).ends_with(
+            "ON CONFLICT (prefix) DO UPDATE SET amount = stored.amount + EXCLUDED.amount, \
+             count = stored.count + EXCLUDED.count"
+        ));
+    }
+
+    #[test]
+    fn rows_for_the_same_key_of_an_adding_table_add_up() {
+        let mut rows = TableRows::new(&TOTALS);
+        rows.push(["a".into(), Decimal::new(125, 2).into(), 1i64.into()]);
+        rows.push(["b".into(), Decimal::ONE.into(), 1i64.into()]);
+        rows.push(["a".into(), Decimal::new(-25, 2).into(), 2i64.into()]);
+        assert_eq!(rows.len(), 2);
+        let (Values::Numeric(amounts), Values::Int8(counts)) = (&rows.columns[1], &rows.columns[2])
+        else {
+            panic!("numeric and int8 columns");
+        };
+        assert_eq!(amounts, &[Some(Decimal::new(100, 2)), Some(Decimal::ONE)]);
+        assert_eq!(counts, &[Some(3), Some(1)]);
     }
 
     #[test]

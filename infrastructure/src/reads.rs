@@ -16,7 +16,7 @@ use uuid::Uuid;
 
 pub use crate::event_store::StoredEvent;
 use crate::event_store::EVENT_COLUMNS;
-use crate::projections::{postings, transactions};
+use crate::projections::{postings, rollups, transactions};
 use crate::{Error, Result};
 
 /// How often a read waiting for `min_position` looks again at its read source.
@@ -143,6 +143,22 @@ pub struct Statement {
     pub entries: Vec<HistoryEntry>,
 }
 
+/// The accounts whose code starts with a prefix (whole segments), and their sums per asset.
+#[derive(Debug, Clone)]
+pub struct Rollup {
+    pub prefix: String,
+    pub accounts: i64,
+    pub balances: Vec<RollupBalance>,
+}
+
+#[derive(Debug, Clone)]
+pub struct RollupBalance {
+    pub asset: String,
+    pub posted: Decimal,
+    pub pending_debits: Decimal,
+    pub pending_credits: Decimal,
+}
+
 /// How a read names an account.
 #[derive(Debug, Clone)]
 pub enum AccountKey {
@@ -176,6 +192,8 @@ const POSITION_WAIT_DEFAULT: Duration = Duration::from_secs(2);
 const HISTORY: &[&str] = &[postings::PROJECTION.name, transactions::PROJECTION.name];
 /// The asynchronous projection a read of a transaction needs.
 const TRANSACTIONS: &[&str] = &[transactions::PROJECTION.name];
+/// The asynchronous projection a read of roll-ups needs.
+const ROLLUPS: &[&str] = &[rollups::PROJECTION.name];
 
 #[derive(Clone)]
 pub struct ReadStore {
@@ -263,6 +281,43 @@ impl ReadStore {
             }
             tokio::time::sleep(POSITION_POLL_INTERVAL.min(self.wait - waited)).await;
         }
+    }
+
+    /// The roll-up of `prefix` (whole segments; `` for the whole ledger), in every asset or in
+    /// `asset`: one row per asset, however many accounts are under it.
+    pub async fn rollup(&self, prefix: &str, asset: Option<&str>) -> Result<AtPosition<Rollup>> {
+        let (mut tx, position) = self.snapshot_of(ROLLUPS).await?;
+        let mut found = rollups_of(&mut tx, &[prefix.to_owned()], asset).await?;
+        tx.commit().await?;
+        let value = found.pop().unwrap_or_else(|| Rollup {
+            prefix: prefix.to_owned(),
+            accounts: 0,
+            balances: Vec::new(),
+        });
+        Ok(AtPosition { value, position })
+    }
+
+    /// The next segments under `prefix` in code order, after the child prefix `after`, at most
+    /// `limit`, each with its roll-up: one range of an index, whatever the number of accounts.
+    pub async fn rollup_children(
+        &self,
+        prefix: &str,
+        after: Option<&str>,
+        limit: i64,
+    ) -> Result<AtPosition<Vec<Rollup>>> {
+        let (mut tx, position) = self.snapshot_of(ROLLUPS).await?;
+        let children: Vec<String> = sqlx::query_scalar(
+            "SELECT prefix FROM rollup_accounts
+             WHERE parent = $1 AND prefix <> '' AND prefix > $2 ORDER BY prefix LIMIT $3",
+        )
+        .bind(prefix)
+        .bind(after.unwrap_or(""))
+        .bind(limit)
+        .fetch_all(&mut *tx)
+        .await?;
+        let value = rollups_of(&mut tx, &children, None).await?;
+        tx.commit().await?;
+        Ok(AtPosition { value, position })
     }
 
     pub async fn assets(&self) -> Result<AtPosition<Vec<AssetRecord>>> {
@@ -692,6 +747,63 @@ impl ReadStore {
         sqlx::query("SELECT 1").execute(&self.pool).await?;
         Ok(())
     }
+}
+
+/// The roll-ups of `prefixes` that have accounts, in their order, in every asset or in `asset`.
+async fn rollups_of(
+    conn: &mut PgConnection,
+    prefixes: &[String],
+    asset: Option<&str>,
+) -> Result<Vec<Rollup>> {
+    let parents: Vec<&str> = prefixes.iter().map(|p| rollups::parent(p)).collect();
+    let counted: Vec<(String, i64)> = sqlx::query_as(
+        "SELECT c.prefix, c.accounts FROM UNNEST($1::text[], $2::text[]) WITH ORDINALITY
+             AS n(parent, prefix, i)
+         JOIN rollup_accounts c ON c.parent = n.parent AND c.prefix = n.prefix ORDER BY n.i",
+    )
+    .bind(&parents)
+    .bind(prefixes)
+    .fetch_all(&mut *conn)
+    .await?;
+    // Stored in smallest units; shown at the asset's scale.
+    let sums: Vec<(String, String, i16, Decimal, Decimal, Decimal)> = sqlx::query_as(
+        "SELECT r.prefix, r.asset, s.scale, r.posted_units, r.pending_debits_units,
+                r.pending_credits_units
+         FROM rollups r JOIN assets s ON s.code = r.asset
+         WHERE r.prefix = ANY($1) AND ($2::text IS NULL OR r.asset = $2) ORDER BY r.prefix, r.asset",
+    )
+    .bind(prefixes)
+    .bind(asset)
+    .fetch_all(&mut *conn)
+    .await?;
+    let mut by_prefix: std::collections::HashMap<String, Vec<RollupBalance>> =
+        std::collections::HashMap::new();
+    for (prefix, asset, scale, posted, pending_debits, pending_credits) in sums {
+        let at_scale = |units: Decimal| {
+            let scale = u32::try_from(scale).ok().filter(|s| *s <= 28);
+            match (units.scale(), scale) {
+                (0, Some(scale)) => Ok(Decimal::from_i128_with_scale(units.mantissa(), scale)),
+                _ => Err(Error::Corrupt(format!(
+                    "the roll-up of {prefix:?} in {asset} is not whole units: {units}"
+                ))),
+            }
+        };
+        let balance = RollupBalance {
+            posted: at_scale(posted)?,
+            pending_debits: at_scale(pending_debits)?,
+            pending_credits: at_scale(pending_credits)?,
+            asset,
+        };
+        by_prefix.entry(prefix).or_default().push(balance);
+    }
+    Ok(counted
+        .into_iter()
+        .map(|(prefix, accounts)| Rollup {
+            balances: by_prefix.remove(&prefix).unwrap_or_default(),
+            prefix,
+            accounts,
+        })
+        .collect())
 }
 
 async fn balances_of(conn: &mut PgConnection, account_id: Uuid) -> Result<Vec<BalanceRecord>> {

@@ -174,13 +174,8 @@ async fn list_accounts(
         .reads_at(params.min_position)
         .accounts(&prefix, after.as_deref(), limit + 1)
         .await?;
-    let mut items: Vec<AccountView> = page.value.into_iter().map(account_view).collect();
-    let next_cursor = if items.len() as i64 > limit {
-        items.truncate(limit as usize);
-        items.last().map(|a| state.cursors().issue(&scope, &a.code))
-    } else {
-        None
-    };
+    let items: Vec<AccountView> = page.value.into_iter().map(account_view).collect();
+    let (items, next_cursor) = state.cursors().page(&scope, items, limit, |a| &a.code);
     Ok(at_position(
         page.position,
         AccountList { items, next_cursor },

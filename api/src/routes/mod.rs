@@ -5,6 +5,7 @@ mod accounts;
 mod admin;
 mod assets;
 mod audit;
+mod balances;
 mod events;
 mod ops;
 mod stream;
@@ -47,6 +48,7 @@ struct ApiDoc;
 fn openapi_router() -> OpenApiRouter<AppState> {
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(assets::router())
+        .merge(balances::router())
         .merge(accounts::router())
         .merge(transactions::router())
         .merge(events::router())

@@ -8,7 +8,8 @@
 //!   included, not events: `idempotency` is not a projection of the log.)
 //! - **asynchronous**: built after the commit by the projector (`projector`), which follows the
 //!   log and keeps one checkpoint per projection, in the same transaction as the rows it writes:
-//!   the postings history and the transactions index. They cost the writer nothing.
+//!   the postings history, the transactions index and the roll-ups by code prefix. They cost the
+//!   writer nothing.
 //!
 //! Every projection is rebuilt from the log by `replay`, and the rebuild must equal the live one
 //! row for row.
@@ -23,6 +24,7 @@ pub(crate) mod key_filter;
 pub mod postings;
 pub mod projector;
 pub mod reversals;
+pub mod rollups;
 pub mod transactions;
 
 use chrono::{DateTime, Utc};
@@ -67,7 +69,7 @@ impl Projection {
 }
 
 /// Every projection, in the order their rows are written (and rebuilt, and compared).
-pub static PROJECTIONS: [&Projection; 7] = [
+pub static PROJECTIONS: [&Projection; 8] = [
     &assets::PROJECTION,
     &accounts::PROJECTION,
     &balances::PROJECTION,
@@ -75,6 +77,7 @@ pub static PROJECTIONS: [&Projection; 7] = [
     &reversals::PROJECTION,
     &postings::PROJECTION,
     &transactions::PROJECTION,
+    &rollups::PROJECTION,
 ];
 
 /// The projection called `name`.

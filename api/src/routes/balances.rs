@@ -1,0 +1,165 @@
+//! Roll-up balances: the sums over every account whose code starts with some segments, per
+//! asset, and the next segments under a prefix with theirs. Both are read from the `rollups`
+//! projection (one row per prefix and asset), never summed over accounts.
+
+use axum::extract::State;
+use axum::response::Response;
+use domain::{AccountCode, AssetCode};
+use infrastructure::reads::Rollup;
+use serde::Deserialize;
+use utoipa::IntoParams;
+use utoipa_axum::{router::OpenApiRouter, routes};
+
+use crate::error::{ApiError, Problem};
+use crate::extract::Params;
+use crate::routes::write::at_position;
+use crate::state::AppState;
+use crate::views::{AccountTree, RollupBalanceView, RollupView, TreeNodeView};
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(balances))
+        .routes(routes!(account_tree))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct BalancesParams {
+    /// Whole code segments, `broker` or `broker:` (the same); absent or empty: every account.
+    pub prefix: Option<String>,
+    /// Only this asset.
+    pub asset: Option<String>,
+    pub min_position: Option<i64>,
+}
+
+/// The sums per asset over every account whose code starts with `prefix` (whole segments:
+/// `broker` covers `broker:alice`, not `brokerage`), and how many accounts that is. Read-your-
+/// writes as every read: it reflects at least `min_position`, or the head when the read began.
+#[utoipa::path(
+    get, path = "/v1/balances", tag = "accounts", params(BalancesParams),
+    responses((status = 200, body = RollupView), (status = "4XX", body = Problem), (status = 503, body = Problem))
+)]
+async fn balances(
+    State(state): State<AppState>,
+    Params(params): Params<BalancesParams>,
+) -> Result<Response, ApiError> {
+    let prefix = segments(params.prefix.as_deref())?;
+    let asset = params
+        .asset
+        .map(|a| {
+            a.parse::<AssetCode>()
+                .map_err(|e| ApiError::InvalidRequest(e.to_string()))
+        })
+        .transpose()?;
+    let rollup = state
+        .reads_at(params.min_position)
+        .rollup(&prefix, asset.as_ref().map(AssetCode::as_str))
+        .await?;
+    let position = rollup.position;
+    Ok(at_position(position, rollup_view(rollup.value, position)))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct TreeParams {
+    /// Whole code segments; absent or empty: the top segments.
+    pub prefix: Option<String>,
+    /// 1 to 1000 (anything else is a 400, never clamped); 100 when absent.
+    pub limit: Option<i64>,
+    /// `next_cursor` of the previous page: opaque and authenticated, good only with the same
+    /// prefix; a forged or altered cursor is a 400.
+    pub cursor: Option<String>,
+    pub min_position: Option<i64>,
+}
+
+/// The next code segments under `prefix`, in code order, each with its roll-up per asset and
+/// its number of accounts: a page of one index range, however many accounts there are. (An
+/// account coded `tree` is read by its id: this path is the tree.)
+#[utoipa::path(
+    get, path = "/v1/accounts/tree", tag = "accounts", params(TreeParams),
+    responses((status = 200, body = AccountTree), (status = "4XX", body = Problem), (status = 503, body = Problem))
+)]
+async fn account_tree(
+    State(state): State<AppState>,
+    Params(params): Params<TreeParams>,
+) -> Result<Response, ApiError> {
+    let prefix = segments(params.prefix.as_deref())?;
+    let limit = state.page_size(params.limit)?;
+    let scope = ["accounts/tree", prefix.as_str()];
+    let after = params
+        .cursor
+        .map(|c| state.cursors().open(&scope, &c))
+        .transpose()?;
+    let page = state
+        .reads_at(params.min_position)
+        .rollup_children(&prefix, after.as_deref(), limit + 1)
+        .await?;
+    let position = page.position;
+    let (children, next_cursor) = state
+        .cursors()
+        .page(&scope, page.value, limit, |c| &c.prefix);
+    let items = children
+        .into_iter()
+        .map(|child| {
+            let segment = child
+                .prefix
+                .rsplit(':')
+                .next()
+                .unwrap_or_default()
+                .to_owned();
+            TreeNodeView {
+                segment,
+                rollup: rollup_view(child, position),
+            }
+        })
+        .collect();
+    Ok(at_position(
+        position,
+        AccountTree {
+            prefix,
+            items,
+            next_cursor,
+        },
+    ))
+}
+
+/// A prefix of whole segments, without the trailing `:` it may be written with; `` for none.
+fn segments(prefix: Option<&str>) -> Result<String, ApiError> {
+    let prefix = prefix.unwrap_or_default();
+    let prefix = prefix.strip_suffix(':').unwrap_or(prefix);
+    if prefix.is_empty() {
+        return Ok(String::new());
+    }
+    let valid = prefix.len() <= AccountCode::MAX_LEN
+        && prefix.split(':').all(|segment| {
+            !segment.is_empty()
+                && segment
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"_-".contains(&b))
+        });
+    if !valid {
+        return Err(ApiError::InvalidRequest(format!(
+            "prefix {prefix:?} is not whole code segments (a-z, 0-9, _ and - joined by ':')"
+        )));
+    }
+    Ok(prefix.to_owned())
+}
+
+fn rollup_view(rollup: Rollup, position: i64) -> RollupView {
+    RollupView {
+        prefix: rollup.prefix,
+        accounts: rollup.accounts,
+        balances: rollup
+            .balances
+            .into_iter()
+            .map(|b| RollupBalanceView {
+                available: (b.posted - b.pending_debits).to_string(),
+                asset: b.asset,
+                posted: b.posted.to_string(),
+                pending_debits: b.pending_debits.to_string(),
+                pending_credits: b.pending_credits.to_string(),
+            })
+            .collect(),
+        position,
+    }
+}
