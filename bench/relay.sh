@@ -12,6 +12,8 @@
 #
 #   bench/relay.sh            # 20 s of writing per phase
 #   bench/relay.sh --short    # 4 s
+#   LEDGER_RELAY_BIN=/tmp/old/ledger bench/relay.sh   # the relays of another build, against
+#                                                     # this build's server: side by side
 #
 # Needs PostgreSQL's server binaries, rabbitmq-server and nats-server (apt-get install -y
 # postgresql rabbitmq-server nats-server), python3, curl.
@@ -95,7 +97,8 @@ PY
 batch() { "$bench" --addr "$ledger_addr" --no-setup --accounts 10000 --clients 4 --duration-s "$duration_s" --workload batch --batch-size 1000 --quiet --json --no-check | tail -n 1 | python3 -c 'import json,sys; print("%.0f" % json.load(sys.stdin)["transfers_per_s"])'; }
 checkpoint() { sql "SELECT COALESCE((SELECT position FROM projection_checkpoints WHERE name = 'relay:$1'), 0)"; }
 sink_name() { python3 -c 'import sys; u=sys.argv[1]; s,r=u.split("://",1); r=r.split("?")[0].rsplit("@",1)[-1]; print(s+"://"+r)' "$1"; }
-start_relay() { RUST_LOG=warn "$ledger" relay --to "$1" --database-url "$database_url" 2>>"$work/relay.log" & relay_pids+=($!); }
+relay_bin=${LEDGER_RELAY_BIN:-$ledger}
+start_relay() { RUST_LOG=warn "$relay_bin" relay --to "$1" --database-url "$database_url" 2>>"$work/relay.log" & relay_pids+=($!); }
 
 echo "== phase 1: $duration_s s of batch with no relay, then each relay drains the backlog" >&2
 batch_alone=$(batch)

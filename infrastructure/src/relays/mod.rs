@@ -257,38 +257,66 @@ impl Relay {
         }
         self.metrics.position.store(position, Ordering::Relaxed);
         info!(sink = %self.config.name, position, "relay following the log");
+        // Pages are published back to back: while the broker confirms one, the next is read and
+        // published, up to `in_flight_max` unconfirmed. The checkpoint follows what is confirmed.
+        let mut in_flight = InFlight::after(position);
+        let mut published = position;
         while !*self.stopped.borrow() {
-            let page = event_store::page(&mut conn, position, self.config.page_events_max).await?;
+            let page = event_store::page(&mut conn, published, self.config.page_events_max).await?;
             let Some(last) = page.last().map(|e| e.position) else {
-                self.wait_for_events(position).await;
+                in_flight.confirm_all().await?;
+                self.checkpoint(&mut conn, &name, &mut position, in_flight.confirmed)
+                    .await?;
+                self.wait_for_events(published).await;
                 continue;
             };
-            if page[0].position != position + 1 || last != position + page.len() as i64 {
+            if page[0].position != published + 1 || last != published + page.len() as i64 {
                 return Err(Error::Corrupt(format!(
-                    "the events after {position} are not consecutive"
+                    "the events after {published} are not consecutive"
                 )));
             }
-            self.publish_page(&mut sink, &page).await?;
-            checkpoints::advance(&mut conn, &name, position, last).await?;
-            position = last;
-            self.metrics.position.store(position, Ordering::Relaxed);
+            self.publish_page(&mut sink, &page, &mut in_flight).await?;
+            published = last;
+            self.checkpoint(&mut conn, &name, &mut position, in_flight.confirmed)
+                .await?;
         }
+        in_flight.confirm_all().await?;
+        self.checkpoint(&mut conn, &name, &mut position, in_flight.confirmed)
+            .await?;
         sink.close().await;
         unlock(&mut conn, lock).await?;
         let _ = conn.close().await;
         Ok(())
     }
 
-    /// Publishes a page in order, with at most `in_flight_max` messages unconfirmed; returns once
-    /// the broker confirmed every one. Any refusal or failure is an error: the page is then
-    /// published again from the checkpoint by the next session.
-    async fn publish_page(&self, sink: &mut Sink, page: &[StoredEvent]) -> Result<()> {
-        let mut in_flight: VecDeque<Confirm> = VecDeque::with_capacity(self.config.in_flight_max);
+    /// Moves the checkpoint from `position` to `confirmed`, if the broker confirmed more.
+    async fn checkpoint(
+        &self,
+        conn: &mut PgConnection,
+        name: &str,
+        position: &mut i64,
+        confirmed: i64,
+    ) -> Result<()> {
+        if confirmed > *position {
+            checkpoints::advance(conn, name, *position, confirmed).await?;
+            *position = confirmed;
+            self.metrics.position.store(confirmed, Ordering::Relaxed);
+        }
+        Ok(())
+    }
+
+    /// Publishes a page in order, keeping at most `in_flight_max` messages unconfirmed. Any
+    /// refusal or failure is an error: what was not confirmed is then published again from the
+    /// checkpoint by the next session.
+    async fn publish_page(
+        &self,
+        sink: &mut Sink,
+        page: &[StoredEvent],
+        in_flight: &mut InFlight,
+    ) -> Result<()> {
         for stored in page {
-            if in_flight.len() >= self.config.in_flight_max {
-                if let Some(confirm) = in_flight.pop_front() {
-                    confirm.await?;
-                }
+            while in_flight.confirms.len() >= self.config.in_flight_max {
+                in_flight.confirm_oldest().await?;
             }
             let event = stored.decode()?;
             let message = Message {
@@ -297,11 +325,9 @@ impl Relay {
                 account_roots: account_roots(&event),
                 body: (self.encode)(stored)?,
             };
-            in_flight.push_back(sink.publish(message).await?);
+            let confirm = sink.publish(message).await?;
+            in_flight.confirms.push_back((stored.position, confirm));
             self.metrics.published_total.fetch_add(1, Ordering::Relaxed);
-        }
-        for confirm in in_flight {
-            confirm.await?;
         }
         Ok(())
     }
@@ -328,6 +354,38 @@ impl Relay {
             _ = poll => {}
             _ = stopped.wait_for(|s| *s) => {}
         }
+    }
+}
+
+/// Messages published and not yet confirmed, oldest first, with their positions, and the last
+/// position up to which the broker confirmed everything.
+struct InFlight {
+    confirms: VecDeque<(i64, Confirm)>,
+    confirmed: i64,
+}
+
+impl InFlight {
+    fn after(position: i64) -> Self {
+        Self {
+            confirms: VecDeque::new(),
+            confirmed: position,
+        }
+    }
+
+    /// Waits for the broker's answer to the oldest message: confirmed, everything up to it is.
+    async fn confirm_oldest(&mut self) -> Result<()> {
+        if let Some((position, confirm)) = self.confirms.pop_front() {
+            confirm.await?;
+            self.confirmed = position;
+        }
+        Ok(())
+    }
+
+    async fn confirm_all(&mut self) -> Result<()> {
+        while !self.confirms.is_empty() {
+            self.confirm_oldest().await?;
+        }
+        Ok(())
     }
 }
 
