@@ -314,7 +314,18 @@ async fn consume_rabbitmq(url: String, received: Received) {
         else {
             continue;
         };
-        while let Some(Ok(delivery)) = consumer.next().await {
+        loop {
+            // A consumer's stream may go quiet rather than end when the broker goes away: look
+            // at the connection whenever nothing came for a while.
+            let delivery = match tokio::time::timeout(Duration::from_secs(1), consumer.next()).await
+            {
+                Ok(Some(Ok(delivery))) => delivery,
+                Ok(_) => break,
+                Err(_) if connection.status().connected() && channel.status().connected() => {
+                    continue
+                }
+                Err(_) => break,
+            };
             let id = delivery
                 .properties
                 .message_id()
@@ -327,6 +338,7 @@ async fn consume_rabbitmq(url: String, received: Received) {
                 break;
             }
         }
+        let _ = connection.close(200, "reconnecting".into()).await;
     }
 }
 
