@@ -18,8 +18,6 @@ pub mod nats;
 use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
-use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
@@ -149,15 +147,6 @@ impl Sink {
     }
 }
 
-/// A relay's instruments in this process.
-#[derive(Debug, Default)]
-pub struct RelayMetrics {
-    /// The position the broker confirmed and the checkpoint holds (-1: not known yet).
-    pub position: AtomicI64,
-    pub published_total: AtomicU64,
-    pub sessions_failed: AtomicU64,
-}
-
 /// A relay to one sink, as a task.
 pub struct Relay {
     connect: PgConnectOptions,
@@ -167,13 +156,11 @@ pub struct Relay {
     /// relay as soon as there is more.
     commits: Option<watch::Receiver<i64>>,
     stopped: watch::Receiver<bool>,
-    metrics: Arc<RelayMetrics>,
 }
 
 /// A running relay: its instruments, and how to stop it.
 pub struct RelayHandle {
     pub name: String,
-    pub metrics: Arc<RelayMetrics>,
     stop: watch::Sender<bool>,
     task: tokio::task::JoinHandle<()>,
 }
@@ -194,10 +181,6 @@ impl Relay {
         commits: Option<watch::Receiver<i64>>,
     ) -> RelayHandle {
         let (stop, stopped) = watch::channel(false);
-        let metrics = Arc::new(RelayMetrics {
-            position: AtomicI64::new(-1),
-            ..RelayMetrics::default()
-        });
         let name = config.name.clone();
         let relay = Relay {
             connect,
@@ -205,11 +188,9 @@ impl Relay {
             encode,
             commits,
             stopped,
-            metrics: metrics.clone(),
         };
         RelayHandle {
             name,
-            metrics,
             stop,
             task: tokio::spawn(relay.run()),
         }
@@ -222,7 +203,6 @@ impl Relay {
                 // Stopped, or another process relays to this sink: wait as after a success.
                 Ok(()) => retry = self.config.retry_interval_min,
                 Err(e) => {
-                    self.metrics.sessions_failed.fetch_add(1, Ordering::Relaxed);
                     warn!(sink = %self.config.name, error = %e, retry_ms = retry.as_millis() as u64,
                         "relay stopped; resuming from its checkpoint");
                 }
@@ -255,7 +235,6 @@ impl Relay {
             checkpoints::advance(&mut conn, &name, position, stored).await?;
             position = stored;
         }
-        self.metrics.position.store(position, Ordering::Relaxed);
         info!(sink = %self.config.name, position, "relay following the log");
         // Pages are published back to back: while the broker confirms one, the next is read and
         // published, up to `in_flight_max` unconfirmed. The checkpoint follows what is confirmed.
@@ -300,7 +279,6 @@ impl Relay {
         if confirmed > *position {
             checkpoints::advance(conn, name, *position, confirmed).await?;
             *position = confirmed;
-            self.metrics.position.store(confirmed, Ordering::Relaxed);
         }
         Ok(())
     }
@@ -327,7 +305,6 @@ impl Relay {
             };
             let confirm = sink.publish(message).await?;
             in_flight.confirms.push_back((stored.position, confirm));
-            self.metrics.published_total.fetch_add(1, Ordering::Relaxed);
         }
         Ok(())
     }
