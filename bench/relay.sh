@@ -33,7 +33,6 @@ ledger="$root/target/release/ledger"
 bench="$root/target/release/ledger-bench"
 
 source "$root/bench/servers.sh"
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 wait_port() { for _ in $(seq 1 900); do (echo >"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.1; done; return 1; }
 broker_pids=()
 stop_all() {

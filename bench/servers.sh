@@ -38,9 +38,11 @@ LEDGER_API_KEY="lk_$(python3 -c 'import secrets; print(secrets.token_hex(32))')"
 export LEDGER_API_KEY LEDGER_BOOTSTRAP_ADMIN_KEY="$LEDGER_API_KEY"
 ledger_pid=""
 
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
 ledger_start() { # ledger binary, database name; the log is $work/<database>.log
     local port
-    port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+    port=$(free_port)
     DATABASE_URL="postgres:///$2?host=$work&user=bench" RUST_LOG=warn \
         "$1" serve --listen "127.0.0.1:$port" >"$work/$2.log" 2>&1 &
     ledger_pid=$!
