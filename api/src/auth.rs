@@ -219,8 +219,16 @@ impl Authenticator {
                 retry_after_s: wait.as_secs().max(1),
             });
         }
+        // A request with no credentials at all guesses nothing, so it is refused without
+        // counting as a failure: the console asks `/v1/me` without a key at every load to learn
+        // whether the server needs one, and that must not lock its user out.
+        let Some(authorization) = authorization else {
+            return Err(ApiError::Unauthorized(
+                "send Authorization: Bearer <API key>".into(),
+            ));
+        };
         let secret = authorization
-            .and_then(|v| v.strip_prefix("Bearer "))
+            .strip_prefix("Bearer ")
             .map(str::trim)
             .filter(|s| api_keys::well_formed(s));
         let Some(secret) = secret else {
@@ -241,9 +249,17 @@ impl Authenticator {
     }
 }
 
-/// The scope a route needs.
-fn required_scope(method: &Method, path: &str) -> Scope {
-    if path.starts_with("/v1/admin/") || (method == Method::PATCH && path.ends_with("/limits")) {
+/// The path that tells a caller who it is: any valid key may ask, whatever its scopes, so that a
+/// client (the console) can show only what the key allows.
+pub const WHOAMI_PATH: &str = "/v1/me";
+
+/// The scope a route needs; `None`: any authenticated caller.
+fn required_scope(method: &Method, path: &str) -> Option<Scope> {
+    Some(if path == WHOAMI_PATH {
+        return None;
+    } else if path.starts_with("/v1/admin/")
+        || (method == Method::PATCH && path.ends_with("/limits"))
+    {
         Scope::Admin
     } else if path.starts_with("/v1/audit/") {
         Scope::Audit
@@ -251,7 +267,7 @@ fn required_scope(method: &Method, path: &str) -> Scope {
         Scope::Read
     } else {
         Scope::Write
-    }
+    })
 }
 
 /// The middleware: authenticates every `/v1` request and checks its scope. Operations routes
@@ -279,7 +295,7 @@ pub async fn authenticate(
         Err(e) => return e.into_response(),
     };
     let scope = required_scope(request.method(), request.uri().path());
-    if !caller.allows(scope) {
+    if let Some(scope) = scope.filter(|&scope| !caller.allows(scope)) {
         return ApiError::Forbidden(format!(
             "this needs an API key with the {} scope",
             scope.as_str()

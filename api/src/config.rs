@@ -78,6 +78,10 @@ pub struct ServeConfig {
     /// logged loudly at start.
     #[arg(long, env = "LEDGER_INSECURE_NO_AUTH")]
     pub insecure_no_auth: bool,
+    /// Serve the web console (`/console`) from this folder, read at each request, instead of the
+    /// files built into the binary: for working on the console (`api/console`) without rebuilding.
+    #[arg(long, env = "LEDGER_CONSOLE_DIR")]
+    pub console_dir: Option<PathBuf>,
     /// An admin API key (`lk_` and 64 lower-case hex digits) stored at start when the ledger has no
     /// active key yet: how a deployment gets its first key without a shell on the host.
     #[arg(long, env = "LEDGER_BOOTSTRAP_ADMIN_KEY", hide_env_values = true)]
@@ -147,6 +151,7 @@ impl ServeConfig {
             body_read_timeout_ms: 30_000,
             requests_in_flight_max: 1024,
             insecure_no_auth: false,
+            console_dir: None,
             bootstrap_admin_key: None,
             auth_failures_max: 20,
             writer_statement_timeout_ms: 30_000,

@@ -2,6 +2,7 @@
 
 pub mod auth;
 pub mod config;
+mod console;
 mod cursor;
 pub mod error;
 pub mod extract;

@@ -124,7 +124,8 @@ impl Server {
             config.limits(),
             config.clock.clone(),
         );
-        let app = routes::app(state.clone());
+        let app =
+            routes::app(state.clone()).merge(crate::console::router(config.console_dir.clone()));
         let (shutdown, shutdown_signal) = oneshot::channel::<()>();
         let http = tokio::spawn(serve(
             listener,

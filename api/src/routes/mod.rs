@@ -7,6 +7,7 @@ mod assets;
 mod audit;
 mod balances;
 mod events;
+mod me;
 mod ops;
 mod stream;
 mod transactions;
@@ -55,6 +56,7 @@ fn openapi_router() -> OpenApiRouter<AppState> {
         .merge(stream::router())
         .merge(audit::router())
         .merge(admin::router())
+        .merge(me::router())
         .merge(webhooks::router())
         .merge(ops::router())
 }

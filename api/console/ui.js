@@ -1,0 +1,154 @@
+// Small DOM helpers: every element is built with `h`, never from HTML strings, so no text from
+// the ledger (codes, metadata) is ever parsed as markup.
+
+import { amount } from "./format.js";
+
+/** h("a", { href: "/x", class: "c", onclick: f }, "text", child) */
+export function h(tag, attributes = {}, ...children) {
+  const element = document.createElement(tag);
+  for (const [name, value] of Object.entries(attributes || {})) {
+    if (value === undefined || value === null || value === false) continue;
+    if (name.startsWith("on")) element.addEventListener(name.slice(2), value);
+    else if (name === "dataset") Object.assign(element.dataset, value);
+    else element.setAttribute(name, value === true ? "" : value);
+  }
+  append(element, children);
+  return element;
+}
+
+function append(element, children) {
+  for (const child of children.flat(Infinity)) {
+    if (child === undefined || child === null || child === false) continue;
+    element.append(child instanceof Node ? child : document.createTextNode(String(child)));
+  }
+}
+
+/** Replaces an element's content. */
+export function fill(element, ...children) {
+  element.replaceChildren();
+  append(element, children);
+  return element;
+}
+
+/** A link inside the console: the router handles it without reloading the page. */
+export function link(href, ...children) {
+  return h("a", { href, "data-link": true }, ...children);
+}
+
+export function accountHref(code) {
+  return `/console/accounts/${encodeURIComponent(code)}`;
+}
+
+export function transactionHref(kind, id) {
+  return kind === "trade" ? `/console/trades/${id}` : `/console/transactions/${id}`;
+}
+
+/**
+ * A table. `columns`: [{ label, value(row) → node or text, numeric }]. Rows with `href(row)` can
+ * be opened with Enter after moving to them with j/k or the arrow keys.
+ */
+export function table(columns, rows, { href, empty = "Nothing here yet.", caption } = {}) {
+  if (!rows.length) return h("p", { class: "muted empty" }, empty);
+  return h(
+    "table",
+    { class: "grid" },
+    caption && h("caption", {}, caption),
+    h("thead", {}, h("tr", {}, columns.map((c) => h("th", { class: c.numeric ? "num" : null, scope: "col" }, c.label)))),
+    h(
+      "tbody",
+      {},
+      rows.map((row) =>
+        h(
+          "tr",
+          { tabindex: href ? 0 : null, "data-href": href ? href(row) : null, class: href ? "row-link" : null },
+          columns.map((c) => h("td", { class: c.numeric ? "num" : null }, c.value(row))),
+        ),
+      ),
+    ),
+  );
+}
+
+/** A definition list of [label, value] pairs. */
+export function facts(pairs) {
+  return h(
+    "dl",
+    { class: "facts" },
+    pairs.filter(Boolean).map(([label, value]) => [h("dt", {}, label), h("dd", {}, value)]),
+  );
+}
+
+/** An error as the user should see it: the problem document's title, detail and code. */
+export function problemBox(error) {
+  const problem = error.problem;
+  if (!problem) {
+    return h("div", { class: "problem", role: "alert" }, h("strong", {}, "Error: "), String(error.message || error));
+  }
+  return h(
+    "div",
+    { class: "problem", role: "alert" },
+    h("strong", {}, problem.title || `HTTP ${error.status}`),
+    problem.detail && h("p", {}, problem.detail),
+    h(
+      "p",
+      { class: "muted small" },
+      problem.code && ["code ", h("code", {}, problem.code), " · "],
+      `HTTP ${problem.status || error.status}`,
+      error.path && [" · ", h("code", {}, error.path)],
+    ),
+    h("details", {}, h("summary", {}, "Problem document"), h("pre", {}, JSON.stringify(problem, null, 2))),
+  );
+}
+
+/** Asks before an action that changes the ledger. Resolves true when confirmed. */
+export function confirmAction(title, detail, confirmLabel) {
+  return new Promise((resolve) => {
+    const dialog = h(
+      "dialog",
+      { class: "confirm", "aria-labelledby": "confirm-title" },
+      h("h2", { id: "confirm-title" }, title),
+      h("p", {}, detail),
+      h(
+        "form",
+        { method: "dialog", class: "actions" },
+        h("button", { value: "cancel", type: "submit" }, "Cancel"),
+        h("button", { value: "confirm", type: "submit", class: "danger", autofocus: true }, confirmLabel),
+      ),
+    );
+    dialog.addEventListener("close", () => {
+      resolve(dialog.returnValue === "confirm");
+      dialog.remove();
+    });
+    document.body.append(dialog);
+    dialog.showModal();
+  });
+}
+
+let toastTimer;
+/** A short message at the bottom of the screen. */
+export function toast(text) {
+  const element = document.getElementById("toast");
+  element.textContent = text;
+  element.classList.add("shown");
+  clearTimeout(toastTimer);
+  toastTimer = setTimeout(() => element.classList.remove("shown"), 4000);
+}
+
+/** Saves text as a file the browser downloads. */
+export function download(filename, text, type = "text/plain") {
+  const url = URL.createObjectURL(new Blob([text], { type }));
+  const a = h("a", { href: url, download: filename });
+  document.body.append(a);
+  a.click();
+  a.remove();
+  setTimeout(() => URL.revokeObjectURL(url), 0);
+}
+
+/** A section with a heading. */
+export function section(title, ...children) {
+  return h("section", { class: "panel" }, h("h2", {}, title), ...children);
+}
+
+/** An amount in its asset's scale, right-aligned by its cell; the exact string is kept in `data-value`. */
+export function money(text, asset) {
+  return h("span", { class: "amount", "data-value": text, "data-asset": asset }, amount(text, asset));
+}

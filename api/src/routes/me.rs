@@ -1,0 +1,50 @@
+//! Who is calling: the key behind the request and what it may do. Any valid key may ask, so a
+//! client such as the console can offer only what the key's scopes allow.
+
+use axum::Json;
+use serde::Serialize;
+use utoipa::ToSchema;
+use utoipa_axum::{router::OpenApiRouter, routes};
+
+use crate::auth::Caller;
+use crate::error::ApiError;
+use crate::routes::admin::{KeyView, ScopeName};
+use crate::state::AppState;
+use infrastructure::api_keys::Scope;
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(me))
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct MeView {
+    /// `api_key`, or `none` on a server started with `--insecure-no-auth`.
+    pub authentication: String,
+    /// The key, when there is one (never its secret).
+    pub key: Option<KeyView>,
+    /// What the caller may do: the key's scopes, with those `admin` implies (every scope
+    /// without authentication).
+    pub scopes: Vec<ScopeName>,
+}
+
+/// The caller's key and what it may do. Needs a valid key, with any scope.
+#[utoipa::path(get, path = "/v1/me", tag = "admin", responses((status = 200, body = MeView)))]
+async fn me(caller: Caller) -> Result<Json<MeView>, ApiError> {
+    let scopes = Scope::ALL
+        .into_iter()
+        .filter(|&s| caller.allows(s))
+        .map(ScopeName::from)
+        .collect();
+    Ok(Json(match caller {
+        Caller::Anyone => MeView {
+            authentication: "none".to_owned(),
+            key: None,
+            scopes,
+        },
+        Caller::Key(key) => MeView {
+            authentication: "api_key".to_owned(),
+            key: Some(KeyView::from(key)),
+            scopes,
+        },
+    }))
+}
