@@ -133,9 +133,9 @@ export function toast(text) {
   toastTimer = setTimeout(() => element.classList.remove("shown"), 4000);
 }
 
-/** Saves text as a file the browser downloads. */
+/** Saves text (or a Blob, for a file assembled in parts) as a file the browser downloads. */
 export function download(filename, text, type = "text/plain") {
-  const url = URL.createObjectURL(new Blob([text], { type }));
+  const url = URL.createObjectURL(text instanceof Blob ? text : new Blob([text], { type }));
   const a = h("a", { href: url, download: filename });
   document.body.append(a);
   a.click();

@@ -1,0 +1,353 @@
+// Audit: verify the hash chain with progress; the current signed checkpoint and the public key,
+// to keep; two kept checkpoints checked against each other (their signatures too, here in the
+// browser, when its WebCrypto has Ed25519); and an export of the log as `ledger export` writes it.
+
+import { get, getText } from "../api.js";
+import { canonicalJson, parseKeepingNumbers } from "../canonical.js";
+import { count, shortHash, time } from "../format.js";
+import { download, facts, fill, h, problemBox, section } from "../ui.js";
+import { remember, verifyRange } from "../verify.js";
+
+/** Events per `/v1/events` request while exporting: the API's largest page. */
+const EXPORT_PAGE_EVENTS = 1000;
+/** An export is assembled in the browser's memory (about 1 KB an event): past this, use `ledger export`. */
+const EXPORT_EVENTS_MAX = 1_000_000;
+
+export async function render({ main, signal }) {
+  const checkpointPanel = h("div", {}, h("p", { class: "muted" }, "Signing the head…"));
+  fill(
+    main,
+    h("h1", {}, "Audit"),
+    section("Verify the hash chain", verifyPanel(signal)),
+    section("Signed checkpoint", checkpointPanel),
+    section("Consistency of two kept checkpoints", consistencyPanel(signal)),
+    section("Export", exportPanel(signal)),
+  );
+  await showCheckpoint(checkpointPanel, signal);
+}
+
+/** A progress bar, a line of text under it, and a way to cancel the work it follows. */
+function progressView(testid) {
+  const bar = h("div");
+  const text = h("span", { class: "muted small", "data-testid": `${testid}-progress` });
+  const element = h("div", { hidden: true }, h("div", { class: "progress", role: "progressbar", "aria-valuemin": 0, "aria-valuemax": 100 }, bar), text);
+  const started = performance.now();
+  return {
+    element,
+    start() {
+      element.hidden = false;
+      this.update(0, 0);
+    },
+    update(done, total, unit = "events") {
+      const percent = total ? Math.floor((done / total) * 100) : 100;
+      bar.style.width = `${percent}%`;
+      element.firstChild.setAttribute("aria-valuenow", percent);
+      const seconds = (performance.now() - started) / 1000;
+      text.textContent = `${count(done)} of ${count(total)} ${unit} (${percent}%) · ${seconds.toFixed(1)} s`;
+    },
+  };
+}
+
+/** Runs `work(signal)` with Start and Cancel buttons; the page leaving cancels it too. */
+function cancellable(pageSignal, { label, testid, onStart, work }) {
+  let running = null;
+  const start = h("button", { type: "button", class: "primary", "data-testid": testid }, label);
+  const cancel = h("button", { type: "button", hidden: true, "data-testid": `${testid}-cancel` }, "Cancel");
+  start.addEventListener("click", async () => {
+    running = new AbortController();
+    start.disabled = true;
+    cancel.hidden = false;
+    onStart?.();
+    try {
+      await work(AbortSignal.any([pageSignal, running.signal]));
+    } finally {
+      start.disabled = false;
+      cancel.hidden = true;
+      running = null;
+    }
+  });
+  cancel.addEventListener("click", () => running?.abort());
+  return h("div", { class: "toolbar" }, start, cancel);
+}
+
+function cancelled(error, status) {
+  if (error.name !== "AbortError") return false;
+  fill(status, h("span", { class: "warn" }, "cancelled"));
+  return true;
+}
+
+function verifyPanel(pageSignal) {
+  const status = h("p", { "data-testid": "audit-status" }, h("span", { class: "muted" }, "Not run yet."));
+  let progress = progressView("audit");
+  const holder = h("div", {}, progress.element);
+  const controls = cancellable(pageSignal, {
+    label: "Verify the chain",
+    testid: "audit-verify",
+    onStart() {
+      progress = progressView("audit");
+      fill(holder, progress.element);
+      progress.start();
+      fill(status, h("span", { class: "muted" }, "verifying…"));
+    },
+    async work(signal) {
+      try {
+        const checkpoint = await get("/v1/audit/checkpoint", {}, { signal });
+        const total = checkpoint.position;
+        const result = await verifyRange({ from: 0, to: total, toHash: checkpoint.head_hash, signal, onProgress: (done) => progress.update(done, total) });
+        progress.update(result.verifiedThrough, total);
+        if (result.intact) {
+          remember(checkpoint.public_key, checkpoint.position, checkpoint.head_hash);
+          fill(status, h("span", { class: "good" }, "intact"), ` through position ${count(total)}: every hash from the genesis recomputed, ending at the signed head `, h("code", {}, shortHash(checkpoint.head_hash)), ".");
+        } else {
+          fill(
+            status,
+            h("span", { class: "bad" }, `broken at position ${result.firstBrokenPosition}`),
+            result.problem && [": ", result.problem],
+            h("br"),
+            h("span", { class: "muted small" }, `Verified intact through position ${count(result.verifiedThrough)} before the chunk that broke.`),
+          );
+        }
+      } catch (error) {
+        if (!cancelled(error, status)) fill(status, problemBox(error));
+      }
+    },
+  });
+  return [
+    h("p", { class: "muted small" }, "Recomputes every event's hash from the genesis value, in chunks of the log, and compares each with the hash the ledger stored beside it; the last must be the signed head. Reports the first position where they differ."),
+    controls,
+    holder,
+    status,
+  ];
+}
+
+// Ed25519 signatures, checked in the browser.
+
+function bytesOfHex(hex) {
+  if (!/^([0-9a-f]{2})*$/.test(hex)) throw new Error(`not lower-case hex: ${hex.slice(0, 20)}…`);
+  return Uint8Array.from(hex.match(/../g) ?? [], (b) => parseInt(b, 16));
+}
+
+/** The bytes a checkpoint signs (api/src/routes/audit.rs, CheckpointView). */
+function checkpointMessage(c) {
+  return new TextEncoder().encode(`ledger:checkpoint:v1\n${c.position}\n${c.head_hash}\n${c.recorded_at}`);
+}
+
+/** `true` or `false`, or `null` with `why` when this browser cannot check Ed25519. */
+async function signatureValid(checkpoint) {
+  if (!globalThis.crypto?.subtle) return { valid: null, why: "WebCrypto is only available to pages served over HTTPS or from localhost" };
+  let key;
+  try {
+    key = await crypto.subtle.importKey("raw", bytesOfHex(checkpoint.public_key), { name: "Ed25519" }, false, ["verify"]);
+  } catch (error) {
+    if (error.name === "NotSupportedError") return { valid: null, why: "this browser's WebCrypto has no Ed25519" };
+    return { valid: false, why: `the public key is not an Ed25519 key (${error.message})` };
+  }
+  const valid = await crypto.subtle.verify({ name: "Ed25519" }, key, bytesOfHex(checkpoint.signature), checkpointMessage(checkpoint));
+  return { valid, why: valid ? null : "the signature does not match the checkpoint" };
+}
+
+function signatureView(result, testid) {
+  const element =
+    result.valid === true
+      ? h("span", { class: "good" }, "valid")
+      : result.valid === false
+        ? h("span", { class: "bad" }, `INVALID: ${result.why}`)
+        : h("span", { class: "warn" }, `not checked here: ${result.why}`);
+  return h("span", { "data-testid": testid }, element, result.valid === true ? h("span", { class: "muted small" }, " (Ed25519, checked in this browser)") : "");
+}
+
+async function showCheckpoint(element, signal) {
+  try {
+    const [checkpoint, publicKey] = await Promise.all([get("/v1/audit/checkpoint", {}, { signal }), get("/v1/audit/public-key", {}, { signal })]);
+    const signature = await signatureValid(checkpoint);
+    fill(
+      element,
+      facts([
+        ["Position", h("span", { "data-testid": "checkpoint-position" }, count(checkpoint.position))],
+        ["Head hash", h("code", { "data-testid": "checkpoint-hash" }, checkpoint.head_hash)],
+        ["Head recorded at", h("span", { title: checkpoint.recorded_at }, checkpoint.recorded_at ? `${time(checkpoint.recorded_at)} UTC` : "(empty log)")],
+        ["Signature", h("code", {}, checkpoint.signature)],
+        ["Signature check", signatureView(signature, "checkpoint-signature")],
+        ["Public key", h("code", { "data-testid": "public-key" }, publicKey.public_key), " ", h("span", { class: "muted small" }, publicKey.algorithm)],
+      ]),
+      checkpoint.public_key !== publicKey.public_key && h("p", { class: "problem" }, "The checkpoint names another public key than the ledger's."),
+      h(
+        "div",
+        { class: "toolbar" },
+        h("button", { type: "button", "data-testid": "download-checkpoint", onclick: () => download(`checkpoint-${checkpoint.position}.json`, `${JSON.stringify(checkpoint, null, 2)}\n`, "application/json") }, "Download checkpoint"),
+        h("button", { type: "button", "data-testid": "download-public-key", onclick: () => download("ledger-public-key.json", `${JSON.stringify(publicKey, null, 2)}\n`, "application/json") }, "Download public key"),
+        h("button", { type: "button", onclick: () => showCheckpoint(element, signal) }, "Sign the head again"),
+      ),
+      h("p", { class: "muted small" }, "Keep checkpoints where the ledger's operators cannot write. A later log must extend each of them: paste two below to check."),
+    );
+  } catch (error) {
+    if (error.name !== "AbortError") fill(element, problemBox(error));
+  }
+}
+
+/** A pasted checkpoint, checked field by field; throws with what is wrong. */
+function parseCheckpoint(text, which) {
+  let c;
+  try {
+    c = JSON.parse(text);
+  } catch (error) {
+    throw new Error(`the ${which} checkpoint is not JSON: ${error.message}`);
+  }
+  const bad = (field, what) => new Error(`the ${which} checkpoint's ${field} is not ${what}`);
+  if (!c || typeof c !== "object") throw new Error(`the ${which} checkpoint is not a JSON object`);
+  if (!Number.isSafeInteger(c.position) || c.position < 0) throw bad("position", "a position (an integer, 0 or more)");
+  if (!/^[0-9a-f]{64}$/.test(c.head_hash ?? "")) throw bad("head_hash", "a SHA-256 hash in lower-case hex");
+  if (typeof c.recorded_at !== "string") throw bad("recorded_at", "a string");
+  if (!/^[0-9a-f]{128}$/.test(c.signature ?? "")) throw bad("signature", "an Ed25519 signature in hex (128 digits)");
+  if (!/^[0-9a-f]{64}$/.test(c.public_key ?? "")) throw bad("public_key", "an Ed25519 public key in hex (64 digits)");
+  return c;
+}
+
+function consistencyPanel(pageSignal) {
+  const earlier = h("textarea", { rows: 7, "data-testid": "checkpoint-earlier", placeholder: '{"position": …, "head_hash": "…", "recorded_at": "…", "signature": "…", "public_key": "…"}', spellcheck: "false", "aria-label": "Earlier checkpoint" });
+  const later = h("textarea", { rows: 7, "data-testid": "checkpoint-later", placeholder: "The later checkpoint, as downloaded", spellcheck: "false", "aria-label": "Later checkpoint" });
+  const status = h("div", { "data-testid": "consistency-status" });
+  let progress = progressView("consistency");
+  const holder = h("div", {}, progress.element);
+  const pasteCurrent = h("button", {
+    type: "button",
+    class: "link-button",
+    onclick: async () => {
+      later.value = JSON.stringify(await get("/v1/audit/checkpoint", {}, { signal: pageSignal }), null, 2);
+    },
+  }, "use the current checkpoint");
+  const controls = cancellable(pageSignal, {
+    label: "Check consistency",
+    testid: "consistency-check",
+    onStart() {
+      progress = progressView("consistency");
+      fill(holder, progress.element);
+      fill(status);
+    },
+    async work(signal) {
+      try {
+        await checkConsistency(earlier.value, later.value, { status, progress, signal });
+      } catch (error) {
+        if (!cancelled(error, status)) fill(status, problemBox(error));
+      }
+    },
+  });
+  return [
+    h("div", { class: "split" }, h("label", {}, h("span", { class: "muted small" }, "Earlier checkpoint"), earlier), h("label", {}, h("span", { class: "muted small" }, "Later checkpoint (", pasteCurrent, ")"), later)),
+    controls,
+    holder,
+    status,
+  ];
+}
+
+async function checkConsistency(earlierText, laterText, { status, progress, signal }) {
+  let a = parseCheckpoint(earlierText, "earlier");
+  let b = parseCheckpoint(laterText, "later");
+  const swapped = a.position > b.position;
+  if (swapped) [a, b] = [b, a];
+  const { public_key: ledgerKey } = await get("/v1/audit/public-key", {}, { signal });
+  const signatures = await Promise.all([a, b].map(signatureValid));
+  const keyNote = (c) => (c.public_key === ledgerKey ? "" : h("span", { class: "bad" }, " · signed by another key than this ledger's"));
+  const lines = [
+    swapped && h("p", { class: "muted small" }, "The two were pasted in the other order; the one at the lower position is the earlier."),
+    facts([
+      [`Earlier, position ${count(a.position)}`, [signatureView(signatures[0], "earlier-signature"), keyNote(a)]],
+      [`Later, position ${count(b.position)}`, [signatureView(signatures[1], "later-signature"), keyNote(b)]],
+    ]),
+  ];
+  fill(status, lines);
+  progress.start();
+  const result =
+    a.position === b.position
+      ? await samePosition(a, b, signal)
+      : await verifyRange({ from: a.position, fromHash: a.head_hash, to: b.position, toHash: b.head_hash, signal, onProgress: (done, total) => progress.update(done, total) });
+  progress.update(b.position - a.position, b.position - a.position);
+  const signed = signatures.every((s) => s.valid !== false) && a.public_key === ledgerKey && b.public_key === ledgerKey;
+  const verdict = result.intact
+    ? h("p", {}, h("span", { class: signed ? "good" : "warn" }, "consistent"), `: the log still holds the earlier checkpoint's head at ${count(a.position)} and extends it, hash by hash, to the later one's at ${count(b.position)}.`)
+    : h("p", {}, h("span", { class: "bad" }, `inconsistent at position ${result.firstBrokenPosition}`), result.problem && [": ", result.problem]);
+  fill(status, lines, h("div", { "data-testid": "consistency-verdict" }, verdict));
+}
+
+/** Two checkpoints of one position agree when their hashes do and the log still stores it. */
+async function samePosition(a, b, signal) {
+  if (a.head_hash !== b.head_hash) return { intact: false, firstBrokenPosition: a.position, problem: "the two checkpoints give different hashes for one position" };
+  const report = await get("/v1/audit/consistency", { from: a.position, from_hash: a.head_hash, to: b.position, to_hash: b.head_hash }, { signal });
+  return { intact: report.consistent, firstBrokenPosition: report.first_broken_position, problem: report.problem };
+}
+
+function exportPanel(pageSignal) {
+  const after = h("input", { type: "number", min: 0, step: 1, value: 0, "data-testid": "export-after", "aria-label": "Export events after this position", class: "narrow" });
+  const status = h("div", { "data-testid": "export-status" });
+  let progress = progressView("export");
+  const holder = h("div", {}, progress.element);
+  const controls = cancellable(pageSignal, {
+    label: "Download export",
+    testid: "export-download",
+    onStart() {
+      progress = progressView("export");
+      fill(holder, progress.element);
+      fill(status);
+    },
+    async work(signal) {
+      try {
+        const from = Number(after.value || 0);
+        if (!Number.isSafeInteger(from) || from < 0) throw new Error("the position to export after is an integer, 0 or more");
+        const done = await exportLog(from, { progress, signal });
+        fill(
+          status,
+          h("p", {}, h("span", { class: "good" }, "downloaded"), ` ${done.filename}: ${count(done.events)} events, through position ${count(done.to)}, whose hash `, h("code", {}, shortHash(done.headHash)), done.signedHead ? " is the signed checkpoint's." : " (the log moved on since the checkpoint)."),
+        );
+      } catch (error) {
+        if (!cancelled(error, status)) fill(status, problemBox(error));
+      }
+    },
+  });
+  return [
+    h(
+      "p",
+      { class: "muted small" },
+      "The log as ",
+      h("code", {}, "ledger export"),
+      " writes it: NDJSON, one event per line in canonical JSON, with its hash. ",
+      h("code", {}, "ledger import"),
+      " loads it and ",
+      h("code", {}, "tools/verify_export.py"),
+      ` recomputes every hash and balance from it. Read ${count(EXPORT_PAGE_EVENTS)} events at a time, up to ${count(EXPORT_EVENTS_MAX)} in a browser (beyond, use ledger export).`,
+    ),
+    h("div", { class: "toolbar" }, h("label", {}, "After position ", after), controls),
+    holder,
+    status,
+  ];
+}
+
+/** Pages through `/v1/events` from `after` to the head signed at the start. */
+async function exportLog(after, { progress, signal }) {
+  const checkpoint = await get("/v1/audit/checkpoint", {}, { signal });
+  const to = checkpoint.position;
+  if (after > to) throw new Error(`the log ends at position ${to}`);
+  if (to - after > EXPORT_EVENTS_MAX) {
+    throw new Error(`${count(to - after)} events are more than this browser export holds (${count(EXPORT_EVENTS_MAX)}): export after a later position, or use ledger export`);
+  }
+  progress.start();
+  const lines = [];
+  let at = after;
+  let headHash = null;
+  while (at < to) {
+    const limit = Math.min(EXPORT_PAGE_EVENTS, to - at);
+    // The text, not response.json(): numbers must reach the file as the server wrote them.
+    const page = parseKeepingNumbers(await getText(`/v1/events?after=${at}&limit=${limit}`, { signal }));
+    if (!page.items.length) throw new Error(`the log returned no event after position ${at}`);
+    for (const event of page.items) {
+      const position = Number(event.position.source);
+      if (position !== at + 1) throw new Error(`expected the event at position ${at + 1}, got ${position}`);
+      lines.push(`${canonicalJson(event)}\n`);
+      headHash = event.hash;
+      at = position;
+    }
+    progress.update(at - after, to - after);
+  }
+  const filename = `ledger-export-${after}-${to}.ndjson`;
+  download(filename, new Blob(lines, { type: "application/x-ndjson" }), "application/x-ndjson");
+  return { filename, events: to - after, to, headHash: headHash ?? checkpoint.head_hash, signedHead: (headHash ?? checkpoint.head_hash) === checkpoint.head_hash };
+}

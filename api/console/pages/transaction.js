@@ -1,0 +1,226 @@
+// Transaction or trade: what moved (or, for a hold, what is reserved), how a hold was settled,
+// the reversal linked both ways, and the event that recorded it — its position, its hash and the
+// API key that sent it — read from the log itself.
+
+import { get } from "../api.js";
+import { can, navigate } from "../app.js";
+import { count, subtract, time } from "../format.js";
+import { accountHref, facts, fill, h, link, money, problemBox, section, table, transactionHref } from "../ui.js";
+
+export async function render({ main, params, kind, signal }) {
+  const isTrade = kind === "trade";
+  const view = await get(isTrade ? `/v1/trades/${encodeURIComponent(params.id)}` : `/v1/transactions/${encodeURIComponent(params.id)}`, {}, { signal });
+  // A trade asked for as a transaction (a reversal's or a hold's link names only the id): show
+  // it as the trade it is, with its terms.
+  if (!isTrade && view.kind === "trade") return navigate(transactionHref("trade", view.id), { replace: true });
+  const event = h("div", {}, h("p", { class: "muted" }, "Reading the event…"));
+  const settlementEvent = h("div", {}, h("p", { class: "muted" }, "Reading the event…"));
+  fill(
+    main,
+    h(
+      "h1",
+      {},
+      `${title(isTrade ? "trade" : view.kind)} `,
+      h("code", { class: "id", "data-testid": "transaction-id" }, view.id),
+      " ",
+      statusBadge(view.status, "transaction-status"),
+    ),
+    h("div", { class: "split" }, section("Summary", summary(view, isTrade)), section("Event", event)),
+    isTrade && section("Terms", terms(view)),
+    section(view.settlement || view.status === "pending" ? "Postings reserved" : "Postings", postingsTable(view.postings, "postings")),
+    view.settlement && section(`Settlement: ${view.settlement.status}`, settlementView(view.settlement, settlementEvent)),
+  );
+  const keys = apiKeyNames(signal);
+  showEvent(event, view.position, keys, "event", signal);
+  if (view.settlement) showEvent(settlementEvent, view.settlement.position, keys, "settlement-event", signal, "The settlement's event");
+}
+
+function title(kind) {
+  return kind.charAt(0).toUpperCase() + kind.slice(1);
+}
+
+const STATUS_CLASS = { posted: "good", pending: "warn" };
+
+function statusBadge(status, testid) {
+  return h("span", { class: `badge ${STATUS_CLASS[status] ?? ""}`, "data-testid": testid }, status);
+}
+
+function transactionLink(id) {
+  return link(transactionHref("transaction", id), h("code", {}, id));
+}
+
+function summary(view, isTrade) {
+  return facts([
+    ["Kind", isTrade ? "trade" : view.kind],
+    ["Status", statusBadge(view.status)],
+    ["Position", h("span", { "data-testid": "transaction-position" }, count(view.position))],
+    ["Recorded at", h("span", { title: view.recorded_at }, time(view.recorded_at), " UTC")],
+    view.expires_at && ["Expires at", h("span", { title: view.expires_at }, time(view.expires_at), " UTC")],
+    view.reverses && [
+      "Reverses",
+      h(
+        "span",
+        { "data-testid": "reverses" },
+        transactionLink(view.reverses),
+        view.forced && [" ", h("span", { class: "badge bad", "data-testid": "forced", title: "The balance bounds were skipped on an administrator's request" }, "forced")],
+      ),
+    ],
+    view.reversed_by && ["Reversed by", h("span", { "data-testid": "reversed-by" }, transactionLink(view.reversed_by))],
+    metadataFact(view.metadata),
+  ]);
+}
+
+function terms(trade) {
+  return h(
+    "div",
+    { class: "split" },
+    facts([
+      ["Buyer", link(accountHref(trade.buyer), trade.buyer)],
+      ["Seller", link(accountHref(trade.seller), trade.seller)],
+      ["Instrument", trade.instrument],
+      ["Quantity", h("span", { class: "mono" }, money(trade.quantity, trade.instrument), " ", trade.instrument)],
+      ["Price", h("span", { class: "mono" }, trade.price, " ", trade.currency, " per unit")],
+      ["Currency", trade.currency],
+      ["Notional", h("span", { class: "mono", "data-testid": "trade-notional" }, money(trade.notional, trade.currency), " ", trade.currency)],
+    ]),
+    table(
+      [
+        { label: "Fee payer", value: (f) => link(accountHref(f.payer), f.payer) },
+        { label: "Paid to", value: (f) => link(accountHref(f.account), f.account) },
+        { label: "Asset", value: (f) => f.asset },
+        { label: "Fee", value: (f) => money(f.amount, f.asset), numeric: true },
+      ],
+      trade.fees,
+      { empty: "No fees." },
+    ),
+  );
+}
+
+function postingsTable(postings, testid) {
+  const rows = postings.map((p, i) => ({ leg: i, ...p }));
+  return h(
+    "div",
+    { "data-testid": testid },
+    table(
+      [
+        { label: "#", value: (p) => p.leg, numeric: true },
+        { label: "Source", value: (p) => link(accountHref(p.source), p.source) },
+        { label: "Destination", value: (p) => link(accountHref(p.destination), p.destination) },
+        { label: "Asset", value: (p) => p.asset },
+        { label: "Amount", value: (p) => money(p.amount, p.asset), numeric: true },
+      ],
+      rows,
+      { empty: "No postings." },
+    ),
+  );
+}
+
+/**
+ * Each reservation the settlement ended, beside what of it moved. A post moves each reserved
+ * posting whole, in part or (left out) not at all, in the reserved order; the rest returns.
+ */
+function settlementRows(settlement) {
+  let next = 0;
+  return settlement.released.map((reserved, leg) => {
+    const moved = settlement.postings[next];
+    const same = moved && moved.source === reserved.source && moved.destination === reserved.destination && moved.asset === reserved.asset;
+    const amount = same ? moved.amount : "0";
+    if (same) next += 1;
+    return { ...reserved, leg, moved: amount, returned: subtract(reserved.amount, amount) };
+  });
+}
+
+function settlementView(settlement, eventElement) {
+  const rows = settlementRows(settlement);
+  return [
+    h(
+      "div",
+      { class: "split" },
+      facts([
+        ["Status", statusBadge(settlement.status, "settlement-status")],
+        ["Position", h("span", { "data-testid": "settlement-position" }, count(settlement.position))],
+        ["Recorded at", h("span", { title: settlement.recorded_at }, time(settlement.recorded_at), " UTC")],
+        metadataFact(settlement.metadata),
+      ]),
+      eventElement,
+    ),
+    h(
+      "div",
+      { "data-testid": "settlement-postings" },
+      table(
+        [
+          { label: "#", value: (p) => p.leg, numeric: true },
+          { label: "Source", value: (p) => link(accountHref(p.source), p.source) },
+          { label: "Destination", value: (p) => link(accountHref(p.destination), p.destination) },
+          { label: "Asset", value: (p) => p.asset },
+          { label: "Reserved", value: (p) => money(p.amount, p.asset), numeric: true },
+          { label: "Moved", value: (p) => h("span", { "data-testid": `settlement-moved-${p.leg}` }, money(p.moved, p.asset)), numeric: true },
+          { label: "Released", value: (p) => h("span", { "data-testid": `settlement-released-${p.leg}` }, money(p.returned, p.asset)), numeric: true },
+        ],
+        rows,
+        { caption: settlement.status === "posted" ? "Every reservation ended: what of it moved, and what was released." : "Every reservation was released; nothing moved." },
+      ),
+    ),
+  ];
+}
+
+/** The client's metadata: one fact per key, text as it is, anything else as JSON. */
+function metadataFact(metadata) {
+  const entries = Object.entries(metadata ?? {});
+  if (!entries.length) return ["Metadata", h("span", { class: "muted" }, "none")];
+  return [
+    "Metadata",
+    h(
+      "div",
+      { "data-testid": "metadata" },
+      facts(entries.map(([key, value]) => [key, typeof value === "string" ? value : h("code", {}, JSON.stringify(value))])),
+    ),
+  ];
+}
+
+/** API key ids → names, when this key may list keys (admin); otherwise an empty map. */
+async function apiKeyNames(signal) {
+  if (!can("admin")) return new Map();
+  try {
+    const keys = await get("/v1/admin/keys", {}, { signal });
+    return new Map(keys.items.map((k) => [k.id, k]));
+  } catch {
+    return new Map();
+  }
+}
+
+/** The event at `position`, read from the log: what the chain covers, and who sent it. */
+async function showEvent(element, position, keys, testid, signal, heading) {
+  try {
+    const page = await get("/v1/events", { after: position - 1, limit: 1 }, { signal });
+    const event = page.items[0];
+    if (!event || event.position !== position) throw new Error(`the log has no event at position ${position}`);
+    const keyId = event.metadata.api_key_id;
+    const key = keyId && (await keys).get(keyId);
+    fill(
+      element,
+      heading && h("h3", { class: "small muted" }, heading),
+      h(
+        "div",
+        { "data-testid": testid },
+        facts([
+          ["Position", h("span", { "data-testid": `${testid}-position` }, count(event.position))],
+          ["Type", h("code", {}, event.type)],
+          ["Hash", h("code", { "data-testid": `${testid}-hash`, class: "hash" }, event.hash)],
+          ["Recorded at", h("code", {}, event.recorded_at)],
+          ["Event id", h("code", {}, event.event_id)],
+          [
+            "API key",
+            keyId
+              ? h("span", {}, h("code", { "data-testid": `${testid}-api-key` }, keyId), key ? [" ", h("span", { class: "muted" }, `${key.name} (${key.prefix}…)`)] : "")
+              : h("span", { class: "muted" }, "none (the ledger itself, or a server without authentication)"),
+          ],
+          ["Idempotency key", h("code", {}, event.metadata.idempotency_key ?? "")],
+          event.metadata.request_id && ["Request id", h("code", {}, event.metadata.request_id)],
+        ]),
+      ),
+    );
+  } catch (error) {
+    if (error.name !== "AbortError") fill(element, problemBox(error));
+  }
+}
