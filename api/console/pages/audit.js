@@ -26,30 +26,31 @@ export async function render({ main, signal }) {
   await showCheckpoint(checkpointPanel, signal);
 }
 
-/** A progress bar, a line of text under it, and a way to cancel the work it follows. */
+/** A progress bar and a line of text under it. */
 function progressView(testid) {
   const bar = h("div");
+  const meter = h("div", { class: "progress", role: "progressbar", "aria-valuemin": 0, "aria-valuemax": 100 }, bar);
   const text = h("span", { class: "muted small", "data-testid": `${testid}-progress` });
-  const element = h("div", { hidden: true }, h("div", { class: "progress", role: "progressbar", "aria-valuemin": 0, "aria-valuemax": 100 }, bar), text);
   const started = performance.now();
   return {
-    element,
-    start() {
-      element.hidden = false;
-      this.update(0, 0);
-    },
-    update(done, total, unit = "events") {
+    element: h("div", {}, meter, text),
+    update(done, total) {
       const percent = total ? Math.floor((done / total) * 100) : 100;
       bar.style.width = `${percent}%`;
-      element.firstChild.setAttribute("aria-valuenow", percent);
+      meter.setAttribute("aria-valuenow", percent);
       const seconds = (performance.now() - started) / 1000;
-      text.textContent = `${count(done)} of ${count(total)} ${unit} (${percent}%) · ${seconds.toFixed(1)} s`;
+      text.textContent = `${count(done)} of ${count(total)} events (${percent}%) · ${seconds.toFixed(1)} s`;
     },
   };
 }
 
-/** Runs `work(signal)` with Start and Cancel buttons; the page leaving cancels it too. */
-function cancellable(pageSignal, { label, testid, onStart, work }) {
+/**
+ * A piece of work behind a Start button, with Cancel, a progress bar, and `status` for its
+ * outcome: `run(signal, progress)` fills it; a failure shows the problem. Leaving the page cancels.
+ * `inputs` go before the button.
+ */
+function task(pageSignal, { label, testid, status, run, inputs = [] }) {
+  const holder = h("div");
   let running = null;
   const start = h("button", { type: "button", class: "primary", "data-testid": testid }, label);
   const cancel = h("button", { type: "button", hidden: true, "data-testid": `${testid}-cancel` }, "Cancel");
@@ -57,9 +58,13 @@ function cancellable(pageSignal, { label, testid, onStart, work }) {
     running = new AbortController();
     start.disabled = true;
     cancel.hidden = false;
-    onStart?.();
+    const progress = progressView(testid);
+    fill(holder, progress.element);
+    fill(status);
     try {
-      await work(AbortSignal.any([pageSignal, running.signal]));
+      await run(AbortSignal.any([pageSignal, running.signal]), progress);
+    } catch (error) {
+      fill(status, error.name === "AbortError" ? h("span", { class: "warn" }, "cancelled") : problemBox(error));
     } finally {
       start.disabled = false;
       cancel.hidden = true;
@@ -67,32 +72,22 @@ function cancellable(pageSignal, { label, testid, onStart, work }) {
     }
   });
   cancel.addEventListener("click", () => running?.abort());
-  return h("div", { class: "toolbar" }, start, cancel);
-}
-
-function cancelled(error, status) {
-  if (error.name !== "AbortError") return false;
-  fill(status, h("span", { class: "warn" }, "cancelled"));
-  return true;
+  return [h("div", { class: "toolbar" }, inputs, start, cancel), holder];
 }
 
 function verifyPanel(pageSignal) {
   const status = h("p", { "data-testid": "audit-status" }, h("span", { class: "muted" }, "Not run yet."));
-  let progress = progressView("audit");
-  const holder = h("div", {}, progress.element);
-  const controls = cancellable(pageSignal, {
-    label: "Verify the chain",
-    testid: "audit-verify",
-    onStart() {
-      progress = progressView("audit");
-      fill(holder, progress.element);
-      progress.start();
-      fill(status, h("span", { class: "muted" }, "verifying…"));
-    },
-    async work(signal) {
-      try {
+  return [
+    h("p", { class: "muted small" }, "Recomputes every event's hash from the genesis value, in chunks of the log, and compares each with the hash the ledger stored beside it; the last must be the signed head. Reports the first position where they differ."),
+    task(pageSignal, {
+      label: "Verify the chain",
+      testid: "audit-verify",
+      status,
+      async run(signal, progress) {
+        fill(status, h("span", { class: "muted" }, "verifying…"));
         const checkpoint = await get("/v1/audit/checkpoint", {}, { signal });
         const total = checkpoint.position;
+        progress.update(0, total);
         const result = await verifyRange({ from: 0, to: total, toHash: checkpoint.head_hash, signal, onProgress: (done) => progress.update(done, total) });
         progress.update(result.verifiedThrough, total);
         if (result.intact) {
@@ -104,18 +99,11 @@ function verifyPanel(pageSignal) {
             h("span", { class: "bad" }, `broken at position ${result.firstBrokenPosition}`),
             result.problem && [": ", result.problem],
             h("br"),
-            h("span", { class: "muted small" }, `Verified intact through position ${count(result.verifiedThrough)} before the chunk that broke.`),
+            h("span", { class: "muted small" }, result.firstBrokenPosition > 1 ? `Every event before it verifies, through position ${count(result.firstBrokenPosition - 1)}.` : "The first event already breaks the chain."),
           );
         }
-      } catch (error) {
-        if (!cancelled(error, status)) fill(status, problemBox(error));
-      }
-    },
-  });
-  return [
-    h("p", { class: "muted small" }, "Recomputes every event's hash from the genesis value, in chunks of the log, and compares each with the hash the ledger stored beside it; the last must be the signed head. Reports the first position where they differ."),
-    controls,
-    holder,
+      },
+    }),
     status,
   ];
 }
@@ -207,8 +195,6 @@ function consistencyPanel(pageSignal) {
   const earlier = h("textarea", { rows: 7, "data-testid": "checkpoint-earlier", placeholder: '{"position": …, "head_hash": "…", "recorded_at": "…", "signature": "…", "public_key": "…"}', spellcheck: "false", "aria-label": "Earlier checkpoint" });
   const later = h("textarea", { rows: 7, "data-testid": "checkpoint-later", placeholder: "The later checkpoint, as downloaded", spellcheck: "false", "aria-label": "Later checkpoint" });
   const status = h("div", { "data-testid": "consistency-status" });
-  let progress = progressView("consistency");
-  const holder = h("div", {}, progress.element);
   const pasteCurrent = h("button", {
     type: "button",
     class: "link-button",
@@ -216,26 +202,14 @@ function consistencyPanel(pageSignal) {
       later.value = JSON.stringify(await get("/v1/audit/checkpoint", {}, { signal: pageSignal }), null, 2);
     },
   }, "use the current checkpoint");
-  const controls = cancellable(pageSignal, {
-    label: "Check consistency",
-    testid: "consistency-check",
-    onStart() {
-      progress = progressView("consistency");
-      fill(holder, progress.element);
-      fill(status);
-    },
-    async work(signal) {
-      try {
-        await checkConsistency(earlier.value, later.value, { status, progress, signal });
-      } catch (error) {
-        if (!cancelled(error, status)) fill(status, problemBox(error));
-      }
-    },
-  });
   return [
     h("div", { class: "split" }, h("label", {}, h("span", { class: "muted small" }, "Earlier checkpoint"), earlier), h("label", {}, h("span", { class: "muted small" }, "Later checkpoint (", pasteCurrent, ")"), later)),
-    controls,
-    holder,
+    task(pageSignal, {
+      label: "Check consistency",
+      testid: "consistency-check",
+      status,
+      run: (signal, progress) => checkConsistency(earlier.value, later.value, { status, progress, signal }),
+    }),
     status,
   ];
 }
@@ -256,7 +230,6 @@ async function checkConsistency(earlierText, laterText, { status, progress, sign
     ]),
   ];
   fill(status, lines);
-  progress.start();
   const result =
     a.position === b.position
       ? await samePosition(a, b, signal)
@@ -279,30 +252,6 @@ async function samePosition(a, b, signal) {
 function exportPanel(pageSignal) {
   const after = h("input", { type: "number", min: 0, step: 1, value: 0, "data-testid": "export-after", "aria-label": "Export events after this position", class: "narrow" });
   const status = h("div", { "data-testid": "export-status" });
-  let progress = progressView("export");
-  const holder = h("div", {}, progress.element);
-  const controls = cancellable(pageSignal, {
-    label: "Download export",
-    testid: "export-download",
-    onStart() {
-      progress = progressView("export");
-      fill(holder, progress.element);
-      fill(status);
-    },
-    async work(signal) {
-      try {
-        const from = Number(after.value || 0);
-        if (!Number.isSafeInteger(from) || from < 0) throw new Error("the position to export after is an integer, 0 or more");
-        const done = await exportLog(from, { progress, signal });
-        fill(
-          status,
-          h("p", {}, h("span", { class: "good" }, "downloaded"), ` ${done.filename}: ${count(done.events)} events, through position ${count(done.to)}, whose hash `, h("code", {}, shortHash(done.headHash)), done.signedHead ? " is the signed checkpoint's." : " (the log moved on since the checkpoint)."),
-        );
-      } catch (error) {
-        if (!cancelled(error, status)) fill(status, problemBox(error));
-      }
-    },
-  });
   return [
     h(
       "p",
@@ -315,8 +264,21 @@ function exportPanel(pageSignal) {
       h("code", {}, "tools/verify_export.py"),
       ` recomputes every hash and balance from it. Read ${count(EXPORT_PAGE_EVENTS)} events at a time, up to ${count(EXPORT_EVENTS_MAX)} in a browser (beyond, use ledger export).`,
     ),
-    h("div", { class: "toolbar" }, h("label", {}, "After position ", after), controls),
-    holder,
+    task(pageSignal, {
+      inputs: h("label", {}, "After position ", after),
+      label: "Download export",
+      testid: "export-download",
+      status,
+      async run(signal, progress) {
+        const from = Number(after.value || 0);
+        if (!Number.isSafeInteger(from) || from < 0) throw new Error("the position to export after is an integer, 0 or more");
+        const done = await exportLog(from, { progress, signal });
+        fill(
+          status,
+          h("p", {}, h("span", { class: "good" }, "downloaded"), ` ${done.filename}: ${count(done.events)} events, through position ${count(done.to)}, whose hash `, h("code", {}, shortHash(done.headHash)), done.signedHead ? " is the signed checkpoint's." : " (the log moved on since the checkpoint)."),
+        );
+      },
+    }),
     status,
   ];
 }
@@ -329,7 +291,7 @@ async function exportLog(after, { progress, signal }) {
   if (to - after > EXPORT_EVENTS_MAX) {
     throw new Error(`${count(to - after)} events are more than this browser export holds (${count(EXPORT_EVENTS_MAX)}): export after a later position, or use ledger export`);
   }
-  progress.start();
+  progress.update(0, to - after);
   const lines = [];
   let at = after;
   let headHash = null;

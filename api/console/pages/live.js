@@ -332,7 +332,8 @@ class Live {
           this.setState("stopped", error.message);
           return;
         }
-        reason = error.problem?.code ?? error.message;
+        // A TypeError is fetch's word for a connection that failed or broke.
+        reason = error.problem?.code ?? (error instanceof TypeError ? "no connection to the server" : error.message);
       }
       if (generation !== this.generation || this.signal.aborted) return;
       this.setState("reconnecting", `${reason}; retrying in ${(retryMs / 1000).toFixed(1)} s from position ${count(this.last)}`);
