@@ -34,6 +34,11 @@ function progressView(testid) {
   const started = performance.now();
   return {
     element: h("div", {}, meter, text),
+    /** Marks the bar as stopped by a failure at `done` of `total`. */
+    fail(done, total) {
+      this.update(done, total);
+      bar.classList.add("failed");
+    },
     update(done, total) {
       const percent = total ? Math.floor((done / total) * 100) : 100;
       bar.style.width = `${percent}%`;
@@ -89,11 +94,11 @@ function verifyPanel(pageSignal) {
         const total = checkpoint.position;
         progress.update(0, total);
         const result = await verifyRange({ from: 0, to: total, toHash: checkpoint.head_hash, signal, onProgress: (done) => progress.update(done, total) });
-        progress.update(result.verifiedThrough, total);
         if (result.intact) {
           remember(checkpoint.public_key, checkpoint.position, checkpoint.head_hash);
           fill(status, h("span", { class: "good" }, "intact"), ` through position ${count(total)}: every hash from the genesis recomputed, ending at the signed head `, h("code", {}, shortHash(checkpoint.head_hash)), ".");
         } else {
+          progress.fail(result.firstBrokenPosition - 1, total);
           fill(
             status,
             h("span", { class: "bad" }, `broken at position ${result.firstBrokenPosition}`),
@@ -234,7 +239,9 @@ async function checkConsistency(earlierText, laterText, { status, progress, sign
     a.position === b.position
       ? await samePosition(a, b, signal)
       : await verifyRange({ from: a.position, fromHash: a.head_hash, to: b.position, toHash: b.head_hash, signal, onProgress: (done, total) => progress.update(done, total) });
-  progress.update(b.position - a.position, b.position - a.position);
+  const span = b.position - a.position;
+  if (result.intact) progress.update(span, span);
+  else progress.fail(Math.max(0, result.firstBrokenPosition - 1 - a.position), span);
   const signed = signatures.every((s) => s.valid !== false) && a.public_key === ledgerKey && b.public_key === ledgerKey;
   const verdict = result.intact
     ? h("p", {}, h("span", { class: signed ? "good" : "warn" }, "consistent"), `: the log still holds the earlier checkpoint's head at ${count(a.position)} and extends it, hash by hash, to the later one's at ${count(b.position)}.`)
