@@ -99,19 +99,24 @@ function hrefOf(event) {
   }
 }
 
+/** An id short enough for a table: its end (a UUIDv7 begins with its time, shared by neighbours). */
+function shortId(id) {
+  return h("code", { title: id }, `…${id.slice(-8)}`);
+}
+
 function details(event) {
   const p = event.payload;
   switch (event.type) {
     case "TransactionPosted":
-      return [p.kind, p.pending && " · pending", p.reverses && [" of ", h("code", {}, p.reverses.slice(0, 8))], p.forced && " · forced"];
+      return [p.kind, p.pending && " · pending", p.reverses && [" of ", shortId(p.reverses)], p.forced && " · forced"];
     case "TradeExecuted":
       return [`${p.quantity} ${p.instrument} @ ${p.price} ${p.currency}`, p.pending && " · pending"];
     case "PendingPosted":
-      return ["posts hold ", h("code", {}, p.pending_id.slice(0, 8))];
+      return ["posts hold ", shortId(p.pending_id)];
     case "PendingVoided":
-      return ["voids hold ", h("code", {}, p.pending_id.slice(0, 8))];
+      return ["voids hold ", shortId(p.pending_id)];
     case "PendingExpired":
-      return ["hold ", h("code", {}, p.pending_id.slice(0, 8)), " expired"];
+      return ["hold ", shortId(p.pending_id), " expired"];
     case "AccountStatusChanged":
       return `now ${p.status}`;
     case "AccountLimitsSet":
