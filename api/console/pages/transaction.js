@@ -96,6 +96,14 @@ function terms(trade) {
   );
 }
 
+/** The columns every table of postings starts with; `leg` is the posting's index. */
+const POSTING_COLUMNS = [
+  { label: "#", value: (p) => p.leg, numeric: true },
+  { label: "Source", value: (p) => link(accountHref(p.source), p.source) },
+  { label: "Destination", value: (p) => link(accountHref(p.destination), p.destination) },
+  { label: "Asset", value: (p) => p.asset },
+];
+
 function postingsTable(postings, testid) {
   const rows = postings.map((p, i) => ({ leg: i, ...p }));
   return h(
@@ -103,10 +111,7 @@ function postingsTable(postings, testid) {
     { "data-testid": testid },
     table(
       [
-        { label: "#", value: (p) => p.leg, numeric: true },
-        { label: "Source", value: (p) => link(accountHref(p.source), p.source) },
-        { label: "Destination", value: (p) => link(accountHref(p.destination), p.destination) },
-        { label: "Asset", value: (p) => p.asset },
+        ...POSTING_COLUMNS,
         { label: "Amount", value: (p) => money(p.amount, p.asset), numeric: true },
       ],
       rows,
@@ -149,10 +154,7 @@ function settlementView(settlement, eventElement) {
       { "data-testid": "settlement-postings" },
       table(
         [
-          { label: "#", value: (p) => p.leg, numeric: true },
-          { label: "Source", value: (p) => link(accountHref(p.source), p.source) },
-          { label: "Destination", value: (p) => link(accountHref(p.destination), p.destination) },
-          { label: "Asset", value: (p) => p.asset },
+          ...POSTING_COLUMNS,
           { label: "Reserved", value: (p) => money(p.amount, p.asset), numeric: true },
           { label: "Moved", value: (p) => h("span", { "data-testid": `settlement-moved-${p.leg}` }, money(p.moved, p.asset)), numeric: true },
           { label: "Released", value: (p) => h("span", { "data-testid": `settlement-released-${p.leg}` }, money(p.returned, p.asset)), numeric: true },
