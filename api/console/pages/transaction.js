@@ -29,6 +29,11 @@ export async function render({ main, params, kind, signal }) {
     isTrade && section("Terms", terms(view)),
     section(view.settlement || view.status === "pending" ? "Postings reserved" : "Postings", postingsTable(view.postings, "postings")),
     view.settlement && section(`Settlement: ${view.settlement.status}`, settlementView(view.settlement, settlementEvent)),
+    view.status === "pending" &&
+      section(
+        "Settlement",
+        h("p", { class: "muted", "data-testid": "settlement-status" }, "Not settled yet: a post moves up to what is reserved, a void releases it", view.expires_at ? `; the ledger expires it at ${time(view.expires_at)} UTC if neither comes first.` : "."),
+      ),
   );
   const keys = apiKeyNames(signal);
   showEvent(event, view.position, keys, "event", signal);
