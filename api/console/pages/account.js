@@ -66,7 +66,7 @@ async function show(page, minPosition) {
     page.actionProblem,
     h("div", { id: "limits-form" }),
     section("Account", accountFacts(account, read.position)),
-    section("Balances", balanceTable(account)),
+    section("Balances", h("div", { class: "scroll-x" }, balanceTable(account))),
     section("Balance over time", page.chart),
     section("History", page.history),
     section("Statement", page.statement),
@@ -250,7 +250,9 @@ async function write(page, sendIt, describe) {
     return false;
   }
   toast(describe(result));
-  await show(page, result.position);
+  await show(page, result.position).catch((error) => {
+    if (error.name !== "AbortError") fill(page.actionProblem, problemBox(error));
+  });
   return true;
 }
 
@@ -361,7 +363,7 @@ async function renderHistory(page) {
       h("button", { type: "button", "data-testid": "history-older", disabled: !read.next_cursor, onclick: () => go(read.next_cursor, [...page.newer, cursor]) }, "Older →"),
       h("span", { class: "muted small", "data-testid": "history-range" }, where, read.next_cursor ? "" : " · the oldest entry is on this page"),
     ),
-    historyTable(read.items),
+    h("div", { class: "scroll-x" }, historyTable(read.items)),
   );
 }
 
@@ -433,14 +435,14 @@ function renderChart(page) {
     ),
     lineChart([{ name: `${asset} balance after each posting`, points }], {
       step: true,
-      zero: false,
+      zero: new Set(points.map((p) => p[1])).size < 2, // a flat line is drawn against zero
       xLabel: (x) => `position ${count(Math.round(x))}`,
       yLabel: (y) => y.toLocaleString("en-US", { minimumFractionDigits: Math.min(scale, 2), maximumFractionDigits: scale }),
     }),
     h(
       "p",
       { class: "muted small", "data-testid": "chart-range" },
-      `Drawn from the newest ${count(read.items.length)} history entries (at most ${count(CHART_ENTRIES_MAX)}): ${count(chosen.length)} ${asset} postings, `,
+      `Drawn from the newest ${plural(read.items.length, "history entry", "history entries")} (at most ${count(CHART_ENTRIES_MAX)}): ${plural(chosen.length, `${asset} posting`, `${asset} postings`)}, `,
       `from position ${count(oldest.position)} (${time(oldest.recorded_at)} UTC) to the position read, ${count(page.position)}.`,
       read.next_cursor ? " Older postings are not drawn; the statement below covers any period." : " That is the account's whole history.",
     ),
@@ -525,8 +527,8 @@ function statementView(s) {
       "div",
       { class: "cards" },
       figure("Opening balance", s.opening_balance, "statement-opening", `after position ${count(s.opening_position)}`),
-      figure("Credits", sum(credits), "statement-credits", `${count(credits.length)} postings`),
-      figure("Debits", sum(debits), "statement-debits", `${count(debits.length)} postings`),
+      figure("Credits", sum(credits), "statement-credits", plural(credits.length, "posting", "postings")),
+      figure("Debits", sum(debits), "statement-debits", plural(debits.length, "posting", "postings")),
       figure("Closing balance", s.closing_balance, "statement-closing", `after position ${count(s.closing_position)}`),
     ),
     h("div", { class: "scroll" }, table(
@@ -543,6 +545,10 @@ function statementView(s) {
     )),
     s.entries.length > shown.length && h("p", { class: "muted small" }, `Showing the first ${count(shown.length)} of ${count(s.entries.length)} postings; the CSV has them all.`),
   ];
+}
+
+function plural(n, one, many) {
+  return `${count(n)} ${n === 1 ? one : many}`;
 }
 
 function withTestid(node, testid) {
