@@ -8,14 +8,31 @@ pinned_venv() {
     local venv=$1 name=$2 version=$3 installed
     installed=$("$venv/bin/pip" show "$name" 2>/dev/null | sed -n 's/^Version: //p' || true)
     [ "$installed" = "$version" ] && return 0
+    ensure_venv_module
+    rm -rf "$venv"
+    python3 -m venv "$venv"
+    "$venv/bin/pip" install -q "$name==$version"
+}
+
+# requirements_venv VENV FILE: a virtual environment at VENV with FILE's pinned requirements
+# installed from PyPI; one whose installed set already matches FILE is kept.
+requirements_venv() {
+    local venv=$1 file=$2
+    [ -f "$venv/requirements.txt" ] && cmp -s "$venv/requirements.txt" "$file" && return 0
+    ensure_venv_module
+    rm -rf "$venv"
+    python3 -m venv "$venv"
+    "$venv/bin/pip" install -q -r "$file"
+    cp "$file" "$venv/requirements.txt"
+}
+
+# ensure_venv_module: python3-venv through apt-get when missing.
+ensure_venv_module() {
     if ! python3 -c 'import ensurepip, venv' >/dev/null 2>&1; then
         echo "python3-venv missing: installing"
         apt-get update -q
         DEBIAN_FRONTEND=noninteractive apt-get install -y -q python3-venv
     fi
-    rm -rf "$venv"
-    python3 -m venv "$venv"
-    "$venv/bin/pip" install -q "$name==$version"
 }
 
 # free_port: a TCP port free on loopback now.

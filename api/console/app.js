@@ -1,7 +1,7 @@
 // The console's shell: sign-in, the navigation the key's scopes allow, the router that turns
 // /console/... paths into pages (so every view is a link that can be bookmarked), and keys.
 
-import { apiKey, get, me, ProblemError, setApiKey } from "./api.js";
+import { get, me, ProblemError, setApiKey } from "./api.js";
 import { setScales } from "./format.js";
 import { fill, h, problemBox } from "./ui.js";
 
@@ -46,6 +46,10 @@ export async function signIn(key) {
     setApiKey(null);
     session = null;
     throw error;
+  }
+  if (!session.scopes.length) {
+    session = null;
+    throw new Error("The server needs an API key.");
   }
   await loadScales().catch(() => {});
   return true;
@@ -152,6 +156,7 @@ document.addEventListener("keydown", (event) => {
     if (search) {
       event.preventDefault();
       search.focus();
+      search.select(); // typing replaces what was searched before
     }
   } else if (["j", "k", "ArrowDown", "ArrowUp"].includes(event.key)) {
     const rows = [...document.querySelectorAll("tr.row-link")];
@@ -172,8 +177,8 @@ document.addEventListener("click", (event) => {
 });
 
 async function boot() {
-  // A server without authentication answers /v1/me with no key; otherwise a key kept in this
-  // tab's session is tried again.
+  // Asked without a key, /v1/me says whether the server needs one; a key kept in this tab's
+  // session is tried again, and forgotten if the server no longer takes it.
   try {
     session = await me();
   } catch (error) {
@@ -182,8 +187,9 @@ async function boot() {
       return;
     }
     setApiKey(null);
-    session = null;
+    session = await me().catch(() => null);
   }
+  if (session && !session.scopes.length) session = null;
   if (session) await loadScales().catch(() => {});
   render();
 }

@@ -45,9 +45,10 @@ export function transactionHref(kind, id) {
 
 /**
  * A table. `columns`: [{ label, value(row) → node or text, numeric }]. Rows with `href(row)` can
- * be opened with Enter after moving to them with j/k or the arrow keys.
+ * be opened with Enter after moving to them with j/k or the arrow keys; `rowAttributes(row)`
+ * adds attributes to a row (test hooks).
  */
-export function table(columns, rows, { href, empty = "Nothing here yet.", caption } = {}) {
+export function table(columns, rows, { href, empty = "Nothing here yet.", caption, rowAttributes } = {}) {
   if (!rows.length) return h("p", { class: "muted empty" }, empty);
   return h(
     "table",
@@ -60,7 +61,12 @@ export function table(columns, rows, { href, empty = "Nothing here yet.", captio
       rows.map((row) =>
         h(
           "tr",
-          { tabindex: href ? 0 : null, "data-href": href ? href(row) : null, class: href ? "row-link" : null },
+          {
+            tabindex: href ? 0 : null,
+            "data-href": href ? href(row) : null,
+            class: href ? "row-link" : null,
+            ...(rowAttributes ? rowAttributes(row) : {}),
+          },
           columns.map((c) => h("td", { class: c.numeric ? "num" : null }, c.value(row))),
         ),
       ),

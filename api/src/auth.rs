@@ -35,11 +35,14 @@ const FAILURE_WINDOW: Duration = Duration::from_secs(60);
 /// Addresses tracked at most; beyond, the oldest windows are forgotten.
 const ADDRESSES_MAX: usize = 10_000;
 
-/// Who is calling: a key, or anyone at all on a server started with `--insecure-no-auth`.
+/// Who is calling: a key, anyone at all on a server started with `--insecure-no-auth`, or
+/// nobody: a request without credentials, which reaches only `WHOAMI_PATH` (to learn that it
+/// needs a key) and may do nothing.
 #[derive(Debug, Clone)]
 pub enum Caller {
     Anyone,
     Key(ApiKey),
+    Nobody,
 }
 
 impl Caller {
@@ -47,12 +50,13 @@ impl Caller {
         match self {
             Self::Anyone => true,
             Self::Key(key) => key.allows(scope),
+            Self::Nobody => false,
         }
     }
 
     pub fn key_id(&self) -> Option<Uuid> {
         match self {
-            Self::Anyone => None,
+            Self::Anyone | Self::Nobody => None,
             Self::Key(key) => Some(key.id),
         }
     }
@@ -250,7 +254,8 @@ impl Authenticator {
 }
 
 /// The path that tells a caller who it is: any valid key may ask, whatever its scopes, so that a
-/// client (the console) can show only what the key allows.
+/// client (the console) can show only what the key allows; a request without credentials learns
+/// whether it needs a key (a browser logs every 401 as an error, so asking must not be one).
 pub const WHOAMI_PATH: &str = "/v1/me";
 
 /// The scope a route needs; `None`: any authenticated caller.
@@ -292,6 +297,11 @@ pub async fn authenticate(
         .map(str::to_owned);
     let caller = match state.auth().caller(authorization.as_deref(), address).await {
         Ok(caller) => caller,
+        Err(ApiError::Unauthorized(_))
+            if authorization.is_none() && request.uri().path() == WHOAMI_PATH =>
+        {
+            Caller::Nobody
+        }
         Err(e) => return e.into_response(),
     };
     let scope = required_scope(request.method(), request.uri().path());

@@ -498,3 +498,60 @@ async fn serve_refuses_to_start_without_a_key_unless_told_it_is_insecure() {
     server.stop().await.unwrap();
     let _ = database.drop_database().await;
 }
+
+#[tokio::test]
+async fn a_caller_learns_its_scopes_and_a_caller_without_a_key_learns_it_needs_one() {
+    let ledger = TestLedger::start_secured().await;
+    let me = |key: Option<&str>| {
+        let key = key.map(str::to_owned);
+        let ledger = &ledger;
+        async move {
+            ledger
+                .call_as(key.as_deref(), Method::GET, "/v1/me", None, None)
+                .await
+        }
+    };
+    // Without credentials: no key, no scopes, and not an authentication failure, however often
+    // it is asked (the console asks at every load).
+    for _ in 0..30 {
+        let nobody = me(None).await;
+        nobody.expect(200);
+        assert_eq!(nobody.body["authentication"], "api_key");
+        assert_eq!(nobody.body["key"], Value::Null);
+        assert_eq!(nobody.body["scopes"], json!([]));
+    }
+    ledger.get("/v1/assets").await.expect(200);
+    // A wrong key is refused here as everywhere.
+    unauthorized(&me(Some(&random_key())).await);
+    let (id, reader) = create_key(&ledger, "reader", &["read"]).await;
+    let answer = me(Some(&reader)).await;
+    answer.expect(200);
+    assert_eq!(answer.body["key"]["id"], id.as_str());
+    assert_eq!(answer.body["key"]["name"], "reader");
+    assert_eq!(answer.body["scopes"], json!(["read"]));
+    assert!(answer.body["key"].get("secret").is_none());
+    let (_, auditor) = create_key(&ledger, "auditor", &["audit"]).await;
+    assert_eq!(me(Some(&auditor)).await.body["scopes"], json!(["audit"]));
+    // Admin implies every scope.
+    let admin = me(ledger.admin_key.as_deref()).await;
+    assert_eq!(
+        admin.body["scopes"],
+        json!(["read", "write", "audit", "admin"])
+    );
+    ledger.finish().await;
+}
+
+#[tokio::test]
+async fn without_authentication_everyone_may_do_everything() {
+    let ledger = TestLedger::start().await;
+    let answer = ledger
+        .call_as(None, Method::GET, "/v1/me", None, None)
+        .await;
+    answer.expect(200);
+    assert_eq!(answer.body["authentication"], "none");
+    assert_eq!(
+        answer.body["scopes"],
+        json!(["read", "write", "audit", "admin"])
+    );
+    ledger.finish().await;
+}

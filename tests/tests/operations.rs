@@ -3,6 +3,7 @@
 use std::collections::BTreeSet;
 
 use ledger_tests::TestLedger;
+use reqwest::Method;
 
 /// Every route the server serves. A route added to the code must be added here too; the test
 /// then fails until it is also in the OpenAPI document (and the reverse).
@@ -29,6 +30,7 @@ const ROUTES: &[(&str, &str)] = &[
     ("get", "/v1/audit/verify"),
     ("get", "/v1/events"),
     ("get", "/v1/events/stream"),
+    ("get", "/v1/me"),
     ("get", "/v1/trades/{id}"),
     ("get", "/v1/transactions/{id}"),
     ("delete", "/v1/admin/webhooks/{id}"),
@@ -207,4 +209,51 @@ fn the_openapi_document_requires_the_api_key_on_every_v1_route() {
         }
     }
     assert!(secured > 25, "only {secured} /v1 operations");
+}
+
+#[tokio::test]
+async fn the_console_is_served_from_the_binary_with_nothing_loaded_from_elsewhere() {
+    let ledger = TestLedger::start_secured().await;
+    // Every console path is a page: the same document, whose script reads the path.
+    for path in [
+        "/console",
+        "/console/",
+        "/console/accounts/alice:cash",
+        "/console/audit",
+    ] {
+        let page = ledger.call_as(None, Method::GET, path, None, None).await;
+        page.expect(200);
+        assert_eq!(
+            page.header("content-type"),
+            Some("text/html; charset=utf-8"),
+            "{path}"
+        );
+        assert!(page.text.contains("/console/static/app.js"), "{path}");
+        let csp = page.header("content-security-policy").unwrap();
+        assert!(
+            csp.contains("default-src 'self'") && csp.contains("script-src 'self'"),
+            "{csp}"
+        );
+    }
+    let script = ledger
+        .call_as(None, Method::GET, "/console/static/app.js", None, None)
+        .await;
+    script.expect(200);
+    assert_eq!(
+        script.header("content-type"),
+        Some("text/javascript; charset=utf-8")
+    );
+    assert!(script.text.contains("export"), "{}", script.text);
+    let missing = ledger
+        .call_as(
+            None,
+            Method::GET,
+            "/console/static/no-such-file.js",
+            None,
+            None,
+        )
+        .await;
+    assert_eq!(missing.status, 404);
+    assert_eq!(missing.code(), "route_not_found");
+    ledger.finish().await;
 }

@@ -18,7 +18,8 @@ pub fn router() -> OpenApiRouter<AppState> {
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct MeView {
-    /// `api_key`, or `none` on a server started with `--insecure-no-auth`.
+    /// `api_key` (then a request without one gets no scopes: sign in), or `none` on a server
+    /// started with `--insecure-no-auth`.
     pub authentication: String,
     /// The key, when there is one (never its secret).
     pub key: Option<KeyView>,
@@ -27,7 +28,9 @@ pub struct MeView {
     pub scopes: Vec<ScopeName>,
 }
 
-/// The caller's key and what it may do. Needs a valid key, with any scope.
+/// The caller's key and what it may do: any valid key may ask, whatever its scopes. Without an
+/// `Authorization` header it answers with no key and no scopes (and `authentication` says
+/// whether a key is needed); a wrong key is a 401 as everywhere.
 #[utoipa::path(get, path = "/v1/me", tag = "admin", responses((status = 200, body = MeView)))]
 async fn me(caller: Caller) -> Result<Json<MeView>, ApiError> {
     let scopes = Scope::ALL
@@ -38,6 +41,11 @@ async fn me(caller: Caller) -> Result<Json<MeView>, ApiError> {
     Ok(Json(match caller {
         Caller::Anyone => MeView {
             authentication: "none".to_owned(),
+            key: None,
+            scopes,
+        },
+        Caller::Nobody => MeView {
+            authentication: "api_key".to_owned(),
             key: None,
             scopes,
         },

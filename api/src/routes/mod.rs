@@ -95,10 +95,13 @@ fn require_api_key(doc: &mut utoipa::openapi::OpenApi) {
             continue;
         }
         for operation in operations_mut(item) {
-            operation.security = Some(vec![SecurityRequirement::new(
-                "api_key",
-                Vec::<String>::new(),
-            )]);
+            let mut security = vec![SecurityRequirement::new("api_key", Vec::<String>::new())];
+            // `/v1/me` also answers without a key (with no scopes): the empty requirement says
+            // authentication is optional there.
+            if path == crate::auth::WHOAMI_PATH {
+                security.push(SecurityRequirement::default());
+            }
+            operation.security = Some(security);
             let responses = &mut operation.responses.responses;
             for (status, description) in [
                 ("401", "unauthorized: no API key, or a malformed, unknown or revoked one"),
