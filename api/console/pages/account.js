@@ -29,8 +29,9 @@ const CHART_ENTRIES_MAX = 1000;
 /** Statement entries shown on the page at most; the CSV download has them all. */
 const STATEMENT_ROWS_SHOWN = 500;
 
-export async function render({ main, params, query, signal }) {
-  await show({ main, code: params.code, query, signal, newer: [] });
+export async function render({ main, params, signal }) {
+  // `newer`: the cursors of the history pages newer than the one on screen, for "← Newer".
+  await show({ main, code: params.code, signal, newer: [] });
 }
 
 /**
@@ -55,14 +56,14 @@ async function show(page, minPosition) {
   page.account = account;
   page.position = read.position;
   page.minPosition = minPosition;
-  page.actionProblem = h("div", { "data-testid": "action-problem" });
+  page.actionProblem = h("div", { "data-testid": "actions-problem" });
   page.history = h("div", { "data-testid": "history" });
   page.chart = h("div", { "data-testid": "chart" });
   page.statement = h("div", { "data-testid": "statement" });
   fill(
     main,
     breadcrumbs(account.code),
-    h("div", { class: "page-head" }, h("h1", {}, h("span", { "data-testid": "account-code" }, account.code), " ", statusBadge(account.status)), actions(page)),
+    h("div", { class: "page-head" }, h("h1", {}, h("span", { "data-testid": "account-code" }, account.code), " ", statusBadge(account.status, "account-status")), actions(page)),
     page.actionProblem,
     h("div", { id: "limits-form" }),
     section("Account", accountFacts(account, read.position)),
@@ -71,7 +72,7 @@ async function show(page, minPosition) {
     section("History", page.history),
     section("Statement", page.statement),
   );
-  const recent = renderHistory(page);
+  const historyShown = renderHistory(page);
   try {
     page.recent = await get(`${accountPath(page.code)}/history`, { limit: CHART_ENTRIES_MAX, min_position: minPosition }, { signal });
   } catch (error) {
@@ -81,7 +82,7 @@ async function show(page, minPosition) {
   }
   page.busiest = busiestAsset(page.recent?.items ?? [], account);
   if (page.recent) renderChart(page);
-  await Promise.all([recent, renderStatement(page)]);
+  await Promise.all([historyShown, renderStatement(page)]);
 }
 
 /** The asset with the most recent postings: what the chart and the statement open on. */
@@ -122,9 +123,9 @@ function breadcrumbs(code) {
   return h("nav", { class: "breadcrumbs", "aria-label": "Account code" }, crumbs);
 }
 
-function statusBadge(status) {
+function statusBadge(status, testid) {
   const tone = { open: "good", frozen: "warn", closed: "bad" }[status];
-  return h("span", { class: `badge ${tone ?? ""}`, "data-testid": "account-status" }, status);
+  return h("span", { class: `badge ${tone ?? ""}`, "data-testid": testid }, status);
 }
 
 function accountFacts(account, position) {
@@ -284,7 +285,7 @@ async function showLimitsForm(page) {
     holder,
     section(
       "Set limits",
-      h("p", { class: "muted small" }, "Bounds on the posted balance in one asset; every later debit and credit is checked against them. Leave a field empty for no bound (the minimum is then 0, or unbounded for an account that allows negative balances)."),
+      h("p", { class: "muted small" }, "Bounds on the balance in one asset; every later debit and credit is checked against them. Leave a field empty for no bound (the minimum is then 0, or unbounded for an account that allows negative balances)."),
       form,
     ),
   );
@@ -299,7 +300,7 @@ async function submitLimits(event, page, { asset, min, max }) {
   const change = (label, field) => `${label} ${shown(before[field])} → ${shown(body[field])}`;
   const confirmed = await confirmAction(
     `Set the ${body.asset} limits of ${page.code}?`,
-    `${change("Minimum balance:", "min_balance")}; ${change("maximum balance:", "max_balance")}. Every later posting in ${body.asset} that would take the posted balance outside these bounds will be refused; balances already outside them stay as they are.`,
+    `${change("Minimum balance:", "min_balance")}; ${change("maximum balance:", "max_balance")}. Every later posting or hold in ${body.asset} that would take the balance outside these bounds will be refused; balances already outside them stay as they are.`,
     "Set limits",
   );
   if (!confirmed) return;
@@ -369,7 +370,7 @@ async function renderHistory(page) {
 
 function historyTable(items) {
   const isPosting = (item) => item.type === "posting";
-  const grid = table(
+  return table(
     [
       { label: "Position", numeric: true, value: (item) => count(item.position) },
       { label: "Recorded (UTC)", value: (item) => h("span", { class: "nowrap" }, time(item.recorded_at)) },
@@ -380,13 +381,13 @@ function historyTable(items) {
       { label: "Balance after", numeric: true, value: (item) => (isPosting(item) ? money(item.balance_after, item.asset) : "") },
     ],
     items,
-    { href: (item) => (isPosting(item) ? transactionHref(item.kind, item.transaction_id) : null), empty: "No history yet." },
+    {
+      href: (item) => (isPosting(item) ? transactionHref(item.kind, item.transaction_id) : null),
+      // A change of the account itself opens nothing: it is not a row to move to.
+      rowAttributes: (item) => ({ "data-testid": `history-row-${item.position}-${item.leg}`, ...(isPosting(item) ? {} : { class: null, tabindex: null }) }),
+      empty: "No history yet.",
+    },
   );
-  grid.querySelectorAll("tbody tr").forEach((row, i) => {
-    row.dataset.testid = `history-row-${items[i].position}-${items[i].leg}`;
-    if (!isPosting(items[i])) row.classList.remove("row-link");
-  });
-  return grid;
 }
 
 /** What a history item is: the transaction it belongs to, or the change of the account. */
