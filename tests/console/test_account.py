@@ -1,6 +1,6 @@
 """The Account page: its balances are the API's, figure for figure; a key sees only the actions
-its scopes allow; freezing through the console is confirmed first and shows; the statement's CSV
-is the statement; and paging the history reaches every entry once."""
+its scopes allow; freezing and setting limits through the console are confirmed first and show;
+the statement's CSV is the statement; and paging the history reaches every entry once."""
 
 import csv
 import io
@@ -166,3 +166,19 @@ def test_paging_the_history_reaches_every_entry_exactly_once(console, ledger, bu
     page.get_by_test_id("history-newest").click()
     expect(page.get_by_test_id(expected[0])).to_be_visible()
     assert "cursor=" not in page.url
+
+
+def test_setting_limits_through_the_console_says_what_changes_and_shows_them(console, ledger, busy):
+    page = console.sign_in(then=f"/accounts/{busy}")
+    page.get_by_test_id("action-limits").click()
+    page.get_by_test_id("limits-asset").select_option("USD")
+    expect(page.get_by_test_id("limits-min")).to_have_value("-250.00")  # the current bound
+    page.get_by_test_id("limits-max").fill("500000.00")
+    page.get_by_test_id("limits-submit").click()
+    dialog = page.locator("dialog.confirm")
+    expect(dialog).to_contain_text("-250.00 USD (unchanged)")
+    expect(dialog).to_contain_text("none → 500,000.00 USD")
+    dialog.get_by_role("button", name="Set limits").click()
+    expect(page.get_by_test_id("limit-max-USD")).to_have_attribute("data-value", "500000.00")
+    limits = {l["asset"]: l for l in ledger.get(f"/v1/accounts/{busy}")["limits"]}
+    assert (limits["USD"]["min_balance"], limits["USD"]["max_balance"]) == ("-250.00", "500000.00")

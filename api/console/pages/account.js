@@ -5,7 +5,7 @@
 import { get, getAt, getText, send } from "../api.js";
 import { can } from "../app.js";
 import { lineChart } from "../chart.js";
-import { amount, count, forChart, scaleOf, sum, time } from "../format.js";
+import { amount, compare, count, forChart, scaleOf, sum, time } from "../format.js";
 import {
   accountHref,
   confirmAction,
@@ -53,6 +53,7 @@ async function show(page, minPosition) {
     page.code = account.code;
     history.replaceState(null, "", accountHref(account.code) + location.search);
   }
+  document.title = `${account.code} · ledger`;
   page.account = account;
   page.position = read.position;
   page.minPosition = minPosition;
@@ -217,21 +218,24 @@ function actionButton(name, label, onclick) {
 
 /** What each status change does, said exactly, for the confirmation. */
 function statusChangeText(account, action) {
-  const nonZero = account.balances.filter((b) => b.balance.replace(/[-0.]/g, "") !== "" || (b.pending_debits ?? "0").replace(/[0.]/g, "") !== "" || (b.pending_credits ?? "0").replace(/[0.]/g, "") !== "");
   switch (action) {
     case "freeze":
       return ["Freeze this account?", `${account.code} will take no postings — no debits and no credits — until it is unfrozen. Reads still work.`, "Freeze"];
     case "unfreeze":
       return ["Unfreeze this account?", `${account.code} will take postings again, within its balance limits.`, "Unfreeze"];
     default:
-      return [
-        "Close this account for good?",
-        nonZero.length
-          ? `${account.code} still holds ${nonZero.map((b) => `${amount(b.balance, b.asset)} ${b.asset}`).join(", ")} (or pending holds): the ledger will refuse to close it until every balance is zero.`
-          : `${account.code} will be closed. Closing is final: it will never take a posting again, and it cannot be reopened.`,
-        "Close account",
-      ];
+      return ["Close this account for good?", closeText(account), "Close account"];
   }
+}
+
+/** Closing is refused while a balance is not zero or a hold is pending: say so before trying. */
+function closeText(account) {
+  const nonZero = (value) => compare(value ?? "0", "0") !== 0;
+  const held = account.balances.filter((b) => nonZero(b.balance)).map((b) => `${amount(b.balance, b.asset)} ${b.asset}`);
+  const holds = account.balances.filter((b) => nonZero(b.pending_debits) || nonZero(b.pending_credits)).map((b) => b.asset);
+  const obstacles = [held.length && `still holds ${held.join(", ")}`, holds.length && `has pending holds in ${holds.join(", ")}`].filter(Boolean);
+  if (!obstacles.length) return `${account.code} will be closed. Closing is final: it will never take a posting again, and it cannot be reopened.`;
+  return `${account.code} ${obstacles.join(" and ")}: the ledger will refuse to close it until every balance is zero and no hold is pending.`;
 }
 
 async function statusAction(page, action) {
@@ -296,8 +300,11 @@ async function submitLimits(event, page, { asset, min, max }) {
   event.preventDefault();
   const body = { asset: asset.value, min_balance: min.value.trim() || null, max_balance: max.value.trim() || null };
   const before = page.account.limits.find((l) => l.asset === body.asset) ?? {};
-  const shown = (value) => (value === null || value === undefined ? "none" : `${amount(value, body.asset)} ${body.asset}`);
-  const change = (label, field) => `${label} ${shown(before[field])} → ${shown(body[field])}`;
+  const unset = { min_balance: page.account.allow_negative ? "none" : "none (0)", max_balance: "none" };
+  const shown = (field, value) => (value === null || value === undefined ? unset[field] : `${amount(value, body.asset)} ${body.asset}`);
+  const same = (a, b) => (a ?? null) === null || (b ?? null) === null ? (a ?? null) === (b ?? null) : compare(a, b) === 0;
+  const change = (label, field) =>
+    same(before[field], body[field]) ? `${label} ${shown(field, body[field])} (unchanged)` : `${label} ${shown(field, before[field])} → ${shown(field, body[field])}`;
   const confirmed = await confirmAction(
     `Set the ${body.asset} limits of ${page.code}?`,
     `${change("Minimum balance:", "min_balance")}; ${change("maximum balance:", "max_balance")}. Every later posting or hold in ${body.asset} that would take the balance outside these bounds will be refused; balances already outside them stay as they are.`,
