@@ -404,7 +404,12 @@ function entryLabel(item) {
     const bound = (v) => (v === null || v === undefined ? "none" : amount(v, item.asset));
     return h("span", {}, "limits set: ", h("span", { class: "muted" }, `min ${bound(item.min_balance)}, max ${bound(item.max_balance)}`));
   }
-  return h("span", {}, h("span", { class: "kind" }, item.kind), " ", link(transactionHref(item.kind, item.transaction_id), h("code", { title: item.transaction_id }, item.transaction_id.slice(-12))));
+  return transactionLink(item);
+}
+
+/** "transfer 7589bdc9beb0": the kind, and the end of the id (a UUIDv7 starts with its time). */
+function transactionLink({ kind, transaction_id: id }) {
+  return h("span", { class: "nowrap" }, h("span", { class: "kind" }, kind), " ", link(transactionHref(kind, id), h("code", { title: id }, id.slice(-12))));
 }
 
 /** An amount with its sign made visible: credits with +, debits in the negative colour. */
@@ -496,7 +501,7 @@ async function renderStatement(page) {
   const from = h("input", { type: "date", name: "from", value: choice.from, "data-testid": "statement-from" });
   const to = h("input", { type: "date", name: "to", value: choice.to, "data-testid": "statement-to" });
   const body = h("div", {}, h("p", { class: "muted" }, "Loading…"));
-  const downloadButton = h("button", { type: "button", "data-testid": "statement-download", onclick: () => downloadCsv(page, choice, downloadButton) }, "Download CSV");
+  const downloadButton = h("button", { type: "button", "data-testid": "statement-download", onclick: () => downloadCsv(page, choice, downloadButton, body) }, "Download CSV");
   const submit = (event) => {
     event.preventDefault();
     // An empty "from" stays in the address: it means the beginning of the log, not the default.
@@ -543,7 +548,7 @@ function statementView(s) {
       [
         { label: "Position", numeric: true, value: (e) => count(e.position) },
         { label: "Recorded (UTC)", value: (e) => h("span", { class: "nowrap" }, time(e.recorded_at)) },
-        { label: "Transaction", value: (e) => [h("span", { class: "kind" }, e.kind), " ", link(transactionHref(e.kind, e.transaction_id), h("code", { title: e.transaction_id }, e.transaction_id.slice(-12)))] },
+        { label: "Transaction", value: transactionLink },
         { label: "Counterparty", value: (e) => link(accountHref(e.counterparty), e.counterparty) },
         { label: "Amount", numeric: true, value: (e) => signed(e.amount, s.asset) },
         { label: "Balance", numeric: true, value: (e) => money(e.balance_after, s.asset) },
@@ -565,14 +570,14 @@ function withTestid(node, testid) {
 }
 
 /** The server's own CSV of the statement on screen (one row each for opening and closing). */
-async function downloadCsv(page, choice, button) {
+async function downloadCsv(page, choice, button, body) {
   button.disabled = true;
   try {
     const csv = await getText(`${accountPath(page.code)}/statement`, { query: statementQuery(choice, page.minPosition), accept: "text/csv", signal: page.signal });
     const period = `${choice.from || "start"}_${choice.to || "now"}`;
     download(`statement_${page.code.replaceAll(":", "-")}_${choice.asset}_${period}.csv`, csv, "text/csv");
   } catch (error) {
-    if (error.name !== "AbortError") fill(page.actionProblem, problemBox(error));
+    if (error.name !== "AbortError") fill(body, problemBox(error));
   } finally {
     button.disabled = false;
   }
