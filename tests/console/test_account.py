@@ -12,8 +12,8 @@ from playwright.sync_api import expect
 
 #: Postings of the busy account: enough for several pages of history (50 a page).
 BUSY_POSTINGS = 220
-# The ledger is shared with the other browser tests: these codes sort after `alice`, which the
-# Accounts tree test expects as the first segment.
+# The ledger is shared with the other browser tests: these accounts are the only ones under
+# `merchant:`, and their money comes from `world:bank`, so every asset still sums to zero.
 BUSY = "merchant:acme:payouts"
 OTHER = "merchant:acme:reserve"
 
