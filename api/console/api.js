@@ -53,9 +53,19 @@ export async function get(path, query, { signal } = {}) {
   return response.json();
 }
 
-/** GET a text document (/metrics). */
-export async function getText(path, { signal } = {}) {
-  const response = await fetch(path, { headers: headers(), signal });
+/**
+ * GET a JSON document with the position the read reflects (its `Ledger-Position` header):
+ * `{ value, position }`.
+ */
+export async function getAt(path, query, { signal } = {}) {
+  const response = await fetch(url(path, query), { headers: headers(), signal });
+  if (!response.ok) throw await problemOf(response, path);
+  return { value: await response.json(), position: Number(response.headers.get("Ledger-Position")) };
+}
+
+/** GET a text document (/metrics; a statement with `accept: "text/csv"`). */
+export async function getText(path, { signal, query, accept } = {}) {
+  const response = await fetch(url(path, query), { headers: headers(accept ? { Accept: accept } : {}), signal });
   if (!response.ok) throw await problemOf(response, path);
   return response.text();
 }

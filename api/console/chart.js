@@ -16,9 +16,10 @@ function el(tag, attributes, text) {
 
 /**
  * series: [{ name, points: [[x, y], …] }], x increasing. `step`: hold each value until the next
- * point (a balance after each posting). Returns a <div class="chart">.
+ * point (a balance after each posting). `zero`: the y axis includes 0 (the default). Returns a
+ * <div class="chart">.
  */
-export function lineChart(series, { step = false, xLabel = (x) => String(x), yLabel = (y) => String(y) } = {}) {
+export function lineChart(series, { step = false, zero = true, xLabel = (x) => String(x), yLabel = (y) => String(y) } = {}) {
   const wrap = document.createElement("div");
   wrap.className = "chart";
   const all = series.flatMap((s) => s.points);
@@ -28,13 +29,16 @@ export function lineChart(series, { step = false, xLabel = (x) => String(x), yLa
     return wrap;
   }
   let [xMin, xMax] = [Math.min(...all.map((p) => p[0])), Math.max(...all.map((p) => p[0]))];
-  let [yMin, yMax] = [Math.min(0, ...all.map((p) => p[1])), Math.max(0, ...all.map((p) => p[1]))];
+  // `zero: false` fits the y axis to the data, for values far from zero (a balance that moves little).
+  const ys = all.map((p) => p[1]).concat(zero ? [0] : []);
+  let [yMin, yMax] = [Math.min(...ys), Math.max(...ys)];
   if (xMax === xMin) xMax = xMin + 1;
   if (yMax === yMin) yMax = yMin + 1;
   const x = (v) => PAD.left + ((v - xMin) / (xMax - xMin)) * (WIDTH - PAD.left - PAD.right);
   const y = (v) => HEIGHT - PAD.bottom - ((v - yMin) / (yMax - yMin)) * (HEIGHT - PAD.top - PAD.bottom);
   const svg = el("svg", { viewBox: `0 0 ${WIDTH} ${HEIGHT}`, preserveAspectRatio: "none", role: "img" });
-  svg.append(el("line", { class: "axis", x1: PAD.left, x2: WIDTH - PAD.right, y1: y(0), y2: y(0) }));
+  const base = Math.min(Math.max(0, yMin), yMax); // zero, or the bound nearest it
+  svg.append(el("line", { class: "axis", x1: PAD.left, x2: WIDTH - PAD.right, y1: y(base), y2: y(base) }));
   svg.append(el("line", { class: "axis", x1: PAD.left, x2: PAD.left, y1: PAD.top, y2: HEIGHT - PAD.bottom }));
   for (const v of [yMin, yMax]) svg.append(el("text", { x: PAD.left - 6, y: y(v) + 4, "text-anchor": "end" }, yLabel(v)));
   svg.append(el("text", { x: PAD.left, y: HEIGHT - 6 }, xLabel(xMin)));

@@ -35,8 +35,9 @@ export function link(href, ...children) {
   return h("a", { href, "data-link": true }, ...children);
 }
 
+/** An account's page; colons stay as they are (`/console/accounts/alice:cash`), readable and valid in a path. */
 export function accountHref(code) {
-  return `/console/accounts/${encodeURIComponent(code)}`;
+  return `/console/accounts/${encodeURIComponent(code).replaceAll("%3A", ":")}`;
 }
 
 export function transactionHref(kind, id) {

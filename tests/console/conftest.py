@@ -221,6 +221,16 @@ class Console:
         self.expected = []
         self.page.on("console", lambda m: m.type == "error" and self.errors.append(m.text))
         self.page.on("pageerror", lambda e: self.errors.append(f"uncaught: {e}"))
+        # The console loads nothing from anywhere but its ledger: any other request fails the test.
+        self.context.route("**/*", self._only_from_the_ledger)
+
+    def _only_from_the_ledger(self, route):
+        url = route.request.url
+        if url == self.ledger.base or url.startswith(self.ledger.base + "/"):
+            route.continue_()
+        else:
+            self.errors.append(f"a request outside the ledger: {url}")
+            route.abort()
 
     def expect_errors(self, *fragments):
         """Errors the test provokes on purpose (a refused key): each logged error must contain one."""
