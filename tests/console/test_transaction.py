@@ -39,8 +39,9 @@ def test_a_transaction_shows_its_postings_and_the_event_that_recorded_it(console
     expect(page.get_by_test_id("event-api-key")).to_have_text(event["metadata"]["api_key_id"])
     expect(page.get_by_test_id("event")).to_contain_text("bootstrap")  # the key's name, for an admin
     screenshot(page, "transaction")
-    # Each account links to its own page.
-    expect(rows.nth(0).get_by_role("link", name="bob:cash")).to_have_attribute("href", "/console/accounts/bob:cash")
+    # Each account opens its own page.
+    rows.nth(0).get_by_role("link", name="bob:cash").click()
+    expect(page).to_have_url(f"{console.base}/accounts/bob:cash")
 
 
 def test_a_hold_posted_in_part_shows_what_moved_and_what_was_released(console, ledger):
