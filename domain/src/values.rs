@@ -313,7 +313,34 @@ impl TryFrom<serde_json::Map<String, serde_json::Value>> for Metadata {
                 Self::MAX_ENCODED_BYTES
             )));
         }
+        if let Some(path) = map.iter().find_map(|(k, v)| negative_zero_at(k, v)) {
+            return Err(ValueError::new(format!(
+                "metadata {path} is a negative zero, which the event store cannot keep (it \
+                 would read back as 0 and the event's hash would no longer match): write 0"
+            )));
+        }
         Ok(Self(map))
+    }
+}
+
+/// Where in a metadata value a negative zero (`-0.0`, `-0`) is, as a path (`fee.parts[2]`). The hash of
+/// an event covers its metadata as written, and PostgreSQL's `jsonb` keeps numbers as `numeric`,
+/// which has no negative zero: such an event would read back as `0.0` and fail verification for
+/// good, a false alarm any client could raise. Other numbers read back as written.
+fn negative_zero_at(path: &str, value: &serde_json::Value) -> Option<String> {
+    match value {
+        serde_json::Value::Number(n) => n
+            .as_f64()
+            .filter(|f| *f == 0.0 && f.is_sign_negative())
+            .map(|_| path.to_owned()),
+        serde_json::Value::Array(items) => items
+            .iter()
+            .enumerate()
+            .find_map(|(i, v)| negative_zero_at(&format!("{path}[{i}]"), v)),
+        serde_json::Value::Object(map) => map
+            .iter()
+            .find_map(|(k, v)| negative_zero_at(&format!("{path}.{k}"), v)),
+        _ => None,
     }
 }
 
@@ -419,6 +446,26 @@ fn truncate_for_message(s: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn metadata_refuses_a_negative_zero_anywhere_and_keeps_plain_zeros() {
+        for text in [
+            r#"{"x": -0.0}"#,
+            r#"{"a": {"b": [1, -0.0]}}"#,
+            r#"{"x": -0e3}"#,
+            r#"{"x": -0}"#,
+        ] {
+            let map: serde_json::Map<String, serde_json::Value> =
+                serde_json::from_str(text).unwrap();
+            let error = Metadata::try_from(map).unwrap_err().to_string();
+            assert!(error.contains("negative zero"), "{text}: {error}");
+        }
+        for text in [r#"{"x": 0.0}"#, r#"{"x": -1.5, "y": [0, 0.0, -1e-300]}"#] {
+            let map: serde_json::Map<String, serde_json::Value> =
+                serde_json::from_str(text).unwrap();
+            assert!(Metadata::try_from(map).is_ok(), "{text}");
+        }
+    }
     use super::*;
 
     #[test]

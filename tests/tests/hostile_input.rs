@@ -946,3 +946,34 @@ async fn item_14_requests_beyond_the_in_flight_limit_are_503_with_retry_after() 
     ledger.get("/v1/assets").await.expect(200);
     ledger.finish().await;
 }
+
+#[tokio::test]
+async fn item_15_a_negative_zero_in_metadata_is_422_and_cannot_break_the_chain() {
+    // PostgreSQL's jsonb has no negative zero: an event written with `-0.0` in its metadata would
+    // read back as `0.0` and fail verification for good, a false alarm any writer could raise.
+    let (ledger, _) = market_with(|_| {}).await;
+    let transfer = |metadata: &str| {
+        serde_json::from_str::<Value>(&format!(
+            r#"{{"source":"world:bank","destination":"alice:cash","asset":"USD","amount":"1.00","metadata":{metadata}}}"#
+        ))
+        .unwrap()
+    };
+    let bodies = [
+        transfer(r#"{"x":-0.0}"#),
+        transfer(r#"{"a":{"b":[1,-0]}}"#),
+        transfer(r#"{"x":-0e7}"#),
+    ];
+    all_refused(&ledger, "/v1/transfers", &bodies, 422, "validation_error").await;
+    let accepted = ledger
+        .post(
+            "/v1/transfers",
+            "zeros",
+            &transfer(r#"{"x":0.0,"y":-1.5e-300,"z":[0,-0.5]}"#),
+        )
+        .await;
+    accepted.expect(201);
+    let report = ledger.get("/v1/audit/verify").await;
+    report.expect(200);
+    assert_eq!(report.body["intact"], true, "{}", report.text);
+    ledger.finish().await;
+}
