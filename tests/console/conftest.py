@@ -277,7 +277,15 @@ def console_on(browser):
         assert not errors, f"the browser reported errors: {errors}"
 
 
+#: Screenshots show at most this much of a page's height: enough to see a page, small enough to
+#: keep in the repository.
+SCREENSHOT_HEIGHT_MAX_PX = 1400
+
+
 def screenshot(page, name):
-    """Saves a screenshot of the whole page as NAME.png (docs/console/ with --screenshots)."""
+    """Saves a screenshot of the page's top as NAME.png (docs/console/ with --screenshots)."""
     SCREENSHOT_DIR.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(SCREENSHOT_DIR / f"{name}.png"), full_page=True)
+    width, height = page.evaluate(
+        "() => [document.documentElement.scrollWidth, document.documentElement.scrollHeight]")
+    page.screenshot(path=str(SCREENSHOT_DIR / f"{name}.png"), full_page=True,
+                    clip={"x": 0, "y": 0, "width": width, "height": min(height, SCREENSHOT_HEIGHT_MAX_PX)})

@@ -18,7 +18,6 @@ def decimal_units(text, scale):
 def test_signing_in_with_an_api_key_shows_what_its_scopes_allow(console):
     page = console.sign_in()
     expect(page.locator("#nav a")).to_have_text(["Overview", "Accounts", "Live", "Audit"])
-    screenshot(page, "overview")
     reader = console.ledger.create_key(["read"], name="reader")
     page.click("#whoami button")  # sign out
     console.sign_in(reader)
@@ -49,14 +48,16 @@ def test_the_overview_shows_the_writer_the_head_and_an_intact_chain(console, led
     expect(page.get_by_test_id("chain-status")).to_contain_text("intact")
     shown = int(page.get_by_test_id("head-position").inner_text().replace(",", ""))
     assert shown >= head
+    expect(page.get_by_test_id("events-per-second")).to_be_visible()  # two samples of /metrics
+    screenshot(page, "overview")
 
 
 def test_the_accounts_tree_rolls_up_exactly_the_sum_of_its_accounts(console, ledger):
     scales = {a["code"]: a["scale"] for a in ledger.get("/v1/assets")["items"]}
     page = console.sign_in(then="/accounts?prefix=broker")
-    screenshot(page, "accounts")
     rows = page.locator("tr[data-prefix]")
     expect(rows.first).to_be_visible()
+    screenshot(page, "accounts")
     assert rows.count() >= 3  # acme, fees, globex
     for i in range(rows.count()):
         row = rows.nth(i)
