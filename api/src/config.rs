@@ -78,6 +78,10 @@ pub struct ServeConfig {
     /// logged loudly at start.
     #[arg(long, env = "LEDGER_INSECURE_NO_AUTH")]
     pub insecure_no_auth: bool,
+    /// Accounts a roll-up at a past position (`GET /v1/balances?at_position=`) may sum: it reads
+    /// each account's history, where the present roll-up is kept up to date. More: 422.
+    #[arg(long, env = "LEDGER_ROLLUP_AT_ACCOUNTS_MAX", default_value_t = crate::state::ROLLUP_AT_ACCOUNTS_MAX_DEFAULT, value_parser = clap::value_parser!(i64).range(1..=1_000_000))]
+    pub rollup_at_accounts_max: i64,
     /// Serve the web console (`/console`) from this folder, read at each request, instead of the
     /// files built into the binary: for working on the console (`api/console`) without rebuilding.
     #[arg(long, env = "LEDGER_CONSOLE_DIR")]
@@ -152,6 +156,7 @@ impl ServeConfig {
             requests_in_flight_max: 1024,
             insecure_no_auth: false,
             console_dir: None,
+            rollup_at_accounts_max: crate::state::ROLLUP_AT_ACCOUNTS_MAX_DEFAULT,
             bootstrap_admin_key: None,
             auth_failures_max: 20,
             writer_statement_timeout_ms: 30_000,
@@ -215,6 +220,7 @@ impl ServeConfig {
             stream_stall_max: Duration::from_millis(self.stream_stall_ms),
             body_read_timeout: Duration::from_millis(self.body_read_timeout_ms),
             requests_in_flight_max: self.requests_in_flight_max as usize,
+            rollup_at_accounts_max: self.rollup_at_accounts_max,
             ..Limits::default()
         }
     }

@@ -16,6 +16,10 @@ use crate::error::ApiError;
 use crate::forward::Forwarder;
 use crate::http_metrics::HttpMetrics;
 
+/// Accounts a roll-up at a past position sums at most, unless configured otherwise: about a
+/// second of index lookups on a loaded machine.
+pub const ROLLUP_AT_ACCOUNTS_MAX_DEFAULT: i64 = 10_000;
+
 /// Limits on what one request may ask for.
 #[derive(Debug, Clone)]
 pub struct Limits {
@@ -37,6 +41,8 @@ pub struct Limits {
     pub body_read_timeout: Duration,
     /// `/v1` requests being handled at once; more are refused at once with 503 `overloaded`.
     pub requests_in_flight_max: usize,
+    /// Accounts a roll-up at a past position may sum (it reads each one's history); more: 422.
+    pub rollup_at_accounts_max: i64,
 }
 
 impl Default for Limits {
@@ -53,6 +59,7 @@ impl Default for Limits {
             stream_clients_max: 256,
             body_read_timeout: Duration::from_secs(30),
             requests_in_flight_max: 1024,
+            rollup_at_accounts_max: ROLLUP_AT_ACCOUNTS_MAX_DEFAULT,
         }
     }
 }

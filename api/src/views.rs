@@ -113,13 +113,17 @@ pub struct RollupBalanceView {
     /// The posted balances, summed.
     #[schema(example = "1500.00")]
     pub posted: String,
+    /// Absent from a roll-up at a past position, which sums posted balances only.
+    #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(example = "30.00")]
-    pub pending_debits: String,
+    pub pending_debits: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(example = "0.00")]
-    pub pending_credits: String,
+    pub pending_credits: Option<String>,
     /// `posted` less `pending_debits`.
+    #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(example = "1470.00")]
-    pub available: String,
+    pub available: Option<String>,
 }
 
 /// The next code segments under a prefix, each with its roll-up.

@@ -151,6 +151,16 @@ pub struct Rollup {
     pub balances: Vec<RollupBalance>,
 }
 
+/// A roll-up at a past position, or why it was not summed.
+#[derive(Debug, Clone)]
+pub enum PastRollup {
+    /// Posted figures only: `pending_debits` and `pending_credits` are not kept per position.
+    Summed(Rollup),
+    TooManyAccounts {
+        accounts_max: i64,
+    },
+}
+
 #[derive(Debug, Clone)]
 pub struct RollupBalance {
     pub asset: String,
@@ -295,6 +305,90 @@ impl ReadStore {
             balances: Vec::new(),
         });
         Ok(AtPosition { value, position })
+    }
+
+    /// The roll-up of `prefix` as it stood right after `position`: the posted balance of each
+    /// account opened by then, from its last posting at or before it, summed per asset (pending
+    /// figures are not kept per position, as for one account's balances at a position). The
+    /// present roll-up is kept up to date; a past one reads every account's history, so it is
+    /// refused, as `TooManyAccounts`, when more than `accounts_max` accounts are under `prefix`.
+    pub async fn rollup_at(
+        &self,
+        prefix: &str,
+        asset: Option<&str>,
+        position: i64,
+        accounts_max: i64,
+    ) -> Result<AtPosition<PastRollup>> {
+        let (mut tx, head) = self.snapshot_of(HISTORY).await?;
+        // Codes under `p` are `p` itself and `p:…`, all within [`p`, `p;`) (`;` follows `:` in
+        // bytes): one range of the code index, whose few other codes (`p-x`, `p0`) the second
+        // condition drops. Two texts, not one with `$1 = ''`, so that the plan is that range.
+        let under = if prefix.is_empty() {
+            "a.position <= $2 AND $1 = ''"
+        } else {
+            "a.position <= $2 AND a.code >= $1 AND a.code < $1 || ';'
+             AND (a.code = $1 OR left(a.code, length($1) + 1) = $1 || ':')"
+        };
+        let accounts: i64 = sqlx::query_scalar(&format!(
+            "SELECT count(*) FROM (SELECT 1 FROM accounts a WHERE {under} LIMIT $3) l"
+        ))
+        .bind(prefix)
+        .bind(position)
+        .bind(accounts_max + 1)
+        .fetch_one(&mut *tx)
+        .await?;
+        if accounts > accounts_max {
+            tx.commit().await?;
+            return Ok(AtPosition {
+                value: PastRollup::TooManyAccounts { accounts_max },
+                position: head,
+            });
+        }
+        let sums: Vec<(String, i16, Decimal)> = sqlx::query_as(&format!(
+            "SELECT b.asset, s.scale, sum(p.balance_after)
+             FROM accounts a
+             JOIN balances b ON b.account_id = a.id AND ($3::text IS NULL OR b.asset = $3)
+             JOIN assets s ON s.code = b.asset
+             CROSS JOIN LATERAL (
+                 SELECT balance_after FROM postings
+                 WHERE account_id = a.id AND asset = b.asset AND position <= $2
+                 ORDER BY position DESC, leg DESC LIMIT 1
+             ) p
+             WHERE {under}
+             GROUP BY b.asset, s.scale ORDER BY b.asset"
+        ))
+        .bind(prefix)
+        .bind(position)
+        .bind(asset)
+        .fetch_all(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        let balances = sums
+            .into_iter()
+            .map(|(asset, scale, posted)| {
+                // Balances at the asset's scale sum to no more digits than it: anything else is
+                // a damaged projection, never rounded away.
+                if i64::from(posted.scale()) > i64::from(scale) {
+                    return Err(Error::Corrupt(format!(
+                        "the sum of {asset} balances under {prefix:?} has more digits than scale {scale}"
+                    )));
+                }
+                Ok(RollupBalance {
+                    asset,
+                    posted: at_scale(posted, scale),
+                    pending_debits: Decimal::ZERO,
+                    pending_credits: Decimal::ZERO,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(AtPosition {
+            value: PastRollup::Summed(Rollup {
+                prefix: prefix.to_owned(),
+                accounts,
+                balances,
+            }),
+            position: head,
+        })
     }
 
     /// The next segments under `prefix` in code order, after the child prefix `after`, at most

@@ -5,7 +5,7 @@
 use axum::extract::State;
 use axum::response::Response;
 use domain::{AccountCode, AssetCode};
-use infrastructure::reads::Rollup;
+use infrastructure::reads::{PastRollup, Rollup};
 use serde::Deserialize;
 use utoipa::IntoParams;
 use utoipa_axum::{router::OpenApiRouter, routes};
@@ -29,6 +29,10 @@ pub struct BalancesParams {
     pub prefix: Option<String>,
     /// Only this asset.
     pub asset: Option<String>,
+    /// The sums as they stood right after this position: posted balances only (pending figures
+    /// are not kept per position), from each account's history, for at most
+    /// `--rollup-at-accounts-max` accounts under the prefix (more: 422).
+    pub at_position: Option<i64>,
     pub min_position: Option<i64>,
 }
 
@@ -51,12 +55,40 @@ async fn balances(
                 .map_err(|e| ApiError::InvalidRequest(e.to_string()))
         })
         .transpose()?;
+    let asset = asset.as_ref().map(AssetCode::as_str);
+    let Some(past) = params.at_position else {
+        let rollup = state
+            .reads_at(params.min_position)
+            .rollup(&prefix, asset)
+            .await?;
+        let position = rollup.position;
+        return Ok(at_position(position, rollup_view(rollup.value, position)));
+    };
+    if past < 0 {
+        return Err(ApiError::InvalidRequest("at_position is negative".into()));
+    }
+    // A position still to come is waited for like min_position; never answered from the past.
     let rollup = state
-        .reads_at(params.min_position)
-        .rollup(&prefix, asset.as_ref().map(AssetCode::as_str))
+        .reads_at(params.min_position.max(Some(past)))
+        .rollup_at(&prefix, asset, past, state.limits().rollup_at_accounts_max)
         .await?;
-    let position = rollup.position;
-    Ok(at_position(position, rollup_view(rollup.value, position)))
+    match rollup.value {
+        PastRollup::Summed(sums) => {
+            let mut view = rollup_view(sums, past);
+            for balance in &mut view.balances {
+                balance.pending_debits = None;
+                balance.pending_credits = None;
+                balance.available = None;
+            }
+            Ok(at_position(rollup.position, view))
+        }
+        PastRollup::TooManyAccounts { accounts_max } => Err(ApiError::Validation(format!(
+            "more than {accounts_max} accounts are under {prefix:?}: a roll-up at a past position \
+             sums each one's history, so it is served for at most that many \
+             (--rollup-at-accounts-max); ask for a longer prefix, or omit at_position for the \
+             present roll-up"
+        ))),
+    }
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -153,11 +185,11 @@ fn rollup_view(rollup: Rollup, position: i64) -> RollupView {
             .balances
             .into_iter()
             .map(|b| RollupBalanceView {
-                available: (b.posted - b.pending_debits).to_string(),
+                available: Some((b.posted - b.pending_debits).to_string()),
                 asset: b.asset,
                 posted: b.posted.to_string(),
-                pending_debits: b.pending_debits.to_string(),
-                pending_credits: b.pending_credits.to_string(),
+                pending_debits: Some(b.pending_debits.to_string()),
+                pending_credits: Some(b.pending_credits.to_string()),
             })
             .collect(),
         position,
