@@ -765,12 +765,19 @@ async fn rollups_of(
     .bind(prefixes)
     .fetch_all(&mut *conn)
     .await?;
-    // Stored in smallest units; shown at the asset's scale.
+    // Stored in smallest units; shown at the asset's scale. One index lookup per prefix, whatever
+    // the statistics say: `prefix = ANY($1)` with a page of prefixes was planned as a scan of the
+    // whole table while `rollups` had no statistics yet (a new or rebuilt table, before
+    // autovacuum analyzes it), 15 ms at 20,000 accounts. `OFFSET 0` keeps the lateral subquery
+    // from being flattened into a join that could be planned the same way.
     let sums: Vec<(String, String, i16, Decimal, Decimal, Decimal)> = sqlx::query_as(
         "SELECT r.prefix, r.asset, s.scale, r.posted_units, r.pending_debits_units,
                 r.pending_credits_units
-         FROM rollups r JOIN assets s ON s.code = r.asset
-         WHERE r.prefix = ANY($1) AND ($2::text IS NULL OR r.asset = $2) ORDER BY r.prefix, r.asset",
+         FROM UNNEST($1::text[]) AS n(prefix)
+         CROSS JOIN LATERAL (SELECT * FROM rollups r WHERE r.prefix = n.prefix
+                             AND ($2::text IS NULL OR r.asset = $2) OFFSET 0) r
+         JOIN assets s ON s.code = r.asset
+         ORDER BY r.prefix, r.asset",
     )
     .bind(prefixes)
     .bind(asset)
