@@ -287,7 +287,14 @@ impl ReadStore {
     /// `asset`: one row per asset, however many accounts are under it.
     pub async fn rollup(&self, prefix: &str, asset: Option<&str>) -> Result<AtPosition<Rollup>> {
         let (mut tx, position) = self.snapshot_of(ROLLUPS).await?;
-        let mut found = rollups_of(&mut tx, &[prefix.to_owned()], asset).await?;
+        let counted: Vec<(String, i64)> = sqlx::query_as(
+            "SELECT prefix, accounts FROM rollup_accounts WHERE parent = $1 AND prefix = $2",
+        )
+        .bind(rollups::parent(prefix))
+        .bind(prefix)
+        .fetch_all(&mut *tx)
+        .await?;
+        let mut found = rollups_of(&mut tx, counted, asset).await?;
         tx.commit().await?;
         let value = found.pop().unwrap_or_else(|| Rollup {
             prefix: prefix.to_owned(),
@@ -306,8 +313,8 @@ impl ReadStore {
         limit: i64,
     ) -> Result<AtPosition<Vec<Rollup>>> {
         let (mut tx, position) = self.snapshot_of(ROLLUPS).await?;
-        let children: Vec<String> = sqlx::query_scalar(
-            "SELECT prefix FROM rollup_accounts
+        let children: Vec<(String, i64)> = sqlx::query_as(
+            "SELECT prefix, accounts FROM rollup_accounts
              WHERE parent = $1 AND prefix <> '' AND prefix > $2 ORDER BY prefix LIMIT $3",
         )
         .bind(prefix)
@@ -315,7 +322,7 @@ impl ReadStore {
         .bind(limit)
         .fetch_all(&mut *tx)
         .await?;
-        let value = rollups_of(&mut tx, &children, None).await?;
+        let value = rollups_of(&mut tx, children, None).await?;
         tx.commit().await?;
         Ok(AtPosition { value, position })
     }
@@ -749,22 +756,14 @@ impl ReadStore {
     }
 }
 
-/// The roll-ups of `prefixes` that have accounts, in their order, in every asset or in `asset`.
+/// The roll-ups of the prefixes `counted` (each with its number of accounts, as read from
+/// `rollup_accounts` in the same snapshot), in their order, in every asset or in `asset`.
 async fn rollups_of(
     conn: &mut PgConnection,
-    prefixes: &[String],
+    counted: Vec<(String, i64)>,
     asset: Option<&str>,
 ) -> Result<Vec<Rollup>> {
-    let parents: Vec<&str> = prefixes.iter().map(|p| rollups::parent(p)).collect();
-    let counted: Vec<(String, i64)> = sqlx::query_as(
-        "SELECT c.prefix, c.accounts FROM UNNEST($1::text[], $2::text[]) WITH ORDINALITY
-             AS n(parent, prefix, i)
-         JOIN rollup_accounts c ON c.parent = n.parent AND c.prefix = n.prefix ORDER BY n.i",
-    )
-    .bind(&parents)
-    .bind(prefixes)
-    .fetch_all(&mut *conn)
-    .await?;
+    let prefixes: Vec<&str> = counted.iter().map(|(prefix, _)| prefix.as_str()).collect();
     // Stored in smallest units; shown at the asset's scale. One index lookup per prefix, whatever
     // the statistics say: `prefix = ANY($1)` with a page of prefixes was planned as a scan of the
     // whole table while `rollups` had no statistics yet (a new or rebuilt table, before
@@ -779,7 +778,7 @@ async fn rollups_of(
          JOIN assets s ON s.code = r.asset
          ORDER BY r.prefix, r.asset",
     )
-    .bind(prefixes)
+    .bind(&prefixes)
     .bind(asset)
     .fetch_all(&mut *conn)
     .await?;
