@@ -6,6 +6,7 @@ use std::sync::Mutex;
 use std::time::Instant;
 
 use axum::extract::{MatchedPath, Request, State};
+use axum::http::header::{HeaderName, HeaderValue};
 use axum::http::Method;
 use axum::middleware::Next;
 use axum::response::Response;
@@ -62,7 +63,9 @@ impl HttpMetrics {
     }
 }
 
-/// Middleware: times each request and counts it under its route template.
+/// Middleware: times each request, counts it under its route template, and tells the client how
+/// long the server took in a `Server-Timing` header (`app;dur=` milliseconds, W3C Server Timing),
+/// so that a client can tell the server's time from the network's (bench/rollups.sh reads it).
 pub async fn track(State(state): State<AppState>, request: Request, next: Next) -> Response {
     let started = Instant::now();
     // Only standard methods become labels, so a client cannot grow the series without bound.
@@ -81,12 +84,17 @@ pub async fn track(State(state): State<AppState>, request: Request, next: Next) 
         .get::<MatchedPath>()
         .map_or("unmatched", |p| p.as_str())
         .to_owned();
-    let response = next.run(request).await;
-    state.http_metrics().record(
-        method,
-        &route,
-        response.status().as_u16(),
-        started.elapsed().as_micros() as u64,
-    );
+    let mut response = next.run(request).await;
+    let elapsed_us = started.elapsed().as_micros() as u64;
+    state
+        .http_metrics()
+        .record(method, &route, response.status().as_u16(), elapsed_us);
+    let timing = format!("app;dur={}.{:03}", elapsed_us / 1000, elapsed_us % 1000);
+    if let Ok(value) = HeaderValue::from_str(&timing) {
+        response.headers_mut().insert(SERVER_TIMING, value);
+    }
     response
 }
+
+/// `Server-Timing` (https://www.w3.org/TR/server-timing/), which `http` does not name.
+const SERVER_TIMING: HeaderName = HeaderName::from_static("server-timing");

@@ -51,6 +51,9 @@ pub struct Args {
     /// Accounts the transfers spread over.
     #[arg(long, default_value_t = 10_000)]
     pub accounts: u64,
+    /// How the accounts' codes are shaped (`tree`: spread over a tree of segments, for roll-ups).
+    #[arg(long, value_enum, default_value = "flat")]
+    pub codes: workload::Codes,
     /// Transfers per request for the batch workload.
     #[arg(long, default_value_t = 1_000)]
     pub batch_size: usize,
@@ -240,7 +243,7 @@ async fn drive(
         Workload::Batch => args.batch_size * 4,
         _ => 4096,
     };
-    let bodies = workload::bodies(args.workload, &mut rng, args.accounts, prebuilt);
+    let bodies = workload::bodies(args.workload, &mut rng, args.codes, args.accounts, prebuilt);
     let mut tally = ClientTally::default();
     let mut last_position = 0i64;
     let mut n: u64 = 0;
@@ -253,7 +256,7 @@ async fn drive(
         let (target, body) = if args.workload == Workload::Reads {
             (workload::slow_read_path(), Bytes::new())
         } else if read {
-            let account = workload::account(rng.below(args.accounts));
+            let account = args.codes.account(rng.below(args.accounts));
             let target = format!("/v1/accounts/{account}?min_position={last_position}");
             (target, Bytes::new())
         } else if args.workload == Workload::Batch {

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 
 use crate::client::{ClientResult, Connection};
-use crate::workload::{self, HOUSE, WORLD};
+use crate::workload::{HOUSE, WORLD};
 use crate::Args;
 
 /// Connections used to open accounts in parallel.
@@ -81,7 +81,7 @@ pub async fn prepare(args: &Args, run_id: u128) -> ClientResult<()> {
     let next = Arc::new(AtomicU64::new(0));
     let mut tasks = Vec::new();
     for _ in 0..SETUP_CONNECTIONS {
-        let (next, accounts, addr) = (next.clone(), args.accounts, args.addr);
+        let (next, accounts, addr, codes) = (next.clone(), args.accounts, args.addr, args.codes);
         tasks.push(tokio::spawn(async move {
             let mut connection = Connection::open(addr).await?;
             loop {
@@ -89,7 +89,7 @@ pub async fn prepare(args: &Args, run_id: u128) -> ClientResult<()> {
                 if i >= accounts {
                     return ClientResult::Ok(());
                 }
-                let code = workload::account(i);
+                let code = codes.account(i);
                 let body = format!(r#"{{"code":"{code}"}}"#);
                 let answer = connection
                     .post(
@@ -116,7 +116,7 @@ pub async fn prepare(args: &Args, run_id: u128) -> ClientResult<()> {
             for (asset, amount) in [("USD", "1000000.00"), ("AAPL", "1000000")] {
                 commands.push(format!(
                     r#"{{"idempotency_key":"bench-fund-{run_id}-{i}-{asset}","transfer":{{"source":"{WORLD}","destination":"{}","asset":"{asset}","amount":"{amount}"}}}}"#,
-                    workload::account(i)
+                    args.codes.account(i)
                 ));
             }
         }

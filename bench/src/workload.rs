@@ -28,8 +28,34 @@ pub const HOUSE: &str = "bench:house";
 /// Where the money comes from.
 pub const WORLD: &str = "bench:world";
 
-pub fn account(i: u64) -> String {
-    format!("bench:a{i}")
+/// How the accounts' codes are shaped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Codes {
+    /// `bench:a<i>`: every account directly under one root.
+    Flat,
+    /// A tree, as a broker's might be: `broker:f<firm>:client:c<i>:cash` over 100 firms (so
+    /// `broker` has 100 children and each firm's `client` about 1 % of the accounts), and every
+    /// hundredth account a bank account directly under a root of its own, `bank:b<i>`.
+    Tree,
+}
+
+/// Firms in the `tree` shape.
+const TREE_FIRMS: u64 = 100;
+/// One account in this many is a bank account in the `tree` shape.
+const TREE_BANK_EVERY: u64 = 100;
+
+impl Codes {
+    /// The code of the `i`th account.
+    pub fn account(self, i: u64) -> String {
+        match self {
+            Self::Flat => format!("bench:a{i}"),
+            Self::Tree if i % TREE_BANK_EVERY == TREE_BANK_EVERY - 1 => format!("bank:b{i}"),
+            Self::Tree => {
+                let firm = (i / TREE_BANK_EVERY) % TREE_FIRMS;
+                format!("broker:f{firm}:client:c{i}:cash")
+            }
+        }
+    }
 }
 
 /// What the `reads` workload asks for.
@@ -69,8 +95,9 @@ fn cents(rng: &mut Rng) -> String {
     format!("{}.{:02}", c / 100, c % 100)
 }
 
-fn transfer_json(rng: &mut Rng, accounts: u64) -> String {
+fn transfer_json(rng: &mut Rng, codes: Codes, accounts: u64) -> String {
     let (from, to) = rng.pair(accounts);
+    let account = |i| codes.account(i);
     format!(
         r#"{{"source":"{}","destination":"{}","asset":"USD","amount":"{}"}}"#,
         account(from),
@@ -91,12 +118,19 @@ pub fn write_path(workload: Workload, batch_size: usize) -> (&'static str, u64) 
 
 /// Pre-built bodies for one client. A batch body embeds idempotency keys, so its keys carry a
 /// `{}` placeholder-free prefix that the client completes: see `batch_body`.
-pub fn bodies(workload: Workload, rng: &mut Rng, accounts: u64, count: usize) -> Vec<Bytes> {
+pub fn bodies(
+    workload: Workload,
+    rng: &mut Rng,
+    codes: Codes,
+    accounts: u64,
+    count: usize,
+) -> Vec<Bytes> {
+    let account = |i| codes.account(i);
     (0..count)
         .map(|_| {
             let body = match workload {
                 Workload::Transfers | Workload::Mixed | Workload::Batch | Workload::Reads => {
-                    transfer_json(rng, accounts)
+                    transfer_json(rng, codes, accounts)
                 }
                 Workload::Hot | Workload::Spread => {
                     let (from, to) = rng.pair(accounts);

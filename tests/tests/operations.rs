@@ -118,10 +118,16 @@ async fn health_readiness_and_metrics() {
     assert_eq!(ready.body["database"], true);
     assert_eq!(ready.body["position"], 6);
 
-    ledger
+    let transfer = ledger
         .transfer("t", "world:bank", "alice:cash", "USD", "1")
-        .await
-        .expect(201);
+        .await;
+    transfer.expect(201);
+    // Each answer says how long the server took, so that a client can tell it from the network.
+    let timing = transfer.header("server-timing").unwrap_or_default();
+    assert!(
+        timing.starts_with("app;dur=") && timing["app;dur=".len()..].parse::<f64>().is_ok(),
+        "Server-Timing: {timing:?}"
+    );
     let metrics = ledger.get("/metrics").await;
     metrics.expect(200);
     for series in [
