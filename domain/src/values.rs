@@ -101,6 +101,16 @@ pub struct AccountCode(String);
 impl AccountCode {
     pub const MAX_LEN: usize = 128;
 
+    /// Codes that name routes of their own under `/v1/accounts/` (`GET /v1/accounts/tree`), so an
+    /// account with one could never be read by code. Opening one is refused; the type still
+    /// accepts them, because a log written before a route was added may hold one, and restoring
+    /// that log must not fail (such an account stays reachable by its id).
+    pub const RESERVED: &'static [&'static str] = &["tree"];
+
+    pub fn is_reserved(&self) -> bool {
+        Self::RESERVED.contains(&self.0.as_str())
+    }
+
     pub fn as_str(&self) -> &str {
         &self.0
     }

@@ -162,6 +162,28 @@ fn an_account_code_and_id_are_unique() {
 }
 
 #[test]
+fn a_reserved_code_cannot_be_opened_but_an_old_log_holding_one_still_restores() {
+    let mut state = market();
+    let tree: AccountCode = "tree".parse().unwrap();
+    let refused = state.decide(&Command::OpenAccount(OpenAccount {
+        id: AccountId(Uuid::new_v4()),
+        code: tree.clone(),
+        allow_negative: false,
+        metadata: Metadata::default(),
+    }));
+    assert_eq!(refused.unwrap_err().code(), "validation_error");
+    open(&mut state, "tree:oak", false);
+    let written_before_the_route = Event::AccountOpened(domain::event::AccountOpened {
+        account_id: AccountId(Uuid::new_v4()),
+        code: tree.clone(),
+        allow_negative: false,
+        metadata: Metadata::default(),
+    });
+    state.apply(&written_before_the_route).unwrap();
+    assert!(state.account_by_code(&tree).is_some());
+}
+
+#[test]
 fn funding_from_an_account_that_may_go_negative() {
     let mut state = market();
     run(

@@ -256,6 +256,26 @@ async fn the_tree_lists_the_next_segments_with_their_rollups_page_by_page() {
     ledger.finish().await;
 }
 
+#[tokio::test]
+async fn an_account_cannot_take_the_code_of_the_tree_route_but_may_live_under_it() {
+    // `GET /v1/accounts/tree` is a route of its own, so an account coded `tree` could never be
+    // read by code: opening one is refused, and `tree:…` codes, which no route shadows, are fine.
+    let ledger = TestLedger::start().await;
+    let n = ledger.event_count().await;
+    let refused = ledger.open_account("tree", false).await;
+    ledger
+        .assert_refused(&refused, 422, "validation_error", n)
+        .await;
+    ledger.open_account("tree:oak", false).await.expect(201);
+    let oak = ledger.get("/v1/accounts/tree:oak").await;
+    oak.expect(200);
+    assert_eq!(oak.body["code"], "tree:oak");
+    let tree = ledger.get("/v1/accounts/tree").await;
+    tree.expect(200);
+    assert_eq!(tree.body["items"][0]["prefix"], "tree", "{}", tree.text);
+    ledger.finish().await;
+}
+
 /// The posted balances at `position` of the accounts under `prefix`, read one by one.
 async fn posted_at(ledger: &TestLedger, prefix: &str, position: i64) -> BTreeMap<String, Decimal> {
     let under =

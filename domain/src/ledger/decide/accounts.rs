@@ -12,6 +12,15 @@ use crate::values::AccountStatus;
 
 impl LedgerState {
     pub(super) fn decide_open_account(&self, c: &OpenAccount) -> Result<Event, Rejection> {
+        if c.code.is_reserved() {
+            return Err(Rejection::ValidationError {
+                message: format!(
+                    "account code {:?} is reserved: /v1/accounts/{} is a route of its own",
+                    c.code.as_str(),
+                    c.code.as_str()
+                ),
+            });
+        }
         if self.account_by_code(&c.code).is_some() || self.account(c.id).is_some() {
             return Err(Rejection::DuplicateAccount {
                 account: c.code.to_string(),
