@@ -287,58 +287,103 @@ fn sink_of(to: &str) -> String {
     format!("{scheme}://{rest}")
 }
 
+/// How long the test's consumer waits for any one answer from RabbitMQ (connect, open a channel,
+/// start consuming, a liveness check) before it drops the connection and connects again.
+const CONSUMER_STEP_BOUND: Duration = Duration::from_secs(5);
+/// How long the consumer's stream may stay quiet before the consumer checks that its connection
+/// still answers.
+const CONSUMER_QUIET_BOUND: Duration = Duration::from_secs(1);
+
 /// Consumes the durable queue `verify`, bound to every event, acknowledging each message after
-/// recording it; reconnects while the broker is away.
+/// recording it; reconnects while the broker is away. Every wait on the broker is bounded: a
+/// connection to a broker that was restarted can go quiet instead of failing (the stream neither
+/// yields nor ends, the status still says connected), and a consumer stuck on one would never see
+/// the rest of the log.
 async fn consume_rabbitmq(url: String, received: Received) {
-    use lapin::options::{BasicAckOptions, BasicConsumeOptions, BasicQosOptions};
+    loop {
+        match tokio::time::timeout(CONSUMER_STEP_BOUND, rabbitmq_session(&url)).await {
+            Ok(Ok((connection, channel, consumer))) => {
+                let ended = consume_until_stuck(&channel, consumer, &received).await;
+                eprintln!("test consumer: reconnecting ({ended})");
+                let _ = tokio::time::timeout(
+                    CONSUMER_STEP_BOUND,
+                    connection.close(200, "reconnecting".into()),
+                )
+                .await;
+            }
+            Ok(Err(e)) => eprintln!("test consumer: cannot consume yet: {e}"),
+            Err(_) => eprintln!("test consumer: no answer within {CONSUMER_STEP_BOUND:?}"),
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Connects and starts consuming `verify`, up to 1,000 messages unacknowledged.
+async fn rabbitmq_session(
+    url: &str,
+) -> lapin::Result<(lapin::Connection, lapin::Channel, lapin::Consumer)> {
+    use lapin::options::{BasicConsumeOptions, BasicQosOptions};
+    use lapin::types::FieldTable;
+    let connection =
+        lapin::Connection::connect(url, lapin::ConnectionProperties::default()).await?;
+    let channel = connection.create_channel().await?;
+    channel.basic_qos(1_000, BasicQosOptions::default()).await?;
+    let consumer = channel
+        .basic_consume(
+            "verify".into(),
+            "".into(),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
+        .await?;
+    Ok((connection, channel, consumer))
+}
+
+/// Records and acknowledges deliveries until the stream ends or fails, or goes quiet on a channel
+/// that no longer answers a passive declare of its queue within the bound. Why it stopped.
+async fn consume_until_stuck(
+    channel: &lapin::Channel,
+    mut consumer: lapin::Consumer,
+    received: &Received,
+) -> String {
+    use lapin::options::{BasicAckOptions, QueueDeclareOptions};
     use lapin::types::FieldTable;
     loop {
-        let Ok(connection) =
-            lapin::Connection::connect(&url, lapin::ConnectionProperties::default()).await
-        else {
-            tokio::time::sleep(Duration::from_millis(100)).await;
-            continue;
-        };
-        let Ok(channel) = connection.create_channel().await else {
-            continue;
-        };
-        let _ = channel.basic_qos(1_000, BasicQosOptions::default()).await;
-        let Ok(mut consumer) = channel
-            .basic_consume(
-                "verify".into(),
-                "".into(),
-                BasicConsumeOptions::default(),
-                FieldTable::default(),
-            )
-            .await
-        else {
-            continue;
-        };
-        loop {
-            // A consumer's stream may go quiet rather than end when the broker goes away: look
-            // at the connection whenever nothing came for a while.
-            let delivery = match tokio::time::timeout(Duration::from_secs(1), consumer.next()).await
-            {
-                Ok(Some(Ok(delivery))) => delivery,
-                Ok(_) => break,
-                Err(_) if connection.status().connected() && channel.status().connected() => {
-                    continue
+        let delivery = match tokio::time::timeout(CONSUMER_QUIET_BOUND, consumer.next()).await {
+            Ok(Some(Ok(delivery))) => delivery,
+            Ok(Some(Err(e))) => return format!("the stream failed: {e}"),
+            Ok(None) => return "the stream ended".into(),
+            Err(_) => {
+                let passive = QueueDeclareOptions {
+                    passive: true,
+                    ..QueueDeclareOptions::default()
+                };
+                let check = channel.queue_declare("verify".into(), passive, FieldTable::default());
+                match tokio::time::timeout(CONSUMER_STEP_BOUND, check).await {
+                    Ok(Ok(_)) => continue,
+                    Ok(Err(e)) => return format!("quiet, and the channel fails: {e}"),
+                    Err(_) => return "quiet, and the channel does not answer".into(),
                 }
-                Err(_) => break,
-            };
-            let id = delivery
-                .properties
-                .message_id()
-                .as_ref()
-                .and_then(|id| id.as_str().parse::<i64>().ok())
-                .expect("message_id is a position");
-            let body: Value = serde_json::from_slice(&delivery.data).expect("JSON body");
-            received.lock().expect("lock").push((id, body));
-            if delivery.ack(BasicAckOptions::default()).await.is_err() {
-                break;
             }
+        };
+        let id = delivery
+            .properties
+            .message_id()
+            .as_ref()
+            .and_then(|id| id.as_str().parse::<i64>().ok())
+            .expect("message_id is a position");
+        let body: Value = serde_json::from_slice(&delivery.data).expect("JSON body");
+        received.lock().expect("lock").push((id, body));
+        match tokio::time::timeout(
+            CONSUMER_STEP_BOUND,
+            delivery.ack(BasicAckOptions::default()),
+        )
+        .await
+        {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => return format!("an ack failed: {e}"),
+            Err(_) => return "an ack was not sent".into(),
         }
-        let _ = connection.close(200, "reconnecting".into()).await;
     }
 }
 
