@@ -1,6 +1,6 @@
 # Sourced (after setting `root`, the checkout) by the scripts that drive a `ledger serve` of their
 # own with a Python tool from PyPI
-# (scripts/schemathesis.sh, scripts/beancount_check.sh).
+# (scripts/schemathesis.sh, scripts/beancount_check.sh, scripts/console_check.sh).
 
 # pinned_venv VENV NAME VERSION: a virtual environment at VENV with NAME==VERSION installed from
 # PyPI (python3-venv through apt-get when missing); one that already has that version is kept.
@@ -8,10 +8,7 @@ pinned_venv() {
     local venv=$1 name=$2 version=$3 installed
     installed=$("$venv/bin/pip" show "$name" 2>/dev/null | sed -n 's/^Version: //p' || true)
     [ "$installed" = "$version" ] && return 0
-    ensure_venv_module
-    rm -rf "$venv"
-    python3 -m venv "$venv"
-    "$venv/bin/pip" install -q "$name==$version"
+    fresh_venv "$venv" "$name==$version"
 }
 
 # requirements_venv VENV FILE: a virtual environment at VENV with FILE's pinned requirements
@@ -19,20 +16,23 @@ pinned_venv() {
 requirements_venv() {
     local venv=$1 file=$2
     [ -f "$venv/requirements.txt" ] && cmp -s "$venv/requirements.txt" "$file" && return 0
-    ensure_venv_module
-    rm -rf "$venv"
-    python3 -m venv "$venv"
-    "$venv/bin/pip" install -q -r "$file"
+    fresh_venv "$venv" -r "$file"
     cp "$file" "$venv/requirements.txt"
 }
 
-# ensure_venv_module: python3-venv through apt-get when missing.
-ensure_venv_module() {
+# fresh_venv VENV PIP_ARGS…: a new virtual environment at VENV (python3-venv through apt-get when
+# missing) with `pip install PIP_ARGS…` done in it.
+fresh_venv() {
+    local venv=$1
+    shift
     if ! python3 -c 'import ensurepip, venv' >/dev/null 2>&1; then
-        echo "python3-venv missing: installing"
+        echo "python3-venv missing: installing" >&2
         apt-get update -q
         DEBIAN_FRONTEND=noninteractive apt-get install -y -q python3-venv
     fi
+    rm -rf "$venv"
+    python3 -m venv "$venv"
+    "$venv/bin/pip" install -q "$@"
 }
 
 # free_port: a TCP port free on loopback now.

@@ -150,6 +150,14 @@ export function download(filename, text, type = "text/plain") {
   setTimeout(() => URL.revokeObjectURL(url), 0);
 }
 
+/** How each status of an account (open, frozen, closed) or a transaction (posted, pending) reads at a glance. */
+const STATUS_TONE = { open: "good", posted: "good", frozen: "warn", pending: "warn", closed: "bad" };
+
+/** A status as a badge, in its tone. */
+export function statusBadge(status, testid) {
+  return h("span", { class: `badge ${STATUS_TONE[status] ?? ""}`, "data-testid": testid }, status);
+}
+
 /** A section with a heading. */
 export function section(title, ...children) {
   return h("section", { class: "panel" }, h("h2", {}, title), ...children);

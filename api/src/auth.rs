@@ -260,19 +260,21 @@ pub const WHOAMI_PATH: &str = "/v1/me";
 
 /// The scope a route needs; `None`: any authenticated caller.
 fn required_scope(method: &Method, path: &str) -> Option<Scope> {
-    Some(if path == WHOAMI_PATH {
+    if path == WHOAMI_PATH {
         return None;
-    } else if path.starts_with("/v1/admin/")
-        || (method == Method::PATCH && path.ends_with("/limits"))
-    {
-        Scope::Admin
-    } else if path.starts_with("/v1/audit/") {
-        Scope::Audit
-    } else if method == Method::GET || method == Method::HEAD {
-        Scope::Read
-    } else {
-        Scope::Write
-    })
+    }
+    Some(
+        if path.starts_with("/v1/admin/") || (method == Method::PATCH && path.ends_with("/limits"))
+        {
+            Scope::Admin
+        } else if path.starts_with("/v1/audit/") {
+            Scope::Audit
+        } else if method == Method::GET || method == Method::HEAD {
+            Scope::Read
+        } else {
+            Scope::Write
+        },
+    )
 }
 
 /// The middleware: authenticates every `/v1` request and checks its scope. Operations routes

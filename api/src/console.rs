@@ -4,9 +4,11 @@
 //! can be bookmarked and shared. The console is static: it holds no secret and reads the ledger
 //! through the same `/v1` API, with the user's key, as any other client.
 
+use std::borrow::Cow;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -35,7 +37,7 @@ enum Files {
 }
 
 impl Files {
-    async fn get(&self, path: &str) -> Option<Vec<u8>> {
+    async fn get(&self, path: &str) -> Option<Cow<'static, [u8]>> {
         // Only plain names below the root: no `..`, no absolute paths, no empty segments.
         if path
             .split('/')
@@ -47,8 +49,8 @@ impl Files {
             Self::Embedded => embedded::FILES
                 .iter()
                 .find(|(name, _)| *name == path)
-                .map(|(_, bytes)| bytes.to_vec()),
-            Self::Dir(root) => tokio::fs::read(root.join(path)).await.ok(),
+                .map(|(_, bytes)| Cow::Borrowed(*bytes)),
+            Self::Dir(root) => tokio::fs::read(root.join(path)).await.ok().map(Cow::Owned),
         }
     }
 }
@@ -79,7 +81,7 @@ async fn serve(files: &Files, path: &str) -> Response {
     let Some(bytes) = files.get(path).await else {
         return crate::error::ApiError::RouteNotFound.into_response();
     };
-    let mut response = (StatusCode::OK, bytes).into_response();
+    let mut response = (StatusCode::OK, Body::from(bytes)).into_response();
     let headers = response.headers_mut();
     headers.insert(
         header::CONTENT_TYPE,

@@ -213,4 +213,17 @@ impl AppState {
             .reads
             .at_least(min_position, self.0.limits.min_position_wait)
     }
+
+    /// The read models for a read as of `at_position`: a position still to come is waited for
+    /// like `min_position`, never answered from the past.
+    pub fn reads_as_of(
+        &self,
+        min_position: Option<i64>,
+        at_position: Option<i64>,
+    ) -> Result<ReadStore, ApiError> {
+        if at_position.is_some_and(|p| p < 0) {
+            return Err(ApiError::InvalidRequest("at_position is negative".into()));
+        }
+        Ok(self.reads_at(min_position.max(at_position)))
+    }
 }

@@ -456,6 +456,7 @@ fn truncate_for_message(s: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
 
     #[test]
     fn metadata_refuses_a_negative_zero_anywhere_and_keeps_plain_zeros() {
@@ -476,7 +477,6 @@ mod tests {
             assert!(Metadata::try_from(map).is_ok(), "{text}");
         }
     }
-    use super::*;
 
     #[test]
     fn asset_codes() {

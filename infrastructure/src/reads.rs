@@ -154,7 +154,7 @@ pub struct Rollup {
 /// A roll-up at a past position, or why it was not summed.
 #[derive(Debug, Clone)]
 pub enum PastRollup {
-    /// Posted figures only: `pending_debits` and `pending_credits` are not kept per position.
+    /// Posted figures only (`pending` is `None`): pending ones are not kept per position.
     Summed(Rollup),
     TooManyAccounts {
         accounts_max: i64,
@@ -165,8 +165,8 @@ pub enum PastRollup {
 pub struct RollupBalance {
     pub asset: String,
     pub posted: Decimal,
-    pub pending_debits: Decimal,
-    pub pending_credits: Decimal,
+    /// Pending debits and credits, summed; kept for now, not per position (`None` at a past one).
+    pub pending: Option<(Decimal, Decimal)>,
 }
 
 /// How a read names an account.
@@ -383,8 +383,7 @@ impl ReadStore {
                 Ok(RollupBalance {
                     asset,
                     posted: at_scale(posted, scale),
-                    pending_debits: Decimal::ZERO,
-                    pending_credits: Decimal::ZERO,
+                    pending: None,
                 })
             })
             .collect::<Result<Vec<_>>>()?;
@@ -890,8 +889,7 @@ async fn rollups_of(
         };
         let balance = RollupBalance {
             posted: at_scale(posted)?,
-            pending_debits: at_scale(pending_debits)?,
-            pending_credits: at_scale(pending_credits)?,
+            pending: Some((at_scale(pending_debits)?, at_scale(pending_credits)?)),
             asset,
         };
         by_prefix.entry(prefix).or_default().push(balance);

@@ -17,6 +17,7 @@ import {
   money,
   problemBox,
   section,
+  statusBadge,
   table,
   toast,
   transactionHref,
@@ -122,11 +123,6 @@ function breadcrumbs(code) {
     crumbs.push(i === segments.length - 1 ? h("span", {}, segment) : link(`/console/accounts?prefix=${encodeURIComponent(prefix)}`, segment));
   });
   return h("nav", { class: "breadcrumbs", "aria-label": "Account code" }, crumbs);
-}
-
-function statusBadge(status, testid) {
-  const tone = { open: "good", frozen: "warn", closed: "bad" }[status];
-  return h("span", { class: `badge ${tone ?? ""}`, "data-testid": testid }, status);
 }
 
 function accountFacts(account, position) {

@@ -5,7 +5,7 @@
 import { get } from "../api.js";
 import { can, navigate } from "../app.js";
 import { count, subtract, time } from "../format.js";
-import { accountHref, facts, fill, h, link, money, problemBox, section, table, transactionHref } from "../ui.js";
+import { accountHref, facts, fill, h, link, money, problemBox, section, statusBadge, table, transactionHref } from "../ui.js";
 
 export async function render({ main, params, kind, signal }) {
   const isTrade = kind === "trade";
@@ -42,12 +42,6 @@ export async function render({ main, params, kind, signal }) {
 
 function title(kind) {
   return kind.charAt(0).toUpperCase() + kind.slice(1);
-}
-
-const STATUS_CLASS = { posted: "good", pending: "warn" };
-
-function statusBadge(status, testid) {
-  return h("span", { class: `badge ${STATUS_CLASS[status] ?? ""}`, "data-testid": testid }, status);
 }
 
 function transactionLink(id) {

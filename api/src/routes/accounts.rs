@@ -340,11 +340,7 @@ async fn account_balances(
             "give at_position or at, not both".into(),
         ));
     }
-    if params.at_position.is_some_and(|p| p < 0) {
-        return Err(ApiError::InvalidRequest("at_position is negative".into()));
-    }
-    // A position still to come is waited for like min_position; never answered from the past.
-    let reads = state.reads_at(params.min_position.max(params.at_position));
+    let reads = state.reads_as_of(params.min_position, params.at_position)?;
     let account = reads.account(&key).await?;
     let account = account.value.ok_or_else(|| not_found(&id_or_code))?;
     let as_of_position = match (params.at_position, params.at) {

@@ -64,24 +64,12 @@ async fn balances(
         let position = rollup.position;
         return Ok(at_position(position, rollup_view(rollup.value, position)));
     };
-    if past < 0 {
-        return Err(ApiError::InvalidRequest("at_position is negative".into()));
-    }
-    // A position still to come is waited for like min_position; never answered from the past.
     let rollup = state
-        .reads_at(params.min_position.max(Some(past)))
+        .reads_as_of(params.min_position, Some(past))?
         .rollup_at(&prefix, asset, past, state.limits().rollup_at_accounts_max)
         .await?;
     match rollup.value {
-        PastRollup::Summed(sums) => {
-            let mut view = rollup_view(sums, past);
-            for balance in &mut view.balances {
-                balance.pending_debits = None;
-                balance.pending_credits = None;
-                balance.available = None;
-            }
-            Ok(at_position(rollup.position, view))
-        }
+        PastRollup::Summed(sums) => Ok(at_position(rollup.position, rollup_view(sums, past))),
         PastRollup::TooManyAccounts { accounts_max } => Err(ApiError::Validation(format!(
             "more than {accounts_max} accounts are under {prefix:?}: a roll-up at a past position \
              sums each one's history, so it is served for at most that many \
@@ -185,11 +173,11 @@ fn rollup_view(rollup: Rollup, position: i64) -> RollupView {
             .balances
             .into_iter()
             .map(|b| RollupBalanceView {
-                available: Some((b.posted - b.pending_debits).to_string()),
+                available: b.pending.map(|(debits, _)| (b.posted - debits).to_string()),
+                pending_debits: b.pending.map(|(debits, _)| debits.to_string()),
+                pending_credits: b.pending.map(|(_, credits)| credits.to_string()),
                 asset: b.asset,
                 posted: b.posted.to_string(),
-                pending_debits: Some(b.pending_debits.to_string()),
-                pending_credits: Some(b.pending_credits.to_string()),
             })
             .collect(),
         position,

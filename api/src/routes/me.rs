@@ -7,7 +7,6 @@ use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
 use crate::auth::Caller;
-use crate::error::ApiError;
 use crate::routes::admin::{KeyView, ScopeName};
 use crate::state::AppState;
 use infrastructure::api_keys::Scope;
@@ -32,27 +31,20 @@ pub struct MeView {
 /// `Authorization` header it answers with no key and no scopes (and `authentication` says
 /// whether a key is needed); a wrong key is a 401 as everywhere.
 #[utoipa::path(get, path = "/v1/me", tag = "admin", responses((status = 200, body = MeView)))]
-async fn me(caller: Caller) -> Result<Json<MeView>, ApiError> {
+async fn me(caller: Caller) -> Json<MeView> {
     let scopes = Scope::ALL
         .into_iter()
         .filter(|&s| caller.allows(s))
         .map(ScopeName::from)
         .collect();
-    Ok(Json(match caller {
-        Caller::Anyone => MeView {
-            authentication: "none".to_owned(),
-            key: None,
-            scopes,
-        },
-        Caller::Nobody => MeView {
-            authentication: "api_key".to_owned(),
-            key: None,
-            scopes,
-        },
-        Caller::Key(key) => MeView {
-            authentication: "api_key".to_owned(),
-            key: Some(KeyView::from(key)),
-            scopes,
-        },
-    }))
+    let (authentication, key) = match caller {
+        Caller::Anyone => ("none", None),
+        Caller::Nobody => ("api_key", None),
+        Caller::Key(key) => ("api_key", Some(KeyView::from(key))),
+    };
+    Json(MeView {
+        authentication: authentication.to_owned(),
+        key,
+        scopes,
+    })
 }
