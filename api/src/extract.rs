@@ -8,16 +8,16 @@ use std::time::Duration;
 use axum::extract::{FromRequest, FromRequestParts, Path, Query, Request};
 use axum::http::header::{CONTENT_LENGTH, CONTENT_TYPE};
 use axum::http::request::Parts;
+use domain::json::JsonError;
 use futures_util::StreamExt;
 use serde::de::DeserializeOwned;
 
 use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::state::AppState;
-use crate::strict_json::{self, StrictJsonError};
 
 /// JSON nested deeper than this is refused (400 `malformed_json`).
-pub use crate::strict_json::DEPTH_MAX as JSON_DEPTH_MAX;
+pub use domain::json::DEPTH_MAX as JSON_DEPTH_MAX;
 
 /// A JSON request body, parsed strictly: unknown and duplicate fields are refused.
 pub struct JsonBody<T>(pub T);
@@ -143,13 +143,19 @@ async fn read_body(request: Request, limit_bytes: usize) -> Result<Vec<u8>, ApiE
 }
 
 /// Parses JSON, telling apart a body that is not JSON of the right shape (400) from values that
-/// break a rule of the ledger (422). Duplicate keys anywhere and deep nesting are refused first,
-/// by one pass over the raw bytes.
+/// break a rule of the ledger (422). One pass over the raw text first refuses what the typed pass
+/// would let through silently or could not bound by itself: a key that appears twice in one
+/// object at any depth (serde's derive refuses a duplicate struct field, but a map keeps the last
+/// value), nesting deeper than `JSON_DEPTH_MAX`, and a string with an unpaired surrogate, which is
+/// no Unicode text and could be neither stored nor served as sent.
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
-    strict_json::check(bytes).map_err(|e| match e {
-        StrictJsonError::DuplicateKey(_) => ApiError::InvalidRequest(e.to_string()),
-        StrictJsonError::Syntax(_) | StrictJsonError::TooDeep => {
-            ApiError::MalformedJson(e.to_string())
+    let text = std::str::from_utf8(bytes)
+        .map_err(|e| ApiError::MalformedJson(format!("the body is not UTF-8: {e}")))?;
+    domain::json::canonicalize(text).map_err(|e| match e {
+        JsonError::DuplicateKey(_) => ApiError::InvalidRequest(e.to_string()),
+        JsonError::LoneSurrogate(_) => ApiError::Validation(e.to_string()),
+        JsonError::Syntax { .. } | JsonError::TooDeep => {
+            ApiError::MalformedJson(format!("the body is not valid JSON: {e}"))
         }
     })?;
     serde_json::from_slice(bytes).map_err(|e| {

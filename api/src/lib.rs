@@ -13,7 +13,6 @@ pub mod requests;
 pub mod routes;
 pub mod server;
 pub mod state;
-mod strict_json;
 pub mod views;
 
 pub use config::ServeConfig;

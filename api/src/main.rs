@@ -249,20 +249,15 @@ async fn verify(database: DatabaseArgs) -> infrastructure::Result<bool> {
     .await;
     eprintln!();
     database.close().await?;
-    let report = report?;
-    println!(
-        "{}",
-        serde_json::json!({
-            "intact": report.intact(),
-            "events_verified": report.events_verified,
-            "head_position": report.head_position,
-            "head_hash": report.head_hash,
-            "first_broken_position": report.first_broken_position,
-            "problem": report.problem,
-            "seconds": started.elapsed().as_secs_f64(),
-        })
-    );
-    Ok(report.intact())
+    let report = api::views::ChainReportView::from(report?);
+    for known in &report.stored_form_differs {
+        eprintln!("position {}: {}", known.position, known.cause);
+    }
+    let intact = report.intact;
+    let mut out = serde_json::to_value(report).unwrap_or_default();
+    out["seconds"] = serde_json::json!(started.elapsed().as_secs_f64());
+    println!("{out}");
+    Ok(intact)
 }
 
 async fn replay(

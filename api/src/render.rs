@@ -8,7 +8,6 @@ use infrastructure::reads::{
     StoredEvent,
 };
 use infrastructure::CommittedEvent;
-use serde_json::Value;
 
 use crate::error::ApiError;
 use crate::views::{
@@ -34,7 +33,7 @@ pub fn committed_view(committed: &CommittedEvent) -> Vec<u8> {
             id: e.account_id.0,
             code: e.code.to_string(),
             allow_negative: e.allow_negative,
-            metadata: Value::Object(e.metadata.as_map().clone()),
+            metadata: e.metadata.clone(),
             position: *position,
             opened_at: *recorded_at,
             status: "open".to_owned(),
@@ -52,7 +51,7 @@ pub fn committed_view(committed: &CommittedEvent) -> Vec<u8> {
             status: e.status.as_str().to_owned(),
             position: *position,
             recorded_at: *recorded_at,
-            metadata: Value::Object(e.metadata.as_map().clone()),
+            metadata: e.metadata.clone(),
         }),
         Event::AccountLimitsSet(e) => serde_json::to_vec(&AccountLimitsView {
             account: e.account.to_string(),
@@ -94,7 +93,7 @@ pub fn transaction_view(committed: &CommittedEvent) -> Option<TransactionView> {
             .iter()
             .map(posting_view)
             .collect(),
-        metadata: Value::Object(metadata.as_map().clone()),
+        metadata: metadata.clone(),
         status: initial_status(&committed.event).to_owned(),
         expires_at,
         settlement: None,
@@ -138,10 +137,7 @@ pub fn settlement_view(committed: &CommittedEvent) -> Option<SettlementView> {
             .iter()
             .map(posting_view)
             .collect(),
-        metadata: metadata.map_or_else(
-            || Value::Object(Default::default()),
-            |m| Value::Object(m.as_map().clone()),
-        ),
+        metadata: metadata.map_or_else(domain::Metadata::default, Clone::clone),
     })
 }
 
@@ -162,7 +158,7 @@ pub fn trade_view(committed: &CommittedEvent) -> Option<TradeView> {
         notional: t.notional.to_string(),
         fees: t.fees.iter().map(fee_view).collect(),
         postings: t.postings.iter().map(posting_view).collect(),
-        metadata: Value::Object(t.metadata.as_map().clone()),
+        metadata: t.metadata.clone(),
         status: initial_status(&committed.event).to_owned(),
         expires_at: t.expires_at,
         settlement: None,
@@ -190,7 +186,7 @@ fn fee_view(f: &Fee) -> FeeView {
 
 /// A stored event decoded back into the domain's event, with its position and time.
 pub fn decode_stored(stored: StoredEvent) -> Result<CommittedEvent, ApiError> {
-    let event = Event::decode(&stored.event_type, stored.schema_version, stored.payload)
+    let event = Event::decode(&stored.event_type, stored.schema_version, &stored.payload)
         .map_err(|e| ApiError::Infrastructure(infrastructure::Error::Corrupt(e.to_string())))?;
     Ok(CommittedEvent {
         position: stored.position,
@@ -271,19 +267,28 @@ pub fn history_view(h: HistoryEntry) -> HistoryEntryView {
 
 /// An event as a relay publishes it: the JSON of an item of `GET /v1/events`.
 pub fn event_json(e: &StoredEvent) -> infrastructure::Result<Vec<u8>> {
-    serde_json::to_vec(&event_view(e.clone()))
+    serde_json::to_vec(&event_view(e.clone())?)
         .map_err(|e| infrastructure::Error::Corrupt(format!("an event did not encode: {e}")))
 }
 
-pub fn event_view(e: StoredEvent) -> EventView {
-    EventView {
-        position: e.position,
+/// An event with its payload and metadata as the very text the hash covers.
+pub fn event_view(e: StoredEvent) -> infrastructure::Result<EventView> {
+    let position = e.position;
+    let raw = |text: String, what: &str| {
+        serde_json::value::RawValue::from_string(text).map_err(|error| {
+            infrastructure::Error::Corrupt(format!(
+                "the {what} of position {position} is not JSON: {error}"
+            ))
+        })
+    };
+    Ok(EventView {
+        position,
         event_id: e.event_id,
         event_type: e.event_type,
         schema_version: e.schema_version,
-        payload: e.payload,
-        metadata: e.metadata,
+        payload: raw(e.payload, "payload")?,
+        metadata: raw(e.metadata, "metadata")?,
         recorded_at: e.recorded_at,
         hash: domain::chain::to_hex_slice(&e.hash),
-    }
+    })
 }

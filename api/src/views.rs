@@ -50,7 +50,7 @@ pub struct AccountView {
     pub code: String,
     pub allow_negative: bool,
     #[schema(value_type = Object)]
-    pub metadata: serde_json::Value,
+    pub metadata: domain::Metadata,
     /// The position of the event that opened it.
     pub position: i64,
     pub opened_at: DateTime<Utc>,
@@ -81,7 +81,7 @@ pub struct AccountStatusView {
     pub position: i64,
     pub recorded_at: DateTime<Utc>,
     #[schema(value_type = Object)]
-    pub metadata: serde_json::Value,
+    pub metadata: domain::Metadata,
 }
 
 /// What a limits change returns: the bounds in the asset from now on.
@@ -168,7 +168,7 @@ pub struct TransactionView {
     /// For a pending transaction, what it reserves.
     pub postings: Vec<PostingView>,
     #[schema(value_type = Object)]
-    pub metadata: serde_json::Value,
+    pub metadata: domain::Metadata,
     /// `posted`; or for a pending transaction `pending`, then `posted`, `voided` or `expired`.
     pub status: String,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -201,7 +201,7 @@ pub struct SettlementView {
     /// The reservations that ended.
     pub released: Vec<PostingView>,
     #[schema(value_type = Object)]
-    pub metadata: serde_json::Value,
+    pub metadata: domain::Metadata,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -229,7 +229,7 @@ pub struct TradeView {
     /// Instrument to the buyer, cash to the seller, then one posting per fee.
     pub postings: Vec<PostingView>,
     #[schema(value_type = Object)]
-    pub metadata: serde_json::Value,
+    pub metadata: domain::Metadata,
     /// `posted`; or for a pending trade `pending`, then `posted`, `voided` or `expired`.
     pub status: String,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -293,10 +293,12 @@ pub struct EventView {
     #[serde(rename = "type")]
     pub event_type: String,
     pub schema_version: i16,
+    /// The canonical JSON text the hash covers, as stored.
     #[schema(value_type = Object)]
-    pub payload: serde_json::Value,
+    pub payload: Box<serde_json::value::RawValue>,
+    /// The canonical JSON text the hash covers, as stored.
     #[schema(value_type = Object)]
-    pub metadata: serde_json::Value,
+    pub metadata: Box<serde_json::value::RawValue>,
     /// RFC 3339 in UTC with exactly six fractional digits: the form the hash chain covers.
     #[serde(serialize_with = "chained_time")]
     pub recorded_at: DateTime<Utc>,
@@ -370,6 +372,40 @@ pub struct ChainReportView {
     /// The first position where the chain breaks: an altered, missing or misplaced event.
     pub first_broken_position: Option<i64>,
     pub problem: Option<String>,
+    /// Events written before migration 0013 whose stored form differs from their hashed form
+    /// only in how numbers of equal value are written: a known defect of that version, proven
+    /// not to be an alteration (docs/audit.md). Listed up to 100; the count covers them all.
+    pub stored_form_differs: Vec<StoredFormDiffersView>,
+    pub stored_form_differs_count: i64,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct StoredFormDiffersView {
+    pub position: i64,
+    /// `stored form differs from hashed form: …`, naming each number as stored and as hashed.
+    pub cause: String,
+}
+
+impl From<infrastructure::audit::ChainReport> for ChainReportView {
+    fn from(report: infrastructure::audit::ChainReport) -> Self {
+        Self {
+            intact: report.intact(),
+            events_verified: report.events_verified,
+            head_position: report.head_position,
+            head_hash: report.head_hash,
+            first_broken_position: report.first_broken_position,
+            problem: report.problem,
+            stored_form_differs: report
+                .stored_form_differs
+                .into_iter()
+                .map(|d| StoredFormDiffersView {
+                    position: d.position,
+                    cause: d.cause,
+                })
+                .collect(),
+            stored_form_differs_count: report.stored_form_differs_count,
+        }
+    }
 }
 
 #[derive(Debug, Serialize, ToSchema)]

@@ -767,13 +767,18 @@ fn request_shaped_documents_often_become_commands() {
     }
 }
 
-/// Found by the properties above: without serde_json's `float_roundtrip`, a float in metadata was
-/// parsed to a neighbouring value, so the ledger kept (and fingerprinted) a number the client did
-/// not send.
+/// Found by the properties above: a float in metadata read as `f64` was parsed to a neighbouring
+/// value, so the ledger kept (and fingerprinted) a number the client did not send. Metadata is
+/// now kept as written, so the literal itself comes back, spelling and all.
 #[test]
 fn a_float_in_metadata_keeps_its_value() {
-    let body = br#"{"source":"world:bank","destination":"alice:cash","asset":"USD","amount":"1","metadata":{"x":1.1591457593018905e205}}"#;
+    let body = br#"{"source":"world:bank","destination":"alice:cash","asset":"USD","amount":"1","metadata":{"x":1.1591457593018905e205,"y":1.50,"z":123456789012345678901}}"#;
     let request = parse_json::<TransferRequest>(body).expect("a transfer");
     let encoded = serde_json::to_string(&request).expect("encodes");
-    assert!(encoded.contains("1.1591457593018905e+205"), "{encoded}");
+    assert!(
+        encoded.contains(
+            r#""metadata":{"x":1.1591457593018905e205,"y":1.50,"z":123456789012345678901}"#
+        ),
+        "{encoded}"
+    );
 }

@@ -207,14 +207,17 @@ fn verify(received: &[(i64, Value)], head: i64) -> usize {
         );
         // Hashed as given: the message carries the time in the form the chain covers.
         let recorded_at = body["recorded_at"].as_str().expect("recorded_at");
+        // These events hold no numbers a `Value` could respell, so its text is the hashed text.
+        let canonical = |v: &Value| domain::json::canonicalize(&v.to_string()).expect("JSON");
+        let (payload, metadata) = (canonical(&body["payload"]), canonical(&body["metadata"]));
         let event = ChainedEvent {
             position: *id,
             event_id: serde_json::from_value(body["event_id"].clone()).expect("event_id"),
             event_type: body["type"].as_str().expect("type"),
             schema_version: body["schema_version"].as_i64().expect("version") as i16,
             recorded_at,
-            payload: &body["payload"],
-            metadata: &body["metadata"],
+            payload: &payload,
+            metadata: &metadata,
         };
         let hash = chain::chain(&previous, &event);
         assert_eq!(

@@ -201,27 +201,33 @@ impl Event {
         1
     }
 
-    /// The payload as JSON (without the type and version, which are stored beside it).
-    pub fn encode(&self) -> serde_json::Value {
+    /// The payload as canonical JSON text (`crate::json`), without the type and version, which are
+    /// stored beside it: the bytes the chain hashes and the store keeps.
+    pub fn encode(&self) -> String {
         let encoded = match self {
-            Self::AssetDefined(e) => serde_json::to_value(e),
-            Self::AccountOpened(e) => serde_json::to_value(e),
-            Self::TransactionPosted(e) => serde_json::to_value(e),
-            Self::TradeExecuted(e) => serde_json::to_value(e),
-            Self::AccountStatusChanged(e) => serde_json::to_value(e),
-            Self::AccountLimitsSet(e) => serde_json::to_value(e),
-            Self::PendingPosted(e) => serde_json::to_value(e),
-            Self::PendingVoided(e) => serde_json::to_value(e),
-            Self::PendingExpired(e) => serde_json::to_value(e),
+            Self::AssetDefined(e) => serde_json::to_string(e),
+            Self::AccountOpened(e) => serde_json::to_string(e),
+            Self::TransactionPosted(e) => serde_json::to_string(e),
+            Self::TradeExecuted(e) => serde_json::to_string(e),
+            Self::AccountStatusChanged(e) => serde_json::to_string(e),
+            Self::AccountLimitsSet(e) => serde_json::to_string(e),
+            Self::PendingPosted(e) => serde_json::to_string(e),
+            Self::PendingVoided(e) => serde_json::to_string(e),
+            Self::PendingExpired(e) => serde_json::to_string(e),
         };
-        // These are plain structs of strings, numbers and maps with string keys; encoding cannot fail.
-        encoded.unwrap_or(serde_json::Value::Null)
+        // These are plain structs of strings, integers and canonical metadata: encoding cannot fail,
+        // and serde writes JSON that `canonicalize` reads (it only sorts the fields). An empty
+        // payload would be caught where every stored event is read back: `decode` refuses it.
+        encoded
+            .ok()
+            .and_then(|text| crate::json::canonicalize(&text).ok())
+            .unwrap_or_default()
     }
 
     pub fn decode(
         event_type: &str,
         schema_version: i16,
-        payload: serde_json::Value,
+        payload: &str,
     ) -> Result<Self, DecodeError> {
         if schema_version != 1 {
             return Err(DecodeError::UnknownVersion {
@@ -235,31 +241,31 @@ impl Event {
         };
         Ok(match event_type {
             Self::ASSET_DEFINED => {
-                Self::AssetDefined(serde_json::from_value(payload).map_err(malformed)?)
+                Self::AssetDefined(serde_json::from_str(payload).map_err(malformed)?)
             }
             Self::ACCOUNT_OPENED => {
-                Self::AccountOpened(serde_json::from_value(payload).map_err(malformed)?)
+                Self::AccountOpened(serde_json::from_str(payload).map_err(malformed)?)
             }
             Self::TRANSACTION_POSTED => {
-                Self::TransactionPosted(serde_json::from_value(payload).map_err(malformed)?)
+                Self::TransactionPosted(serde_json::from_str(payload).map_err(malformed)?)
             }
             Self::TRADE_EXECUTED => {
-                Self::TradeExecuted(serde_json::from_value(payload).map_err(malformed)?)
+                Self::TradeExecuted(serde_json::from_str(payload).map_err(malformed)?)
             }
             Self::ACCOUNT_STATUS_CHANGED => {
-                Self::AccountStatusChanged(serde_json::from_value(payload).map_err(malformed)?)
+                Self::AccountStatusChanged(serde_json::from_str(payload).map_err(malformed)?)
             }
             Self::ACCOUNT_LIMITS_SET => {
-                Self::AccountLimitsSet(serde_json::from_value(payload).map_err(malformed)?)
+                Self::AccountLimitsSet(serde_json::from_str(payload).map_err(malformed)?)
             }
             Self::PENDING_POSTED => {
-                Self::PendingPosted(serde_json::from_value(payload).map_err(malformed)?)
+                Self::PendingPosted(serde_json::from_str(payload).map_err(malformed)?)
             }
             Self::PENDING_VOIDED => {
-                Self::PendingVoided(serde_json::from_value(payload).map_err(malformed)?)
+                Self::PendingVoided(serde_json::from_str(payload).map_err(malformed)?)
             }
             Self::PENDING_EXPIRED => {
-                Self::PendingExpired(serde_json::from_value(payload).map_err(malformed)?)
+                Self::PendingExpired(serde_json::from_str(payload).map_err(malformed)?)
             }
             other => return Err(DecodeError::UnknownType(other.to_owned())),
         })

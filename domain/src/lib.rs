@@ -6,6 +6,7 @@ pub mod clock;
 pub mod command;
 pub mod error;
 pub mod event;
+pub mod json;
 pub mod ledger;
 pub mod money;
 pub mod values;

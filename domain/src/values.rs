@@ -291,72 +291,72 @@ impl fmt::Display for PositiveDecimal {
     }
 }
 
-/// Free-form metadata: a JSON object of at most 4 KiB when encoded.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(
-    try_from = "serde_json::Map<String, serde_json::Value>",
-    into = "serde_json::Map<String, serde_json::Value>"
-)]
-pub struct Metadata(serde_json::Map<String, serde_json::Value>);
+/// Free-form metadata: a JSON object of at most 4 KiB in canonical form (`crate::json`), kept as
+/// that text from the request to the log and back: its numbers as the client wrote them, its
+/// strings as sent (NUL and every other character included). Holding text rather than a parsed
+/// map is what lets the ledger hash, store and serve the very same bytes.
+#[derive(Debug, Clone)]
+pub struct Metadata(Box<serde_json::value::RawValue>);
 
 impl Metadata {
     pub const MAX_ENCODED_BYTES: usize = 4096;
 
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
-
-    pub fn as_map(&self) -> &serde_json::Map<String, serde_json::Value> {
-        &self.0
-    }
-}
-
-impl TryFrom<serde_json::Map<String, serde_json::Value>> for Metadata {
-    type Error = ValueError;
-    fn try_from(map: serde_json::Map<String, serde_json::Value>) -> Result<Self, ValueError> {
-        let encoded_len = serde_json::to_vec(&map)
-            .map(|v| v.len())
-            .unwrap_or(usize::MAX);
-        if encoded_len > Self::MAX_ENCODED_BYTES {
+    /// Reads a client's JSON object into canonical form, refusing what cannot be kept as sent.
+    pub fn parse(text: &str) -> Result<Self, ValueError> {
+        let canonical = crate::json::canonicalize(text)
+            .map_err(|e| ValueError::new(format!("metadata: {e}")))?;
+        if !canonical.starts_with('{') {
+            return Err(ValueError::new("metadata must be a JSON object"));
+        }
+        if canonical.len() > Self::MAX_ENCODED_BYTES {
             return Err(ValueError::new(format!(
-                "metadata is {encoded_len} bytes when encoded; the limit is {} bytes",
+                "metadata is {} bytes in canonical form; the limit is {} bytes",
+                canonical.len(),
                 Self::MAX_ENCODED_BYTES
             )));
         }
-        if let Some(path) = map.iter().find_map(|(k, v)| negative_zero_at(k, v)) {
-            return Err(ValueError::new(format!(
-                "metadata {path} is a negative zero, which the event store cannot keep (it \
-                 would read back as 0 and the event's hash would no longer match): write 0"
-            )));
-        }
-        Ok(Self(map))
+        serde_json::value::RawValue::from_string(canonical)
+            .map(Self)
+            .map_err(|e| ValueError::new(format!("metadata: {e}")))
+    }
+
+    /// The canonical JSON text.
+    pub fn as_json(&self) -> &str {
+        self.0.get()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.as_json() == "{}"
     }
 }
 
-/// Where in a metadata value a negative zero (`-0.0`, `-0`) is, as a path (`fee.parts[2]`). The hash of
-/// an event covers its metadata as written, and PostgreSQL's `jsonb` keeps numbers as `numeric`,
-/// which has no negative zero: such an event would read back as `0.0` and fail verification for
-/// good, a false alarm any client could raise. Other numbers read back as written.
-fn negative_zero_at(path: &str, value: &serde_json::Value) -> Option<String> {
-    match value {
-        serde_json::Value::Number(n) => n
-            .as_f64()
-            .filter(|f| *f == 0.0 && f.is_sign_negative())
-            .map(|_| path.to_owned()),
-        serde_json::Value::Array(items) => items
-            .iter()
-            .enumerate()
-            .find_map(|(i, v)| negative_zero_at(&format!("{path}[{i}]"), v)),
-        serde_json::Value::Object(map) => map
-            .iter()
-            .find_map(|(k, v)| negative_zero_at(&format!("{path}.{k}"), v)),
-        _ => None,
+impl Default for Metadata {
+    fn default() -> Self {
+        Self(
+            serde_json::value::RawValue::from_string("{}".to_owned())
+                .unwrap_or_else(|_| unreachable!("`{{}}` is JSON")),
+        )
     }
 }
 
-impl From<Metadata> for serde_json::Map<String, serde_json::Value> {
-    fn from(m: Metadata) -> Self {
-        m.0
+impl PartialEq for Metadata {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_json() == other.as_json()
+    }
+}
+
+impl Eq for Metadata {}
+
+impl Serialize for Metadata {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.0.serialize(serializer)
+    }
+}
+
+impl<'de> Deserialize<'de> for Metadata {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let raw = Box::<serde_json::value::RawValue>::deserialize(deserializer)?;
+        Self::parse(raw.get()).map_err(serde::de::Error::custom)
     }
 }
 
@@ -459,22 +459,28 @@ mod tests {
     use super::*;
 
     #[test]
-    fn metadata_refuses_a_negative_zero_anywhere_and_keeps_plain_zeros() {
-        for text in [
-            r#"{"x": -0.0}"#,
-            r#"{"a": {"b": [1, -0.0]}}"#,
-            r#"{"x": -0e3}"#,
-            r#"{"x": -0}"#,
+    fn metadata_keeps_what_the_client_wrote_in_canonical_form() {
+        for (text, canonical) in [
+            (r#"{"x": -0.0}"#, r#"{"x":-0.0}"#),
+            (
+                r#"{ "b": 1E3, "a": [1.50, 1e16] }"#,
+                r#"{"a":[1.50,1e16],"b":1E3}"#,
+            ),
+            (r#"{"x": "a\u0000b"}"#, r#"{"x":"a\u0000b"}"#),
         ] {
-            let map: serde_json::Map<String, serde_json::Value> =
-                serde_json::from_str(text).unwrap();
-            let error = Metadata::try_from(map).unwrap_err().to_string();
-            assert!(error.contains("negative zero"), "{text}: {error}");
+            assert_eq!(
+                Metadata::parse(text).unwrap().as_json(),
+                canonical,
+                "{text}"
+            );
         }
-        for text in [r#"{"x": 0.0}"#, r#"{"x": -1.5, "y": [0, 0.0, -1e-300]}"#] {
-            let map: serde_json::Map<String, serde_json::Value> =
-                serde_json::from_str(text).unwrap();
-            assert!(Metadata::try_from(map).is_ok(), "{text}");
+        assert!(Metadata::default().is_empty());
+    }
+
+    #[test]
+    fn metadata_is_an_object_without_duplicates_or_lone_surrogates() {
+        for text in [r#"[1]"#, r#""x""#, r#"{"a":1,"a":2}"#, r#"{"x":"\udc00"}"#] {
+            assert!(Metadata::parse(text).is_err(), "{text}");
         }
     }
 
@@ -628,9 +634,9 @@ mod tests {
 
     #[test]
     fn metadata_is_bounded() {
-        let mut map = serde_json::Map::new();
-        map.insert("note".into(), serde_json::Value::String("x".repeat(5000)));
-        assert!(Metadata::try_from(map).is_err());
+        let note = |n: usize| format!("{{\"note\":\"{}\"}}", "x".repeat(n));
+        assert!(Metadata::parse(&note(Metadata::MAX_ENCODED_BYTES - 11)).is_ok());
+        assert!(Metadata::parse(&note(Metadata::MAX_ENCODED_BYTES - 10)).is_err());
     }
 }
 

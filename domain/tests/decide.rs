@@ -550,10 +550,10 @@ fn events_survive_encoding() {
     )
     .unwrap();
     let decoded =
-        Event::decode(event.event_type(), event.schema_version(), event.encode()).unwrap();
+        Event::decode(event.event_type(), event.schema_version(), &event.encode()).unwrap();
     assert_eq!(decoded, event);
-    assert!(Event::decode(event.event_type(), 99, event.encode()).is_err());
-    assert!(Event::decode("Nonsense", 1, event.encode()).is_err());
+    assert!(Event::decode(event.event_type(), 99, &event.encode()).is_err());
+    assert!(Event::decode("Nonsense", 1, &event.encode()).is_err());
 }
 
 #[test]

@@ -3,8 +3,9 @@
 
 use std::io::Write;
 
-use domain::chain::{self, canonical_json};
+use domain::chain;
 use serde::Serialize;
+use serde_json::value::RawValue;
 use sqlx::PgPool;
 use uuid::Uuid;
 
@@ -13,18 +14,21 @@ pub use crate::event_store::verify::{consistency, verify_chain, ChainReport, Con
 use crate::event_store::{self, page, PAGE_EVENTS};
 use crate::{secrets, Error, Result};
 
-/// One line of an export: the stored event, with its hash, in canonical JSON.
+/// One line of an export: the stored event, with its hash, in canonical JSON. The fields are
+/// declared in the canonical order (sorted by name, `type` last), and serde_json escapes strings
+/// canonically, so the line is written canonical as it is; the payload and metadata are the
+/// stored text, byte for byte, whatever it holds.
 #[derive(Serialize)]
 struct ExportLine<'a> {
-    position: i64,
     event_id: Uuid,
+    hash: String,
+    metadata: Box<RawValue>,
+    payload: Box<RawValue>,
+    position: i64,
+    recorded_at: String,
+    schema_version: i16,
     #[serde(rename = "type")]
     event_type: &'a str,
-    schema_version: i16,
-    recorded_at: String,
-    payload: &'a serde_json::Value,
-    metadata: &'a serde_json::Value,
-    hash: String,
 }
 
 /// Writes the events after `after` as NDJSON, one canonical JSON object per line. Returns the
@@ -39,18 +43,23 @@ pub async fn export(pool: &PgPool, after: i64, out: &mut impl Write) -> Result<i
         };
         after = last.position;
         for row in &rows {
-            let line = serde_json::to_value(ExportLine {
+            let raw = |text: &str| {
+                RawValue::from_string(text.to_owned()).map_err(|e| {
+                    Error::Corrupt(format!("position {}: not JSON: {e}", row.position))
+                })
+            };
+            let line = serde_json::to_string(&ExportLine {
                 position: row.position,
                 event_id: row.event_id,
                 event_type: &row.event_type,
                 schema_version: row.schema_version,
                 recorded_at: format_recorded_at(row.recorded_at),
-                payload: &row.payload,
-                metadata: &row.metadata,
+                payload: raw(&row.payload)?,
+                metadata: raw(&row.metadata)?,
                 hash: chain::to_hex_slice(&row.hash),
             })
             .map_err(|e| Error::Corrupt(e.to_string()))?;
-            out.write_all(canonical_json(&line).as_bytes())?;
+            out.write_all(line.as_bytes())?;
             out.write_all(b"\n")?;
             written += 1;
         }

@@ -15,7 +15,7 @@ use uuid::Uuid;
 
 use crate::columns::{insert_ctes, TableRows};
 use crate::event_store::verify::verify_chain_on;
-use crate::event_store::{format_recorded_at, EventRows, StoredEvent, EVENTS};
+use crate::event_store::{format_recorded_at, EventRows, Link, StoredEvent, EVENTS};
 use crate::projections::idempotency::{self, decode_hex, IMPORTED_KEYS};
 use crate::projections::{self as projections, checkpoints};
 use crate::replay::Rebuild;
@@ -38,8 +38,8 @@ struct ExportedEvent {
     event_type: String,
     schema_version: i16,
     recorded_at: String,
-    payload: serde_json::Value,
-    metadata: serde_json::Value,
+    payload: Box<serde_json::value::RawValue>,
+    metadata: Box<serde_json::value::RawValue>,
     hash: String,
 }
 
@@ -116,8 +116,11 @@ async fn import_locked(
         }
         position += 1;
         let row = parse_line(&line, position).map_err(|e| refused(line_number, e))?;
-        let hash_matches = rebuild.push(&row).map_err(|e| refused(line_number, e))?;
-        if !hash_matches {
+        let link = rebuild.push(&row).map_err(|e| refused(line_number, e))?;
+        if let Link::Respelled(_, why) = &link {
+            tracing::warn!(position, "{why}");
+        }
+        if matches!(link, Link::Broken(_)) {
             return Err(refused(
                 line_number,
                 format!(
@@ -189,16 +192,29 @@ fn parse_line(line: &[u8], expected_position: i64) -> Result<StoredEvent, String
     let hash = decode_hex(&event.hash)
         .filter(|h| h.len() == 32)
         .ok_or("hash is not 64 hexadecimal digits")?;
+    let payload = canonical_as_given(event.payload, "payload")?;
+    let metadata = canonical_as_given(event.metadata, "metadata")?;
     Ok(StoredEvent {
         position: event.position,
         event_id: event.event_id,
         event_type: event.event_type,
         schema_version: event.schema_version,
-        payload: event.payload,
-        metadata: event.metadata,
+        payload,
+        metadata,
         recorded_at,
         hash,
     })
+}
+
+/// The text of a payload or metadata exactly as the line gives it, which must be canonical JSON:
+/// the ledger stores the bytes its hash covers, and an export holds them as stored.
+fn canonical_as_given(raw: Box<serde_json::value::RawValue>, what: &str) -> Result<String, String> {
+    let text = String::from(Box::<str>::from(raw));
+    match domain::json::canonicalize(&text) {
+        Ok(canonical) if canonical == text => Ok(text),
+        Ok(_) => Err(format!("{what} is not in canonical form (docs/audit.md)")),
+        Err(e) => Err(format!("{what}: {e}")),
+    }
 }
 
 /// Events and the idempotency records their metadata describes, written with one array insert

@@ -51,7 +51,7 @@ pub struct AccountRecord {
     pub id: Uuid,
     pub code: String,
     pub allow_negative: bool,
-    pub metadata: serde_json::Value,
+    pub metadata: domain::Metadata,
     pub position: i64,
     pub opened_at: DateTime<Utc>,
     /// `open`, `frozen` or `closed`.
@@ -989,7 +989,8 @@ fn account_from_row(row: &PgRow) -> Result<AccountRecord> {
         id: row.try_get("id")?,
         code: row.try_get("code")?,
         allow_negative: row.try_get("allow_negative")?,
-        metadata: row.try_get("metadata")?,
+        metadata: domain::Metadata::parse(row.try_get("metadata")?)
+            .map_err(|e| Error::Corrupt(format!("an account's stored metadata: {e}")))?,
         position: row.try_get("position")?,
         opened_at: row.try_get("opened_at")?,
         status: row.try_get("status")?,

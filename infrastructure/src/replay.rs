@@ -9,7 +9,7 @@ use domain::LedgerState;
 use serde::Serialize;
 use sqlx::{PgConnection, PgPool};
 
-use crate::event_store::{self, StoredEvent, PAGE_EVENTS};
+use crate::event_store::{self, Link, StoredEvent, PAGE_EVENTS};
 use crate::projections::{self, projector, Applied, Projection, ProjectionRows};
 use crate::writer_lock::{lock_writer, unlock_writer};
 use crate::{Error, Result};
@@ -110,14 +110,13 @@ impl Rebuild {
         }
     }
 
-    /// Chains, decodes and applies one event; returns whether its stored hash is the one the
-    /// chain gives. An event the state refuses to apply means the log is not one this ledger
-    /// could have written.
-    pub(crate) fn push(&mut self, stored: &StoredEvent) -> Result<bool> {
-        let hash = stored.chained_after(&self.chain_head);
-        let matches = hash.as_slice() == stored.hash.as_slice();
-        self.chain_intact &= matches;
-        self.chain_head = hash;
+    /// Chains, decodes and applies one event; returns how it extends the chain. An event the
+    /// state refuses to apply means the log is not one this ledger could have written.
+    pub(crate) fn push(&mut self, stored: &StoredEvent) -> Result<Link> {
+        let link = stored.link(&self.chain_head);
+        let (Link::Intact(head) | Link::Respelled(head, _) | Link::Broken(head)) = &link;
+        self.chain_intact &= !matches!(link, Link::Broken(_));
+        self.chain_head = *head;
         let event = stored.decode()?;
         let legs = self
             .state
@@ -130,7 +129,7 @@ impl Rebuild {
             legs: &legs,
         };
         self.rows.push(&applied, Some(&self.state));
-        Ok(matches)
+        Ok(link)
     }
 
     /// Writes the rows gathered since the last call into the tables of `schema`.

@@ -280,7 +280,7 @@ async fn altered_deleted_and_reordered_events_are_named() {
     let broken_at = |report: &ledger_tests::Answer| report.body["first_broken_position"].as_i64();
 
     // An altered amount.
-    tamper(&ledger, "UPDATE events SET payload = jsonb_set(payload, '{postings,0,amount}', '\"5000000.00\"') WHERE position = 7").await;
+    tamper(&ledger, "UPDATE events SET payload = replace(payload, '\"amount\":\"5000.00\"', '\"amount\":\"5000000.00\"') WHERE position = 7").await;
     let report = ledger.get("/v1/audit/verify").await;
     assert_eq!(report.body["intact"], false);
     assert_eq!(broken_at(&report), Some(7));
@@ -289,7 +289,7 @@ async fn altered_deleted_and_reordered_events_are_named() {
     assert!(!ok);
     assert_eq!(independent["first_broken_position"], 7);
     let _ = std::fs::remove_file(path);
-    tamper(&ledger, "UPDATE events SET payload = jsonb_set(payload, '{postings,0,amount}', '\"5000.00\"') WHERE position = 7").await;
+    tamper(&ledger, "UPDATE events SET payload = replace(payload, '\"amount\":\"5000000.00\"', '\"amount\":\"5000.00\"') WHERE position = 7").await;
     assert_eq!(
         ledger.get("/v1/audit/verify").await.body["intact"],
         true,
@@ -299,13 +299,13 @@ async fn altered_deleted_and_reordered_events_are_named() {
     // An altered timestamp or metadata breaks it too.
     tamper(
         &ledger,
-        "UPDATE events SET metadata = jsonb_set(metadata, '{idempotency_key}', '\"other\"') WHERE position = 9",
+        "UPDATE events SET metadata = replace(metadata, '\"idempotency_key\":\"trade\"', '\"idempotency_key\":\"other\"') WHERE position = 9",
     )
     .await;
     assert_eq!(broken_at(&ledger.get("/v1/audit/verify").await), Some(9));
     tamper(
         &ledger,
-        "UPDATE events SET metadata = jsonb_set(metadata, '{idempotency_key}', '\"trade\"') WHERE position = 9",
+        "UPDATE events SET metadata = replace(metadata, '\"idempotency_key\":\"other\"', '\"idempotency_key\":\"trade\"') WHERE position = 9",
     )
     .await;
 
@@ -351,7 +351,7 @@ async fn rewrite_history_from_7(ledger: &TestLedger) {
         .execute(&mut conn)
         .await
         .unwrap();
-    sqlx::query("UPDATE events SET payload = jsonb_set(payload, '{postings,0,amount}', '\"4000.00\"') WHERE position = 7")
+    sqlx::query("UPDATE events SET payload = replace(payload, '\"amount\":\"5000.00\"', '\"amount\":\"4000.00\"') WHERE position = 7")
         .execute(&mut conn)
         .await
         .unwrap();
@@ -360,8 +360,8 @@ async fn rewrite_history_from_7(ledger: &TestLedger) {
         uuid::Uuid,
         String,
         i16,
-        Value,
-        Value,
+        String,
+        String,
         chrono::DateTime<chrono::Utc>,
         Vec<u8>,
     );

@@ -325,11 +325,12 @@ async fn every_event_records_the_key_that_caused_it() {
         .await;
     answer.expect(201);
     let mut conn = ledger.sql().await;
-    let metadata: Value = sqlx::query_scalar("SELECT metadata FROM events WHERE position = $1")
+    let metadata: String = sqlx::query_scalar("SELECT metadata FROM events WHERE position = $1")
         .bind(answer.position())
         .fetch_one(&mut conn)
         .await
         .unwrap();
+    let metadata: Value = serde_json::from_str(&metadata).unwrap();
     assert_eq!(metadata["api_key_id"], id.as_str(), "{metadata}");
     assert!(
         !metadata.to_string().contains(&writer[3..]),

@@ -947,33 +947,140 @@ async fn item_14_requests_beyond_the_in_flight_limit_are_503_with_retry_after() 
     ledger.finish().await;
 }
 
+/// Metadata that once broke the chain for good (numbers `jsonb` respelled) or knocked the writer
+/// over (NUL, which `jsonb` refuses at commit), and the other odd but valid values a client can send.
+const KEPT_METADATA: &[&str] = &[
+    r#"{"x":1e16}"#,
+    r#"{"x":10000000000000000.0}"#,
+    r#"{"x":-1e16}"#,
+    r#"{"x":1e-6,"y":1e-7}"#,
+    r#"{"x":123456789012345678901}"#,
+    r#"{"x":3.141592653589793238462643383279}"#,
+    r#"{"x":1.50,"y":1E3,"z":1e+2}"#,
+    r#"{"x":-0.0,"y":-0,"z":-0e7}"#,
+    r#"{"x":1e999999999,"y":-1E-400}"#,
+    r#"{"x":"a\u0000b"}"#,
+    r#"{"x":"\u0001\u001f\u007f\t\b","\u0000":0}"#,
+    r#"{"x":"\uFFFE\uFFFF\uFDD0\uDBFF\uDFFF"}"#,
+    r#"{"x":"😀\ud83d\ude00é\/"}"#,
+    r#"{ "b" : [ 1 , { "z" : null , "a" : true } ] , "a" : "" }"#,
+];
+
+fn transfer_with_metadata(metadata: &str) -> String {
+    format!(
+        r#"{{"source":"world:bank","destination":"alice:cash","asset":"USD","amount":"1.00","metadata":{metadata}}}"#
+    )
+}
+
 #[tokio::test]
-async fn item_15_a_negative_zero_in_metadata_is_422_and_cannot_break_the_chain() {
-    // PostgreSQL's jsonb has no negative zero: an event written with `-0.0` in its metadata would
-    // read back as `0.0` and fail verification for good, a false alarm any writer could raise.
+async fn item_15_metadata_is_kept_as_sent_and_can_break_neither_the_chain_nor_the_writer() {
     let (ledger, _) = market_with(|_| {}).await;
-    let transfer = |metadata: &str| {
-        serde_json::from_str::<Value>(&format!(
-            r#"{{"source":"world:bank","destination":"alice:cash","asset":"USD","amount":"1.00","metadata":{metadata}}}"#
-        ))
-        .unwrap()
-    };
-    let bodies = [
-        transfer(r#"{"x":-0.0}"#),
-        transfer(r#"{"a":{"b":[1,-0]}}"#),
-        transfer(r#"{"x":-0e7}"#),
-    ];
-    all_refused(&ledger, "/v1/transfers", &bodies, 422, "validation_error").await;
-    let accepted = ledger
-        .post(
+    for (i, metadata) in KEPT_METADATA.iter().enumerate() {
+        let body = transfer_with_metadata(metadata);
+        let answer = post_bytes(
+            &ledger,
             "/v1/transfers",
-            "zeros",
-            &transfer(r#"{"x":0.0,"y":-1.5e-300,"z":[0,-0.5]}"#),
+            &format!("kept-{i}"),
+            body.as_bytes(),
         )
         .await;
-    accepted.expect(201);
+        answer.expect(201);
+        // Served as the canonical text of what was sent: numbers as written, strings as sent.
+        let canonical = domain::json::canonicalize(metadata).unwrap();
+        let served = format!(r#""metadata":{canonical}"#);
+        assert!(answer.text.contains(&served), "{metadata}: {}", answer.text);
+        let id = answer.body["id"].as_str().unwrap();
+        let read = ledger.get(&format!("/v1/transactions/{id}")).await;
+        assert!(read.text.contains(&served), "{metadata}: {}", read.text);
+    }
+    // In one batch, with ordinary commands beside them: nothing fails because of them.
+    let items: Vec<String> = KEPT_METADATA
+        .iter()
+        .enumerate()
+        .map(|(i, metadata)| {
+            format!(
+                r#"{{"idempotency_key":"batch-{i}","transfer":{}}}"#,
+                transfer_with_metadata(metadata)
+            )
+        })
+        .chain([r#"{"idempotency_key":"plain","transfer":{"source":"world:bank","destination":"alice:cash","asset":"USD","amount":"2.00"}}"#.to_owned()])
+        .collect();
+    let batch = format!(r#"{{"commands":[{}]}}"#, items.join(","));
+    let answer = ledger
+        .post_raw("/v1/transactions/batch", &[JSON], batch.into_bytes())
+        .await;
+    answer.expect(200);
+    let results = answer.body["results"].as_array().unwrap();
+    assert!(
+        results.iter().all(|r| r["status"] == 201),
+        "{}",
+        answer.text
+    );
+    ledger.get("/readyz").await.expect(200);
     let report = ledger.get("/v1/audit/verify").await;
     report.expect(200);
     assert_eq!(report.body["intact"], true, "{}", report.text);
+    assert_eq!(
+        report.body["stored_form_differs_count"], 0,
+        "{}",
+        report.text
+    );
+    ledger.finish().await;
+}
+
+#[tokio::test]
+async fn item_16_a_lone_surrogate_in_any_string_is_422() {
+    let (ledger, n) = market_with(|_| {}).await;
+    for (i, metadata) in [
+        r#"{"x":"\ud800"}"#,
+        r#"{"x":"a\udc00"}"#,
+        r#"{"x":"\ud800\u0041"}"#,
+        r#"{"\udfff":1}"#,
+    ]
+    .iter()
+    .enumerate()
+    {
+        let body = transfer_with_metadata(metadata);
+        let answer = post_bytes(
+            &ledger,
+            "/v1/transfers",
+            &format!("lone-{i}"),
+            body.as_bytes(),
+        )
+        .await;
+        ledger
+            .assert_refused(&answer, 422, "validation_error", n)
+            .await;
+    }
+    let body = br#"{"code":"alice:\ud800","allow_negative":false}"#;
+    let answer = post_bytes(&ledger, "/v1/accounts", "lone-code", body).await;
+    ledger
+        .assert_refused(&answer, 422, "validation_error", n)
+        .await;
+    ledger.finish().await;
+}
+
+#[tokio::test]
+async fn item_17_metadata_above_4_kib_in_canonical_form_is_422() {
+    let (ledger, n) = market_with(|_| {}).await;
+    let at_limit = format!(r#"{{"note":"{}"}}"#, "x".repeat(4096 - 11));
+    let body = transfer_with_metadata(&at_limit);
+    post_bytes(&ledger, "/v1/transfers", "at-limit", body.as_bytes())
+        .await
+        .expect(201);
+    let n = n + 1;
+    let over = format!(r#"{{"note":"{}"}}"#, "x".repeat(4096 - 10));
+    let body = transfer_with_metadata(&over);
+    let answer = post_bytes(&ledger, "/v1/transfers", "over-limit", body.as_bytes()).await;
+    ledger
+        .assert_refused(&answer, 422, "validation_error", n)
+        .await;
+    // Each NUL is six bytes in canonical form (`\u0000`), and it is that form that is bounded.
+    let nuls = format!(r#"{{"note":"{}"}}"#, "\\u0000".repeat(700));
+    let body = transfer_with_metadata(&nuls);
+    let answer = post_bytes(&ledger, "/v1/transfers", "nul-limit", body.as_bytes()).await;
+    ledger
+        .assert_refused(&answer, 422, "validation_error", n)
+        .await;
     ledger.finish().await;
 }

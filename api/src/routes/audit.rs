@@ -30,17 +30,7 @@ pub fn router() -> OpenApiRouter<AppState> {
 async fn verify(State(state): State<AppState>) -> Result<Response, ApiError> {
     let report = verify_chain(state.reads().pool(), |_, _| {}).await?;
     let position = report.head_position;
-    Ok(at_position(
-        position,
-        ChainReportView {
-            intact: report.intact(),
-            events_verified: report.events_verified,
-            head_position: report.head_position,
-            head_hash: report.head_hash,
-            first_broken_position: report.first_broken_position,
-            problem: report.problem,
-        },
-    ))
+    Ok(at_position(position, ChainReportView::from(report)))
 }
 
 /// A signed statement of the log's head. Keep it somewhere the ledger's operators cannot write:

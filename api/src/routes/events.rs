@@ -47,6 +47,10 @@ async fn list_events(
         .events(after, limit)
         .await?;
     let next_after = page.value.last().map_or(after, |e| e.position);
-    let items = page.value.into_iter().map(event_view).collect();
+    let items = page
+        .value
+        .into_iter()
+        .map(event_view)
+        .collect::<infrastructure::Result<_>>()?;
     Ok(at_position(page.position, EventPage { items, next_after }))
 }

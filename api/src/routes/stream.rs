@@ -139,7 +139,14 @@ async fn produce(
         for stored in page {
             let position = stored.position;
             let event_type = stored.event_type.clone();
-            let data = serde_json::to_string(&event_view(stored)).unwrap_or_default();
+            // An event that cannot be shown ends the stream rather than sending an empty message
+            // the client would take for the event.
+            let Ok(data) = event_view(stored).and_then(|view| {
+                serde_json::to_string(&view)
+                    .map_err(|e| infrastructure::Error::Corrupt(e.to_string()))
+            }) else {
+                return;
+            };
             let message = SseEvent::default()
                 .id(position.to_string())
                 .event(event_type)

@@ -39,7 +39,7 @@ use sqlx::PgPool;
 
 pub use names::{account_name, commodity_name, Root};
 
-use crate::event_store::{format_recorded_at, page, StoredEvent, PAGE_EVENTS};
+use crate::event_store::{format_recorded_at, page, EventMetadata, StoredEvent, PAGE_EVENTS};
 use crate::{Error, Result};
 
 /// What an export wrote.
@@ -510,8 +510,8 @@ impl<W: Write> BeancountWriter<'_, W> {
             ("position", Meta::Number(stored.position.to_string())),
             ("event-id", Meta::Text(stored.event_id.to_string())),
         ];
-        if let Some(key) = stored.metadata["idempotency_key"].as_str() {
-            all.push(("idempotency-key", Meta::Text(key.to_owned())));
+        if let Ok(envelope) = serde_json::from_str::<EventMetadata>(&stored.metadata) {
+            all.push(("idempotency-key", Meta::Text(envelope.idempotency_key)));
         }
         all.extend(extra);
         for (key, value) in all {
@@ -560,8 +560,7 @@ fn ledger_metadata(metadata: &domain::Metadata) -> Option<(&'static str, Meta)> 
     if metadata.is_empty() {
         return None;
     }
-    let json = serde_json::Value::Object(metadata.as_map().clone()).to_string();
-    Some(("ledger-metadata", Meta::Text(json)))
+    Some(("ledger-metadata", Meta::Text(metadata.as_json().to_owned())))
 }
 
 /// The metadata of a note: the transaction or trade the event records or settles, then `extra`.

@@ -3,7 +3,7 @@
 //! what is derived from it in the same transaction commit together or not at all.
 
 use chrono::{DateTime, Utc};
-use domain::chain::{canonical_json, ChainedEvent, Hash};
+use domain::chain::{ChainedEvent, Hash};
 use domain::Event;
 use uuid::Uuid;
 
@@ -23,6 +23,18 @@ pub struct EventMetadata {
     /// The API key the command came with: who did it.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub api_key_id: Option<Uuid>,
+}
+
+impl EventMetadata {
+    /// The envelope as canonical JSON text, the form the chain hashes.
+    pub fn encode(&self) -> String {
+        // A struct of strings and a UUID: encoding cannot fail, and serde's JSON is canonical once
+        // its fields are sorted. An empty envelope would be refused where events are read back.
+        serde_json::to_string(self)
+            .ok()
+            .and_then(|text| domain::json::canonicalize(&text).ok())
+            .unwrap_or_default()
+    }
 }
 
 /// Events to append, as rows, with the hash and position of the last one.
@@ -74,13 +86,13 @@ impl EventRows {
     ) {
         // Time-ordered ids keep the unique index append-only instead of scattering inserts.
         let event_id = Uuid::now_v7();
+        // Encoded once: the canonical JSON text is what the hash covers, what the store keeps and
+        // what every reader gets back.
         let payload = event.encode();
-        let metadata = serde_json::to_value(metadata).unwrap_or_default();
+        let metadata = metadata.encode();
         let recorded_at_text = format_recorded_at(recorded_at);
-        // Encoded once: the canonical JSON is both what is stored and what the hash covers.
-        let (payload_json, metadata_json) = (canonical_json(&payload), canonical_json(&metadata));
         let hashing = std::time::Instant::now();
-        *chain_head = domain::chain::chain_encoded(
+        *chain_head = domain::chain::chain(
             chain_head,
             &ChainedEvent {
                 position,
@@ -91,8 +103,6 @@ impl EventRows {
                 payload: &payload,
                 metadata: &metadata,
             },
-            &payload_json,
-            &metadata_json,
         );
         self.hash_time += hashing.elapsed();
         self.rows.push([
@@ -100,8 +110,8 @@ impl EventRows {
             event_id.into(),
             event.event_type().into(),
             event.schema_version().into(),
-            payload_json.into(),
-            metadata_json.into(),
+            payload.into(),
+            metadata.into(),
             recorded_at.into(),
             chain_head.to_vec().into(),
         ]);
@@ -115,8 +125,8 @@ impl EventRows {
             event.event_id.into(),
             event.event_type.as_str().into(),
             event.schema_version.into(),
-            event.payload.to_string().into(),
-            event.metadata.to_string().into(),
+            event.payload.as_str().into(),
+            event.metadata.as_str().into(),
             event.recorded_at.into(),
             event.hash.clone().into(),
         ]);

@@ -6,6 +6,7 @@
 //! database itself (a trigger refuses UPDATE, DELETE and TRUNCATE).
 
 mod append;
+pub mod respelled;
 pub mod verify;
 
 use chrono::{DateTime, SecondsFormat, Utc};
@@ -31,8 +32,8 @@ pub(crate) static EVENTS: Table = Table {
         col("event_id", SqlType::Uuid),
         col("event_type", SqlType::Text),
         col("schema_version", SqlType::Int2),
-        col("payload", SqlType::Jsonb),
-        col("metadata", SqlType::Jsonb),
+        col("payload", SqlType::Text),
+        col("metadata", SqlType::Text),
         col("recorded_at", SqlType::Timestamptz),
         col("hash", SqlType::Bytea),
     ],
@@ -48,15 +49,17 @@ pub(crate) const EVENT_COLUMNS: &str = "e.position, e.event_id, e.event_type, e.
 /// so that they are one and the same.
 pub type Encode = fn(&StoredEvent) -> Result<Vec<u8>>;
 
-/// One stored event, with everything its hash covers.
+/// One stored event, with everything its hash covers. The payload and metadata are the canonical
+/// JSON text the hash was computed over (`domain::json`), kept as text so that nothing between
+/// the writer and a reader (not PostgreSQL, not a JSON library) can respell them.
 #[derive(Debug, Clone)]
 pub struct StoredEvent {
     pub position: i64,
     pub event_id: Uuid,
     pub event_type: String,
     pub schema_version: i16,
-    pub payload: serde_json::Value,
-    pub metadata: serde_json::Value,
+    pub payload: String,
+    pub metadata: String,
     pub recorded_at: DateTime<Utc>,
     pub hash: Vec<u8>,
 }
@@ -77,11 +80,11 @@ impl StoredEvent {
 
     /// The domain event, upcast from its schema version.
     pub fn decode(&self) -> Result<Event> {
-        Event::decode(&self.event_type, self.schema_version, self.payload.clone())
+        Event::decode(&self.event_type, self.schema_version, &self.payload)
             .map_err(|e| Error::Corrupt(format!("position {}: {e}", self.position)))
     }
 
-    /// The hash this event has when chained after `previous`.
+    /// The hash of this event's stored bytes chained after `previous`.
     pub fn chained_after(&self, previous: &Hash) -> Hash {
         let recorded_at = format_recorded_at(self.recorded_at);
         chain::chain(
@@ -97,6 +100,34 @@ impl StoredEvent {
             },
         )
     }
+
+    /// How this event extends the chain whose head is `previous`.
+    pub fn link(&self, previous: &Hash) -> Link {
+        let computed = self.chained_after(previous);
+        if computed.as_slice() == self.hash.as_slice() {
+            return Link::Intact(computed);
+        }
+        match (
+            respelled::explain(previous, self),
+            Hash::try_from(self.hash.as_slice()),
+        ) {
+            (Some(why), Ok(stored)) => Link::Respelled(stored, why),
+            _ => Link::Broken(computed),
+        }
+    }
+}
+
+/// How a stored event extends the chain, with the head the chain goes on from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Link {
+    /// Its stored hash is the hash of its stored bytes.
+    Intact(Hash),
+    /// Its stored hash is that of the same content with some numbers spelled as the writer
+    /// before migration 0013 hashed them: the known defect `respelled` describes, not an
+    /// alteration. The chain goes on from the stored hash.
+    Respelled(Hash, String),
+    /// Its stored hash is not the hash of its content after `previous`.
+    Broken(Hash),
 }
 
 /// The timestamp as the chain covers it: RFC 3339, UTC, exactly six fractional digits, `Z`.

@@ -5,7 +5,7 @@ use domain::chain::{self, Hash};
 use serde::Serialize;
 use sqlx::{PgConnection, PgPool};
 
-use super::{hash_at, page, PAGE_EVENTS};
+use super::{hash_at, page, Link, PAGE_EVENTS};
 use crate::{Error, Result};
 
 /// What walking the chain found.
@@ -20,9 +20,33 @@ pub struct ChainReport {
     /// The first position where the chain breaks: an altered, missing or misplaced event.
     pub first_broken_position: Option<i64>,
     pub problem: Option<String>,
+    /// Events written before migration 0013 whose stored form differs from their hashed form
+    /// only in how numbers of equal value are written (`respelled`): a known defect of that
+    /// writer, proven not to be an alteration, listed up to `RESPELLED_LISTED_MAX`.
+    pub stored_form_differs: Vec<StoredFormDiffers>,
+    /// How many such events there are in all.
+    pub stored_form_differs_count: i64,
+}
+
+/// Events of the known defect listed one by one in a report; the count covers them all.
+pub const RESPELLED_LISTED_MAX: usize = 100;
+
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct StoredFormDiffers {
+    pub position: i64,
+    /// `stored form differs from hashed form: …`, with the numbers as stored and as hashed.
+    pub cause: String,
 }
 
 impl ChainReport {
+    fn respelled(&mut self, position: i64, cause: String) {
+        self.stored_form_differs_count += 1;
+        if self.stored_form_differs.len() < RESPELLED_LISTED_MAX {
+            self.stored_form_differs
+                .push(StoredFormDiffers { position, cause });
+        }
+    }
+
     pub fn intact(&self) -> bool {
         self.first_broken_position.is_none()
     }
@@ -51,6 +75,8 @@ pub(crate) async fn verify_chain_on(
         head_hash: chain::to_hex(&previous),
         first_broken_position: None,
         problem: None,
+        stored_form_differs: Vec::new(),
+        stored_form_differs_count: 0,
     };
     let mut expected_position = 1;
     'pages: while expected_position <= head_position {
@@ -69,16 +95,21 @@ pub(crate) async fn verify_chain_on(
                 ));
                 break 'pages;
             }
-            let computed = row.chained_after(&previous);
-            if computed.as_slice() != row.hash.as_slice() {
-                report.first_broken_position = Some(row.position);
-                report.problem = Some(format!(
-                    "the hash of position {} does not match its content and predecessor",
-                    row.position
-                ));
-                break 'pages;
-            }
-            previous = computed;
+            previous = match row.link(&previous) {
+                Link::Intact(head) => head,
+                Link::Respelled(head, cause) => {
+                    report.respelled(row.position, cause);
+                    head
+                }
+                Link::Broken(_) => {
+                    report.first_broken_position = Some(row.position);
+                    report.problem = Some(format!(
+                        "the hash of position {} does not match its content and predecessor",
+                        row.position
+                    ));
+                    break 'pages;
+                }
+            };
             report.events_verified += 1;
             expected_position += 1;
         }
@@ -158,18 +189,19 @@ pub async fn consistency(
                     format!("position {expected_position} is missing"),
                 );
             }
-            let computed = row.chained_after(&previous);
-            if computed.as_slice() != row.hash.as_slice() {
-                return broken(
-                    report,
-                    row.position,
-                    format!(
-                        "the hash of position {} does not match its content and predecessor",
-                        row.position
-                    ),
-                );
-            }
-            previous = computed;
+            previous = match row.link(&previous) {
+                Link::Intact(head) | Link::Respelled(head, _) => head,
+                Link::Broken(_) => {
+                    return broken(
+                        report,
+                        row.position,
+                        format!(
+                            "the hash of position {} does not match its content and predecessor",
+                            row.position
+                        ),
+                    );
+                }
+            };
             expected_position += 1;
         }
     }

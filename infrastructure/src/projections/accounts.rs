@@ -22,7 +22,7 @@ pub static ACCOUNTS: Table = Table {
         col("id", SqlType::Uuid),
         col("code", SqlType::Text),
         col("allow_negative", SqlType::Bool),
-        col("metadata", SqlType::Jsonb),
+        col("metadata", SqlType::Text),
         col("position", SqlType::Int8),
         col("opened_at", SqlType::Timestamptz),
     ],
@@ -35,7 +35,7 @@ pub static STATUS_CHANGES: Table = Table {
         col("account_id", SqlType::Uuid),
         col("position", SqlType::Int8),
         col("status", SqlType::Text),
-        col("metadata", SqlType::Jsonb),
+        col("metadata", SqlType::Text),
         col("recorded_at", SqlType::Timestamptz),
     ],
     on_conflict: OnConflict::Refuse,
@@ -61,10 +61,6 @@ pub static PROJECTION: Projection = Projection {
     legs: false,
 };
 
-fn metadata_json(metadata: &domain::Metadata) -> String {
-    serde_json::Value::Object(metadata.as_map().clone()).to_string()
-}
-
 fn project(applied: &Applied<'_>, state: &LedgerState, out: &mut [TableRows]) {
     let [accounts, status_changes, limits] = out else {
         return;
@@ -80,7 +76,7 @@ fn project(applied: &Applied<'_>, state: &LedgerState, out: &mut [TableRows]) {
             a.account_id.0.into(),
             a.code.as_str().into(),
             a.allow_negative.into(),
-            metadata_json(&a.metadata).into(),
+            a.metadata.as_json().into(),
             position.into(),
             recorded_at.into(),
         ]),
@@ -88,7 +84,7 @@ fn project(applied: &Applied<'_>, state: &LedgerState, out: &mut [TableRows]) {
             id.into(),
             position.into(),
             e.status.as_str().into(),
-            metadata_json(&e.metadata).into(),
+            e.metadata.as_json().into(),
             recorded_at.into(),
         ]),
         (Event::AccountLimitsSet(e), Some(id)) => limits.push([

@@ -11,7 +11,7 @@ use sqlx::PgConnection;
 
 use super::key_filter::KeyFilter;
 use crate::columns::{col, Column, OnConflict, SqlType, Table, TableRows};
-use crate::event_store::StoredEvent;
+use crate::event_store::{EventMetadata, StoredEvent};
 use crate::Result;
 
 const COLUMNS: &[Column] = &[
@@ -74,17 +74,18 @@ pub fn push_refused(
 
 /// The record an imported event's metadata describes, if it names its key and fingerprint.
 pub fn push_imported(rows: &mut TableRows, event: &StoredEvent) {
-    let key = event
-        .metadata
-        .get("idempotency_key")
-        .and_then(|k| k.as_str());
-    let fingerprint = event
-        .metadata
-        .get("request_fingerprint")
-        .and_then(|f| f.as_str())
-        .and_then(decode_hex);
-    if let (Some(key), Some(fingerprint)) = (key, fingerprint) {
-        push_accepted(rows, key, &fingerprint, event.position, event.recorded_at);
+    let Ok(envelope) = serde_json::from_str::<EventMetadata>(&event.metadata) else {
+        return;
+    };
+    let fingerprint = envelope.request_fingerprint.as_deref().and_then(decode_hex);
+    if let Some(fingerprint) = fingerprint {
+        push_accepted(
+            rows,
+            &envelope.idempotency_key,
+            &fingerprint,
+            event.position,
+            event.recorded_at,
+        );
     }
 }
 

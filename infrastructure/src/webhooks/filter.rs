@@ -96,13 +96,13 @@ mod tests {
             json!({"source": source, "destination": destination, "asset": "USD", "amount": "1"});
         let payload = json!({"transaction_id": "0190a0b0-0000-7000-8000-000000000001",
             "kind": "transfer", "postings": [posting], "metadata": {}});
-        Event::decode(Event::TRANSACTION_POSTED, 1, payload).unwrap()
+        Event::decode(Event::TRANSACTION_POSTED, 1, &payload.to_string()).unwrap()
     }
 
     fn opened(account: &str) -> Event {
         let payload = json!({"account_id": "0190a0b0-0000-7000-8000-000000000002",
             "code": account, "allow_negative": false, "metadata": {}});
-        Event::decode(Event::ACCOUNT_OPENED, 1, payload).unwrap()
+        Event::decode(Event::ACCOUNT_OPENED, 1, &payload.to_string()).unwrap()
     }
 
     fn filter(types: &[&str], prefix: Option<&str>) -> Filter {
@@ -134,8 +134,7 @@ mod tests {
         assert!(f.matches(&opened("alice:savings")));
         assert!(!f.matches(&transfer("alicia:cash", "bob:cash")));
         assert!(!f.matches(&opened("bob:alice")));
-        let asset =
-            Event::decode(Event::ASSET_DEFINED, 1, json!({"asset": "USD", "scale": 2})).unwrap();
+        let asset = Event::decode(Event::ASSET_DEFINED, 1, r#"{"asset":"USD","scale":2}"#).unwrap();
         assert!(!f.matches(&asset));
         let both = filter(&["TransactionPosted"], Some("alice:cash"));
         assert!(both.matches(&transfer("alice:cash", "bob:cash")));
