@@ -302,9 +302,27 @@ impl Metadata {
     pub const MAX_ENCODED_BYTES: usize = 4096;
 
     /// Reads a client's JSON object into canonical form, refusing what cannot be kept as sent.
+    /// A number is kept with all its digits, but one beyond the finite range of a binary64 float
+    /// (`1e309`) is refused: most JSON parsers (Go's, serde_json's) cannot read a document that
+    /// holds one, so every response, relay message and webhook carrying the event would be
+    /// unreadable to its consumer.
     pub fn parse(text: &str) -> Result<Self, ValueError> {
-        let canonical = crate::json::canonicalize(text)
-            .map_err(|e| ValueError::new(format!("metadata: {e}")))?;
+        let mut overflowing: Option<String> = None;
+        let canonical = crate::json::canonicalize_numbers(text, &mut |literal, out| {
+            let infinite = literal.parse::<f64>().is_ok_and(f64::is_infinite);
+            if infinite && overflowing.is_none() {
+                overflowing = Some(literal.to_owned());
+            }
+            out.push_str(literal);
+        })
+        .map_err(|e| ValueError::new(format!("metadata: {e}")))?;
+        if let Some(literal) = overflowing {
+            return Err(ValueError::new(format!(
+                "metadata: the number {literal} is beyond the range of a binary64 float \
+                 (±1.7976931348623157e308), which most JSON parsers cannot read: write it as a \
+                 string"
+            )));
+        }
         if !canonical.starts_with('{') {
             return Err(ValueError::new("metadata must be a JSON object"));
         }
@@ -478,8 +496,15 @@ mod tests {
     }
 
     #[test]
-    fn metadata_is_an_object_without_duplicates_or_lone_surrogates() {
-        for text in [r#"[1]"#, r#""x""#, r#"{"a":1,"a":2}"#, r#"{"x":"\udc00"}"#] {
+    fn metadata_is_an_object_without_duplicates_lone_surrogates_or_infinite_numbers() {
+        for text in [
+            r#"[1]"#,
+            r#""x""#,
+            r#"{"a":1,"a":2}"#,
+            r#"{"x":"\udc00"}"#,
+            r#"{"x":1e309}"#,
+            r#"{"x":[-1E999999999]}"#,
+        ] {
             assert!(Metadata::parse(text).is_err(), "{text}");
         }
     }

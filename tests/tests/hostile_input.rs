@@ -958,7 +958,7 @@ const KEPT_METADATA: &[&str] = &[
     r#"{"x":3.141592653589793238462643383279}"#,
     r#"{"x":1.50,"y":1E3,"z":1e+2}"#,
     r#"{"x":-0.0,"y":-0,"z":-0e7}"#,
-    r#"{"x":1e999999999,"y":-1E-400}"#,
+    r#"{"x":1.7976931348623157e308,"y":-1E-400,"z":1e-999999999}"#,
     r#"{"x":"a\u0000b"}"#,
     r#"{"x":"\u0001\u001f\u007f\t\b","\u0000":0}"#,
     r#"{"x":"\uFFFE\uFFFF\uFDD0\uDBFF\uDFFF"}"#,
@@ -1029,13 +1029,15 @@ async fn item_15_metadata_is_kept_as_sent_and_can_break_neither_the_chain_nor_th
 }
 
 #[tokio::test]
-async fn item_16_a_lone_surrogate_in_any_string_is_422() {
+async fn item_16_a_lone_surrogate_or_a_number_beyond_binary64_is_422() {
     let (ledger, n) = market_with(|_| {}).await;
     for (i, metadata) in [
         r#"{"x":"\ud800"}"#,
         r#"{"x":"a\udc00"}"#,
         r#"{"x":"\ud800\u0041"}"#,
         r#"{"\udfff":1}"#,
+        r#"{"x":1e309}"#,
+        r#"{"x":[1,{"y":-1E999999999}]}"#,
     ]
     .iter()
     .enumerate()

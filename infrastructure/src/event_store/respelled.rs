@@ -87,6 +87,12 @@ fn old_spelling(stored: &str) -> Option<String> {
     let value: f64 = stored.parse().ok().filter(|v: &f64| v.is_finite())?;
     let value = if value == 0.0 { -0.0 } else { value };
     let old = serde_json::Number::from_f64(value)?.to_string();
+    // numeric keeps a literal's scale (`12.0` stays `12.0`), so a stored integer was hashed as
+    // that integer unless the old spelling had an exponent (`1e+16`).
+    let integer = !stored.contains(['.', 'e', 'E']);
+    if integer && !old.contains('e') {
+        return None;
+    }
     (old != stored && same_value(&old, stored)).then_some(old)
 }
 
@@ -142,9 +148,10 @@ mod tests {
         assert_eq!(old_spelling("0.0000001").as_deref(), Some("1e-7"));
         assert_eq!(old_spelling("0.0").as_deref(), Some("-0.0"));
         assert_eq!(old_spelling("12"), None);
+        assert_eq!(old_spelling("0"), None);
         // The cases docs/audit.md spells out for a verifier.
         assert_eq!(
-            old_spelling("1000000000000000").as_deref(),
+            old_spelling("1000000000000000.00").as_deref(),
             Some("1000000000000000.0")
         );
         assert_eq!(old_spelling("0.000010").as_deref(), Some("0.00001"));
