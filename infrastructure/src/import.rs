@@ -120,13 +120,8 @@ async fn import_locked(
         if let Link::Respelled(_, why) = &link {
             tracing::warn!(position, "{why}");
         }
-        if matches!(link, Link::Broken(_)) {
-            return Err(refused(
-                line_number,
-                format!(
-                    "the hash of position {position} does not match its content and predecessor"
-                ),
-            ));
+        if let Some(problem) = link.problem(position) {
+            return Err(refused(line_number, problem));
         }
         chunk.push(row);
         if chunk.len() >= CHUNK_EVENTS {
@@ -192,8 +187,10 @@ fn parse_line(line: &[u8], expected_position: i64) -> Result<StoredEvent, String
     let hash = decode_hex(&event.hash)
         .filter(|h| h.len() == 32)
         .ok_or("hash is not 64 hexadecimal digits")?;
-    let payload = canonical_as_given(event.payload, "payload")?;
-    let metadata = canonical_as_given(event.metadata, "metadata")?;
+    // Kept as the line gives them: the chain check (`StoredEvent::link`) refuses text that is
+    // not canonical, as it refuses a hash that does not match.
+    let payload = String::from(Box::<str>::from(event.payload));
+    let metadata = String::from(Box::<str>::from(event.metadata));
     Ok(StoredEvent {
         position: event.position,
         event_id: event.event_id,
@@ -204,17 +201,6 @@ fn parse_line(line: &[u8], expected_position: i64) -> Result<StoredEvent, String
         recorded_at,
         hash,
     })
-}
-
-/// The text of a payload or metadata exactly as the line gives it, which must be canonical JSON:
-/// the ledger stores the bytes its hash covers, and an export holds them as stored.
-fn canonical_as_given(raw: Box<serde_json::value::RawValue>, what: &str) -> Result<String, String> {
-    let text = String::from(Box::<str>::from(raw));
-    match domain::json::canonicalize(&text) {
-        Ok(canonical) if canonical == text => Ok(text),
-        Ok(_) => Err(format!("{what} is not in canonical form (docs/audit.md)")),
-        Err(e) => Err(format!("{what}: {e}")),
-    }
 }
 
 /// Events and the idempotency records their metadata describes, written with one array insert

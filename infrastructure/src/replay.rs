@@ -114,8 +114,11 @@ impl Rebuild {
     /// state refuses to apply means the log is not one this ledger could have written.
     pub(crate) fn push(&mut self, stored: &StoredEvent) -> Result<Link> {
         let link = stored.link(&self.chain_head);
-        let (Link::Intact(head) | Link::Respelled(head, _) | Link::Broken(head)) = &link;
-        self.chain_intact &= !matches!(link, Link::Broken(_));
+        let (Link::Intact(head)
+        | Link::Respelled(head, _)
+        | Link::Broken(head)
+        | Link::NotCanonical(head)) = &link;
+        self.chain_intact &= link.problem(stored.position).is_none();
         self.chain_head = *head;
         let event = stored.decode()?;
         let legs = self

@@ -296,6 +296,27 @@ async fn altered_deleted_and_reordered_events_are_named() {
         "restored"
     );
 
+    // The same content spelled otherwise (a space after each colon) is not what the ledger wrote.
+    tamper(
+        &ledger,
+        "UPDATE events SET payload = replace(payload, '\":', '\": ') WHERE position = 7",
+    )
+    .await;
+    let report = ledger.get("/v1/audit/verify").await;
+    assert_eq!(broken_at(&report), Some(7));
+    assert!(
+        report.body["problem"]
+            .as_str()
+            .is_some_and(|p| p.contains("is not canonical JSON")),
+        "{}",
+        report.text
+    );
+    tamper(
+        &ledger,
+        "UPDATE events SET payload = replace(payload, '\": ', '\":') WHERE position = 7",
+    )
+    .await;
+
     // An altered timestamp or metadata breaks it too.
     tamper(
         &ledger,

@@ -104,6 +104,12 @@ impl StoredEvent {
     /// How this event extends the chain whose head is `previous`.
     pub fn link(&self, previous: &Hash) -> Link {
         let computed = self.chained_after(previous);
+        // The writer stores only canonical text: any other text was not written by it, whatever
+        // its hash (docs/audit.md says the same to every verifier).
+        let canonical = |text: &str| domain::json::canonicalize(text).is_ok_and(|c| c == text);
+        if !canonical(&self.payload) || !canonical(&self.metadata) {
+            return Link::NotCanonical(computed);
+        }
         if computed.as_slice() == self.hash.as_slice() {
             return Link::Intact(computed);
         }
@@ -128,6 +134,24 @@ pub enum Link {
     Respelled(Hash, String),
     /// Its stored hash is not the hash of its content after `previous`.
     Broken(Hash),
+    /// Its payload or metadata is not canonical text, which the writer never stores.
+    NotCanonical(Hash),
+}
+
+impl Link {
+    /// Why the chain breaks here, for a report; `None` when it does not.
+    pub fn problem(&self, position: i64) -> Option<String> {
+        match self {
+            Self::Intact(_) | Self::Respelled(..) => None,
+            Self::Broken(_) => Some(format!(
+                "the hash of position {position} does not match its content and predecessor"
+            )),
+            Self::NotCanonical(_) => Some(format!(
+                "the payload or metadata of position {position} is not canonical JSON, which the \
+                 ledger never writes (docs/audit.md)"
+            )),
+        }
+    }
 }
 
 /// The timestamp as the chain covers it: RFC 3339, UTC, exactly six fractional digits, `Z`.

@@ -95,20 +95,18 @@ pub(crate) async fn verify_chain_on(
                 ));
                 break 'pages;
             }
-            previous = match row.link(&previous) {
-                Link::Intact(head) => head,
+            let link = row.link(&previous);
+            if let Some(problem) = link.problem(row.position) {
+                report.first_broken_position = Some(row.position);
+                report.problem = Some(problem);
+                break 'pages;
+            }
+            previous = match link {
                 Link::Respelled(head, cause) => {
                     report.respelled(row.position, cause);
                     head
                 }
-                Link::Broken(_) => {
-                    report.first_broken_position = Some(row.position);
-                    report.problem = Some(format!(
-                        "the hash of position {} does not match its content and predecessor",
-                        row.position
-                    ));
-                    break 'pages;
-                }
+                Link::Intact(head) | Link::Broken(head) | Link::NotCanonical(head) => head,
             };
             report.events_verified += 1;
             expected_position += 1;
@@ -189,19 +187,15 @@ pub async fn consistency(
                     format!("position {expected_position} is missing"),
                 );
             }
-            previous = match row.link(&previous) {
-                Link::Intact(head) | Link::Respelled(head, _) => head,
-                Link::Broken(_) => {
-                    return broken(
-                        report,
-                        row.position,
-                        format!(
-                            "the hash of position {} does not match its content and predecessor",
-                            row.position
-                        ),
-                    );
-                }
-            };
+            let link = row.link(&previous);
+            if let Some(problem) = link.problem(row.position) {
+                return broken(report, row.position, problem);
+            }
+            let (Link::Intact(head)
+            | Link::Respelled(head, _)
+            | Link::Broken(head)
+            | Link::NotCanonical(head)) = link;
+            previous = head;
             expected_position += 1;
         }
     }
