@@ -47,7 +47,7 @@ async fn readyz(State(state): State<AppState>) -> Response {
             .ok()
             .and_then(Result::ok)
             .flatten(),
-        WriterStatus::Starting | WriterStatus::Recovering => None,
+        WriterStatus::Starting | WriterStatus::Recovering | WriterStatus::AwaitingStandby => None,
     };
     let read_source = read_source(&state).await;
     let projections = timeout(PROBE_TIMEOUT, state.reads().projections())
