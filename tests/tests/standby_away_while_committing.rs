@@ -1,8 +1,9 @@
 //! The synchronous standby goes away while writes are committing. The writer's statement timeout
 //! is short (200 ms) and cannot end a commit's wait for the standby; then the writer's backend is
 //! cancelled from elsewhere (`pg_cancel_backend`), which does end it, and PostgreSQL reports the
-//! commit done, with only a WARNING saying it is on the primary alone. No write gets a success
-//! answer while the standby is away. Once it is back, every write is acknowledged or was answered
+//! commit done, with only a WARNING saying it is on the primary alone; or it is terminated
+//! (`pg_terminate_backend`), which ends the wait and the session, and a new session finds the
+//! commit in the log. No write gets a success answer while the standby is away. Once it is back, every write is acknowledged or was answered
 //! in doubt and is found by its idempotency key, and every acknowledged write is on the standby:
 //! the primary is then shut down at once (no WAL sent after it) and the standby read on its own.
 //! A real primary, a real standby made with pg_basebackup, and the real server.
@@ -79,7 +80,18 @@ async fn crash(primary: &LocalPostgres) {
 }
 
 #[tokio::test]
-async fn no_write_is_acknowledged_while_the_synchronous_standby_is_away() {
+async fn a_cancelled_wait_for_the_standby_is_not_acknowledged() {
+    standby_away_while_committing("pg_cancel_backend").await;
+}
+
+#[tokio::test]
+async fn a_terminated_wait_for_the_standby_is_not_acknowledged() {
+    standby_away_while_committing("pg_terminate_backend").await;
+}
+
+/// The scenario, with the writer's wait for the standby ended by `end_the_wait` (a function of
+/// a backend's pid).
+async fn standby_away_while_committing(end_the_wait: &str) {
     let dir = std::env::temp_dir().join(format!(
         "ledger-sync-standby-test-{}",
         uuid::Uuid::new_v4().simple()
@@ -157,12 +169,12 @@ async fn no_write_is_acknowledged_while_the_synchronous_standby_is_away() {
     }
 
     // Cancelled from elsewhere, the commit stops waiting and is kept on the primary only.
-    let cancelled: bool = sqlx::query_scalar("SELECT pg_cancel_backend($1)")
+    let ended: bool = sqlx::query_scalar(&format!("SELECT {end_the_wait}($1)"))
         .bind(writer_pid)
         .fetch_one(&db)
         .await
-        .expect("pg_cancel_backend");
-    assert!(cancelled);
+        .expect(end_the_wait);
+    assert!(ended, "{end_the_wait}");
     let deadline = tokio::time::Instant::now() + ANSWER_BOUND;
     let mut in_doubt = Vec::new();
     for _ in 0..WRITES_WHILE_AWAY {
@@ -181,7 +193,7 @@ async fn no_write_is_acknowledged_while_the_synchronous_standby_is_away() {
             other => panic!("{key}: {other}: {}", answer.text),
         }
     }
-    assert!(!in_doubt.is_empty(), "the cancelled batch was not in doubt");
+    assert!(!in_doubt.is_empty(), "the batch cut short was not in doubt");
     let on_primary_only: i64 =
         sqlx::query_scalar("SELECT count(*) FROM idempotency_keys WHERE key = ANY($1)")
             .bind(&in_doubt)
