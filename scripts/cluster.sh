@@ -172,6 +172,8 @@ write_post_bootstrap() {
 set -e
 psql "\$1" -v ON_ERROR_STOP=1 -qc "CREATE ROLE ledger LOGIN PASSWORD '$(get 's["passwords"]["ledger"]')'"
 psql "\$1" -v ON_ERROR_STOP=1 -qc "CREATE DATABASE ledger OWNER ledger"
+# The writer reads the synchronous standbys' positions in pg_stat_replication.
+psql "\$1" -v ON_ERROR_STOP=1 -qc "GRANT pg_monitor TO ledger"
 EOF
     chmod 755 "$dir/post_bootstrap.sh"
 }

@@ -95,7 +95,8 @@ pub struct ServeConfig {
     #[arg(long, env = "LEDGER_AUTH_FAILURES_MAX", default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..))]
     pub auth_failures_max: u32,
     /// Upper bound on any statement of the writer's session; a batch that takes longer fails, and
-    /// the writer reconnects and reloads.
+    /// the writer reconnects and reloads. A commit's wait for the synchronous standby is not cut
+    /// short by it (PostgreSQL disarms it before committing).
     #[arg(long, env = "LEDGER_WRITER_STATEMENT_TIMEOUT_MS", default_value_t = 30_000, value_parser = clap::value_parser!(u64).range(1..))]
     pub writer_statement_timeout_ms: u64,
     /// Relay the log to a message broker from this process as well: `amqp://…` (RabbitMQ) or

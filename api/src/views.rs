@@ -320,7 +320,9 @@ pub struct Readiness {
     pub ready: bool,
     /// The read source answers.
     pub database: bool,
-    /// This node's writer task: `leader`, `standby`, `starting` or `recovering`.
+    /// This node's writer task: `leader`, `standby`, `starting`, `recovering`, or
+    /// `awaiting_standby` (the synchronous standby has not confirmed what was committed, or a
+    /// commit has waited for it over a second: no write is acknowledged until it does).
     pub writer: String,
     /// `writer` (holds the lock) or `follower` (forwards writes to the writer).
     pub role: String,

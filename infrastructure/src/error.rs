@@ -33,14 +33,20 @@ pub enum Error {
     /// with the same idempotency key is safe.
     #[error("the write could not be committed; retry with the same idempotency key")]
     CommitFailed,
-    /// The session broke while the batch holding the command may have been committing, and the
-    /// writer could not find out within its bound whether it was. Retrying with the same
-    /// idempotency key is safe and answers with the outcome.
+    /// The batch holding the command may have been committed but is not acknowledged: the
+    /// session broke while it was committing, or the synchronous standbys did not confirm it, and
+    /// the writer could not settle it within its bound. Retrying with the same idempotency key is
+    /// safe and answers with the outcome once the writer can vouch for it.
     #[error(
-        "the connection to the database broke while this write was being committed and its \
-         outcome is not known yet; retry with the same idempotency key to learn it"
+        "this write may have been committed, but the writer could not confirm it (the connection \
+         to the database broke, or the synchronous standby does not have it yet); retry with the \
+         same idempotency key to learn its outcome"
     )]
     CommitOutcomeUnknown,
+    /// The synchronous standbys did not confirm what the writer committed (see
+    /// `writer::replication`): it is on the primary only, so it is not acknowledged.
+    #[error("the synchronous standby has not confirmed the commit: {0}")]
+    StandbyUnconfirmed(String),
     /// An import was refused: the database is not empty, or the file is not an intact export.
     /// Nothing was written.
     #[error("import refused: {0}")]

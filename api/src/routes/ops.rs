@@ -8,7 +8,7 @@ use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use infrastructure::relays::RelayStatus;
-use infrastructure::WriterStatus;
+use infrastructure::{writer_lock, WriterStatus};
 use tokio::time::timeout;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
@@ -36,8 +36,14 @@ async fn healthz() -> &'static str {
     responses((status = 200, body = Readiness), (status = 503, body = Readiness))
 )]
 async fn readyz(State(state): State<AppState>) -> Response {
-    let writer = state.writer().status();
-    let is_writer = writer == WriterStatus::Leader;
+    let status = state.writer().status();
+    let is_writer = status == WriterStatus::Leader;
+    // A writer whose commit waits for the synchronous standby answers no write until it is back.
+    let writer = if is_writer && commit_awaits_standby(&state).await {
+        WriterStatus::AwaitingStandby
+    } else {
+        status
+    };
     // A node still starting or recovering answers writes itself (they wait or fail fast), so it
     // names no writer and is not ready until it knows whether it is one.
     let writer_url = match writer {
@@ -47,7 +53,7 @@ async fn readyz(State(state): State<AppState>) -> Response {
             .ok()
             .and_then(Result::ok)
             .flatten(),
-        WriterStatus::Starting | WriterStatus::Recovering => None,
+        WriterStatus::Starting | WriterStatus::Recovering | WriterStatus::AwaitingStandby => None,
     };
     let read_source = read_source(&state).await;
     let projections = timeout(PROBE_TIMEOUT, state.reads().projections())
@@ -86,6 +92,24 @@ async fn readyz(State(state): State<AppState>) -> Response {
 /// How long `/readyz` waits for each database it asks: a probe with a short timeout must get a
 /// 503, not a timeout, while PostgreSQL is out of reach (the pool itself waits 3 s).
 const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// How long the writer's commit may wait for the synchronous standby before `/readyz` says so: a
+/// standby that is there confirms within a round trip.
+const STANDBY_WAIT_SHOWN: Duration = Duration::from_secs(1);
+
+/// Whether this node's writer has a commit waiting for the synchronous standby (as the primary
+/// shows it), for longer than `STANDBY_WAIT_SHOWN`.
+async fn commit_awaits_standby(state: &AppState) -> bool {
+    let primary = state.primary().unwrap_or(state.reads()).pool();
+    timeout(
+        PROBE_TIMEOUT,
+        writer_lock::writer_awaits_standby(primary, STANDBY_WAIT_SHOWN),
+    )
+    .await
+    .ok()
+    .and_then(Result::ok)
+    .unwrap_or(false)
+}
 
 /// The read source's kind and position, and how far it trails the primary's.
 async fn read_source(state: &AppState) -> Option<ReadSourceView> {

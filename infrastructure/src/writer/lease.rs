@@ -82,6 +82,21 @@ pub async fn current_writer_url(primary: &PgPool) -> Result<Option<String>> {
     .await?)
 }
 
+/// Whether the writer that holds the lock has been waiting longer than `at_least` for the
+/// synchronous standbys to confirm a commit (its backend waits on `SyncRep`). Ask the primary.
+pub async fn writer_awaits_standby(primary: &PgPool, at_least: Duration) -> Result<bool> {
+    Ok(sqlx::query_scalar(
+        "SELECT EXISTS (
+           SELECT 1 FROM writer_advertisement w
+           JOIN pg_stat_activity a ON a.pid = w.backend_pid
+           WHERE a.wait_event = 'SyncRep'
+             AND clock_timestamp() - a.query_start > make_interval(secs => $1))",
+    )
+    .bind(at_least.as_secs_f64())
+    .fetch_one(primary)
+    .await?)
+}
+
 /// A session of its own holding the writer's lock, for work that must not interleave with a
 /// writer (replay, import); closing the connection releases it.
 pub(crate) async fn lock_writer(

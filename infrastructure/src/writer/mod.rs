@@ -16,6 +16,7 @@ pub mod expiry;
 
 pub mod lease;
 mod protocol;
+mod replication;
 mod restore;
 mod rows;
 mod task;
@@ -52,10 +53,13 @@ pub struct WriterConfig {
     pub clock: Arc<dyn Clock>,
     /// Where other nodes reach this one to forward writes, advertised while it is the writer.
     pub advertise_url: Option<String>,
-    /// Upper bound on any statement of the writer's session.
+    /// Upper bound on any statement of the writer's session. It cannot end a commit's wait for
+    /// the synchronous standbys (PostgreSQL disarms it before committing), and a wait ended
+    /// otherwise is caught (`replication`).
     pub statement_timeout: Duration,
     /// How long the requests of a batch whose outcome is unknown (the session broke while it may
-    /// have been committing) wait for the writer to find out; then `CommitOutcomeUnknown`.
+    /// have been committing, or the synchronous standbys did not confirm it) wait for the writer
+    /// to find out; then `CommitOutcomeUnknown`.
     pub in_doubt_wait: Duration,
 }
 
@@ -93,6 +97,9 @@ pub enum WriterStatus {
     Leader,
     /// The session failed; reconnecting and reloading.
     Recovering,
+    /// The synchronous standbys have not confirmed what was committed: nothing is acknowledged
+    /// (the batch in question is in doubt) until they do.
+    AwaitingStandby,
 }
 
 impl WriterStatus {
@@ -102,6 +109,7 @@ impl WriterStatus {
             Self::Standby => "standby",
             Self::Leader => "leader",
             Self::Recovering => "recovering",
+            Self::AwaitingStandby => "awaiting_standby",
         }
     }
 }

@@ -20,7 +20,9 @@ use super::decider::Decider;
 use super::expiry::expiry_request;
 use super::lease;
 use super::protocol::{CommittedEvent, Outcome, StoredOutcomes, WriteRequest};
+use super::replication;
 use super::restore::restore;
+use super::rows::BatchRows;
 use super::{WriterConfig, WriterStatus};
 use crate::metrics::WriterMetrics;
 use crate::{Error, Result};
@@ -39,9 +41,12 @@ pub(super) struct Sequencer {
 
 /// A batch whose write failed in a way that does not show whether PostgreSQL committed it: the
 /// session broke (the server stopped, the backend was terminated, the network failed) after the
-/// statement was sent. Its requests are not answered "failed", which could be false, but wait
-/// until the writer holds the lock again (so the old session is gone and cannot commit any more)
-/// and looks in the log; after `deadline` they are answered `CommitOutcomeUnknown`.
+/// statement was sent. Or a batch that PostgreSQL committed but the synchronous standbys did not
+/// confirm (its wait for them was cancelled): acknowledging it would promise a write that a
+/// failover loses. Its requests are not answered "failed", which could be false, nor "done",
+/// which may not hold, but wait until the writer holds the lock again (so the old session is
+/// gone and cannot commit any more), the standbys hold everything committed so far, and it looks
+/// in the log; after `deadline` they are answered `CommitOutcomeUnknown`.
 pub(super) struct InDoubt {
     batch: Batch,
     deadline: tokio::time::Instant,
@@ -92,7 +97,7 @@ impl Sequencer {
                         Stop::Shutdown => return,
                         Stop::Failed(e) => {
                             error!(error = %e, "writer session failed; reconnecting and reloading state");
-                            status = WriterStatus::Recovering;
+                            status = status_after(&e, WriterStatus::Leader);
                             // Try again at once: a failed batch usually leaves PostgreSQL healthy.
                             continue;
                         }
@@ -107,28 +112,13 @@ impl Sequencer {
                 }
                 Err(e) => {
                     warn!(error = %e, "writer cannot start yet");
-                    if status == WriterStatus::Leader {
-                        status = WriterStatus::Recovering;
-                    }
+                    status = status_after(&e, status);
                     self.status.send_replace(status);
                 }
             }
-            if self
-                .in_doubt
-                .as_ref()
-                .is_some_and(|d| d.deadline <= tokio::time::Instant::now())
-            {
-                if let Some(in_doubt) = self.in_doubt.take() {
-                    warn!("could not learn in time whether the batch in doubt was committed");
-                    in_doubt.batch.fail_with(|| Error::CommitOutcomeUnknown);
-                }
-            }
-            let reason = match status {
-                WriterStatus::Standby => "another process is the writer",
-                _ => "the writer is recovering",
-            };
+            self.give_up_on_in_doubt_when_due();
             if !self
-                .refuse_requests_for(self.config.retry_interval, reason)
+                .refuse_requests_for(self.config.retry_interval, refusal(status))
                 .await
             {
                 return;
@@ -149,6 +139,9 @@ impl Sequencer {
             let _ = conn.close().await;
             return Ok(None);
         }
+        // Nothing is answered from the log (a batch in doubt, a replay of a stored outcome) until
+        // the synchronous standbys hold all of it, whoever committed it.
+        replication::confirm(&mut conn, replication::CONFIRM_BOUND).await?;
         // Holding the lock, the session that sent an in-doubt batch is gone: its fate is settled.
         if let Some(in_doubt) = self.in_doubt.take() {
             match in_doubt.batch.rows().is_committed(&mut conn).await {
@@ -172,6 +165,17 @@ impl Sequencer {
             lease::advertise(&mut conn, url).await?;
         }
         Ok(Some(Session { conn, decider }))
+    }
+
+    /// Answers the requests of the batch in doubt `CommitOutcomeUnknown` once its deadline passed.
+    fn give_up_on_in_doubt_when_due(&mut self) {
+        let now = tokio::time::Instant::now();
+        if let Some(in_doubt) = self.in_doubt.take_if(|d| d.deadline <= now) {
+            warn!(
+                "could not learn in time whether the batch in doubt was committed and replicated"
+            );
+            in_doubt.batch.fail_with(|| Error::CommitOutcomeUnknown);
+        }
     }
 
     /// Answers every request that arrives within `duration` with `WriterUnavailable`. False when
@@ -234,6 +238,12 @@ impl Sequencer {
                     Err(Stop::Shutdown) => {
                         lease::unlock_writer(session.conn).await;
                         return Stop::Shutdown;
+                    }
+                    Err(Stop::Failed(e @ Error::StandbyUnconfirmed(_))) => {
+                        // The session is sound and has nothing left to commit: hand the lock
+                        // back now rather than when the server notices the connection closed.
+                        lease::unlock_writer(session.conn).await;
+                        return Stop::Failed(e);
                     }
                     Err(stop) => return stop,
                 }
@@ -323,7 +333,7 @@ impl Sequencer {
             return Ok(());
         }
         let Session { conn, decider } = session;
-        let write = writing.rows().write(conn);
+        let write = commit(writing.rows(), conn);
         tokio::pin!(write);
         loop {
             tokio::select! {
@@ -369,6 +379,42 @@ impl Sequencer {
             self.head.send_replace(position);
         }
         writing.answer(&self.metrics);
+    }
+}
+
+/// The status after the writer failed with `e`, as leader or while becoming one.
+fn status_after(e: &Error, status: WriterStatus) -> WriterStatus {
+    match (e, status) {
+        (Error::StandbyUnconfirmed(_), _) => WriterStatus::AwaitingStandby,
+        (_, WriterStatus::Leader | WriterStatus::AwaitingStandby) => WriterStatus::Recovering,
+        (_, status) => status,
+    }
+}
+
+/// Why a writer that is not leading refuses a request.
+fn refusal(status: WriterStatus) -> &'static str {
+    match status {
+        WriterStatus::Standby => "another process is the writer",
+        WriterStatus::AwaitingStandby => {
+            "the synchronous standby has not confirmed the last commits; no write is acknowledged \
+             until it does"
+        }
+        _ => "the writer is recovering",
+    }
+}
+
+/// Writes a batch's rows, then waits for the synchronous standbys to confirm them: only then may
+/// the batch be acknowledged. Whatever goes wrong after the write returned leaves the batch
+/// committed on the primary, so it is `StandbyUnconfirmed` (in doubt), never an error that would
+/// have the batch answered as not applied.
+async fn commit(rows: &BatchRows, conn: &mut PgConnection) -> Result<()> {
+    rows.write(conn).await?;
+    match replication::confirm(conn, replication::CONFIRM_BOUND).await {
+        Err(e @ Error::StandbyUnconfirmed(_)) => Err(e),
+        Err(e) => Err(Error::StandbyUnconfirmed(format!(
+            "cannot read the standbys' positions: {e}"
+        ))),
+        Ok(()) => Ok(()),
     }
 }
 
