@@ -242,9 +242,23 @@ async fn relay_metric(url: &str) -> String {
         .join("\n")
 }
 
+/// Where the broker is restarted, as a fraction of the transfers the relay confirmed:
+/// `LEDGER_RELAY_TEST_BROKER_RESTART_AT` is a fraction, or `random` (one from 0.05 to 0.95 each
+/// run, said on stderr, for looping the test); two thirds by default.
+fn broker_restart_at(transfers: i64) -> i64 {
+    let fraction = match std::env::var("LEDGER_RELAY_TEST_BROKER_RESTART_AT").as_deref() {
+        Ok("random") => 0.05 + 0.9 * (uuid::Uuid::new_v4().as_u128() % 10_000) as f64 / 10_000.0,
+        Ok(fraction) => fraction.parse().expect("a fraction, or random"),
+        Err(_) => 2.0 / 3.0,
+    };
+    let at = (transfers as f64 * fraction) as i64;
+    eprintln!("the broker restarts once the relay confirmed {at} ({fraction:.3} of {transfers})");
+    at
+}
+
 /// The scenario for either broker: relay while writing, kill -9 the relay once a third of the
-/// log is confirmed and start it again, restart the broker at two thirds, and wait until the
-/// relay's checkpoint is at the head (as `/metrics` shows it). The head.
+/// log is confirmed and start it again, restart the broker once `broker_restart_at` is, and wait
+/// until the relay's checkpoint is at the head (as `/metrics` shows it). The head.
 async fn relay_through_a_kill_and_a_broker_restart(
     database: &TestDatabase,
     to: &str,
@@ -252,15 +266,24 @@ async fn relay_through_a_kill_and_a_broker_restart(
 ) -> i64 {
     let (server, url, client) = ledger(database).await;
     let transfers = transfers() as i64;
+    let restart_at = broker_restart_at(transfers);
     let writing = tokio::spawn(write_transfers(client, url.clone(), transfers as usize));
-    let relay = RelayProcess::start(database.url(), to);
-    relayed_at_least(database, transfers / 3, DELIVERY_BOUND).await;
-    relay.kill();
-    let _relay = RelayProcess::start(database.url(), to);
-    relayed_at_least(database, transfers * 2 / 3, DELIVERY_BOUND).await;
-    tokio::task::spawn_blocking(restart_broker)
-        .await
-        .expect("broker restarted");
+    let mut relay = RelayProcess::start(database.url(), to);
+    let mut restart_broker = Some(restart_broker);
+    let mut steps = [(transfers / 3, false), (restart_at, true)];
+    steps.sort_by_key(|(at, _)| *at);
+    for (at, is_broker) in steps {
+        relayed_at_least(database, at, DELIVERY_BOUND).await;
+        if is_broker {
+            let restart = restart_broker.take().expect("one broker restart");
+            tokio::task::spawn_blocking(restart)
+                .await
+                .expect("broker restarted");
+        } else {
+            relay.kill();
+            relay = RelayProcess::start(database.url(), to);
+        }
+    }
     writing.await.expect("every write answered");
     let head = head(database).await;
     let started = Instant::now();
@@ -454,34 +477,158 @@ async fn rabbitmq_gets_every_position_once_in_order_across_a_relay_kill_and_a_br
     database.drop_database().await.expect("dropped");
 }
 
-/// Reads the whole stream `LEDGER` from its first message: JetStream keeps it, so a consumer
-/// can start after the fact.
-async fn read_jetstream(url: &str, count: usize) -> Vec<(i64, Value)> {
-    use async_nats::jetstream::consumer::pull;
+/// How long the test's JetStream consumer may wait for its next message before it asks the
+/// stream what it holds. Short of the stream's last message, the consumer has stalled and is made
+/// again from where it stopped; at it, the stream was read to its end.
+const JETSTREAM_QUIET_BOUND: Duration = Duration::from_secs(5);
+/// How many times a stalled JetStream consumer is made again before the test gives up on it.
+const JETSTREAM_CONSUMER_REMAKES_MAX: usize = 5;
+
+/// What a JetStream consumer read so far: the messages, and the stream sequence of the last.
+#[derive(Default)]
+struct StreamRead {
+    messages: Vec<(i64, Value)>,
+    last_sequence: u64,
+}
+
+/// Reads the whole stream `LEDGER` from its first message to the last one its state names when
+/// reading starts (JetStream keeps the stream, so a consumer can start after the fact). A stream
+/// that lacks positions up to `head` is reported with its state, never waited on; a consumer
+/// that stops short of the stream's end is made again, and says so on stderr.
+async fn read_jetstream(url: &str, head: i64) -> Vec<(i64, Value)> {
     let client = async_nats::connect(url).await.expect("NATS");
     let jetstream = async_nats::jetstream::new(client);
-    let stream = jetstream.get_stream("LEDGER").await.expect("stream");
-    let consumer = stream
-        .create_consumer(pull::OrderedConfig::default())
-        .await
-        .expect("consumer");
-    let mut messages = consumer.messages().await.expect("messages");
-    let mut received = Vec::with_capacity(count);
-    while received.len() < count {
-        let message = tokio::time::timeout(DELIVERY_BOUND, messages.next())
-            .await
-            .expect("the stream ends too early")
-            .expect("a message")
-            .expect("a readable message");
+    let mut stream = jetstream.get_stream("LEDGER").await.expect("stream");
+    let state = stream.info().await.expect("stream info").state.clone();
+    let mut read = StreamRead {
+        messages: Vec::with_capacity(head as usize),
+        last_sequence: state.first_sequence.saturating_sub(1),
+    };
+    let started = Instant::now();
+    for remake in 0..=JETSTREAM_CONSUMER_REMAKES_MAX {
+        let stopped = read_until_quiet(&stream, &mut read, state.last_sequence).await;
+        if read.last_sequence >= state.last_sequence {
+            break;
+        }
+        eprintln!(
+            "test consumer: {stopped} at stream sequence {} of {} (first {}, {} messages); \
+             making it again ({} of {JETSTREAM_CONSUMER_REMAKES_MAX})",
+            read.last_sequence,
+            state.last_sequence,
+            state.first_sequence,
+            state.messages,
+            remake + 1
+        );
+        assert!(
+            remake < JETSTREAM_CONSUMER_REMAKES_MAX && started.elapsed() < DELIVERY_BOUND,
+            "the test's consumer stalls at stream sequence {} of {}, {} times, after {:?}",
+            read.last_sequence,
+            state.last_sequence,
+            remake + 1,
+            started.elapsed()
+        );
+    }
+    assert_every_position_stored(&read.messages, head, &state);
+    read.messages
+}
+
+/// Reads with an ordered consumer from the sequence after `read.last_sequence` until `last`, or
+/// until no message comes within `JETSTREAM_QUIET_BOUND`, or the consumer fails: why it stopped.
+async fn read_until_quiet(
+    stream: &async_nats::jetstream::stream::Stream,
+    read: &mut StreamRead,
+    last: u64,
+) -> String {
+    use async_nats::jetstream::consumer::{pull, DeliverPolicy};
+    let config = pull::OrderedConfig {
+        deliver_policy: DeliverPolicy::ByStartSequence {
+            start_sequence: read.last_sequence + 1,
+        },
+        ..pull::OrderedConfig::default()
+    };
+    let consumer = match stream.create_consumer(config).await {
+        Ok(consumer) => consumer,
+        Err(e) => return format!("the consumer cannot be made: {e}"),
+    };
+    let mut messages = match consumer.messages().await {
+        Ok(messages) => messages,
+        Err(e) => return format!("the consumer cannot read: {e}"),
+    };
+    while read.last_sequence < last {
+        let message = match tokio::time::timeout(JETSTREAM_QUIET_BOUND, messages.next()).await {
+            Ok(Some(Ok(message))) => message,
+            Ok(Some(Err(e))) => return format!("the consumer failed: {e}"),
+            Ok(None) => return "the consumer's messages ended".into(),
+            Err(_) => return format!("no message within {JETSTREAM_QUIET_BOUND:?}"),
+        };
+        let sequence = message.info().expect("a JetStream message").stream_sequence;
         let id = message
             .headers
             .as_ref()
             .and_then(|h| h.get("Nats-Msg-Id"))
             .and_then(|id| id.as_str().parse::<i64>().ok())
             .expect("Nats-Msg-Id is a position");
-        received.push((id, serde_json::from_slice(&message.payload).expect("JSON")));
+        let body = serde_json::from_slice(&message.payload).expect("JSON");
+        read.messages.push((id, body));
+        read.last_sequence = sequence;
     }
-    received
+    "the stream's end".into()
+}
+
+/// Fails, saying which positions are missing and what the stream holds, unless every position
+/// from 1 to `head` is among the messages read.
+fn assert_every_position_stored(
+    messages: &[(i64, Value)],
+    head: i64,
+    state: &async_nats::jetstream::stream::State,
+) {
+    let mut seen = vec![false; head as usize + 1];
+    for (id, _) in messages {
+        if let Some(slot) = usize::try_from(*id).ok().and_then(|i| seen.get_mut(i)) {
+            *slot = true;
+        }
+    }
+    let missing: Vec<i64> = (1..=head).filter(|p| !seen[*p as usize]).collect();
+    assert!(
+        missing.is_empty(),
+        "the stream lacks {} of the positions 1 to {head}: {}; its state: first sequence {}, \
+         last sequence {}, {} messages, {} deleted; {} messages read",
+        missing.len(),
+        ranges(&missing),
+        state.first_sequence,
+        state.last_sequence,
+        state.messages,
+        state.deleted_count.unwrap_or(0),
+        messages.len()
+    );
+}
+
+/// `1-3, 7, 9-10`: consecutive positions as ranges, the first 20 ranges at most.
+fn ranges(positions: &[i64]) -> String {
+    let mut runs: Vec<(i64, i64)> = Vec::new();
+    for &p in positions {
+        match runs.last_mut() {
+            Some((_, end)) if *end + 1 == p => *end = p,
+            _ => runs.push((p, p)),
+        }
+    }
+    let shown: Vec<String> = runs
+        .iter()
+        .take(20)
+        .map(|(a, b)| {
+            if a == b {
+                a.to_string()
+            } else {
+                format!("{a}-{b}")
+            }
+        })
+        .collect();
+    let more = runs.len().saturating_sub(shown.len());
+    if more > 0 {
+        format!("{} and {more} more ranges", shown.join(", "))
+    } else {
+        shown.join(", ")
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -496,7 +643,7 @@ async fn jetstream_stores_every_position_exactly_once_across_a_relay_kill_and_a_
         broker.resume().expect("nats-server starts again");
     })
     .await;
-    let stored = read_jetstream(&url, head as usize).await;
+    let stored = read_jetstream(&url, head).await;
     let duplicates = verify(&stored, head);
     assert_eq!(duplicates, 0, "JetStream holds each position once");
     database.drop_database().await.expect("dropped");
