@@ -648,3 +648,135 @@ async fn jetstream_stores_every_position_exactly_once_across_a_relay_kill_and_a_
     assert_eq!(duplicates, 0, "JetStream holds each position once");
     database.drop_database().await.expect("dropped");
 }
+
+/// Every event of the log as `GET /v1/events` shows it, in position order.
+async fn events(client: &reqwest::Client, url: &str) -> Vec<Value> {
+    let mut events = Vec::new();
+    loop {
+        let after = events.len();
+        let page: Value = client
+            .get(format!("{url}/v1/events?after={after}&limit=1000"))
+            .send()
+            .await
+            .expect("events")
+            .json()
+            .await
+            .expect("an event page");
+        let items = page["items"].as_array().expect("items");
+        if items.is_empty() {
+            return events;
+        }
+        events.extend(items.iter().cloned());
+    }
+}
+
+/// Publishes each event to the stream as the relay does (its position as `Nats-Msg-Id`), waiting
+/// for each acknowledgement; creates the stream as the relay does if it is not there.
+async fn publish_to_stream(url: &str, events: &[Value]) {
+    use async_nats::jetstream::stream;
+    use infrastructure::relays::nats::{STREAM, SUBJECT_PREFIX};
+    let client = async_nats::connect(url).await.expect("NATS");
+    let jetstream = async_nats::jetstream::new(client);
+    jetstream
+        .get_or_create_stream(stream::Config {
+            name: STREAM.to_owned(),
+            subjects: vec![format!("{SUBJECT_PREFIX}.>")],
+            storage: stream::StorageType::File,
+            ..stream::Config::default()
+        })
+        .await
+        .expect("stream");
+    for event in events {
+        let mut headers = async_nats::HeaderMap::new();
+        headers.insert("Nats-Msg-Id", event["position"].to_string().as_str());
+        let subject = format!("{SUBJECT_PREFIX}.{}", event["type"].as_str().expect("type"));
+        let body = serde_json::to_vec(event).expect("JSON");
+        jetstream
+            .publish_with_headers(subject, headers, body.into())
+            .await
+            .expect("published")
+            .await
+            .expect("stored");
+    }
+}
+
+/// The stream as a relay would leave it that skipped a hole: positions 1 to 150 but 50 to 59 are
+/// in it, and the relay's checkpoint is 0. The relay must not resume after 150, the stream's
+/// last message: it resumes from its checkpoint, and the stream ends with every position once
+/// (the hole filled after the messages that were there, so in position order once sorted).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jetstream_relay_fills_a_hole_in_the_stream_instead_of_resuming_past_it() {
+    let broker = Nats::start().expect("nats-server starts");
+    let database = TestDatabase::create().await.expect("database");
+    let (server, url, client) = ledger(&database).await;
+    write_transfers(client.clone(), url.clone(), 200).await;
+    let head = head(&database).await;
+    let events = events(&client, &url).await;
+    assert_eq!(
+        events.len() as i64,
+        head,
+        "GET /v1/events has the whole log"
+    );
+    let (before, after) = (&events[..49], &events[59..150]);
+    publish_to_stream(&broker.url(), before).await;
+    publish_to_stream(&broker.url(), after).await;
+    let relay = RelayProcess::start(database.url(), &broker.url());
+    relayed_at_least(&database, head, DELIVERY_BOUND).await;
+    relay.kill();
+    let mut stored = read_jetstream(&broker.url(), head).await;
+    let order: Vec<i64> = stored.iter().map(|(id, _)| *id).collect();
+    let expected: Vec<i64> = (1..50)
+        .chain(60..=150)
+        .chain(50..60)
+        .chain(151..=head)
+        .collect();
+    assert_eq!(
+        order, expected,
+        "the hole is filled after what the stream held, once"
+    );
+    stored.sort_by_key(|(id, _)| *id);
+    assert_eq!(verify(&stored, head), 0, "each position once");
+    server.stop().await.expect("ledger stops");
+    database.drop_database().await.expect("dropped");
+}
+
+/// The cause of issue 28: the client reconnects after a broker restart and sends what it had
+/// queued, while what it wrote to the old connection is lost, so a later position could be stored
+/// after an earlier one was lost. Each message names the stream sequence of its predecessor:
+/// a position published after one that never arrived is refused, and the next session resumes
+/// after the last one stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jetstream_refuses_a_position_whose_predecessor_was_lost() {
+    use infrastructure::relays::nats::NatsSink;
+    use infrastructure::relays::{Message, Resume};
+    let broker = Nats::start().expect("nats-server starts");
+    let message = |position: i64| Message {
+        position,
+        event_type: "TransferRecorded",
+        account_roots: vec![],
+        body: format!("{{\"position\":{position}}}").into_bytes(),
+    };
+    let mut sink = NatsSink::connect(&broker.url()).await.expect("NATS");
+    assert_eq!(sink.resume(0).await.expect("resume"), Resume::after(0));
+    sink.publish(message(1))
+        .await
+        .expect("sent")
+        .await
+        .expect("1 stored");
+    // Position 2 is lost on its way.
+    let refused = sink.publish(message(3)).await.expect("sent").await;
+    let refusal = refused.expect_err("3 is refused: 2 is not stored");
+    assert!(
+        refusal.to_string().contains("wrong last sequence"),
+        "refused as out of sequence: {refusal}"
+    );
+    let mut sink = NatsSink::connect(&broker.url()).await.expect("NATS");
+    assert_eq!(sink.resume(0).await.expect("resume"), Resume::after(1));
+    for position in 2..=3 {
+        let confirm = sink.publish(message(position)).await.expect("sent");
+        confirm.await.expect("stored");
+    }
+    let stored = read_jetstream(&broker.url(), 3).await;
+    let order: Vec<i64> = stored.iter().map(|(id, _)| *id).collect();
+    assert_eq!(order, [1, 2, 3]);
+}
