@@ -4,9 +4,10 @@
 //! the log from its own checkpoint (kept beside the asynchronous projections', named
 //! `relay:<sink>`), publishes with broker confirms, and moves the checkpoint only past events
 //! the broker confirmed. After a crash, a broker outage or a restart it resumes from that
-//! checkpoint: events after it may be published again (at least once; the position is the
-//! message id), none is skipped, and nothing is published past an unconfirmed gap, because any
-//! failure ends the session and the next one starts again from the checkpoint.
+//! checkpoint (or past it, where the broker shows that it holds every position up to a later
+//! one): events after it may be published again (at least once; the position is the message id),
+//! none is skipped, and nothing is published past an unconfirmed gap, because any failure ends
+//! the session and the next one starts again from the checkpoint.
 //!
 //! One relay per sink works at a time across all processes: the session that holds the sink's
 //! advisory lock is the one that reads the log and moves the checkpoint, so a relay that lost
@@ -105,6 +106,26 @@ pub struct Message<'a> {
     pub body: Vec<u8>,
 }
 
+/// Where a session starts publishing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Resume {
+    /// The position after which to publish.
+    pub after: i64,
+    /// Set when the broker holds positions past `after` with a hole among them: the session
+    /// publishes up to this position again (what is stored is dropped as a duplicate, the hole is
+    /// filled) and then ends, so that the next one starts from a stream that has no hole.
+    pub refill_through: Option<i64>,
+}
+
+impl Resume {
+    pub fn after(after: i64) -> Self {
+        Self {
+            after,
+            refill_through: None,
+        }
+    }
+}
+
 /// A broker's answer to one publish, still to come.
 pub type Confirm = Pin<Box<dyn Future<Output = Result<()>> + Send>>;
 
@@ -123,12 +144,13 @@ impl Sink {
         }
     }
 
-    /// The last position the broker already holds, where the broker can tell (JetStream keeps
-    /// the stream; RabbitMQ's queues are consumed, so it cannot).
-    async fn last_stored(&mut self) -> Result<Option<i64>> {
+    /// Where to resume from the relay's `checkpoint`: past it when the broker shows that it
+    /// holds every position up to a later one (JetStream keeps the stream; RabbitMQ's queues are
+    /// consumed, so it cannot).
+    async fn resume(&mut self, checkpoint: i64) -> Result<Resume> {
         match self {
-            Self::Amqp(_) => Ok(None),
-            Self::Nats(sink) => sink.last_stored().await,
+            Self::Amqp(_) => Ok(Resume::after(checkpoint)),
+            Self::Nats(sink) => sink.resume(checkpoint).await,
         }
     }
 
@@ -230,17 +252,18 @@ impl Relay {
         let mut position = checkpoints::open(&mut conn, &name).await?;
         let mut sink = Sink::connect(&self.config.to).await?;
         // What the broker holds past the checkpoint (a crash between its confirm and our
-        // checkpoint) is not published again.
-        if let Some(stored) = sink.last_stored().await?.filter(|s| *s > position) {
-            checkpoints::advance(&mut conn, &name, position, stored).await?;
-            position = stored;
-        }
-        info!(sink = %self.config.name, position, "relay following the log");
+        // checkpoint) is not published again, once it shows there is no hole in it.
+        let resume = sink.resume(position).await?;
+        self.checkpoint(&mut conn, &name, &mut position, resume.after)
+            .await?;
+        info!(sink = %self.config.name, position, refill_through = resume.refill_through,
+            "relay following the log");
         // Pages are published back to back: while the broker confirms one, the next is read and
         // published, up to `in_flight_max` unconfirmed. The checkpoint follows what is confirmed.
         let mut in_flight = InFlight::after(position);
         let mut published = position;
-        while !*self.stopped.borrow() {
+        let refilled = |published: i64| resume.refill_through.is_some_and(|end| published >= end);
+        while !*self.stopped.borrow() && !refilled(published) {
             let page = event_store::page(&mut conn, published, self.config.page_events_max).await?;
             let Some(last) = page.last().map(|e| e.position) else {
                 in_flight.confirm_all().await?;
