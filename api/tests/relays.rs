@@ -676,23 +676,20 @@ async fn events(client: &reqwest::Client, url: &str) -> Vec<Value> {
 /// Publishes each event to the stream as the relay does (its position as `Nats-Msg-Id`), waiting
 /// for each acknowledgement; creates the stream as the relay does if it is not there.
 async fn publish_to_stream(url: &str, events: &[Value]) {
-    use async_nats::jetstream::stream;
-    use infrastructure::relays::nats::{STREAM, SUBJECT_PREFIX};
     let client = async_nats::connect(url).await.expect("NATS");
     let jetstream = async_nats::jetstream::new(client);
     jetstream
-        .get_or_create_stream(stream::Config {
-            name: STREAM.to_owned(),
-            subjects: vec![format!("{SUBJECT_PREFIX}.>")],
-            storage: stream::StorageType::File,
-            ..stream::Config::default()
-        })
+        .get_or_create_stream(infrastructure::relays::nats::stream_config())
         .await
         .expect("stream");
     for event in events {
         let mut headers = async_nats::HeaderMap::new();
         headers.insert("Nats-Msg-Id", event["position"].to_string().as_str());
-        let subject = format!("{SUBJECT_PREFIX}.{}", event["type"].as_str().expect("type"));
+        let subject = format!(
+            "{}.{}",
+            infrastructure::relays::nats::SUBJECT_PREFIX,
+            event["type"].as_str().expect("type")
+        );
         let body = serde_json::to_vec(event).expect("JSON");
         jetstream
             .publish_with_headers(subject, headers, body.into())

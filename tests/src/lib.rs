@@ -485,3 +485,24 @@ where
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
 }
+
+/// A real primary and a streaming replica of it, started in a new scratch directory under the
+/// system temp directory (named after `what`); the caller stops them and removes the directory.
+pub async fn primary_and_replica(
+    what: &str,
+) -> (
+    std::path::PathBuf,
+    infrastructure::local_postgres::LocalPostgres,
+    infrastructure::local_postgres::LocalPostgres,
+) {
+    let dir = std::env::temp_dir().join(format!("ledger-{what}-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&dir).expect("scratch directory");
+    let primary = infrastructure::local_postgres::LocalPostgres::start(&dir.join("primary"))
+        .await
+        .expect("primary");
+    let replica = primary
+        .start_replica(&dir.join("replica"))
+        .await
+        .expect("replica");
+    (dir, primary, replica)
+}

@@ -22,18 +22,7 @@ async fn set_replay(replica: &LocalPostgres, paused: bool) {
 
 #[tokio::test]
 async fn reads_from_a_replica_wait_for_min_position_and_are_never_stale() {
-    let dir = std::env::temp_dir().join(format!(
-        "ledger-replica-test-{}",
-        uuid::Uuid::new_v4().simple()
-    ));
-    std::fs::create_dir_all(&dir).expect("scratch directory");
-    let primary = LocalPostgres::start(&dir.join("primary"))
-        .await
-        .expect("primary");
-    let replica = primary
-        .start_replica(&dir.join("replica"))
-        .await
-        .expect("replica");
+    let (dir, primary, replica) = ledger_tests::primary_and_replica("replica-test").await;
     let replica_url = replica.url("ledger");
     let mut ledger = TestLedger::serve(&primary.url("ledger"), |config| {
         config.read_database_url = Some(replica_url);

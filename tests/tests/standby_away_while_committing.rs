@@ -228,18 +228,7 @@ struct Cluster {
 
 impl Cluster {
     async fn start() -> Self {
-        let dir = std::env::temp_dir().join(format!(
-            "ledger-sync-standby-test-{}",
-            uuid::Uuid::new_v4().simple()
-        ));
-        std::fs::create_dir_all(&dir).expect("scratch directory");
-        let primary = LocalPostgres::start(&dir.join("primary"))
-            .await
-            .expect("primary");
-        let replica = primary
-            .start_replica(&dir.join("replica"))
-            .await
-            .expect("replica");
+        let (dir, primary, replica) = ledger_tests::primary_and_replica("sync-standby-test").await;
         let admin = connect(&primary, "postgres").await;
         sqlx::query("ALTER SYSTEM SET synchronous_standby_names = '*'")
             .execute(&admin)

@@ -44,17 +44,22 @@ fn broker(e: impl std::fmt::Display) -> Error {
     Error::Relay(format!("NATS: {e}"))
 }
 
+/// The stream the relay publishes into: every subject under `SUBJECT_PREFIX`, kept on disk.
+pub fn stream_config() -> stream::Config {
+    stream::Config {
+        name: STREAM.to_owned(),
+        subjects: vec![format!("{SUBJECT_PREFIX}.>")],
+        storage: stream::StorageType::File,
+        ..stream::Config::default()
+    }
+}
+
 impl NatsSink {
     pub async fn connect(url: &str) -> Result<Self> {
         let client = async_nats::connect(url).await.map_err(broker)?;
         let jetstream = jetstream::new(client.clone());
         jetstream
-            .get_or_create_stream(stream::Config {
-                name: STREAM.to_owned(),
-                subjects: vec![format!("{SUBJECT_PREFIX}.>")],
-                storage: stream::StorageType::File,
-                ..stream::Config::default()
-            })
+            .get_or_create_stream(stream_config())
             .await
             .map_err(broker)?;
         Ok(Self {
