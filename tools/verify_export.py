@@ -12,15 +12,22 @@ one of the two is wrong.
 With --prev-hash (an export that starts after position 1) only the chain is checked: the figures
 need every event from the first.
 
+Payload and metadata are read with their numbers as the literals they are written with, and
+hashed in the canonical form of docs/audit.md ("Canonical JSON"), never through a float: `1.50`,
+`1e16` and `123456789012345678901` are hashed as those characters. A payload or metadata whose
+text is not already canonical is a problem (no ledger writes one).
+
 Prints one JSON object: the head position and hash, the first broken position (if any), the
 problems found, the figures per account and asset, and each account's status and limits. Exit
-status 1 when the chain breaks, an event does not follow docs/events.md (a posting that does not
-fit its asset, a settlement that releases other amounts than were reserved, a trade whose fees
-are not its postings, a second reversal…), or the figures of an asset do not balance.
+status 1 when the chain breaks, a line is not an exported event in canonical form, an event does
+not follow docs/events.md (a posting that does not fit its asset, a settlement that releases
+other amounts than were reserved, a trade whose fees are not its postings, a second reversal…),
+or the figures of an asset do not balance.
 """
 import argparse
 import hashlib
 import json
+import re
 import sys
 from decimal import Decimal
 
@@ -28,12 +35,114 @@ GENESIS = hashlib.sha256(b"ledger:genesis:v1").digest()
 DOMAIN = b"ledger:event:v1\n"
 
 
-def canonical(value):
-    """Keys sorted by code point (= UTF-8 byte order), no whitespace, minimal escaping."""
-    return json.dumps(value, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
+class Num(str):
+    """A JSON number, kept as the text it was written with (docs/audit.md, "Canonical JSON")."""
 
 
-def event_bytes(e):
+class NotCanonical(ValueError):
+    """JSON that has no canonical form: a key twice in one object, NaN or Infinity."""
+
+
+def unique_members(pairs):
+    keys = set()
+    for key, _ in pairs:
+        if key in keys:
+            raise NotCanonical(f"the key {key!r} appears twice in one object")
+        keys.add(key)
+    return dict(pairs)
+
+
+def refuse_constant(name):
+    raise NotCanonical(f"{name} is not a JSON number")
+
+
+# Numbers as their literal, never through a float; duplicate keys and NaN/Infinity refused.
+DECODER = json.JSONDecoder(
+    parse_int=Num, parse_float=Num, parse_constant=refuse_constant, object_pairs_hook=unique_members
+)
+WHITESPACE = re.compile(r"[ \t\n\r]*")
+
+
+def load(text):
+    return DECODER.decode(text)
+
+
+def canonical(v):
+    """docs/audit.md: keys sorted by code point (= UTF-8 byte order), no whitespace, minimal
+    escapes, every other character as itself, numbers exactly as written."""
+    if isinstance(v, Num):  # before str: a Num is a str
+        return str(v)
+    if isinstance(v, dict):
+        return "{" + ",".join(canonical(k) + ":" + canonical(v[k]) for k in sorted(v)) + "}"
+    if isinstance(v, list):
+        return "[" + ",".join(canonical(x) for x in v) + "]"
+    return json.dumps(v, ensure_ascii=False)  # str, True, False, None
+
+
+def members_text(line):
+    """The top-level members of the JSON object `line`, each as (key, value, the value's text as
+    the line writes it)."""
+    at = WHITESPACE.match(line, 0).end()
+    if line[at:at + 1] != "{":
+        raise ValueError("not a JSON object")
+    at = WHITESPACE.match(line, at + 1).end()
+    members = []
+    if line[at:at + 1] == "}":
+        return members
+    while True:
+        if line[at:at + 1] != '"':
+            raise ValueError(f"a key expected at character {at}")
+        key, at = json.decoder.scanstring(line, at + 1)
+        at = WHITESPACE.match(line, at).end()
+        if line[at:at + 1] != ":":
+            raise ValueError(f"`:` expected at character {at}")
+        start = WHITESPACE.match(line, at + 1).end()
+        try:
+            value, at = DECODER.scan_once(line, start)
+        except StopIteration:
+            raise ValueError(f"a value expected at character {start}") from None
+        members.append((key, value, line[start:at]))
+        at = WHITESPACE.match(line, at).end()
+        if line[at:at + 1] == ",":
+            at = WHITESPACE.match(line, at + 1).end()
+        elif line[at:at + 1] == "}":
+            break
+        else:
+            raise ValueError(f"`,` or `}}` expected at character {at}")
+    if WHITESPACE.match(line, at + 1).end() != len(line):
+        raise ValueError("text after the object")
+    return members
+
+
+def read_line(line):
+    """An exported event, its numbers as written, and the problems of its form: a payload or
+    metadata whose text is not canonical (docs/audit.md), which no ledger writes."""
+    members = members_text(line)
+    e = unique_members([(key, value) for key, value, _ in members])
+    problems = []
+    for key, value, text in members:
+        if key in ("payload", "metadata") and canonical(value) != text:
+            problems.append(f"its {key} is not in canonical form")
+    for key in ("position", "schema_version"):
+        if not (isinstance(e.get(key), Num) and e[key].isdigit()):
+            raise ValueError(f"{key} is not a whole number")
+    return e, problems
+
+
+def plain(v):
+    """A payload for the figures: whole numbers as int, other numbers as Decimal."""
+    if isinstance(v, Num):
+        return int(v) if re.fullmatch(r"-?[0-9]+", v) else Decimal(v)
+    if isinstance(v, dict):
+        return {k: plain(x) for k, x in v.items()}
+    if isinstance(v, list):
+        return [plain(x) for x in v]
+    return v
+
+
+def event_bytes(e, payload=None, metadata=None):
+    """The canonical bytes of an event (docs/audit.md); `payload` and `metadata`, when given,
+    are the canonical texts to use instead of the event's."""
     head = "\n".join(
         [str(e["position"]), e["event_id"], e["type"], str(e["schema_version"]), e["recorded_at"]]
     )
@@ -41,9 +150,9 @@ def event_bytes(e):
         DOMAIN
         + head.encode("utf-8")
         + b"\n"
-        + canonical(e["payload"]).encode("utf-8")
+        + (canonical(e["payload"]) if payload is None else payload).encode("utf-8")
         + b"\n"
-        + canonical(e["metadata"]).encode("utf-8")
+        + (canonical(e["metadata"]) if metadata is None else metadata).encode("utf-8")
     )
 
 
@@ -218,9 +327,18 @@ def main():
     previous = bytes.fromhex(args.prev_hash) if args.prev_hash else GENESIS
     ledger, chain_problems = Ledger(), []
     expected_position, head_position, broken = None, 0, None
-    with open(args.export, encoding="utf-8") as lines:
-        for number, line in enumerate(lines, 1):
-            e = json.loads(line)
+    with open(args.export, "rb") as lines:
+        for number, raw_line in enumerate(lines, 1):
+            try:
+                e, form_problems = read_line(raw_line.decode("utf-8"))
+                computed = hashlib.sha256(previous + event_bytes(e)).digest()
+            except (ValueError, KeyError, UnicodeError) as error:
+                # Not an event: not UTF-8, not JSON, a key twice, a lone surrogate, a field missing.
+                broken = broken or (expected_position or 1)
+                chain_problems.append(f"line {number}: not an exported event: {error}")
+                break
+            e["position"], e["schema_version"] = int(e["position"]), int(e["schema_version"])
+            chain_problems.extend(f"position {e['position']}: {p}" for p in form_problems)
             if expected_position is not None and e["position"] != expected_position:
                 broken = broken or expected_position
                 chain_problems.append(f"line {number}: position {e['position']}, expected {expected_position}")
@@ -229,7 +347,6 @@ def main():
                 chain_problems.append("the export does not start at position 1: pass --prev-hash")
                 broken = e["position"]
                 break
-            computed = hashlib.sha256(previous + event_bytes(e)).digest()
             if computed.hex() != e["hash"]:
                 broken = e["position"]
                 chain_problems.append(f"position {e['position']}: hash does not match content and predecessor")
@@ -238,7 +355,7 @@ def main():
             # An export that starts after position 1 lacks the events its figures start from:
             # only its chain is checked.
             if not args.prev_hash:
-                ledger.apply(e["position"], e["type"], e["payload"])
+                ledger.apply(e["position"], e["type"], plain(e["payload"]))
 
     ledger.check_totals()
     problems = chain_problems + ledger.problems
