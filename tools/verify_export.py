@@ -15,18 +15,23 @@ need every event from the first.
 Payload and metadata are read with their numbers as the literals they are written with, and
 hashed in the canonical form of docs/audit.md ("Canonical JSON"), never through a float: `1.50`,
 `1e16` and `123456789012345678901` are hashed as those characters. A payload or metadata whose
-text is not already canonical is a problem (no ledger writes one).
+text is not already canonical is a problem (no ledger writes one). An event of the known defect of
+logs written before migration 0013 (docs/audit.md, "stored form differs from hashed form") is
+listed under `stored_form_differs`, as the server lists it, and the chain goes on from its stored
+hash.
 
 Prints one JSON object: the head position and hash, the first broken position (if any), the
-problems found, the figures per account and asset, and each account's status and limits. Exit
-status 1 when the chain breaks, a line is not an exported event in canonical form, an event does
-not follow docs/events.md (a posting that does not fit its asset, a settlement that releases
-other amounts than were reserved, a trade whose fees are not its postings, a second reversal…),
-or the figures of an asset do not balance.
+problems found, the events whose stored form differs from their hashed form, the figures per
+account and asset, and each account's status and limits. Exit status 1 when the chain breaks, a
+line is not an exported event in canonical form, an event does not follow docs/events.md (a
+posting that does not fit its asset, a settlement that releases other amounts than were
+reserved, a trade whose fees are not its postings, a second reversal…), or the figures of an
+asset do not balance; not for an event whose stored form differs from its hashed form.
 """
 import argparse
 import hashlib
 import json
+import math
 import re
 import sys
 from decimal import Decimal
@@ -67,15 +72,16 @@ def load(text):
     return DECODER.decode(text)
 
 
-def canonical(v):
+def canonical(v, number=str):
     """docs/audit.md: keys sorted by code point (= UTF-8 byte order), no whitespace, minimal
-    escapes, every other character as itself, numbers exactly as written."""
+    escapes, every other character as itself, numbers exactly as written (or, for the check of
+    the known defect, as `number` writes each literal, in the order of the canonical text)."""
     if isinstance(v, Num):  # before str: a Num is a str
-        return str(v)
+        return number(v)
     if isinstance(v, dict):
-        return "{" + ",".join(canonical(k) + ":" + canonical(v[k]) for k in sorted(v)) + "}"
+        return "{" + ",".join(canonical(k) + ":" + canonical(v[k], number) for k in sorted(v)) + "}"
     if isinstance(v, list):
-        return "[" + ",".join(canonical(x) for x in v) + "]"
+        return "[" + ",".join(canonical(x, number) for x in v) + "]"
     return json.dumps(v, ensure_ascii=False)  # str, True, False, None
 
 
@@ -127,6 +133,86 @@ def read_line(line):
         if not (isinstance(e.get(key), Num) and e[key].isdigit()):
             raise ValueError(f"{key} is not a whole number")
     return e, problems
+
+
+# docs/audit.md, "Logs written before migration 0013": the cause of an event whose stored form
+# differs from its hashed form only in how numbers of equal value are written.
+RESPELLED_CAUSE = "stored form differs from hashed form"
+# Numbers that may have been respelled, per event, beyond which no explanation is tried (every
+# subset of them is tried: 2^10 hashes at most).
+RESPELLED_NUMBERS_MAX = 10
+
+
+def old_writer_spelling(x):
+    """How the writer before migration 0013 wrote the binary64 value `x`: the shortest decimal
+    that reads back as `x` (Python's repr finds the same digits), laid out as docs/audit.md says."""
+    negative = math.copysign(1.0, x) < 0
+    if x == 0:
+        return "-0.0" if negative else "0.0"
+    _, digit_tuple, exponent = Decimal(repr(abs(x))).normalize().as_tuple()
+    d = "".join(map(str, digit_tuple))
+    n = len(d)
+    k = n + exponent  # the value is 0.d1…dn × 10^k
+    if n <= k <= 16:
+        text = d + "0" * (k - n) + ".0"
+    elif 0 < k < n and k <= 16:
+        text = d[:k] + "." + d[k:]
+    elif -5 < k <= 0:
+        text = "0." + "0" * -k + d
+    else:
+        text = d[0] + ("." + d[1:] if n > 1 else "") + "e" + ("+" if k - 1 >= 0 else "-") + str(abs(k - 1))
+    return ("-" if negative else "") + text
+
+
+def same_value(a, b):
+    """Whether two number literals are exactly the same decimal number (zeros of either sign
+    are one), compared as decimals, never as floats."""
+    try:
+        return Decimal(a) == Decimal(b)
+    except ArithmeticError:
+        return False
+
+
+def old_spelling(stored):
+    """The spelling the old writer hashed for a number stored as `stored`, when it differs and
+    is of exactly the same value (a stored zero may have been a negative one)."""
+    try:
+        value = float(stored)
+    except ValueError:
+        return None
+    if not math.isfinite(value):
+        return None
+    old = old_writer_spelling(-0.0 if value == 0 else value)
+    return old if old != stored and same_value(old, stored) else None
+
+
+def explain_respelled(previous, e):
+    """The cause, when the stored event hashes to its stored hash once some of its numbers are
+    written as the old writer wrote the same values (docs/audit.md); None otherwise."""
+    literals = []
+
+    def collect(literal):
+        literals.append(str(literal))
+        return str(literal)
+
+    canonical(e["payload"], collect)
+    canonical(e["metadata"], collect)
+    respellable = [(i, old) for i, old in ((i, old_spelling(s)) for i, s in enumerate(literals)) if old]
+    if not respellable or len(respellable) > RESPELLED_NUMBERS_MAX:
+        return None
+    for subset in range(1, 1 << len(respellable)):
+        spellings, changed = list(literals), []
+        for bit, (i, old) in enumerate(respellable):
+            if subset & (1 << bit):
+                changed.append(f"stored {literals[i]}, hashed {old}")
+                spellings[i] = old
+        written = iter(spellings)
+        payload = canonical(e["payload"], lambda _: next(written))
+        metadata = canonical(e["metadata"], lambda _: next(written))
+        if hashlib.sha256(previous + event_bytes(e, payload, metadata)).hexdigest() == e["hash"]:
+            return (f"{RESPELLED_CAUSE}: numbers written differently, of equal value "
+                    f"({'; '.join(changed)}), as the writer before migration 0013 hashed them")
+    return None
 
 
 def plain(v):
@@ -327,6 +413,7 @@ def main():
     previous = bytes.fromhex(args.prev_hash) if args.prev_hash else GENESIS
     ledger, chain_problems = Ledger(), []
     expected_position, head_position, broken = None, 0, None
+    respelled = []  # events of the known defect of logs written before migration 0013
     with open(args.export, "rb") as lines:
         for number, raw_line in enumerate(lines, 1):
             try:
@@ -348,9 +435,14 @@ def main():
                 broken = e["position"]
                 break
             if computed.hex() != e["hash"]:
-                broken = e["position"]
-                chain_problems.append(f"position {e['position']}: hash does not match content and predecessor")
-                break
+                cause = explain_respelled(previous, e)
+                if cause is None:
+                    broken = e["position"]
+                    chain_problems.append(f"position {e['position']}: hash does not match content and predecessor")
+                    break
+                # The known defect, not an alteration: the chain goes on from the stored hash.
+                respelled.append({"position": e["position"], "cause": cause})
+                computed = bytes.fromhex(e["hash"])
             previous, head_position, expected_position = computed, e["position"], e["position"] + 1
             # An export that starts after position 1 lacks the events its figures start from:
             # only its chain is checked.
@@ -369,6 +461,8 @@ def main():
         "head_hash": head_hash,
         "first_broken_position": broken,
         "problems": problems,
+        "stored_form_differs": respelled,
+        "stored_form_differs_count": len(respelled),
         "balances": ledger.report_figures(),
         "accounts": {code: {"status": a["status"], "limits": a["limits"]}
                      for code, a in sorted(ledger.accounts.items())},
