@@ -23,7 +23,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
-use axum::extract::State;
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use futures_util::StreamExt;
 use infrastructure::testing::brokers::Nats;
@@ -47,6 +47,8 @@ const WEBHOOK_BOUND: Duration = Duration::from_secs(60);
 const RELAY_BOUND: Duration = Duration::from_secs(60);
 /// How long to wait for any one JetStream message once the relay has confirmed the head.
 const JETSTREAM_MESSAGE_BOUND: Duration = Duration::from_secs(10);
+/// How long a second node may take to find the writer and follow it.
+const FOLLOWER_BOUND: Duration = Duration::from_secs(10);
 /// How long the event stream may stay quiet while it catches up on the log.
 const STREAM_QUIET_BOUND: Duration = Duration::from_secs(10);
 
@@ -153,7 +155,7 @@ fn number(rng: &mut Rng) -> String {
     }
     if rng.percent(40) {
         literal.push(*rng.pick(&['e', 'E']));
-        literal.push_str(*rng.pick(&["", "+", "-"]));
+        literal.push_str(["", "+", "-"][rng.below(3)]);
         let exponent = *rng.pick(&["0", "7", "16", "308", "309", "400", "999999999", "00012"]);
         literal.push_str(exponent);
     }
@@ -618,15 +620,32 @@ impl Route {
     }
 }
 
-const JSON: [(&str, &str); 1] = [("content-type", "application/json")];
+const JSON: (&str, &str) = ("content-type", "application/json");
+
+/// An accepted request, to send again later: its answer must come back the same.
+struct Sent {
+    path: String,
+    key: String,
+    body: Vec<u8>,
+    answer: String,
+}
 
 /// The ledger under test, and what the scenario has written so far.
 struct Scenario {
+    /// The writer.
     ledger: TestLedger,
+    /// A second node on the same database: it forwards writes to the writer as they came, and
+    /// serves reads itself.
+    follower: TestLedger,
     /// The client metadata of each accepted write, by position, as it must be served.
     kept: BTreeMap<i64, String>,
     /// Whether the account whose status the cases change is frozen now.
     frozen: bool,
+    /// The positions of the accounts the cases opened (`prop:…`), and of the status changes.
+    opened: Vec<i64>,
+    status_changes: Vec<i64>,
+    /// The accepted requests of every route but the batch.
+    accepted: Vec<Sent>,
     /// Cases accepted and refused, by kind.
     tally: BTreeMap<&'static str, (usize, usize)>,
 }
@@ -650,7 +669,14 @@ const STATUS_ACCOUNT: &str = "status:flips";
 impl Scenario {
     async fn post(&self, path: &str, key: &str, bytes: Vec<u8>) -> Answer {
         self.ledger
-            .post_raw(path, &[JSON[0], ("idempotency-key", key)], bytes)
+            .post_raw(path, &[JSON, ("idempotency-key", key)], bytes)
+            .await
+    }
+
+    /// Posts through the follower, which forwards to the writer.
+    async fn post_forwarded(&self, path: &str, key: &str, bytes: Vec<u8>) -> Answer {
+        self.follower
+            .post_raw(path, &[JSON, ("idempotency-key", key)], bytes)
             .await
     }
 
@@ -712,7 +738,7 @@ impl Scenario {
         };
         let (path, bytes) = make(&sent);
         let events_before = self.ledger.event_count().await;
-        let answer = self.post(&path, &key, bytes).await;
+        let answer = self.post(&path, &key, bytes.clone()).await;
         let context = format!("case {index} ({}) on {route:?}: sent {sent}", case.kind);
         let tally = self.tally.entry(case.kind).or_default();
         let canonical = match &case.expected {
@@ -789,15 +815,23 @@ impl Scenario {
                 }
             }
         }
-        if matches!(route, Route::FreezeOrUnfreeze) {
-            self.frozen = !self.frozen;
+        match route {
+            Route::OpenAccount => self.opened.push(answer.position()),
+            Route::FreezeOrUnfreeze => {
+                self.frozen = !self.frozen;
+                self.status_changes.push(answer.position());
+            }
+            _ => {}
         }
         for (position, read, at) in written {
             if !read.is_empty() {
-                let served = self
-                    .ledger
-                    .get(&format!("{read}?min_position={position}"))
-                    .await;
+                // Read from either node.
+                let node = if index.is_multiple_of(2) {
+                    &self.ledger
+                } else {
+                    &self.follower
+                };
+                let served = node.get(&format!("{read}?min_position={position}")).await;
                 served.expect(200);
                 assert_eq!(raw_at(&served.text, &at), canonical, "{context}: {read}");
             }
@@ -815,13 +849,13 @@ impl Scenario {
         }
         self.assert_intact(&context).await;
 
-        // The same request spelled otherwise (whitespace, escapes, order) is the same request:
-        // its answer is replayed byte for byte; other metadata under the key is refused.
+        // The same request spelled otherwise (whitespace, escapes, order), forwarded by the
+        // follower, is the same request: its answer is replayed byte for byte; other metadata
+        // under the key is refused.
         if !matches!(route, Route::Batch) {
             let mut respelled = String::new();
             write_sent(rng, &case.metadata, &mut respelled);
-            let (path, bytes) = make(&respelled);
-            let again = self.post(&path, &key, bytes).await;
+            let again = self.post_forwarded(&path, &key, make(&respelled).1).await;
             assert_eq!(
                 again.header("idempotent-replayed"),
                 Some("true"),
@@ -831,10 +865,16 @@ impl Scenario {
                 again.text, answer.text,
                 "{context}: respelled as {respelled}"
             );
-            let (path, bytes) = make(r#"{"other metadata":1.0}"#);
-            let misused = self.post(&path, &key, bytes).await;
+            let other = make(r#"{"other metadata":1.0}"#).1;
+            let misused = self.post_forwarded(&path, &key, other).await;
             assert_eq!(misused.status, 422, "{context}: {}", misused.text);
             assert_eq!(misused.code(), "idempotency_key_reused", "{context}");
+            self.accepted.push(Sent {
+                path,
+                key,
+                body: bytes,
+                answer: answer.text,
+            });
         }
     }
 
@@ -853,11 +893,12 @@ impl Scenario {
 // ---------------------------------------------------------------------------------------------
 // Webhooks and the relay.
 
-/// The bodies a local webhook receiver got, by position.
-type Delivered = Arc<Mutex<BTreeMap<i64, String>>>;
+/// The bodies a local webhook receiver got, by path and position.
+type Delivered = Arc<Mutex<BTreeMap<(String, i64), String>>>;
 
 async fn receive(
     State(delivered): State<Delivered>,
+    Path(path): Path<String>,
     headers: HeaderMap,
     body: Bytes,
 ) -> StatusCode {
@@ -867,7 +908,7 @@ async fn receive(
         .and_then(|v| v.parse().ok())
         .unwrap_or(-1);
     let body = String::from_utf8_lossy(&body).into_owned();
-    delivered.lock().unwrap().insert(position, body);
+    delivered.lock().unwrap().insert((path, position), body);
     StatusCode::OK
 }
 
@@ -875,7 +916,7 @@ async fn receive(
 async fn webhook_receiver() -> (SocketAddr, Delivered, tokio::task::JoinHandle<()>) {
     let delivered = Delivered::default();
     let app = axum::Router::new()
-        .route("/hook", axum::routing::post(receive))
+        .route("/{path}", axum::routing::post(receive))
         .with_state(delivered.clone());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -988,6 +1029,80 @@ fn export_lines(bytes: &[u8]) -> BTreeMap<i64, (String, String)> {
         .collect()
 }
 
+/// Asserts that each message, an event as JSON, carries the exported payload and metadata of its
+/// position byte for byte.
+fn assert_carry_the_export(
+    way: &str,
+    messages: &BTreeMap<i64, String>,
+    lines: &BTreeMap<i64, (String, String)>,
+) {
+    for (position, message) in messages {
+        let (payload, metadata) = &lines[position];
+        assert_eq!(
+            &raw_at(message, &["payload"]),
+            payload,
+            "{way}, position {position}"
+        );
+        assert_eq!(
+            &raw_at(message, &["metadata"]),
+            metadata,
+            "{way}, position {position}"
+        );
+    }
+}
+
+/// Subscribes a webhook to the receiver's `path` from the start, with `filters`: its id.
+async fn subscribe(
+    ledger: &TestLedger,
+    receiver: SocketAddr,
+    path: &str,
+    filters: serde_json::Value,
+) -> String {
+    let mut request = json!({"url": format!("http://{receiver}/{path}"), "after": 0});
+    if let Some(filters) = filters.as_object() {
+        for (name, value) in filters {
+            request[name] = value.clone();
+        }
+    }
+    let answer = ledger
+        .client
+        .post(ledger.url("/v1/admin/webhooks"))
+        .json(&request)
+        .send()
+        .await
+        .expect("POST");
+    let answer = TestLedger::read(answer).await;
+    answer.expect(201);
+    answer.body["id"].as_str().expect("an id").to_owned()
+}
+
+/// Every row of the tables an import rebuilds, as text, in a stable order.
+async fn table_rows(database_url: &str) -> Vec<(String, String)> {
+    use sqlx::Connection;
+    let mut conn = sqlx::PgConnection::connect(database_url)
+        .await
+        .expect("database");
+    let mut rows = Vec::new();
+    for table in [
+        "events",
+        "accounts",
+        "account_status_changes",
+        "transactions",
+        "postings",
+        "balances",
+        "idempotency_keys",
+    ] {
+        let text: String = sqlx::query_scalar(&format!(
+            "SELECT COALESCE(string_agg(r, E'\\n' ORDER BY r), '') FROM (SELECT row_to_json(t)::text r FROM {table} t) s"
+        ))
+        .fetch_one(&mut conn)
+        .await
+        .expect("rows");
+        rows.push((table.to_owned(), text));
+    }
+    rows
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metadata_keeps_its_bytes_through_every_route_and_every_way_out() {
     let cases = std::env::var("METADATA_CASES")
@@ -1012,16 +1127,10 @@ async fn metadata_keeps_its_bytes_through_every_route_and_every_way_out() {
         config.relays = vec![nats_url.clone()];
     })
     .await;
-    let subscription = ledger
-        .client
-        .post(ledger.url("/v1/admin/webhooks"))
-        .json(&json!({"url": format!("http://{receiver}/hook"), "after": 0}))
-        .send()
-        .await
-        .expect("POST");
-    let subscription = TestLedger::read(subscription).await;
-    subscription.expect(201);
-    let subscription = subscription.body["id"].as_str().unwrap().to_owned();
+    // Every event; and only those touching an account under `prop` (each opened by a case),
+    // which the deliverer decides by decoding the event.
+    let every_event = subscribe(&ledger, receiver, "all", json!({})).await;
+    let under_prop = subscribe(&ledger, receiver, "prop", json!({"account_prefix": "prop"})).await;
 
     ledger.market().await;
     ledger
@@ -1039,11 +1148,24 @@ async fn metadata_keeps_its_bytes_through_every_route_and_every_way_out() {
         .await
         .expect(201);
     ledger.open_account(STATUS_ACCOUNT, false).await.expect(201);
+    let follower = TestLedger::serve(&ledger.database_url, |config| {
+        config.no_webhook_delivery = true;
+    })
+    .await;
+    eventually(FOLLOWER_BOUND, "the second node follows", || async {
+        let ready = follower.get("/readyz").await;
+        (ready.status == 200 && ready.body["role"] == "follower").then_some(())
+    })
+    .await;
 
     let mut scenario = Scenario {
         ledger,
+        follower,
         kept: BTreeMap::new(),
         frozen: false,
+        opened: Vec::new(),
+        status_changes: Vec::new(),
+        accepted: Vec::new(),
         tally: BTreeMap::new(),
     };
     let mut rng = Rng(seed);
@@ -1087,8 +1209,27 @@ async fn metadata_keeps_its_bytes_through_every_route_and_every_way_out() {
             );
         }
     }
+    // The projections that keep a client's metadata keep the same text.
+    let mut conn = ledger.sql().await;
+    for (positions, table) in [
+        (&scenario.opened, "accounts"),
+        (&scenario.status_changes, "account_status_changes"),
+    ] {
+        for position in positions {
+            let stored: String =
+                sqlx::query_scalar(&format!("SELECT metadata FROM {table} WHERE position = $1"))
+                    .bind(position)
+                    .fetch_one(&mut conn)
+                    .await
+                    .expect("a projected row");
+            assert_eq!(
+                stored, scenario.kept[position],
+                "{table}, position {position}"
+            );
+        }
+    }
 
-    // Imported into a fresh database, it exports the same bytes.
+    // Imported into a fresh database: the same rows, and an export of the same bytes.
     let target = TestDatabase::create().await.expect("database");
     let pool = infrastructure::db::read_pool(
         infrastructure::db::connect_options(target.url()).expect("URL"),
@@ -1108,67 +1249,76 @@ async fn metadata_keeps_its_bytes_through_every_route_and_every_way_out() {
         "the import's export differs from the export"
     );
     pool.close().await;
+    assert_eq!(
+        table_rows(&ledger.database_url).await,
+        table_rows(target.url()).await
+    );
     target.drop_database().await.expect("dropped");
 
-    // Webhooks: every event delivered, each payload the exported bytes.
-    eventually(WEBHOOK_BOUND, "webhooks deliver the whole log", || async {
-        let answer = ledger
-            .get(&format!("/v1/admin/webhooks/{subscription}"))
-            .await;
-        (answer.body["cursor"].as_i64() >= Some(head)).then_some(())
-    })
-    .await;
-    let bodies = delivered.lock().unwrap().clone();
-    assert_eq!(bodies.len() as i64, head, "one delivery per position");
-    for (position, body) in &bodies {
-        let (payload, metadata) = &lines[position];
-        assert_eq!(
-            &raw_at(body, &["payload"]),
-            payload,
-            "webhook, position {position}"
-        );
-        assert_eq!(
-            &raw_at(body, &["metadata"]),
-            metadata,
-            "webhook, position {position}"
-        );
+    // Webhooks: every event to one subscription, the accounts under `prop` to the other, each
+    // body carrying the exported bytes.
+    for subscription in [&every_event, &under_prop] {
+        eventually(WEBHOOK_BOUND, "webhooks deliver the whole log", || async {
+            let answer = ledger
+                .get(&format!("/v1/admin/webhooks/{subscription}"))
+                .await;
+            (answer.body["cursor"].as_i64() >= Some(head)).then_some(())
+        })
+        .await;
     }
+    let delivered = delivered.lock().unwrap().clone();
+    let to = |path: &str| -> BTreeMap<i64, String> {
+        delivered
+            .iter()
+            .filter(|((p, _), _)| p == path)
+            .map(|((_, position), body)| (*position, body.clone()))
+            .collect()
+    };
+    let (all, prop) = (to("all"), to("prop"));
+    assert_eq!(all.len() as i64, head, "one delivery per position");
+    assert_eq!(
+        prop.keys().copied().collect::<Vec<_>>(),
+        scenario.opened,
+        "the openings of the accounts under prop"
+    );
+    assert_carry_the_export("webhook", &all, &lines);
+    assert_carry_the_export("filtered webhook", &prop, &lines);
     receiver_task.abort();
 
-    // The event stream: every event, each payload the exported bytes.
-    for (position, data) in streamed(ledger, head).await {
-        let (payload, metadata) = &lines[&position];
-        assert_eq!(
-            &raw_at(&data, &["payload"]),
-            payload,
-            "stream, position {position}"
-        );
-        assert_eq!(
-            &raw_at(&data, &["metadata"]),
-            metadata,
-            "stream, position {position}"
-        );
-    }
-
-    // The relay: every event in JetStream, each payload the exported bytes.
+    // The event stream, and the relay to JetStream: every event, carrying the exported bytes.
+    assert_carry_the_export("stream", &streamed(ledger, head).await, &lines);
     eventually(RELAY_BOUND, "the relay confirms the whole log", || async {
         (relayed(ledger).await >= head).then_some(())
     })
     .await;
     let messages = jetstream_messages(&nats_url, head).await;
-    for (position, message) in &messages {
-        let (payload, metadata) = &lines[position];
+    assert_eq!(messages.len() as i64, head);
+    assert_carry_the_export("relay", &messages, &lines);
+
+    // After a restart, each accepted request sent again is answered as it was, byte for byte,
+    // from what the ledger stored.
+    scenario.follower.stop_server().await;
+    scenario.ledger.restart().await;
+    for sent in &scenario.accepted {
+        let again = scenario
+            .ledger
+            .post_raw(
+                &sent.path,
+                &[JSON, ("idempotency-key", &sent.key)],
+                sent.body.clone(),
+            )
+            .await;
         assert_eq!(
-            &raw_at(message, &["payload"]),
-            payload,
-            "relay, position {position}"
+            again.header("idempotent-replayed"),
+            Some("true"),
+            "{}",
+            sent.key
         );
-        assert_eq!(
-            &raw_at(message, &["metadata"]),
-            metadata,
-            "relay, position {position}"
-        );
+        assert_eq!(again.text, sent.answer, "{} after a restart", sent.key);
     }
+    // And every projection rebuilt from the log equals the live one.
+    let replayed = scenario.ledger.stop_and_replay().await;
+    assert!(replayed.identical(), "{replayed:?}");
 
     eprintln!("metadata_bytes: done in {:?}", started.elapsed());
     scenario.ledger.finish().await;
