@@ -216,9 +216,11 @@ def explain_respelled(previous, e):
 
 
 def plain(v):
-    """A payload for the figures: whole numbers as int, other numbers as Decimal."""
+    """A payload for the figures: small whole numbers (a scale) as int; every other number stays
+    its literal, which the figures never read (amounts are strings), so that no number a client
+    may write in metadata (`1e99999999999999999999`, 4,000 digits) has to fit a Decimal or int."""
     if isinstance(v, Num):
-        return int(v) if re.fullmatch(r"-?[0-9]+", v) else Decimal(v)
+        return int(v) if re.fullmatch(r"-?[0-9]{1,18}", v) else v
     if isinstance(v, dict):
         return {k: plain(x) for k, x in v.items()}
     if isinstance(v, list):

@@ -103,6 +103,8 @@ enum Json {
 const HOSTILE_NUMBERS: &[&str] = &[
     "1e999999999",
     "-1E-400",
+    "1e99999999999999999999",
+    "-1E-99999999999999999999999",
     "-0",
     "-0.0",
     "-0e5",
@@ -162,7 +164,17 @@ fn number(rng: &mut Rng) -> String {
     if rng.percent(40) {
         literal.push(*rng.pick(&['e', 'E']));
         literal.push_str(["", "+", "-"][rng.below(3)]);
-        let exponent = *rng.pick(&["0", "7", "16", "308", "309", "400", "999999999", "00012"]);
+        let exponent = *rng.pick(&[
+            "0",
+            "7",
+            "16",
+            "308",
+            "309",
+            "400",
+            "999999999",
+            "00012",
+            "99999999999999999999",
+        ]);
         literal.push_str(exponent);
     }
     literal
