@@ -14,8 +14,8 @@
 //!
 //! What cannot be kept as sent is refused and appends nothing: a key twice in one object (400
 //! `invalid_request`), a lone surrogate (422 `validation_error`), a body nested deeper than 64
-//! levels (400 `malformed_json`; 64 is accepted) and metadata over 4 KiB in canonical form (422;
-//! exactly 4 KiB is accepted).
+//! levels (400 `malformed_json`; 64 is accepted), metadata over 4 KiB in canonical form (422;
+//! exactly 4 KiB is accepted) and metadata that is not an object, `null` included (422).
 //!
 //! The cases come from a seeded generator: `METADATA_CASES` cases (200 by default, about 12 s)
 //! from seed `METADATA_SEED` (fixed by default, so a failure is reproduced by running again),
@@ -421,11 +421,21 @@ fn case(rng: &mut Rng, enclosing: usize) -> Case {
         }
     };
     match roll {
-        0..=59 => loop {
+        0..=56 => loop {
             let metadata = object(rng, 4, 6);
             if canonical_text(&metadata).len() <= METADATA_BYTES_MAX {
                 break kept("random", metadata);
             }
+        },
+        57..=59 => Case {
+            kind: "not an object",
+            metadata: match rng.below(4) {
+                0 => Json::Array(vec![value(rng, 1)]),
+                1 => Json::Str(text(rng, 8)),
+                2 => Json::Literal(number(rng)),
+                _ => Json::Literal((*rng.pick(&["true", "false", "null"])).to_owned()),
+            },
+            expected: Expected::Refused(422, "validation_error"),
         },
         60..=65 => kept("at 4 KiB", sized(rng, METADATA_BYTES_MAX)),
         66..=69 => Case {
