@@ -68,10 +68,6 @@ DECODER = json.JSONDecoder(
 WHITESPACE = re.compile(r"[ \t\n\r]*")
 
 
-def load(text):
-    return DECODER.decode(text)
-
-
 def canonical(v, number=str):
     """docs/audit.md: keys sorted by code point (= UTF-8 byte order), no whitespace, minimal
     escapes, every other character as itself, numbers exactly as written (or, for the check of
