@@ -890,30 +890,46 @@ impl Scenario {
         // The same request spelled otherwise (whitespace, escapes, order), forwarded by the
         // follower, is the same request: its answer is replayed byte for byte; other metadata
         // under the key is refused.
-        if !matches!(route, Route::Batch) {
-            let mut respelled = String::new();
-            write_sent(rng, &case.metadata, &mut respelled);
-            let again = self.post_forwarded(&path, &key, make(&respelled).1).await;
-            assert_eq!(
-                again.header("idempotent-replayed"),
-                Some("true"),
-                "{context}"
-            );
-            assert_eq!(
-                again.text, answer.text,
-                "{context}: respelled as {respelled}"
-            );
-            let other = make(r#"{"other metadata":1.0}"#).1;
-            let misused = self.post_forwarded(&path, &key, other).await;
-            assert_eq!(misused.status, 422, "{context}: {}", misused.text);
-            assert_eq!(misused.code(), "idempotency_key_reused", "{context}");
-            self.accepted.push(Sent {
-                path,
-                key,
-                body: bytes,
-                answer: answer.text,
-            });
+        let mut respelled = String::new();
+        write_sent(rng, &case.metadata, &mut respelled);
+        let again = self.post_forwarded(&path, &key, make(&respelled).1).await;
+        let other = make(r#"{"other metadata":1.0}"#).1;
+        let misused = self.post_forwarded(&path, &key, other).await;
+        let context = format!("{context}, respelled as {respelled}");
+        if let Route::Batch = route {
+            for i in ["0", "1"] {
+                let first = raw_at(&answer.text, &["results", i]);
+                let replayed = raw_at(&again.text, &["results", i]);
+                assert_eq!(raw_at(&replayed, &["replayed"]), "true", "{context}");
+                assert_eq!(
+                    raw_at(&replayed, &["body"]),
+                    raw_at(&first, &["body"]),
+                    "{context}"
+                );
+                let refused = raw_at(&misused.text, &["results", i]);
+                assert_eq!(raw_at(&refused, &["status"]), "422", "{context}: {refused}");
+                assert_eq!(
+                    string_at(&refused, &["body", "code"]),
+                    "idempotency_key_reused",
+                    "{context}"
+                );
+            }
+            return;
         }
+        assert_eq!(
+            again.header("idempotent-replayed"),
+            Some("true"),
+            "{context}"
+        );
+        assert_eq!(again.text, answer.text, "{context}");
+        assert_eq!(misused.status, 422, "{context}: {}", misused.text);
+        assert_eq!(misused.code(), "idempotency_key_reused", "{context}");
+        self.accepted.push(Sent {
+            path,
+            key,
+            body: bytes,
+            answer: answer.text,
+        });
     }
 
     async fn assert_intact(&self, context: &str) {
