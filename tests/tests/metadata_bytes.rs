@@ -697,10 +697,26 @@ const TRADE: &str = r#""buyer":"alice:cash","seller":"bob:cash","instrument":"AA
 const HOLD: &str = r#""postings":[{"source":"alice:cash","destination":"bob:cash","asset":"USD","amount":"1.00"}],"pending":true"#;
 const STATUS_ACCOUNT: &str = "status:flips";
 
+/// The `X-Request-Id` a case's write is sent with: printable ASCII with the characters a JSON
+/// string must escape (`"`, `\`) and some an HTML or URL context would, so that the event's own
+/// metadata, which records it, is canonical JSON too.
+fn request_id(key: &str) -> String {
+    format!("{key}\"\\'<>&/?#%")
+}
+
 impl Scenario {
     async fn post(&self, path: &str, key: &str, bytes: Vec<u8>) -> Answer {
+        let request_id = request_id(key);
         self.ledger
-            .post_raw(path, &[JSON, ("idempotency-key", key)], bytes)
+            .post_raw(
+                path,
+                &[
+                    JSON,
+                    ("idempotency-key", key),
+                    ("x-request-id", &request_id),
+                ],
+                bytes,
+            )
             .await
     }
 
@@ -882,6 +898,12 @@ impl Scenario {
                 raw_at(&event.text, &["items", "0", "payload", "metadata"]),
                 canonical,
                 "{context}: GET /v1/events"
+            );
+            let metadata = raw_at(&event.text, &["items", "0", "metadata"]);
+            assert_eq!(
+                string_at(&metadata, &["request_id"]),
+                request_id(&key),
+                "{context}: the event's own metadata"
             );
             self.kept.insert(position, canonical.clone());
         }
