@@ -1,8 +1,8 @@
-//! A client's metadata keeps its bytes: arbitrary JSON metadata, written as text the way a
-//! client might write it (any whitespace, any escapes, members in any order, numbers no binary
-//! float can hold), goes through every write route that takes metadata (open, freeze, unfreeze
-//! and close an account; transfer, transaction, trade, batch; a hold, its post and void; a
-//! reversal), and everywhere it comes back it is the same bytes: its canonical form
+//! A client's metadata keeps its bytes: arbitrary JSON metadata, written as text the way a client
+//! might write it (any whitespace, any escapes, members in any order, numbers no binary float can
+//! hold), goes through every write route that takes metadata (open, freeze, unfreeze and close an
+//! account; transfer, transaction, trade, batch; a hold, its post and void, the post of a held
+//! trade; a reversal), and everywhere it comes back it is the same bytes: its canonical form
 //! (docs/audit.md, "Canonical JSON"), computed here by a writer of this file's own and checked
 //! against `domain::json::canonicalize`. Where it comes back: the answer, the answer replayed
 //! (through a second node that forwards, and after a restart), the read routes of either node,
@@ -622,10 +622,11 @@ enum Route {
     Hold,
     PostHold,
     VoidHold,
+    PostTradeHold,
     Reverse,
 }
 
-const ROUTES: [Route; 11] = [
+const ROUTES: [Route; 12] = [
     Route::OpenAccount,
     Route::FreezeOrUnfreeze,
     Route::Close,
@@ -636,6 +637,7 @@ const ROUTES: [Route; 11] = [
     Route::Hold,
     Route::PostHold,
     Route::VoidHold,
+    Route::PostTradeHold,
     Route::Reverse,
 ];
 
@@ -651,6 +653,9 @@ impl Route {
 }
 
 const JSON: (&str, &str) = ("content-type", "application/json");
+
+/// The reads that serve a write's metadata: each path, and where the metadata is in its body.
+type Reads = Vec<(String, &'static [&'static str])>;
 
 /// An accepted request, to send again later: its answer must come back the same.
 struct Sent {
@@ -744,6 +749,11 @@ impl Scenario {
                 self.setup("/v1/transactions", &format!("{key}-hold"), HOLD)
                     .await
             }
+            Route::PostTradeHold => {
+                let pending_trade = format!(r#"{TRADE},"pending":true"#);
+                self.setup("/v1/trades", &format!("{key}-hold"), &pending_trade)
+                    .await
+            }
             Route::Reverse => {
                 self.setup("/v1/transfers", &format!("{key}-original"), TRANSFER)
                     .await
@@ -781,7 +791,9 @@ impl Scenario {
                     .into_bytes(),
                 ),
                 Route::Hold => ("/v1/transactions".into(), body(HOLD, metadata)),
-                Route::PostHold => (format!("/v1/transactions/{target}/post"), body("", metadata)),
+                Route::PostHold | Route::PostTradeHold => {
+                    (format!("/v1/transactions/{target}/post"), body("", metadata))
+                }
                 Route::VoidHold => (format!("/v1/transactions/{target}/void"), body("", metadata)),
                 Route::Reverse => (
                     format!("/v1/transactions/{target}/reverse"),
@@ -823,7 +835,10 @@ impl Scenario {
         assert_eq!(answer.status, accepted, "{context}: {}", answer.text);
 
         // The answer, and where the ledger serves the write again.
-        let mut written: Vec<(i64, String, Vec<&str>)> = Vec::new();
+        // Each position written, with the reads that serve its metadata.
+        let mut written: Vec<(i64, Reads)> = Vec::new();
+        const METADATA: &[&str] = &["metadata"];
+        const SETTLEMENT: &[&str] = &["settlement", "metadata"];
         match route {
             Route::Batch => {
                 for i in ["0", "1"] {
@@ -836,36 +851,34 @@ impl Scenario {
                         "{context}"
                     );
                     let id = string_at(&result, &["body", "id"]);
-                    let read = if i == "0" { "transactions" } else { "trades" };
-                    written.push((position, format!("/v1/{read}/{id}"), vec!["metadata"]));
+                    let mut reads = vec![(format!("/v1/transactions/{id}"), METADATA)];
+                    if i == "1" {
+                        reads.push((format!("/v1/trades/{id}"), METADATA));
+                    }
+                    written.push((position, reads));
                 }
             }
             _ => {
                 assert_eq!(raw_at(&answer.text, &["metadata"]), canonical, "{context}");
-                let position = answer.position();
-                let read = match route {
-                    Route::OpenAccount => {
-                        Some((format!("/v1/accounts/{account}"), vec!["metadata"]))
+                let id = || string_at(&answer.text, &["id"]);
+                let reads = match route {
+                    Route::OpenAccount => vec![(format!("/v1/accounts/{account}"), METADATA)],
+                    Route::FreezeOrUnfreeze | Route::Close => Vec::new(),
+                    // A trade reads as a trade, and as a transaction of kind `trade`.
+                    Route::Trade => vec![
+                        (format!("/v1/trades/{}", id()), METADATA),
+                        (format!("/v1/transactions/{}", id()), METADATA),
+                    ],
+                    Route::PostHold | Route::VoidHold => {
+                        vec![(format!("/v1/transactions/{target}"), SETTLEMENT)]
                     }
-                    Route::FreezeOrUnfreeze | Route::Close => None,
-                    Route::Trade => {
-                        let id = string_at(&answer.text, &["id"]);
-                        Some((format!("/v1/trades/{id}"), vec!["metadata"]))
-                    }
-                    Route::PostHold | Route::VoidHold => Some((
-                        format!("/v1/transactions/{target}"),
-                        vec!["settlement", "metadata"],
-                    )),
-                    _ => {
-                        let id = string_at(&answer.text, &["id"]);
-                        Some((format!("/v1/transactions/{id}"), vec!["metadata"]))
-                    }
+                    Route::PostTradeHold => vec![
+                        (format!("/v1/trades/{target}"), SETTLEMENT),
+                        (format!("/v1/transactions/{target}"), SETTLEMENT),
+                    ],
+                    _ => vec![(format!("/v1/transactions/{}", id()), METADATA)],
                 };
-                if let Some((read, at)) = read {
-                    written.push((position, read, at));
-                } else {
-                    written.push((position, String::new(), Vec::new()));
-                }
+                written.push((answer.position(), reads));
             }
         }
         match route {
@@ -877,8 +890,8 @@ impl Scenario {
             Route::Close => self.status_changes.push(answer.position()),
             _ => {}
         }
-        for (position, read, at) in written {
-            if !read.is_empty() {
+        for (position, reads) in written {
+            for (read, at) in reads {
                 // Read from either node.
                 let node = if index.is_multiple_of(2) {
                     &self.ledger
@@ -887,7 +900,7 @@ impl Scenario {
                 };
                 let served = node.get(&format!("{read}?min_position={position}")).await;
                 served.expect(200);
-                assert_eq!(raw_at(&served.text, &at), canonical, "{context}: {read}");
+                assert_eq!(raw_at(&served.text, at), canonical, "{context}: {read}");
             }
             let event = self
                 .ledger
