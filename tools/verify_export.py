@@ -169,9 +169,21 @@ def same_value(a, b):
         return False
 
 
+def numeric_text(literal):
+    """How PostgreSQL's jsonb printed a number it was given as `literal`: as numeric, in plain
+    digits with as many decimals as the literal had after its point less its exponent (none if
+    that is negative), and a zero without its sign (`1e+16` → `10000000000000000`, `1.5e-7` →
+    `0.00000015`, `-0.0` → `0.0`, `1.0` → `1.0`)."""
+    text = format(Decimal(literal), "f")
+    return text[1:] if text.startswith("-") and Decimal(literal) == 0 else text
+
+
 def old_spelling(stored):
     """The spelling the old writer hashed for a number stored as `stored`, when it differs and
-    is of exactly the same value (a stored zero may have been a negative one)."""
+    is of exactly the same value (a stored zero may have been a negative one), and jsonb would
+    have printed that spelling as `stored`: the stored text is what jsonb made of the hashed text,
+    so a spelling it would have printed otherwise (`12.0` for a stored `12`) cannot be the one
+    hashed, and trying it would only multiply the subsets to try."""
     try:
         value = float(stored)
     except ValueError:
@@ -179,7 +191,9 @@ def old_spelling(stored):
     if not math.isfinite(value):
         return None
     old = old_writer_spelling(-0.0 if value == 0 else value)
-    return old if old != stored and same_value(old, stored) else None
+    if old == stored or not same_value(old, stored) or numeric_text(old) != stored:
+        return None
+    return old
 
 
 def explain_respelled(previous, e):
