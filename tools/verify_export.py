@@ -12,15 +12,27 @@ one of the two is wrong.
 With --prev-hash (an export that starts after position 1) only the chain is checked: the figures
 need every event from the first.
 
+Payload and metadata are read with their numbers as the literals they are written with, and
+hashed in the canonical form of docs/audit.md ("Canonical JSON"), never through a float: `1.50`,
+`1e16` and `123456789012345678901` are hashed as those characters. A payload or metadata whose
+text is not already canonical is a problem (no ledger writes one). An event of the known defect of
+logs written before migration 0013 (docs/audit.md, "stored form differs from hashed form") is
+listed under `stored_form_differs`, as the server lists it, and the chain goes on from its stored
+hash.
+
 Prints one JSON object: the head position and hash, the first broken position (if any), the
-problems found, the figures per account and asset, and each account's status and limits. Exit
-status 1 when the chain breaks, an event does not follow docs/events.md (a posting that does not
-fit its asset, a settlement that releases other amounts than were reserved, a trade whose fees
-are not its postings, a second reversal…), or the figures of an asset do not balance.
+problems found, the events whose stored form differs from their hashed form, the figures per
+account and asset, and each account's status and limits. Exit status 1 when the chain breaks, a
+line is not an exported event in canonical form, an event does not follow docs/events.md (a
+posting that does not fit its asset, a settlement that releases other amounts than were
+reserved, a trade whose fees are not its postings, a second reversal…), or the figures of an
+asset do not balance; not for an event whose stored form differs from its hashed form.
 """
 import argparse
 import hashlib
 import json
+import math
+import re
 import sys
 from decimal import Decimal
 
@@ -28,12 +40,207 @@ GENESIS = hashlib.sha256(b"ledger:genesis:v1").digest()
 DOMAIN = b"ledger:event:v1\n"
 
 
-def canonical(value):
-    """Keys sorted by code point (= UTF-8 byte order), no whitespace, minimal escaping."""
-    return json.dumps(value, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
+class Num(str):
+    """A JSON number, kept as the text it was written with (docs/audit.md, "Canonical JSON")."""
 
 
-def event_bytes(e):
+class NotCanonical(ValueError):
+    """JSON that has no canonical form: a key twice in one object, NaN or Infinity."""
+
+
+def unique_members(pairs):
+    keys = set()
+    for key, _ in pairs:
+        if key in keys:
+            raise NotCanonical(f"the key {key!r} appears twice in one object")
+        keys.add(key)
+    return dict(pairs)
+
+
+def refuse_constant(name):
+    raise NotCanonical(f"{name} is not a JSON number")
+
+
+# Numbers as their literal, never through a float; duplicate keys and NaN/Infinity refused.
+DECODER = json.JSONDecoder(
+    parse_int=Num, parse_float=Num, parse_constant=refuse_constant, object_pairs_hook=unique_members
+)
+WHITESPACE = re.compile(r"[ \t\n\r]*")
+
+
+def canonical(v, number=str):
+    """docs/audit.md: keys sorted by code point (= UTF-8 byte order), no whitespace, minimal
+    escapes, every other character as itself, numbers exactly as written (or, for the check of
+    the known defect, as `number` writes each literal, in the order of the canonical text)."""
+    if isinstance(v, Num):  # before str: a Num is a str
+        return number(v)
+    if isinstance(v, dict):
+        return "{" + ",".join(canonical(k) + ":" + canonical(v[k], number) for k in sorted(v)) + "}"
+    if isinstance(v, list):
+        return "[" + ",".join(canonical(x, number) for x in v) + "]"
+    return json.dumps(v, ensure_ascii=False)  # str, True, False, None
+
+
+def members_text(line):
+    """The top-level members of the JSON object `line`, each as (key, value, the value's text as
+    the line writes it)."""
+    at = WHITESPACE.match(line, 0).end()
+    if line[at:at + 1] != "{":
+        raise ValueError("not a JSON object")
+    at = WHITESPACE.match(line, at + 1).end()
+    members = []
+    if line[at:at + 1] == "}":
+        return members
+    while True:
+        if line[at:at + 1] != '"':
+            raise ValueError(f"a key expected at character {at}")
+        key, at = json.decoder.scanstring(line, at + 1)
+        at = WHITESPACE.match(line, at).end()
+        if line[at:at + 1] != ":":
+            raise ValueError(f"`:` expected at character {at}")
+        start = WHITESPACE.match(line, at + 1).end()
+        try:
+            value, at = DECODER.scan_once(line, start)
+        except StopIteration:
+            raise ValueError(f"a value expected at character {start}") from None
+        members.append((key, value, line[start:at]))
+        at = WHITESPACE.match(line, at).end()
+        if line[at:at + 1] == ",":
+            at = WHITESPACE.match(line, at + 1).end()
+        elif line[at:at + 1] == "}":
+            break
+        else:
+            raise ValueError(f"`,` or `}}` expected at character {at}")
+    if WHITESPACE.match(line, at + 1).end() != len(line):
+        raise ValueError("text after the object")
+    return members
+
+
+def read_line(line):
+    """An exported event, its numbers as written, and the problems of its form: a payload or
+    metadata whose text is not canonical (docs/audit.md), which no ledger writes."""
+    members = members_text(line)
+    e = unique_members([(key, value) for key, value, _ in members])
+    problems = []
+    for key, value, text in members:
+        if key in ("payload", "metadata") and canonical(value) != text:
+            problems.append(f"its {key} is not in canonical form")
+    for key in ("position", "schema_version"):
+        if not (isinstance(e.get(key), Num) and e[key].isdigit()):
+            raise ValueError(f"{key} is not a whole number")
+    return e, problems
+
+
+# docs/audit.md, "Logs written before migration 0013": the cause of an event whose stored form
+# differs from its hashed form only in how numbers of equal value are written.
+RESPELLED_CAUSE = "stored form differs from hashed form"
+# Numbers that may have been respelled, per event, beyond which no explanation is tried (every
+# subset of them is tried: 2^10 hashes at most).
+RESPELLED_NUMBERS_MAX = 10
+
+
+def old_writer_spelling(x):
+    """How the writer before migration 0013 wrote the binary64 value `x`: the shortest decimal
+    that reads back as `x` (Python's repr finds the same digits), laid out as docs/audit.md says."""
+    negative = math.copysign(1.0, x) < 0
+    if x == 0:
+        return "-0.0" if negative else "0.0"
+    _, digit_tuple, exponent = Decimal(repr(abs(x))).normalize().as_tuple()
+    d = "".join(map(str, digit_tuple))
+    n = len(d)
+    k = n + exponent  # the value is 0.d1…dn × 10^k
+    if n <= k <= 16:
+        text = d + "0" * (k - n) + ".0"
+    elif 0 < k < n and k <= 16:
+        text = d[:k] + "." + d[k:]
+    elif -5 < k <= 0:
+        text = "0." + "0" * -k + d
+    else:
+        text = d[0] + ("." + d[1:] if n > 1 else "") + "e" + ("+" if k - 1 >= 0 else "-") + str(abs(k - 1))
+    return ("-" if negative else "") + text
+
+
+def same_value(a, b):
+    """Whether two number literals are exactly the same decimal number (zeros of either sign
+    are one), compared as decimals, never as floats."""
+    try:
+        return Decimal(a) == Decimal(b)
+    except ArithmeticError:
+        return False
+
+
+def numeric_text(literal):
+    """How PostgreSQL's jsonb printed a number it was given as `literal`: as numeric, in plain
+    digits with as many decimals as the literal had after its point less its exponent (none if
+    that is negative), and a zero without its sign (`1e+16` → `10000000000000000`, `1.5e-7` →
+    `0.00000015`, `-0.0` → `0.0`, `1.0` → `1.0`)."""
+    text = format(Decimal(literal), "f")
+    return text[1:] if text.startswith("-") and Decimal(literal) == 0 else text
+
+
+def old_spelling(stored):
+    """The spelling the old writer hashed for a number stored as `stored`, when it differs and
+    is of exactly the same value (a stored zero may have been a negative one), and jsonb would
+    have printed that spelling as `stored`: the stored text is what jsonb made of the hashed text,
+    so a spelling it would have printed otherwise (`12.0` for a stored `12`) cannot be the one
+    hashed, and trying it would only multiply the subsets to try."""
+    try:
+        value = float(stored)
+    except ValueError:
+        return None
+    if not math.isfinite(value):
+        return None
+    old = old_writer_spelling(-0.0 if value == 0 else value)
+    if old == stored or not same_value(old, stored) or numeric_text(old) != stored:
+        return None
+    return old
+
+
+def explain_respelled(previous, e):
+    """The cause, when the stored event hashes to its stored hash once some of its numbers are
+    written as the old writer wrote the same values (docs/audit.md); None otherwise."""
+    literals = []
+
+    def collect(literal):
+        literals.append(str(literal))
+        return str(literal)
+
+    canonical(e["payload"], collect)
+    canonical(e["metadata"], collect)
+    respellable = [(i, old) for i, old in ((i, old_spelling(s)) for i, s in enumerate(literals)) if old]
+    if not respellable or len(respellable) > RESPELLED_NUMBERS_MAX:
+        return None
+    for subset in range(1, 1 << len(respellable)):
+        spellings, changed = list(literals), []
+        for bit, (i, old) in enumerate(respellable):
+            if subset & (1 << bit):
+                changed.append(f"stored {literals[i]}, hashed {old}")
+                spellings[i] = old
+        written = iter(spellings)
+        payload = canonical(e["payload"], lambda _: next(written))
+        metadata = canonical(e["metadata"], lambda _: next(written))
+        if hashlib.sha256(previous + event_bytes(e, payload, metadata)).hexdigest() == e["hash"]:
+            return (f"{RESPELLED_CAUSE}: numbers written differently, of equal value "
+                    f"({'; '.join(changed)}), as the writer before migration 0013 hashed them")
+    return None
+
+
+def plain(v):
+    """A payload for the figures: small whole numbers (a scale) as int; every other number stays
+    its literal, which the figures never read (amounts are strings), so that no number a client
+    may write in metadata (`1e99999999999999999999`, 4,000 digits) has to fit a Decimal or int."""
+    if isinstance(v, Num):
+        return int(v) if re.fullmatch(r"-?[0-9]{1,18}", v) else v
+    if isinstance(v, dict):
+        return {k: plain(x) for k, x in v.items()}
+    if isinstance(v, list):
+        return [plain(x) for x in v]
+    return v
+
+
+def event_bytes(e, payload=None, metadata=None):
+    """The canonical bytes of an event (docs/audit.md); `payload` and `metadata`, when given,
+    are the canonical texts to use instead of the event's."""
     head = "\n".join(
         [str(e["position"]), e["event_id"], e["type"], str(e["schema_version"]), e["recorded_at"]]
     )
@@ -41,9 +248,9 @@ def event_bytes(e):
         DOMAIN
         + head.encode("utf-8")
         + b"\n"
-        + canonical(e["payload"]).encode("utf-8")
+        + (canonical(e["payload"]) if payload is None else payload).encode("utf-8")
         + b"\n"
-        + canonical(e["metadata"]).encode("utf-8")
+        + (canonical(e["metadata"]) if metadata is None else metadata).encode("utf-8")
     )
 
 
@@ -218,9 +425,19 @@ def main():
     previous = bytes.fromhex(args.prev_hash) if args.prev_hash else GENESIS
     ledger, chain_problems = Ledger(), []
     expected_position, head_position, broken = None, 0, None
-    with open(args.export, encoding="utf-8") as lines:
-        for number, line in enumerate(lines, 1):
-            e = json.loads(line)
+    respelled = []  # events of the known defect of logs written before migration 0013
+    with open(args.export, "rb") as lines:
+        for number, raw_line in enumerate(lines, 1):
+            try:
+                e, form_problems = read_line(raw_line.decode("utf-8"))
+                computed = hashlib.sha256(previous + event_bytes(e)).digest()
+            except (ValueError, KeyError, UnicodeError) as error:
+                # Not an event: not UTF-8, not JSON, a key twice, a lone surrogate, a field missing.
+                broken = broken or (expected_position or 1)
+                chain_problems.append(f"line {number}: not an exported event: {error}")
+                break
+            e["position"], e["schema_version"] = int(e["position"]), int(e["schema_version"])
+            chain_problems.extend(f"position {e['position']}: {p}" for p in form_problems)
             if expected_position is not None and e["position"] != expected_position:
                 broken = broken or expected_position
                 chain_problems.append(f"line {number}: position {e['position']}, expected {expected_position}")
@@ -229,16 +446,20 @@ def main():
                 chain_problems.append("the export does not start at position 1: pass --prev-hash")
                 broken = e["position"]
                 break
-            computed = hashlib.sha256(previous + event_bytes(e)).digest()
             if computed.hex() != e["hash"]:
-                broken = e["position"]
-                chain_problems.append(f"position {e['position']}: hash does not match content and predecessor")
-                break
+                cause = explain_respelled(previous, e)
+                if cause is None:
+                    broken = e["position"]
+                    chain_problems.append(f"position {e['position']}: hash does not match content and predecessor")
+                    break
+                # The known defect, not an alteration: the chain goes on from the stored hash.
+                respelled.append({"position": e["position"], "cause": cause})
+                computed = bytes.fromhex(e["hash"])
             previous, head_position, expected_position = computed, e["position"], e["position"] + 1
             # An export that starts after position 1 lacks the events its figures start from:
             # only its chain is checked.
             if not args.prev_hash:
-                ledger.apply(e["position"], e["type"], e["payload"])
+                ledger.apply(e["position"], e["type"], plain(e["payload"]))
 
     ledger.check_totals()
     problems = chain_problems + ledger.problems
@@ -252,6 +473,8 @@ def main():
         "head_hash": head_hash,
         "first_broken_position": broken,
         "problems": problems,
+        "stored_form_differs": respelled,
+        "stored_form_differs_count": len(respelled),
         "balances": ledger.report_figures(),
         "accounts": {code: {"status": a["status"], "limits": a["limits"]}
                      for code, a in sorted(ledger.accounts.items())},

@@ -650,3 +650,145 @@ async fn export_then_import_gives_the_same_log_projections_and_idempotency() {
     let _ = target.drop_database().await;
     ledger.finish().await;
 }
+
+/// docs/audit.md, "Logs written before migration 0013": an event whose stored numbers are the
+/// same values written otherwise than the old writer hashed them is listed as `stored form
+/// differs from hashed form` (intact), by the server and by the independent verifier alike, with
+/// the same cause; a number changed to another value is a broken chain for both.
+#[tokio::test]
+async fn an_event_of_the_pre_0013_defect_is_listed_alike_by_the_server_and_the_independent_verifier(
+) {
+    let ledger = TestLedger::start().await;
+    ledger.market().await; // positions 1..=6
+                           // Hashed as the old writer spelled these values (serde_json's f64): 1e+16, 1.5e-7, -0.0.
+    let body = r#"{"source":"world:bank","destination":"alice:cash","asset":"USD","amount":"1.00","metadata":{"x":1e+16,"y":1.5e-7,"z":-0.0,"n":12}}"#;
+    let answer = ledger
+        .post_raw(
+            "/v1/transfers",
+            &[
+                ("content-type", "application/json"),
+                ("idempotency-key", "old"),
+            ],
+            body.as_bytes().to_vec(),
+        )
+        .await;
+    answer.expect(201);
+    assert_eq!(answer.position(), 7);
+    // Stored as jsonb's numeric printed them, as migration 0013 found such an event.
+    tamper(
+        &ledger,
+        "UPDATE events SET payload = replace(replace(replace(payload, '1e+16', '10000000000000000'), '1.5e-7', '0.00000015'), '-0.0', '0.0') WHERE position = 7",
+    )
+    .await;
+    ledger
+        .transfer("after", "alice:cash", "bob:cash", "USD", "0.50")
+        .await
+        .expect(201); // 8, chained from the stored hash of 7
+
+    let server = ledger.get("/v1/audit/verify").await;
+    server.expect(200);
+    assert_eq!(server.body["intact"], true, "{}", server.text);
+    assert_eq!(
+        server.body["stored_form_differs_count"], 1,
+        "{}",
+        server.text
+    );
+    let path = ledger.export().await;
+    let (ok, independent) = ledger_tests::python_verify(&path);
+    assert!(ok, "{independent}");
+    assert_eq!(independent["intact"], true);
+    assert_eq!(independent["head_hash"], server.body["head_hash"]);
+    assert_eq!(independent["stored_form_differs_count"], 1);
+    assert_eq!(
+        independent["stored_form_differs"], server.body["stored_form_differs"],
+        "the same position and cause"
+    );
+    let cause = independent["stored_form_differs"][0]["cause"]
+        .as_str()
+        .unwrap();
+    assert!(
+        cause.contains("stored 10000000000000000, hashed 1e+16")
+            && cause.contains("stored 0.00000015, hashed 1.5e-7")
+            && cause.contains("stored 0.0, hashed -0.0"),
+        "{cause}"
+    );
+    let _ = std::fs::remove_file(path);
+
+    // Another value that reads as the same f64 is an alteration, not the defect.
+    tamper(
+        &ledger,
+        "UPDATE events SET payload = replace(payload, '10000000000000000', '10000000000000001') WHERE position = 7",
+    )
+    .await;
+    let server = ledger.get("/v1/audit/verify").await;
+    assert_eq!(server.body["intact"], false, "{}", server.text);
+    assert_eq!(server.body["first_broken_position"], 7);
+    let path = ledger.export().await;
+    let (ok, independent) = ledger_tests::python_verify(&path);
+    assert!(!ok);
+    assert_eq!(independent["first_broken_position"], 7);
+    assert_eq!(independent["stored_form_differs_count"], 0);
+    let _ = std::fs::remove_file(path);
+    ledger.finish().await;
+}
+
+/// An event of the pre-0013 defect whose metadata also holds eleven integers: the integers were
+/// never respelled (jsonb prints `7` as `7`), so only `1e+16` may have been. Position 7 of the
+/// log this returns, with its export.
+async fn respelled_beside_eleven_integers() -> (TestLedger, PathBuf) {
+    let ledger = TestLedger::start().await;
+    ledger.market().await; // positions 1..=6
+    let body = r#"{"source":"world:bank","destination":"alice:cash","asset":"USD","amount":"1.00","metadata":{"a":1,"b":2,"c":3,"d":4,"e":5,"f":6,"g":7,"h":8,"i":9,"j":10,"k":11,"x":1e+16}}"#;
+    let answer = ledger
+        .post_raw(
+            "/v1/transfers",
+            &[
+                ("content-type", "application/json"),
+                ("idempotency-key", "old"),
+            ],
+            body.as_bytes().to_vec(),
+        )
+        .await;
+    answer.expect(201);
+    tamper(
+        &ledger,
+        "UPDATE events SET payload = replace(payload, '1e+16', '10000000000000000') WHERE position = 7",
+    )
+    .await;
+    let path = ledger.export().await;
+    (ledger, path)
+}
+
+#[tokio::test]
+async fn the_independent_verifier_lists_the_pre_0013_defect_beside_many_integers() {
+    let (ledger, path) = respelled_beside_eleven_integers().await;
+    let (ok, independent) = ledger_tests::python_verify(&path);
+    assert!(ok, "{independent}");
+    assert_eq!(independent["stored_form_differs_count"], 1, "{independent}");
+    assert_eq!(
+        independent["stored_form_differs"][0]["cause"],
+        "stored form differs from hashed form: numbers written differently, of equal value \
+         (stored 10000000000000000, hashed 1e+16), as the writer before migration 0013 hashed them"
+    );
+    let _ = std::fs::remove_file(path);
+    ledger.finish().await;
+}
+
+/// The server's check takes every number whose f64 spelling differs (`7` → `7.0`) as one that
+/// may have been respelled, and gives up beyond ten of them: this event is reported as a broken
+/// chain, a false tamper alarm. Ignored until `event_store::respelled` keeps only the spellings
+/// jsonb would have printed as stored (as tools/verify_export.py does).
+#[tokio::test]
+#[ignore = "server bug: GET /v1/audit/verify reports this event as broken (respelled.rs counts integers as respellable)"]
+async fn the_server_lists_the_pre_0013_defect_beside_many_integers() {
+    let (ledger, path) = respelled_beside_eleven_integers().await;
+    let _ = std::fs::remove_file(path);
+    let server = ledger.get("/v1/audit/verify").await;
+    assert_eq!(server.body["intact"], true, "{}", server.text);
+    assert_eq!(
+        server.body["stored_form_differs_count"], 1,
+        "{}",
+        server.text
+    );
+    ledger.finish().await;
+}
