@@ -15,7 +15,9 @@
 //! What cannot be kept as sent is refused and appends nothing: a key twice in one object (400
 //! `invalid_request`), a lone surrogate (422 `validation_error`), a body nested deeper than 64
 //! levels (400 `malformed_json`; 64 is accepted), metadata over 4 KiB in canonical form (422;
-//! exactly 4 KiB is accepted) and metadata that is not an object, `null` included (422).
+//! exactly 4 KiB is accepted), metadata that is not an object, `null` included (422), and a
+//! number beyond binary64's finite range such as `1e999999999` (422: most JSON parsers could not
+//! read any document carrying it; `-1E-400` and 40-digit mantissas are kept).
 //!
 //! The cases come from a seeded generator: `METADATA_CASES` cases (200 by default, about 12 s)
 //! from seed `METADATA_SEED` (fixed by default, so a failure is reproduced by running again),
@@ -413,6 +415,15 @@ struct Case {
 fn case(rng: &mut Rng, enclosing: usize) -> Case {
     let roll = rng.below(100);
     let kept = |kind, metadata: Json| {
+        // A number beyond binary64's finite range would make every document carrying the event
+        // unreadable to most JSON parsers: the ledger refuses it rather than keep it.
+        if overflows(&metadata) {
+            return Case {
+                kind: "a number beyond binary64",
+                metadata,
+                expected: Expected::Refused(422, "validation_error"),
+            };
+        }
         let text = canonical_text(&metadata);
         Case {
             kind,
@@ -459,6 +470,16 @@ fn case(rng: &mut Rng, enclosing: usize) -> Case {
             metadata: nested(rng, BODY_DEPTH_MAX + 1 - enclosing),
             expected: Expected::Refused(400, "malformed_json"),
         },
+    }
+}
+
+/// Whether a number in `value` reads as an infinite binary64 (`1e999999999`, `-8E309`).
+fn overflows(value: &Json) -> bool {
+    match value {
+        Json::Literal(literal) => literal.parse::<f64>().is_ok_and(f64::is_infinite),
+        Json::Array(items) => items.iter().any(overflows),
+        Json::Object(members) => members.iter().any(|(_, v)| overflows(v)),
+        Json::Str(_) | Json::Verbatim(_) => false,
     }
 }
 
