@@ -73,7 +73,7 @@ def test_audit_reports_the_position_of_an_event_altered_in_postgresql(console_on
                                           "asset": "USD", "amount": f"{i}.00"}) for i in range(1, 6)]
     altered = made[2]["position"]
     ledger.psql("ALTER TABLE events DISABLE TRIGGER ALL; "
-                "UPDATE events SET payload = replace(payload, '"amount":"3.00"', '"amount":"300.00"') "
+                """UPDATE events SET payload = replace(payload, '"amount":"3.00"', '"amount":"300.00"') """
                 f"WHERE position = {altered}; ALTER TABLE events ENABLE TRIGGER ALL")
     page = console_on(ledger).sign_in(then="/audit")
     page.get_by_test_id("audit-verify").click()
