@@ -922,6 +922,9 @@ async fn jetstream_experiment_publishing_across_a_broker_restart() {
     eprintln!("{holes} of {rounds} rounds left a hole (chained: {chained})");
 }
 
+/// How often `stream_holds_at_least` reads the stream's state again.
+const STREAM_POLL: Duration = Duration::from_millis(5);
+
 /// Polls until the stream holds at least `count` messages, within `DELIVERY_BOUND`.
 async fn stream_holds_at_least(url: &str, count: u64) {
     let client = async_nats::connect(url).await.expect("NATS");
@@ -933,7 +936,7 @@ async fn stream_holds_at_least(url: &str, count: u64) {
             started.elapsed() < DELIVERY_BOUND,
             "the stream stays under {count}"
         );
-        tokio::time::sleep(Duration::from_millis(5)).await;
+        tokio::time::sleep(STREAM_POLL).await;
     }
 }
 
