@@ -273,21 +273,14 @@ pub fn event_json(e: &StoredEvent) -> infrastructure::Result<Vec<u8>> {
 
 /// An event with its payload and metadata as the very text the hash covers.
 pub fn event_view(e: StoredEvent) -> infrastructure::Result<EventView> {
-    let position = e.position;
-    let raw = |text: String, what: &str| {
-        serde_json::value::RawValue::from_string(text).map_err(|error| {
-            infrastructure::Error::Corrupt(format!(
-                "the {what} of position {position} is not JSON: {error}"
-            ))
-        })
-    };
+    let (payload, metadata) = e.raw_json()?;
     Ok(EventView {
-        position,
+        position: e.position,
         event_id: e.event_id,
         event_type: e.event_type,
         schema_version: e.schema_version,
-        payload: raw(e.payload, "payload")?,
-        metadata: raw(e.metadata, "metadata")?,
+        payload,
+        metadata,
         recorded_at: e.recorded_at,
         hash: domain::chain::to_hex_slice(&e.hash),
     })

@@ -204,24 +204,21 @@ impl Event {
     /// The payload as canonical JSON text (`crate::json`), without the type and version, which are
     /// stored beside it: the bytes the chain hashes and the store keeps.
     pub fn encode(&self) -> String {
+        use crate::json::to_canonical;
+        // Plain structs of strings, integers and canonical metadata: encoding cannot fail. An
+        // empty payload would be caught where every stored event is read back: `decode` refuses it.
         let encoded = match self {
-            Self::AssetDefined(e) => serde_json::to_string(e),
-            Self::AccountOpened(e) => serde_json::to_string(e),
-            Self::TransactionPosted(e) => serde_json::to_string(e),
-            Self::TradeExecuted(e) => serde_json::to_string(e),
-            Self::AccountStatusChanged(e) => serde_json::to_string(e),
-            Self::AccountLimitsSet(e) => serde_json::to_string(e),
-            Self::PendingPosted(e) => serde_json::to_string(e),
-            Self::PendingVoided(e) => serde_json::to_string(e),
-            Self::PendingExpired(e) => serde_json::to_string(e),
+            Self::AssetDefined(e) => to_canonical(e),
+            Self::AccountOpened(e) => to_canonical(e),
+            Self::TransactionPosted(e) => to_canonical(e),
+            Self::TradeExecuted(e) => to_canonical(e),
+            Self::AccountStatusChanged(e) => to_canonical(e),
+            Self::AccountLimitsSet(e) => to_canonical(e),
+            Self::PendingPosted(e) => to_canonical(e),
+            Self::PendingVoided(e) => to_canonical(e),
+            Self::PendingExpired(e) => to_canonical(e),
         };
-        // These are plain structs of strings, integers and canonical metadata: encoding cannot fail,
-        // and serde writes JSON that `canonicalize` reads (it only sorts the fields). An empty
-        // payload would be caught where every stored event is read back: `decode` refuses it.
-        encoded
-            .ok()
-            .and_then(|text| crate::json::canonicalize(&text).ok())
-            .unwrap_or_default()
+        encoded.unwrap_or_default()
     }
 
     pub fn decode(

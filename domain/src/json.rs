@@ -63,6 +63,15 @@ pub fn canonicalize_numbers(
     Ok(out)
 }
 
+/// `value` serialized by serde and put in canonical form: how the ledger encodes what it writes
+/// itself (payloads, envelopes). `None` only if `value` cannot be serialized, which for the
+/// ledger's own plain structs does not happen; an empty text in its place would be refused
+/// wherever an event is read back.
+pub fn to_canonical<T: serde::Serialize>(value: &T) -> Option<String> {
+    let text = serde_json::to_string(value).ok()?;
+    canonicalize(&text).ok()
+}
+
 /// `s` as a canonical JSON string, quotes included.
 pub fn write_string(out: &mut String, s: &str) {
     out.push('"');

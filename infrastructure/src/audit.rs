@@ -43,19 +43,15 @@ pub async fn export(pool: &PgPool, after: i64, out: &mut impl Write) -> Result<i
         };
         after = last.position;
         for row in &rows {
-            let raw = |text: &str| {
-                RawValue::from_string(text.to_owned()).map_err(|e| {
-                    Error::Corrupt(format!("position {}: not JSON: {e}", row.position))
-                })
-            };
+            let (payload, metadata) = row.raw_json()?;
             let line = serde_json::to_string(&ExportLine {
                 position: row.position,
                 event_id: row.event_id,
                 event_type: &row.event_type,
                 schema_version: row.schema_version,
                 recorded_at: format_recorded_at(row.recorded_at),
-                payload: raw(&row.payload)?,
-                metadata: raw(&row.metadata)?,
+                payload,
+                metadata,
                 hash: chain::to_hex_slice(&row.hash),
             })
             .map_err(|e| Error::Corrupt(e.to_string()))?;

@@ -273,6 +273,17 @@ impl TestLedger {
         Self::read(request.send().await.expect("POST")).await
     }
 
+    /// POSTs `body` exactly as written (no serde_json::Value in between, which would respell its
+    /// numbers) as JSON, with idempotency key `key`.
+    pub async fn post_text(&self, path: &str, key: &str, body: &str) -> Answer {
+        let headers = [
+            ("content-type", "application/json"),
+            ("idempotency-key", key),
+        ];
+        self.post_raw(path, &headers, body.as_bytes().to_vec())
+            .await
+    }
+
     pub async fn define_asset(&self, code: &str, scale: u32) -> Answer {
         self.post(
             "/v1/assets",
@@ -505,4 +516,17 @@ pub async fn primary_and_replica(
         .await
         .expect("replica");
     (dir, primary, replica)
+}
+
+/// Serves `app` on a free loopback port, for a test's stand-in receiver (a webhook endpoint):
+/// its address and the task serving it.
+pub async fn serve_on_loopback(app: axum::Router) -> (SocketAddr, tokio::task::JoinHandle<()>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("a loopback port");
+    let addr = listener.local_addr().expect("its address");
+    let task = tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    (addr, task)
 }

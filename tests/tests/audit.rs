@@ -662,16 +662,7 @@ async fn an_event_of_the_pre_0013_defect_is_listed_alike_by_the_server_and_the_i
     ledger.market().await; // positions 1..=6
                            // Hashed as the old writer spelled these values (serde_json's f64): 1e+16, 1.5e-7, -0.0.
     let body = r#"{"source":"world:bank","destination":"alice:cash","asset":"USD","amount":"1.00","metadata":{"x":1e+16,"y":1.5e-7,"z":-0.0,"n":12}}"#;
-    let answer = ledger
-        .post_raw(
-            "/v1/transfers",
-            &[
-                ("content-type", "application/json"),
-                ("idempotency-key", "old"),
-            ],
-            body.as_bytes().to_vec(),
-        )
-        .await;
+    let answer = ledger.post_text("/v1/transfers", "old", body).await;
     answer.expect(201);
     assert_eq!(answer.position(), 7);
     // Stored as jsonb's numeric printed them, as migration 0013 found such an event.
@@ -739,16 +730,7 @@ async fn respelled_beside_eleven_integers() -> (TestLedger, PathBuf) {
     let ledger = TestLedger::start().await;
     ledger.market().await; // positions 1..=6
     let body = r#"{"source":"world:bank","destination":"alice:cash","asset":"USD","amount":"1.00","metadata":{"a":1,"b":2,"c":3,"d":4,"e":5,"f":6,"g":7,"h":8,"i":9,"j":10,"k":11,"x":1e+16}}"#;
-    let answer = ledger
-        .post_raw(
-            "/v1/transfers",
-            &[
-                ("content-type", "application/json"),
-                ("idempotency-key", "old"),
-            ],
-            body.as_bytes().to_vec(),
-        )
-        .await;
+    let answer = ledger.post_text("/v1/transfers", "old", body).await;
     answer.expect(201);
     tamper(
         &ledger,

@@ -1028,11 +1028,7 @@ async fn webhook_receiver() -> (SocketAddr, Delivered, tokio::task::JoinHandle<(
     let app = axum::Router::new()
         .route("/{path}", axum::routing::post(receive))
         .with_state(delivered.clone());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let task = tokio::spawn(async move {
-        let _ = axum::serve(listener, app).await;
-    });
+    let (addr, task) = ledger_tests::serve_on_loopback(app).await;
     (addr, delivered, task)
 }
 

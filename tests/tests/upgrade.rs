@@ -42,14 +42,7 @@ async fn write_before_the_upgrade(ledger: &TestLedger) {
     for (code, metadata, _) in OPENED {
         let body = format!(r#"{{"code":"{code}","allow_negative":false,"metadata":{metadata}}}"#);
         ledger
-            .post_raw(
-                "/v1/accounts",
-                &[
-                    ("content-type", "application/json"),
-                    ("idempotency-key", code),
-                ],
-                body.into_bytes(),
-            )
+            .post_text("/v1/accounts", code, &body)
             .await
             .expect(201);
     }
@@ -131,10 +124,10 @@ async fn a_log_stored_as_jsonb_upgrades_in_place_and_names_what_jsonb_respelled(
 
     // The ledger goes on writing after the upgrade, and what it writes now is kept as sent.
     let answer = ledger
-        .post_raw(
+        .post_text(
             "/v1/transfers",
-            &[("content-type", "application/json"), ("idempotency-key", "after")],
-            br#"{"source":"world:bank","destination":"bob:cash","asset":"USD","amount":"1.00","metadata":{"x":1e+16}}"#.to_vec(),
+            "after",
+            r#"{"source":"world:bank","destination":"bob:cash","asset":"USD","amount":"1.00","metadata":{"x":1e+16}}"#,
         )
         .await;
     answer.expect(201);

@@ -97,11 +97,7 @@ impl Receiver {
         let app = axum::Router::new()
             .route("/{path}", axum::routing::post(receive))
             .with_state(script.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let task = tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
-        });
+        let (addr, task) = ledger_tests::serve_on_loopback(app).await;
         Self { addr, script, task }
     }
 

@@ -28,12 +28,9 @@ pub struct EventMetadata {
 impl EventMetadata {
     /// The envelope as canonical JSON text, the form the chain hashes.
     pub fn encode(&self) -> String {
-        // A struct of strings and a UUID: encoding cannot fail, and serde's JSON is canonical once
-        // its fields are sorted. An empty envelope would be refused where events are read back.
-        serde_json::to_string(self)
-            .ok()
-            .and_then(|text| domain::json::canonicalize(&text).ok())
-            .unwrap_or_default()
+        // A struct of strings and a UUID: encoding cannot fail. An empty envelope would be
+        // refused where events are read back.
+        domain::json::to_canonical(self).unwrap_or_default()
     }
 }
 

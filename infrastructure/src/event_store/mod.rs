@@ -12,6 +12,7 @@ pub mod verify;
 use chrono::{DateTime, SecondsFormat, Utc};
 use domain::chain::{self, ChainedEvent, Hash};
 use domain::Event;
+use serde_json::value::RawValue;
 use sqlx::postgres::PgRow;
 use sqlx::Row;
 use uuid::Uuid;
@@ -82,6 +83,22 @@ impl StoredEvent {
     pub fn decode(&self) -> Result<Event> {
         Event::decode(&self.event_type, self.schema_version, &self.payload)
             .map_err(|e| Error::Corrupt(format!("position {}: {e}", self.position)))
+    }
+
+    /// The stored payload and metadata as raw JSON, to be served byte for byte.
+    pub fn raw_json(&self) -> Result<(Box<RawValue>, Box<RawValue>)> {
+        let raw = |text: &str, what: &str| {
+            RawValue::from_string(text.to_owned()).map_err(|e| {
+                Error::Corrupt(format!(
+                    "the {what} of position {} is not JSON: {e}",
+                    self.position
+                ))
+            })
+        };
+        Ok((
+            raw(&self.payload, "payload")?,
+            raw(&self.metadata, "metadata")?,
+        ))
     }
 
     /// The hash of this event's stored bytes chained after `previous`.
