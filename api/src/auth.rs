@@ -54,6 +54,26 @@ impl Caller {
         }
     }
 
+    /// Whether the caller may use ledger `name`: a key limited to other ledgers may not, and
+    /// gets 404 there, as if the ledger did not exist.
+    pub fn may_use(&self, name: &domain::LedgerName) -> bool {
+        match self {
+            Self::Anyone => true,
+            Self::Key(key) => key.may_use(name),
+            Self::Nobody => false,
+        }
+    }
+
+    /// Whether the caller may use every ledger, and so manage what is the deployment's (keys,
+    /// webhooks, ledgers).
+    pub fn is_unlimited(&self) -> bool {
+        match self {
+            Self::Anyone => true,
+            Self::Key(key) => key.ledgers.is_none(),
+            Self::Nobody => false,
+        }
+    }
+
     pub fn key_id(&self) -> Option<Uuid> {
         match self {
             Self::Anyone | Self::Nobody => None,
@@ -258,13 +278,24 @@ impl Authenticator {
 /// whether it needs a key (a browser logs every 401 as an error, so asking must not be one).
 pub const WHOAMI_PATH: &str = "/v1/me";
 
+/// Where ledgers are created.
+pub const LEDGERS_PATH: &str = "/v1/ledgers";
+
+/// What belongs to the whole deployment rather than to one ledger: keys, webhook subscriptions
+/// and creating ledgers. A key limited to ledgers may not manage them, or it could make itself a
+/// key for every ledger.
+fn is_deployment_admin(method: &Method, path: &str) -> bool {
+    path.starts_with("/v1/admin/") || (method == Method::POST && path == LEDGERS_PATH)
+}
+
 /// The scope a route needs; `None`: any authenticated caller.
 fn required_scope(method: &Method, path: &str) -> Option<Scope> {
     if path == WHOAMI_PATH {
         return None;
     }
     Some(
-        if path.starts_with("/v1/admin/") || (method == Method::PATCH && path.ends_with("/limits"))
+        if is_deployment_admin(method, path)
+            || (method == Method::PATCH && path.ends_with("/limits"))
         {
             Scope::Admin
         } else if path.starts_with("/v1/audit/") {
@@ -312,6 +343,12 @@ pub async fn authenticate(
             "this needs an API key with the {} scope",
             scope.as_str()
         ))
+        .into_response();
+    }
+    if is_deployment_admin(request.method(), request.uri().path()) && !caller.is_unlimited() {
+        return ApiError::Forbidden(
+            "a key limited to ledgers cannot manage keys, webhooks or ledgers".into(),
+        )
         .into_response();
     }
     request.extensions_mut().insert(caller);

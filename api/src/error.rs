@@ -46,8 +46,22 @@ pub enum ApiError {
     NotFound { code: &'static str, what: String },
     #[error("no such route")]
     RouteNotFound,
+    /// `POST /v1/ledgers` named a ledger that exists (created with another idempotency key).
+    #[error("a ledger named {0} already exists")]
+    LedgerExists(String),
     #[error("this route does not accept this method")]
     MethodNotAllowed,
+}
+
+impl ApiError {
+    /// No ledger of that name, or none the caller's key may use: the two are answered alike, so a
+    /// key cannot learn the names of ledgers it may not use.
+    pub fn ledger_not_found(name: &str) -> Self {
+        Self::NotFound {
+            code: "ledger_not_found",
+            what: format!("ledger {name:?}"),
+        }
+    }
 }
 
 /// The body of every error response.
@@ -109,6 +123,7 @@ impl ApiError {
             Self::IdempotencyKeyInvalid => (StatusCode::BAD_REQUEST, "idempotency_key_invalid"),
             Self::NotFound { code, .. } => (StatusCode::NOT_FOUND, code),
             Self::RouteNotFound => (StatusCode::NOT_FOUND, "route_not_found"),
+            Self::LedgerExists(_) => (StatusCode::CONFLICT, "ledger_exists"),
             Self::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
         }
     }

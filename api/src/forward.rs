@@ -19,6 +19,8 @@ use hyper_util::rt::TokioExecutor;
 use infrastructure::db::PgPool;
 use infrastructure::{writer_lock, WriterStatus};
 
+use crate::auth::Caller;
+use crate::books::LedgerInPath;
 use crate::error::ApiError;
 use crate::state::AppState;
 
@@ -105,12 +107,18 @@ impl Forwarder {
     /// Sends the request to the writer and relays its answer. A writer that cannot be reached
     /// got nothing: `writer_unavailable`. A writer that was reached but did not answer may have
     /// applied the write: `commit_outcome_unknown`, and a retry with the same key tells.
-    async fn forward(&self, request: Request) -> Result<Response, ApiError> {
+    /// `prefix` is the ledger's part of the path the client used (`/v1/ledgers/{ledger}`), taken
+    /// out before routing and put back here.
+    async fn forward(&self, request: Request, prefix: &str) -> Result<Response, ApiError> {
         let writer = self.writer_url().await?.ok_or(ApiError::Infrastructure(
             infrastructure::Error::WriterUnavailable("no ledger node is the writer"),
         ))?;
         let (mut parts, body) = request.into_parts();
         let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+        let path = match prefix {
+            "" => path.to_owned(),
+            prefix => format!("{prefix}{}", path.strip_prefix("/v1").unwrap_or(path)),
+        };
         parts.uri = format!("{}{path}", writer.trim_end_matches('/'))
             .parse::<Uri>()
             .map_err(|_| {
@@ -165,7 +173,7 @@ fn strip_hop_by_hop(headers: &mut HeaderMap) {
 }
 
 /// The middleware: a write (any `/v1` method but GET and HEAD) that reaches a node standing by
-/// (another process holds the lock) goes to the writer. A node still starting or recovering keeps
+/// for its ledger (another process holds that ledger's writer lock) goes to that ledger's writer. A node still starting or recovering keeps
 /// its writes: its own writer answers them, as it does on a single node. It runs after
 /// authentication, so a request this node refuses never travels, and a flood of bad keys is
 /// counted against the address that sent it.
@@ -177,14 +185,34 @@ pub async fn forward_writes(
     let is_write = !matches!(*request.method(), Method::GET | Method::HEAD);
     if !is_write
         || !request.uri().path().starts_with("/v1/")
-        || state.writer().status() != WriterStatus::Standby
         || request.headers().contains_key(FORWARDED_BY)
     {
         return next.run(request).await;
     }
-    state
-        .forwarder()
-        .forward(request)
+    // The ledger the request names; one that does not exist, or that the caller may not use, is
+    // answered here by the handler (404).
+    let in_path = request.extensions().get::<LedgerInPath>().cloned();
+    let book = match &in_path {
+        None => state.books().default_book().clone(),
+        Some(in_path) => {
+            let caller = request.extensions().get::<Caller>();
+            let name = domain::LedgerName::try_from(in_path.name.clone()).ok();
+            let named = name.filter(|n| caller.is_some_and(|c| c.may_use(n)));
+            match named {
+                Some(name) => match state.books().get(&name).await {
+                    Ok(book) => book,
+                    Err(_) => return next.run(request).await,
+                },
+                None => return next.run(request).await,
+            }
+        }
+    };
+    if book.writer().status() != WriterStatus::Standby {
+        return next.run(request).await;
+    }
+    let prefix = in_path.as_ref().map_or("", |p| p.prefix.as_str());
+    book.forwarder()
+        .forward(request, prefix)
         .await
         .unwrap_or_else(IntoResponse::into_response)
 }

@@ -1,6 +1,7 @@
 //! The HTTP API of the ledger (axum), its configuration, and the service's start and stop.
 
 pub mod auth;
+pub mod books;
 pub mod config;
 mod console;
 mod cursor;

@@ -28,14 +28,21 @@ enum Commands {
     /// Serve the HTTP API (provisions a local PostgreSQL when DATABASE_URL is not set).
     // Boxed: its many flags make it far larger than the other commands.
     Serve(Box<api::ServeConfig>),
-    /// Recompute the hash chain over the whole log; exit status 1 if it breaks.
-    Verify(DatabaseArgs),
+    /// Recompute the hash chain over the whole log of a ledger (or of every ledger); exit status
+    /// 1 if one breaks.
+    Verify {
+        #[command(flatten)]
+        book: BookArgs,
+        /// Every ledger, one JSON line each.
+        #[arg(long, conflicts_with = "ledger")]
+        all_ledgers: bool,
+    },
     /// Rebuild every projection (or one) from the log into fresh tables and compare them with
     /// the live ones; exit status 1 on any difference. Needs the writer's lock and the
     /// projectors' locks: stop the ledger first.
     Replay {
         #[command(flatten)]
-        database: DatabaseArgs,
+        book: BookArgs,
         /// Replace the live projections with the rebuilt ones, atomically.
         #[arg(long)]
         swap: bool,
@@ -49,7 +56,7 @@ enum Commands {
     #[command(after_long_help = BEANCOUNT_HELP)]
     Export {
         #[command(flatten)]
-        database: DatabaseArgs,
+        book: BookArgs,
         /// ndjson (the log, with hashes, for `ledger import` and verifiers) or beancount.
         #[arg(long, value_enum, default_value = "ndjson")]
         format: ExportFormat,
@@ -68,7 +75,7 @@ enum Commands {
     /// before anything commits, and the projections and idempotency records are rebuilt.
     Import {
         #[command(flatten)]
-        database: DatabaseArgs,
+        book: BookArgs,
         /// The NDJSON file `ledger export` wrote; standard input when absent.
         #[arg(long)]
         input: Option<std::path::PathBuf>,
@@ -86,6 +93,13 @@ enum Commands {
         /// Messages published and not yet confirmed, at most.
         #[arg(long, default_value_t = infrastructure::relays::RelayConfig::IN_FLIGHT_MAX, value_parser = clap::value_parser!(usize))]
         in_flight_max: usize,
+    },
+    /// Manage ledgers: list them, or create one.
+    Ledgers {
+        #[command(flatten)]
+        database: DatabaseArgs,
+        #[command(subcommand)]
+        action: LedgersAction,
     },
     /// Manage API keys: create (the secret is printed once), list, revoke.
     Keys {
@@ -118,6 +132,20 @@ Beancount (--format beancount):
   every account and asset it used, the day after the last entry.";
 
 #[derive(Subcommand)]
+enum LedgersAction {
+    /// Every ledger (name, metadata, created_at) as JSON lines, by name.
+    List,
+    /// Create a ledger and print it as JSON. Running it again for the same name and metadata
+    /// prints the same ledger.
+    Create {
+        name: domain::LedgerName,
+        /// A JSON object kept with the ledger.
+        #[arg(long, default_value = "{}")]
+        metadata: String,
+    },
+}
+
+#[derive(Subcommand)]
 enum KeysAction {
     /// Create a key and print it (as JSON, with its secret) once; only its hash is stored.
     Create {
@@ -127,6 +155,10 @@ enum KeysAction {
         /// read, write, audit or admin; repeat or separate with commas.
         #[arg(long = "scope", required = true, value_delimiter = ',', value_parser = parse_scope)]
         scopes: Vec<infrastructure::api_keys::Scope>,
+        /// Limit the key to this ledger; repeat for more. Without it, the key may use every
+        /// ledger. On any other ledger the key gets 404, as if it did not exist.
+        #[arg(long = "ledger")]
+        ledgers: Vec<domain::LedgerName>,
     },
     /// Every key (prefix, name, scopes, times) as JSON lines, oldest first.
     List,
@@ -151,6 +183,32 @@ struct DatabaseArgs {
     database_url: Option<String>,
     #[arg(long, env = "LEDGER_DATA_DIR", default_value = ".ledger/postgres")]
     data_dir: std::path::PathBuf,
+}
+
+/// Which ledger of which database.
+#[derive(clap::Args)]
+struct BookArgs {
+    #[command(flatten)]
+    database: DatabaseArgs,
+    /// The ledger.
+    #[arg(long, default_value = domain::LedgerName::DEFAULT)]
+    ledger: domain::LedgerName,
+}
+
+impl BookArgs {
+    /// The database, and a pool on the ledger's book.
+    async fn open(
+        &self,
+    ) -> infrastructure::Result<(api::server::Database, infrastructure::db::PgPool)> {
+        let database = self.database.open().await?;
+        match database.book_pool(&self.ledger).await {
+            Ok(pool) => Ok((database, pool)),
+            Err(e) => {
+                database.close().await?;
+                Err(e)
+            }
+        }
+    }
 }
 
 impl DatabaseArgs {
@@ -189,17 +247,17 @@ fn main() -> std::process::ExitCode {
     };
     let result = match cli.command {
         Commands::Serve(config) => runtime.block_on(serve(config)),
-        Commands::Verify(database) => runtime.block_on(verify(database)),
+        Commands::Verify { book, all_ledgers } => runtime.block_on(verify(book, all_ledgers)),
         Commands::Export {
-            database,
+            book,
             format,
             after,
             beancount_root,
             output,
         } => match (format, after) {
-            (ExportFormat::Ndjson, _) => runtime.block_on(export(database, after, output)),
+            (ExportFormat::Ndjson, _) => runtime.block_on(export(book, after, output)),
             (ExportFormat::Beancount, 0) => {
-                runtime.block_on(export_beancount(database, beancount_root, output))
+                runtime.block_on(export_beancount(book, beancount_root, output))
             }
             (ExportFormat::Beancount, _) => {
                 eprintln!("--after is for --format ndjson: a Beancount file holds the whole log");
@@ -207,11 +265,12 @@ fn main() -> std::process::ExitCode {
             }
         },
         Commands::Replay {
-            database,
+            book,
             swap,
             projection,
-        } => runtime.block_on(replay(database, swap, projection)),
-        Commands::Import { database, input } => runtime.block_on(import(database, input)),
+        } => runtime.block_on(replay(book, swap, projection)),
+        Commands::Import { book, input } => runtime.block_on(import(book, input)),
+        Commands::Ledgers { database, action } => runtime.block_on(ledgers(database, action)),
         Commands::Keys { database, action } => runtime.block_on(keys(database, action)),
         Commands::Relay {
             database,
@@ -236,48 +295,93 @@ async fn serve(config: Box<api::ServeConfig>) -> infrastructure::Result<bool> {
     server.stop().await.map(|()| true)
 }
 
-async fn verify(database: DatabaseArgs) -> infrastructure::Result<bool> {
+async fn verify(book: BookArgs, all_ledgers: bool) -> infrastructure::Result<bool> {
+    let database = book.database.open().await?;
+    let names = if all_ledgers {
+        let mut names = Vec::new();
+        let mut after: Option<String> = None;
+        loop {
+            let page = infrastructure::ledgers::list(
+                &database.pool,
+                after.as_deref(),
+                infrastructure::ledgers::PAGE_MAX,
+                None,
+            )
+            .await?;
+            let Some(last) = page.last() else { break };
+            after = Some(last.name.to_string());
+            names.extend(page.into_iter().map(|l| l.name));
+        }
+        names
+    } else {
+        vec![book.ledger.clone()]
+    };
+    let mut intact = true;
+    for name in &names {
+        let verified = verify_ledger(&database, name, all_ledgers).await;
+        match verified {
+            Ok(ok) => intact &= ok,
+            Err(e) => {
+                database.close().await?;
+                return Err(e);
+            }
+        }
+    }
+    database.close().await?;
+    Ok(intact)
+}
+
+/// Verifies one ledger's chain and prints its report as one JSON line (naming the ledger when
+/// `named`); whether it is intact.
+async fn verify_ledger(
+    database: &api::server::Database,
+    name: &domain::LedgerName,
+    named: bool,
+) -> infrastructure::Result<bool> {
     use std::io::Write;
-    let database = database.open().await?;
+    let pool = database.book_pool(name).await?;
     let started = std::time::Instant::now();
-    let report = infrastructure::audit::verify_chain(&database.pool, |done, total| {
+    let report = infrastructure::audit::verify_chain(&pool, |done, total| {
         let rate = done as f64 / started.elapsed().as_secs_f64().max(1e-9);
         let percent = if total > 0 { done * 100 / total } else { 100 };
-        eprint!("\rverified {done} of {total} events ({percent} %, {rate:.0} events/s)   ");
+        eprint!("\r{name}: verified {done} of {total} events ({percent} %, {rate:.0} events/s)   ");
         let _ = std::io::stderr().flush();
     })
     .await;
     eprintln!();
-    database.close().await?;
+    pool.close().await;
     let report = api::views::ChainReportView::from(report?);
     for known in &report.stored_form_differs {
-        eprintln!("position {}: {}", known.position, known.cause);
+        eprintln!("{name}: position {}: {}", known.position, known.cause);
     }
     let intact = report.intact;
     let mut out = serde_json::to_value(report).unwrap_or_default();
     out["seconds"] = serde_json::json!(started.elapsed().as_secs_f64());
+    if named {
+        out["ledger"] = serde_json::json!(name);
+    }
     println!("{out}");
     Ok(intact)
 }
 
 async fn replay(
-    database: DatabaseArgs,
+    book: BookArgs,
     swap: bool,
     projection: Option<String>,
 ) -> infrastructure::Result<bool> {
     use std::io::Write;
-    let database = database.open().await?;
+    let (database, pool) = book.open().await?;
     let started = std::time::Instant::now();
     let only = projection.as_deref();
-    let report =
-        infrastructure::replay::replay_projections(&database.pool, only, swap, |done, total| {
-            let rate = done as f64 / started.elapsed().as_secs_f64().max(1e-9);
-            let percent = if total > 0 { done * 100 / total } else { 100 };
-            eprint!("\rreplayed {done} of {total} events ({percent} %, {rate:.0} events/s)   ");
-            let _ = std::io::stderr().flush();
-        })
-        .await;
+    let report = infrastructure::replay::replay_projections(&pool, only, swap, |done, total| {
+        let rate = done as f64 / started.elapsed().as_secs_f64().max(1e-9);
+        let percent = if total > 0 { done * 100 / total } else { 100 };
+        eprint!("\rreplayed {done} of {total} events ({percent} %, {rate:.0} events/s)   ");
+        let _ = std::io::stderr().flush();
+    })
+    .await;
     eprintln!();
+    pool.close().await;
     database.close().await?;
     let report = report?;
     for difference in &report.differences {
@@ -305,26 +409,28 @@ async fn replay(
 }
 
 async fn export(
-    database: DatabaseArgs,
+    book: BookArgs,
     after: i64,
     output: Option<std::path::PathBuf>,
 ) -> infrastructure::Result<bool> {
     let mut out = output_to(output)?;
-    let database = database.open().await?;
-    let written = infrastructure::audit::export(&database.pool, after, &mut out).await;
+    let (database, pool) = book.open().await?;
+    let written = infrastructure::audit::export(&pool, after, &mut out).await;
+    pool.close().await;
     database.close().await?;
     tracing::info!(events = written?, "exported");
     Ok(true)
 }
 
 async fn export_beancount(
-    database: DatabaseArgs,
+    book: BookArgs,
     root: infrastructure::beancount::Root,
     output: Option<std::path::PathBuf>,
 ) -> infrastructure::Result<bool> {
     let mut out = output_to(output)?;
-    let database = database.open().await?;
-    let summary = infrastructure::beancount::export(&database.pool, root, &mut out).await;
+    let (database, pool) = book.open().await?;
+    let summary = infrastructure::beancount::export(&pool, root, &mut out).await;
+    pool.close().await;
     database.close().await?;
     let summary = summary?;
     tracing::info!(
@@ -343,12 +449,9 @@ fn output_to(path: Option<std::path::PathBuf>) -> std::io::Result<Box<dyn std::i
     })
 }
 
-async fn import(
-    database: DatabaseArgs,
-    input: Option<std::path::PathBuf>,
-) -> infrastructure::Result<bool> {
+async fn import(book: BookArgs, input: Option<std::path::PathBuf>) -> infrastructure::Result<bool> {
     use std::io::Write;
-    let database = database.open().await?;
+    let (database, pool) = book.open().await?;
     let started = std::time::Instant::now();
     let show = |events: i64, bytes: u64, total_bytes: Option<u64>| {
         let rate = events as f64 / started.elapsed().as_secs_f64().max(1e-9);
@@ -366,20 +469,19 @@ async fn import(
             let file = std::fs::File::open(path)?;
             let total_bytes = file.metadata().ok().map(|m| m.len());
             let reader = std::io::BufReader::with_capacity(1 << 20, file);
-            infrastructure::import::import(&database.pool, reader, |events, bytes| {
+            infrastructure::import::import(&pool, reader, |events, bytes| {
                 show(events, bytes, total_bytes)
             })
             .await
         }
         None => {
             let reader = std::io::BufReader::with_capacity(1 << 20, std::io::stdin().lock());
-            infrastructure::import::import(&database.pool, reader, |events, bytes| {
-                show(events, bytes, None)
-            })
-            .await
+            infrastructure::import::import(&pool, reader, |events, bytes| show(events, bytes, None))
+                .await
         }
     };
     eprintln!();
+    pool.close().await;
     database.close().await?;
     let report = report?;
     println!(
@@ -417,19 +519,29 @@ async fn keys(database: DatabaseArgs, action: KeysAction) -> infrastructure::Res
             "scopes": key.scopes.iter().map(|s| s.as_str()).collect::<Vec<_>>(),
             "created_at": key.created_at,
             "revoked_at": key.revoked_at,
+            "ledgers": key.ledgers,
         })
     }
     let database = database.open().await?;
     let result = match action {
-        KeysAction::Create { name, scopes } => api_keys::create(&database.pool, &name, &scopes)
-            .await
-            .map(|(key, secret)| {
-                let mut shown = view(&key);
-                shown["secret"] = secret.into();
-                println!("{shown}");
-                eprintln!("the secret is shown this once: keep it; the ledger stores only a hash");
-                true
-            }),
+        KeysAction::Create {
+            name,
+            scopes,
+            ledgers,
+        } => api_keys::create(
+            &database.pool,
+            &name,
+            &scopes,
+            (!ledgers.is_empty()).then_some(ledgers.as_slice()),
+        )
+        .await
+        .map(|(key, secret)| {
+            let mut shown = view(&key);
+            shown["secret"] = secret.into();
+            println!("{shown}");
+            eprintln!("the secret is shown this once: keep it; the ledger stores only a hash");
+            true
+        }),
         KeysAction::List => api_keys::list(&database.pool).await.map(|keys| {
             for key in &keys {
                 println!("{}", view(key));
@@ -448,6 +560,83 @@ async fn keys(database: DatabaseArgs, action: KeysAction) -> infrastructure::Res
                     false
                 }
             }),
+    };
+    database.close().await?;
+    result
+}
+
+async fn ledgers(database: DatabaseArgs, action: LedgersAction) -> infrastructure::Result<bool> {
+    use infrastructure::ledgers::{self, CreateError, Ledger};
+    fn view(ledger: &Ledger) -> String {
+        // The metadata is canonical JSON text: written as it is.
+        format!(
+            r#"{{"name":"{}","metadata":{},"created_at":"{}"}}"#,
+            ledger.name,
+            ledger.metadata,
+            ledger
+                .created_at
+                .to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
+        )
+    }
+    let database = database.open().await?;
+    let result = match action {
+        LedgersAction::List => {
+            let mut after: Option<String> = None;
+            loop {
+                let page =
+                    ledgers::list(&database.pool, after.as_deref(), ledgers::PAGE_MAX, None).await;
+                let page = match page {
+                    Ok(page) => page,
+                    Err(e) => {
+                        database.close().await?;
+                        return Err(e);
+                    }
+                };
+                let Some(last) = page.last() else { break };
+                after = Some(last.name.to_string());
+                for ledger in &page {
+                    println!("{}", view(ledger));
+                }
+            }
+            Ok(true)
+        }
+        LedgersAction::Create { name, metadata } => {
+            let created = match domain::Metadata::parse(&metadata) {
+                Ok(metadata) => {
+                    // The same name and metadata make the same key: running the command again
+                    // finds the ledger it created.
+                    let key = format!("cli:{name}:{}", metadata.as_json());
+                    ledgers::create(
+                        &database.pool,
+                        &name,
+                        metadata.as_json(),
+                        &key,
+                        key.as_bytes(),
+                    )
+                    .await
+                }
+                Err(e) => {
+                    eprintln!("--metadata: {e}");
+                    database.close().await?;
+                    return Ok(false);
+                }
+            };
+            match created {
+                Ok(created) => {
+                    println!("{}", view(&created.ledger));
+                    Ok(true)
+                }
+                Err(CreateError::Exists(name)) => {
+                    eprintln!("a ledger named {name} already exists");
+                    Ok(false)
+                }
+                Err(CreateError::KeyReused) => {
+                    eprintln!("a ledger named {name} already exists");
+                    Ok(false)
+                }
+                Err(CreateError::Store(e)) => Err(e),
+            }
+        }
     };
     database.close().await?;
     result

@@ -13,10 +13,9 @@ use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use infrastructure::db;
 use infrastructure::local_postgres::LocalPostgres;
-use infrastructure::projections::projector::{ProjectorConfig, Projectors};
 use infrastructure::relays::{Relay, RelayConfig, RelayHandle};
 use infrastructure::webhooks::Webhooks;
-use infrastructure::{ReadStore, Writer};
+use infrastructure::Writer;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -24,9 +23,9 @@ use tower::ServiceExt;
 use tracing::info;
 
 use crate::auth::Authenticator;
+use crate::books::{BookFactory, Books};
 use crate::config::ServeConfig;
 use crate::cursor::Cursors;
-use crate::forward::Forwarder;
 use crate::routes;
 use crate::state::AppState;
 
@@ -39,13 +38,11 @@ pub struct Server {
     state: AppState,
     shutdown: oneshot::Sender<()>,
     http: JoinHandle<std::io::Result<()>>,
-    writer: JoinHandle<()>,
     /// The relays this process runs (`--relay`); each publishes only while it holds its sink's
     /// lock.
     relays: Vec<RelayHandle>,
-    reads: ReadStore,
-    /// The primary's pool, when reads come from another database.
-    primary: Option<ReadStore>,
+    /// Global tables (keys, webhooks, the registry of ledgers) and ledger `default`'s book.
+    pool: db::PgPool,
     local_postgres: Option<LocalPostgres>,
 }
 
@@ -78,14 +75,27 @@ impl Server {
         let signer = infrastructure::audit::Signer::load_or_create(&pool).await?;
         let cursors = Cursors::new(&infrastructure::secrets::cursor_key(&pool).await?)
             .map_err(|e| infrastructure::Error::Corrupt(format!("cursor key: {e}")))?;
-        let (writer, writer_task) = Writer::spawn(options.clone(), config.writer(own_url.clone()));
-        // The asynchronous projections follow the log on the primary, woken by this process's
-        // commits; in a process that is not the writer they look for new events on their own.
-        let projectors = Projectors::spawn(
-            options.clone(),
-            Some(writer.watch_committed()),
-            ProjectorConfig::default(),
-        );
+        let replica = match &config.read_database_url {
+            Some(url) => {
+                info!("reads are served from --read-database-url");
+                Some(db::connect_options(url)?)
+            }
+            None => None,
+        };
+        let factory = BookFactory {
+            primary: options.clone(),
+            replica,
+            pool: config.pool(),
+            writer: config.writer(own_url.clone()),
+            own_url,
+            forward_timeout: config.forward_timeout(),
+            min_position_wait: config.limits().min_position_wait,
+        };
+        let books = Books::start(factory, pool.clone()).await?;
+        // Relays and webhooks follow ledger `default`.
+        let default_options =
+            infrastructure::ledgers::book_options(&options, books.default_book().ledger());
+        let writer = books.default_book().writer().clone();
         let relays = config
             .relays
             .iter()
@@ -93,31 +103,18 @@ impl Server {
                 let config = RelayConfig::new(to)?;
                 let commits = Some(writer.watch_committed());
                 Ok(Relay::spawn(
-                    options.clone(),
+                    default_options.clone(),
                     config,
                     crate::render::event_json,
                     commits,
                 ))
             })
             .collect::<infrastructure::Result<Vec<_>>>()?;
-        let webhooks = start_webhooks(config, options, pool.clone(), &writer)?;
-        let forwarder = Forwarder::new(pool.clone(), own_url, config.forward_timeout());
-        let primary = ReadStore::new(pool);
-        let (reads, primary) = match &config.read_database_url {
-            Some(url) => {
-                let replica = db::read_pool(db::connect_options(url)?, &config.pool());
-                info!("reads are served from --read-database-url");
-                (ReadStore::new(replica), Some(primary))
-            }
-            None => (primary, None),
-        };
+        let webhooks = start_webhooks(config, default_options, pool.clone(), &writer)?;
+        drop(writer);
         let state = AppState::new(
-            writer,
-            projectors,
+            books,
             webhooks,
-            reads.clone(),
-            primary.clone(),
-            forwarder,
             signer,
             cursors,
             auth,
@@ -139,10 +136,8 @@ impl Server {
             state,
             shutdown,
             http,
-            writer: writer_task,
             relays,
-            reads,
-            primary,
+            pool,
             local_postgres,
         })
     }
@@ -156,9 +151,7 @@ impl Server {
     pub async fn stop(self) -> infrastructure::Result<()> {
         let _ = self.shutdown.send(());
         self.state.close();
-        let projectors = self.state.projectors().clone();
         let webhooks = self.state.webhooks().clone();
-        drop(self.state);
         // In-flight requests get a bounded time to finish; then the connections are dropped.
         let mut http = self.http;
         match tokio::time::timeout(SHUTDOWN_GRACE, &mut http).await {
@@ -169,19 +162,20 @@ impl Server {
                 http.abort();
             }
         }
-        // The router held the last writer handles; with them gone the writer finishes and returns.
-        if let Err(e) = self.writer.await {
-            tracing::error!(error = %e, "writer task failed");
+        let writers = self.state.books().stop().await;
+        // The router and the books held the last writer handles; with them gone each writer
+        // finishes its batch and returns.
+        drop(self.state);
+        for writer in writers {
+            if let Err(e) = writer.await {
+                tracing::error!(error = %e, "writer task failed");
+            }
         }
-        projectors.stop().await;
         for relay in self.relays {
             relay.stop().await;
         }
         webhooks.stop().await;
-        self.reads.pool().close().await;
-        if let Some(primary) = &self.primary {
-            primary.pool().close().await;
-        }
+        self.pool.close().await;
         if let Some(local) = self.local_postgres {
             local.stop().await?;
         }
@@ -247,7 +241,8 @@ async fn serve(
             .map_request(move |mut request: Request<Incoming>| {
                 request.extensions_mut().insert(ConnectInfo(peer));
                 request
-            });
+            })
+            .map_request(crate::books::route_ledger::<Incoming>);
         let connection =
             http1.serve_connection(TokioIo::new(stream), TowerToHyperService::new(service));
         let connection = graceful.watch(connection);
@@ -285,7 +280,8 @@ async fn prepare_keys(pool: &db::PgPool, config: &ServeConfig) -> infrastructure
         if api_keys::find(pool, secret).await?.is_some() {
             info!("the bootstrap admin key is already stored");
         } else if api_keys::active_count(pool).await? == 0 {
-            let key = api_keys::insert(pool, secret, "bootstrap admin", &[Scope::Admin]).await?;
+            let key =
+                api_keys::insert(pool, secret, "bootstrap admin", &[Scope::Admin], None).await?;
             info!(key_id = %key.id, prefix = %key.prefix, "stored the bootstrap admin key (LEDGER_BOOTSTRAP_ADMIN_KEY)");
         } else {
             tracing::warn!(
@@ -317,6 +313,8 @@ pub struct Database {
     pub pool: db::PgPool,
     /// Set when this process started the local cluster: stop it when done.
     pub local_postgres: Option<LocalPostgres>,
+    /// How the pools of this database are made.
+    pool_config: db::PoolConfig,
 }
 
 impl Database {
@@ -334,13 +332,27 @@ impl Database {
             }
         };
         let options = db::connect_options(&database_url)?;
-        let pool_handle = db::read_pool(options.clone(), pool);
+        // The deployment's own tables, and ledger `default`'s book: `public`, named, so that a
+        // schema named after the user cannot come first.
+        let pool_handle = db::read_pool(options.clone().options([("search_path", "public")]), pool);
         db::migrate(&pool_handle).await?;
         Ok(Self {
             options,
             pool: pool_handle,
             local_postgres,
+            pool_config: pool.clone(),
         })
+    }
+
+    /// A pool on the book of ledger `name`; `Error::UnknownLedger` when there is none.
+    pub async fn book_pool(&self, name: &domain::LedgerName) -> infrastructure::Result<db::PgPool> {
+        let ledger = infrastructure::ledgers::find(&self.pool, name)
+            .await?
+            .ok_or_else(|| infrastructure::Error::UnknownLedger(name.to_string()))?;
+        Ok(db::read_pool(
+            infrastructure::ledgers::book_options(&self.options, &ledger),
+            &self.pool_config,
+        ))
     }
 
     /// Closes the pool and stops the local cluster if this process started it.

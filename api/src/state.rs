@@ -1,19 +1,17 @@
-//! What every handler shares: the writer, the read store, the forwarder, the authenticator, the
-//! limits and the HTTP metrics.
+//! What every handler shares: the ledgers' books, the authenticator, the limits and the HTTP
+//! metrics.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use domain::clock::Clock;
 use infrastructure::audit::Signer;
-use infrastructure::projections::projector::Projectors;
 use infrastructure::webhooks::Webhooks;
-use infrastructure::{ReadStore, Writer};
 
 use crate::auth::Authenticator;
+use crate::books::Books;
 use crate::cursor::Cursors;
 use crate::error::ApiError;
-use crate::forward::Forwarder;
 use crate::http_metrics::HttpMetrics;
 
 /// Accounts a roll-up at a past position sums at most, unless configured otherwise: about a
@@ -75,14 +73,9 @@ struct Inner {
     /// One permit per `/v1` request being handled.
     requests: Arc<tokio::sync::Semaphore>,
     cursors: Cursors,
-    writer: Writer,
-    projectors: Projectors,
+    /// Every ledger's writer, projectors and read models.
+    books: Books,
     webhooks: Webhooks,
-    /// Where reads are served from: the primary, or a replica (`--read-database-url`).
-    reads: ReadStore,
-    /// The primary, when reads come from a replica: how far behind the replica is.
-    primary: Option<ReadStore>,
-    forwarder: Forwarder,
     signer: Signer,
     auth: Authenticator,
     limits: Limits,
@@ -94,12 +87,8 @@ struct Inner {
 impl AppState {
     #[allow(clippy::too_many_arguments)]
     pub fn new(
-        writer: Writer,
-        projectors: Projectors,
+        books: Books,
         webhooks: Webhooks,
-        reads: ReadStore,
-        primary: Option<ReadStore>,
-        forwarder: Forwarder,
         signer: Signer,
         cursors: Cursors,
         auth: Authenticator,
@@ -111,12 +100,8 @@ impl AppState {
             streams: Arc::new(tokio::sync::Semaphore::new(limits.stream_clients_max)),
             requests: Arc::new(tokio::sync::Semaphore::new(limits.requests_in_flight_max)),
             cursors,
-            writer,
-            projectors,
+            books,
             webhooks,
-            reads,
-            primary,
-            forwarder,
             signer,
             auth,
             limits,
@@ -125,32 +110,13 @@ impl AppState {
         }))
     }
 
-    pub fn writer(&self) -> &Writer {
-        &self.0.writer
-    }
-
-    /// This process's projectors of the asynchronous projections.
-    pub fn projectors(&self) -> &Projectors {
-        &self.0.projectors
+    pub fn books(&self) -> &Books {
+        &self.0.books
     }
 
     /// This process's webhook deliverer (or the handle of a process that delivers none).
     pub fn webhooks(&self) -> &Webhooks {
         &self.0.webhooks
-    }
-
-    pub fn reads(&self) -> &ReadStore {
-        &self.0.reads
-    }
-
-    /// The primary's read store when reads come from a replica; `None` when they come from the
-    /// primary itself.
-    pub fn primary(&self) -> Option<&ReadStore> {
-        self.0.primary.as_ref()
-    }
-
-    pub fn forwarder(&self) -> &Forwarder {
-        &self.0.forwarder
     }
 
     /// Tells endless responses to end: the server is shutting down.
@@ -204,26 +170,5 @@ impl AppState {
                 "limit {n} is out of range: use 1 to {max}"
             ))),
         }
-    }
-
-    /// The read models, as a read that asked for `min_position` must see them: each snapshot
-    /// reflects at least that position, waited for up to `--min-position-wait-ms`.
-    pub fn reads_at(&self, min_position: Option<i64>) -> ReadStore {
-        self.0
-            .reads
-            .at_least(min_position, self.0.limits.min_position_wait)
-    }
-
-    /// The read models for a read as of `at_position`: a position still to come is waited for
-    /// like `min_position`, never answered from the past.
-    pub fn reads_as_of(
-        &self,
-        min_position: Option<i64>,
-        at_position: Option<i64>,
-    ) -> Result<ReadStore, ApiError> {
-        if at_position.is_some_and(|p| p < 0) {
-            return Err(ApiError::InvalidRequest("at_position is negative".into()));
-        }
-        Ok(self.reads_at(min_position.max(at_position)))
     }
 }

@@ -19,5 +19,6 @@ pub use error::{ApplyError, Rejection, ValueError};
 pub use event::{Event, Posting};
 pub use ledger::{Account, AccountView, LedgerState, Leg};
 pub use values::{
-    AccountCode, AccountId, AccountRef, AssetCode, Metadata, PositiveDecimal, Scale, TransactionId,
+    AccountCode, AccountId, AccountRef, AssetCode, LedgerName, Metadata, PositiveDecimal, Scale,
+    TransactionId,
 };

@@ -161,6 +161,71 @@ impl fmt::Display for AccountCode {
     }
 }
 
+/// A ledger's name, such as `default` or `fund-a`: `[a-z0-9][a-z0-9_-]{0,62}`. Names appear in
+/// paths (`/v1/ledgers/{ledger}/…`), subjects and routing keys, so they need no escaping anywhere.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct LedgerName(String);
+
+impl LedgerName {
+    pub const MAX_LEN: usize = 63;
+    /// The ledger every database has from its first start, and the one routes without
+    /// `/v1/ledgers/{ledger}` serve.
+    pub const DEFAULT: &'static str = "default";
+
+    pub fn default_ledger() -> Self {
+        Self(Self::DEFAULT.to_owned())
+    }
+
+    pub fn is_default(&self) -> bool {
+        self.0 == Self::DEFAULT
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for LedgerName {
+    type Error = ValueError;
+
+    fn try_from(name: String) -> Result<Self, ValueError> {
+        let mut bytes = name.bytes();
+        let first_valid = bytes
+            .next()
+            .is_some_and(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
+        let rest_valid =
+            bytes.all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-');
+        if !first_valid || !rest_valid || name.len() > Self::MAX_LEN {
+            return Err(ValueError::new(format!(
+                "ledger name {:?} is invalid: use a-z, 0-9, _ and -, starting with a letter or digit, at most {} bytes",
+                truncate_for_message(&name),
+                Self::MAX_LEN
+            )));
+        }
+        Ok(Self(name))
+    }
+}
+
+impl FromStr for LedgerName {
+    type Err = ValueError;
+    fn from_str(s: &str) -> Result<Self, ValueError> {
+        Self::try_from(s.to_owned())
+    }
+}
+
+impl From<LedgerName> for String {
+    fn from(name: LedgerName) -> String {
+        name.0
+    }
+}
+
+impl fmt::Display for LedgerName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
 macro_rules! uuid_id {
     ($(#[$doc:meta])* $name:ident) => {
         $(#[$doc])*

@@ -6,6 +6,8 @@ use sha2::{Digest, Sha256};
 use sqlx::{PgPool, Row};
 use uuid::Uuid;
 
+use domain::LedgerName;
+
 use crate::secrets::random_secret;
 use crate::{Error, Result};
 
@@ -48,12 +50,19 @@ pub struct ApiKey {
     pub scopes: Vec<Scope>,
     pub created_at: DateTime<Utc>,
     pub revoked_at: Option<DateTime<Utc>>,
+    /// The ledgers the key may use; `None`: every ledger.
+    pub ledgers: Option<Vec<LedgerName>>,
 }
 
 impl ApiKey {
     pub fn allows(&self, scope: Scope) -> bool {
         self.revoked_at.is_none()
             && (self.scopes.contains(&scope) || self.scopes.contains(&Scope::Admin))
+    }
+
+    /// Whether the key may use ledger `name`: it is not limited, or limited to a list that has it.
+    pub fn may_use(&self, name: &LedgerName) -> bool {
+        self.ledgers.as_ref().is_none_or(|l| l.contains(name))
     }
 }
 
@@ -79,18 +88,30 @@ pub fn well_formed(secret: &str) -> bool {
     })
 }
 
-/// Creates a key with fresh random bytes: the stored key, and its secret (shown once).
-pub async fn create(pool: &PgPool, name: &str, scopes: &[Scope]) -> Result<(ApiKey, String)> {
+/// Creates a key with fresh random bytes: the stored key, and its secret (shown once). With
+/// `ledgers`, the key may use only those (each must exist).
+pub async fn create(
+    pool: &PgPool,
+    name: &str,
+    scopes: &[Scope],
+    ledgers: Option<&[LedgerName]>,
+) -> Result<(ApiKey, String)> {
     let secret = format!(
         "{KEY_PREFIX}{}",
         domain::chain::to_hex(&random_secret("an API key")?)
     );
-    let key = insert(pool, &secret, name, scopes).await?;
+    let key = insert(pool, &secret, name, scopes, ledgers).await?;
     Ok((key, secret))
 }
 
 /// Stores a key whose secret was made elsewhere (the first admin key, from the environment).
-pub async fn insert(pool: &PgPool, secret: &str, name: &str, scopes: &[Scope]) -> Result<ApiKey> {
+pub async fn insert(
+    pool: &PgPool,
+    secret: &str,
+    name: &str,
+    scopes: &[Scope],
+    ledgers: Option<&[LedgerName]>,
+) -> Result<ApiKey> {
     if !well_formed(secret) {
         return Err(Error::InvalidKey(format!(
             "a key is {KEY_PREFIX} followed by 64 lower-case hexadecimal digits"
@@ -108,28 +129,57 @@ pub async fn insert(pool: &PgPool, secret: &str, name: &str, scopes: &[Scope]) -
     scopes.sort();
     scopes.dedup();
     let names: Vec<&str> = scopes.iter().map(|s| s.as_str()).collect();
-    let row = sqlx::query(
-        "INSERT INTO api_keys (id, prefix, secret_hash, name, scopes, created_at)
-         VALUES ($1, $2, $3, $4, $5, now())
-         RETURNING id, prefix, name, scopes, created_at, revoked_at",
-    )
+    let ledgers = match ledgers {
+        Some(ledgers) => Some(existing_ledgers(pool, ledgers).await?),
+        None => None,
+    };
+    let row = sqlx::query(&format!(
+        "INSERT INTO api_keys (id, prefix, secret_hash, name, scopes, created_at, ledgers)
+         VALUES ($1, $2, $3, $4, $5, now(), $6)
+         RETURNING {COLUMNS}"
+    ))
     .bind(Uuid::now_v7())
     .bind(&secret[..SHOWN_CHARS])
     .bind(key_hash(secret).as_slice())
     .bind(name)
     .bind(&names)
+    .bind(ledgers)
     .fetch_one(pool)
     .await?;
     key_from_row(&row)
 }
 
+/// The names of `ledgers`, sorted and without repeats, once each is known to exist.
+async fn existing_ledgers(pool: &PgPool, ledgers: &[LedgerName]) -> Result<Vec<String>> {
+    let mut names: Vec<String> = ledgers.iter().map(|l| l.as_str().to_owned()).collect();
+    names.sort();
+    names.dedup();
+    if names.is_empty() {
+        return Err(Error::InvalidKey(
+            "a key limited to ledgers names at least one".into(),
+        ));
+    }
+    let known: Vec<String> =
+        sqlx::query_scalar("SELECT name FROM ledgers WHERE name = ANY($1) ORDER BY name")
+            .bind(&names)
+            .fetch_all(pool)
+            .await?;
+    if let Some(missing) = names.iter().find(|n| !known.contains(n)) {
+        return Err(Error::InvalidKey(format!(
+            "there is no ledger named {missing}"
+        )));
+    }
+    Ok(names)
+}
+
+/// A key's columns, as every query returns them.
+const COLUMNS: &str = "id, prefix, name, scopes, created_at, revoked_at, ledgers";
+
 /// Every key, oldest first, revoked ones included.
 pub async fn list(pool: &PgPool) -> Result<Vec<ApiKey>> {
-    let rows = sqlx::query(
-        "SELECT id, prefix, name, scopes, created_at, revoked_at FROM api_keys ORDER BY id",
-    )
-    .fetch_all(pool)
-    .await?;
+    let rows = sqlx::query(&format!("SELECT {COLUMNS} FROM api_keys ORDER BY id"))
+        .fetch_all(pool)
+        .await?;
     rows.iter().map(key_from_row).collect()
 }
 
@@ -137,11 +187,11 @@ pub async fn list(pool: &PgPool) -> Result<Vec<ApiKey>> {
 /// first time.
 pub async fn revoke(pool: &PgPool, id_or_prefix: &str) -> Result<Option<ApiKey>> {
     let id = Uuid::parse_str(id_or_prefix).ok();
-    let row = sqlx::query(
+    let row = sqlx::query(&format!(
         "UPDATE api_keys SET revoked_at = COALESCE(revoked_at, now())
          WHERE id = $1 OR prefix = $2
-         RETURNING id, prefix, name, scopes, created_at, revoked_at",
-    )
+         RETURNING {COLUMNS}"
+    ))
     .bind(id)
     .bind(id_or_prefix)
     .fetch_optional(pool)
@@ -151,9 +201,9 @@ pub async fn revoke(pool: &PgPool, id_or_prefix: &str) -> Result<Option<ApiKey>>
 
 /// The key a secret is, revoked or not.
 pub async fn find(pool: &PgPool, secret: &str) -> Result<Option<ApiKey>> {
-    let row = sqlx::query(
-        "SELECT id, prefix, name, scopes, created_at, revoked_at FROM api_keys WHERE secret_hash = $1",
-    )
+    let row = sqlx::query(&format!(
+        "SELECT {COLUMNS} FROM api_keys WHERE secret_hash = $1"
+    ))
     .bind(key_hash(secret).as_slice())
     .fetch_optional(pool)
     .await?;
@@ -182,5 +232,17 @@ fn key_from_row(row: &sqlx::postgres::PgRow) -> Result<ApiKey> {
         scopes,
         created_at: row.try_get("created_at")?,
         revoked_at: row.try_get("revoked_at")?,
+        ledgers: row
+            .try_get::<Option<Vec<String>>, _>("ledgers")?
+            .map(|names| {
+                names
+                    .into_iter()
+                    .map(|n| {
+                        LedgerName::try_from(n)
+                            .map_err(|e| Error::Corrupt(format!("api_keys: {e}")))
+                    })
+                    .collect::<Result<Vec<_>>>()
+            })
+            .transpose()?,
     })
 }

@@ -97,31 +97,47 @@ impl Signer {
     }
 }
 
-/// A signed statement that the log's head is `head_hash` at `position`.
+/// A signed statement that ledger `ledger`'s log has the head `head_hash` at `position`.
 #[derive(Debug, Clone, Serialize)]
 pub struct Checkpoint {
+    /// The ledger whose log this is: signed with the rest, so that one ledger's checkpoint cannot
+    /// be passed off as another's.
+    pub ledger: String,
     pub position: i64,
     pub head_hash: String,
     /// When the head event was recorded (empty for an empty log).
     pub recorded_at: String,
-    /// Ed25519 over `checkpoint_message(position, head_hash, recorded_at)`, hex.
+    /// Ed25519 over `checkpoint_message(ledger, position, head_hash, recorded_at)`, hex.
     pub signature: String,
     pub public_key: String,
 }
 
-/// The bytes a checkpoint signs: `ledger:checkpoint:v1\n<position>\n<head_hash hex>\n<recorded_at>`.
-pub fn checkpoint_message(position: i64, head_hash: &str, recorded_at: &str) -> Vec<u8> {
-    format!("ledger:checkpoint:v1\n{position}\n{head_hash}\n{recorded_at}").into_bytes()
+/// The bytes a checkpoint signs:
+/// `ledger:checkpoint:v2\n<ledger>\n<position>\n<head_hash hex>\n<recorded_at>`. (v1, before there
+/// were many ledgers, had no `<ledger>` line.)
+pub fn checkpoint_message(
+    ledger: &str,
+    position: i64,
+    head_hash: &str,
+    recorded_at: &str,
+) -> Vec<u8> {
+    format!("ledger:checkpoint:v2\n{ledger}\n{position}\n{head_hash}\n{recorded_at}").into_bytes()
 }
 
-/// Signs the current head of the log.
-pub async fn checkpoint(pool: &PgPool, signer: &Signer) -> Result<Checkpoint> {
+/// Signs the current head of the log of `ledger`, whose book the pool's sessions work on.
+pub async fn checkpoint(pool: &PgPool, signer: &Signer, ledger: &str) -> Result<Checkpoint> {
     let (position, head_hash, recorded_at) = match event_store::last(pool).await? {
         Some((position, at, hash)) => (position, chain::to_hex(&hash), format_recorded_at(at)),
         None => (0, chain::to_hex(&chain::genesis()), String::new()),
     };
-    let signature = signer.sign(&checkpoint_message(position, &head_hash, &recorded_at));
+    let signature = signer.sign(&checkpoint_message(
+        ledger,
+        position,
+        &head_hash,
+        &recorded_at,
+    ));
     Ok(Checkpoint {
+        ledger: ledger.to_owned(),
         position,
         head_hash,
         recorded_at,

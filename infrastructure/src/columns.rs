@@ -77,7 +77,8 @@ pub struct Table {
 }
 
 impl Table {
-    /// The insert of one batch of rows into `schema`, with parameters numbered from `first`:
+    /// The insert of one batch of rows into `schema` (`SESSION_BOOK`: the book the session's
+    /// search path names), with parameters numbered from `first`:
     /// one array per column, in declaration order.
     pub fn insert_sql(&self, schema: &str, first: usize) -> String {
         let names: Vec<&str> = self.columns.iter().map(|c| c.name).collect();
@@ -119,7 +120,8 @@ impl Table {
             }
         };
         format!(
-            "INSERT INTO {schema}.{} AS stored ({}) SELECT {selected} FROM UNNEST({arrays}) AS u({}){conflict}",
+            "INSERT INTO {schema}{}{} AS stored ({}) SELECT {selected} FROM UNNEST({arrays}) AS u({}){conflict}",
+            if schema.is_empty() { "" } else { "." },
             self.name,
             names.join(", "),
             aliases.join(", "),
@@ -399,6 +401,10 @@ fn key_hash(values: &[Value]) -> u64 {
     }
     hasher.finish()
 }
+
+/// The schema argument that names no schema: the tables of the book the session's search path
+/// names (see `ledgers`), which is how the writer, the projector and an import write a ledger's.
+pub const SESSION_BOOK: &str = "";
 
 /// The data-modifying CTEs that insert the rows of several tables into `schema` in one statement
 /// (`t0 AS (INSERT …), t1 AS (…)`), parameters numbered in the order of `tables`, and the number

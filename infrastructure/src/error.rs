@@ -13,6 +13,9 @@ pub enum Error {
     Corrupt(String),
     #[error(transparent)]
     Apply(#[from] ApplyError),
+    /// A command named a ledger that does not exist.
+    #[error("there is no ledger named {0}")]
+    UnknownLedger(String),
     /// `ledger replay --projection` named no projection.
     #[error("{0}")]
     UnknownProjection(String),

@@ -234,11 +234,11 @@ impl Chunk {
         if self.len() == 0 {
             return Ok(());
         }
-        let (ctes, _) = insert_ctes(&[&EVENTS, &IMPORTED_KEYS], "public");
+        let (ctes, _) = insert_ctes(&[&EVENTS, &IMPORTED_KEYS], crate::columns::SESSION_BOOK);
         let statement = format!("WITH {ctes} SELECT 1");
         let query = self.events.rows().bind(sqlx::query(&statement));
         self.keys.bind(query).execute(&mut *conn).await?;
         *self = Self::default();
-        rebuild.write(conn, "public").await
+        rebuild.write(conn, crate::columns::SESSION_BOOK).await
     }
 }

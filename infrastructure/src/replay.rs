@@ -48,7 +48,8 @@ impl ReplayReport {
     }
 }
 
-/// Replays the whole log into the schema `ledger_replay` and compares every projection. Holds
+/// Replays the whole log of the book the pool's sessions work on (see `ledgers`) into a scratch
+/// schema beside it (`<book>_replay`) and compares every projection. Holds
 /// the writer's lock throughout, so nothing is written meanwhile: run it with the ledger
 /// stopped, or on a copy.
 pub async fn replay(
@@ -169,15 +170,20 @@ async fn replay_locked(
         }
         tokio::time::sleep(PROJECTOR_LOCK_POLL).await;
     }
+    // The book being replayed is the one the session's search path names; its rebuild goes into
+    // a scratch schema beside it.
+    let book: String = sqlx::query_scalar("SELECT current_schema()")
+        .fetch_one(&mut *conn)
+        .await?;
+    let (scratch, replaced) = (format!("{book}_replay"), format!("{book}_replaced"));
     let tables: Vec<&str> = selected
         .iter()
         .flat_map(|p| p.tables.iter().map(|t| t.name))
         .collect();
-    let mut ddl =
-        String::from("DROP SCHEMA IF EXISTS ledger_replay CASCADE; CREATE SCHEMA ledger_replay;");
+    let mut ddl = format!("DROP SCHEMA IF EXISTS {scratch} CASCADE; CREATE SCHEMA {scratch};");
     for table in &tables {
         ddl.push_str(&format!(
-            "CREATE TABLE ledger_replay.{table} (LIKE public.{table} INCLUDING ALL);"
+            "CREATE TABLE {scratch}.{table} (LIKE {book}.{table} INCLUDING ALL);"
         ));
     }
     sqlx::raw_sql(&ddl).execute(&mut *conn).await?;
@@ -200,14 +206,14 @@ async fn replay_locked(
         for event in &events {
             rebuild.push(event)?;
         }
-        rebuild.write(&mut *conn, "ledger_replay").await?;
+        rebuild.write(&mut *conn, &scratch).await?;
         progress(after, head);
     }
     let chain_intact = rebuild.chain_intact;
     rebuild.finish()?;
     let seconds = started.elapsed().as_secs_f64();
 
-    let (differing_rows, differences) = compare(&mut *conn, &tables).await?;
+    let (differing_rows, differences) = compare(&mut *conn, &book, &scratch, &tables).await?;
     let mut report = ReplayReport {
         events: head,
         seconds,
@@ -218,12 +224,11 @@ async fn replay_locked(
         swapped: false,
     };
     if swap {
-        let mut ddl = String::from(
-            "BEGIN; DROP SCHEMA IF EXISTS ledger_replaced CASCADE; CREATE SCHEMA ledger_replaced;",
-        );
+        let mut ddl =
+            format!("BEGIN; DROP SCHEMA IF EXISTS {replaced} CASCADE; CREATE SCHEMA {replaced};",);
         for table in &tables {
             ddl.push_str(&format!(
-                "ALTER TABLE public.{table} SET SCHEMA ledger_replaced; ALTER TABLE ledger_replay.{table} SET SCHEMA public;"
+                "ALTER TABLE {book}.{table} SET SCHEMA {replaced}; ALTER TABLE {scratch}.{table} SET SCHEMA {book};"
             ));
         }
         for projection in selected.iter().filter(|p| p.is_async()) {
@@ -232,11 +237,11 @@ async fn replay_locked(
                 projection.name
             ));
         }
-        ddl.push_str("COMMIT; DROP SCHEMA ledger_replaced CASCADE;");
+        ddl.push_str(&format!("COMMIT; DROP SCHEMA {replaced} CASCADE;"));
         sqlx::raw_sql(&ddl).execute(&mut *conn).await?;
         report.swapped = true;
     }
-    sqlx::raw_sql("DROP SCHEMA IF EXISTS ledger_replay CASCADE")
+    sqlx::raw_sql(&format!("DROP SCHEMA IF EXISTS {scratch} CASCADE"))
         .execute(&mut *conn)
         .await?;
     Ok(report)
@@ -245,6 +250,8 @@ async fn replay_locked(
 /// Rows of each table that are not in both versions, compared as their JSON text.
 async fn compare(
     conn: &mut PgConnection,
+    book: &str,
+    scratch: &str,
     tables: &[&str],
 ) -> Result<(Vec<(String, i64)>, Vec<Difference>)> {
     let mut counts = Vec::new();
@@ -252,18 +259,18 @@ async fn compare(
     for &table in tables.iter().filter(|t| **t != "balances") {
         let count: i64 = sqlx::query_scalar(&format!(
             "SELECT count(*) FROM (
-               (SELECT row_to_json(t)::text FROM public.{table} t EXCEPT ALL SELECT row_to_json(t)::text FROM ledger_replay.{table} t)
+               (SELECT row_to_json(t)::text FROM {book}.{table} t EXCEPT ALL SELECT row_to_json(t)::text FROM {scratch}.{table} t)
                UNION ALL
-               (SELECT row_to_json(t)::text FROM ledger_replay.{table} t EXCEPT ALL SELECT row_to_json(t)::text FROM public.{table} t)
+               (SELECT row_to_json(t)::text FROM {scratch}.{table} t EXCEPT ALL SELECT row_to_json(t)::text FROM {book}.{table} t)
              ) d"
         ))
         .fetch_one(&mut *conn)
         .await?;
         if count > 0 {
             let rows: Vec<(String, String)> = sqlx::query_as(&format!(
-                "(SELECT 'live', row FROM (SELECT row_to_json(t)::text AS row FROM public.{table} t EXCEPT ALL SELECT row_to_json(t)::text FROM ledger_replay.{table} t) a LIMIT $1)
+                "(SELECT 'live', row FROM (SELECT row_to_json(t)::text AS row FROM {book}.{table} t EXCEPT ALL SELECT row_to_json(t)::text FROM {scratch}.{table} t) a LIMIT $1)
                  UNION ALL
-                 (SELECT 'replayed', row FROM (SELECT row_to_json(t)::text AS row FROM ledger_replay.{table} t EXCEPT ALL SELECT row_to_json(t)::text FROM public.{table} t) b LIMIT $1)"
+                 (SELECT 'replayed', row FROM (SELECT row_to_json(t)::text AS row FROM {scratch}.{table} t EXCEPT ALL SELECT row_to_json(t)::text FROM {book}.{table} t) b LIMIT $1)"
             ))
             .bind(DIFFERENCES_SHOWN_MAX)
             .fetch_all(&mut *conn)
@@ -288,17 +295,17 @@ async fn compare(
         return Ok((counts, differences));
     }
     // Balances side by side: account, asset, live value, replayed value.
-    let rows: Vec<(String, String, Option<String>, Option<String>)> = sqlx::query_as(
+    let rows: Vec<(String, String, Option<String>, Option<String>)> = sqlx::query_as(&format!(
         "SELECT COALESCE(a.code, COALESCE(l.account_id, r.account_id)::text), COALESCE(l.asset, r.asset),
                 l.balance::text || ' (pending ' || l.pending_debits || ' out, ' || l.pending_credits || ' in) @' || l.position,
                 r.balance::text || ' (pending ' || r.pending_debits || ' out, ' || r.pending_credits || ' in) @' || r.position
-         FROM public.balances l
-         FULL OUTER JOIN ledger_replay.balances r ON r.account_id = l.account_id AND r.asset = l.asset
-         LEFT JOIN public.accounts a ON a.id = COALESCE(l.account_id, r.account_id)
+         FROM {book}.balances l
+         FULL OUTER JOIN {scratch}.balances r ON r.account_id = l.account_id AND r.asset = l.asset
+         LEFT JOIN {book}.accounts a ON a.id = COALESCE(l.account_id, r.account_id)
          WHERE (l.balance::text, l.pending_debits::text, l.pending_credits::text, l.position)
                IS DISTINCT FROM (r.balance::text, r.pending_debits::text, r.pending_credits::text, r.position)
          ORDER BY 1, 2",
-    )
+    ))
     .fetch_all(&mut *conn)
     .await?;
     counts.push(("balances".to_owned(), rows.len() as i64));

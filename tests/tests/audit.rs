@@ -451,7 +451,7 @@ async fn signed_checkpoints_catch_a_history_rewritten_with_a_recomputed_chain() 
         .try_into()
         .unwrap();
     let message = format!(
-        "ledger:checkpoint:v1\n{}\n{}\n{}",
+        "ledger:checkpoint:v2\ndefault\n{}\n{}\n{}",
         earlier.body["position"],
         earlier.body["head_hash"].as_str().unwrap(),
         earlier.body["recorded_at"].as_str().unwrap()

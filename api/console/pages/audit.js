@@ -124,7 +124,7 @@ function bytesOfHex(hex) {
 
 /** The bytes a checkpoint signs (api/src/routes/audit.rs, CheckpointView). */
 function checkpointMessage(c) {
-  return new TextEncoder().encode(`ledger:checkpoint:v1\n${c.position}\n${c.head_hash}\n${c.recorded_at}`);
+  return new TextEncoder().encode(`ledger:checkpoint:v2\n${c.ledger}\n${c.position}\n${c.head_hash}\n${c.recorded_at}`);
 }
 
 /** `true` or `false`, or `null` with `why` when this browser cannot check Ed25519. */

@@ -15,6 +15,7 @@ use chrono::{DateTime, Utc};
 use domain::Rejection;
 use rust_decimal::Decimal;
 
+use crate::books::Book;
 use crate::error::{ApiError, Problem};
 use crate::extract::{ActionBody, IdempotencyKey, JsonBody, Params, PathParam, RequestOrigin};
 use crate::render::{account_view, balance_view, history_item_view, history_view};
@@ -66,6 +67,7 @@ fn path_account(id_or_code: &str) -> Result<AccountRef, ApiError> {
 )]
 async fn change_account_status(
     State(state): State<AppState>,
+    book: Book,
     PathParam((id_or_code, action)): PathParam<(String, String)>,
     key: IdempotencyKey,
     origin: RequestOrigin,
@@ -82,7 +84,7 @@ async fn change_account_status(
         change,
         request,
     };
-    submit(&state, key, origin, &command).await
+    submit(&state, &book, key, origin, &command).await
 }
 
 /// Set an account's balance bounds in one asset: `min_balance` (negative: a credit limit) and
@@ -100,6 +102,7 @@ async fn change_account_status(
 )]
 async fn set_account_limits(
     State(state): State<AppState>,
+    book: Book,
     PathParam(id_or_code): PathParam<String>,
     key: IdempotencyKey,
     origin: RequestOrigin,
@@ -109,7 +112,7 @@ async fn set_account_limits(
         account: path_account(&id_or_code)?,
         request,
     };
-    submit(&state, key, origin, &command).await
+    submit(&state, &book, key, origin, &command).await
 }
 
 /// Open an account. Its code is unique and never changes.
@@ -125,11 +128,12 @@ async fn set_account_limits(
 )]
 async fn open_account(
     State(state): State<AppState>,
+    book: Book,
     key: IdempotencyKey,
     origin: RequestOrigin,
     JsonBody(request): JsonBody<OpenAccountRequest>,
 ) -> Result<Response, ApiError> {
-    submit(&state, key, origin, &request).await
+    submit(&state, &book, key, origin, &request).await
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -152,6 +156,7 @@ pub struct ListParams {
 )]
 async fn list_accounts(
     State(state): State<AppState>,
+    book: Book,
     Params(params): Params<ListParams>,
 ) -> Result<Response, ApiError> {
     let limit = state.page_size(params.limit)?;
@@ -170,7 +175,7 @@ async fn list_accounts(
         .cursor
         .map(|c| state.cursors().open(&scope, &c))
         .transpose()?;
-    let page = state
+    let page = book
         .reads_at(params.min_position)
         .accounts(&prefix, after.as_deref(), limit + 1)
         .await?;
@@ -215,12 +220,12 @@ fn not_found(id_or_code: &str) -> ApiError {
     responses((status = 200, body = AccountView), (status = 404, body = Problem), (status = "4XX", body = Problem), (status = 503, body = Problem))
 )]
 async fn get_account(
-    State(state): State<AppState>,
+    book: Book,
     PathParam(id_or_code): PathParam<String>,
     Params(params): Params<ReadParams>,
 ) -> Result<Response, ApiError> {
     let key = account_key(&id_or_code)?;
-    let account = state.reads_at(params.min_position).account(&key).await?;
+    let account = book.reads_at(params.min_position).account(&key).await?;
     let view = account
         .value
         .map(account_view)
@@ -260,13 +265,14 @@ fn parse_history_cursor(cursor: &str) -> Option<HistoryCursor> {
 )]
 async fn account_history(
     State(state): State<AppState>,
+    book: Book,
     PathParam(id_or_code): PathParam<String>,
     Params(params): Params<HistoryParams>,
 ) -> Result<Response, ApiError> {
     let key = account_key(&id_or_code)?;
     let limit = state.page_size(params.limit)?;
     let asset = params.asset.as_deref().map(asset_param).transpose()?;
-    let reads = state.reads_at(params.min_position);
+    let reads = book.reads_at(params.min_position);
     let account = reads.account(&key).await?;
     let account = account.value.ok_or_else(|| not_found(&id_or_code))?;
     // A cursor is good for the account and asset filter it was issued for.
@@ -330,7 +336,7 @@ pub struct BalancesParams {
     responses((status = 200, body = BalancesAtView), (status = 404, body = Problem), (status = "4XX", body = Problem), (status = 503, body = Problem))
 )]
 async fn account_balances(
-    State(state): State<AppState>,
+    book: Book,
     PathParam(id_or_code): PathParam<String>,
     Params(params): Params<BalancesParams>,
 ) -> Result<Response, ApiError> {
@@ -340,7 +346,7 @@ async fn account_balances(
             "give at_position or at, not both".into(),
         ));
     }
-    let reads = state.reads_as_of(params.min_position, params.at_position)?;
+    let reads = book.reads_as_of(params.min_position, params.at_position)?;
     let account = reads.account(&key).await?;
     let account = account.value.ok_or_else(|| not_found(&id_or_code))?;
     let as_of_position = match (params.at_position, params.at) {
@@ -384,7 +390,7 @@ const STATEMENT_ENTRIES_MAX: i64 = 10_000;
     )
 )]
 async fn account_statement(
-    State(state): State<AppState>,
+    book: Book,
     PathParam(id_or_code): PathParam<String>,
     headers: HeaderMap,
     Params(params): Params<StatementParams>,
@@ -396,7 +402,7 @@ async fn account_statement(
             return Err(ApiError::InvalidRequest("from is after to".into()));
         }
     }
-    let reads = state.reads_at(params.min_position);
+    let reads = book.reads_at(params.min_position);
     let account = reads.account(&key).await?;
     let head = account.position;
     let account = account.value.ok_or_else(|| not_found(&id_or_code))?;

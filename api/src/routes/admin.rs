@@ -6,6 +6,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
+use domain::LedgerName;
 use infrastructure::api_keys::{self, ApiKey, Scope};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -65,6 +66,11 @@ pub struct CreateKeyRequest {
     pub name: String,
     /// At least one.
     pub scopes: Vec<ScopeName>,
+    /// The ledgers the key may use (each must exist); absent: every ledger. On any other ledger
+    /// the key gets 404, as if it did not exist.
+    #[serde(default)]
+    #[schema(value_type = Option<Vec<String>>)]
+    pub ledgers: Option<Vec<LedgerName>>,
 }
 
 /// A key as stored: never its secret.
@@ -77,6 +83,10 @@ pub struct KeyView {
     pub scopes: Vec<ScopeName>,
     pub created_at: DateTime<Utc>,
     pub revoked_at: Option<DateTime<Utc>>,
+    /// The ledgers the key may use; absent: every ledger.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Vec<String>>)]
+    pub ledgers: Option<Vec<LedgerName>>,
 }
 
 impl From<ApiKey> for KeyView {
@@ -88,6 +98,7 @@ impl From<ApiKey> for KeyView {
             scopes: key.scopes.into_iter().map(ScopeName::from).collect(),
             created_at: key.created_at,
             revoked_at: key.revoked_at,
+            ledgers: key.ledgers,
         }
     }
 }
@@ -151,7 +162,13 @@ async fn create_key(
         return Err(ApiError::Validation("scopes must name at least one".into()));
     }
     let scopes: Vec<Scope> = request.scopes.into_iter().map(Scope::from).collect();
-    let (key, secret) = api_keys::create(state.auth().pool(), &request.name, &scopes).await?;
+    let (key, secret) = api_keys::create(
+        state.auth().pool(),
+        &request.name,
+        &scopes,
+        request.ledgers.as_deref(),
+    )
+    .await?;
     tracing::info!(key_id = %key.id, prefix = %key.prefix, "API key created");
     let body = CreatedKey {
         key: key.into(),

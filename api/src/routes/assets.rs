@@ -4,6 +4,7 @@ use serde::Deserialize;
 use utoipa::IntoParams;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
+use crate::books::Book;
 use crate::error::{ApiError, Problem};
 use crate::extract::{IdempotencyKey, JsonBody, Params, RequestOrigin};
 use crate::requests::DefineAssetRequest;
@@ -28,11 +29,12 @@ pub fn router() -> OpenApiRouter<AppState> {
 )]
 async fn define_asset(
     State(state): State<AppState>,
+    book: Book,
     key: IdempotencyKey,
     origin: RequestOrigin,
     JsonBody(request): JsonBody<DefineAssetRequest>,
 ) -> Result<Response, ApiError> {
-    submit(&state, key, origin, &request).await
+    submit(&state, &book, key, origin, &request).await
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -47,11 +49,8 @@ pub struct ReadParams {
     get, path = "/v1/assets", tag = "assets", params(ReadParams),
     responses((status = 200, body = AssetList), (status = "4XX", body = Problem), (status = 503, body = Problem))
 )]
-async fn list_assets(
-    State(state): State<AppState>,
-    Params(params): Params<ReadParams>,
-) -> Result<Response, ApiError> {
-    let assets = state.reads_at(params.min_position).assets().await?;
+async fn list_assets(book: Book, Params(params): Params<ReadParams>) -> Result<Response, ApiError> {
+    let assets = book.reads_at(params.min_position).assets().await?;
     let items = assets
         .value
         .into_iter()

@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::{router::OpenApiRouter, routes};
 
+use crate::books::Book;
 use crate::error::{ApiError, Problem};
 use crate::extract::Params;
 use crate::routes::write::at_position;
@@ -27,8 +28,8 @@ pub fn router() -> OpenApiRouter<AppState> {
     get, path = "/v1/audit/verify", tag = "audit",
     responses((status = 200, body = ChainReportView), (status = 503, body = Problem))
 )]
-async fn verify(State(state): State<AppState>) -> Result<Response, ApiError> {
-    let report = verify_chain(state.reads().pool(), |_, _| {}).await?;
+async fn verify(book: Book) -> Result<Response, ApiError> {
+    let report = verify_chain(book.reads().pool(), |_, _| {}).await?;
     let position = report.head_position;
     Ok(at_position(position, ChainReportView::from(report)))
 }
@@ -37,11 +38,13 @@ async fn verify(State(state): State<AppState>) -> Result<Response, ApiError> {
 /// a later log must extend it (`/v1/audit/consistency`).
 #[derive(Debug, Serialize, ToSchema)]
 pub struct CheckpointView {
+    /// The ledger whose log this is; signed with the rest.
+    pub ledger: String,
     pub position: i64,
     pub head_hash: String,
     /// When the head event was recorded (RFC 3339, six fractional digits); empty for an empty log.
     pub recorded_at: String,
-    /// Ed25519 over `ledger:checkpoint:v1\n<position>\n<head_hash>\n<recorded_at>`, hex.
+    /// Ed25519 over `ledger:checkpoint:v2\n<ledger>\n<position>\n<head_hash>\n<recorded_at>`, hex.
     pub signature: String,
     pub public_key: String,
 }
@@ -51,11 +54,12 @@ pub struct CheckpointView {
     get, path = "/v1/audit/checkpoint", tag = "audit",
     responses((status = 200, body = CheckpointView), (status = 503, body = Problem))
 )]
-async fn checkpoint(State(state): State<AppState>) -> Result<Response, ApiError> {
-    let c = audit::checkpoint(state.reads().pool(), state.signer()).await?;
+async fn checkpoint(State(state): State<AppState>, book: Book) -> Result<Response, ApiError> {
+    let c = audit::checkpoint(book.reads().pool(), state.signer(), book.name().as_str()).await?;
     Ok(at_position(
         c.position,
         CheckpointView {
+            ledger: c.ledger,
             position: c.position,
             head_hash: c.head_hash,
             recorded_at: c.recorded_at,
@@ -117,7 +121,7 @@ pub struct ConsistencyView {
     responses((status = 200, body = ConsistencyView), (status = "4XX", body = Problem), (status = 503, body = Problem))
 )]
 async fn consistency(
-    State(state): State<AppState>,
+    book: Book,
     Params(params): Params<ConsistencyParams>,
 ) -> Result<Response, ApiError> {
     for hash in [&params.from_hash, &params.to_hash].into_iter().flatten() {
@@ -127,7 +131,7 @@ async fn consistency(
             )));
         }
     }
-    let head = state.reads().head().await?;
+    let head = book.reads().head().await?;
     let to = params.to.unwrap_or(head);
     if params.from < 0 || to < params.from || to > head {
         return Err(ApiError::InvalidRequest(format!(
@@ -136,7 +140,7 @@ async fn consistency(
         )));
     }
     let report = audit::consistency(
-        state.reads().pool(),
+        book.reads().pool(),
         params.from,
         params.from_hash.as_deref(),
         to,

@@ -10,6 +10,7 @@ use serde::Deserialize;
 use utoipa::IntoParams;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
+use crate::books::Book;
 use crate::error::{ApiError, Problem};
 use crate::extract::Params;
 use crate::routes::write::at_position;
@@ -45,6 +46,7 @@ pub struct BalancesParams {
 )]
 async fn balances(
     State(state): State<AppState>,
+    book: Book,
     Params(params): Params<BalancesParams>,
 ) -> Result<Response, ApiError> {
     let prefix = segments(params.prefix.as_deref())?;
@@ -57,14 +59,14 @@ async fn balances(
         .transpose()?;
     let asset = asset.as_ref().map(AssetCode::as_str);
     let Some(past) = params.at_position else {
-        let rollup = state
+        let rollup = book
             .reads_at(params.min_position)
             .rollup(&prefix, asset)
             .await?;
         let position = rollup.position;
         return Ok(at_position(position, rollup_view(rollup.value, position)));
     };
-    let rollup = state
+    let rollup = book
         .reads_as_of(params.min_position, Some(past))?
         .rollup_at(&prefix, asset, past, state.limits().rollup_at_accounts_max)
         .await?;
@@ -101,6 +103,7 @@ pub struct TreeParams {
 )]
 async fn account_tree(
     State(state): State<AppState>,
+    book: Book,
     Params(params): Params<TreeParams>,
 ) -> Result<Response, ApiError> {
     let prefix = segments(params.prefix.as_deref())?;
@@ -110,7 +113,7 @@ async fn account_tree(
         .cursor
         .map(|c| state.cursors().open(&scope, &c))
         .transpose()?;
-    let page = state
+    let page = book
         .reads_at(params.min_position)
         .rollup_children(&prefix, after.as_deref(), limit + 1)
         .await?;

@@ -4,6 +4,7 @@ use serde::Deserialize;
 use utoipa::IntoParams;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
+use crate::books::Book;
 use crate::error::{ApiError, Problem};
 use crate::extract::Params;
 use crate::render::event_view;
@@ -33,6 +34,7 @@ pub struct EventParams {
 )]
 async fn list_events(
     State(state): State<AppState>,
+    book: Book,
     Params(params): Params<EventParams>,
 ) -> Result<Response, ApiError> {
     let limit = state.page_size(params.limit)?;
@@ -42,7 +44,7 @@ async fn list_events(
             "after {after} is negative"
         )));
     }
-    let page = state
+    let page = book
         .reads_at(params.min_position)
         .events(after, limit)
         .await?;

@@ -7,6 +7,7 @@ mod assets;
 mod audit;
 mod balances;
 mod events;
+mod ledgers;
 mod me;
 mod ops;
 mod stream;
@@ -40,7 +41,7 @@ Errors are RFC 9457 problem documents with a stable `code`. Every `/v1` route ne
 403 `forbidden`, 429 `too_many_auth_failures` after repeated failures from one address)."
     ),
     tags(
-        (name = "assets"), (name = "accounts"), (name = "transactions"), (name = "trades"),
+        (name = "ledgers"), (name = "assets"), (name = "accounts"), (name = "transactions"), (name = "trades"),
         (name = "events"), (name = "audit"), (name = "admin"), (name = "operations")
     )
 )]
@@ -53,6 +54,7 @@ fn openapi_router() -> OpenApiRouter<AppState> {
         .merge(accounts::router())
         .merge(transactions::router())
         .merge(events::router())
+        .merge(ledgers::router())
         .merge(stream::router())
         .merge(audit::router())
         .merge(admin::router())

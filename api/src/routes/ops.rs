@@ -12,6 +12,7 @@ use infrastructure::{writer_lock, WriterStatus};
 use tokio::time::timeout;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
+use crate::books::Book;
 use crate::state::AppState;
 use crate::views::{ProjectionView, ReadSourceView, Readiness};
 
@@ -36,10 +37,12 @@ async fn healthz() -> &'static str {
     responses((status = 200, body = Readiness), (status = 503, body = Readiness))
 )]
 async fn readyz(State(state): State<AppState>) -> Response {
-    let status = state.writer().status();
+    // Readiness is ledger `default`'s: the ledger every node serves from its start.
+    let book = state.books().default_book();
+    let status = book.writer().status();
     let is_writer = status == WriterStatus::Leader;
     // A writer whose commit waits for the synchronous standby answers no write until it is back.
-    let writer = if is_writer && commit_awaits_standby(&state).await {
+    let writer = if is_writer && commit_awaits_standby(book).await {
         WriterStatus::AwaitingStandby
     } else {
         status
@@ -47,16 +50,16 @@ async fn readyz(State(state): State<AppState>) -> Response {
     // A node still starting or recovering answers writes itself (they wait or fail fast), so it
     // names no writer and is not ready until it knows whether it is one.
     let writer_url = match writer {
-        WriterStatus::Leader => Some(state.forwarder().own_url().to_owned()),
-        WriterStatus::Standby => timeout(PROBE_TIMEOUT, state.forwarder().writer_url())
+        WriterStatus::Leader => Some(book.forwarder().own_url().to_owned()),
+        WriterStatus::Standby => timeout(PROBE_TIMEOUT, book.forwarder().writer_url())
             .await
             .ok()
             .and_then(Result::ok)
             .flatten(),
         WriterStatus::Starting | WriterStatus::Recovering | WriterStatus::AwaitingStandby => None,
     };
-    let read_source = read_source(&state).await;
-    let projections = timeout(PROBE_TIMEOUT, state.reads().projections())
+    let read_source = read_source(book).await;
+    let projections = timeout(PROBE_TIMEOUT, book.reads().projections())
         .await
         .ok()
         .and_then(Result::ok)
@@ -77,7 +80,7 @@ async fn readyz(State(state): State<AppState>) -> Response {
         writer: writer.as_str().to_owned(),
         role: if is_writer { "writer" } else { "follower" }.to_owned(),
         writer_url,
-        position: state.writer().committed_position(),
+        position: book.writer().committed_position(),
         read_source,
         projections,
     };
@@ -99,8 +102,8 @@ const STANDBY_WAIT_SHOWN: Duration = Duration::from_secs(1);
 
 /// Whether this node's writer has a commit waiting for the synchronous standby (as the primary
 /// shows it), for longer than `STANDBY_WAIT_SHOWN`.
-async fn commit_awaits_standby(state: &AppState) -> bool {
-    let primary = state.primary().unwrap_or(state.reads()).pool();
+async fn commit_awaits_standby(book: &Book) -> bool {
+    let primary = book.primary().unwrap_or(book.reads()).pool();
     timeout(
         PROBE_TIMEOUT,
         writer_lock::writer_awaits_standby(primary, STANDBY_WAIT_SHOWN),
@@ -112,12 +115,12 @@ async fn commit_awaits_standby(state: &AppState) -> bool {
 }
 
 /// The read source's kind and position, and how far it trails the primary's.
-async fn read_source(state: &AppState) -> Option<ReadSourceView> {
-    let source = timeout(PROBE_TIMEOUT, state.reads().source_status())
+async fn read_source(book: &Book) -> Option<ReadSourceView> {
+    let source = timeout(PROBE_TIMEOUT, book.reads().source_status())
         .await
         .ok()?
         .ok()?;
-    let primary_position = match state.primary() {
+    let primary_position = match book.primary() {
         Some(primary) => timeout(PROBE_TIMEOUT, primary.head())
             .await
             .ok()
@@ -136,15 +139,16 @@ async fn read_source(state: &AppState) -> Option<ReadSourceView> {
 /// depth of the writer's queue, projections, and webhook deliveries and lag.
 #[utoipa::path(get, path = "/metrics", tag = "operations", responses((status = 200, content_type = "text/plain", body = String)))]
 async fn metrics(State(state): State<AppState>) -> Response {
+    let book = state.books().default_book();
     let mut out = String::with_capacity(8 * 1024);
     state.http_metrics().render(&mut out);
-    state.writer().metrics().render(&mut out);
-    state.projectors().render(&mut out);
-    if let Ok(Ok(relays)) = timeout(PROBE_TIMEOUT, state.reads().relays()).await {
+    book.writer().metrics().render(&mut out);
+    book.projectors().render(&mut out);
+    if let Ok(Ok(relays)) = timeout(PROBE_TIMEOUT, book.reads().relays()).await {
         render_relays(&relays, &mut out);
     }
     state.webhooks().render(&mut out);
-    let writer = state.writer();
+    let writer = book.writer();
     out.push_str("# HELP ledger_writer_queue_depth Commands waiting for the writer.\n");
     out.push_str("# TYPE ledger_writer_queue_depth gauge\n");
     out.push_str(&format!(

@@ -21,6 +21,7 @@ use tokio::sync::mpsc;
 use utoipa::IntoParams;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
+use crate::books::Book;
 use crate::error::{ApiError, Problem};
 use crate::extract::Params;
 use crate::render::event_view;
@@ -55,6 +56,7 @@ pub struct StreamParams {
 )]
 async fn stream_events(
     State(state): State<AppState>,
+    book: Book,
     headers: HeaderMap,
     Params(params): Params<StreamParams>,
 ) -> Result<Response, ApiError> {
@@ -85,7 +87,7 @@ async fn stream_events(
     tokio::spawn({
         let too_slow = too_slow.clone();
         async move {
-            produce(state, after, sender, stall_max, too_slow).await;
+            produce(state, book, after, sender, stall_max, too_slow).await;
             drop(permit);
         }
     });
@@ -97,18 +99,19 @@ async fn stream_events(
 /// Reads the log into the channel until the client goes away or stops reading.
 async fn produce(
     state: AppState,
+    book: Book,
     mut after: i64,
     sender: mpsc::Sender<SseEvent>,
     stall_max: Duration,
     too_slow: Arc<AtomicBool>,
 ) {
-    let mut committed = state.writer().watch_committed();
+    let mut committed = book.writer().watch_committed();
     let mut closing = state.watch_closing();
     loop {
         if *closing.borrow_and_update() {
             return;
         }
-        let page = match state.reads().events(after, PAGE_EVENTS).await {
+        let page = match book.reads().events(after, PAGE_EVENTS).await {
             Ok(page) => page.value,
             Err(e) => {
                 let _ = sender

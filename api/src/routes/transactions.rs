@@ -11,6 +11,7 @@ use serde_json::value::RawValue;
 use utoipa::ToSchema;
 
 use crate::auth::Caller;
+use crate::books::Book;
 use crate::error::{ApiError, Problem};
 use crate::extract::{
     ActionBody, BatchJsonBody, IdempotencyKey, JsonBody, Params, PathParam, RequestOrigin,
@@ -52,11 +53,12 @@ pub fn router() -> OpenApiRouter<AppState> {
 )]
 async fn post_transaction(
     State(state): State<AppState>,
+    book: Book,
     key: IdempotencyKey,
     origin: RequestOrigin,
     JsonBody(request): JsonBody<TransactionRequest>,
 ) -> Result<Response, ApiError> {
-    submit(&state, key, origin, &request).await
+    submit(&state, &book, key, origin, &request).await
 }
 
 /// Transfer: a transaction with one posting.
@@ -72,11 +74,12 @@ async fn post_transaction(
 )]
 async fn post_transfer(
     State(state): State<AppState>,
+    book: Book,
     key: IdempotencyKey,
     origin: RequestOrigin,
     JsonBody(request): JsonBody<TransferRequest>,
 ) -> Result<Response, ApiError> {
-    submit(&state, key, origin, &request).await
+    submit(&state, &book, key, origin, &request).await
 }
 
 /// Execute a trade, delivery versus payment: `quantity` of the instrument from seller to buyer,
@@ -94,11 +97,12 @@ async fn post_transfer(
 )]
 async fn post_trade(
     State(state): State<AppState>,
+    book: Book,
     key: IdempotencyKey,
     origin: RequestOrigin,
     JsonBody(request): JsonBody<TradeRequest>,
 ) -> Result<Response, ApiError> {
-    submit(&state, key, origin, &request).await
+    submit(&state, &book, key, origin, &request).await
 }
 
 fn parse_id(id: &str, code: &'static str, what: &str) -> Result<Uuid, ApiError> {
@@ -115,7 +119,7 @@ fn parse_id(id: &str, code: &'static str, what: &str) -> Result<Uuid, ApiError> 
     responses((status = 200, body = TransactionView), (status = 404, body = Problem), (status = "4XX", body = Problem), (status = 503, body = Problem))
 )]
 async fn get_transaction(
-    State(state): State<AppState>,
+    book: Book,
     PathParam(id): PathParam<String>,
     Params(params): Params<ReadParams>,
 ) -> Result<Response, ApiError> {
@@ -124,10 +128,7 @@ async fn get_transaction(
         what: format!("transaction {id:?}"),
     };
     let uuid = parse_id(&id, "transaction_not_found", "transaction")?;
-    let found = state
-        .reads_at(params.min_position)
-        .transaction(uuid)
-        .await?;
+    let found = book.reads_at(params.min_position).transaction(uuid).await?;
     let record = found.value.ok_or_else(not_found)?;
     let settlement = settled(record.settlement)?;
     let mut view = transaction_view(&decode_stored(record.event)?).ok_or_else(not_found)?;
@@ -146,7 +147,7 @@ async fn get_transaction(
     responses((status = 200, body = TradeView), (status = 404, body = Problem), (status = "4XX", body = Problem), (status = 503, body = Problem))
 )]
 async fn get_trade(
-    State(state): State<AppState>,
+    book: Book,
     PathParam(id): PathParam<String>,
     Params(params): Params<ReadParams>,
 ) -> Result<Response, ApiError> {
@@ -155,10 +156,7 @@ async fn get_trade(
         what: format!("trade {id:?}"),
     };
     let uuid = parse_id(&id, "trade_not_found", "trade")?;
-    let found = state
-        .reads_at(params.min_position)
-        .transaction(uuid)
-        .await?;
+    let found = book.reads_at(params.min_position).transaction(uuid).await?;
     let record = found.value.ok_or_else(not_found)?;
     let settlement = settled(record.settlement)?;
     let mut view = trade_view(&decode_stored(record.event)?).ok_or_else(not_found)?;
@@ -172,8 +170,8 @@ async fn get_trade(
 
 /// A transaction as the log recorded it, for its reversal: what moved (for a pending one, what
 /// its post moved; nothing if it is still pending, voided or expired).
-async fn original(state: &AppState, id: TransactionId) -> Result<OriginalTransaction, ApiError> {
-    let found = state.reads().transaction(id.0).await?;
+async fn original(book: &Book, id: TransactionId) -> Result<OriginalTransaction, ApiError> {
+    let found = book.reads().transaction(id.0).await?;
     let record = found.value.ok_or_else(|| ApiError::NotFound {
         code: "transaction_not_found",
         what: format!("transaction {id}"),
@@ -227,6 +225,7 @@ fn settled(
 )]
 async fn act_on_transaction(
     State(state): State<AppState>,
+    book: Book,
     PathParam((id, action)): PathParam<(String, String)>,
     key: IdempotencyKey,
     origin: RequestOrigin,
@@ -250,7 +249,7 @@ async fn act_on_transaction(
         ));
     }
     let original = match action {
-        TransactionAction::Reverse => Some(original(&state, transaction_id).await?),
+        TransactionAction::Reverse => Some(original(&book, transaction_id).await?),
         _ => None,
     };
     let command = TransactionActionCommand {
@@ -259,7 +258,7 @@ async fn act_on_transaction(
         request,
         original,
     };
-    submit(&state, key, origin, &command).await
+    submit(&state, &book, key, origin, &command).await
 }
 
 /// One command of a batch: its own idempotency key and exactly one of `transaction`, `transfer`
@@ -344,6 +343,7 @@ impl BatchCommand {
 )]
 async fn post_batch(
     State(state): State<AppState>,
+    book: Book,
     origin: RequestOrigin,
     BatchJsonBody(request): BatchJsonBody<BatchRequest>,
 ) -> Result<Response, ApiError> {
@@ -361,7 +361,7 @@ async fn post_batch(
         .enumerate()
         .map(|(index, command)| command.write_item(index, &origin, now))
         .collect::<Result<Vec<_>, _>>()?;
-    let answers = state
+    let answers = book
         .writer()
         .submit_batch(items, request.atomic, origin.0)
         .await?;

@@ -10,6 +10,7 @@ use infrastructure::{Outcome, Reply, WriteItem};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
+use crate::books::Book;
 use crate::error::{ApiError, RETRY_AFTER_S};
 use crate::extract::{IdempotencyKey, RequestOrigin};
 use crate::render::committed_view;
@@ -92,12 +93,13 @@ fn problem_reply(error: ApiError, replayed: bool) -> RenderedReply {
 /// Submits one command and answers as the writer decided.
 pub async fn submit(
     state: &AppState,
+    book: &Book,
     IdempotencyKey(key): IdempotencyKey,
     origin: RequestOrigin,
     request: &impl CommandRequest,
 ) -> Result<Response, ApiError> {
     let item = request.write_item(origin.scoped_key(key), state.clock().now())?;
-    let answer = state.writer().submit(item, origin.0).await;
+    let answer = book.writer().submit(item, origin.0).await;
     // Failures to queue (overloaded, no writer) are the request's own errors, not a stored answer.
     let answer = match answer {
         Err(

@@ -144,8 +144,8 @@ impl ProjectionRows {
         }
     }
 
-    /// Inserts the rows into the tables of `schema`: `ledger_replay` for a replay, `public` for
-    /// the projector and an import. One statement.
+    /// Inserts the rows into the tables of `schema`: the replay's schema for a replay, the
+    /// session's book (`SESSION_BOOK`) for the projector and an import. One statement.
     pub async fn insert_into(&self, conn: &mut PgConnection, schema: &str) -> Result<()> {
         if self.is_empty() {
             return Ok(());

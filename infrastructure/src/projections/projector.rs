@@ -178,18 +178,22 @@ impl Projectors {
     }
 }
 
-/// Takes the projector's lock on `conn`, if no other session holds it.
+/// Takes the projector's lock of the session's ledger on `conn`, if no other session holds it.
 pub(crate) async fn try_lock(conn: &mut PgConnection) -> Result<bool> {
-    Ok(sqlx::query_scalar("SELECT pg_try_advisory_lock($1, 0)")
-        .bind(PROJECTOR_LOCK_CLASS)
-        .fetch_one(conn)
-        .await?)
+    let locked: Option<bool> =
+        sqlx::query_scalar("SELECT pg_try_advisory_lock($1, public.ledger_lock_object())")
+            .bind(PROJECTOR_LOCK_CLASS)
+            .fetch_one(conn)
+            .await?;
+    locked.ok_or_else(|| {
+        crate::Error::Corrupt("the session's search path names no ledger's book".into())
+    })
 }
 
 /// Releases it before the session closes: the server ends a closed session's backend only a
 /// moment later, and until then the lock would still look held (to a replay run next).
 pub(crate) async fn unlock(conn: &mut PgConnection) -> Result<()> {
-    sqlx::query("SELECT pg_advisory_unlock($1, 0)")
+    sqlx::query("SELECT pg_advisory_unlock($1, public.ledger_lock_object())")
         .bind(PROJECTOR_LOCK_CLASS)
         .execute(conn)
         .await?;
@@ -298,7 +302,8 @@ async fn apply_page(
         rows.push(&applied, None);
     }
     let mut tx = conn.begin().await?;
-    rows.insert_into(&mut tx, "public").await?;
+    rows.insert_into(&mut tx, crate::columns::SESSION_BOOK)
+        .await?;
     for i in group {
         checkpoints::advance(&mut tx, followers[*i].projection.name, checkpoint, last).await?;
     }

@@ -1,8 +1,10 @@
 //! The writer's lock and lease, and how other nodes find the writer.
 //!
-//! - **Lock.** One session holds the PostgreSQL advisory lock `WRITER_LOCK_KEY`; only the process
-//!   that holds it writes, and it writes on that very session, so losing the session is losing
-//!   the right to write.
+//! - **Lock.** One session holds the PostgreSQL advisory lock of the ledger it writes
+//!   (`ledger_writer_lock_key()`, of the book the session's search path names: `WRITER_LOCK_KEY`
+//!   for `default`); only the process that holds it writes, and it writes on that very session,
+//!   so losing the session is losing the right to write. Each ledger's lock is its own: different
+//!   ledgers' writers may be different processes.
 //! - **Lease.** An advisory lock outlives a holder that is paused (a frozen VM, SIGSTOP, a long
 //!   stall) while its TCP session stays up, because the kernel still answers for it. So the
 //!   writer's session carries `idle_session_timeout` and `idle_in_transaction_session_timeout` set
@@ -20,15 +22,18 @@ use sqlx::{Connection, PgConnection, PgPool};
 
 use crate::{Error, Result};
 
-/// The advisory lock key every writer of a ledger database takes ("ledger" in ASCII).
+/// The advisory lock key the writer of ledger `default` takes ("ledger" in ASCII), as every writer
+/// did before there were many ledgers (see `migrations/0014_ledgers.sql`).
 pub const WRITER_LOCK_KEY: i64 = 0x6c65_6467_6572;
 
-/// Takes the writer's lock on `conn` without waiting; false when another session holds it.
+/// Takes the writer's lock of the session's ledger on `conn` without waiting; false when another
+/// session holds it. A session whose search path names no ledger's book fails here.
 pub(crate) async fn try_lock(conn: &mut PgConnection) -> Result<bool> {
-    Ok(sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
-        .bind(WRITER_LOCK_KEY)
-        .fetch_one(conn)
-        .await?)
+    let locked: Option<bool> =
+        sqlx::query_scalar("SELECT pg_try_advisory_lock(public.ledger_writer_lock_key())")
+            .fetch_one(conn)
+            .await?;
+    locked.ok_or_else(|| Error::Corrupt("the session's search path names no ledger's book".into()))
 }
 
 /// Puts the session under the lease: from now on PostgreSQL ends it, and so releases the lock,
@@ -74,10 +79,11 @@ pub async fn current_writer_url(primary: &PgPool) -> Result<Option<String>> {
         "SELECT w.url FROM writer_advertisement w
          JOIN pg_locks l ON l.pid = w.backend_pid
          WHERE l.locktype = 'advisory' AND l.granted
-           AND l.classid::bigint = $1 AND l.objid::bigint = $2 AND l.objsubid = 1",
+           AND l.classid::bigint = public.ledger_writer_lock_key() >> 32
+           AND l.objid::bigint = public.ledger_writer_lock_key() & x'ffffffff'::bigint
+           AND l.objsubid = 1
+           AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())",
     )
-    .bind(WRITER_LOCK_KEY >> 32)
-    .bind(WRITER_LOCK_KEY & 0xffff_ffff)
     .fetch_optional(primary)
     .await?)
 }
@@ -115,8 +121,7 @@ pub(crate) async fn lock_writer(
 /// only a moment later, and until then the lock would still look held to the next one who asks
 /// (a server starting, or an import right after a refused one).
 pub(crate) async fn unlock_writer(mut conn: PgConnection) {
-    let _ = sqlx::query("SELECT pg_advisory_unlock($1)")
-        .bind(WRITER_LOCK_KEY)
+    let _ = sqlx::query("SELECT pg_advisory_unlock(public.ledger_writer_lock_key())")
         .execute(&mut conn)
         .await;
     let _ = conn.close().await;

@@ -165,6 +165,6 @@ static WRITE_BATCH: LazyLock<String> = LazyLock::new(|| {
     let mut tables: Vec<&'static Table> = vec![&EVENTS];
     tables.extend(ProjectionRows::inline().tables());
     tables.push(&IDEMPOTENCY_KEYS);
-    let (ctes, head) = insert_ctes(&tables, "public");
+    let (ctes, head) = insert_ctes(&tables, crate::columns::SESSION_BOOK);
     format!("WITH {ctes}\nUPDATE projection_head SET position = ${head} WHERE ${head}::int8 IS NOT NULL")
 });

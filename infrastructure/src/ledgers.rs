@@ -1,0 +1,244 @@
+//! Ledgers: the books of one deployment. Each ledger keeps its log, projections, idempotency
+//! records and writer advertisement in a PostgreSQL schema of its own (its *book*), so that its
+//! positions, chain and checkpoints are its own and nothing on its write path is shared with
+//! another ledger but the database. Every statement on a book names its tables unqualified; a
+//! session works on one book because its `search_path` names it (`book_options`).
+//!
+//! The registry (`public.ledgers`) holds one row per ledger. `default` (id 1) has the book
+//! `public`, where a database written before there were many ledgers already keeps its log; a
+//! ledger created later gets `ledger_<id>`, whose tables are copies of `public`'s (`BOOK_TABLES`).
+
+use chrono::{DateTime, Utc};
+use domain::LedgerName;
+use sqlx::postgres::PgConnectOptions;
+use sqlx::{PgPool, Row};
+
+use crate::{Error, Result};
+
+/// The tables every book has, created for a new ledger as copies of `public`'s (columns,
+/// defaults, checks, keys and indexes). A migration that changes one of them must change it in
+/// every book (`SELECT schema_name FROM ledgers`).
+pub const BOOK_TABLES: [&str; 17] = [
+    "events",
+    "projection_head",
+    "assets",
+    "accounts",
+    "balances",
+    "postings",
+    "transactions",
+    "idempotency_keys",
+    "account_status_changes",
+    "account_limits",
+    "holds",
+    "hold_settlements",
+    "reversals",
+    "writer_advertisement",
+    "projection_checkpoints",
+    "rollups",
+    "rollup_accounts",
+];
+
+/// Ledgers listed per page at most.
+pub const PAGE_MAX: i64 = 1000;
+
+/// A ledger as registered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ledger {
+    pub id: i32,
+    pub name: LedgerName,
+    /// The PostgreSQL schema of its book.
+    pub schema: String,
+    /// Canonical JSON text.
+    pub metadata: String,
+    pub created_at: DateTime<Utc>,
+}
+
+/// What `create` did.
+#[derive(Debug)]
+pub struct Created {
+    pub ledger: Ledger,
+    /// The ledger was created earlier with the same idempotency key and request.
+    pub replayed: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CreateError {
+    #[error("a ledger named {0} already exists")]
+    Exists(LedgerName),
+    #[error("idempotency key was already used with a different request")]
+    KeyReused,
+    #[error(transparent)]
+    Store(#[from] Error),
+}
+
+impl From<sqlx::Error> for CreateError {
+    fn from(e: sqlx::Error) -> Self {
+        Self::Store(Error::Database(e))
+    }
+}
+
+/// Connection options for sessions on `ledger`'s book: its schema, and nothing else, on the
+/// search path, so that a statement naming a table outside the book fails rather than reads
+/// another ledger's.
+pub fn book_options(base: &PgConnectOptions, ledger: &Ledger) -> PgConnectOptions {
+    base.clone()
+        .options([("search_path", ledger.schema.as_str())])
+}
+
+const COLUMNS: &str = "id, name, schema_name, metadata, created_at";
+
+fn from_row(row: &sqlx::postgres::PgRow) -> Result<Ledger> {
+    let name: String = row.try_get("name")?;
+    Ok(Ledger {
+        id: row.try_get("id")?,
+        name: LedgerName::try_from(name).map_err(|e| Error::Corrupt(format!("ledgers: {e}")))?,
+        schema: row.try_get("schema_name")?,
+        metadata: row.try_get("metadata")?,
+        created_at: row.try_get("created_at")?,
+    })
+}
+
+/// The ledger named `name`, if there is one.
+pub async fn find(pool: &PgPool, name: &LedgerName) -> Result<Option<Ledger>> {
+    let row = sqlx::query(&format!("SELECT {COLUMNS} FROM ledgers WHERE name = $1"))
+        .bind(name.as_str())
+        .fetch_optional(pool)
+        .await?;
+    row.as_ref().map(from_row).transpose()
+}
+
+/// Ledgers in name order, after `after`, at most `limit`; only those in `only` when given.
+pub async fn list(
+    pool: &PgPool,
+    after: Option<&str>,
+    limit: i64,
+    only: Option<&[String]>,
+) -> Result<Vec<Ledger>> {
+    let rows = sqlx::query(&format!(
+        "SELECT {COLUMNS} FROM ledgers
+         WHERE ($1::text IS NULL OR name > $1) AND ($2::text[] IS NULL OR name = ANY($2))
+         ORDER BY name LIMIT $3"
+    ))
+    .bind(after)
+    .bind(only)
+    .bind(limit.clamp(1, PAGE_MAX))
+    .fetch_all(pool)
+    .await?;
+    rows.iter().map(from_row).collect()
+}
+
+/// Creates a ledger and its book in one transaction, so a ledger never exists without its
+/// tables. A retry with the same idempotency key and `fingerprint` gets the ledger it created.
+pub async fn create(
+    pool: &PgPool,
+    name: &LedgerName,
+    metadata: &str,
+    idempotency_key: &str,
+    fingerprint: &[u8],
+) -> std::result::Result<Created, CreateError> {
+    let mut tx = pool.begin().await?;
+    // Ledgers are created one at a time: a racing retry with the same key waits for the first,
+    // then finds it.
+    sqlx::query("LOCK TABLE ledgers IN SHARE ROW EXCLUSIVE MODE")
+        .execute(&mut *tx)
+        .await?;
+    let earlier = sqlx::query(&format!(
+        "SELECT {COLUMNS}, fingerprint FROM ledgers WHERE idempotency_key = $1"
+    ))
+    .bind(idempotency_key)
+    .fetch_optional(&mut *tx)
+    .await?;
+    if let Some(row) = earlier {
+        let stored: Option<Vec<u8>> = row.try_get("fingerprint")?;
+        if stored.as_deref() != Some(fingerprint) {
+            return Err(CreateError::KeyReused);
+        }
+        return Ok(Created {
+            ledger: from_row(&row)?,
+            replayed: true,
+        });
+    }
+    let exists: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM ledgers WHERE name = $1)")
+        .bind(name.as_str())
+        .fetch_one(&mut *tx)
+        .await?;
+    if exists {
+        return Err(CreateError::Exists(name.clone()));
+    }
+    let id: i64 = sqlx::query_scalar("SELECT nextval(pg_get_serial_sequence('ledgers', 'id'))")
+        .fetch_one(&mut *tx)
+        .await?;
+    let row = sqlx::query(&format!(
+        "INSERT INTO ledgers (id, name, schema_name, metadata, created_at, idempotency_key, fingerprint)
+         VALUES ($1, $2, $3, $4, now(), $5, $6)
+         RETURNING {COLUMNS}"
+    ))
+    .bind(id as i32)
+    .bind(name.as_str())
+    .bind(format!("ledger_{id}"))
+    .bind(metadata)
+    .bind(idempotency_key)
+    .bind(fingerprint)
+    .fetch_one(&mut *tx)
+    .await?;
+    let ledger = from_row(&row)?;
+    // One statement per table: a statement of many (`raw_sql`) makes a future that is not
+    // `Send`, and this one is awaited in a request handler.
+    for statement in book_ddl(&ledger.schema) {
+        sqlx::query(&statement).execute(&mut *tx).await?;
+    }
+    tx.commit().await?;
+    tracing::info!(ledger = %ledger.name, schema = %ledger.schema, "ledger created");
+    Ok(Created {
+        ledger,
+        replayed: false,
+    })
+}
+
+/// The statements that make a book in `schema`: its tables as copies of `public`'s, the log's
+/// append-only triggers, and the projections' starting head.
+fn book_ddl(schema: &str) -> Vec<String> {
+    let mut statements = vec![format!("CREATE SCHEMA {schema}")];
+    statements.extend(
+        BOOK_TABLES.iter().map(|table| {
+            format!("CREATE TABLE {schema}.{table} (LIKE public.{table} INCLUDING ALL)")
+        }),
+    );
+    statements.extend([
+        format!(
+            "CREATE TRIGGER events_no_update_or_delete BEFORE UPDATE OR DELETE ON {schema}.events
+             FOR EACH ROW EXECUTE FUNCTION public.events_are_append_only()"
+        ),
+        format!(
+            "CREATE TRIGGER events_no_truncate BEFORE TRUNCATE ON {schema}.events
+             FOR EACH STATEMENT EXECUTE FUNCTION public.events_are_append_only()"
+        ),
+        format!("INSERT INTO {schema}.projection_head (position) VALUES (0)"),
+    ]);
+    statements
+}
+
+/// What `GET /v1/ledgers/{name}` tells about a ledger's book: its head and how many accounts it
+/// has. Read on a session of the book.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BookSummary {
+    pub head_position: i64,
+    /// Hex; `None` while the log is empty.
+    pub head_hash: Option<String>,
+    pub accounts: i64,
+}
+
+pub async fn summary(book: &PgPool) -> Result<BookSummary> {
+    let row = sqlx::query(
+        "SELECT (SELECT position FROM projection_head) AS head,
+                (SELECT encode(hash, 'hex') FROM events ORDER BY position DESC LIMIT 1) AS hash,
+                (SELECT count(*) FROM accounts) AS accounts",
+    )
+    .fetch_one(book)
+    .await?;
+    Ok(BookSummary {
+        head_position: row.try_get("head")?,
+        head_hash: row.try_get("hash")?,
+        accounts: row.try_get("accounts")?,
+    })
+}
