@@ -207,75 +207,174 @@ impl Book {
     }
 }
 
-/// Every ledger this process has opened, by name; `default` from the start.
-pub struct Books {
+/// How often the books are looked over for ones idle long enough to stop.
+const IDLE_CHECK_INTERVAL: Duration = Duration::from_secs(5);
+
+/// Every ledger this process has opened, by name; `default` from the start. A book no request
+/// has used for `idle_stop` (and whose writer has no hold to expire) is stopped, so that
+/// thousands of ledgers do not mean thousands of writers, projectors and connections: an idle
+/// ledger costs a row and a schema.
+#[derive(Clone)]
+pub struct Books(Arc<BooksInner>);
+
+struct BooksInner {
     factory: BookFactory,
     /// The registry (`public.ledgers`) and everything that is not a book's.
     registry: PgPool,
     default: Book,
-    open: tokio::sync::Mutex<HashMap<LedgerName, Book>>,
+    open: tokio::sync::Mutex<HashMap<LedgerName, Opened>>,
+    idle_stop: Duration,
+}
+
+/// A book and when a request last asked for it.
+struct Opened {
+    book: Book,
+    used: std::time::Instant,
 }
 
 impl Books {
-    /// Opens ledger `default`, which every database has.
-    pub async fn start(factory: BookFactory, registry: PgPool) -> infrastructure::Result<Self> {
+    /// Opens ledger `default`, which every database has, and starts looking after the others:
+    /// opening those with holds to expire, and stopping those left idle.
+    pub async fn start(
+        factory: BookFactory,
+        registry: PgPool,
+        idle_stop: Duration,
+    ) -> infrastructure::Result<Self> {
         let ledger = ledgers::find(&registry, &LedgerName::default_ledger())
             .await?
             .ok_or_else(|| {
                 infrastructure::Error::Corrupt("the ledger `default` is not registered".into())
             })?;
         let default = factory.open(ledger);
-        Ok(Self {
+        let books = Self(Arc::new(BooksInner {
             factory,
             registry,
             default,
             open: tokio::sync::Mutex::new(HashMap::new()),
-        })
+            idle_stop,
+        }));
+        tokio::spawn(look_after(Arc::downgrade(&books.0)));
+        Ok(books)
     }
 
     pub fn default_book(&self) -> &Book {
-        &self.default
+        &self.0.default
     }
 
     pub fn registry(&self) -> &PgPool {
-        &self.registry
+        &self.0.registry
     }
 
     /// The book of ledger `name`, opened here if this is its first use; 404 `ledger_not_found`
     /// when there is no such ledger.
     pub async fn get(&self, name: &LedgerName) -> Result<Book, ApiError> {
         if name.is_default() {
-            return Ok(self.default.clone());
+            return Ok(self.0.default.clone());
         }
-        let mut open = self.open.lock().await;
-        if let Some(book) = open.get(name) {
-            return Ok(book.clone());
+        let mut open = self.0.open.lock().await;
+        if let Some(opened) = open.get_mut(name) {
+            opened.used = std::time::Instant::now();
+            return Ok(opened.book.clone());
         }
-        let ledger = ledgers::find(&self.registry, name)
+        let ledger = ledgers::find(&self.0.registry, name)
             .await?
             .ok_or_else(|| ApiError::ledger_not_found(name.as_str()))?;
-        let book = self.factory.open(ledger);
-        open.insert(name.clone(), book.clone());
+        tracing::info!(ledger = %name, "opening the ledger's book");
+        let book = self.0.factory.open(ledger);
+        let used = std::time::Instant::now();
+        open.insert(
+            name.clone(),
+            Opened {
+                book: book.clone(),
+                used,
+            },
+        );
         Ok(book)
     }
 
-    /// Every book opened so far, `default` first.
-    pub async fn opened(&self) -> Vec<Book> {
-        let open = self.open.lock().await;
-        std::iter::once(self.default.clone())
-            .chain(open.values().cloned())
-            .collect()
+    /// How many books are open besides `default`'s.
+    pub async fn opened_count(&self) -> usize {
+        self.0.open.lock().await.len()
     }
 
     /// Stops every book's projectors and closes its pools, and hands back the writers' tasks:
     /// they end once the last handle to their writer is dropped (with the server's state).
     pub async fn stop(&self) -> Vec<JoinHandle<()>> {
+        let mut open = self.0.open.lock().await;
         let mut tasks = Vec::new();
-        for book in self.opened().await {
-            tasks.extend(book.stop().await);
+        for (_, opened) in open.drain() {
+            tasks.extend(opened.book.stop().await);
         }
-        self.open.lock().await.clear();
+        tasks.extend(self.0.default.stop().await);
         tasks
+    }
+}
+
+/// Opens the ledgers whose holds must expire on time, then stops idle books until the books are
+/// dropped (the server stopped).
+async fn look_after(books: std::sync::Weak<BooksInner>) {
+    match books.upgrade() {
+        Some(inner) => {
+            let books = Books(inner);
+            match ledgers::with_holds_to_expire(books.registry()).await {
+                Ok(names) => {
+                    for name in names {
+                        if let Err(e) = books.get(&name).await {
+                            tracing::warn!(ledger = %name, error = %e, "cannot open a ledger with holds to expire");
+                        }
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot look for ledgers with holds to expire")
+                }
+            }
+        }
+        None => return,
+    }
+    loop {
+        tokio::time::sleep(IDLE_CHECK_INTERVAL).await;
+        let Some(inner) = books.upgrade() else {
+            return;
+        };
+        Books(inner).stop_idle().await;
+    }
+}
+
+impl Books {
+    /// Stops the books no request holds or has asked for within `idle_stop`, unless a hold of
+    /// theirs is to expire. The map stays locked until each stopped writer has returned, so a
+    /// request that reopens the ledger meanwhile waits rather than finds the lock still held.
+    async fn stop_idle(&self) {
+        let mut open = self.0.open.lock().await;
+        let idle: Vec<LedgerName> = open
+            .iter()
+            .filter(|(_, o)| {
+                o.used.elapsed() >= self.0.idle_stop && Arc::strong_count(&o.book.0) == 1
+            })
+            .map(|(name, _)| name.clone())
+            .collect();
+        for name in idle {
+            let Some(opened) = open.get(&name) else {
+                continue;
+            };
+            match ledgers::has_holds_to_expire(opened.book.reads().pool()).await {
+                Ok(false) => {}
+                Ok(true) => continue,
+                Err(e) => {
+                    tracing::debug!(ledger = %name, error = %e, "idle check failed; keeping the book");
+                    continue;
+                }
+            }
+            let Some(opened) = open.remove(&name) else {
+                continue;
+            };
+            let writer = opened.book.stop().await;
+            drop(opened);
+            if let Some(writer) = writer {
+                let _ = writer.await;
+            }
+            tracing::info!(ledger = %name, "stopped the ledger's idle book");
+        }
     }
 }
 

@@ -37,6 +37,11 @@ pub struct ServeConfig {
     /// commit_outcome_unknown (retry with the same key).
     #[arg(long, env = "LEDGER_FORWARD_TIMEOUT_MS", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..))]
     pub forward_timeout_ms: u64,
+    /// How long a ledger other than `default` may go without a request before this node stops
+    /// its writer and projectors and closes its connections (they start again on its next
+    /// request). A ledger with a hold to expire is kept.
+    #[arg(long, env = "LEDGER_IDLE_STOP_MS", default_value_t = 60_000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub ledger_idle_stop_ms: u64,
     /// Where the local PostgreSQL keeps its data (only without DATABASE_URL).
     #[arg(long, env = "LEDGER_DATA_DIR", default_value = ".ledger/postgres")]
     pub data_dir: PathBuf,
@@ -142,6 +147,7 @@ impl ServeConfig {
             advertise_url: None,
             writer_lease_ms: 5_000,
             forward_timeout_ms: 10_000,
+            ledger_idle_stop_ms: 60_000,
             data_dir: PathBuf::from(".ledger/postgres"),
             queue_capacity: 16_384,
             batch_max: 2_048,
@@ -199,6 +205,10 @@ impl ServeConfig {
             clock: self.clock.clone(),
             ..WriterConfig::default()
         }
+    }
+
+    pub fn ledger_idle_stop(&self) -> Duration {
+        Duration::from_millis(self.ledger_idle_stop_ms)
     }
 
     pub fn forward_timeout(&self) -> Duration {

@@ -91,7 +91,7 @@ impl Server {
             forward_timeout: config.forward_timeout(),
             min_position_wait: config.limits().min_position_wait,
         };
-        let books = Books::start(factory, pool.clone()).await?;
+        let books = Books::start(factory, pool.clone(), config.ledger_idle_stop()).await?;
         // Relays and webhooks follow ledger `default`.
         let default_options =
             infrastructure::ledgers::book_options(&options, books.default_book().ledger());

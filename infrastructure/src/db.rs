@@ -54,3 +54,15 @@ pub async fn migrate(pool: &PgPool) -> Result<()> {
     MIGRATOR.run(pool).await?;
     Ok(())
 }
+
+/// The options of a session of `role` (`ledger-projector`, `ledger-relay`, …) on the book that
+/// `options` work on: named `<role>:<ledger>` in `pg_stat_activity`.
+pub fn role_options(options: &PgConnectOptions, role: &str) -> PgConnectOptions {
+    let ledger = options
+        .get_application_name()
+        .and_then(|name| name.strip_prefix("ledger:"))
+        .unwrap_or("default");
+    options
+        .clone()
+        .application_name(&format!("{role}:{ledger}"))
+}

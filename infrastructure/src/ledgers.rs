@@ -80,9 +80,13 @@ impl From<sqlx::Error> for CreateError {
 /// Connection options for sessions on `ledger`'s book: its schema, and nothing else, on the
 /// search path, so that a statement naming a table outside the book fails rather than reads
 /// another ledger's.
+///
+/// Its sessions are named `ledger:<name>` in `pg_stat_activity`, a follower's
+/// `<role>:<name>` (`db::role_options`).
 pub fn book_options(base: &PgConnectOptions, ledger: &Ledger) -> PgConnectOptions {
     base.clone()
         .options([("search_path", ledger.schema.as_str())])
+        .application_name(&format!("ledger:{}", ledger.name))
 }
 
 const COLUMNS: &str = "id, name, schema_name, metadata, created_at";
@@ -241,4 +245,36 @@ pub async fn summary(book: &PgPool) -> Result<BookSummary> {
         head_hash: row.try_get("hash")?,
         accounts: row.try_get("accounts")?,
     })
+}
+
+/// Open holds with an expiry: a ledger with one needs its writer running, to expire it on time.
+const HOLDS_TO_EXPIRE: &str = "SELECT EXISTS (
+    SELECT 1 FROM {book}holds h
+    WHERE h.expires_at IS NOT NULL
+      AND NOT EXISTS (SELECT 1 FROM {book}hold_settlements s WHERE s.transaction_id = h.transaction_id))";
+
+/// Whether the book the pool's sessions work on has a hold that will expire.
+pub async fn has_holds_to_expire(book: &PgPool) -> Result<bool> {
+    Ok(sqlx::query_scalar(&HOLDS_TO_EXPIRE.replace("{book}", ""))
+        .fetch_one(book)
+        .await?)
+}
+
+/// The ledgers (but `default`) with a hold that will expire, read through the registry's pool.
+pub async fn with_holds_to_expire(registry: &PgPool) -> Result<Vec<LedgerName>> {
+    let mut found = Vec::new();
+    let mut after: Option<String> = None;
+    loop {
+        let page = list(registry, after.as_deref(), PAGE_MAX, None).await?;
+        let Some(last) = page.last() else {
+            return Ok(found);
+        };
+        after = Some(last.name.to_string());
+        for ledger in page.into_iter().filter(|l| !l.name.is_default()) {
+            let sql = HOLDS_TO_EXPIRE.replace("{book}", &format!("{}.", ledger.schema));
+            if sqlx::query_scalar(&sql).fetch_one(registry).await? {
+                found.push(ledger.name);
+            }
+        }
+    }
 }

@@ -185,3 +185,62 @@ async fn when_the_writer_stops_a_follower_takes_over_and_continues_the_log() {
     second.stop_server().await;
     first.finish().await;
 }
+
+#[tokio::test]
+async fn each_ledger_has_its_own_writer_and_a_follower_forwards_to_it() {
+    let first = TestLedger::start_secured().await;
+    first.market().await;
+    first
+        .post("/v1/ledgers", "create-b", &json!({"name": "b"}))
+        .await
+        .expect(201);
+    let second = follower_of(&first).await;
+    role_is(&second, "follower").await;
+    // Ledger b is used first on the second node: its writer is there, while `default`'s stays
+    // on the first.
+    second
+        .post(
+            "/v1/ledgers/b/assets",
+            "usd",
+            &json!({"code": "USD", "scale": 2}),
+        )
+        .await
+        .expect(201);
+    assert_eq!(writer_of_b(&second).await, "leader");
+    eventually(TAKEOVER_BOUND, "the first node stands by for b", || async {
+        (writer_of_b(&first).await == "standby").then_some(())
+    })
+    .await;
+    // Writes to b through the first node go to the second; writes to `default` through the
+    // second go to the first.
+    let via_first = first
+        .post(
+            "/v1/ledgers/b/accounts",
+            "open-x",
+            &json!({"code": "x:cash", "allow_negative": true}),
+        )
+        .await;
+    via_first.expect(201);
+    assert_eq!(via_first.position(), 2);
+    let replayed = second
+        .post(
+            "/v1/ledgers/b/accounts",
+            "open-x",
+            &json!({"code": "x:cash", "allow_negative": true}),
+        )
+        .await;
+    same_answer(&via_first, &replayed);
+    let via_second = second
+        .transfer("pay", "world:bank", "alice:cash", "USD", "5.00")
+        .await;
+    via_second.expect(201);
+    assert_eq!(role_is(&first, "writer").await["role"], "writer");
+    assert_eq!(first.balance("alice:cash", "USD").await, "5.00");
+    second.finish().await;
+    first.finish().await;
+}
+
+/// This node's writer of ledger b, as `GET /v1/ledgers/b` tells.
+async fn writer_of_b(node: &TestLedger) -> Value {
+    node.get("/v1/ledgers/b").await.body["writer"].clone()
+}

@@ -497,3 +497,98 @@ async fn a_database_from_before_ledgers_becomes_ledger_default_with_every_hash_k
     assert_eq!(verified.body["head_position"], head + 1);
     ledger.finish().await;
 }
+
+/// The `ledger_books_open` gauge of `/metrics`.
+async fn books_open(ledger: &TestLedger) -> i64 {
+    let metrics = ledger.get("/metrics").await;
+    metrics
+        .text
+        .lines()
+        .find_map(|l| l.strip_prefix("ledger_books_open "))
+        .and_then(|v| v.parse().ok())
+        .expect("ledger_books_open")
+}
+
+/// Sessions on the test database working on ledger `name`'s book (named `<role>:<ledger>`).
+async fn book_sessions(ledger: &TestLedger, name: &str) -> i64 {
+    let mut conn = ledger.sql().await;
+    sqlx::query_scalar(
+        "SELECT count(*) FROM pg_stat_activity
+         WHERE datname = current_database() AND application_name LIKE '%:' || $1",
+    )
+    .bind(name)
+    .fetch_one(&mut conn)
+    .await
+    .expect("sessions")
+}
+
+#[tokio::test]
+async fn an_idle_ledger_stops_its_writer_unless_a_hold_of_it_must_expire() {
+    let ledger = TestLedger::start_with(|config| config.ledger_idle_stop_ms = 1).await;
+    let bound = std::time::Duration::from_secs(30);
+    for name in ["quiet", "holding"] {
+        create_ledger(&ledger, name).await.expect(201);
+        let prefix = format!("/v1/ledgers/{name}");
+        open_market(&ledger, &prefix).await;
+        pay(
+            &ledger,
+            &prefix,
+            "fund",
+            "world:bank",
+            "alice:cash",
+            "10.00",
+        )
+        .await
+        .expect(201);
+    }
+    let held = ledger
+        .post(
+            "/v1/ledgers/holding/transfers",
+            "hold",
+            &json!({"source": "alice:cash", "destination": "bob:cash", "asset": "USD",
+                    "amount": "4.00", "pending": true, "timeout_s": 60}),
+        )
+        .await;
+    held.expect(201);
+    assert!(book_sessions(&ledger, "quiet").await > 0);
+    // The quiet ledger stops; the one with a hold to expire stays, and expires it on time.
+    ledger_tests::eventually(bound, "the quiet ledger's book stops", || async {
+        (books_open(&ledger).await == 1).then_some(())
+    })
+    .await;
+    ledger.clock.advance(std::time::Duration::from_secs(61));
+    let id = held.body["id"].as_str().unwrap().to_owned();
+    ledger_tests::eventually(bound, "the hold expires", || async {
+        let answer = ledger
+            .get(&format!("/v1/ledgers/holding/transactions/{id}"))
+            .await;
+        (answer.body["status"] == "expired").then_some(())
+    })
+    .await;
+    ledger_tests::eventually(bound, "then that book stops too", || async {
+        (books_open(&ledger).await == 0).then_some(())
+    })
+    .await;
+    for name in ["quiet", "holding"] {
+        assert_eq!(
+            book_sessions(&ledger, name).await,
+            0,
+            "{name} keeps no session"
+        );
+    }
+    // A stopped ledger starts again on its next request, and its log goes on where it was.
+    let next = pay(
+        &ledger,
+        "/v1/ledgers/quiet",
+        "pay",
+        "alice:cash",
+        "bob:cash",
+        "1.00",
+    )
+    .await;
+    next.expect(201);
+    assert_eq!(next.position(), 6);
+    let verified = ledger.get("/v1/ledgers/quiet/audit/verify").await;
+    assert_eq!(verified.body["intact"], true);
+    ledger.finish().await;
+}

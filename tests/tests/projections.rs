@@ -79,7 +79,7 @@ async fn the_projector_resumes_from_its_checkpoint_after_losing_its_session_mid_
         while checkpoint(&ledger, "postings").await < Some(head) {
             let terminated: Option<bool> = sqlx::query_scalar(
                 "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
-                 WHERE application_name = 'ledger-projector' AND xact_start IS NOT NULL
+                 WHERE application_name = 'ledger-projector:default' AND xact_start IS NOT NULL
                  LIMIT 1",
             )
             .fetch_optional(&mut conn)

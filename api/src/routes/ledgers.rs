@@ -69,6 +69,10 @@ pub struct LedgerDetail {
     /// The hash of its last event (hex); absent while its log is empty.
     pub head_hash: Option<String>,
     pub accounts: i64,
+    /// This node's writer of the ledger: `leader` (it writes the ledger here), `standby`
+    /// (another node does; writes are forwarded there), `starting`, `recovering` or
+    /// `awaiting_standby`. Each ledger's writer may be on a different node.
+    pub writer: String,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -201,6 +205,7 @@ async fn get_ledger(
         head_position: summary.head_position,
         head_hash: summary.head_hash,
         accounts: summary.accounts,
+        writer: book.writer().status().as_str().to_owned(),
     };
     Ok(crate::routes::write::at_position(
         summary.head_position,

@@ -167,6 +167,12 @@ async fn metrics(State(state): State<AppState>) -> Response {
         "ledger_writer_leader {}\n",
         u8::from(writer.status() == WriterStatus::Leader)
     ));
+    out.push_str("# HELP ledger_books_open Ledgers besides default whose writer and projectors run in this process (idle ones are stopped).\n");
+    out.push_str("# TYPE ledger_books_open gauge\n");
+    out.push_str(&format!(
+        "ledger_books_open {}\n",
+        state.books().opened_count().await
+    ));
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response()
 }
 

@@ -379,7 +379,7 @@ impl Projector {
     /// Connects, takes the projector's lock, and applies pages of the log until an error. `Ok`
     /// when another process holds the lock, or when this one stops.
     async fn follow(&mut self) -> Result<()> {
-        let options = self.connect.clone().application_name("ledger-projector");
+        let options = crate::db::role_options(&self.connect, "ledger-projector");
         let mut conn = PgConnection::connect_with(&options).await?;
         if !try_lock(&mut conn).await? {
             let _ = conn.close().await;

@@ -241,7 +241,7 @@ impl Relay {
     /// Takes the sink's lock, connects to the broker and publishes the log from the checkpoint
     /// until an error. `Ok` when another process holds the lock, or when this one stops.
     async fn follow(&mut self) -> Result<()> {
-        let options = self.connect.clone().application_name("ledger-relay");
+        let options = crate::db::role_options(&self.connect, "ledger-relay");
         let mut conn = PgConnection::connect_with(&options).await?;
         let lock = lock_key(&self.config.name);
         if !try_lock(&mut conn, lock).await? {

@@ -274,7 +274,7 @@ impl Deliverer {
     /// Connects and takes the lock, then delivers until an error or the stop. `Ok` at once when
     /// another process holds the lock.
     async fn follow(&mut self) -> Result<()> {
-        let options = self.connect.clone().application_name("ledger-webhooks");
+        let options = crate::db::role_options(&self.connect, "ledger-webhooks");
         let mut conn = PgConnection::connect_with(&options).await?;
         let locked: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1, 0)")
             .bind(WEBHOOKS_LOCK_CLASS)
