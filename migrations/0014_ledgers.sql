@@ -48,3 +48,36 @@ $$;
 
 -- A key may be limited to some ledgers; NULL: every ledger.
 ALTER TABLE api_keys ADD COLUMN ledgers TEXT[];
+
+-- Transfers between ledgers: a two-phase hold in each ledger, then both posted or both voided.
+-- This row is the coordinator's durable memory: what was asked, the holds' ids (fixed before
+-- either is asked for, so a retry asks for the same ones), and the decision, recorded before
+-- either hold is settled. Whoever runs a transfer after a crash (the recovery loop) repeats
+-- every step under the same idempotency keys and so reaches the same end.
+CREATE TABLE ledger_transfers (
+    id                  UUID        PRIMARY KEY,
+    idempotency_key     TEXT        NOT NULL UNIQUE,
+    fingerprint         BYTEA       NOT NULL,
+    source_ledger       TEXT        NOT NULL REFERENCES ledgers (name),
+    source              TEXT        NOT NULL,
+    destination_ledger  TEXT        NOT NULL REFERENCES ledgers (name),
+    destination         TEXT        NOT NULL,
+    asset               TEXT        NOT NULL,
+    amount              TEXT        NOT NULL,
+    -- Canonical JSON text.
+    metadata            TEXT        NOT NULL,
+    source_hold         UUID        NOT NULL,
+    destination_hold    UUID        NOT NULL,
+    -- reserving (no decision yet), posting or voiding (decided), posted or voided (done).
+    state               TEXT        NOT NULL
+                                    CHECK (state IN ('reserving', 'posting', 'voiding', 'posted', 'voided')),
+    -- Why it was voided: the refusal (a problem document) and the ledger that refused.
+    refusal             TEXT,
+    refused_by          TEXT,
+    api_key_id          UUID,
+    created_at          TIMESTAMPTZ NOT NULL,
+    decided_at          TIMESTAMPTZ,
+    finished_at         TIMESTAMPTZ,
+    CHECK (source_ledger <> destination_ledger)
+);
+CREATE INDEX ledger_transfers_by_state ON ledger_transfers (state, id);

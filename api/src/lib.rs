@@ -9,6 +9,7 @@ pub mod error;
 pub mod extract;
 pub mod forward;
 mod http_metrics;
+pub mod ledger_transfers;
 mod render;
 pub mod requests;
 pub mod routes;

@@ -38,6 +38,8 @@ pub struct Server {
     state: AppState,
     shutdown: oneshot::Sender<()>,
     http: JoinHandle<std::io::Result<()>>,
+    /// The recovery loop of transfers between ledgers.
+    recovery: JoinHandle<()>,
     /// The relays this process runs (`--relay`); each publishes only while it holds its sink's
     /// lock.
     relays: Vec<RelayHandle>,
@@ -92,6 +94,11 @@ impl Server {
             min_position_wait: config.limits().min_position_wait,
         };
         let books = Books::start(factory, pool.clone(), config.ledger_idle_stop()).await?;
+        // Transfers between ledgers that a crash left open are finished by one node.
+        let recovery = tokio::spawn(crate::ledger_transfers::recover(
+            books.clone(),
+            options.clone(),
+        ));
         // Relays and webhooks follow ledger `default`.
         let default_options =
             infrastructure::ledgers::book_options(&options, books.default_book().ledger());
@@ -136,6 +143,7 @@ impl Server {
             state,
             shutdown,
             http,
+            recovery,
             relays,
             pool,
             local_postgres,
@@ -152,6 +160,9 @@ impl Server {
         let _ = self.shutdown.send(());
         self.state.close();
         let webhooks = self.state.webhooks().clone();
+        // Stopped before the books: it runs transfers through them.
+        self.recovery.abort();
+        let _ = self.recovery.await;
         // In-flight requests get a bounded time to finish; then the connections are dropped.
         let mut http = self.http;
         match tokio::time::timeout(SHUTDOWN_GRACE, &mut http).await {

@@ -13,6 +13,7 @@ pub mod db;
 pub mod error;
 pub mod event_store;
 pub mod import;
+pub mod ledger_transfers;
 pub mod ledgers;
 pub mod local_postgres;
 pub mod metrics;

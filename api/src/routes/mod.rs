@@ -7,6 +7,7 @@ mod assets;
 mod audit;
 mod balances;
 mod events;
+mod ledger_transfers;
 mod ledgers;
 mod me;
 mod ops;
@@ -55,6 +56,7 @@ fn openapi_router() -> OpenApiRouter<AppState> {
         .merge(transactions::router())
         .merge(events::router())
         .merge(ledgers::router())
+        .merge(ledger_transfers::router())
         .merge(stream::router())
         .merge(audit::router())
         .merge(admin::router())
@@ -142,7 +144,51 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
     require_api_key(&mut doc);
     problems_as_problem_json(&mut doc);
     optional_action_bodies(&mut doc);
+    ledger_scoped_paths(&mut doc);
     doc
+}
+
+/// Every route of a book is also served under `/v1/ledgers/{ledger}` (see `books`): documented
+/// there too, with the ledger as a path parameter, so that clients and Schemathesis see both.
+fn ledger_scoped_paths(doc: &mut utoipa::openapi::OpenApi) {
+    use utoipa::openapi::path::{ParameterBuilder, ParameterIn};
+    use utoipa::openapi::{ObjectBuilder, Required, Type};
+    let scoped: Vec<(String, utoipa::openapi::PathItem)> = doc
+        .paths
+        .paths
+        .iter()
+        .filter_map(|(path, item)| {
+            let rest = path.strip_prefix("/v1/")?;
+            let first = rest.split('/').next()?;
+            crate::books::BOOK_ROUTES
+                .contains(&first)
+                .then(|| (format!("/v1/ledgers/{{ledger}}/{rest}"), item.clone()))
+        })
+        .collect();
+    for (path, mut item) in scoped {
+        for operation in operations_mut(&mut item) {
+            operation.operation_id = operation
+                .operation_id
+                .as_ref()
+                .map(|id| format!("{id}_in_ledger"));
+            let ledger = ParameterBuilder::new()
+                .name("ledger")
+                .parameter_in(ParameterIn::Path)
+                .required(Required::True)
+                .description(Some("The ledger's name; 404 `ledger_not_found` for one that does not exist or that the key may not use"))
+                .schema(Some(
+                    ObjectBuilder::new()
+                        .schema_type(Type::String)
+                        .pattern(Some("^[a-z0-9][a-z0-9_-]{0,62}$")),
+                ))
+                .build();
+            operation
+                .parameters
+                .get_or_insert_with(Vec::new)
+                .insert(0, ledger);
+        }
+        doc.paths.paths.insert(path, item);
+    }
 }
 
 /// The routes whose handlers read their body with `ActionBody`, which takes an empty body as `{}`.

@@ -1,0 +1,317 @@
+//! The coordinator of transfers between ledgers: it runs the steps that
+//! `infrastructure::ledger_transfers` records, through each ledger's own writer. The same `run`
+//! serves a request and the recovery loop (`recover`), which finishes every transfer a crash left
+//! open: each step's command has an idempotency key derived from the transfer and the step, so a
+//! step run twice is applied once, and a hold is settled once whatever happens.
+
+use std::sync::LazyLock;
+use std::time::Duration;
+
+use domain::command::{HoldTerms, SettlePending, Settlement};
+use domain::{
+    AccountCode, AccountId, AccountRef, AssetCode, Command, Metadata, OpenAccount, PositiveDecimal,
+    PostTransaction, PostingInstruction, Rejection, TransactionId, TransactionKind,
+};
+use infrastructure::db::PgPool;
+use infrastructure::ledger_transfers::{
+    self as store, settlement_account, step_key, LedgerTransfer, State,
+};
+use infrastructure::{Origin, Outcome, WriteItem};
+use uuid::Uuid;
+
+use crate::books::{Book, Books};
+use crate::error::ApiError;
+
+/// How often the recovery loop looks for transfers left open.
+const RECOVERY_INTERVAL: Duration = Duration::from_secs(1);
+/// How long a transfer may sit untouched before the recovery loop takes it over from whoever
+/// started it (a request still running it is not raced without need).
+const RECOVERY_GRACE: Duration = Duration::from_secs(2);
+/// Transfers the recovery loop takes per round at most.
+const RECOVERY_BATCH_MAX: i64 = 100;
+
+/// A test hook: the step after which the process aborts, as a kill -9 there would end it
+/// (`LEDGER_TEST_CRASH_AT`, for the crash tests; never set in production).
+static CRASH_AT: LazyLock<Option<String>> =
+    LazyLock::new(|| std::env::var("LEDGER_TEST_CRASH_AT").ok());
+
+/// The steps, in order, as the crash hook names them.
+pub const STEPS: [&str; 6] = [
+    "recorded",
+    "source_reserved",
+    "destination_reserved",
+    "decided",
+    "source_settled",
+    "destination_settled",
+];
+
+fn crash_point(step: &str) {
+    if CRASH_AT.as_deref() == Some(step) {
+        eprintln!("LEDGER_TEST_CRASH_AT={step}: aborting");
+        std::process::abort();
+    }
+}
+
+/// A command of the coordinator's own, under its step's key.
+fn item(command: Command, key: String) -> WriteItem {
+    WriteItem {
+        command,
+        fingerprint: key.as_bytes().to_vec(),
+        idempotency_key: key,
+    }
+}
+
+/// What one ledger's writer said to a step: applied (or applied before), refused, or not known
+/// yet (the writer is away, busy or in doubt: the transfer stays open and is run again).
+enum Step {
+    Applied,
+    Refused(Rejection),
+}
+
+async fn submit(book: &Book, item: WriteItem, origin: &Origin) -> Result<Step, ApiError> {
+    let reply = book.writer().submit(item, origin.clone()).await?;
+    Ok(match reply.outcome {
+        Outcome::Accepted(_) => Step::Applied,
+        Outcome::Rejected(rejection) => Step::Refused(rejection),
+    })
+}
+
+/// Runs a transfer's remaining steps; its state after them. An error leaves it open, for a
+/// retry or the recovery loop.
+pub async fn run(
+    books: &Books,
+    registry: &PgPool,
+    mut transfer: LedgerTransfer,
+    origin: &Origin,
+) -> Result<LedgerTransfer, ApiError> {
+    let source = books
+        .get(&transfer.request.source_ledger.parse().map_err(corrupt)?)
+        .await?;
+    let destination = books
+        .get(
+            &transfer
+                .request
+                .destination_ledger
+                .parse()
+                .map_err(corrupt)?,
+        )
+        .await?;
+    if transfer.state == State::Reserving {
+        crash_point("recorded");
+        let refusal = reserve(&transfer, &source, &destination, origin).await?;
+        crash_point("destination_reserved");
+        let refusal = refusal.map(|(rejection, ledger)| {
+            let problem = ApiError::Rejected(rejection).problem();
+            (serde_json::to_string(&problem).unwrap_or_default(), ledger)
+        });
+        transfer = store::decide(
+            registry,
+            transfer.id,
+            refusal.as_ref().map(|(p, l)| (p.as_str(), l.as_str())),
+        )
+        .await?;
+        crash_point("decided");
+    }
+    if matches!(transfer.state, State::Posting | State::Voiding) {
+        let post = transfer.state == State::Posting;
+        settle(&transfer, &source, transfer.source_hold, post, origin).await?;
+        crash_point("source_settled");
+        settle(
+            &transfer,
+            &destination,
+            transfer.destination_hold,
+            post,
+            origin,
+        )
+        .await?;
+        crash_point("destination_settled");
+        transfer = store::finish(registry, transfer.id).await?;
+    }
+    Ok(transfer)
+}
+
+fn corrupt(e: domain::ValueError) -> ApiError {
+    infrastructure::Error::Corrupt(format!("ledger transfer: {e}")).into()
+}
+
+/// Opens the settlement accounts and reserves both holds, the destination only once the source
+/// is reserved. The refusal that decides a void, with the ledger that refused; `None`: both
+/// reserved.
+async fn reserve(
+    transfer: &LedgerTransfer,
+    source: &Book,
+    destination: &Book,
+    origin: &Origin,
+) -> Result<Option<(Rejection, String)>, ApiError> {
+    let request = &transfer.request;
+    let source_settlement = settlement_account(&request.destination_ledger);
+    let destination_settlement = settlement_account(&request.source_ledger);
+    open_settlement(source, &source_settlement, origin).await?;
+    open_settlement(destination, &destination_settlement, origin).await?;
+    let legs = [
+        (
+            source,
+            transfer.source_hold,
+            request.source.as_str(),
+            source_settlement.as_str(),
+        ),
+        (
+            destination,
+            transfer.destination_hold,
+            destination_settlement.as_str(),
+            request.destination.as_str(),
+        ),
+    ];
+    for (i, (book, hold, from, to)) in legs.into_iter().enumerate() {
+        let command = Command::PostTransaction(PostTransaction {
+            id: TransactionId(hold),
+            kind: TransactionKind::Transfer,
+            postings: vec![PostingInstruction {
+                source: account(from)?,
+                destination: account(to)?,
+                asset: request.asset.parse::<AssetCode>().map_err(corrupt)?,
+                amount: request.amount.parse::<PositiveDecimal>().map_err(corrupt)?,
+            }],
+            metadata: hold_metadata(transfer)?,
+            guards: Default::default(),
+            // Never expires on its own: only the transfer's decision settles it.
+            pending: Some(HoldTerms { expires_at: None }),
+        });
+        let key = step_key(transfer.id, &format!("reserve-{}", book.name()));
+        if let Step::Refused(rejection) = submit(book, item(command, key), origin).await? {
+            return Ok(Some((rejection, book.name().to_string())));
+        }
+        if i == 0 {
+            crash_point("source_reserved");
+        }
+    }
+    Ok(None)
+}
+
+fn account(code: &str) -> Result<AccountRef, ApiError> {
+    Ok(AccountRef::Code(
+        code.parse::<AccountCode>().map_err(corrupt)?,
+    ))
+}
+
+/// What each hold carries: the transfer's id, so that both sides pair up in the logs, and the
+/// client's metadata.
+fn hold_metadata(transfer: &LedgerTransfer) -> Result<Metadata, ApiError> {
+    let text = format!(
+        r#"{{"ledger_transfer":"{}","metadata":{}}}"#,
+        transfer.id, transfer.request.metadata
+    );
+    Metadata::parse(&text).map_err(corrupt)
+}
+
+/// Opens the settlement account of a pair in one ledger if it is not there yet. It may go
+/// negative: it is what the ledger owes to, or is owed by, the other.
+async fn open_settlement(book: &Book, code: &str, origin: &Origin) -> Result<(), ApiError> {
+    let command = Command::OpenAccount(OpenAccount {
+        id: AccountId(Uuid::now_v7()),
+        code: code.parse::<AccountCode>().map_err(corrupt)?,
+        allow_negative: true,
+        metadata: Metadata::default(),
+    });
+    let key = format!("{}settlement:{code}", infrastructure::INTERNAL_KEY_PREFIX);
+    match submit(book, item(command, key), origin).await? {
+        Step::Applied | Step::Refused(Rejection::DuplicateAccount { .. }) => Ok(()),
+        Step::Refused(other) => Err(ApiError::Rejected(other)),
+    }
+}
+
+/// Posts or voids one hold as decided. A hold that is already so settled, or (for a void) that
+/// was never made, is done. A post refused for a reason that may pass (a frozen account) leaves
+/// the transfer open; each later attempt has a key of its own, since the refusal is stored under
+/// the one before, and the hold itself is what makes a second post impossible.
+async fn settle(
+    transfer: &LedgerTransfer,
+    book: &Book,
+    hold: Uuid,
+    post: bool,
+    origin: &Origin,
+) -> Result<(), ApiError> {
+    let settlement = if post {
+        Settlement::Post { amounts: None }
+    } else {
+        Settlement::Void
+    };
+    let command = |metadata| {
+        Command::SettlePending(SettlePending {
+            pending_id: TransactionId(hold),
+            settlement: settlement.clone(),
+            at: chrono::Utc::now(),
+            metadata,
+        })
+    };
+    let step = if post { "post" } else { "void" };
+    let mut attempt = 0u32;
+    loop {
+        let key = match attempt {
+            0 => step_key(transfer.id, &format!("{step}-{}", book.name())),
+            n => step_key(
+                transfer.id,
+                &format!("{step}-{}-{}-{n}", book.name(), Uuid::now_v7()),
+            ),
+        };
+        let metadata = hold_metadata(transfer)?;
+        match submit(book, item(command(metadata), key), origin).await? {
+            Step::Applied => return Ok(()),
+            Step::Refused(Rejection::PendingAlreadyPosted { .. }) if post => return Ok(()),
+            Step::Refused(
+                Rejection::PendingAlreadyVoided { .. } | Rejection::PendingNotFound { .. },
+            ) if !post => return Ok(()),
+            Step::Refused(rejection) if attempt == 0 => {
+                // The first key's answer is stored: a new attempt needs a key of its own.
+                tracing::warn!(transfer = %transfer.id, ledger = %book.name(), code = rejection.code(), "a ledger transfer's hold could not be settled as decided; retrying");
+                attempt += 1;
+            }
+            Step::Refused(rejection) => {
+                tracing::warn!(transfer = %transfer.id, ledger = %book.name(), code = rejection.code(), "a ledger transfer's hold is still not settled; the recovery loop retries");
+                return Err(ApiError::Rejected(rejection));
+            }
+        }
+    }
+}
+
+/// The recovery loop: one per deployment (it holds an advisory lock on its own session), it
+/// finishes every transfer left open for longer than `RECOVERY_GRACE`. Runs until the process
+/// ends.
+pub async fn recover(books: Books, options: infrastructure::db::PgConnectOptions) {
+    loop {
+        match store::RecoveryLock::take(&options).await {
+            Ok(Some(lock)) => recover_while_locked(&books, lock).await,
+            Ok(None) => {}
+            Err(e) => tracing::debug!(error = %e, "ledger transfer recovery cannot connect"),
+        }
+        tokio::time::sleep(RECOVERY_INTERVAL).await;
+    }
+}
+
+async fn recover_while_locked(books: &Books, mut lock: store::RecoveryLock) {
+    while lock.held().await {
+        let older_than =
+            chrono::Utc::now() - chrono::Duration::from_std(RECOVERY_GRACE).unwrap_or_default();
+        match store::open_before(books.registry(), older_than, RECOVERY_BATCH_MAX).await {
+            Ok(open) => {
+                for transfer in open {
+                    let id = transfer.id;
+                    let origin = Origin {
+                        request_id: None,
+                        api_key_id: transfer.api_key_id,
+                    };
+                    match run(books, books.registry(), transfer, &origin).await {
+                        Ok(done) => {
+                            tracing::info!(transfer = %id, state = done.state.as_str(), "recovered a ledger transfer")
+                        }
+                        Err(e) => {
+                            tracing::debug!(transfer = %id, error = %e, "a ledger transfer is still open")
+                        }
+                    }
+                }
+            }
+            Err(e) => tracing::debug!(error = %e, "cannot look for open ledger transfers"),
+        }
+        tokio::time::sleep(RECOVERY_INTERVAL).await;
+    }
+}

@@ -1,0 +1,365 @@
+//! Transfers between ledgers: all or nothing, through a two-phase hold in each ledger (see
+//! `crate::ledger_transfers`).
+
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use chrono::{DateTime, Utc};
+use domain::{AccountCode, AssetCode, LedgerName, Metadata, PositiveDecimal};
+use infrastructure::ledger_transfers::{
+    self as store, Created, LedgerTransfer, Request, State as TransferState,
+};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::{router::OpenApiRouter, routes};
+use uuid::Uuid;
+
+use crate::auth::Caller;
+use crate::error::{ApiError, Problem};
+use crate::extract::{IdempotencyKey, JsonBody, Params, PathParam, RequestOrigin};
+use crate::routes::write::IDEMPOTENT_REPLAYED;
+use crate::state::AppState;
+
+/// How long a request waits for its transfer to finish before answering `pending` (202).
+const FINISH_WAIT: Duration = Duration::from_secs(5);
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(create_transfer, list_transfers))
+        .routes(routes!(get_transfer))
+}
+
+#[derive(Debug, Deserialize, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LedgerTransferRequest {
+    #[schema(value_type = String, example = "fund-a")]
+    pub source_ledger: LedgerName,
+    /// An account code in the source ledger.
+    #[schema(value_type = String, example = "alice:cash")]
+    pub source: AccountCode,
+    #[schema(value_type = String, example = "fund-b")]
+    pub destination_ledger: LedgerName,
+    /// An account code in the destination ledger.
+    #[schema(value_type = String, example = "bob:cash")]
+    pub destination: AccountCode,
+    /// Defined with the same scale in both ledgers.
+    #[schema(value_type = String, example = "USD")]
+    pub asset: AssetCode,
+    #[schema(value_type = String, example = "25.00")]
+    pub amount: PositiveDecimal,
+    #[serde(default)]
+    #[schema(value_type = Object)]
+    pub metadata: Metadata,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct LedgerTransferView {
+    pub id: Uuid,
+    /// `reserving`, `posting` or `voiding` while it runs (`pending` to a client); `posted` or
+    /// `voided` when done.
+    pub state: String,
+    pub source_ledger: String,
+    pub source: String,
+    pub destination_ledger: String,
+    pub destination: String,
+    pub asset: String,
+    pub amount: String,
+    #[schema(value_type = Object)]
+    pub metadata: Box<serde_json::value::RawValue>,
+    /// The hold in the source ledger (`/v1/ledgers/{source_ledger}/transactions/{id}`), from the
+    /// source to `ledger:<destination_ledger>`.
+    pub source_transaction: Uuid,
+    /// The hold in the destination ledger, from `ledger:<source_ledger>` to the destination.
+    pub destination_transaction: Uuid,
+    /// Why it was voided: the refusal, as a problem document.
+    #[schema(value_type = Option<Object>)]
+    pub refusal: Option<Box<serde_json::value::RawValue>>,
+    /// The ledger that refused.
+    pub refused_by: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub decided_at: Option<DateTime<Utc>>,
+    pub finished_at: Option<DateTime<Utc>>,
+}
+
+impl TryFrom<LedgerTransfer> for LedgerTransferView {
+    type Error = ApiError;
+
+    fn try_from(t: LedgerTransfer) -> Result<Self, ApiError> {
+        let raw = |text: String| {
+            serde_json::value::RawValue::from_string(text).map_err(|e| {
+                ApiError::from(infrastructure::Error::Corrupt(format!(
+                    "ledger transfer {}: {e}",
+                    t.id
+                )))
+            })
+        };
+        Ok(Self {
+            id: t.id,
+            state: t.state.as_str().to_owned(),
+            metadata: raw(t.request.metadata.clone())?,
+            refusal: t.refusal.clone().map(raw).transpose()?,
+            source_ledger: t.request.source_ledger,
+            source: t.request.source,
+            destination_ledger: t.request.destination_ledger,
+            destination: t.request.destination,
+            asset: t.request.asset,
+            amount: t.request.amount,
+            source_transaction: t.source_hold,
+            destination_transaction: t.destination_hold,
+            refused_by: t.refused_by,
+            created_at: t.created_at,
+            decided_at: t.decided_at,
+            finished_at: t.finished_at,
+        })
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct LedgerTransferList {
+    pub items: Vec<LedgerTransferView>,
+    /// Pass as `after` for the next page; absent on the last.
+    pub next_after: Option<Uuid>,
+}
+
+/// Whether the caller may use `name`: 404 `ledger_not_found` as if it did not exist otherwise.
+fn may_use(caller: &Caller, name: &LedgerName) -> Result<(), ApiError> {
+    if caller.may_use(name) {
+        Ok(())
+    } else {
+        Err(ApiError::ledger_not_found(name.as_str()))
+    }
+}
+
+/// Move money from an account of one ledger to an account of another, all or nothing: a hold in
+/// each ledger, then both posted, or both voided when either ledger refuses.
+#[utoipa::path(
+    post, path = "/v1/ledger-transfers", tag = "ledgers",
+    params(("Idempotency-Key" = String, Header, description = "1 to 255 printable ASCII characters")),
+    request_body = LedgerTransferRequest,
+    responses(
+        (status = 201, body = LedgerTransferView, description = "posted in both ledgers"),
+        (status = 202, body = LedgerTransferView, description = "still running: `Location` names it; it ends posted or voided"),
+        (status = 422, body = Problem, description = "voided: `code` is the refusal's, `context.ledger_transfer` the transfer; or validation_error, idempotency_key_reused"),
+        (status = 404, body = Problem, description = "ledger_not_found"),
+        (status = "4XX", body = Problem), (status = 503, body = Problem),
+    )
+)]
+async fn create_transfer(
+    State(state): State<AppState>,
+    caller: Caller,
+    IdempotencyKey(key): IdempotencyKey,
+    origin: RequestOrigin,
+    JsonBody(request): JsonBody<LedgerTransferRequest>,
+) -> Result<Response, ApiError> {
+    may_use(&caller, &request.source_ledger)?;
+    may_use(&caller, &request.destination_ledger)?;
+    if request.source_ledger == request.destination_ledger {
+        return Err(ApiError::Validation(
+            "source_ledger and destination_ledger are the same: use POST /v1/ledgers/{ledger}/transfers".into(),
+        ));
+    }
+    let books = state.books();
+    let source = books.get(&request.source_ledger).await?;
+    let destination = books.get(&request.destination_ledger).await?;
+    let asset = request.asset.as_str();
+    let scales = (
+        source.reads().asset_scale(asset).await?,
+        destination.reads().asset_scale(asset).await?,
+    );
+    match scales {
+        (Some(a), Some(b)) if a == b => {}
+        (a, b) => {
+            return Err(ApiError::Validation(format!(
+                "asset {asset} must be defined with the same scale in both ledgers: {} has {}, {} has {}",
+                request.source_ledger,
+                a.map_or("none".to_owned(), |s| format!("scale {s}")),
+                request.destination_ledger,
+                b.map_or("none".to_owned(), |s| format!("scale {s}")),
+            )))
+        }
+    }
+    let recorded = Request {
+        source_ledger: request.source_ledger.to_string(),
+        source: request.source.to_string(),
+        destination_ledger: request.destination_ledger.to_string(),
+        destination: request.destination.to_string(),
+        asset: asset.to_owned(),
+        amount: request.amount.to_string(),
+        metadata: request.metadata.as_json().to_owned(),
+    };
+    let mut hasher = Sha256::new();
+    hasher.update(b"POST /v1/ledger-transfers\0");
+    hasher.update(serde_json::to_vec(&request).unwrap_or_default());
+    let fingerprint = hasher.finalize();
+    let scoped_key = origin.scoped_key(key);
+    let registry = books.registry();
+    let (transfer, replayed) = match store::create(
+        registry,
+        &scoped_key,
+        &fingerprint,
+        &recorded,
+        origin.0.api_key_id,
+    )
+    .await?
+    {
+        Created::New(t) => (t, false),
+        Created::Earlier(t) => (t, true),
+        Created::KeyReused => return Err(infrastructure::Error::IdempotencyKeyReused.into()),
+    };
+    let id = transfer.id;
+    let run = crate::ledger_transfers::run(books, registry, transfer, &origin.0);
+    let transfer = match tokio::time::timeout(FINISH_WAIT, run).await {
+        Ok(Ok(done)) => done,
+        // Not finished: whatever the step, the transfer is recorded and will end posted or
+        // voided (the recovery loop finishes it).
+        Ok(Err(e)) => {
+            tracing::info!(transfer = %id, error = %e, "ledger transfer left pending");
+            current(registry, id).await?
+        }
+        Err(_) => current(registry, id).await?,
+    };
+    answer(transfer, replayed)
+}
+
+async fn current(
+    registry: &infrastructure::db::PgPool,
+    id: Uuid,
+) -> Result<LedgerTransfer, ApiError> {
+    store::get(registry, id).await?.ok_or_else(|| {
+        infrastructure::Error::Corrupt(format!("ledger transfer {id} vanished")).into()
+    })
+}
+
+/// 201 when posted, 422 (the refusal's code) when voided, 202 with `Location` while it runs.
+fn answer(transfer: LedgerTransfer, replayed: bool) -> Result<Response, ApiError> {
+    let location = format!("/v1/ledger-transfers/{}", transfer.id);
+    let state = transfer.state;
+    let refusal_code = transfer
+        .refusal
+        .as_deref()
+        .and_then(|r| serde_json::from_str::<serde_json::Value>(r).ok())
+        .and_then(|r| r["code"].as_str().map(str::to_owned));
+    let view = LedgerTransferView::try_from(transfer)?;
+    let mut response = match state {
+        TransferState::Posted => (StatusCode::CREATED, axum::Json(view)).into_response(),
+        TransferState::Voided => {
+            let code = refusal_code.unwrap_or_else(|| "ledger_transfer_voided".to_owned());
+            let body = serde_json::json!({
+                "type": format!("urn:ledger:problem:{code}"),
+                "title": "Unprocessable Entity",
+                "status": 422,
+                "detail": format!("the ledger transfer was voided in both ledgers: {} refused it", view.refused_by.as_deref().unwrap_or("a ledger")),
+                "code": code,
+                "context": {"ledger_transfer": view},
+            });
+            let mut response = (StatusCode::UNPROCESSABLE_ENTITY, axum::Json(body)).into_response();
+            response.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/problem+json"),
+            );
+            response
+        }
+        _ => {
+            let mut response = (StatusCode::ACCEPTED, axum::Json(view)).into_response();
+            if let Ok(location) = HeaderValue::from_str(&location) {
+                response.headers_mut().insert(header::LOCATION, location);
+            }
+            response
+        }
+    };
+    if replayed {
+        response
+            .headers_mut()
+            .insert(IDEMPOTENT_REPLAYED, HeaderValue::from_static("true"));
+    }
+    Ok(response)
+}
+
+/// A transfer between ledgers: its state and both sides' transactions. 404 when the key may not
+/// use both ledgers.
+#[utoipa::path(
+    get, path = "/v1/ledger-transfers/{id}", tag = "ledgers",
+    params(("id" = Uuid, Path)),
+    responses((status = 200, body = LedgerTransferView), (status = 404, body = Problem, description = "ledger_transfer_not_found"), (status = "4XX", body = Problem), (status = 503, body = Problem))
+)]
+async fn get_transfer(
+    State(state): State<AppState>,
+    caller: Caller,
+    PathParam(id): PathParam<Uuid>,
+) -> Result<Response, ApiError> {
+    let not_found = || ApiError::NotFound {
+        code: "ledger_transfer_not_found",
+        what: format!("ledger transfer {id}"),
+    };
+    let transfer = store::get(state.books().registry(), id)
+        .await?
+        .ok_or_else(not_found)?;
+    let visible = [
+        &transfer.request.source_ledger,
+        &transfer.request.destination_ledger,
+    ]
+    .into_iter()
+    .all(|name| name.parse::<LedgerName>().is_ok_and(|n| caller.may_use(&n)));
+    if !visible {
+        return Err(not_found());
+    }
+    Ok(axum::Json(LedgerTransferView::try_from(transfer)?).into_response())
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct ListParams {
+    /// `reserving`, `posting`, `voiding`, `posted` or `voided`.
+    pub state: Option<String>,
+    /// Transfers after this id (the previous page's `next_after`).
+    pub after: Option<Uuid>,
+    pub limit: Option<i64>,
+}
+
+/// Transfers between ledgers, oldest first, by state; only those whose both ledgers the key may
+/// use.
+#[utoipa::path(
+    get, path = "/v1/ledger-transfers", tag = "ledgers", params(ListParams),
+    responses((status = 200, body = LedgerTransferList), (status = "4XX", body = Problem), (status = 503, body = Problem))
+)]
+async fn list_transfers(
+    State(state): State<AppState>,
+    caller: Caller,
+    Params(params): Params<ListParams>,
+) -> Result<Response, ApiError> {
+    let limit = state.page_size(params.limit)?;
+    let wanted = match params.state.as_deref() {
+        None => None,
+        Some(text) => Some(TransferState::parse(text).ok_or_else(|| {
+            ApiError::InvalidRequest(format!(
+                "state {text:?} is not one of reserving, posting, voiding, posted, voided"
+            ))
+        })?),
+    };
+    let only: Option<Vec<String>> = match &caller {
+        Caller::Key(key) => key
+            .ledgers
+            .as_ref()
+            .map(|l| l.iter().map(|n| n.as_str().to_owned()).collect()),
+        _ => None,
+    };
+    let page = store::list(
+        state.books().registry(),
+        wanted,
+        params.after,
+        limit + 1,
+        only.as_deref(),
+    )
+    .await?;
+    let more = page.len() as i64 > limit;
+    let items = page
+        .into_iter()
+        .take(limit as usize)
+        .map(LedgerTransferView::try_from)
+        .collect::<Result<Vec<_>, _>>()?;
+    let next_after = more.then(|| items.last().map(|t| t.id)).flatten();
+    Ok(axum::Json(LedgerTransferList { items, next_after }).into_response())
+}
