@@ -78,6 +78,39 @@ run trades 64 --workload trades
 run mixed 64 --workload mixed
 run batch 4 --workload batch --batch-size 1000
 
+# ledgers: the `transfers` load spread over 4 ledgers, 16 clients each (64 in all), at once:
+# one ledger-bench per ledger, each checking its own ledger; the figures are summed.
+ledgers_n=4
+for i in $(seq 0 $((ledgers_n - 1))); do
+    "$bench" --addr "$addr" --ledger "bench-l$i" --accounts 2500 --requests 1 --quiet --no-check >/dev/null
+done
+pids=()
+for i in $(seq 0 $((ledgers_n - 1))); do
+    "$bench" --addr "$addr" --ledger "bench-l$i" --no-setup --accounts 2500 --clients $((64 / ledgers_n)) \
+        --duration-s "$duration_s" --quiet --json --workload transfers | tail -n 1 >"$work/ledgers.$i.json" &
+    pids+=($!)
+done
+for pid in "${pids[@]}"; do wait "$pid"; done
+line=$(python3 - "$work"/ledgers.*.json <<'PY'
+import json, sys
+runs = [json.loads(open(f).read()) for f in sys.argv[1:]]
+total = lambda k: sum(r[k] for r in runs)
+worst = lambda k: max(r[k] for r in runs)
+print(json.dumps({"transfers_per_s": total("transfers_per_s"), "requests_per_s": total("requests_per_s"),
+                  "latency_ms_p50": worst("latency_ms_p50"), "latency_ms_p99": worst("latency_ms_p99"),
+                  "latency_ms_p999": worst("latency_ms_p999"),
+                  "check": "failed" if any(r.get("check") == "failed" for r in runs) else "passed"}))
+PY
+)
+record "ledgers" 64 "$line"
+echo "   ledgers (4 × 16 clients): $(python3 -c 'import json,sys; d=json.loads(sys.argv[1]); print("%.0f transfers/s, p99 %.2f ms (worst ledger), check %s" % (d["transfers_per_s"], d["latency_ms_p99"], d["check"]))' "$line")" >&2
+# Transfers between two of those ledgers: a hold in each, then both posted (no check: the check
+# follows one ledger's log; the tests prove these).
+line=$("$bench" --addr "$addr" --no-setup --no-check --accounts 2500 --clients 64 --duration-s "$duration_s" \
+    --quiet --json --workload ledger-transfers | tail -n 1)
+record "ledger-transfers" 64 "$line"
+echo "   ledger-transfers, 64 clients: $(python3 -c 'import json,sys; d=json.loads(sys.argv[1]); print("%.0f transfers/s, p99 %.2f ms" % (d["transfers_per_s"], d["latency_ms_p99"]))' "$line")" >&2
+
 rss_kib=$(ps -o rss= -p "$ledger_pid" | tr -d ' ')
 accounts_for_rss=10002
 if [ "$memory" = true ]; then
@@ -134,6 +167,9 @@ for r in rows:
           f'{r["requests_per_s"]:,.0f} | {f("latency_ms_p50")} | {f("latency_ms_p99")} | {f("latency_ms_p999")} | '
           f'{ratio:.2f} | {r.get("check") or "–"} |')
 by = {r["name"]: r for r in rows if r["clients"] == 64}
+if "ledgers" in by and "transfers" in by:
+    print()
+    print(f'ledgers ÷ transfers (the same load over 4 ledgers, each with its own writer): {by["ledgers"]["transfers_per_s"] / by["transfers"]["transfers_per_s"]:.2f}')
 if "hot" in by and "spread" in by and "transfers" in by:
     print()
     print(f'hot ÷ spread (the same transaction, fee to one account vs to random ones): {by["hot"]["transfers_per_s"] / by["spread"]["transfers_per_s"]:.2f}; '

@@ -93,6 +93,14 @@ impl BookFactory {
     /// Starts the writer and projectors of `ledger` and opens its pools (lazily: no connection
     /// until a request needs one).
     fn open(&self, ledger: Ledger) -> Book {
+        let pool = if ledger.name.is_default() {
+            self.pool.clone()
+        } else {
+            PoolConfig {
+                max_connections: self.pool.max_connections.min(BOOK_READ_CONNECTIONS_MAX),
+                ..self.pool.clone()
+            }
+        };
         let primary = ledgers::book_options(&self.primary, &ledger);
         let (writer, writer_task) = Writer::spawn(primary.clone(), self.writer.clone());
         let projectors = Projectors::spawn(
@@ -100,12 +108,12 @@ impl BookFactory {
             Some(writer.watch_committed()),
             ProjectorConfig::default(),
         );
-        let primary_pool = db::read_pool(primary, &self.pool);
+        let primary_pool = db::read_pool(primary, &pool);
         let (reads, replica_primary) = match &self.replica {
             Some(replica) => (
                 ReadStore::new(db::read_pool(
                     ledgers::book_options(replica, &ledger),
-                    &self.pool,
+                    &pool,
                 )),
                 Some(ReadStore::new(primary_pool.clone())),
             ),
@@ -207,6 +215,10 @@ impl Book {
     }
 }
 
+/// Read connections of the book of a ledger other than `default` (whose pool is
+/// `--db-pool-max`): with its writer's and projector's sessions, what an open book holds at most.
+pub const BOOK_READ_CONNECTIONS_MAX: u32 = 3;
+
 /// How often the books are looked over for ones idle long enough to stop.
 const IDLE_CHECK_INTERVAL: Duration = Duration::from_secs(5);
 
@@ -224,6 +236,8 @@ struct BooksInner {
     default: Book,
     open: tokio::sync::Mutex<HashMap<LedgerName, Opened>>,
     idle_stop: Duration,
+    /// Books open at once besides `default`'s.
+    books_open_max: usize,
 }
 
 /// A book and when a request last asked for it.
@@ -239,6 +253,7 @@ impl Books {
         factory: BookFactory,
         registry: PgPool,
         idle_stop: Duration,
+        books_open_max: usize,
     ) -> infrastructure::Result<Self> {
         let ledger = ledgers::find(&registry, &LedgerName::default_ledger())
             .await?
@@ -252,6 +267,7 @@ impl Books {
             default,
             open: tokio::sync::Mutex::new(HashMap::new()),
             idle_stop,
+            books_open_max: books_open_max.max(1),
         }));
         tokio::spawn(look_after(Arc::downgrade(&books.0)));
         Ok(books)
@@ -279,6 +295,9 @@ impl Books {
         let ledger = ledgers::find(&self.0.registry, name)
             .await?
             .ok_or_else(|| ApiError::ledger_not_found(name.as_str()))?;
+        if !self.make_room(&mut open).await {
+            return Err(infrastructure::Error::Overloaded.into());
+        }
         tracing::info!(ledger = %name, "opening the ledger's book");
         let book = self.0.factory.open(ledger);
         let used = std::time::Instant::now();
@@ -348,34 +367,62 @@ impl Books {
         let mut open = self.0.open.lock().await;
         let idle: Vec<LedgerName> = open
             .iter()
-            .filter(|(_, o)| {
-                o.used.elapsed() >= self.0.idle_stop && Arc::strong_count(&o.book.0) == 1
-            })
+            .filter(|(_, o)| o.used.elapsed() >= self.0.idle_stop)
             .map(|(name, _)| name.clone())
             .collect();
         for name in idle {
-            let Some(opened) = open.get(&name) else {
-                continue;
-            };
-            match ledgers::has_holds_to_expire(opened.book.reads().pool()).await {
-                Ok(false) => {}
-                Ok(true) => continue,
-                Err(e) => {
-                    tracing::debug!(ledger = %name, error = %e, "idle check failed; keeping the book");
-                    continue;
-                }
+            if stop_if_unused(&mut open, &name).await {
+                tracing::info!(ledger = %name, "stopped the ledger's idle book");
             }
-            let Some(opened) = open.remove(&name) else {
-                continue;
-            };
-            let writer = opened.book.stop().await;
-            drop(opened);
-            if let Some(writer) = writer {
-                let _ = writer.await;
-            }
-            tracing::info!(ledger = %name, "stopped the ledger's idle book");
         }
     }
+
+    /// Makes room for one more book when `books_open_max` are open: stops the least recently
+    /// used one that no request holds; false when every open book is in use.
+    async fn make_room(&self, open: &mut HashMap<LedgerName, Opened>) -> bool {
+        if open.len() < self.0.books_open_max {
+            return true;
+        }
+        let mut by_use: Vec<(std::time::Instant, LedgerName)> =
+            open.iter().map(|(n, o)| (o.used, n.clone())).collect();
+        by_use.sort();
+        for (_, name) in by_use {
+            if stop_if_unused(open, &name).await {
+                tracing::info!(ledger = %name, "stopped the least recently used book to open another");
+                return true;
+            }
+        }
+        false
+    }
+}
+
+/// Stops book `name` if no request holds it and none of its holds is to expire: its projectors
+/// stop, its pools close and its writer returns before this does, so that the ledger, opened
+/// again, finds its lock free. Whether it was stopped.
+async fn stop_if_unused(open: &mut HashMap<LedgerName, Opened>, name: &LedgerName) -> bool {
+    let Some(opened) = open.get(name) else {
+        return false;
+    };
+    if Arc::strong_count(&opened.book.0) > 1 {
+        return false;
+    }
+    match ledgers::has_holds_to_expire(opened.book.reads().pool()).await {
+        Ok(false) => {}
+        Ok(true) => return false,
+        Err(e) => {
+            tracing::debug!(ledger = %name, error = %e, "cannot tell whether a book may stop; keeping it");
+            return false;
+        }
+    }
+    let Some(opened) = open.remove(name) else {
+        return false;
+    };
+    let writer = opened.book.stop().await;
+    drop(opened);
+    if let Some(writer) = writer {
+        let _ = writer.await;
+    }
+    true
 }
 
 impl FromRequestParts<AppState> for Book {

@@ -42,6 +42,11 @@ pub struct ServeConfig {
     /// request). A ledger with a hold to expire is kept.
     #[arg(long, env = "LEDGER_IDLE_STOP_MS", default_value_t = 60_000, value_parser = clap::value_parser!(u64).range(1..))]
     pub ledger_idle_stop_ms: u64,
+    /// Ledgers other than `default` whose writer, projectors and connections run in this process
+    /// at once. Opening one more stops the least recently used that no request is using; when
+    /// every one is in use, 503 `overloaded`. Each holds up to 5 PostgreSQL sessions.
+    #[arg(long, env = "LEDGER_BOOKS_OPEN_MAX", default_value_t = 32, value_parser = clap::value_parser!(u64).range(1..=100_000))]
+    pub ledger_books_open_max: u64,
     /// Where the local PostgreSQL keeps its data (only without DATABASE_URL).
     #[arg(long, env = "LEDGER_DATA_DIR", default_value = ".ledger/postgres")]
     pub data_dir: PathBuf,
@@ -148,6 +153,7 @@ impl ServeConfig {
             writer_lease_ms: 5_000,
             forward_timeout_ms: 10_000,
             ledger_idle_stop_ms: 60_000,
+            ledger_books_open_max: 32,
             data_dir: PathBuf::from(".ledger/postgres"),
             queue_capacity: 16_384,
             batch_max: 2_048,

@@ -93,7 +93,13 @@ impl Server {
             forward_timeout: config.forward_timeout(),
             min_position_wait: config.limits().min_position_wait,
         };
-        let books = Books::start(factory, pool.clone(), config.ledger_idle_stop()).await?;
+        let books = Books::start(
+            factory,
+            pool.clone(),
+            config.ledger_idle_stop(),
+            config.ledger_books_open_max as usize,
+        )
+        .await?;
         // Transfers between ledgers that a crash left open are finished by one node.
         let recovery = tokio::spawn(crate::ledger_transfers::recover(
             books.clone(),

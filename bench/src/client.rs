@@ -1,7 +1,7 @@
 //! One keep-alive HTTP/1.1 connection, the cheapest client there is: no pool, no redirects, no TLS.
 
 use std::net::SocketAddr;
-use std::sync::LazyLock;
+use std::sync::{LazyLock, OnceLock};
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
@@ -25,6 +25,40 @@ fn authorization() -> Option<HeaderValue> {
         HeaderValue::from_str(&format!("Bearer {key}")).ok()
     });
     AUTHORIZATION.clone()
+}
+
+/// The ledger every request of a book goes to (`--ledger`); `default`'s routes when unset.
+static LEDGER: OnceLock<String> = OnceLock::new();
+
+/// The first segments after `/v1/` of the routes of a book, which `--ledger` puts under
+/// `/v1/ledgers/{ledger}`.
+const BOOK_ROUTES: [&str; 8] = [
+    "accounts",
+    "assets",
+    "transactions",
+    "transfers",
+    "trades",
+    "events",
+    "audit",
+    "balances",
+];
+
+/// Sends every request of a book to ledger `name` from now on.
+pub fn use_ledger(name: &str) {
+    let _ = LEDGER.set(name.to_owned());
+}
+
+/// `path`, under the ledger `use_ledger` named when it is a book's route.
+fn scoped(path: &str) -> std::borrow::Cow<'_, str> {
+    let (Some(ledger), Some(rest)) = (LEDGER.get(), path.strip_prefix("/v1/")) else {
+        return path.into();
+    };
+    let first = rest.split(['/', '?']).next().unwrap_or_default();
+    if BOOK_ROUTES.contains(&first) {
+        format!("/v1/ledgers/{ledger}/{rest}").into()
+    } else {
+        path.into()
+    }
 }
 
 pub struct Answer {
@@ -70,7 +104,7 @@ impl Connection {
     ) -> ClientResult<Answer> {
         let mut request = Request::builder()
             .method(method)
-            .uri(path)
+            .uri(scoped(path).as_ref())
             .header(HOST, &self.host);
         if !body.is_empty() {
             request = request.header(CONTENT_TYPE, "application/json");

@@ -52,6 +52,23 @@ fn created_or_exists(status: u16, what: &str) -> ClientResult<()> {
 
 /// Defines USD and AAPL, opens the accounts (an account that exists is fine), and gives every
 /// account plenty of both, so that the run measures transfers rather than refusals.
+/// Creates ledger `name`, unless it exists.
+pub async fn create_ledger(addr: SocketAddr, name: &str) -> ClientResult<()> {
+    let mut connection = Connection::open(addr).await?;
+    let body = format!(r#"{{"name":"{name}"}}"#);
+    let answer = connection
+        .post(
+            "/v1/ledgers",
+            &format!("bench-ledger-{name}"),
+            Bytes::from(body),
+        )
+        .await?;
+    match answer.status {
+        201 | 409 => Ok(()),
+        status => Err(format!("creating ledger {name}: HTTP {status}").into()),
+    }
+}
+
 pub async fn prepare(args: &Args, run_id: u128) -> ClientResult<()> {
     let started = std::time::Instant::now();
     let mut connection = Connection::open(args.addr).await?;

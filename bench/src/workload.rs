@@ -21,7 +21,14 @@ pub enum Workload {
     /// Only slow reads: the audit of the whole log, each holding a read connection for as long
     /// as recomputing the hash chain takes.
     Reads,
+    /// One transfer between ledgers per request (`POST /v1/ledger-transfers`), between
+    /// `LEDGER_TRANSFER_PAIR`'s ledgers in a random direction: a hold in each, then both posted.
+    /// Set the ledgers up with `--ledger` runs first; no check (the check follows one ledger).
+    LedgerTransfers,
 }
+
+/// The two ledgers the `ledger-transfers` workload moves money between.
+pub const LEDGER_TRANSFER_PAIR: [&str; 2] = ["bench-l0", "bench-l1"];
 
 /// The house account every `hot` and `trades` request pays a fee to.
 pub const HOUSE: &str = "bench:house";
@@ -113,6 +120,7 @@ pub fn write_path(workload: Workload, batch_size: usize) -> (&'static str, u64) 
         Workload::Hot | Workload::Spread => ("/v1/transactions", 1),
         Workload::Trades => ("/v1/trades", 1),
         Workload::Batch => ("/v1/transactions/batch", batch_size as u64),
+        Workload::LedgerTransfers => ("/v1/ledger-transfers", 1),
     }
 }
 
@@ -143,6 +151,18 @@ pub fn bodies(
                         a = account(from),
                         b = account(to),
                         x = cents(rng)
+                    )
+                }
+                Workload::LedgerTransfers => {
+                    let (from, to) = rng.pair(accounts);
+                    let [a, b] = LEDGER_TRANSFER_PAIR;
+                    let (source_ledger, destination_ledger) =
+                        if rng.below(2) == 0 { (a, b) } else { (b, a) };
+                    format!(
+                        r#"{{"source_ledger":"{source_ledger}","source":"{}","destination_ledger":"{destination_ledger}","destination":"{}","asset":"USD","amount":"{}"}}"#,
+                        account(from),
+                        account(to),
+                        cents(rng)
                     )
                 }
                 Workload::Trades => {

@@ -442,6 +442,7 @@ const BEFORE_LEDGERS: &str = "
     DROP FUNCTION ledger_id();
     DROP FUNCTION ledger_writer_lock_key();
     DROP FUNCTION ledger_lock_object();
+    DROP TABLE ledger_transfers;
     DROP TABLE ledgers;
     ALTER TABLE api_keys DROP COLUMN ledgers;
     DELETE FROM _sqlx_migrations WHERE version = 14;";
@@ -590,5 +591,31 @@ async fn an_idle_ledger_stops_its_writer_unless_a_hold_of_it_must_expire() {
     assert_eq!(next.position(), 6);
     let verified = ledger.get("/v1/ledgers/quiet/audit/verify").await;
     assert_eq!(verified.body["intact"], true);
+    ledger.finish().await;
+}
+
+#[tokio::test]
+async fn at_most_so_many_books_run_at_once_and_the_least_recently_used_makes_room() {
+    let ledger = TestLedger::start_with(|config| config.ledger_books_open_max = 2).await;
+    for name in ["a", "b", "c"] {
+        create_ledger(&ledger, name).await.expect(201);
+        open_market(&ledger, &format!("/v1/ledgers/{name}")).await;
+        assert!(books_open(&ledger).await <= 2);
+    }
+    assert_eq!(books_open(&ledger).await, 2);
+    // `a`, stopped to make room for `c`, opens again (stopping `b`) and goes on where it was.
+    let next = pay(
+        &ledger,
+        "/v1/ledgers/a",
+        "fund",
+        "world:bank",
+        "alice:cash",
+        "1.00",
+    )
+    .await;
+    next.expect(201);
+    assert_eq!(next.position(), 5);
+    assert_eq!(books_open(&ledger).await, 2);
+    assert_eq!(book_sessions(&ledger, "b").await, 0, "b keeps no session");
     ledger.finish().await;
 }

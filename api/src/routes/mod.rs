@@ -181,11 +181,28 @@ fn ledger_scoped_paths(doc: &mut utoipa::openapi::OpenApi) {
                         .schema_type(Type::String)
                         .pattern(Some("^[a-z0-9][a-z0-9_-]{0,62}$")),
                 ))
+                .example(Some(serde_json::json!("default")))
                 .build();
             operation
                 .parameters
                 .get_or_insert_with(Vec::new)
                 .insert(0, ledger);
+            operation
+                .responses
+                .responses
+                .entry("404".to_owned())
+                .or_insert_with(|| {
+                    utoipa::openapi::ResponseBuilder::new()
+                        .description("ledger_not_found, or the route's own 404")
+                        .content(
+                            "application/problem+json",
+                            utoipa::openapi::ContentBuilder::new()
+                                .schema(Some(utoipa::openapi::Ref::from_schema_name("Problem")))
+                                .build(),
+                        )
+                        .build()
+                        .into()
+                });
         }
         doc.paths.paths.insert(path, item);
     }
