@@ -3,6 +3,12 @@
 //! serves a request and the recovery loop (`recover`), which finishes every transfer a crash left
 //! open: each step's command has an idempotency key derived from the transfer and the step, so a
 //! step run twice is applied once, and a hold is settled once whatever happens.
+//!
+//! Each ledger's writer may be on another node. A step is first looked up in its ledger's
+//! idempotency records (what the writer answered, if it has); a step not taken yet is submitted
+//! only by a node whose writer of that ledger is not standing by. So the node that writes ledger
+//! `a` takes `a`'s steps and the one that writes `b` takes `b`'s, each node's recovery loop
+//! carrying every transfer as far as its own ledgers allow, until one of them finishes it.
 
 use std::sync::LazyLock;
 use std::time::Duration;
@@ -14,18 +20,19 @@ use domain::{
 };
 use infrastructure::db::PgPool;
 use infrastructure::ledger_transfers::{
-    self as store, settlement_account, step_key, LedgerTransfer, State,
+    self as store, settlement_account, step_key, LedgerTransfer, State, StepOutcome as Step,
 };
-use infrastructure::{Origin, Outcome, WriteItem};
+use infrastructure::{Origin, Outcome, WriteItem, WriterStatus};
 use uuid::Uuid;
 
 use crate::books::{Book, Books};
 use crate::error::ApiError;
 
-/// How often the recovery loop looks for transfers left open.
+/// How often each node's recovery loop looks for transfers left open.
 const RECOVERY_INTERVAL: Duration = Duration::from_secs(1);
-/// How long a transfer may sit untouched before the recovery loop takes it over from whoever
-/// started it (a request still running it is not raced without need).
+/// How long a transfer may sit before the recovery loops take it over from whoever started it
+/// (a request still running it is not raced without need; racing is safe, every step being
+/// idempotent).
 const RECOVERY_GRACE: Duration = Duration::from_secs(2);
 /// Transfers the recovery loop takes per round at most.
 const RECOVERY_BATCH_MAX: i64 = 100;
@@ -61,14 +68,20 @@ fn item(command: Command, key: String) -> WriteItem {
     }
 }
 
-/// What one ledger's writer said to a step: applied (or applied before), refused, or not known
-/// yet (the writer is away, busy or in doubt: the transfer stays open and is run again).
-enum Step {
-    Applied,
-    Refused(Rejection),
-}
-
+/// What one ledger's writer said to a step: applied (now or before), or refused. An error: not
+/// known yet (the writer is on another node, away, busy or in doubt), so the transfer stays open
+/// and is run again.
 async fn submit(book: &Book, item: WriteItem, origin: &Origin) -> Result<Step, ApiError> {
+    let primary = book.primary().unwrap_or(book.reads()).pool();
+    if let Some(outcome) = store::step_outcome(primary, &item.idempotency_key).await? {
+        return Ok(outcome);
+    }
+    if book.writer().status() == WriterStatus::Standby {
+        return Err(infrastructure::Error::WriterUnavailable(
+            "another node writes this ledger; its recovery loop takes this step",
+        )
+        .into());
+    }
     let reply = book.writer().submit(item, origin.clone()).await?;
     Ok(match reply.outcome {
         Outcome::Accepted(_) => Step::Applied,
@@ -274,44 +287,37 @@ async fn settle(
     }
 }
 
-/// The recovery loop: one per deployment (it holds an advisory lock on its own session), it
-/// finishes every transfer left open for longer than `RECOVERY_GRACE`. Runs until the process
-/// ends.
-pub async fn recover(books: Books, options: infrastructure::db::PgConnectOptions) {
+/// The recovery loop, on every node: it carries every transfer left open for longer than
+/// `RECOVERY_GRACE` as far as this node's writers allow (see the module's note). Runs until the
+/// process ends.
+pub async fn recover(books: Books) {
     loop {
-        match store::RecoveryLock::take(&options).await {
-            Ok(Some(lock)) => recover_while_locked(&books, lock).await,
-            Ok(None) => {}
-            Err(e) => tracing::debug!(error = %e, "ledger transfer recovery cannot connect"),
-        }
         tokio::time::sleep(RECOVERY_INTERVAL).await;
-    }
-}
-
-async fn recover_while_locked(books: &Books, mut lock: store::RecoveryLock) {
-    while lock.held().await {
         let older_than =
             chrono::Utc::now() - chrono::Duration::from_std(RECOVERY_GRACE).unwrap_or_default();
-        match store::open_before(books.registry(), older_than, RECOVERY_BATCH_MAX).await {
-            Ok(open) => {
-                for transfer in open {
-                    let id = transfer.id;
-                    let origin = Origin {
-                        request_id: None,
-                        api_key_id: transfer.api_key_id,
-                    };
-                    match run(books, books.registry(), transfer, &origin).await {
-                        Ok(done) => {
-                            tracing::info!(transfer = %id, state = done.state.as_str(), "recovered a ledger transfer")
-                        }
-                        Err(e) => {
-                            tracing::debug!(transfer = %id, error = %e, "a ledger transfer is still open")
-                        }
-                    }
+        let open = match store::open_before(books.registry(), older_than, RECOVERY_BATCH_MAX).await
+        {
+            Ok(open) => open,
+            Err(e) => {
+                tracing::debug!(error = %e, "cannot look for open ledger transfers");
+                continue;
+            }
+        };
+        for transfer in open {
+            let id = transfer.id;
+            let origin = Origin {
+                request_id: None,
+                api_key_id: transfer.api_key_id,
+            };
+            match run(&books, books.registry(), transfer, &origin).await {
+                Ok(done) if !done.state.is_open() => {
+                    tracing::info!(transfer = %id, state = done.state.as_str(), "recovered a ledger transfer")
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::debug!(transfer = %id, error = %e, "a ledger transfer is still open")
                 }
             }
-            Err(e) => tracing::debug!(error = %e, "cannot look for open ledger transfers"),
         }
-        tokio::time::sleep(RECOVERY_INTERVAL).await;
     }
 }

@@ -100,11 +100,9 @@ impl Server {
             config.ledger_books_open_max as usize,
         )
         .await?;
-        // Transfers between ledgers that a crash left open are finished by one node.
-        let recovery = tokio::spawn(crate::ledger_transfers::recover(
-            books.clone(),
-            options.clone(),
-        ));
+        // Transfers between ledgers that a crash left open are finished by the nodes that write
+        // their ledgers.
+        let recovery = tokio::spawn(crate::ledger_transfers::recover(books.clone()));
         // Relays and webhooks follow ledger `default`.
         let default_options =
             infrastructure::ledgers::book_options(&options, books.default_book().ledger());

@@ -20,6 +20,38 @@ use uuid::Uuid;
 
 use crate::Result;
 
+/// What a ledger's writer answered to a step, as its idempotency record keeps it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StepOutcome {
+    Applied,
+    Refused(domain::Rejection),
+}
+
+/// The stored answer to the command under `key` in the book the pool's sessions work on (read
+/// on the primary: the record is written in the writer's own commit); `None` when there is none
+/// yet. A node that is not a ledger's writer learns from it what the writer did with a step.
+pub async fn step_outcome(book: &PgPool, key: &str) -> Result<Option<StepOutcome>> {
+    let row: Option<(Option<i64>, Option<String>)> =
+        sqlx::query_as("SELECT position, rejection::text FROM idempotency_keys WHERE key = $1")
+            .bind(key)
+            .fetch_optional(book)
+            .await?;
+    Ok(match row {
+        None => None,
+        Some((Some(_), _)) => Some(StepOutcome::Applied),
+        Some((None, Some(rejection))) => Some(StepOutcome::Refused(
+            serde_json::from_str(&rejection).map_err(|e| {
+                crate::Error::Corrupt(format!("the refusal stored under {key}: {e}"))
+            })?,
+        )),
+        Some((None, None)) => {
+            return Err(crate::Error::Corrupt(format!(
+                "the idempotency record {key} holds neither a position nor a refusal"
+            )))
+        }
+    })
+}
+
 /// Transfers listed per page at most.
 pub const PAGE_MAX: i64 = 1000;
 
@@ -351,39 +383,4 @@ pub async fn mirrors(pool: &PgPool) -> Result<Vec<Mirror>> {
         });
     }
     Ok(mirrors)
-}
-
-/// The advisory lock class of the recovery loop, so that one node of a deployment runs it.
-const RECOVERY_LOCK_CLASS: i32 = 0x1edb;
-
-/// The recovery loop's lock, held by its own session for as long as that session lives.
-pub struct RecoveryLock {
-    conn: sqlx::PgConnection,
-}
-
-impl RecoveryLock {
-    /// Takes the lock; `None` when another session holds it.
-    pub async fn take(options: &sqlx::postgres::PgConnectOptions) -> Result<Option<Self>> {
-        use sqlx::Connection;
-        let options = crate::db::role_options(options, "ledger-transfers");
-        let mut conn = sqlx::PgConnection::connect_with(&options).await?;
-        let locked: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1, 0)")
-            .bind(RECOVERY_LOCK_CLASS)
-            .fetch_one(&mut conn)
-            .await?;
-        if locked {
-            Ok(Some(Self { conn }))
-        } else {
-            let _ = conn.close().await;
-            Ok(None)
-        }
-    }
-
-    /// Whether the session, and so the lock, is still there.
-    pub async fn held(&mut self) -> bool {
-        sqlx::query("SELECT 1")
-            .execute(&mut self.conn)
-            .await
-            .is_ok()
-    }
 }

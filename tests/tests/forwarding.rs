@@ -244,3 +244,83 @@ async fn each_ledger_has_its_own_writer_and_a_follower_forwards_to_it() {
 async fn writer_of_b(node: &TestLedger) -> Value {
     node.get("/v1/ledgers/b").await.body["writer"].clone()
 }
+
+#[tokio::test]
+async fn a_transfer_between_ledgers_written_on_different_nodes_ends_on_both() {
+    let first = TestLedger::start().await;
+    let second = follower_of(&first).await;
+    role_is(&second, "follower").await;
+    // Ledger a is written by the second node, ledger b by the first.
+    for (node, name) in [(&second, "a"), (&first, "b")] {
+        node.post(
+            "/v1/ledgers",
+            &format!("create-{name}"),
+            &json!({"name": name}),
+        )
+        .await
+        .expect(201);
+        let prefix = format!("/v1/ledgers/{name}");
+        node.post(
+            &format!("{prefix}/assets"),
+            "usd",
+            &json!({"code": "USD", "scale": 2}),
+        )
+        .await
+        .expect(201);
+        for (code, negative) in [("world:bank", true), ("x:cash", false)] {
+            node.post(
+                &format!("{prefix}/accounts"),
+                &format!("open-{code}"),
+                &json!({"code": code, "allow_negative": negative}),
+            )
+            .await
+            .expect(201);
+        }
+        node.post(
+            &format!("{prefix}/transfers"),
+            "fund",
+            &json!({"source": "world:bank", "destination": "x:cash", "asset": "USD", "amount": "50.00"}),
+        )
+        .await
+        .expect(201);
+        assert_eq!(node.get(&prefix).await.body["writer"], "leader");
+    }
+    // Asked of the first node, which writes b only: it does b's steps, the second node's
+    // recovery loop a's.
+    let asked = first
+        .post(
+            "/v1/ledger-transfers",
+            "across",
+            &json!({"source_ledger": "a", "source": "x:cash", "destination_ledger": "b",
+                    "destination": "x:cash", "asset": "USD", "amount": "20.00"}),
+        )
+        .await;
+    assert!(asked.status == 201 || asked.status == 202, "{}", asked.text);
+    let id = asked.body["id"].as_str().unwrap().to_owned();
+    let done = eventually(TAKEOVER_BOUND * 3, "the transfer finishes", || async {
+        let got = first.get(&format!("/v1/ledger-transfers/{id}")).await;
+        (got.body["state"] == "posted").then_some(got.body)
+    })
+    .await;
+    assert_eq!(done["state"], "posted");
+    let balance = |node: &TestLedger, name: &str| {
+        let path = format!("/v1/ledgers/{name}/accounts/x:cash");
+        let node = node.base.clone();
+        async move {
+            let answer: Value = reqwest::get(format!("{node}{path}"))
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            answer["balances"][0]["balance"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        }
+    };
+    assert_eq!(balance(&first, "a").await, "30.00");
+    assert_eq!(balance(&second, "b").await, "70.00");
+    second.finish().await;
+    first.finish().await;
+}
