@@ -21,6 +21,9 @@
 #   replica-behind     replay paused on every replica: reads with min_position past it answer 409
 #                      after the wait bound, never stale data; reads without it report the older
 #                      position they reflect
+#   ledger-transfer-kill  kill -9 of the writer node with transfers between two ledgers in flight
+#                      (besides the usual load): every transfer ends posted on both sides or
+#                      voided on both, and the settlement accounts mirror each other
 #
 # After each fault: `ledger-bench --verify` on the three journals (every write answered 2xx is in
 # the log at its position, none answered with an error is, writes of unknown outcome are retried
@@ -39,11 +42,11 @@ faults=()
 for arg in "$@"; do
     case "$arg" in
         --short) load_s=12; pause_s=12; accounts=500; clients=4 ;;
-        writer-kill|writer-pause|pg-primary-kill|sync-standby-kill|etcd-kill|replica-behind) faults+=("$arg") ;;
+        writer-kill|writer-pause|pg-primary-kill|sync-standby-kill|etcd-kill|replica-behind|ledger-transfer-kill) faults+=("$arg") ;;
         *) echo "usage: $0 [--short] [fault ...]" >&2; exit 2 ;;
     esac
 done
-[ ${#faults[@]} -gt 0 ] || faults=(writer-kill writer-pause pg-primary-kill sync-standby-kill etcd-kill replica-behind)
+[ ${#faults[@]} -gt 0 ] || faults=(writer-kill writer-pause pg-primary-kill sync-standby-kill etcd-kill replica-behind ledger-transfer-kill)
 
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
@@ -240,6 +243,69 @@ inject_replica_behind() {
     note "$f" "replay resumed: the read with min_position answered 200 on every node"
 }
 
+# Transfers between two ledgers (`ledger-bench --workload ledger-transfers`: bench-l0 and
+# bench-l1, whose writer is the node they were set up through) sent to the writer node, which is
+# killed with some in flight; then every transfer must end posted on both sides or voided on both.
+inject_ledger_transfer_kill() {
+    local f=$1 w
+    w=$(ledger_with_role writer)
+    "$bench" --addr "$(addr "$w")" --no-setup --no-check --accounts 50 --clients 8 --duration-s "$load_s" \
+        --quiet --workload ledger-transfers >"$work/$f-transfers.out" 2>&1 &
+    local transfers_pid=$!
+    sleep $((load_s / 4))
+    inject_writer_kill "$f"
+    wait "$transfers_pid" || true
+    local url
+    url=$(ledger_url "$(ledger_with_role writer)")
+    python3 - "$url" "$LEDGER_API_KEY" >>"$work/$f.notes" 2>>"$work/$f.fail" <<'PY' || true
+import json, sys, time, urllib.error, urllib.request
+url, key = sys.argv[1], sys.argv[2]
+get = lambda path: json.load(urllib.request.urlopen(urllib.request.Request(url + path, headers={"Authorization": f"Bearer {key}"}), timeout=30))
+def every():
+    items, after = [], None
+    while True:
+        page = get("/v1/ledger-transfers?limit=1000" + (f"&after={after}" if after else ""))
+        items += page["items"]
+        after = page.get("next_after")
+        if not after:
+            return items
+deadline = time.time() + 90
+while True:
+    transfers = every()
+    open_ = [t for t in transfers if t["state"] not in ("posted", "voided")]
+    if not open_ or time.time() > deadline:
+        break
+    time.sleep(0.5)
+if open_:
+    print(f"{len(open_)} of {len(transfers)} ledger transfers still open 90 s after the kill", file=sys.stderr)
+def status(ledger, id_):
+    try:
+        return get(f"/v1/ledgers/{ledger}/transactions/{id_}")["status"]
+    except urllib.error.HTTPError as e:
+        return "absent" if e.code == 404 else f"HTTP {e.code}"
+posted = voided = mismatches = 0
+for t in transfers:
+    sides = (status(t["source_ledger"], t["source_transaction"]), status(t["destination_ledger"], t["destination_transaction"]))
+    if t["state"] == "posted":
+        posted += 1
+        ok = sides == ("posted", "posted")
+    else:
+        voided += 1
+        ok = all(s in ("voided", "absent") for s in sides)
+    if not ok:
+        mismatches += 1
+        print(f"ledger transfer {t['id']} is {t['state']} but its sides are {sides}", file=sys.stderr)
+print(f"ledger transfers: {len(transfers)}, both posted {posted}, both voided {voided}, mismatches {mismatches}")
+PY
+    local mirror
+    mirror=$(DATABASE_URL=$(field "s['haproxy']['primary']") "$ledger" verify --all-ledgers 2>>"$work/$f.verify-all.log" | tail -n 1) || true
+    if python3 -c 'import json,sys; m=json.loads(sys.argv[1])["settlement_mirror"]; sys.exit(0 if m["holds"] and m["checked"] else 1)' "$mirror" 2>/dev/null; then
+        note "$f" "ledger verify --all-ledgers: every chain verifies and the settlement accounts mirror each other"
+    else
+        fail "$f" "ledger verify --all-ledgers: $mirror"
+    fi
+}
+
 # ---------------------------------------------------------------------------------------------
 
 # The same balances on every node at the same min_position.
@@ -300,6 +366,11 @@ run_fault() {
     LEDGER_API_KEY=$(field "s['admin_key']")
     export LEDGER_API_KEY
     "$bench" --addr "$(addr ledger1)" --accounts "$accounts" --requests 1 --quiet --no-check >/dev/null
+    if [ "$f" = ledger-transfer-kill ]; then
+        for l in bench-l0 bench-l1; do
+            "$bench" --addr "$(addr "$(ledger_with_role writer)")" --ledger "$l" --accounts 50 --requests 1 --quiet --no-check >/dev/null
+        done
+    fi
     # A paused node holds its own clients until it wakes: only then may an answer take that long.
     # The load outlasts the fault, so that writes after the healing are measured too: the pause,
     # or etcd's absence and Patroni's ttl.
