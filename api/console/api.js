@@ -2,6 +2,27 @@
 // failure becomes a ProblemError that quotes the server's problem document (RFC 9457).
 
 const KEY_STORAGE = "ledger.apiKey";
+const LEDGER_STORAGE = "ledger.ledger";
+/** The routes of a ledger's book: under `/v1/ledgers/{ledger}` for a ledger other than `default`. */
+const BOOK_ROUTES = ["accounts", "assets", "transactions", "transfers", "trades", "events", "audit", "balances"];
+
+/** The ledger every page shows, for this tab: `default` until another is chosen. */
+export function currentLedger() {
+  return sessionStorage.getItem(LEDGER_STORAGE) || "default";
+}
+
+export function setLedger(name) {
+  if (name && name !== "default") sessionStorage.setItem(LEDGER_STORAGE, name);
+  else sessionStorage.removeItem(LEDGER_STORAGE);
+}
+
+/** A book's route, under the chosen ledger; any other path as it is. */
+function scoped(path) {
+  const ledger = currentLedger();
+  const first = path.startsWith("/v1/") ? path.slice(4).split(/[/?]/)[0] : "";
+  if (ledger === "default" || !BOOK_ROUTES.includes(first)) return path;
+  return `/v1/ledgers/${encodeURIComponent(ledger)}/${path.slice(4)}`;
+}
 
 /** The key the user signed in with, for this tab only (sessionStorage dies with the tab). */
 export function apiKey() {
@@ -29,7 +50,7 @@ function headers(extra = {}) {
 }
 
 function url(path, query) {
-  const u = new URL(path, location.origin);
+  const u = new URL(scoped(path), location.origin);
   for (const [name, value] of Object.entries(query || {})) {
     if (value !== undefined && value !== null && value !== "") u.searchParams.set(name, value);
   }
@@ -72,7 +93,7 @@ export async function getText(path, { signal, query, accept } = {}) {
 
 /** POST or PATCH a command. Each call gets a fresh Idempotency-Key: a user's click is one write. */
 export async function send(method, path, body) {
-  const response = await fetch(path, {
+  const response = await fetch(scoped(path), {
     method,
     headers: headers({
       "Content-Type": "application/json",

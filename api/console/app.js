@@ -1,7 +1,7 @@
 // The console's shell: sign-in, the navigation the key's scopes allow, the router that turns
 // /console/... paths into pages (so every view is a link that can be bookmarked), and keys.
 
-import { get, me, ProblemError, setApiKey } from "./api.js";
+import { currentLedger, get, me, ProblemError, setApiKey, setLedger } from "./api.js";
 import { setScales } from "./format.js";
 import { fill, h, problemBox } from "./ui.js";
 
@@ -19,6 +19,8 @@ const PAGES = [
 
 /** What the signed-in caller is and may do (`GET /v1/me`), or null before sign-in. */
 let session = null;
+/** The ledgers the key may use (`GET /v1/ledgers`), for the switcher; at most one page. */
+let ledgers = [];
 /** Ends the page on screen (its streams and timers) before the next one renders. */
 let leavePage = new AbortController();
 
@@ -51,8 +53,17 @@ export async function signIn(key) {
     session = null;
     throw new Error("The server needs an API key.");
   }
+  ledgers = (await get("/v1/ledgers", { limit: 1000 }).catch(() => ({ items: [] }))).items.map((l) => l.name);
+  if (!ledgers.includes(currentLedger())) setLedger(ledgers[0]);
   await loadScales().catch(() => {});
   return true;
+}
+
+/** Every page is the chosen ledger's: switching shows the overview of the other. */
+async function switchLedger(name) {
+  setLedger(name);
+  await loadScales().catch(() => {});
+  navigate("/console");
 }
 
 export function signOut() {
@@ -87,9 +98,22 @@ function renderNav() {
   );
   const who = document.getElementById("whoami");
   if (!session) return fill(who);
+  const switcher =
+    ledgers.length > 0 &&
+    h(
+      "label",
+      { class: "ledger-switch" },
+      "Ledger ",
+      h(
+        "select",
+        { "data-testid": "ledger", onchange: (e) => switchLedger(e.target.value) },
+        ...ledgers.map((name) => h("option", { value: name, selected: name === currentLedger() ? "" : null }, name)),
+      ),
+    );
   const name = session.key ? `${session.key.name} (${session.key.prefix}…)` : "no authentication";
   fill(
     who,
+    switcher,
     h("span", { class: "muted", title: `scopes: ${session.scopes.join(", ")}` }, name, " · ", session.scopes.join(" ")),
     session.key && h("button", { class: "link", onclick: signOut }, "Sign out"),
   );

@@ -107,3 +107,19 @@ def test_keys_move_through_the_tree_and_open_a_node(console):
     page.keyboard.type("broker:acme")
     page.keyboard.press("Enter")
     expect(page).to_have_url(f"{console.base}/accounts?prefix=broker%3Aacme")
+
+
+def test_the_ledger_switcher_shows_every_page_for_the_chosen_ledger(console, ledger):
+    if ledger.api("GET", "/v1/ledgers/console-b")[0] == 404:
+        ledger.post("/v1/ledgers", {"name": "console-b"})
+        ledger.post("/v1/ledgers/console-b/assets", {"code": "USD", "scale": 2})
+        ledger.post("/v1/ledgers/console-b/accounts", {"code": "only-in-b:cash"})
+    page = console.sign_in(then="/accounts")
+    switcher = page.get_by_test_id("ledger")
+    expect(switcher).to_have_value("default")
+    expect(page.locator("tr[data-prefix='broker']")).to_be_visible()
+    switcher.select_option("console-b")
+    page.click("#nav a[href='/console/accounts']")
+    expect(page.locator("tr[data-prefix='only-in-b']")).to_be_visible()
+    expect(page.locator("tr[data-prefix='broker']")).to_have_count(0)
+    expect(page.get_by_test_id("ledger")).to_have_value("console-b")
