@@ -116,7 +116,7 @@ enum ExportFormat {
     Beancount,
 }
 
-/// `ledger export --help`: how the ledger becomes Beancount (the README says more).
+/// `ledger export --help`: how the ledger becomes Beancount (docs/beancount.md says more).
 const BEANCOUNT_HELP: &str = "\
 Beancount (--format beancount):
   Accounts: the root (--beancount-root), then one component per segment of the code. A leading

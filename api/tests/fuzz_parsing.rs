@@ -77,7 +77,7 @@ const FIELDS: &[&str] = &[
     "recorded_at",
 ];
 
-/// String values: valid ones for every field, and the hostile ones of the README's catalogue.
+/// String values: valid ones for every field, and the hostile ones of the catalogue in docs/api.md.
 const STRINGS: &[&str] = &[
     "USD",
     "AAPL",

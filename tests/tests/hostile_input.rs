@@ -1,4 +1,4 @@
-//! Hostile input, item by item, in the order of the catalogue in the README ("Hostile input"):
+//! Hostile input, item by item, in the order of the catalogue in docs/api.md ("Hostile input"):
 //! every item gets its stated answer as an `application/problem+json` document with a stable code,
 //! appends nothing to the log, and is never a 500.
 

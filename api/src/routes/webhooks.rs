@@ -88,7 +88,7 @@ impl From<Subscription> for WebhookView {
 pub struct CreatedWebhook {
     #[serde(flatten)]
     pub webhook: WebhookView,
-    /// The key of `Ledger-Signature`'s HMAC (see the README). Not shown again.
+    /// The key of `Ledger-Signature`'s HMAC (see docs/streaming.md). Not shown again.
     pub secret: String,
 }
 

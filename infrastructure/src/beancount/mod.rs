@@ -220,7 +220,7 @@ impl<W: Write> BeancountWriter<'_, W> {
             self.out,
             "; The ledger's log as Beancount, written by `ledger export --format beancount`:\n\
              ; the log up to position {}, head hash {}.\n\
-             ; Every account is under {}. The README's section \"Beancount export\" says how\n\
+             ; Every account is under {}. docs/beancount.md in the ledger's repository says how\n\
              ; codes become names, how signs read and how holds appear.\n\
              option \"title\" \"ledger\"\n",
             survey.head_position, survey.head_hash, self.root

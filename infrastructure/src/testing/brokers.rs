@@ -1,7 +1,8 @@
-//! Real message brokers for the relays' tests, from Debian's packages (`apt-get install -y
-//! rabbitmq-server nats-server`): each on loopback, on free ports, with its data in a scratch
-//! directory of its own, stopped and removed on drop. They can be stopped and started again on
-//! the same ports and data, as a broker restart.
+//! Real message brokers for the relays' tests, from Debian's packages (`scripts/test.sh` installs
+//! them when missing; by hand, `apt-get install -y rabbitmq-server nats-server`): each on
+//! loopback, on free ports, with its data in a scratch directory of its own, stopped and removed
+//! on drop. They can be stopped and started again on the same ports and data, as a broker
+//! restart. A broker that is not installed fails the test with the command to run.
 
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -17,7 +18,10 @@ const START_BOUND: Duration = Duration::from_secs(90);
 const STOP_BOUND: Duration = Duration::from_secs(30);
 
 const RABBITMQ_SERVER: &str = "/usr/lib/rabbitmq/bin/rabbitmq-server";
-const MISSING: &str = "install the brokers: apt-get install -y rabbitmq-server nats-server";
+/// What a test says when a broker is not installed: it fails, never skips.
+const MISSING: &str = "RabbitMQ or NATS is not installed: run the tests with scripts/test.sh, \
+     which installs what is missing, or install the brokers: apt-get install -y rabbitmq-server \
+     nats-server";
 
 fn free_port() -> Result<u16> {
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())

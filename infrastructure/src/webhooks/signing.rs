@@ -26,7 +26,8 @@ pub const POSITION_HEADER: &str = "ledger-position";
 pub const SUBSCRIPTION_HEADER: &str = "ledger-webhook-id";
 /// Every secret starts with this, so that one is recognisable in a config file or a leak scan.
 pub const SECRET_PREFIX: &str = "whsec_";
-/// How far from its clock a receiver should accept `t`, in seconds (what the README recommends).
+/// How far from its clock a receiver should accept `t`, in seconds (what docs/streaming.md
+/// recommends).
 pub const TOLERANCE_S: i64 = 300;
 /// Longest header `verify` reads: a header is a few dozen bytes per signature.
 const HEADER_BYTES_MAX: usize = 1_024;
