@@ -167,11 +167,15 @@ async fn metrics(State(state): State<AppState>) -> Response {
         "ledger_writer_leader {}\n",
         u8::from(writer.status() == WriterStatus::Leader)
     ));
-    out.push_str("# HELP ledger_runtime_tasks_alive Tasks alive in this process's async runtime.\n");
+    out.push_str(
+        "# HELP ledger_runtime_tasks_alive Tasks alive in this process's async runtime.\n",
+    );
     out.push_str("# TYPE ledger_runtime_tasks_alive gauge\n");
     out.push_str(&format!(
         "ledger_runtime_tasks_alive {}\n",
-        tokio::runtime::Handle::current().metrics().num_alive_tasks()
+        tokio::runtime::Handle::current()
+            .metrics()
+            .num_alive_tasks()
     ));
     out.push_str("# HELP ledger_books_open Ledgers besides default whose writer and projectors run in this process (idle ones are stopped).\n");
     out.push_str("# TYPE ledger_books_open gauge\n");
