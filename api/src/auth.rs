@@ -18,7 +18,6 @@ use infrastructure::db::PgPool;
 use uuid::Uuid;
 
 use crate::error::ApiError;
-use crate::state::AppState;
 
 /// How long a looked-up key is trusted before it is looked up again: a key revoked by another
 /// process (`ledger keys revoke`) stops working within this. Revoked through this server's API,
@@ -311,7 +310,7 @@ fn required_scope(method: &Method, path: &str) -> Option<Scope> {
 /// The middleware: authenticates every `/v1` request and checks its scope. Operations routes
 /// (`/healthz`, `/readyz`, `/metrics`, `/openapi.json`) are open.
 pub async fn authenticate(
-    State(state): State<AppState>,
+    State(auth): State<Arc<Authenticator>>,
     mut request: Request,
     next: Next,
 ) -> Response {
@@ -328,7 +327,7 @@ pub async fn authenticate(
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
-    let caller = match state.auth().caller(authorization.as_deref(), address).await {
+    let caller = match auth.caller(authorization.as_deref(), address).await {
         Ok(caller) => caller,
         Err(ApiError::Unauthorized(_))
             if authorization.is_none() && request.uri().path() == WHOAMI_PATH =>

@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::FromRequestParts;
+use axum::extract::{FromRef, FromRequestParts};
 use axum::http::request::Parts;
 use axum::http::Uri;
 use domain::LedgerName;
@@ -22,7 +22,6 @@ use tokio::task::JoinHandle;
 use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::forward::Forwarder;
-use crate::state::AppState;
 
 /// The first segments after `/v1/` of the routes that read or write a book: what may follow
 /// `/v1/ledgers/{ledger}/`.
@@ -74,6 +73,54 @@ pub fn route_ledger<B>(mut request: axum::http::Request<B>) -> axum::http::Reque
     *request.uri_mut() = uri;
     request.extensions_mut().insert(in_path);
     request
+}
+
+/// The middleware: a write (any `/v1` method but GET and HEAD) that reaches a node standing by
+/// for its ledger (another process holds that ledger's writer lock) goes to that ledger's writer. A node still starting or recovering keeps
+/// its writes: its own writer answers them, as it does on a single node. It runs after
+/// authentication, so a request this node refuses never travels, and a flood of bad keys is
+/// counted against the address that sent it.
+pub async fn forward_writes(
+    axum::extract::State(books): axum::extract::State<Books>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let is_write = !matches!(
+        *request.method(),
+        axum::http::Method::GET | axum::http::Method::HEAD
+    );
+    if !is_write
+        || !request.uri().path().starts_with("/v1/")
+        || request.headers().contains_key(crate::forward::FORWARDED_BY)
+    {
+        return next.run(request).await;
+    }
+    // The ledger the request names; one that does not exist, or that the caller may not use, is
+    // answered here by the handler (404).
+    let in_path = request.extensions().get::<LedgerInPath>().cloned();
+    let book = match &in_path {
+        None => books.default_book().clone(),
+        Some(in_path) => {
+            let caller = request.extensions().get::<Caller>();
+            let name = domain::LedgerName::try_from(in_path.name.clone()).ok();
+            let named = name.filter(|n| caller.is_some_and(|c| c.may_use(n)));
+            match named {
+                Some(name) => match books.get(&name).await {
+                    Ok(book) => book,
+                    Err(_) => return next.run(request).await,
+                },
+                None => return next.run(request).await,
+            }
+        }
+    };
+    if book.writer().status() != infrastructure::WriterStatus::Standby {
+        return next.run(request).await;
+    }
+    let prefix = in_path.as_ref().map_or("", |p| p.prefix.as_str());
+    book.forwarder()
+        .forward(request, prefix)
+        .await
+        .unwrap_or_else(axum::response::IntoResponse::into_response)
 }
 
 /// How a book's parts are made: what every book shares.
@@ -425,10 +472,13 @@ async fn stop_if_unused(open: &mut HashMap<LedgerName, Opened>, name: &LedgerNam
     true
 }
 
-impl FromRequestParts<AppState> for Book {
+impl<S: Send + Sync> FromRequestParts<S> for Book
+where
+    Books: FromRef<S>,
+{
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
         let name = match parts.extensions.get::<LedgerInPath>() {
             Some(in_path) => LedgerName::try_from(in_path.name.clone())
                 .map_err(|_| ApiError::ledger_not_found(&in_path.name))?,
@@ -438,6 +488,6 @@ impl FromRequestParts<AppState> for Book {
         if caller.is_some_and(|c| !c.may_use(&name)) {
             return Err(ApiError::ledger_not_found(name.as_str()));
         }
-        state.books().get(&name).await
+        Books::from_ref(state).get(&name).await
     }
 }

@@ -9,20 +9,16 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use axum::body::Body;
-use axum::extract::{Request, State};
-use axum::http::{header, HeaderMap, HeaderName, HeaderValue, Method, Uri};
-use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
+use axum::extract::Request;
+use axum::http::{header, HeaderMap, HeaderName, HeaderValue, Uri};
+use axum::response::Response;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use infrastructure::db::PgPool;
-use infrastructure::{writer_lock, WriterStatus};
+use infrastructure::writer_lock;
 
-use crate::auth::Caller;
-use crate::books::LedgerInPath;
 use crate::error::ApiError;
-use crate::state::AppState;
 
 /// Set on a forwarded request: the node that received it never forwards it again, so two nodes
 /// that each believe the other is the writer cannot pass a request back and forth.
@@ -109,7 +105,7 @@ impl Forwarder {
     /// applied the write: `commit_outcome_unknown`, and a retry with the same key tells.
     /// `prefix` is the ledger's part of the path the client used (`/v1/ledgers/{ledger}`), taken
     /// out before routing and put back here.
-    async fn forward(&self, request: Request, prefix: &str) -> Result<Response, ApiError> {
+    pub async fn forward(&self, request: Request, prefix: &str) -> Result<Response, ApiError> {
         let writer = self.writer_url().await?.ok_or(ApiError::Infrastructure(
             infrastructure::Error::WriterUnavailable("no ledger node is the writer"),
         ))?;
@@ -170,49 +166,4 @@ fn strip_hop_by_hop(headers: &mut HeaderMap) {
     for name in &HOP_BY_HOP {
         headers.remove(name);
     }
-}
-
-/// The middleware: a write (any `/v1` method but GET and HEAD) that reaches a node standing by
-/// for its ledger (another process holds that ledger's writer lock) goes to that ledger's writer. A node still starting or recovering keeps
-/// its writes: its own writer answers them, as it does on a single node. It runs after
-/// authentication, so a request this node refuses never travels, and a flood of bad keys is
-/// counted against the address that sent it.
-pub async fn forward_writes(
-    State(state): State<AppState>,
-    request: Request,
-    next: Next,
-) -> Response {
-    let is_write = !matches!(*request.method(), Method::GET | Method::HEAD);
-    if !is_write
-        || !request.uri().path().starts_with("/v1/")
-        || request.headers().contains_key(FORWARDED_BY)
-    {
-        return next.run(request).await;
-    }
-    // The ledger the request names; one that does not exist, or that the caller may not use, is
-    // answered here by the handler (404).
-    let in_path = request.extensions().get::<LedgerInPath>().cloned();
-    let book = match &in_path {
-        None => state.books().default_book().clone(),
-        Some(in_path) => {
-            let caller = request.extensions().get::<Caller>();
-            let name = domain::LedgerName::try_from(in_path.name.clone()).ok();
-            let named = name.filter(|n| caller.is_some_and(|c| c.may_use(n)));
-            match named {
-                Some(name) => match state.books().get(&name).await {
-                    Ok(book) => book,
-                    Err(_) => return next.run(request).await,
-                },
-                None => return next.run(request).await,
-            }
-        }
-    };
-    if book.writer().status() != WriterStatus::Standby {
-        return next.run(request).await;
-    }
-    let prefix = in_path.as_ref().map_or("", |p| p.prefix.as_str());
-    book.forwarder()
-        .forward(request, prefix)
-        .await
-        .unwrap_or_else(IntoResponse::into_response)
 }

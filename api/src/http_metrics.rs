@@ -2,6 +2,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
+use std::sync::Arc;
 use std::sync::Mutex;
 use std::time::Instant;
 
@@ -11,8 +12,6 @@ use axum::http::Method;
 use axum::middleware::Next;
 use axum::response::Response;
 use infrastructure::metrics::{Histogram, LATENCY_BOUNDS_US, LATENCY_LABELS_S};
-
-use crate::state::AppState;
 
 pub struct HttpMetrics {
     /// (method, route template, status) → count. Route templates, not raw paths, keep this bounded.
@@ -66,7 +65,11 @@ impl HttpMetrics {
 /// Middleware: times each request, counts it under its route template, and tells the client how
 /// long the server took in a `Server-Timing` header (`app;dur=` milliseconds, W3C Server Timing),
 /// so that a client can tell the server's time from the network's (bench/rollups.sh reads it).
-pub async fn track(State(state): State<AppState>, request: Request, next: Next) -> Response {
+pub async fn track(
+    State(metrics): State<Arc<HttpMetrics>>,
+    request: Request,
+    next: Next,
+) -> Response {
     let started = Instant::now();
     // Only standard methods become labels, so a client cannot grow the series without bound.
     let method = match *request.method() {
@@ -86,9 +89,7 @@ pub async fn track(State(state): State<AppState>, request: Request, next: Next) 
         .to_owned();
     let mut response = next.run(request).await;
     let elapsed_us = started.elapsed().as_micros() as u64;
-    state
-        .http_metrics()
-        .record(method, &route, response.status().as_u16(), elapsed_us);
+    metrics.record(method, &route, response.status().as_u16(), elapsed_us);
     let timing = format!("app;dur={}.{:03}", elapsed_us / 1000, elapsed_us % 1000);
     if let Ok(value) = HeaderValue::from_str(&timing) {
         response.headers_mut().insert(SERVER_TIMING, value);

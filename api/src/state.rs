@@ -77,11 +77,11 @@ struct Inner {
     books: Books,
     webhooks: Webhooks,
     signer: Signer,
-    auth: Authenticator,
+    auth: Arc<Authenticator>,
     limits: Limits,
     /// What "now" is for requests: when a hold given as a timeout expires.
     clock: Arc<dyn Clock>,
-    http_metrics: HttpMetrics,
+    http_metrics: Arc<HttpMetrics>,
 }
 
 impl AppState {
@@ -103,10 +103,10 @@ impl AppState {
             books,
             webhooks,
             signer,
-            auth,
+            auth: Arc::new(auth),
             limits,
             clock,
-            http_metrics: HttpMetrics::default(),
+            http_metrics: Arc::new(HttpMetrics::default()),
         }))
     }
 
@@ -144,7 +144,7 @@ impl AppState {
         &self.0.signer
     }
 
-    pub fn auth(&self) -> &Authenticator {
+    pub fn auth(&self) -> &Arc<Authenticator> {
         &self.0.auth
     }
 
@@ -156,7 +156,7 @@ impl AppState {
         self.0.clock.as_ref()
     }
 
-    pub fn http_metrics(&self) -> &HttpMetrics {
+    pub fn http_metrics(&self) -> &Arc<HttpMetrics> {
         &self.0.http_metrics
     }
 
@@ -170,5 +170,12 @@ impl AppState {
                 "limit {n} is out of range: use 1 to {max}"
             ))),
         }
+    }
+}
+
+/// What the `Book` extractor needs of the state: the ledgers' books, and nothing else.
+impl axum::extract::FromRef<AppState> for Books {
+    fn from_ref(state: &AppState) -> Books {
+        state.0.books.clone()
     }
 }

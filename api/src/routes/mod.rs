@@ -284,18 +284,18 @@ pub fn app(state: AppState) -> Router {
         .layer(DefaultBodyLimit::disable())
         // Writes that reach a node which is not the writer go to the writer, once authenticated.
         .layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            crate::forward::forward_writes,
+            state.books().clone(),
+            crate::books::forward_writes,
         ))
         // Authentication runs inside admission: its lookups count against the bound on requests
         // in flight.
         .layer(axum::middleware::from_fn_with_state(
-            state.clone(),
+            state.auth().clone(),
             crate::auth::authenticate,
         ))
         .layer(axum::middleware::from_fn_with_state(state.clone(), admit))
         .layer(axum::middleware::from_fn_with_state(
-            state.clone(),
+            state.http_metrics().clone(),
             crate::http_metrics::track,
         ))
         .with_state(state)
