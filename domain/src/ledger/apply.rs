@@ -1,10 +1,11 @@
 //! Applying events: the only thing that changes the state. Replaying the log through `apply` gives
 //! the state the writer had when it decided.
 
-use super::journal::Undo;
-use super::state::{Account, LedgerState, Leg, Limits};
-use super::steps::{Effect, Figures};
+use super::records::Undo;
+use super::state::{LedgerState, Leg};
+use super::steps::Effect;
 use super::storage::Slot;
+use super::storage::{Account, Figures, Limits};
 use crate::error::ApplyError;
 use crate::event::Event;
 use crate::money;

@@ -2,22 +2,11 @@
 //! settlement ends the hold: posted (in whole or in part, the rest released), voided, or expired
 //! by the ledger once its time has passed. A hold is settled once.
 
-use chrono::{DateTime, Utc};
-
-use super::journal::Undo;
+use super::records::{Hold, Undo};
 use super::state::LedgerState;
 use crate::error::ApplyError;
 use crate::event::{Event, Posting};
 use crate::values::{HoldOutcome, TransactionId};
-
-/// What a pending transaction reserves, until it is settled.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Hold {
-    pub postings: Vec<Posting>,
-    pub expires_at: Option<DateTime<Utc>>,
-    /// A pending trade is posted whole or voided: a part of it would break quantity × price.
-    pub trade: bool,
-}
 
 /// What an event does to the holds, worked out before anything changes.
 pub(super) enum HoldChange {

@@ -2,27 +2,9 @@
 //! recorded with what it replaced, so that a batch abandoned half way leaves the state exactly as
 //! it was before its first event.
 
-use super::holds::Hold;
-use super::state::{Account, LedgerState};
-use super::storage::Slot;
-use crate::values::{AccountId, AssetCode, TransactionId};
-
-/// One change the journal can take back.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(super) enum Undo {
-    AssetDefined(AssetCode),
-    /// An account opened (the last one the state holds when its turn comes to be taken back).
-    AccountOpened(AccountId),
-    /// The account at a position as it was before a change.
-    Account(Slot, Account),
-    /// A hold as it was; `None` when it did not exist.
-    Hold(TransactionId, Option<Hold>),
-    /// A settlement recorded (to be forgotten on rollback).
-    Settled(TransactionId),
-    /// A reversal of this transaction recorded.
-    Reversed(TransactionId),
-    Head(i64),
-}
+use super::records::{Hold, Undo};
+use super::state::LedgerState;
+use crate::values::TransactionId;
 
 impl LedgerState {
     pub(super) fn record(&mut self, undo: Undo) {
@@ -94,6 +76,8 @@ mod tests {
     use crate::command::{
         Command, DefineAsset, OpenAccount, PostTransaction, PostingInstruction, TransactionKind,
     };
+    use crate::ledger::storage::Account;
+    use crate::values::{AccountId, AssetCode};
     use crate::values::{Metadata, Scale};
 
     fn run(state: &mut LedgerState, command: Command) {

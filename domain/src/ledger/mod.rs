@@ -15,6 +15,7 @@ mod apply;
 mod decide;
 mod holds;
 mod journal;
+mod records;
 mod restore;
 mod reversals;
 mod state;
@@ -23,6 +24,6 @@ mod storage;
 
 pub use crate::values::HoldOutcome;
 pub use decide::PRICE_SCALE_MAX;
-pub use holds::Hold;
-pub use state::{Account, AccountView, LedgerState, Leg, Limits};
-pub use steps::Figures;
+pub use records::Hold;
+pub use state::{AccountView, LedgerState, Leg};
+pub use storage::{Account, Figures, Limits};

@@ -2,10 +2,10 @@
 //! log. Each restore refuses what would make the state inconsistent; the caller proves the whole
 //! with `check_conservation` and `check_holds` once everything is restored.
 
-use super::holds::Hold;
-use super::state::{Account, LedgerState, Limits};
-use super::steps::Figures;
+use super::records::Hold;
+use super::state::LedgerState;
 use super::storage::Balances;
+use super::storage::{Account, Figures, Limits};
 use crate::error::ApplyError;
 use crate::event::{AssetDefined, Event};
 use crate::values::{

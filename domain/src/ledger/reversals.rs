@@ -1,7 +1,7 @@
 //! Reversals: a transaction that takes back every posting of an earlier one, swapped, linked both
 //! ways. A transaction is reversed once, and a reversal is not reversed.
 
-use super::journal::Undo;
+use super::records::Undo;
 use super::state::LedgerState;
 use crate::error::ApplyError;
 use crate::event::{Event, TransactionPosted};

@@ -7,77 +7,11 @@ use std::ops::Deref;
 
 use chrono::{DateTime, Utc};
 
-use super::holds::Hold;
-use super::journal::Undo;
-use super::steps::Figures;
-use super::storage::{Accounts, AssetIndex, Assets, Balances, Slot};
+use super::records::{Hold, Undo};
+use super::storage::{Account, Accounts, Assets, Figures, Limits, Slot};
 use crate::error::ApplyError;
 use crate::money;
-use crate::values::{
-    AccountCode, AccountId, AccountStatus, AssetCode, HoldOutcome, Scale, TransactionId,
-};
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Account {
-    pub id: AccountId,
-    pub code: AccountCode,
-    pub allow_negative: bool,
-    pub status: AccountStatus,
-    /// The position of the last event that changed the account (opened it, moved one of its
-    /// balances, changed its status or limits): what `expected_version` compares with.
-    pub version: i64,
-    /// Figures in smallest units, per asset (by the state's number of the asset).
-    pub(super) balances: Balances,
-    /// Bounds set explicitly, per asset; other assets have the default ones.
-    pub(super) limits: Vec<(AssetIndex, Limits)>,
-}
-
-/// An account's bounds in one asset, in smallest units; `None` is unbounded.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Limits {
-    pub min_units: Option<i128>,
-    pub max_units: Option<i128>,
-}
-
-impl Account {
-    /// The bounds in `asset`: those set for it, or else the default ones.
-    pub(super) fn limits_in(&self, asset: AssetIndex) -> Limits {
-        self.explicit_limits_in(asset)
-            .unwrap_or_else(|| self.default_limits())
-    }
-
-    /// The bounds in an asset with none set: a minimum of zero (unbounded when the account was
-    /// opened with `allow_negative`) and no maximum.
-    fn default_limits(&self) -> Limits {
-        Limits {
-            min_units: if self.allow_negative { None } else { Some(0) },
-            max_units: None,
-        }
-    }
-
-    pub(super) fn explicit_limits_in(&self, asset: AssetIndex) -> Option<Limits> {
-        self.limits
-            .iter()
-            .find(|(a, _)| *a == asset)
-            .map(|(_, limits)| *limits)
-    }
-
-    pub(super) fn set_limits(&mut self, asset: AssetIndex, limits: Limits) {
-        match self.limits.iter().position(|(a, _)| *a == asset) {
-            Some(i) => self.limits[i].1 = limits,
-            None => self.limits.push((asset, limits)),
-        }
-    }
-
-    pub(super) fn figures_in(&self, asset: AssetIndex) -> Figures {
-        self.balances.get(asset)
-    }
-
-    /// Zero figures are not kept, so that equal states are equal however they were reached.
-    pub(super) fn set_figures(&mut self, asset: AssetIndex, figures: Figures) {
-        self.balances.set(asset, figures);
-    }
-}
+use crate::values::{AccountCode, AccountId, AssetCode, HoldOutcome, Scale, TransactionId};
 
 /// An account as the state shows it: the account (its fields through `Deref`) with its figures
 /// and limits by asset code, which only the state can tell from its numbers of the assets.

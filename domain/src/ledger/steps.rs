@@ -3,52 +3,12 @@
 //! runs the steps on a scratch copy and checks statuses and bounds; applying runs them for real.
 //! Both derive the steps from the event in the same way, so what was checked is what is applied.
 
-use super::state::{Account, LedgerState};
-use super::storage::{AssetIndex, Slot};
+use super::state::LedgerState;
+use super::storage::{Account, AssetIndex, Figures, Slot};
 use crate::error::{ApplyError, Rejection};
 use crate::event::{Event, Posting};
 use crate::money;
 use crate::values::{AccountId, AccountStatus, AssetCode, Scale};
-
-/// An account's figures in one asset, in smallest units.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Figures {
-    pub posted: i128,
-    /// Reserved by pending transactions that debit the account.
-    pub pending_debits: i128,
-    /// Reserved by pending transactions that credit the account.
-    pub pending_credits: i128,
-}
-
-impl Figures {
-    /// Posted less pending debits: what the account may still spend, and what `min_balance`
-    /// bounds.
-    pub fn available(&self) -> i128 {
-        self.posted - self.pending_debits
-    }
-
-    /// Posted plus pending credits: the balance if every pending credit were posted, and what
-    /// `max_balance` bounds.
-    pub fn ceiling(&self) -> i128 {
-        self.posted + self.pending_credits
-    }
-
-    pub fn is_zero(&self) -> bool {
-        *self == Self::default()
-    }
-
-    /// `self + delta`, within the balance type, with reservations never below zero.
-    fn plus(&self, delta: &Figures) -> Option<Figures> {
-        let pending_debits = money::checked_add(self.pending_debits, delta.pending_debits)?;
-        let pending_credits = money::checked_add(self.pending_credits, delta.pending_credits)?;
-        (pending_debits >= 0 && pending_credits >= 0).then_some(())?;
-        Some(Figures {
-            posted: money::checked_add(self.posted, delta.posted)?,
-            pending_debits,
-            pending_credits,
-        })
-    }
-}
 
 /// What a posting does to its two accounts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

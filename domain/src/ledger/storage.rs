@@ -9,10 +9,111 @@ use std::hash::{BuildHasher, Hash, RandomState};
 
 use hashbrown::HashTable;
 
-use super::state::Account;
-use super::steps::Figures;
 use crate::error::ApplyError;
-use crate::values::{AccountCode, AccountId, AssetCode, Scale};
+use crate::money;
+use crate::values::{AccountCode, AccountId, AccountStatus, AssetCode, Scale};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Account {
+    pub id: AccountId,
+    pub code: AccountCode,
+    pub allow_negative: bool,
+    pub status: AccountStatus,
+    /// The position of the last event that changed the account (opened it, moved one of its
+    /// balances, changed its status or limits): what `expected_version` compares with.
+    pub version: i64,
+    /// Figures in smallest units, per asset (by the state's number of the asset).
+    pub(super) balances: Balances,
+    /// Bounds set explicitly, per asset; other assets have the default ones.
+    pub(super) limits: Vec<(AssetIndex, Limits)>,
+}
+
+/// An account's bounds in one asset, in smallest units; `None` is unbounded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    pub min_units: Option<i128>,
+    pub max_units: Option<i128>,
+}
+
+impl Account {
+    /// The bounds in `asset`: those set for it, or else the default ones.
+    pub(super) fn limits_in(&self, asset: AssetIndex) -> Limits {
+        self.explicit_limits_in(asset)
+            .unwrap_or_else(|| self.default_limits())
+    }
+
+    /// The bounds in an asset with none set: a minimum of zero (unbounded when the account was
+    /// opened with `allow_negative`) and no maximum.
+    pub(super) fn default_limits(&self) -> Limits {
+        Limits {
+            min_units: if self.allow_negative { None } else { Some(0) },
+            max_units: None,
+        }
+    }
+
+    pub(super) fn explicit_limits_in(&self, asset: AssetIndex) -> Option<Limits> {
+        self.limits
+            .iter()
+            .find(|(a, _)| *a == asset)
+            .map(|(_, limits)| *limits)
+    }
+
+    pub(super) fn set_limits(&mut self, asset: AssetIndex, limits: Limits) {
+        match self.limits.iter().position(|(a, _)| *a == asset) {
+            Some(i) => self.limits[i].1 = limits,
+            None => self.limits.push((asset, limits)),
+        }
+    }
+
+    pub(super) fn figures_in(&self, asset: AssetIndex) -> Figures {
+        self.balances.get(asset)
+    }
+
+    /// Zero figures are not kept, so that equal states are equal however they were reached.
+    pub(super) fn set_figures(&mut self, asset: AssetIndex, figures: Figures) {
+        self.balances.set(asset, figures);
+    }
+}
+
+/// An account's figures in one asset, in smallest units.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Figures {
+    pub posted: i128,
+    /// Reserved by pending transactions that debit the account.
+    pub pending_debits: i128,
+    /// Reserved by pending transactions that credit the account.
+    pub pending_credits: i128,
+}
+
+impl Figures {
+    /// Posted less pending debits: what the account may still spend, and what `min_balance`
+    /// bounds.
+    pub fn available(&self) -> i128 {
+        self.posted - self.pending_debits
+    }
+
+    /// Posted plus pending credits: the balance if every pending credit were posted, and what
+    /// `max_balance` bounds.
+    pub fn ceiling(&self) -> i128 {
+        self.posted + self.pending_credits
+    }
+
+    pub fn is_zero(&self) -> bool {
+        *self == Self::default()
+    }
+
+    /// `self + delta`, within the balance type, with reservations never below zero.
+    pub(super) fn plus(&self, delta: &Figures) -> Option<Figures> {
+        let pending_debits = money::checked_add(self.pending_debits, delta.pending_debits)?;
+        let pending_credits = money::checked_add(self.pending_credits, delta.pending_credits)?;
+        (pending_debits >= 0 && pending_credits >= 0).then_some(())?;
+        Some(Figures {
+            posted: money::checked_add(self.posted, delta.posted)?,
+            pending_debits,
+            pending_credits,
+        })
+    }
+}
 
 /// A defined asset's number: assets are numbered from zero in the order they were defined.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
