@@ -27,29 +27,15 @@ pub enum StepOutcome {
     Refused(domain::Rejection),
 }
 
-/// The stored answer to the command under `key` in the book the pool's sessions work on (read
-/// on the primary: the record is written in the writer's own commit); `None` when there is none
-/// yet. A node that is not a ledger's writer learns from it what the writer did with a step.
+/// The stored answer to the step under `key` in the book the pool's sessions work on (read on
+/// the primary); `None` when the ledger's writer has not taken it yet. A node that is not a
+/// ledger's writer learns from it what the writer did with a step.
 pub async fn step_outcome(book: &PgPool, key: &str) -> Result<Option<StepOutcome>> {
-    let row: Option<(Option<i64>, Option<String>)> =
-        sqlx::query_as("SELECT position, rejection::text FROM idempotency_keys WHERE key = $1")
-            .bind(key)
-            .fetch_optional(book)
-            .await?;
-    Ok(match row {
-        None => None,
-        Some((Some(_), _)) => Some(StepOutcome::Applied),
-        Some((None, Some(rejection))) => Some(StepOutcome::Refused(
-            serde_json::from_str(&rejection).map_err(|e| {
-                crate::Error::Corrupt(format!("the refusal stored under {key}: {e}"))
-            })?,
-        )),
-        Some((None, None)) => {
-            return Err(crate::Error::Corrupt(format!(
-                "the idempotency record {key} holds neither a position nor a refusal"
-            )))
-        }
-    })
+    use crate::writer::idempotency::{stored_outcome, StoredOutcome};
+    Ok(stored_outcome(book, key).await?.map(|stored| match stored {
+        StoredOutcome::Accepted { .. } => StepOutcome::Applied,
+        StoredOutcome::Refused(rejection) => StepOutcome::Refused(rejection),
+    }))
 }
 
 /// Transfers listed per page at most.

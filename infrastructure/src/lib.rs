@@ -15,6 +15,7 @@ pub mod event_store;
 pub mod import;
 pub mod ledger_transfers;
 pub mod ledgers;
+#[cfg(any(test, feature = "local-postgres"))]
 pub mod local_postgres;
 pub mod metrics;
 pub mod projections;
@@ -22,6 +23,7 @@ pub mod reads;
 pub mod relays;
 pub mod replay;
 pub mod secrets;
+#[cfg(any(test, feature = "testing"))]
 pub mod testing;
 pub mod webhooks;
 pub mod writer;

@@ -5,7 +5,8 @@
 //!   writer's decisions (restored from them at start-up) and its strictest reads need them at the
 //!   log's head: assets, accounts and their changes, balances, holds, reversals. (Idempotency
 //!   records are written in the same transaction too, but they record commands, refusals
-//!   included, not events: `idempotency` is not a projection of the log.)
+//!   included, not events: they are the writer's own (`writer::idempotency`), not a projection of the
+//!   log.)
 //! - **asynchronous**: built after the commit by the projector (`projector`), which follows the
 //!   log and keeps one checkpoint per projection, in the same transaction as the rows it writes:
 //!   the postings history, the transactions index and the roll-ups by code prefix. They cost the
@@ -19,8 +20,6 @@ pub mod assets;
 pub mod balances;
 pub mod checkpoints;
 pub mod holds;
-pub mod idempotency;
-pub(crate) mod key_filter;
 pub mod postings;
 pub mod projector;
 pub mod reversals;

@@ -8,7 +8,7 @@ use domain::chain::Hash;
 use domain::clock::Clock;
 use domain::LedgerState;
 
-use crate::projections::key_filter::KeyFilter;
+use super::key_filter::KeyFilter;
 
 pub(crate) struct Decider {
     pub state: LedgerState,

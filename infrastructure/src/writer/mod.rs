@@ -13,6 +13,8 @@
 mod batch;
 mod decider;
 pub mod expiry;
+pub(crate) mod idempotency;
+mod key_filter;
 
 pub mod lease;
 mod protocol;

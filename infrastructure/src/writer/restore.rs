@@ -5,7 +5,8 @@ use chrono::DateTime;
 use sqlx::PgConnection;
 
 use super::decider::Decider;
-use crate::projections::{accounts, assets, balances, holds, idempotency, reversals};
+use super::idempotency;
+use crate::projections::{accounts, assets, balances, holds, reversals};
 use crate::{event_store, Error, Result};
 
 pub(crate) async fn restore(conn: &mut PgConnection) -> Result<Decider> {

@@ -12,7 +12,7 @@ use sqlx::PgConnection;
 use super::protocol::CommittedEvent;
 use crate::columns::{insert_ctes, Table, TableRows};
 use crate::event_store::{EventMetadata, EventRows, EVENTS};
-use crate::projections::idempotency::{self, IDEMPOTENCY_KEYS};
+use super::idempotency::{self, IDEMPOTENCY_KEYS};
 use crate::projections::{Applied, ProjectionRows};
 use crate::Result;
 

@@ -109,3 +109,30 @@ pub(crate) async fn restore(conn: &mut PgConnection) -> Result<KeyFilter> {
     }
     Ok(keys)
 }
+
+/// What the writer answered to the command under a key, as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoredOutcome {
+    Accepted { position: i64 },
+    Refused(Rejection),
+}
+
+/// The stored answer to the command under `key` in the book the pool's sessions work on; `None`
+/// when there is none. Read it on the primary: the record is written in the writer's own commit.
+pub async fn stored_outcome(pool: &sqlx::PgPool, key: &str) -> Result<Option<StoredOutcome>> {
+    let row: Option<(Option<i64>, Option<String>)> =
+        sqlx::query_as("SELECT position, rejection::text FROM idempotency_keys WHERE key = $1")
+            .bind(key)
+            .fetch_optional(pool)
+            .await?;
+    match row {
+        None => Ok(None),
+        Some((Some(position), _)) => Ok(Some(StoredOutcome::Accepted { position })),
+        Some((None, Some(rejection))) => serde_json::from_str(&rejection)
+            .map(|r| Some(StoredOutcome::Refused(r)))
+            .map_err(|e| crate::Error::Corrupt(format!("the refusal stored under {key}: {e}"))),
+        Some((None, None)) => Err(crate::Error::Corrupt(format!(
+            "the idempotency record {key} holds neither a position nor a refusal"
+        ))),
+    }
+}
