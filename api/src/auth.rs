@@ -63,6 +63,17 @@ impl Caller {
         }
     }
 
+    /// The names of the ledgers the caller is limited to; `None`: every ledger.
+    pub fn ledger_names(&self) -> Option<Vec<String>> {
+        match self {
+            Self::Key(key) => key
+                .ledgers
+                .as_ref()
+                .map(|l| l.iter().map(|n| n.as_str().to_owned()).collect()),
+            Self::Anyone | Self::Nobody => None,
+        }
+    }
+
     /// Whether the caller may use every ledger, and so manage what is the deployment's (keys,
     /// webhooks, ledgers).
     pub fn is_unlimited(&self) -> bool {

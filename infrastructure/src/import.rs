@@ -16,9 +16,9 @@ use uuid::Uuid;
 use crate::columns::{insert_ctes, TableRows};
 use crate::event_store::verify::verify_chain_on;
 use crate::event_store::{format_recorded_at, EventRows, Link, StoredEvent, EVENTS};
-use crate::writer::idempotency::{self, decode_hex, IMPORTED_KEYS};
 use crate::projections::{self as projections, checkpoints};
 use crate::replay::Rebuild;
+use crate::writer::idempotency::{self, decode_hex, IMPORTED_KEYS};
 use crate::writer_lock::{lock_writer, unlock_writer};
 use crate::{Error, Result};
 

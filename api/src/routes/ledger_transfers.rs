@@ -339,13 +339,7 @@ async fn list_transfers(
             ))
         })?),
     };
-    let only: Option<Vec<String>> = match &caller {
-        Caller::Key(key) => key
-            .ledgers
-            .as_ref()
-            .map(|l| l.iter().map(|n| n.as_str().to_owned()).collect()),
-        _ => None,
-    };
+    let only = caller.ledger_names();
     let page = store::list(
         state.books().registry(),
         wanted,
@@ -354,12 +348,6 @@ async fn list_transfers(
         only.as_deref(),
     )
     .await?;
-    let more = page.len() as i64 > limit;
-    let items = page
-        .into_iter()
-        .take(limit as usize)
-        .map(LedgerTransferView::try_from)
-        .collect::<Result<Vec<_>, _>>()?;
-    let next_after = more.then(|| items.last().map(|t| t.id)).flatten();
+    let (items, next_after) = super::keyed_page(page, limit, |t: &LedgerTransferView| t.id)?;
     Ok(axum::Json(LedgerTransferList { items, next_after }).into_response())
 }

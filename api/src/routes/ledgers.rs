@@ -158,13 +158,7 @@ async fn list_ledgers(
     Params(params): Params<ListParams>,
 ) -> Result<Response, ApiError> {
     let limit = state.page_size(params.limit)?;
-    let only: Option<Vec<String>> = match &caller {
-        Caller::Key(key) => key
-            .ledgers
-            .as_ref()
-            .map(|l| l.iter().map(|n| n.as_str().to_owned()).collect()),
-        _ => None,
-    };
+    let only = caller.ledger_names();
     let page = ledgers::list(
         state.books().registry(),
         params.after.as_deref(),
@@ -172,13 +166,7 @@ async fn list_ledgers(
         only.as_deref(),
     )
     .await?;
-    let more = page.len() as i64 > limit;
-    let items = page
-        .into_iter()
-        .take(limit as usize)
-        .map(LedgerView::try_from)
-        .collect::<Result<Vec<_>, _>>()?;
-    let next_after = more.then(|| items.last().map(|l| l.name.clone())).flatten();
+    let (items, next_after) = super::keyed_page(page, limit, |l: &LedgerView| l.name.clone())?;
     Ok(axum::Json(LedgerList { items, next_after }).into_response())
 }
 

@@ -260,6 +260,23 @@ fn problems_as_problem_json(doc: &mut utoipa::openapi::OpenApi) {
     }
 }
 
+/// A page of `limit` views of `rows`, which were asked for with `limit + 1` so that one more
+/// than the page says whether another follows; and the key of the last view when one does.
+pub(crate) fn keyed_page<R, V: TryFrom<R, Error = ApiError>, K>(
+    rows: Vec<R>,
+    limit: i64,
+    key: impl Fn(&V) -> K,
+) -> Result<(Vec<V>, Option<K>), ApiError> {
+    let more = rows.len() as i64 > limit;
+    let items = rows
+        .into_iter()
+        .take(limit as usize)
+        .map(V::try_from)
+        .collect::<Result<Vec<_>, _>>()?;
+    let next = more.then(|| items.last().map(&key)).flatten();
+    Ok((items, next))
+}
+
 /// Load shedding: at most `requests_in_flight_max` `/v1` requests are handled at once, so the
 /// latency of those admitted stays bounded; the rest are refused at once with 503 `overloaded`
 /// and `Retry-After`. Health checks and metrics are always answered.

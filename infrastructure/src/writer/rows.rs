@@ -9,10 +9,10 @@ use domain::chain::Hash;
 use domain::{LedgerState, Leg, Rejection};
 use sqlx::PgConnection;
 
+use super::idempotency::{self, IDEMPOTENCY_KEYS};
 use super::protocol::CommittedEvent;
 use crate::columns::{insert_ctes, Table, TableRows};
 use crate::event_store::{EventMetadata, EventRows, EVENTS};
-use super::idempotency::{self, IDEMPOTENCY_KEYS};
 use crate::projections::{Applied, ProjectionRows};
 use crate::Result;
 
