@@ -606,80 +606,72 @@ async fn keys(database: DatabaseArgs, action: KeysAction) -> infrastructure::Res
 }
 
 async fn ledgers(database: DatabaseArgs, action: LedgersAction) -> infrastructure::Result<bool> {
-    use infrastructure::ledgers::{self, CreateError, Ledger};
-    fn view(ledger: &Ledger) -> String {
-        // The metadata is canonical JSON text: written as it is.
-        format!(
-            r#"{{"name":"{}","metadata":{},"created_at":"{}"}}"#,
-            ledger.name,
-            ledger.metadata,
-            ledger
-                .created_at
-                .to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
-        )
-    }
     let database = database.open().await?;
     let result = match action {
-        LedgersAction::List => {
-            let mut after: Option<String> = None;
-            loop {
-                let page =
-                    ledgers::list(&database.pool, after.as_deref(), ledgers::PAGE_MAX, None).await;
-                let page = match page {
-                    Ok(page) => page,
-                    Err(e) => {
-                        database.close().await?;
-                        return Err(e);
-                    }
-                };
-                let Some(last) = page.last() else { break };
-                after = Some(last.name.to_string());
-                for ledger in &page {
-                    println!("{}", view(ledger));
-                }
-            }
-            Ok(true)
-        }
+        LedgersAction::List => list_ledgers(&database.pool).await,
         LedgersAction::Create { name, metadata } => {
-            let created = match domain::Metadata::parse(&metadata) {
-                Ok(metadata) => {
-                    // The same name and metadata make the same key: running the command again
-                    // finds the ledger it created.
-                    let key = format!("cli:{name}:{}", metadata.as_json());
-                    ledgers::create(
-                        &database.pool,
-                        &name,
-                        metadata.as_json(),
-                        &key,
-                        key.as_bytes(),
-                    )
-                    .await
-                }
-                Err(e) => {
-                    eprintln!("--metadata: {e}");
-                    database.close().await?;
-                    return Ok(false);
-                }
-            };
-            match created {
-                Ok(created) => {
-                    println!("{}", view(&created.ledger));
-                    Ok(true)
-                }
-                Err(CreateError::Exists(name)) => {
-                    eprintln!("a ledger named {name} already exists");
-                    Ok(false)
-                }
-                Err(CreateError::KeyReused) => {
-                    eprintln!("a ledger named {name} already exists");
-                    Ok(false)
-                }
-                Err(CreateError::Store(e)) => Err(e),
-            }
+            create_ledger(&database.pool, &name, &metadata).await
         }
     };
     database.close().await?;
     result
+}
+
+/// A ledger as the CLI prints it: one JSON line (the metadata is canonical JSON text, written as
+/// it is).
+fn ledger_line(ledger: &infrastructure::ledgers::Ledger) -> String {
+    format!(
+        r#"{{"name":"{}","metadata":{},"created_at":"{}"}}"#,
+        ledger.name,
+        ledger.metadata,
+        ledger
+            .created_at
+            .to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
+    )
+}
+
+async fn list_ledgers(registry: &infrastructure::db::PgPool) -> infrastructure::Result<bool> {
+    use infrastructure::ledgers;
+    let mut after: Option<String> = None;
+    loop {
+        let page = ledgers::list(registry, after.as_deref(), ledgers::PAGE_MAX, None).await?;
+        let Some(last) = page.last() else {
+            return Ok(true);
+        };
+        after = Some(last.name.to_string());
+        for ledger in &page {
+            println!("{}", ledger_line(ledger));
+        }
+    }
+}
+
+async fn create_ledger(
+    registry: &infrastructure::db::PgPool,
+    name: &domain::LedgerName,
+    metadata: &str,
+) -> infrastructure::Result<bool> {
+    use infrastructure::ledgers::{self, CreateError};
+    let metadata = match domain::Metadata::parse(metadata) {
+        Ok(metadata) => metadata,
+        Err(e) => {
+            eprintln!("--metadata: {e}");
+            return Ok(false);
+        }
+    };
+    // The same name and metadata make the same key: running the command again finds the ledger
+    // it created.
+    let key = format!("cli:{name}:{}", metadata.as_json());
+    match ledgers::create(registry, name, metadata.as_json(), &key, key.as_bytes()).await {
+        Ok(created) => {
+            println!("{}", ledger_line(&created.ledger));
+            Ok(true)
+        }
+        Err(CreateError::Exists(_) | CreateError::KeyReused) => {
+            eprintln!("a ledger named {name} already exists");
+            Ok(false)
+        }
+        Err(CreateError::Store(e)) => Err(e),
+    }
 }
 
 /// Ctrl-C or SIGTERM.

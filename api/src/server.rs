@@ -77,29 +77,7 @@ impl Server {
         let signer = infrastructure::audit::Signer::load_or_create(&pool).await?;
         let cursors = Cursors::new(&infrastructure::secrets::cursor_key(&pool).await?)
             .map_err(|e| infrastructure::Error::Corrupt(format!("cursor key: {e}")))?;
-        let replica = match &config.read_database_url {
-            Some(url) => {
-                info!("reads are served from --read-database-url");
-                Some(db::connect_options(url)?)
-            }
-            None => None,
-        };
-        let factory = BookFactory {
-            primary: options.clone(),
-            replica,
-            pool: config.pool(),
-            writer: config.writer(own_url.clone()),
-            own_url,
-            forward_timeout: config.forward_timeout(),
-            min_position_wait: config.limits().min_position_wait,
-        };
-        let books = Books::start(
-            factory,
-            pool.clone(),
-            config.ledger_idle_stop(),
-            config.ledger_books_open_max as usize,
-        )
-        .await?;
+        let books = start_books(config, &options, &pool, own_url).await?;
         // Transfers between ledgers that a crash left open are finished by the nodes that write
         // their ledgers.
         let recovery = tokio::spawn(crate::ledger_transfers::recover(books.clone()));
@@ -197,6 +175,38 @@ impl Server {
         info!("ledger stopped");
         Ok(())
     }
+}
+
+/// The books of this node: ledger `default`'s started, the others opened on their first request.
+async fn start_books(
+    config: &ServeConfig,
+    options: &db::PgConnectOptions,
+    pool: &db::PgPool,
+    own_url: String,
+) -> infrastructure::Result<Books> {
+    let replica = match &config.read_database_url {
+        Some(url) => {
+            info!("reads are served from --read-database-url");
+            Some(db::connect_options(url)?)
+        }
+        None => None,
+    };
+    let factory = BookFactory {
+        primary: options.clone(),
+        replica,
+        pool: config.pool(),
+        writer: config.writer(own_url.clone()),
+        own_url,
+        forward_timeout: config.forward_timeout(),
+        min_position_wait: config.limits().min_position_wait,
+    };
+    Books::start(
+        factory,
+        pool.clone(),
+        config.ledger_idle_stop(),
+        config.ledger_books_open_max as usize,
+    )
+    .await
 }
 
 /// The webhook deliverer, woken by this process's commits; or, with `--no-webhook-delivery`, a

@@ -162,31 +162,13 @@ async fn create_transfer(
         ));
     }
     let books = state.books();
-    let source = books.get(&request.source_ledger).await?;
-    let destination = books.get(&request.destination_ledger).await?;
-    let asset = request.asset.as_str();
-    let scales = (
-        source.reads().asset_scale(asset).await?,
-        destination.reads().asset_scale(asset).await?,
-    );
-    match scales {
-        (Some(a), Some(b)) if a == b => {}
-        (a, b) => {
-            return Err(ApiError::Validation(format!(
-                "asset {asset} must be defined with the same scale in both ledgers: {} has {}, {} has {}",
-                request.source_ledger,
-                a.map_or("none".to_owned(), |s| format!("scale {s}")),
-                request.destination_ledger,
-                b.map_or("none".to_owned(), |s| format!("scale {s}")),
-            )))
-        }
-    }
+    same_asset_in_both(books, &request).await?;
     let recorded = Request {
         source_ledger: request.source_ledger.to_string(),
         source: request.source.to_string(),
         destination_ledger: request.destination_ledger.to_string(),
         destination: request.destination.to_string(),
-        asset: asset.to_owned(),
+        asset: request.asset.to_string(),
         amount: request.amount.to_string(),
         metadata: request.metadata.as_json().to_owned(),
     };
@@ -222,6 +204,31 @@ async fn create_transfer(
         Err(_) => current(registry, id).await?,
     };
     answer(transfer, replayed)
+}
+
+/// The asset must be defined with the same scale in both ledgers: 422 otherwise, before
+/// anything is recorded.
+async fn same_asset_in_both(
+    books: &crate::books::Books,
+    request: &LedgerTransferRequest,
+) -> Result<(), ApiError> {
+    let source = books.get(&request.source_ledger).await?;
+    let destination = books.get(&request.destination_ledger).await?;
+    let asset = request.asset.as_str();
+    let scales = (
+        source.reads().asset_scale(asset).await?,
+        destination.reads().asset_scale(asset).await?,
+    );
+    match scales {
+        (Some(a), Some(b)) if a == b => Ok(()),
+        (a, b) => Err(ApiError::Validation(format!(
+            "asset {asset} must be defined with the same scale in both ledgers: {} has {}, {} has {}",
+            request.source_ledger,
+            a.map_or("none".to_owned(), |s| format!("scale {s}")),
+            request.destination_ledger,
+            b.map_or("none".to_owned(), |s| format!("scale {s}")),
+        ))),
+    }
 }
 
 async fn current(
