@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # What idle ledgers cost: `ledger serve` on a throwaway PostgreSQL; N ledgers are created and each
 # is used once (an asset defined, an account opened: its writer, projectors and pools start), then
-# left alone until every book has stopped (--ledger-idle-stop-ms). Prints, before, at the peak and
-# after, the server's resident size, its runtime's live tasks and its PostgreSQL sessions.
+# left alone until every book has stopped (--ledger-idle-stop-ms); then each is used once more and
+# left alone again. Prints, before, at the peak and after each round, the server's resident size,
+# its runtime's live tasks and its PostgreSQL sessions.
 #
 #   bench/idle_ledgers.sh          # 1,000 ledgers
 #   bench/idle_ledgers.sh 100
@@ -77,6 +78,14 @@ deadline = time.time() + 300
 while metric("ledger_books_open") > 0 and time.time() < deadline:
     time.sleep(1)
 rows.append((f"{count:,} ledgers, all idle", reading()))
+# Every ledger used once more: memory that is only the allocator's high-water mark is reused,
+# and does not grow again; memory kept per ledger would.
+for i in range(count):
+    call("POST", f"/v1/ledgers/l{i}/accounts", {"code": "b:cash"}, "open-b")
+deadline = time.time() + 300
+while metric("ledger_books_open") > 0 and time.time() < deadline:
+    time.sleep(1)
+rows.append(("all used once more, then idle again", reading()))
 print(f"| {count:,} ledgers | resident MiB | runtime tasks | books open | PostgreSQL sessions | threads |")
 print("| --- | ---: | ---: | ---: | ---: | ---: |")
 for label, r in rows:
