@@ -12,6 +12,7 @@ mod columns;
 pub mod db;
 pub mod error;
 pub mod event_store;
+pub mod follower;
 pub mod import;
 pub mod ledger_transfers;
 pub mod ledgers;

@@ -17,17 +17,14 @@ use domain::{Event, Leg};
 use sqlx::postgres::PgConnectOptions;
 use sqlx::{Connection, PgConnection};
 use tokio::sync::watch;
-use tracing::{info, warn};
+use tracing::info;
 
 use super::postings::Legs;
 use super::{checkpoints, Applied, Projection, ProjectionRows};
 use crate::event_store::{self, StoredEvent};
+use crate::follower::{self, LockClass, LockObject};
 use crate::metrics::{Histogram, LATENCY_BOUNDS_US, LATENCY_LABELS_S};
-use crate::{Error, Result};
-
-/// The projector's advisory lock, `(PROJECTOR_LOCK_CLASS, 0)`: a key space apart from the
-/// writer's one-number key.
-const PROJECTOR_LOCK_CLASS: i32 = 0x1ed9;
+use crate::Result;
 
 #[derive(Debug, Clone)]
 pub struct ProjectorConfig {
@@ -180,24 +177,12 @@ impl Projectors {
 
 /// Takes the projector's lock of the session's ledger on `conn`, if no other session holds it.
 pub(crate) async fn try_lock(conn: &mut PgConnection) -> Result<bool> {
-    let locked: Option<bool> =
-        sqlx::query_scalar("SELECT pg_try_advisory_lock($1, public.ledger_lock_object())")
-            .bind(PROJECTOR_LOCK_CLASS)
-            .fetch_one(conn)
-            .await?;
-    locked.ok_or_else(|| {
-        crate::Error::Corrupt("the session's search path names no ledger's book".into())
-    })
+    follower::try_lock(conn, LockClass::Projector, LockObject::Ledger).await
 }
 
-/// Releases it before the session closes: the server ends a closed session's backend only a
-/// moment later, and until then the lock would still look held (to a replay run next).
+/// Releases it before the session closes (see `follower::unlock`).
 pub(crate) async fn unlock(conn: &mut PgConnection) -> Result<()> {
-    sqlx::query("SELECT pg_advisory_unlock($1, public.ledger_lock_object())")
-        .bind(PROJECTOR_LOCK_CLASS)
-        .execute(conn)
-        .await?;
-    Ok(())
+    follower::unlock(conn, LockClass::Projector, LockObject::Ledger).await
 }
 
 /// Applies the rest of the log to `projections` on a session that holds the projector's lock
@@ -280,12 +265,7 @@ async fn apply_page(
     let Some(last) = stored.last().map(|e| e.position) else {
         return Ok(0);
     };
-    // The log is gap-free: a page that does not continue the checkpoint is not this log.
-    if stored[0].position != checkpoint + 1 || last != checkpoint + stored.len() as i64 {
-        return Err(Error::Corrupt(format!(
-            "the events after {checkpoint} are not consecutive"
-        )));
-    }
+    follower::check_consecutive(checkpoint, &stored)?;
     let events = stored
         .iter()
         .map(StoredEvent::decode)
@@ -359,42 +339,50 @@ struct Projector {
     stopped: watch::Receiver<bool>,
 }
 
+impl follower::Follow for Projector {
+    const WHAT: &'static str = "projector";
+
+    /// A session's worth of following; then the followers forget what they read, to read it
+    /// again from their checkpoints.
+    async fn follow(&mut self) -> Result<()> {
+        let result = self.follow_session().await;
+        for follower in &mut self.followers {
+            follower.forget();
+        }
+        result
+    }
+}
+
 impl Projector {
     async fn run(mut self) {
-        while !*self.stopped.borrow() {
-            if let Err(e) = self.follow().await {
-                warn!(error = %e, "projector stopped; resuming from the checkpoints");
-            }
-            for follower in &mut self.followers {
-                follower.forget();
-            }
-            let mut stopped = self.stopped.clone();
-            tokio::select! {
-                _ = tokio::time::sleep(self.config.retry_interval) => {}
-                _ = stopped.wait_for(|s| *s) => {}
-            }
-        }
+        let (stopped, retry) = (self.stopped.clone(), self.config.retry_interval);
+        follower::supervise(&mut self, stopped, retry).await;
     }
 
     /// Connects, takes the projector's lock, and applies pages of the log until an error. `Ok`
     /// when another process holds the lock, or when this one stops.
-    async fn follow(&mut self) -> Result<()> {
-        let options = crate::db::role_options(&self.connect, "ledger-projector");
-        let mut conn = PgConnection::connect_with(&options).await?;
-        if !try_lock(&mut conn).await? {
-            let _ = conn.close().await;
+    async fn follow_session(&mut self) -> Result<()> {
+        let session = follower::Session::take(
+            &self.connect,
+            "ledger-projector",
+            LockClass::Projector,
+            LockObject::Ledger,
+        )
+        .await?;
+        let Some(mut session) = session else {
             return Ok(());
-        }
+        };
+        let conn = &mut session.conn;
         // The projections are derived data and their checkpoints move with their rows: a commit
         // lost in a crash is a page applied again from the checkpoint that survived, never a
         // page half applied. So their commits need not wait for the WAL to be flushed (or for a
         // synchronous standby), which would compete with the writer's.
         sqlx::query("SET synchronous_commit = off")
-            .execute(&mut conn)
+            .execute(&mut *conn)
             .await?;
         for follower in &mut self.followers {
             let name = follower.projection.name;
-            follower.checkpoint = checkpoints::open(&mut conn, name).await?;
+            follower.checkpoint = checkpoints::open(&mut *conn, name).await?;
             follower
                 .metrics
                 .checkpoint
@@ -408,7 +396,7 @@ impl Projector {
         while !*self.stopped.borrow() {
             let started = tokio::time::Instant::now();
             let page_max = self.config.page_events_max;
-            let applied = apply_pages(&mut conn, &mut self.followers, page_max).await?;
+            let applied = apply_pages(&mut *conn, &mut self.followers, page_max).await?;
             self.note_head();
             if applied == 0 {
                 self.wait_for_events().await;
@@ -416,8 +404,7 @@ impl Projector {
                 self.pace(started).await;
             }
         }
-        unlock(&mut conn).await?;
-        let _ = conn.close().await;
+        session.release().await;
         Ok(())
     }
 
@@ -446,27 +433,7 @@ impl Projector {
     /// Waits until the writer of this process commits, for the poll interval, or until the
     /// process stops.
     async fn wait_for_events(&mut self) {
-        let poll = tokio::time::sleep(self.config.idle_poll_interval);
-        let mut stopped = self.stopped.clone();
-        let stop = stopped.wait_for(|s| *s);
-        match &mut self.commits {
-            Some(commits) => {
-                tokio::select! {
-                    changed = commits.changed() => {
-                        if changed.is_err() {
-                            self.commits = None;
-                        }
-                    }
-                    _ = poll => {}
-                    _ = stop => {}
-                }
-            }
-            None => {
-                tokio::select! {
-                    _ = poll => {}
-                    _ = stop => {}
-                }
-            }
-        }
+        let poll = self.config.idle_poll_interval;
+        follower::wait_for_events(&mut self.commits, &self.stopped, poll).await;
     }
 }
