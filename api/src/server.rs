@@ -15,7 +15,6 @@ use infrastructure::db;
 use infrastructure::local_postgres::LocalPostgres;
 use infrastructure::relays::{Relay, RelayConfig, RelayHandle};
 use infrastructure::webhooks::Webhooks;
-use infrastructure::Writer;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -95,11 +94,10 @@ impl Server {
                 ))
             })
             .collect::<infrastructure::Result<Vec<_>>>()?;
+        // Webhooks of every ledger, delivered from the deployment's tables in `public`.
         let default_options =
             infrastructure::ledgers::book_options(&options, books.default_book().ledger());
-        let writer = books.default_book().writer().clone();
-        let webhooks = start_webhooks(config, default_options, pool.clone(), &writer)?;
-        drop(writer);
+        let webhooks = start_webhooks(config, default_options, pool.clone(), books.commits())?;
         let state = AppState::new(
             books,
             webhooks,
@@ -215,7 +213,7 @@ fn start_webhooks(
     config: &ServeConfig,
     options: db::PgConnectOptions,
     pool: db::PgPool,
-    writer: &Writer,
+    commits: &infrastructure::ledgers::LocalCommits,
 ) -> infrastructure::Result<Webhooks> {
     if config.no_webhook_delivery {
         info!("webhook delivery is off (--no-webhook-delivery)");
@@ -224,7 +222,7 @@ fn start_webhooks(
     Webhooks::spawn(
         options,
         pool,
-        Some(writer.watch_committed()),
+        Some(commits.clone()),
         config.webhooks(),
         crate::render::event_json,
     )

@@ -292,10 +292,20 @@ pub async fn across_books(
     per_book: &str,
     param: &str,
 ) -> Result<Vec<(Ledger, sqlx::postgres::PgRow)>> {
+    across_some_books(registry, per_book, param, None).await
+}
+
+/// `across_books` on the books of the ledgers in `only` (all when `None`).
+pub async fn across_some_books(
+    registry: &PgPool,
+    per_book: &str,
+    param: &str,
+    only: Option<&[String]>,
+) -> Result<Vec<(Ledger, sqlx::postgres::PgRow)>> {
     let mut found = Vec::new();
     let mut after: Option<String> = None;
     loop {
-        let page = list(registry, after.as_deref(), BOOKS_PER_STATEMENT, None).await?;
+        let page = list(registry, after.as_deref(), BOOKS_PER_STATEMENT, only).await?;
         let Some(last) = page.last() else {
             return Ok(found);
         };
@@ -325,6 +335,21 @@ pub async fn across_books(
             found.push((ledger.clone(), row));
         }
     }
+}
+
+/// Each ledger's head (its last committed position, 0 while empty), of the ledgers in `only` (all
+/// when `None`), read through the registry's pool.
+pub async fn heads(registry: &PgPool, only: Option<&[String]>) -> Result<Vec<(Ledger, i64)>> {
+    let rows = across_some_books(
+        registry,
+        "SELECT position AS head, $1::text AS unused FROM {book}projection_head",
+        "",
+        only,
+    )
+    .await?;
+    rows.into_iter()
+        .map(|(ledger, row)| Ok((ledger, row.try_get("head")?)))
+        .collect()
 }
 
 /// Commits of the writers running in this process, by ledger: a log follower in the same
