@@ -1161,3 +1161,50 @@ async fn each_ledger_is_relayed_in_its_own_order_with_its_own_ids_and_subjects()
     server.stop().await.expect("ledger stops");
     database.drop_database().await.expect("dropped");
 }
+
+/// How long three ledgers may take to be relayed one at a time: far less than the followers'
+/// idle stop below, so it passes only if a follower hands over once caught up.
+const CROWDED_BOUND: Duration = Duration::from_secs(30);
+
+/// A relay allowed one follower at a time, whose followers would otherwise wait a minute for new
+/// events before ending: with three ledgers to relay, each follower ends as soon as its ledger is
+/// caught up, and the next ledger's starts, so every ledger is relayed within `CROWDED_BOUND`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_more_ledgers_than_followers_each_follower_hands_over_once_caught_up() {
+    let nats = Nats::start().expect("nats-server starts");
+    let database = TestDatabase::create().await.expect("database");
+    let (server, url, client) = ledger(&database).await;
+    let names = ["x", "y", "z"];
+    for (i, name) in names.iter().enumerate() {
+        open_ledger(&client, &url, name).await;
+        for t in 0..=i {
+            transfer_in(&client, &url, name, t).await;
+        }
+    }
+    let mut config = infrastructure::relays::RelayConfig::new(&nats.url()).expect("a sink");
+    config.followers_max = 1;
+    config.follower_idle_stop = Duration::from_secs(60);
+    let options = infrastructure::db::connect_options(database.url()).expect("options");
+    let relay = infrastructure::relays::Relay::spawn(options, config, api::event_json, None);
+    let mut expected = Vec::new();
+    for name in names {
+        let head = ledger_head(&client, &url, name).await;
+        let labels = format!("ledger=\"{name}\",sink=\"{}\"", sink_of(&nats.url()));
+        expected.push(format!("ledger_relay_position{{{labels}}} {head}"));
+    }
+    let started = Instant::now();
+    relays_at(&url, &expected).await;
+    assert!(
+        started.elapsed() < CROWDED_BOUND,
+        "three ledgers relayed one at a time in {:?}",
+        started.elapsed()
+    );
+    relay.stop().await;
+    for name in names {
+        let head = ledger_head(&client, &url, name).await;
+        let stored = read_ledger_stream(&nats.url(), &format!("LEDGER_{name}"), head).await;
+        assert_eq!(verify(&stored, head), 0, "ledger {name} once each");
+    }
+    server.stop().await.expect("ledger stops");
+    database.drop_database().await.expect("dropped");
+}

@@ -25,6 +25,8 @@ pub mod nats;
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
@@ -69,6 +71,10 @@ pub struct RelayConfig {
     /// How long a ledger's follower waits for new events before it ends, freeing its session,
     /// lock and broker connection; the next scan (or commit here) starts it again.
     pub follower_idle_stop: Duration,
+    /// Followers (ledgers relayed at once, each with a session and a broker connection) at
+    /// most; while more ledgers have events to relay, a follower ends as soon as its ledger is
+    /// caught up, and the next scan starts one for another.
+    pub followers_max: usize,
     /// The first wait after a failed session; it doubles up to `retry_interval_max`.
     pub retry_interval_min: Duration,
     pub retry_interval_max: Duration,
@@ -77,6 +83,7 @@ pub struct RelayConfig {
 impl RelayConfig {
     pub const IN_FLIGHT_MAX: usize = 1_000;
     pub const PAGE_EVENTS_MAX: i64 = 1_000;
+    pub const FOLLOWERS_MAX: usize = 16;
 
     /// A relay to `to` with the default bounds; the URL must name a broker kind this ledger
     /// relays to.
@@ -90,6 +97,7 @@ impl RelayConfig {
             idle_poll_interval: Duration::from_millis(50),
             scan_interval: Duration::from_secs(1),
             follower_idle_stop: Duration::from_secs(5),
+            followers_max: Self::FOLLOWERS_MAX,
             retry_interval_min: Duration::from_millis(200),
             retry_interval_max: Duration::from_secs(5),
         })
@@ -273,6 +281,9 @@ impl Relay {
         let mut pending: Vec<Ledger> = Vec::new();
         let mut scan_at = tokio::time::Instant::now();
         let mut stopped = self.stopped.clone();
+        // Set while a ledger waits for a follower and `followers_max` run: they then end as soon
+        // as they have caught up, rather than after `follower_idle_stop`.
+        let crowded = Arc::new(AtomicBool::new(false));
         while !*self.stopped.borrow() {
             let mut due: Vec<Ledger> = std::mem::take(&mut pending);
             if tokio::time::Instant::now() >= scan_at {
@@ -288,12 +299,17 @@ impl Relay {
                         "relay: cannot look for ledgers with events to relay"),
                 }
             }
+            let mut waiting = false;
             for ledger in due {
                 if running.contains(&ledger.name)
                     || backoff
                         .get(&ledger.name)
                         .is_some_and(|b| b.not_before > tokio::time::Instant::now())
                 {
+                    continue;
+                }
+                if running.len() >= self.config.followers_max {
+                    waiting = true;
                     continue;
                 }
                 running.insert(ledger.name.clone());
@@ -307,9 +323,11 @@ impl Relay {
                     config: self.config.clone(),
                     encode: self.encode,
                     stopped: self.stopped.clone(),
+                    crowded: crowded.clone(),
                 };
                 followers.spawn(follower.run());
             }
+            crowded.store(waiting, Ordering::Relaxed);
             let notice = async {
                 match &mut notices {
                     Some(notices) => notices.recv().await,
@@ -420,6 +438,8 @@ struct Follower {
     /// Commits of this process's writers: the follower's ledger's wake it.
     wake: Option<broadcast::Receiver<LedgerName>>,
     stopped: watch::Receiver<bool>,
+    /// Set when other ledgers wait for a follower: end as soon as caught up.
+    crowded: Arc<AtomicBool>,
 }
 
 impl Follower {
@@ -459,7 +479,9 @@ impl Follower {
                 in_flight.confirm_all().await?;
                 self.checkpoint(&mut conn, &name, &mut position, in_flight.confirmed)
                     .await?;
-                if idle_since.elapsed() >= self.config.follower_idle_stop {
+                if idle_since.elapsed() >= self.config.follower_idle_stop
+                    || self.crowded.load(Ordering::Relaxed)
+                {
                     break;
                 }
                 self.wait_for_events().await;
