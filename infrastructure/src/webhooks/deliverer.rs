@@ -1,15 +1,16 @@
 //! The deliverer: one task per deployment (a session-level advisory lock, as the projector takes;
 //! the deliverers of other processes stand by) that follows every enabled subscription from its
-//! cursor in each ledger it follows. Each round reads every ledger's head (one statement per
-//! `ledgers::BOOKS_PER_STATEMENT` books) and gives a turn to each subscription behind in some
-//! ledger, in one of those ledgers (taken in turn). Each subscription has at most one delivery in
+//! cursor in each ledger it follows. Each round gives a turn to each subscription behind in some
+//! ledger, in one of those ledgers (taken in turn), by the ledgers' heads (`Heads`: every
+//! followed ledger's read once per `idle_poll_interval`, one statement per
+//! `ledgers::BOOKS_PER_STATEMENT` books; in between only those that committed here). Each subscription has at most one delivery in
 //! flight, so each ledger's deliveries arrive in its position order, and a failing one holds back
 //! the later ones until it succeeds or the subscription is disabled; across subscriptions up to
 //! `in_flight_max` run at once. It wakes when a writer of this process commits, when a
 //! subscription changes here, when a retry falls due, or every `idle_poll_interval` (for what
 //! another process did): never a tight loop.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -323,25 +324,27 @@ impl Deliverer {
     /// slots are free.
     async fn deliver(&mut self, conn: &mut PgConnection, turns: &mut Turns) -> Result<()> {
         let ctx = self.context.clone();
+        let mut heads = Heads::default();
         while !*self.stopped.borrow() {
             let round = tokio::time::Instant::now();
             // The lock lives as long as this session: a broken one may have lost it.
             sqlx::query("SELECT 1").execute(&mut *conn).await?;
             let subscriptions = store::enabled(&ctx.pool).await?;
             let following = !subscriptions.is_empty();
-            let heads = if following {
-                heads(&ctx.pool, &subscriptions).await?
-            } else {
-                Vec::new()
-            };
-            ctx.metrics.set_lag(&subscriptions, &heads);
+            if following {
+                heads
+                    .look(&ctx.pool, &subscriptions, ctx.config.idle_poll_interval)
+                    .await?;
+            }
+            let known = &heads.heads;
+            ctx.metrics.set_lag(&subscriptions, known);
             let now = Utc::now();
             let mut next_due = None;
             for subscription in subscriptions {
                 if turns.busy(subscription.id) {
                     continue;
                 }
-                let Some(ledger) = turns.next_ledger(&subscription, &heads) else {
+                let Some(ledger) = turns.next_ledger(&subscription, known) else {
                     continue;
                 };
                 if subscription.next_attempt_at > now {
@@ -355,7 +358,7 @@ impl Deliverer {
                 turns.start(ctx.clone(), subscription, ledger);
             }
             let due_in = next_due.map(|d| (d - now).to_std().unwrap_or_default());
-            self.wait(turns, due_in, following, round).await;
+            self.wait(turns, &mut heads, due_in, following, round).await;
         }
         Ok(())
     }
@@ -366,6 +369,7 @@ impl Deliverer {
     async fn wait(
         &mut self,
         turns: &mut Turns,
+        heads: &mut Heads,
         due_in: Option<Duration>,
         following: bool,
         round: tokio::time::Instant,
@@ -376,11 +380,10 @@ impl Deliverer {
         let commits = self.commits.as_mut().filter(|_| following);
         let committed = async move {
             match commits {
-                Some(commits) => {
-                    if let Err(broadcast::error::RecvError::Closed) = commits.recv().await {
-                        std::future::pending::<()>().await;
-                    }
-                }
+                Some(commits) => match commits.recv().await {
+                    Err(broadcast::error::RecvError::Closed) => std::future::pending().await,
+                    notice => notice,
+                },
                 None => std::future::pending().await,
             }
         };
@@ -391,8 +394,9 @@ impl Deliverer {
             turns.reap().await;
         };
         tokio::select! {
-            _ = committed => {}
-            _ = self.wake.notified() => {}
+            notice = committed => heads.noticed(notice),
+            // A subscription changed: it may follow ledgers whose heads were not read.
+            _ = self.wake.notified() => heads.stale = true,
             _ = turn_ended => {}
             _ = tokio::time::sleep_until(until) => {}
             _ = stopped.wait_for(|s| *s) => return,
@@ -400,18 +404,73 @@ impl Deliverer {
         // Pacing: at most one round per interval; the commits meanwhile are for this round.
         tokio::time::sleep_until(round + ROUND_INTERVAL_MIN).await;
         if let Some(commits) = &mut self.commits {
-            *commits = commits.resubscribe();
+            loop {
+                match commits.try_recv() {
+                    Err(broadcast::error::TryRecvError::Empty)
+                    | Err(broadcast::error::TryRecvError::Closed) => break,
+                    Err(broadcast::error::TryRecvError::Lagged(_)) => heads.stale = true,
+                    Ok(ledger) => {
+                        heads.committed.insert(ledger);
+                    }
+                }
+            }
         }
     }
 }
 
-/// The heads of the ledgers the subscriptions follow: every ledger's when one follows them all.
-async fn heads(pool: &PgPool, subscriptions: &[Subscription]) -> Result<Vec<(Ledger, i64)>> {
-    let named: Option<Vec<String>> = subscriptions
-        .iter()
-        .map(|s| s.ledger.as_ref().map(|l| l.to_string()))
-        .collect();
-    ledgers::heads(pool, named.as_deref()).await
+/// The heads of the ledgers the subscriptions follow (every ledger's when one follows them all),
+/// as of the last look. Every one is read at most once per `idle_poll_interval` (for what other
+/// processes wrote) or when the subscriptions change; in between, only those of the ledgers
+/// that committed in this process: a round under load does not read a thousand books.
+#[derive(Default)]
+struct Heads {
+    heads: Vec<(Ledger, i64)>,
+    read_at: Option<tokio::time::Instant>,
+    /// The ledgers that committed in this process since the last look.
+    committed: HashSet<LedgerName>,
+    /// The next look reads every followed ledger's head.
+    stale: bool,
+}
+
+impl Heads {
+    fn noticed(&mut self, notice: std::result::Result<LedgerName, broadcast::error::RecvError>) {
+        match notice {
+            Ok(ledger) => {
+                self.committed.insert(ledger);
+            }
+            Err(_) => self.stale = true,
+        }
+    }
+
+    async fn look(
+        &mut self,
+        pool: &PgPool,
+        subscriptions: &[Subscription],
+        every: Duration,
+    ) -> Result<()> {
+        if self.stale || self.read_at.is_none_or(|at| at.elapsed() >= every) {
+            let named: Option<Vec<String>> = subscriptions
+                .iter()
+                .map(|s| s.ledger.as_ref().map(|l| l.to_string()))
+                .collect();
+            self.heads = ledgers::heads(pool, named.as_deref()).await?;
+            self.read_at = Some(tokio::time::Instant::now());
+            self.stale = false;
+            self.committed.clear();
+            return Ok(());
+        }
+        if self.committed.is_empty() {
+            return Ok(());
+        }
+        let names: Vec<String> = self.committed.drain().map(|l| l.to_string()).collect();
+        for (ledger, head) in ledgers::heads(pool, Some(&names)).await? {
+            match self.heads.iter_mut().find(|(l, _)| l.name == ledger.name) {
+                Some(known) => known.1 = head,
+                None => self.heads.push((ledger, head)),
+            }
+        }
+        Ok(())
+    }
 }
 
 /// The subscriptions with a turn running, and the ledger of each one's last turn.
