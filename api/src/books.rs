@@ -134,6 +134,8 @@ pub struct BookFactory {
     pub own_url: String,
     pub forward_timeout: Duration,
     pub min_position_wait: Duration,
+    /// Where every book's writer tells its commits, for the relays and the webhook deliverer.
+    pub commits: ledgers::LocalCommits,
 }
 
 impl BookFactory {
@@ -150,6 +152,8 @@ impl BookFactory {
         };
         let primary = ledgers::book_options(&self.primary, &ledger);
         let (writer, writer_task) = Writer::spawn(primary.clone(), self.writer.clone());
+        self.commits
+            .forward(ledger.name.clone(), writer.watch_committed());
         let projectors = Projectors::spawn(
             primary.clone(),
             Some(writer.watch_committed()),
@@ -326,6 +330,11 @@ impl Books {
 
     pub fn registry(&self) -> &PgPool {
         &self.0.registry
+    }
+
+    /// The commits of every book's writer in this process.
+    pub fn commits(&self) -> &ledgers::LocalCommits {
+        &self.0.factory.commits
     }
 
     /// The book of ledger `name`, opened here if this is its first use; 404 `ledger_not_found`

@@ -80,14 +80,17 @@ enum Commands {
         #[arg(long)]
         input: Option<std::path::PathBuf>,
     },
-    /// Relay the log to a message broker until stopped (Ctrl-C or SIGTERM): every event in
-    /// position order, with broker confirms, from the sink's checkpoint in PostgreSQL. Logs go to
-    /// standard error; it prints nothing on standard output.
+    /// Relay every ledger's log to a message broker until stopped (Ctrl-C or SIGTERM): each
+    /// ledger's events in its position order, with broker confirms, from the sink's checkpoint in
+    /// that ledger's book; a ledger created later is relayed too. Logs go to standard error; it
+    /// prints nothing on standard output.
     Relay {
         #[command(flatten)]
         database: DatabaseArgs,
-        /// `amqp://user:password@host:5672/vhost` (RabbitMQ: topic exchange `ledger.events`) or
-        /// `nats://host:4222` (NATS JetStream: stream `LEDGER`).
+        /// `amqp://user:password@host:5672/vhost` (RabbitMQ: topic exchange `ledger.events`,
+        /// routing keys `<ledger>.<EventType>.…`) or `nats://host:4222` (NATS JetStream: subjects
+        /// `ledger.<ledger>.events.<EventType>`, stream `LEDGER` for `default`, `LEDGER_<ledger>`
+        /// for another).
         #[arg(long, env = "LEDGER_RELAY_TO", hide_env_values = true)]
         to: String,
         /// Messages published and not yet confirmed, at most.

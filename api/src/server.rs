@@ -15,7 +15,6 @@ use infrastructure::db;
 use infrastructure::local_postgres::LocalPostgres;
 use infrastructure::relays::{Relay, RelayConfig, RelayHandle};
 use infrastructure::webhooks::Webhooks;
-use infrastructure::Writer;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -40,8 +39,8 @@ pub struct Server {
     http: JoinHandle<std::io::Result<()>>,
     /// The recovery loop of transfers between ledgers.
     recovery: JoinHandle<()>,
-    /// The relays this process runs (`--relay`); each publishes only while it holds its sink's
-    /// lock.
+    /// The relays this process runs (`--relay`); each publishes a ledger only while it holds
+    /// the (sink, ledger) lock.
     relays: Vec<RelayHandle>,
     /// Global tables (keys, webhooks, the registry of ledgers) and ledger `default`'s book.
     pool: db::PgPool,
@@ -81,26 +80,24 @@ impl Server {
         // Transfers between ledgers that a crash left open are finished by the nodes that write
         // their ledgers.
         let recovery = tokio::spawn(crate::ledger_transfers::recover(books.clone()));
-        // Relays and webhooks follow ledger `default`.
-        let default_options =
-            infrastructure::ledgers::book_options(&options, books.default_book().ledger());
-        let writer = books.default_book().writer().clone();
+        // Relays follow every ledger, woken by the commits of the writers here.
         let relays = config
             .relays
             .iter()
             .map(|to| {
                 let config = RelayConfig::new(to)?;
-                let commits = Some(writer.watch_committed());
                 Ok(Relay::spawn(
-                    default_options.clone(),
+                    options.clone(),
                     config,
                     crate::render::event_json,
-                    commits,
+                    Some(books.commits().clone()),
                 ))
             })
             .collect::<infrastructure::Result<Vec<_>>>()?;
-        let webhooks = start_webhooks(config, default_options, pool.clone(), &writer)?;
-        drop(writer);
+        // Webhooks of every ledger, delivered from the deployment's tables in `public`.
+        let default_options =
+            infrastructure::ledgers::book_options(&options, books.default_book().ledger());
+        let webhooks = start_webhooks(config, default_options, pool.clone(), books.commits())?;
         let state = AppState::new(
             books,
             webhooks,
@@ -199,6 +196,7 @@ async fn start_books(
         own_url,
         forward_timeout: config.forward_timeout(),
         min_position_wait: config.limits().min_position_wait,
+        commits: infrastructure::ledgers::LocalCommits::default(),
     };
     Books::start(
         factory,
@@ -215,7 +213,7 @@ fn start_webhooks(
     config: &ServeConfig,
     options: db::PgConnectOptions,
     pool: db::PgPool,
-    writer: &Writer,
+    commits: &infrastructure::ledgers::LocalCommits,
 ) -> infrastructure::Result<Webhooks> {
     if config.no_webhook_delivery {
         info!("webhook delivery is off (--no-webhook-delivery)");
@@ -224,7 +222,7 @@ fn start_webhooks(
     Webhooks::spawn(
         options,
         pool,
-        Some(writer.watch_committed()),
+        Some(commits.clone()),
         config.webhooks(),
         crate::render::event_json,
     )

@@ -29,8 +29,27 @@ fn transfers() -> usize {
         .unwrap_or(TRANSFERS_DEFAULT)
 }
 
-/// The messages a consumer received, in the order it received them: (id, body).
-type Received = Arc<Mutex<Vec<(i64, Value)>>>;
+/// The messages a consumer received, in the order it received them: (ledger, position, body),
+/// from the message id `<ledger>:<position>`.
+type Received = Arc<Mutex<Vec<(String, i64, Value)>>>;
+
+/// `a:12` → (`a`, 12): a relayed message's id.
+fn ledger_and_position(id: &str) -> (String, i64) {
+    let (ledger, position) = id.rsplit_once(':').expect("an id <ledger>:<position>");
+    let position = position.parse().expect("a position");
+    (ledger.to_owned(), position)
+}
+
+/// The messages of one ledger, in the order received: (position, body).
+fn of_ledger(received: &Received, ledger: &str) -> Vec<(i64, Value)> {
+    received
+        .lock()
+        .expect("lock")
+        .iter()
+        .filter(|(l, _, _)| l == ledger)
+        .map(|(_, position, body)| (*position, body.clone()))
+        .collect()
+}
 
 struct RelayProcess {
     child: Child,
@@ -166,16 +185,17 @@ async fn relayed_at_least(database: &TestDatabase, position: i64, bound: Duratio
     }
 }
 
-/// Polls until the message for `position` was received, within `bound` (every one before it
-/// came first, or `verify` says which did not).
-async fn received_through(received: &Received, position: i64, bound: Duration) {
+/// Polls until the message for `ledger`'s `position` was received, within `bound` (every one
+/// before it came first, or `verify` says which did not).
+async fn received_through(received: &Received, ledger: &str, position: i64, bound: Duration) {
     let started = Instant::now();
     loop {
         let got = received
             .lock()
             .expect("lock")
             .iter()
-            .map(|(id, _)| *id)
+            .filter(|(l, _, _)| l == ledger)
+            .map(|(_, id, _)| *id)
             .max();
         if got.is_some_and(|id| id >= position) {
             return;
@@ -290,8 +310,9 @@ async fn relay_through_a_kill_and_a_broker_restart(
     writing.await.expect("every write answered");
     let head = head(database).await;
     let started = Instant::now();
-    let caught_up = format!("ledger_relay_lag_events{{sink=\"{}\"}} 0", sink_of(to));
-    let position = format!("ledger_relay_position{{sink=\"{}\"}} {head}", sink_of(to));
+    let labels = format!("ledger=\"default\",sink=\"{}\"", sink_of(to));
+    let caught_up = format!("ledger_relay_lag_events{{{labels}}} 0");
+    let position = format!("ledger_relay_position{{{labels}}} {head}");
     loop {
         let metrics = relay_metric(&url).await;
         if metrics.contains(&caught_up) && metrics.contains(&position) {
@@ -396,10 +417,22 @@ async fn consume_until_stuck(
             .properties
             .message_id()
             .as_ref()
-            .and_then(|id| id.as_str().parse::<i64>().ok())
-            .expect("message_id is a position");
+            .map(|id| id.as_str().to_owned())
+            .expect("a message_id");
+        let (ledger, position) = ledger_and_position(&id);
         let body: Value = serde_json::from_slice(&delivery.data).expect("JSON body");
-        received.lock().expect("lock").push((id, body));
+        assert!(
+            delivery
+                .routing_key
+                .as_str()
+                .starts_with(&format!("{ledger}.")),
+            "the routing key {} starts with the ledger of {id}",
+            delivery.routing_key
+        );
+        received
+            .lock()
+            .expect("lock")
+            .push((ledger, position, body));
         match tokio::time::timeout(
             CONSUMER_STEP_BOUND,
             delivery.ack(BasicAckOptions::default()),
@@ -473,9 +506,9 @@ async fn rabbitmq_gets_every_position_once_in_order_across_a_relay_kill_and_a_br
         broker.resume().expect("rabbitmq-server starts again");
     })
     .await;
-    received_through(&received, head, DELIVERY_BOUND).await;
+    received_through(&received, "default", head, DELIVERY_BOUND).await;
     consumer.abort();
-    let duplicates = verify(&received.lock().expect("lock"), head);
+    let duplicates = verify(&of_ledger(&received, "default"), head);
     eprintln!("RabbitMQ: {head} positions, {duplicates} duplicates dropped by id");
     database.drop_database().await.expect("dropped");
 }
@@ -499,9 +532,14 @@ struct StreamRead {
 /// that lacks positions up to `head` is reported with its state, never waited on; a consumer
 /// that stops short of the stream's end is made again, and says so on stderr.
 async fn read_jetstream(url: &str, head: i64) -> Vec<(i64, Value)> {
+    read_ledger_stream(url, "LEDGER", head).await
+}
+
+/// Reads the whole stream `name` as `read_jetstream` reads `LEDGER`.
+async fn read_ledger_stream(url: &str, name: &str, head: i64) -> Vec<(i64, Value)> {
     let client = async_nats::connect(url).await.expect("NATS");
     let jetstream = async_nats::jetstream::new(client);
-    let mut stream = jetstream.get_stream("LEDGER").await.expect("stream");
+    let mut stream = jetstream.get_stream(name).await.expect("stream");
     let state = stream.info().await.expect("stream info").state.clone();
     let mut read = StreamRead {
         messages: Vec::with_capacity(head as usize),
@@ -569,10 +607,23 @@ async fn read_until_quiet(
             .headers
             .as_ref()
             .and_then(|h| h.get("Nats-Msg-Id"))
-            .and_then(|id| id.as_str().parse::<i64>().ok())
-            .expect("Nats-Msg-Id is a position");
+            .map(|id| id.as_str().to_owned())
+            .expect("a Nats-Msg-Id");
+        let (ledger, position) = match id.split_once(':') {
+            Some(_) => ledger_and_position(&id),
+            // The experiment's publisher sends bare positions.
+            None => (String::new(), id.parse().expect("a position")),
+        };
+        if !ledger.is_empty() {
+            let subject = format!("ledger.{ledger}.events.");
+            assert!(
+                message.subject.as_str().starts_with(&subject),
+                "{} is a subject of ledger {ledger}",
+                message.subject
+            );
+        }
         let body = serde_json::from_slice(&message.payload).expect("JSON");
-        read.messages.push((id, body));
+        read.messages.push((position, body));
         read.last_sequence = sequence;
     }
     "the stream's end".into()
@@ -676,18 +727,21 @@ async fn events(client: &reqwest::Client, url: &str) -> Vec<Value> {
 /// Publishes each event to the stream as the relay does (its position as `Nats-Msg-Id`), waiting
 /// for each acknowledgement; creates the stream as the relay does if it is not there.
 async fn publish_to_stream(url: &str, events: &[Value]) {
+    use infrastructure::relays::nats;
+    let default = domain::LedgerName::default_ledger();
     let client = async_nats::connect(url).await.expect("NATS");
     let jetstream = async_nats::jetstream::new(client);
     jetstream
-        .get_or_create_stream(infrastructure::relays::nats::stream_config())
+        .get_or_create_stream(nats::stream_config(&default))
         .await
         .expect("stream");
     for event in events {
         let mut headers = async_nats::HeaderMap::new();
-        headers.insert("Nats-Msg-Id", event["position"].to_string().as_str());
+        let position = event["position"].as_i64().expect("position");
+        headers.insert("Nats-Msg-Id", nats::message_id(&default, position).as_str());
         let subject = format!(
             "{}.{}",
-            infrastructure::relays::nats::SUBJECT_PREFIX,
+            nats::subject_prefix(&default),
             event["type"].as_str().expect("type")
         );
         let body = serde_json::to_vec(event).expect("JSON");
@@ -756,7 +810,10 @@ async fn jetstream_refuses_a_position_whose_predecessor_was_lost() {
         account_roots: vec![],
         body: format!("{{\"position\":{position}}}").into_bytes(),
     };
-    let mut sink = NatsSink::connect(&broker.url()).await.expect("NATS");
+    let default = domain::LedgerName::default_ledger();
+    let mut sink = NatsSink::connect(&broker.url(), &default)
+        .await
+        .expect("NATS");
     assert_eq!(sink.resume(0).await.expect("resume"), Resume::after(0));
     sink.publish(message(1))
         .await
@@ -770,7 +827,9 @@ async fn jetstream_refuses_a_position_whose_predecessor_was_lost() {
         refusal.to_string().contains("wrong last sequence"),
         "refused as out of sequence: {refusal}"
     );
-    let mut sink = NatsSink::connect(&broker.url()).await.expect("NATS");
+    let mut sink = NatsSink::connect(&broker.url(), &default)
+        .await
+        .expect("NATS");
     assert_eq!(sink.resume(0).await.expect("resume"), Resume::after(1));
     for position in 2..=3 {
         let confirm = sink.publish(message(position)).await.expect("sent");
@@ -843,7 +902,7 @@ async fn publish_like_a_relay(url: String, chained: bool) -> usize {
                 headers.insert("Nats-Expected-Last-Sequence", expected.to_string().as_str());
             }
             let body = format!("{{\"position\":{position}}}");
-            let subject = "ledger.events.Experiment";
+            let subject = "ledger.default.events.Experiment";
             match jetstream
                 .publish_with_headers(subject, headers, body.into())
                 .await
@@ -953,4 +1012,199 @@ async fn read_jetstream_unchecked(url: &str) -> Vec<i64> {
     let stopped = read_until_quiet(&stream, &mut read, state.last_sequence).await;
     assert!(read.last_sequence >= state.last_sequence, "{stopped}");
     read.messages.iter().map(|(id, _)| *id).collect()
+}
+
+/// Transfers each ledger of the two-ledger test gets: `a` more than `b`, so that their positions
+/// differ.
+const TWO_LEDGERS_TRANSFERS: [(&str, usize); 2] = [("a", 60), ("b", 25)];
+
+/// Creates ledger `name` with the market of `ledger()` (the same account codes in each).
+async fn open_ledger(client: &reqwest::Client, url: &str, name: &str) {
+    let post = |path: String, key: String, body: Value| async move {
+        let answer = client
+            .post(format!("{url}{path}"))
+            .header("idempotency-key", key)
+            .json(&body)
+            .send()
+            .await
+            .expect("sent");
+        assert_eq!(answer.status(), 201, "{path}");
+    };
+    post("/v1/ledgers".into(), name.into(), json!({"name": name})).await;
+    let prefix = format!("/v1/ledgers/{name}");
+    post(
+        format!("{prefix}/assets"),
+        "usd".into(),
+        json!({"code": "USD", "scale": 2}),
+    )
+    .await;
+    for (code, negative) in [
+        ("world:bank", true),
+        ("alice:cash", false),
+        ("bob:cash", false),
+    ] {
+        let body = json!({"code": code, "allow_negative": negative});
+        post(format!("{prefix}/accounts"), code.into(), body).await;
+    }
+}
+
+/// A transfer in ledger `name`, answered before the next.
+async fn transfer_in(client: &reqwest::Client, url: &str, name: &str, i: usize) {
+    let answer = client
+        .post(format!("{url}/v1/ledgers/{name}/transfers"))
+        .header("idempotency-key", format!("t-{i}"))
+        .json(&json!({"source": "world:bank", "destination": "alice:cash",
+            "asset": "USD", "amount": "1.25"}))
+        .send()
+        .await
+        .expect("sent");
+    assert!(answer.status().is_success(), "transfer {i} in {name}");
+}
+
+async fn ledger_head(client: &reqwest::Client, url: &str, name: &str) -> i64 {
+    let detail: Value = client
+        .get(format!("{url}/v1/ledgers/{name}"))
+        .send()
+        .await
+        .expect("sent")
+        .json()
+        .await
+        .expect("JSON");
+    detail["head_position"].as_i64().expect("head_position")
+}
+
+/// Polls `/metrics` until each (sink, ledger) relay's checkpoint is at its ledger's head.
+async fn relays_at(url: &str, expected: &[String]) {
+    let started = Instant::now();
+    loop {
+        let metrics = relay_metric(url).await;
+        if expected.iter().all(|line| metrics.contains(line.as_str())) {
+            return;
+        }
+        assert!(
+            started.elapsed() < DELIVERY_BOUND,
+            "the relays never reached {expected:?}: {metrics}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Two ledgers created while `ledger serve --relay` runs (to both brokers), written at once: each
+/// ledger's events reach each broker in its own position order, from 1, once, named by their
+/// ledger (ids `<ledger>:<position>`, NATS subjects `ledger.<ledger>.events.<Type>` in the
+/// ledger's stream, routing keys `<ledger>.<Type>.…`), and each ledger's chain verifies from its
+/// messages alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_ledger_is_relayed_in_its_own_order_with_its_own_ids_and_subjects() {
+    let rabbitmq = RabbitMq::start().expect("rabbitmq-server starts");
+    let nats = Nats::start().expect("nats-server starts");
+    declare_verify_queue(&rabbitmq.url()).await;
+    let received: Received = Arc::default();
+    let consumer = tokio::spawn(consume_rabbitmq(rabbitmq.url(), received.clone()));
+    let database = TestDatabase::create().await.expect("database");
+    let mut config = api::ServeConfig::local(
+        "127.0.0.1:0".parse().expect("address"),
+        Some(database.url().to_owned()),
+    );
+    config.insecure_no_auth = true;
+    config.relays = vec![rabbitmq.url(), nats.url()];
+    let server = api::Server::start(&config).await.expect("ledger starts");
+    let url = format!("http://{}", server.addr());
+    let client = reqwest::Client::new();
+    for (name, _) in TWO_LEDGERS_TRANSFERS {
+        open_ledger(&client, &url, name).await;
+    }
+    // Interleaved, so that both ledgers are written (and relayed) at once.
+    let most = TWO_LEDGERS_TRANSFERS.iter().map(|(_, n)| *n).max();
+    for i in 0..most.unwrap_or(0) {
+        for (name, transfers) in TWO_LEDGERS_TRANSFERS {
+            if i < transfers {
+                transfer_in(&client, &url, name, i).await;
+            }
+        }
+    }
+    let mut expected = Vec::new();
+    let mut heads = Vec::new();
+    for (name, _) in TWO_LEDGERS_TRANSFERS {
+        let head = ledger_head(&client, &url, name).await;
+        for to in [rabbitmq.url(), nats.url()] {
+            let labels = format!("ledger=\"{name}\",sink=\"{}\"", sink_of(&to));
+            expected.push(format!("ledger_relay_position{{{labels}}} {head}"));
+        }
+        heads.push((name, head));
+    }
+    assert_ne!(heads[0].1, heads[1].1, "the ledgers' heads differ");
+    relays_at(&url, &expected).await;
+    for (name, head) in &heads {
+        received_through(&received, name, *head, DELIVERY_BOUND).await;
+    }
+    consumer.abort();
+    for (name, head) in heads {
+        let rabbit = of_ledger(&received, name);
+        assert_eq!(
+            verify(&rabbit, head),
+            0,
+            "RabbitMQ: ledger {name} once each"
+        );
+        let stream = format!("LEDGER_{name}");
+        let stored = read_ledger_stream(&nats.url(), &stream, head).await;
+        assert_eq!(
+            verify(&stored, head),
+            0,
+            "JetStream: ledger {name} once each"
+        );
+    }
+    assert!(
+        of_ledger(&received, "default").is_empty(),
+        "ledger default has no events to relay"
+    );
+    server.stop().await.expect("ledger stops");
+    database.drop_database().await.expect("dropped");
+}
+
+/// How long three ledgers may take to be relayed one at a time: far less than the followers'
+/// idle stop below, so it passes only if a follower hands over once caught up.
+const CROWDED_BOUND: Duration = Duration::from_secs(30);
+
+/// A relay allowed one follower at a time, whose followers would otherwise wait a minute for new
+/// events before ending: with three ledgers to relay, each follower ends as soon as its ledger is
+/// caught up, and the next ledger's starts, so every ledger is relayed within `CROWDED_BOUND`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_more_ledgers_than_followers_each_follower_hands_over_once_caught_up() {
+    let nats = Nats::start().expect("nats-server starts");
+    let database = TestDatabase::create().await.expect("database");
+    let (server, url, client) = ledger(&database).await;
+    let names = ["x", "y", "z"];
+    for (i, name) in names.iter().enumerate() {
+        open_ledger(&client, &url, name).await;
+        for t in 0..=i {
+            transfer_in(&client, &url, name, t).await;
+        }
+    }
+    let mut config = infrastructure::relays::RelayConfig::new(&nats.url()).expect("a sink");
+    config.followers_max = 1;
+    config.follower_idle_stop = Duration::from_secs(60);
+    let options = infrastructure::db::connect_options(database.url()).expect("options");
+    let relay = infrastructure::relays::Relay::spawn(options, config, api::event_json, None);
+    let mut expected = Vec::new();
+    for name in names {
+        let head = ledger_head(&client, &url, name).await;
+        let labels = format!("ledger=\"{name}\",sink=\"{}\"", sink_of(&nats.url()));
+        expected.push(format!("ledger_relay_position{{{labels}}} {head}"));
+    }
+    let started = Instant::now();
+    relays_at(&url, &expected).await;
+    assert!(
+        started.elapsed() < CROWDED_BOUND,
+        "three ledgers relayed one at a time in {:?}",
+        started.elapsed()
+    );
+    relay.stop().await;
+    for name in names {
+        let head = ledger_head(&client, &url, name).await;
+        let stored = read_ledger_stream(&nats.url(), &format!("LEDGER_{name}"), head).await;
+        assert_eq!(verify(&stored, head), 0, "ledger {name} once each");
+    }
+    server.stop().await.expect("ledger stops");
+    database.drop_database().await.expect("dropped");
 }

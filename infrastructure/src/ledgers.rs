@@ -278,3 +278,110 @@ pub async fn with_holds_to_expire(registry: &PgPool) -> Result<Vec<LedgerName>> 
         }
     }
 }
+
+/// Books read by one statement of `across_books`, at most.
+pub const BOOKS_PER_STATEMENT: i64 = 256;
+
+/// Runs `per_book`, a `SELECT` whose tables are written `{book}events`, `{book}projection_head`…,
+/// on every ledger's book, `BOOKS_PER_STATEMENT` books per statement (one `UNION ALL`), through
+/// the registry's pool; `$1` is bound to `param` in each. Each row comes with its ledger. This is
+/// how a log follower of many ledgers learns which have something for it without a session, or
+/// a task, per ledger.
+pub async fn across_books(
+    registry: &PgPool,
+    per_book: &str,
+    param: &str,
+) -> Result<Vec<(Ledger, sqlx::postgres::PgRow)>> {
+    across_some_books(registry, per_book, param, None).await
+}
+
+/// `across_books` on the books of the ledgers in `only` (all when `None`).
+pub async fn across_some_books(
+    registry: &PgPool,
+    per_book: &str,
+    param: &str,
+    only: Option<&[String]>,
+) -> Result<Vec<(Ledger, sqlx::postgres::PgRow)>> {
+    let mut found = Vec::new();
+    let mut after: Option<String> = None;
+    loop {
+        let page = list(registry, after.as_deref(), BOOKS_PER_STATEMENT, only).await?;
+        let Some(last) = page.last() else {
+            return Ok(found);
+        };
+        after = Some(last.name.to_string());
+        let statement = page
+            .iter()
+            .enumerate()
+            .map(|(i, ledger)| {
+                let book = format!("\"{}\".", ledger.schema.replace('"', "\"\""));
+                format!(
+                    "(SELECT {i} AS book_index, q.* FROM ({}) q)",
+                    per_book.replace("{book}", &book)
+                )
+            })
+            .collect::<Vec<_>>()
+            .join(" UNION ALL ");
+        let rows = sqlx::query(&statement)
+            .bind(param)
+            .fetch_all(registry)
+            .await?;
+        for row in rows {
+            let index: i32 = row.try_get("book_index")?;
+            let ledger = usize::try_from(index)
+                .ok()
+                .and_then(|i| page.get(i))
+                .ok_or_else(|| Error::Corrupt(format!("no book at index {index}")))?;
+            found.push((ledger.clone(), row));
+        }
+    }
+}
+
+/// Each ledger's head (its last committed position, 0 while empty), of the ledgers in `only` (all
+/// when `None`), read through the registry's pool.
+pub async fn heads(registry: &PgPool, only: Option<&[String]>) -> Result<Vec<(Ledger, i64)>> {
+    let rows = across_some_books(
+        registry,
+        "SELECT position AS head, $1::text AS unused FROM {book}projection_head",
+        "",
+        only,
+    )
+    .await?;
+    rows.into_iter()
+        .map(|(ledger, row)| Ok((ledger, row.try_get("head")?)))
+        .collect()
+}
+
+/// Commits of the writers running in this process, by ledger: a log follower in the same
+/// process (a relay, the webhook deliverer) is woken by them at once, rather than at its next
+/// poll. One channel for every ledger, so that an idle ledger costs no task here.
+#[derive(Clone)]
+pub struct LocalCommits(tokio::sync::broadcast::Sender<LedgerName>);
+
+/// Commit notices a slow follower may fall behind by before it misses some (and then looks at
+/// every ledger, as at a poll).
+const LOCAL_COMMITS_BUFFERED: usize = 1_024;
+
+impl Default for LocalCommits {
+    fn default() -> Self {
+        Self(tokio::sync::broadcast::channel(LOCAL_COMMITS_BUFFERED).0)
+    }
+}
+
+impl LocalCommits {
+    /// Tells the followers of `ledger` each time `committed` (its writer's committed position)
+    /// moves, until the writer stops.
+    pub fn forward(&self, ledger: LedgerName, mut committed: tokio::sync::watch::Receiver<i64>) {
+        let notices = self.0.clone();
+        tokio::spawn(async move {
+            while committed.changed().await.is_ok() {
+                let _ = notices.send(ledger.clone());
+            }
+        });
+    }
+
+    /// The ledgers that commit from now on, each time they do.
+    pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<LedgerName> {
+        self.0.subscribe()
+    }
+}

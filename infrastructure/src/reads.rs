@@ -838,11 +838,6 @@ impl ReadStore {
         crate::projections::checkpoints::statuses(&self.pool).await
     }
 
-    /// Where every relay is in the log, from its checkpoint.
-    pub async fn relays(&self) -> Result<Vec<crate::relays::RelayStatus>> {
-        crate::relays::statuses(&self.pool).await
-    }
-
     pub async fn ping(&self) -> Result<()> {
         sqlx::query("SELECT 1").execute(&self.pool).await?;
         Ok(())

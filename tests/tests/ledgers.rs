@@ -437,8 +437,15 @@ async fn a_ledger_replays_exports_and_imports_on_its_own() {
     ledger.finish().await;
 }
 
-/// Migration 0014 undone: the schema of every release before there were many ledgers.
+/// Migrations 0015 and 0014 undone: the schema of every release before there were many
+/// ledgers.
 const BEFORE_LEDGERS: &str = "
+    DROP TABLE webhook_cursors;
+    ALTER TABLE webhook_subscriptions DROP COLUMN ledger;
+    ALTER TABLE webhook_subscriptions ADD COLUMN cursor BIGINT NOT NULL DEFAULT 0;
+    ALTER TABLE webhook_deliveries DROP COLUMN ledger;
+    CREATE INDEX webhook_deliveries_by_position ON webhook_deliveries (subscription_id, position);
+    DELETE FROM _sqlx_migrations WHERE version = 15;
     DROP FUNCTION ledger_id();
     DROP FUNCTION ledger_writer_lock_key();
     DROP FUNCTION ledger_lock_object();
@@ -462,12 +469,26 @@ async fn a_database_from_before_ledgers_becomes_ledger_default_with_every_hash_k
     let before = ledger.get("/v1/events?after=0&limit=1000").await;
     before.expect(200);
     let alice = ledger.get("/v1/accounts/alice:cash").await;
+    // A webhook subscription of then, 2 positions delivered (its receiver never answers).
+    let hook = ledger
+        .post(
+            "/v1/admin/webhooks",
+            "hook",
+            &json!({"url": "https://receiver.invalid/hook"}),
+        )
+        .await;
+    hook.expect(201);
+    let hook = hook.body["id"].as_str().unwrap().to_owned();
     ledger.stop_server().await;
     let mut conn = ledger.sql().await;
     sqlx::raw_sql(BEFORE_LEDGERS)
         .execute(&mut conn)
         .await
-        .expect("undo 0014");
+        .expect("undo 0015 and 0014");
+    sqlx::query("UPDATE webhook_subscriptions SET cursor = 2")
+        .execute(&mut conn)
+        .await
+        .expect("a cursor");
     drop(conn);
 
     ledger.restart().await;
@@ -488,6 +509,12 @@ async fn a_database_from_before_ledgers_becomes_ledger_default_with_every_hash_k
     assert_eq!(again.body, alice.body);
     let detail = ledger.get("/v1/ledgers/default").await;
     assert_eq!(detail.body["head_position"], head);
+    // The subscription follows `default` only, from where it was.
+    let hook = ledger.get(&format!("/v1/admin/webhooks/{hook}")).await;
+    hook.expect(200);
+    assert_eq!(hook.body["ledger"], "default");
+    assert_eq!(hook.body["cursor"], 2);
+    assert_eq!(hook.body["cursors"], json!({"default": 2}));
     // And it goes on: the next write is the next position of the same chain.
     ledger
         .transfer("pay-2", "alice:cash", "bob:cash", "USD", "1.00")

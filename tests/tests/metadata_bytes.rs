@@ -1032,8 +1032,8 @@ async fn webhook_receiver() -> (SocketAddr, Delivered, tokio::task::JoinHandle<(
     (addr, delivered, task)
 }
 
-/// Every message of the JetStream stream `LEDGER`, by position (its `Nats-Msg-Id`), up to
-/// `head`.
+/// Every message of the JetStream stream `LEDGER` (ledger `default`'s), by position (its
+/// `Nats-Msg-Id`, `default:<position>`), up to `head`.
 async fn jetstream_messages(url: &str, head: i64) -> BTreeMap<i64, String> {
     use async_nats::jetstream::consumer::pull;
     let client = async_nats::connect(url).await.expect("NATS");
@@ -1060,8 +1060,8 @@ async fn jetstream_messages(url: &str, head: i64) -> BTreeMap<i64, String> {
             .headers
             .as_ref()
             .and_then(|h| h.get("Nats-Msg-Id"))
-            .and_then(|id| id.as_str().parse().ok())
-            .expect("Nats-Msg-Id is a position");
+            .and_then(|id| id.as_str().strip_prefix("default:")?.parse().ok())
+            .expect("Nats-Msg-Id is default:<position>");
         received.insert(id, String::from_utf8_lossy(&message.payload).into_owned());
     }
     received

@@ -47,7 +47,11 @@ impl Messages {
 }
 
 async fn open(ledger: &TestLedger, last_event_id: Option<i64>) -> Messages {
-    let mut request = ledger.client.get(ledger.url("/v1/events/stream"));
+    open_at(ledger, "/v1/events/stream", last_event_id).await
+}
+
+async fn open_at(ledger: &TestLedger, path: &str, last_event_id: Option<i64>) -> Messages {
+    let mut request = ledger.client.get(ledger.url(path));
     if let Some(id) = last_event_id {
         request = request.header("last-event-id", id.to_string());
     }
@@ -184,4 +188,67 @@ async fn a_client_that_stops_reading_is_disconnected_with_a_reason() {
     assert_eq!(id, Some(last + 1));
     drop(resumed);
     ledger.finish().await;
+}
+
+/// `/v1/ledgers/{ledger}/events/stream` is that ledger's log only: its positions from 1, in
+/// order, as its `GET …/events` gives them, then its new events as they commit; another
+/// ledger's writes, meanwhile, do not appear.
+#[tokio::test]
+async fn a_ledgers_stream_is_its_own_log() {
+    let ledger = TestLedger::start().await;
+    for name in ["a", "b"] {
+        ledger
+            .post("/v1/ledgers", name, &json!({"name": name}))
+            .await
+            .expect(201);
+        let prefix = format!("/v1/ledgers/{name}");
+        ledger
+            .post(
+                &format!("{prefix}/assets"),
+                "usd",
+                &json!({"code": "USD", "scale": 2}),
+            )
+            .await
+            .expect(201);
+    }
+    // `b` has more events than `a`: a stream mixing them would show positions `a` lacks.
+    for i in 0..3 {
+        ledger
+            .post(
+                "/v1/ledgers/b/accounts",
+                &format!("open-{i}"),
+                &json!({"code": format!("user:{i}")}),
+            )
+            .await
+            .expect(201);
+    }
+    let logged = ledger.get("/v1/ledgers/a/events?after=0").await;
+    logged.expect(200);
+    let logged = logged.body["items"].as_array().unwrap().clone();
+    let mut stream = open_at(&ledger, "/v1/ledgers/a/events/stream", None).await;
+    for event in &logged {
+        let (id, _, data) = stream.next().await.expect("an event");
+        assert_eq!(id, event["position"].as_i64());
+        assert_eq!(&data, event, "as a's log has it");
+    }
+    ledger
+        .post(
+            "/v1/ledgers/b/accounts",
+            "open-late",
+            &json!({"code": "late:b"}),
+        )
+        .await
+        .expect(201);
+    ledger
+        .post(
+            "/v1/ledgers/a/accounts",
+            "open-late",
+            &json!({"code": "late:a"}),
+        )
+        .await
+        .expect(201);
+    let (id, event, data) = stream.next().await.expect("a's new event");
+    assert_eq!(id, Some(logged.len() as i64 + 1), "a's next position");
+    assert_eq!(event, "AccountOpened");
+    assert_eq!(data["payload"]["code"], "late:a", "not b's");
 }

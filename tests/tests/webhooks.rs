@@ -28,6 +28,8 @@ enum Behaviour {
 #[derive(Debug, Clone)]
 struct Received {
     path: String,
+    /// The ledger the delivery names (`Ledger-Name`).
+    ledger: String,
     position: i64,
     signature: String,
     body: Bytes,
@@ -71,6 +73,7 @@ async fn receive(
             .unwrap_or(Behaviour::Status(200));
         script.received.push(Received {
             path,
+            ledger: header(signing::LEDGER_HEADER),
             position: header(signing::POSITION_HEADER).parse().unwrap_or(-1),
             signature: header(signing::SIGNATURE_HEADER),
             body,
@@ -485,4 +488,147 @@ async fn one_node_delivers_while_another_stands_by_and_takes_over_when_it_stops(
     assert_eq!(receiver.accepted("hook"), (1..=head).collect::<Vec<_>>());
     second.finish().await;
     first.finish().await;
+}
+
+/// Creates ledger `name` with USD, world:bank (may go negative) and alice:cash.
+async fn open_ledger(ledger: &TestLedger, name: &str) {
+    ledger
+        .post(
+            "/v1/ledgers",
+            &format!("ledger-{name}"),
+            &json!({"name": name}),
+        )
+        .await
+        .expect(201);
+    let prefix = format!("/v1/ledgers/{name}");
+    ledger
+        .post(
+            &format!("{prefix}/assets"),
+            "usd",
+            &json!({"code": "USD", "scale": 2}),
+        )
+        .await
+        .expect(201);
+    for (code, negative) in [("world:bank", true), ("alice:cash", false)] {
+        ledger
+            .post(
+                &format!("{prefix}/accounts"),
+                code,
+                &json!({"code": code, "allow_negative": negative}),
+            )
+            .await
+            .expect(201);
+    }
+}
+
+async fn transfers_in(ledger: &TestLedger, name: &str, n: usize) {
+    for i in 0..n {
+        ledger
+            .post(
+                &format!("/v1/ledgers/{name}/transfers"),
+                &format!("t-{i}"),
+                &json!({"source": "world:bank", "destination": "alice:cash",
+                    "asset": "USD", "amount": "1.00"}),
+            )
+            .await
+            .expect(201);
+    }
+}
+
+async fn ledger_head(ledger: &TestLedger, name: &str) -> i64 {
+    let answer = ledger.get(&format!("/v1/ledgers/{name}")).await;
+    answer.expect(200);
+    answer.body["head_position"].as_i64().unwrap()
+}
+
+impl Receiver {
+    /// What it accepted on `path`, per ledger named, in the order it came: positions.
+    fn accepted_in(&self, path: &str, ledger: &str) -> Vec<i64> {
+        self.received()
+            .into_iter()
+            .filter(|r| r.path == path && r.ledger == ledger && (200..300).contains(&r.answered))
+            .map(|r| r.position)
+            .collect()
+    }
+}
+
+/// A subscription of ledger `a` gets `a`'s events only; one of every ledger gets each ledger's,
+/// a ledger created after it from its start, each delivery naming its ledger and each ledger's
+/// in its own position order.
+#[tokio::test]
+async fn a_subscription_follows_its_ledger_or_every_ledger_each_delivery_naming_its_ledger() {
+    let receiver = Receiver::start(vec![], Behaviour::Status(200)).await;
+    let ledger = TestLedger::start_with(fast).await;
+    ledger.define_asset("EUR", 2).await.expect(201);
+    open_ledger(&ledger, "a").await;
+    let unknown = subscribe(&ledger, json!({"url": receiver.url("x"), "ledger": "nope"})).await;
+    unknown.expect(404);
+    assert_eq!(unknown.code(), "ledger_not_found");
+    let only_a = subscribe(
+        &ledger,
+        json!({"url": receiver.url("only-a"), "ledger": "a", "after": 0}),
+    )
+    .await;
+    only_a.expect(201);
+    assert_eq!(only_a.body["ledger"], "a");
+    let every = subscribe(&ledger, json!({"url": receiver.url("every"), "after": 0})).await;
+    every.expect(201);
+    assert_eq!(every.body["ledger"], Value::Null);
+    // Created after the subscriptions: delivered from its start to the one of every ledger.
+    open_ledger(&ledger, "b").await;
+    transfers_in(&ledger, "a", 7).await;
+    transfers_in(&ledger, "b", 3).await;
+    let heads: Vec<(&str, i64)> = vec![
+        ("default", ledger_head(&ledger, "default").await),
+        ("a", ledger_head(&ledger, "a").await),
+        ("b", ledger_head(&ledger, "b").await),
+    ];
+    assert_ne!(heads[1].1, heads[2].1, "the ledgers' heads differ");
+    let every_id = every.body["id"].as_str().unwrap().to_owned();
+    let only_a_id = only_a.body["id"].as_str().unwrap().to_owned();
+    let view = eventually(WAIT, "every ledger delivered", || async {
+        let answer = ledger.get(&format!("/v1/admin/webhooks/{every_id}")).await;
+        answer.expect(200);
+        let cursors = &answer.body["cursors"];
+        heads
+            .iter()
+            .all(|(name, head)| cursors[name].as_i64() == Some(*head))
+            .then_some(answer.body)
+    })
+    .await;
+    assert_eq!(view["cursor"], heads[0].1, "cursor: default's");
+    for (name, head) in &heads {
+        assert_eq!(
+            receiver.accepted_in("every", name),
+            (1..=*head).collect::<Vec<_>>(),
+            "ledger {name}, in its order, once"
+        );
+    }
+    let a = delivered_through(&ledger, &only_a_id, heads[1].1).await;
+    assert_eq!(a["cursors"], json!({"a": heads[1].1}));
+    assert_eq!(
+        receiver.accepted_in("only-a", "a"),
+        (1..=heads[1].1).collect::<Vec<_>>()
+    );
+    let others: Vec<Received> = receiver
+        .received()
+        .into_iter()
+        .filter(|r| r.path == "only-a" && r.ledger != "a")
+        .collect();
+    assert!(others.is_empty(), "only a's events: {others:?}");
+    // Each delivery's body is the event as its ledger's log has it.
+    let b_events = ledger.get("/v1/ledgers/b/events?after=0&limit=1000").await;
+    let delivered_b: Vec<Value> = receiver
+        .received()
+        .into_iter()
+        .filter(|r| r.path == "every" && r.ledger == "b")
+        .map(|r| serde_json::from_slice(&r.body).unwrap())
+        .collect();
+    assert_eq!(&delivered_b, b_events.body["items"].as_array().unwrap());
+    let log = deliveries(&ledger, &every_id).await;
+    assert!(
+        log.iter().any(|d| d["ledger"] == "b"),
+        "the log names the ledger"
+    );
+    ledger.finish().await;
 }

@@ -144,7 +144,12 @@ async fn metrics(State(state): State<AppState>) -> Response {
     state.http_metrics().render(&mut out);
     book.writer().metrics().render(&mut out);
     book.projectors().render(&mut out);
-    if let Ok(Ok(relays)) = timeout(PROBE_TIMEOUT, book.reads().relays()).await {
+    if let Ok(Ok(relays)) = timeout(
+        PROBE_TIMEOUT,
+        infrastructure::relays::statuses(state.books().registry()),
+    )
+    .await
+    {
         render_relays(&relays, &mut out);
     }
     state.webhooks().render(&mut out);
@@ -189,7 +194,7 @@ async fn metrics(State(state): State<AppState>) -> Response {
 /// A series of `/metrics` about relays: its name, help and value per relay.
 type RelaySeries = (&'static str, &'static str, fn(&RelayStatus) -> String);
 
-/// Every relay's place in the log, whichever process runs it: from its checkpoint, which moves
+/// Every relay's place in each ledger's log, whichever process runs it: from its checkpoint, which moves
 /// only past what its broker confirmed. Its publish rate is the rate of `ledger_relay_position`.
 fn render_relays(relays: &[RelayStatus], out: &mut String) {
     let series: [RelaySeries; 3] = [
@@ -200,7 +205,7 @@ fn render_relays(relays: &[RelayStatus], out: &mut String) {
         ),
         (
             "ledger_relay_lag_events",
-            "Events of the log a relay's broker has not confirmed yet.",
+            "Events of the ledger's log a relay's broker has not confirmed yet.",
             |r| r.lag_events.to_string(),
         ),
         (
@@ -213,7 +218,12 @@ fn render_relays(relays: &[RelayStatus], out: &mut String) {
         let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");
         for relay in relays {
             let sink = relay.sink.replace('\\', "\\\\").replace('"', "\\\"");
-            let _ = writeln!(out, "{name}{{sink=\"{sink}\"}} {}", value(relay));
+            let _ = writeln!(
+                out,
+                "{name}{{ledger=\"{}\",sink=\"{sink}\"}} {}",
+                relay.ledger,
+                value(relay)
+            );
         }
     }
 }

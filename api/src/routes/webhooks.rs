@@ -40,7 +40,11 @@ pub struct CreateWebhookRequest {
     /// Account code segments (`alice`, `alice:cash`): only events touching an account that is it
     /// or under it.
     pub account_prefix: Option<String>,
-    /// Deliver the events after this position; the head of the log when absent.
+    /// The ledger whose events to deliver; absent: every ledger, those created later too
+    /// (each from its start).
+    pub ledger: Option<String>,
+    /// Deliver the events after this position of each ledger followed; after each one's head
+    /// when absent.
     #[schema(minimum = 0)]
     pub after: Option<i64>,
 }
@@ -53,9 +57,14 @@ pub struct WebhookView {
     /// Empty: every type.
     pub event_types: Vec<String>,
     pub account_prefix: Option<String>,
-    /// The last position delivered (answered 2xx) or skipped (not matching); delivery resumes
-    /// after it.
+    /// The ledger it follows; null: every ledger.
+    pub ledger: Option<String>,
+    /// The last position delivered (answered 2xx) or skipped (not matching) in its ledger (in
+    /// `default` when it follows every ledger); delivery resumes after it.
     pub cursor: i64,
+    /// The same, per ledger it has delivered or skipped in; a ledger not listed is delivered
+    /// from its start.
+    pub cursors: std::collections::BTreeMap<String, i64>,
     pub enabled: bool,
     /// Why it is disabled: by an operator, or after failed deliveries.
     pub disabled_reason: Option<String>,
@@ -68,12 +77,23 @@ pub struct WebhookView {
 
 impl From<Subscription> for WebhookView {
     fn from(s: Subscription) -> Self {
+        let cursor = s.cursor(
+            s.ledger
+                .as_ref()
+                .unwrap_or(&domain::LedgerName::default_ledger()),
+        );
         Self {
             id: s.id,
             url: s.url,
             event_types: s.filter.event_types,
             account_prefix: s.filter.account_prefix,
-            cursor: s.cursor,
+            cursor,
+            ledger: s.ledger.as_ref().map(|l| l.to_string()),
+            cursors: s
+                .cursors
+                .iter()
+                .map(|(ledger, cursor)| (ledger.to_string(), *cursor))
+                .collect(),
             enabled: s.enabled,
             disabled_reason: s.disabled_reason,
             consecutive_failures: s.consecutive_failures,
@@ -101,6 +121,8 @@ pub struct WebhookList {
 /// One delivery attempt.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct DeliveryView {
+    /// The ledger of the position.
+    pub ledger: String,
     pub position: i64,
     /// 1 for the first attempt at this position, 2 for its first retry, …
     pub attempt: i32,
@@ -116,6 +138,7 @@ pub struct DeliveryView {
 impl From<LoggedAttempt> for DeliveryView {
     fn from(a: LoggedAttempt) -> Self {
         Self {
+            ledger: a.ledger,
             position: a.position,
             attempt: a.attempt,
             outcome: a.outcome,
@@ -165,13 +188,14 @@ async fn list_webhooks(State(state): State<AppState>) -> Result<Response, ApiErr
     Ok(axum::Json(WebhookList { items }).into_response())
 }
 
-/// Subscribe a URL to the log. Its signing secret is in this answer only. Not idempotent: a
+/// Subscribe a URL to a ledger's log, or to every ledger's. Its signing secret is in this answer only. Not idempotent: a
 /// retry creates another subscription (delete the unused one).
 #[utoipa::path(
     post, path = "/v1/admin/webhooks", tag = "admin",
     request_body = CreateWebhookRequest,
     responses(
         (status = 201, body = CreatedWebhook),
+        (status = 404, body = Problem, description = "ledger_not_found"),
         (status = 422, body = Problem, description = "validation_error: url, event_types, account_prefix, after, or too many subscriptions"),
         (status = "4XX", body = Problem), (status = 503, body = Problem),
     )
@@ -193,9 +217,21 @@ async fn create_webhook(
     if request.after.is_some_and(|a| a < 0) {
         return Err(ApiError::Validation("after must be 0 or more".into()));
     }
+    let pool = state.auth().pool();
+    let ledger = match request.ledger {
+        Some(name) => {
+            let name = domain::LedgerName::try_from(name.clone())
+                .map_err(|_| ApiError::ledger_not_found(&name))?;
+            if infrastructure::ledgers::find(pool, &name).await?.is_none() {
+                return Err(ApiError::ledger_not_found(name.as_str()));
+            }
+            Some(name)
+        }
+        None => None,
+    };
     // Stored as parsed: normalized, percent-encoded.
     let url = target.url.as_str();
-    let created = store::create(state.auth().pool(), url, &filter, request.after)
+    let created = store::create(pool, url, &filter, ledger.as_ref(), request.after)
         .await
         .map_err(|e| match e {
             CreateError::TooMany => ApiError::Validation(e.to_string()),

@@ -1,11 +1,14 @@
 //! The relay's RabbitMQ side (AMQP 0-9-1): a durable topic exchange `ledger.events`, persistent
-//! messages, publisher confirms. The routing key is `<EventType>.<root>.<root>…`, the first
-//! segment of each account the event touches, so a queue bound with `TransactionPosted.#` or
-//! `#.alice.#` gets what it asks for; `message_id` is the position.
+//! messages, publisher confirms. The routing key is `<ledger>.<EventType>.<root>.<root>…`, the
+//! first segment of each account the event touches, so a queue bound with `default.#`,
+//! `*.TransactionPosted.#` or `#.alice.#` gets what it asks for; `message_id` is
+//! `<ledger>:<position>`.
 
 use lapin::options::{BasicPublishOptions, ConfirmSelectOptions, ExchangeDeclareOptions};
 use lapin::types::FieldTable;
 use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, ExchangeKind};
+
+use domain::LedgerName;
 
 use super::{Confirm, Message};
 use crate::{Error, Result};
@@ -23,6 +26,7 @@ const PERSISTENT: u8 = 2;
 pub struct AmqpSink {
     connection: Connection,
     channel: Channel,
+    ledger: LedgerName,
 }
 
 fn broker(e: lapin::Error) -> Error {
@@ -30,7 +34,8 @@ fn broker(e: lapin::Error) -> Error {
 }
 
 impl AmqpSink {
-    pub async fn connect(url: &str) -> Result<Self> {
+    /// Connects to publish `ledger`'s events.
+    pub async fn connect(url: &str, ledger: &LedgerName) -> Result<Self> {
         let connection = Connection::connect(url, ConnectionProperties::default())
             .await
             .map_err(broker)?;
@@ -55,12 +60,13 @@ impl AmqpSink {
         Ok(Self {
             connection,
             channel,
+            ledger: ledger.clone(),
         })
     }
 
     pub async fn publish(&mut self, message: &Message<'_>) -> Result<Confirm> {
         let properties = BasicProperties::default()
-            .with_message_id(message.position.to_string().into())
+            .with_message_id(format!("{}:{}", self.ledger, message.position).into())
             .with_type(message.event_type.into())
             .with_content_type("application/json".into())
             .with_delivery_mode(PERSISTENT);
@@ -68,7 +74,7 @@ impl AmqpSink {
             .channel
             .basic_publish(
                 EXCHANGE.into(),
-                routing_key(message.event_type, &message.account_roots).into(),
+                routing_key(&self.ledger, message.event_type, &message.account_roots).into(),
                 BasicPublishOptions::default(),
                 &message.body,
                 properties,
@@ -76,13 +82,14 @@ impl AmqpSink {
             .await
             .map_err(broker)?;
         let position = message.position;
+        let ledger = self.ledger.clone();
         Ok(Box::pin(async move {
             let confirmation = confirm.await.map_err(broker)?;
             if confirmation.is_ack() {
                 Ok(())
             } else {
                 Err(Error::Relay(format!(
-                    "RabbitMQ refused the event at {position}"
+                    "RabbitMQ refused the event of ledger {ledger} at {position}"
                 )))
             }
         }))
@@ -94,9 +101,10 @@ impl AmqpSink {
     }
 }
 
-/// `<EventType>.<root>.<root>…`, within AMQP's limit.
-pub fn routing_key(event_type: &str, account_roots: &[&str]) -> String {
-    let mut key = event_type.to_owned();
+/// `<ledger>.<EventType>.<root>.<root>…`, within AMQP's limit (a ledger's name and an event
+/// type always fit).
+pub fn routing_key(ledger: &LedgerName, event_type: &str, account_roots: &[&str]) -> String {
+    let mut key = format!("{ledger}.{event_type}");
     for root in account_roots {
         if key.len() + 1 + root.len() > ROUTING_KEY_BYTES_MAX {
             break;
@@ -111,21 +119,29 @@ pub fn routing_key(event_type: &str, account_roots: &[&str]) -> String {
 mod tests {
     use super::*;
 
+    fn ledger(name: &str) -> LedgerName {
+        name.parse().unwrap()
+    }
+
     #[test]
-    fn the_routing_key_names_the_type_then_each_account_root() {
+    fn the_routing_key_names_the_ledger_the_type_then_each_account_root() {
         assert_eq!(
-            routing_key("TransactionPosted", &["world", "alice"]),
-            "TransactionPosted.world.alice"
+            routing_key(&ledger("default"), "TransactionPosted", &["world", "alice"]),
+            "default.TransactionPosted.world.alice"
         );
-        assert_eq!(routing_key("AssetDefined", &[]), "AssetDefined");
+        assert_eq!(
+            routing_key(&ledger("fund-a"), "AssetDefined", &[]),
+            "fund-a.AssetDefined"
+        );
     }
 
     #[test]
     fn a_routing_key_never_exceeds_amqps_limit() {
         let long = "r".repeat(100);
         let roots = [long.as_str(); 5];
-        let key = routing_key("TradeExecuted", &roots);
+        let name = "l".repeat(LedgerName::MAX_LEN);
+        let key = routing_key(&ledger(&name), "TradeExecuted", &roots);
         assert!(key.len() <= ROUTING_KEY_BYTES_MAX);
-        assert!(key.starts_with("TradeExecuted."));
+        assert!(key.starts_with(&format!("{name}.TradeExecuted.")));
     }
 }

@@ -1,7 +1,9 @@
-//! Relays: the log delivered to a message broker, every event in position order, each body the
-//! same JSON as an item of `GET /v1/events` (hash included, so a consumer can verify the chain
-//! from the messages alone). A relay is one more consumer of the event store: it pages through
-//! the log from its own checkpoint (kept beside the asynchronous projections', named
+//! Relays: every ledger's log delivered to a message broker, each ledger's events in its position
+//! order, each body the same JSON as an item of `GET /v1/ledgers/{ledger}/events` (hash
+//! included, so a consumer can verify the ledger's chain from the messages alone), each message
+//! naming its ledger (the NATS subject and the AMQP routing key start with it, the message id is
+//! `<ledger>:<position>`). A relay is one more consumer of each book: it pages through a ledger's
+//! log from its own checkpoint (kept beside that book's asynchronous projections', named
 //! `relay:<sink>`), publishes with broker confirms, and moves the checkpoint only past events
 //! the broker confirmed. After a crash, a broker outage or a restart it resumes from that
 //! checkpoint (or past it, where the broker shows that it holds every position up to a later
@@ -9,26 +11,36 @@
 //! none is skipped, and nothing is published past an unconfirmed gap, because any failure ends
 //! the session and the next one starts again from the checkpoint.
 //!
-//! One relay per sink works at a time across all processes: the session that holds the sink's
-//! advisory lock is the one that reads the log and moves the checkpoint, so a relay that lost
-//! its session can no longer move it.
+//! A relay to a sink is one task that looks over the ledgers (`scan_interval`, or at once when a
+//! writer of this process commits) and runs a follower for each ledger with events past its
+//! checkpoint; a follower ends once its ledger has been idle for `follower_idle_stop`, so an idle
+//! ledger costs no task, session or broker connection, and a ledger created later is found by
+//! the next scan. One follower per (sink, ledger) works at a time across all processes: the
+//! session that holds the pair's advisory lock is the one that reads the ledger's log and moves
+//! its checkpoint, so a follower that lost its session can no longer move it.
 
 pub mod amqp;
 pub mod nats;
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
+use domain::LedgerName;
 use sha2::{Digest, Sha256};
 use sqlx::postgres::PgConnectOptions;
-use sqlx::{Connection, PgConnection};
-use tokio::sync::watch;
+use sqlx::{Connection, PgConnection, PgPool, Row};
+use tokio::sync::{broadcast, watch};
+use tokio::task::JoinSet;
 use tracing::{info, warn};
 
+use crate::db;
 use crate::event_store::{self, Encode, StoredEvent};
+use crate::ledgers::{self, Ledger, LocalCommits};
 use crate::projections::checkpoints;
 use crate::{Error, Result};
 
@@ -50,8 +62,19 @@ pub struct RelayConfig {
     pub in_flight_max: usize,
     /// Events read from the log per query, at most.
     pub page_events_max: i64,
-    /// How often to look for new events when nothing in this process says there are some.
+    /// How often a ledger's follower looks for new events when nothing in this process says
+    /// there are some.
     pub idle_poll_interval: Duration,
+    /// How often the relay looks over every ledger for events past its checkpoint (a ledger
+    /// created later, or written by another process), to start a follower for it.
+    pub scan_interval: Duration,
+    /// How long a ledger's follower waits for new events before it ends, freeing its session,
+    /// lock and broker connection; the next scan (or commit here) starts it again.
+    pub follower_idle_stop: Duration,
+    /// Followers (ledgers relayed at once, each with a session and a broker connection) at
+    /// most; while more ledgers have events to relay, a follower ends as soon as its ledger is
+    /// caught up, and the next scan starts one for another.
+    pub followers_max: usize,
     /// The first wait after a failed session; it doubles up to `retry_interval_max`.
     pub retry_interval_min: Duration,
     pub retry_interval_max: Duration,
@@ -60,6 +83,7 @@ pub struct RelayConfig {
 impl RelayConfig {
     pub const IN_FLIGHT_MAX: usize = 1_000;
     pub const PAGE_EVENTS_MAX: i64 = 1_000;
+    pub const FOLLOWERS_MAX: usize = 16;
 
     /// A relay to `to` with the default bounds; the URL must name a broker kind this ledger
     /// relays to.
@@ -71,6 +95,9 @@ impl RelayConfig {
             in_flight_max: Self::IN_FLIGHT_MAX,
             page_events_max: Self::PAGE_EVENTS_MAX,
             idle_poll_interval: Duration::from_millis(50),
+            scan_interval: Duration::from_secs(1),
+            follower_idle_stop: Duration::from_secs(5),
+            followers_max: Self::FOLLOWERS_MAX,
             retry_interval_min: Duration::from_millis(200),
             retry_interval_max: Duration::from_secs(5),
         })
@@ -129,18 +156,18 @@ impl Resume {
 /// A broker's answer to one publish, still to come.
 pub type Confirm = Pin<Box<dyn Future<Output = Result<()>> + Send>>;
 
-/// A connection to a broker, ready to publish.
+/// A connection to a broker, ready to publish one ledger's events.
 enum Sink {
     Amqp(amqp::AmqpSink),
     Nats(nats::NatsSink),
 }
 
 impl Sink {
-    async fn connect(to: &str) -> Result<Self> {
+    async fn connect(to: &str, ledger: &LedgerName) -> Result<Self> {
         if to.starts_with("amqp://") {
-            Ok(Self::Amqp(amqp::AmqpSink::connect(to).await?))
+            Ok(Self::Amqp(amqp::AmqpSink::connect(to, ledger).await?))
         } else {
-            Ok(Self::Nats(nats::NatsSink::connect(to).await?))
+            Ok(Self::Nats(nats::NatsSink::connect(to, ledger).await?))
         }
     }
 
@@ -169,14 +196,15 @@ impl Sink {
     }
 }
 
-/// A relay to one sink, as a task.
+/// A relay to one sink, as a task: it walks the ledgers and runs a follower for each that has
+/// events past its checkpoint.
 pub struct Relay {
+    /// The database; each follower's session works on its ledger's book.
     connect: PgConnectOptions,
     config: RelayConfig,
     encode: Encode,
-    /// The writer's committed position, when the writer runs in this process: it wakes the
-    /// relay as soon as there is more.
-    commits: Option<watch::Receiver<i64>>,
+    /// The commits of the writers in this process: they wake the relay as soon as there is more.
+    commits: Option<LocalCommits>,
     stopped: watch::Receiver<bool>,
 }
 
@@ -188,19 +216,34 @@ pub struct RelayHandle {
 }
 
 impl RelayHandle {
-    /// Stops the relay once the messages in flight are confirmed, releasing its lock.
+    /// Stops the relay once the messages in flight are confirmed, releasing its locks.
     pub async fn stop(self) {
         self.stop.send_replace(true);
         let _ = self.task.await;
     }
 }
 
+/// What ended a follower.
+enum Ended {
+    /// Its ledger had nothing new for `follower_idle_stop`, or the relay stops.
+    Idle,
+    /// Another process relays this ledger to this sink.
+    Locked,
+}
+
+/// When a ledger's follower may run again after failures, and the wait after the next failure.
+struct Backoff {
+    not_before: tokio::time::Instant,
+    next: Duration,
+}
+
 impl Relay {
+    /// Starts the relay to `config.to` of every ledger of the database `connect` names.
     pub fn spawn(
         connect: PgConnectOptions,
         config: RelayConfig,
         encode: Encode,
-        commits: Option<watch::Receiver<i64>>,
+        commits: Option<LocalCommits>,
     ) -> RelayHandle {
         let (stop, stopped) = watch::channel(false);
         let name = config.name.clone();
@@ -218,63 +261,237 @@ impl Relay {
         }
     }
 
-    async fn run(mut self) {
-        let mut retry = self.config.retry_interval_min;
+    /// Every `scan_interval` (and whenever a writer of this process commits), starts a follower
+    /// for each ledger that has events past this sink's checkpoint and none running, unless it
+    /// failed lately. A follower ends once its ledger stays idle, so an idle ledger costs no
+    /// task, session or broker connection.
+    async fn run(self) {
+        let registry = db::read_pool(
+            self.connect.clone().options([("search_path", "public")]),
+            &db::PoolConfig {
+                max_connections: 1,
+                ..db::PoolConfig::default()
+            },
+        );
+        let mut notices = self.commits.as_ref().map(LocalCommits::subscribe);
+        let mut followers: JoinSet<(LedgerName, Result<Ended>)> = JoinSet::new();
+        let mut running: HashSet<LedgerName> = HashSet::new();
+        let mut backoff: HashMap<LedgerName, Backoff> = HashMap::new();
+        let mut known: HashMap<LedgerName, Ledger> = HashMap::new();
+        let mut pending: Vec<Ledger> = Vec::new();
+        let mut scan_at = tokio::time::Instant::now();
+        let mut stopped = self.stopped.clone();
+        // Set while a ledger waits for a follower and `followers_max` run: they then end as soon
+        // as they have caught up, rather than after `follower_idle_stop`.
+        let crowded = Arc::new(AtomicBool::new(false));
         while !*self.stopped.borrow() {
-            match self.follow().await {
-                // Stopped, or another process relays to this sink: wait as after a success.
-                Ok(()) => retry = self.config.retry_interval_min,
-                Err(e) => {
-                    warn!(sink = %self.config.name, error = %e, retry_ms = retry.as_millis() as u64,
-                        "relay stopped; resuming from its checkpoint");
+            let mut due: Vec<Ledger> = std::mem::take(&mut pending);
+            if tokio::time::Instant::now() >= scan_at {
+                scan_at = tokio::time::Instant::now() + self.config.scan_interval;
+                match behind(&registry, &self.config.checkpoint_name()).await {
+                    Ok(ledgers) => {
+                        for ledger in ledgers {
+                            known.insert(ledger.name.clone(), ledger.clone());
+                            due.push(ledger);
+                        }
+                    }
+                    Err(e) => warn!(sink = %self.config.name, error = %e,
+                        "relay: cannot look for ledgers with events to relay"),
                 }
             }
-            let mut stopped = self.stopped.clone();
-            tokio::select! {
-                _ = tokio::time::sleep(retry) => {}
-                _ = stopped.wait_for(|s| *s) => {}
+            let mut waiting = false;
+            for ledger in due {
+                if running.contains(&ledger.name)
+                    || backoff
+                        .get(&ledger.name)
+                        .is_some_and(|b| b.not_before > tokio::time::Instant::now())
+                {
+                    continue;
+                }
+                if running.len() >= self.config.followers_max {
+                    waiting = true;
+                    continue;
+                }
+                running.insert(ledger.name.clone());
+                let follower = Follower {
+                    options: db::role_options(
+                        &ledgers::book_options(&self.connect, &ledger),
+                        "ledger-relay",
+                    ),
+                    wake: self.commits.as_ref().map(LocalCommits::subscribe),
+                    ledger,
+                    config: self.config.clone(),
+                    encode: self.encode,
+                    stopped: self.stopped.clone(),
+                    crowded: crowded.clone(),
+                };
+                followers.spawn(follower.run());
             }
-            retry = (retry * 2).min(self.config.retry_interval_max);
+            crowded.store(waiting, Ordering::Relaxed);
+            let notice = async {
+                match &mut notices {
+                    Some(notices) => notices.recv().await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                _ = tokio::time::sleep_until(scan_at) => {}
+                _ = stopped.wait_for(|s| *s) => {}
+                notice = notice => match notice {
+                    // A ledger this process writes: relay it now, without waiting for a scan.
+                    Ok(name) if !running.contains(&name) => match known.get(&name) {
+                        Some(ledger) => pending.push(ledger.clone()),
+                        None => scan_at = tokio::time::Instant::now(),
+                    },
+                    Ok(_) => {}
+                    Err(broadcast::error::RecvError::Lagged(_)) => {
+                        scan_at = tokio::time::Instant::now();
+                    }
+                    Err(broadcast::error::RecvError::Closed) => notices = None,
+                },
+                Some(ended) = followers.join_next() => {
+                    if let Ok((name, result)) = ended {
+                        running.remove(&name);
+                        self.ended(&name, result, &mut backoff);
+                    }
+                }
+            }
         }
+        while let Some(ended) = followers.join_next().await {
+            if let Ok((name, Err(e))) = ended {
+                warn!(sink = %self.config.name, ledger = %name, error = %e, "relay stopped");
+            }
+        }
+        registry.close().await;
     }
 
-    /// Takes the sink's lock, connects to the broker and publishes the log from the checkpoint
-    /// until an error. `Ok` when another process holds the lock, or when this one stops.
-    async fn follow(&mut self) -> Result<()> {
-        let options = crate::db::role_options(&self.connect, "ledger-relay");
-        let mut conn = PgConnection::connect_with(&options).await?;
-        let lock = lock_key(&self.config.name);
-        if !try_lock(&mut conn, lock).await? {
+    /// Keeps the ledger's backoff after its follower ended.
+    fn ended(
+        &self,
+        name: &LedgerName,
+        result: Result<Ended>,
+        backoff: &mut HashMap<LedgerName, Backoff>,
+    ) {
+        let now = tokio::time::Instant::now();
+        match result {
+            Ok(Ended::Idle) => {
+                backoff.remove(name);
+            }
+            // Another process relays it: look again after the shortest wait.
+            Ok(Ended::Locked) => {
+                backoff.insert(
+                    name.clone(),
+                    Backoff {
+                        not_before: now + self.config.retry_interval_min,
+                        next: self.config.retry_interval_min,
+                    },
+                );
+            }
+            Err(e) => {
+                let wait = backoff
+                    .get(name)
+                    .map_or(self.config.retry_interval_min, |b| b.next);
+                warn!(sink = %self.config.name, ledger = %name, error = %e,
+                    retry_ms = wait.as_millis() as u64, "relay stopped; resuming from its checkpoint");
+                backoff.insert(
+                    name.clone(),
+                    Backoff {
+                        not_before: now + wait,
+                        next: (wait * 2).min(self.config.retry_interval_max),
+                    },
+                );
+            }
+        }
+    }
+}
+
+/// The ledgers whose log goes past the checkpoint `checkpoint` (one sink's), or that has no such
+/// checkpoint yet while its log has events.
+async fn behind(registry: &PgPool, checkpoint: &str) -> Result<Vec<Ledger>> {
+    let rows = ledgers::across_books(
+        registry,
+        "SELECT h.position AS head,
+                COALESCE((SELECT c.position FROM {book}projection_checkpoints c
+                          WHERE c.name = $1), 0) AS relayed
+         FROM {book}projection_head h",
+        checkpoint,
+    )
+    .await?;
+    let mut behind = Vec::new();
+    for (ledger, row) in rows {
+        let head: i64 = row.try_get("head")?;
+        let relayed: i64 = row.try_get("relayed")?;
+        if head > relayed {
+            behind.push(ledger);
+        }
+    }
+    Ok(behind)
+}
+
+/// The relay of one ledger to one sink, while it has events to relay.
+struct Follower {
+    /// A session on the ledger's book.
+    options: PgConnectOptions,
+    ledger: Ledger,
+    config: RelayConfig,
+    encode: Encode,
+    /// Commits of this process's writers: the follower's ledger's wake it.
+    wake: Option<broadcast::Receiver<LedgerName>>,
+    stopped: watch::Receiver<bool>,
+    /// Set when other ledgers wait for a follower: end as soon as caught up.
+    crowded: Arc<AtomicBool>,
+}
+
+impl Follower {
+    async fn run(mut self) -> (LedgerName, Result<Ended>) {
+        let result = self.follow().await;
+        (self.ledger.name, result)
+    }
+
+    /// Takes the (sink, ledger) lock, connects to the broker and publishes the ledger's log from
+    /// the checkpoint until the ledger stays idle, the relay stops, or an error.
+    async fn follow(&mut self) -> Result<Ended> {
+        let mut conn = PgConnection::connect_with(&self.options).await?;
+        let lock = LockKey::of(&self.config.name, &self.ledger);
+        if !lock.try_lock(&mut conn).await? {
             let _ = conn.close().await;
-            return Ok(());
+            return Ok(Ended::Locked);
         }
         let name = self.config.checkpoint_name();
         let mut position = checkpoints::open(&mut conn, &name).await?;
-        let mut sink = Sink::connect(&self.config.to).await?;
+        let mut sink = Sink::connect(&self.config.to, &self.ledger.name).await?;
         // What the broker holds past the checkpoint (a crash between its confirm and our
         // checkpoint) is not published again, once it shows there is no hole in it.
         let resume = sink.resume(position).await?;
         self.checkpoint(&mut conn, &name, &mut position, resume.after)
             .await?;
-        info!(sink = %self.config.name, position, refill_through = resume.refill_through,
-            "relay following the log");
+        info!(sink = %self.config.name, ledger = %self.ledger.name, position,
+            refill_through = resume.refill_through, "relay following the ledger's log");
         // Pages are published back to back: while the broker confirms one, the next is read and
         // published, up to `in_flight_max` unconfirmed. The checkpoint follows what is confirmed.
         let mut in_flight = InFlight::after(position);
         let mut published = position;
         let refilled = |published: i64| resume.refill_through.is_some_and(|end| published >= end);
+        let mut idle_since = tokio::time::Instant::now();
         while !*self.stopped.borrow() && !refilled(published) {
             let page = event_store::page(&mut conn, published, self.config.page_events_max).await?;
             let Some(last) = page.last().map(|e| e.position) else {
                 in_flight.confirm_all().await?;
                 self.checkpoint(&mut conn, &name, &mut position, in_flight.confirmed)
                     .await?;
-                self.wait_for_events(published).await;
+                if idle_since.elapsed() >= self.config.follower_idle_stop
+                    || self.crowded.load(Ordering::Relaxed)
+                {
+                    break;
+                }
+                self.wait_for_events().await;
                 continue;
             };
+            idle_since = tokio::time::Instant::now();
             if page[0].position != published + 1 || last != published + page.len() as i64 {
                 return Err(Error::Corrupt(format!(
-                    "the events after {published} are not consecutive"
+                    "the events of ledger {} after {published} are not consecutive",
+                    self.ledger.name
                 )));
             }
             self.publish_page(&mut sink, &page, &mut in_flight).await?;
@@ -286,9 +503,9 @@ impl Relay {
         self.checkpoint(&mut conn, &name, &mut position, in_flight.confirmed)
             .await?;
         sink.close().await;
-        unlock(&mut conn, lock).await?;
+        lock.unlock(&mut conn).await?;
         let _ = conn.close().await;
-        Ok(())
+        Ok(Ended::Idle)
     }
 
     /// Moves the checkpoint from `position` to `confirmed`, if the broker confirmed more.
@@ -332,23 +549,31 @@ impl Relay {
         Ok(())
     }
 
-    /// Waits until the log may have grown past `position`, or the relay stops: woken by this
-    /// process's writer when it has one, and in any case after `idle_poll_interval` (the writer
-    /// may be another process).
-    async fn wait_for_events(&mut self, position: i64) {
+    /// Waits until the ledger's log may have grown, or the relay stops: woken by this process's
+    /// writer of the ledger when there is one, and in any case after `idle_poll_interval` (the
+    /// writer may be another process).
+    async fn wait_for_events(&mut self) {
         let mut stopped = self.stopped.clone();
         let poll = tokio::time::sleep(self.config.idle_poll_interval);
+        let ledger = &self.ledger.name;
         let committed = async {
-            match &mut self.commits {
-                Some(commits) => commits.wait_for(|head| *head > position).await.is_ok(),
-                None => false,
+            match &mut self.wake {
+                Some(wake) => loop {
+                    match wake.recv().await {
+                        Ok(name) if name == *ledger => return true,
+                        Ok(_) => {}
+                        Err(broadcast::error::RecvError::Lagged(_)) => return true,
+                        Err(broadcast::error::RecvError::Closed) => return false,
+                    }
+                },
+                None => std::future::pending().await,
             }
         };
         tokio::select! {
             woken = committed => {
                 if !woken {
-                    // The writer is gone (the process is stopping): poll from now on.
-                    self.commits = None;
+                    // The writers are gone (the process is stopping): poll from now on.
+                    self.wake = None;
                 }
             }
             _ = poll => {}
@@ -401,62 +626,106 @@ fn account_roots(event: &domain::Event) -> Vec<&str> {
     roots
 }
 
-/// The second half of the sink's lock key: the first four bytes of the SHA-256 of its name.
+/// The second half of the lock key of `default`'s relay to a sink: the first four bytes of the
+/// SHA-256 of the sink's name.
 fn lock_key(name: &str) -> i32 {
     let digest = Sha256::digest(name.as_bytes());
     i32::from_be_bytes([digest[0], digest[1], digest[2], digest[3]])
 }
 
-async fn try_lock(conn: &mut PgConnection, key: i32) -> Result<bool> {
-    Ok(sqlx::query_scalar("SELECT pg_try_advisory_lock($1, $2)")
-        .bind(RELAY_LOCK_CLASS)
-        .bind(key)
-        .fetch_one(conn)
-        .await?)
+/// The advisory lock of one (sink, ledger) pair.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum LockKey {
+    /// Ledger `default`: `(RELAY_LOCK_CLASS, lock_key(sink))`, the key every relay took before
+    /// there were many ledgers, so that a process not yet upgraded and one upgraded still
+    /// exclude each other.
+    Default(i32),
+    /// Another ledger: one 64-bit key (a key space apart from the two-key one), `RELAY_LOCK_TAG`
+    /// in its top byte, the sink's key's low 24 bits, then the ledger's id, so that two ledgers
+    /// never share a lock.
+    Ledger(i64),
 }
 
-async fn unlock(conn: &mut PgConnection, key: i32) -> Result<()> {
-    sqlx::query("SELECT pg_advisory_unlock($1, $2)")
-        .bind(RELAY_LOCK_CLASS)
-        .bind(key)
-        .execute(conn)
-        .await?;
-    Ok(())
+/// The top byte of a ledger's relay lock (`LockKey::Ledger`): no writer's lock key has it.
+const RELAY_LOCK_TAG: i64 = 0x1e;
+
+impl LockKey {
+    /// The lock of the sink named `sink` and `ledger`.
+    fn of(sink: &str, ledger: &Ledger) -> Self {
+        if ledger.name.is_default() {
+            return Self::Default(lock_key(sink));
+        }
+        let sink = i64::from(lock_key(sink)) & 0x00ff_ffff;
+        Self::Ledger((RELAY_LOCK_TAG << 56) | (sink << 32) | i64::from(ledger.id as u32))
+    }
+
+    async fn try_lock(self, conn: &mut PgConnection) -> Result<bool> {
+        let query = match self {
+            Self::Default(key) => sqlx::query_scalar("SELECT pg_try_advisory_lock($1, $2)")
+                .bind(RELAY_LOCK_CLASS)
+                .bind(key),
+            Self::Ledger(key) => sqlx::query_scalar("SELECT pg_try_advisory_lock($1)").bind(key),
+        };
+        Ok(query.fetch_one(conn).await?)
+    }
+
+    async fn unlock(self, conn: &mut PgConnection) -> Result<()> {
+        let query = match self {
+            Self::Default(key) => sqlx::query("SELECT pg_advisory_unlock($1, $2)")
+                .bind(RELAY_LOCK_CLASS)
+                .bind(key),
+            Self::Ledger(key) => sqlx::query("SELECT pg_advisory_unlock($1)").bind(key),
+        };
+        query.execute(conn).await?;
+        Ok(())
+    }
 }
 
-/// One relay's place in the log, from its checkpoint.
+/// One relay's place in one ledger's log, from its checkpoint.
 #[derive(Debug, Clone)]
 pub struct RelayStatus {
     pub sink: String,
+    pub ledger: LedgerName,
     pub position: i64,
     pub lag_events: i64,
     /// How long ago the oldest event not yet confirmed by the broker was recorded (0: none).
     pub lag_ms: i64,
 }
 
-/// Every relay's place, from the checkpoints (whichever process runs it), in one snapshot.
-pub async fn statuses(executor: impl sqlx::PgExecutor<'_>) -> Result<Vec<RelayStatus>> {
-    let rows: Vec<(String, i64, i64, Option<chrono::DateTime<Utc>>)> = sqlx::query_as(
-        "SELECT c.name, c.position, h.position,
-                (SELECT recorded_at FROM events WHERE position = c.position + 1)
-         FROM projection_checkpoints c, projection_head h
-         WHERE c.name LIKE 'relay:%' ORDER BY c.name",
+/// Every relay's place in every ledger, from the checkpoints (whichever process runs it): a
+/// snapshot per book, read through the registry's pool.
+pub async fn statuses(registry: &PgPool) -> Result<Vec<RelayStatus>> {
+    let rows = ledgers::across_books(
+        registry,
+        "SELECT c.name, c.position, h.position AS head,
+                (SELECT recorded_at FROM {book}events WHERE position = c.position + 1) AS oldest
+         FROM {book}projection_checkpoints c, {book}projection_head h
+         WHERE starts_with(c.name, $1)",
+        CHECKPOINT_PREFIX,
     )
-    .fetch_all(executor)
     .await?;
     let now = Utc::now();
-    Ok(rows
+    let mut statuses = rows
         .into_iter()
-        .map(|(name, position, head, oldest)| RelayStatus {
-            sink: name
-                .strip_prefix(CHECKPOINT_PREFIX)
-                .unwrap_or(&name)
-                .to_owned(),
-            position,
-            lag_events: (head - position).max(0),
-            lag_ms: oldest.map_or(0, |at| (now - at).num_milliseconds().max(0)),
+        .map(|(ledger, row)| {
+            let name: String = row.try_get("name")?;
+            let position: i64 = row.try_get("position")?;
+            let head: i64 = row.try_get("head")?;
+            let oldest: Option<chrono::DateTime<Utc>> = row.try_get("oldest")?;
+            Ok(RelayStatus {
+                sink: name
+                    .strip_prefix(CHECKPOINT_PREFIX)
+                    .unwrap_or(&name)
+                    .to_owned(),
+                ledger: ledger.name,
+                position,
+                lag_events: (head - position).max(0),
+                lag_ms: oldest.map_or(0, |at| (now - at).num_milliseconds().max(0)),
+            })
         })
-        .collect())
+        .collect::<Result<Vec<_>>>()?;
+    statuses.sort_by(|a, b| (&a.sink, &a.ledger).cmp(&(&b.sink, &b.ledger)));
+    Ok(statuses)
 }
 
 #[cfg(test)]
@@ -475,5 +744,35 @@ mod tests {
         );
         assert!(sink_name("kafka://127.0.0.1:9092").is_err());
         assert!(sink_name("127.0.0.1:5672").is_err());
+    }
+
+    fn ledger(id: i32, name: &str) -> Ledger {
+        Ledger {
+            id,
+            name: name.parse().unwrap(),
+            schema: format!("ledger_{id}"),
+            metadata: "{}".into(),
+            created_at: Utc::now(),
+        }
+    }
+
+    #[test]
+    fn each_sink_and_ledger_has_its_own_lock_and_default_keeps_the_old_one() {
+        let sink = "nats://127.0.0.1:4222";
+        assert_eq!(
+            LockKey::of(sink, &ledger(1, "default")),
+            LockKey::Default(lock_key(sink))
+        );
+        let (a, b) = (
+            LockKey::of(sink, &ledger(2, "a")),
+            LockKey::of(sink, &ledger(3, "b")),
+        );
+        assert_ne!(a, b);
+        assert_ne!(a, LockKey::of("amqp://127.0.0.1:5672/%2f", &ledger(2, "a")));
+        let LockKey::Ledger(key) = a else {
+            panic!("a 64-bit key")
+        };
+        assert_eq!(key >> 56, RELAY_LOCK_TAG);
+        assert_eq!(key & 0xffff_ffff, 2);
     }
 }

@@ -1,7 +1,16 @@
-//! The relay's NATS side (JetStream): a file-backed stream `LEDGER` over the subjects
-//! `ledger.events.>`, each event published to `ledger.events.<EventType>` with `Nats-Msg-Id` set
-//! to its position, and awaited until JetStream acknowledges that it stored it. JetStream drops a
-//! duplicate id within its window, so publishing a position again is harmless there.
+//! The relay's NATS side (JetStream): each ledger's events go to the subjects
+//! `ledger.<ledger>.events.<EventType>` with `Nats-Msg-Id` set to `<ledger>:<position>`, each
+//! awaited until JetStream acknowledges that it stored it. JetStream drops a duplicate id within
+//! its window, so publishing a position again is harmless there.
+//!
+//! Each ledger has a file-backed stream of its own over `ledger.<ledger>.events.>`: `LEDGER` for
+//! `default` (the stream every event went to before there were many ledgers, its subjects moved
+//! from `ledger.events.>`, so its consumers go on), `LEDGER_<ledger>` for another. A stream per
+//! ledger because the guard below needs the stream sequence of a ledger's previous message: in a
+//! stream shared by ledgers it is not known in advance, and JetStream checks the last sequence
+//! of a subject filter (`Nats-Expected-Last-Subject-Sequence-Subject`) only from NATS 2.11 on.
+//! A consumer of every ledger binds to the streams, or to `ledger.*.events.>` with a core
+//! subscription.
 //!
 //! The stream never gets a hole. The client reconnects by itself after a broker restart and then
 //! sends what was queued, while what it had written to the old connection is lost: without a
@@ -17,14 +26,35 @@
 use async_nats::header::{NATS_EXPECTED_LAST_SEQUENCE, NATS_MESSAGE_ID};
 use async_nats::jetstream::{self, stream};
 use async_nats::HeaderMap;
+use domain::LedgerName;
 use tracing::warn;
 
 use super::{Confirm, Message, Resume};
 use crate::{Error, Result};
 
-/// The stream the events go to, and its subjects.
+/// The stream of ledger `default`'s events; another ledger's is `LEDGER_<ledger>`.
 pub const STREAM: &str = "LEDGER";
-pub const SUBJECT_PREFIX: &str = "ledger.events";
+/// What every subject starts with: `ledger.<ledger>.events.<EventType>`.
+pub const SUBJECT_ROOT: &str = "ledger";
+
+/// The stream a ledger's events go to.
+pub fn stream_name(ledger: &LedgerName) -> String {
+    if ledger.is_default() {
+        STREAM.to_owned()
+    } else {
+        format!("{STREAM}_{ledger}")
+    }
+}
+
+/// What a ledger's subjects start with: `ledger.<ledger>.events`.
+pub fn subject_prefix(ledger: &LedgerName) -> String {
+    format!("{SUBJECT_ROOT}.{ledger}.events")
+}
+
+/// The message id of a ledger's position: `<ledger>:<position>`.
+pub fn message_id(ledger: &LedgerName, position: i64) -> String {
+    format!("{ledger}:{position}")
+}
 
 /// How many messages past the checkpoint the relay reads back on connecting, at most, to show
 /// that the stream holds every position up to its last message. A normal crash leaves up to
@@ -35,6 +65,9 @@ const RESUME_CHECK_MAX: i64 = 10_000;
 pub struct NatsSink {
     client: async_nats::Client,
     jetstream: jetstream::Context,
+    ledger: LedgerName,
+    /// The ledger's stream.
+    stream: String,
     /// The position after which every message is chained to its predecessor, and the stream
     /// sequence of the message before the first of them (0: unchecked). None: nothing chained.
     chain: Option<(i64, u64)>,
@@ -44,27 +77,37 @@ fn broker(e: impl std::fmt::Display) -> Error {
     Error::Relay(format!("NATS: {e}"))
 }
 
-/// The stream the relay publishes into: every subject under `SUBJECT_PREFIX`, kept on disk.
-pub fn stream_config() -> stream::Config {
+/// The stream the relay publishes a ledger's events into: its subjects, kept on disk.
+pub fn stream_config(ledger: &LedgerName) -> stream::Config {
     stream::Config {
-        name: STREAM.to_owned(),
-        subjects: vec![format!("{SUBJECT_PREFIX}.>")],
+        name: stream_name(ledger),
+        subjects: vec![format!("{}.>", subject_prefix(ledger))],
         storage: stream::StorageType::File,
         ..stream::Config::default()
     }
 }
 
 impl NatsSink {
-    pub async fn connect(url: &str) -> Result<Self> {
+    /// Connects to publish `ledger`'s events, creating its stream if it is not there (and
+    /// moving `LEDGER`'s subjects from before there were many ledgers to `default`'s).
+    pub async fn connect(url: &str, ledger: &LedgerName) -> Result<Self> {
         let client = async_nats::connect(url).await.map_err(broker)?;
         let jetstream = jetstream::new(client.clone());
-        jetstream
-            .get_or_create_stream(stream_config())
+        let config = stream_config(ledger);
+        let stream = jetstream
+            .get_or_create_stream(config.clone())
             .await
             .map_err(broker)?;
+        if stream.cached_info().config.subjects != config.subjects {
+            let mut updated = stream.cached_info().config.clone();
+            updated.subjects = config.subjects;
+            jetstream.update_stream(updated).await.map_err(broker)?;
+        }
         Ok(Self {
             client,
             jetstream,
+            ledger: ledger.clone(),
+            stream: config.name,
             chain: None,
         })
     }
@@ -73,20 +116,25 @@ impl NatsSink {
     /// position from the checkpoint to it is at the stream's end in order, else the checkpoint.
     /// Chains what is published next when it all comes after what the stream holds.
     pub async fn resume(&mut self, checkpoint: i64) -> Result<Resume> {
-        let mut stream = self.jetstream.get_stream(STREAM).await.map_err(broker)?;
+        let mut stream = self
+            .jetstream
+            .get_stream(&self.stream)
+            .await
+            .map_err(broker)?;
         let state = stream.info().await.map_err(broker)?.state.clone();
         if state.last_sequence == 0 || state.messages == 0 {
             self.chain = Some((checkpoint, state.last_sequence));
             return Ok(Resume::after(checkpoint));
         }
-        let last = position_of(&stream, state.last_sequence).await?;
+        let last = position_of(&stream, &self.ledger, state.last_sequence).await?;
         if last <= checkpoint {
             self.chain = Some((checkpoint, state.last_sequence));
             return Ok(Resume::after(checkpoint));
         }
-        if let Err(why) = tail_holds(&stream, &state, checkpoint, last).await {
-            warn!(checkpoint, last, %why, "NATS: the stream {STREAM} holds position {last} but \
-                not every one after the relay's checkpoint; resuming from the checkpoint");
+        if let Err(why) = tail_holds(&stream, &self.ledger, &state, checkpoint, last).await {
+            warn!(stream = %self.stream, checkpoint, last, %why, "NATS: the stream holds \
+                position {last} but not every one after the relay's checkpoint; resuming from the \
+                checkpoint");
             return Ok(Resume {
                 after: checkpoint,
                 refill_through: Some(last),
@@ -98,7 +146,10 @@ impl NatsSink {
 
     pub async fn publish(&mut self, message: Message<'_>) -> Result<Confirm> {
         let mut headers = HeaderMap::new();
-        headers.insert(NATS_MESSAGE_ID, message.position.to_string().as_str());
+        headers.insert(
+            NATS_MESSAGE_ID,
+            message_id(&self.ledger, message.position).as_str(),
+        );
         if let Some((after, sequence)) = self.chain.filter(|(after, _)| message.position > *after) {
             // The relay publishes consecutive positions from `after + 1`, each to be stored as the
             // stream's next message (0: the stream never had one, nothing to check).
@@ -107,7 +158,7 @@ impl NatsSink {
                 headers.insert(NATS_EXPECTED_LAST_SEQUENCE, expected.to_string().as_str());
             }
         }
-        let subject = format!("{SUBJECT_PREFIX}.{}", message.event_type);
+        let subject = format!("{}.{}", subject_prefix(&self.ledger), message.event_type);
         let ack = self
             .jetstream
             .publish_with_headers(subject, headers, message.body.into())
@@ -125,18 +176,29 @@ impl NatsSink {
     }
 }
 
-/// The position of the message at `sequence`: its `Nats-Msg-Id`.
-async fn position_of(stream: &stream::Stream, sequence: u64) -> Result<i64> {
+/// The position of the message at `sequence`: its `Nats-Msg-Id`, `<ledger>:<position>` (or, in
+/// `default`'s stream, the bare position it had before there were many ledgers).
+async fn position_of(stream: &stream::Stream, ledger: &LedgerName, sequence: u64) -> Result<i64> {
     let message = stream.get_raw_message(sequence).await.map_err(broker)?;
     let id = message
         .headers
         .get(NATS_MESSAGE_ID)
         .map(|id| id.as_str().to_owned())
         .unwrap_or_default();
-    id.parse::<i64>().map_err(|_| {
+    let position = match id
+        .strip_prefix(ledger.as_str())
+        .and_then(|r| r.strip_prefix(':'))
+    {
+        Some(position) => Some(position),
+        None if ledger.is_default() => Some(id.as_str()),
+        None => None,
+    };
+    position.and_then(|p| p.parse::<i64>().ok()).ok_or_else(|| {
         Error::Relay(format!(
-            "NATS: the message of {STREAM} at sequence {sequence} has no position as its \
-             Nats-Msg-Id ({id:?}): is something else publishing to {SUBJECT_PREFIX}.>?"
+            "NATS: the message of {} at sequence {sequence} has no position of ledger {ledger} as \
+             its Nats-Msg-Id ({id:?}): is something else publishing to {}.>?",
+            stream_name(ledger),
+            subject_prefix(ledger)
         ))
     })
 }
@@ -146,6 +208,7 @@ async fn position_of(stream: &stream::Stream, sequence: u64) -> Result<i64> {
 /// stream holds every position up to `last`. Why not, if not.
 async fn tail_holds(
     stream: &stream::Stream,
+    ledger: &LedgerName,
     state: &stream::State,
     checkpoint: i64,
     last: i64,
@@ -161,7 +224,7 @@ async fn tail_holds(
         .filter(|first| *first >= state.first_sequence)
         .ok_or_else(|| format!("{count} positions, fewer messages"))?;
     for (sequence, expected) in (first..state.last_sequence).zip(checkpoint + 1..) {
-        match position_of(stream, sequence).await {
+        match position_of(stream, ledger, sequence).await {
             Ok(position) if position == expected => {}
             Ok(position) => {
                 return Err(format!(

@@ -1,12 +1,16 @@
-//! The deliverer: one task per ledger (a session-level advisory lock, as the projector takes; the
-//! deliverers of other processes stand by) that follows every enabled subscription from its
-//! cursor. Each subscription has at most one delivery in flight, so its deliveries arrive in
-//! position order, and a failing one holds back the later ones until it succeeds or the
-//! subscription is disabled; across subscriptions up to `in_flight_max` run at once. It wakes when
-//! this process's writer commits, when a subscription changes here, when a retry falls due, or
-//! every `idle_poll_interval` (for what another process did): never a tight loop.
+//! The deliverer: one task per deployment (a session-level advisory lock, as the projector takes;
+//! the deliverers of other processes stand by) that follows every enabled subscription from its
+//! cursor in each ledger it follows. Each round gives a turn to each subscription behind in some
+//! ledger, in one of those ledgers (taken in turn), by the ledgers' heads (`Heads`: every
+//! followed ledger's read once per `idle_poll_interval`, one statement per
+//! `ledgers::BOOKS_PER_STATEMENT` books; in between only those that committed here). Each subscription has at most one delivery in
+//! flight, so each ledger's deliveries arrive in its position order, and a failing one holds back
+//! the later ones until it succeeds or the subscription is disabled; across subscriptions up to
+//! `in_flight_max` run at once. It wakes when a writer of this process commits, when a
+//! subscription changes here, when a retry falls due, or every `idle_poll_interval` (for what
+//! another process did): never a tight loop.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -23,11 +27,14 @@ use tracing::{info, warn};
 use uuid::Uuid;
 
 use super::guard::{self, Refused};
-use super::signing::{self, POSITION_HEADER, SIGNATURE_HEADER, SUBSCRIPTION_HEADER};
+use super::signing::{self, LEDGER_HEADER, POSITION_HEADER, SIGNATURE_HEADER, SUBSCRIPTION_HEADER};
 use super::store::{self, Attempt, Outcome, Subscription};
 use super::{after_failure, WebhookConfig};
 use crate::event_store::{self, Encode, StoredEvent};
+use crate::ledgers::{self, Ledger, LocalCommits};
 use crate::Result;
+use domain::LedgerName;
+use tokio::sync::broadcast;
 
 /// The deliverer's advisory lock, `(WEBHOOKS_LOCK_CLASS, 0)`: apart from the writer's and the
 /// projector's.
@@ -56,7 +63,8 @@ pub struct WebhookMetrics {
     outcomes: [AtomicU64; 5],
     /// Whether this process's deliverer holds the lock.
     active: AtomicBool,
-    /// Per enabled subscription, events of the log after its cursor, as of the last round.
+    /// Per enabled subscription, events after its cursors in the ledgers it follows, as of the
+    /// last round.
     lag: Mutex<Vec<(Uuid, i64)>>,
 }
 
@@ -67,11 +75,18 @@ impl WebhookMetrics {
         }
     }
 
-    fn set_lag(&self, subscriptions: &[Subscription], head: i64) {
+    fn set_lag(&self, subscriptions: &[Subscription], heads: &[(Ledger, i64)]) {
         if let Ok(mut lag) = self.lag.lock() {
             *lag = subscriptions
                 .iter()
-                .map(|s| (s.id, (head - s.cursor).max(0)))
+                .map(|s| {
+                    let behind = heads
+                        .iter()
+                        .filter(|(ledger, _)| s.follows(&ledger.name))
+                        .map(|(ledger, head)| (head - s.cursor(&ledger.name)).max(0))
+                        .sum();
+                    (s.id, behind)
+                })
                 .collect();
         }
     }
@@ -89,12 +104,12 @@ pub struct Webhooks {
 }
 
 impl Webhooks {
-    /// Starts the deliverer. `commits` (the writer's committed position, when the writer runs in
-    /// this process) wakes it as soon as there are new events.
+    /// Starts the deliverer. `commits` (the commits of the writers in this process) wakes it as
+    /// soon as there are new events.
     pub fn spawn(
         connect: PgConnectOptions,
         pool: PgPool,
-        commits: Option<watch::Receiver<i64>>,
+        commits: Option<LocalCommits>,
         config: WebhookConfig,
         encode: Encode,
     ) -> Result<Self> {
@@ -102,7 +117,7 @@ impl Webhooks {
         let client = client(&config)?;
         let deliverer = Deliverer {
             connect,
-            commits,
+            commits: commits.as_ref().map(LocalCommits::subscribe),
             wake: handle.wake.clone(),
             stopped: handle.stop.subscribe(),
             context: Arc::new(Context {
@@ -167,7 +182,7 @@ impl Webhooks {
             );
         }
         let name = "ledger_webhook_lag_events";
-        let _ = writeln!(out, "# HELP {name} Events of the log after a subscription's cursor (on the process that delivers).\n# TYPE {name} gauge");
+        let _ = writeln!(out, "# HELP {name} Events after a subscription's cursors, in the ledgers it follows (on the process that delivers).\n# TYPE {name} gauge");
         if let Ok(lag) = m.lag.lock() {
             for (id, events) in lag.iter() {
                 let _ = writeln!(out, "{name}{{subscription=\"{id}\"}} {events}");
@@ -251,7 +266,7 @@ struct Context {
 
 struct Deliverer {
     connect: PgConnectOptions,
-    commits: Option<watch::Receiver<i64>>,
+    commits: Option<broadcast::Receiver<LedgerName>>,
     wake: Arc<Notify>,
     stopped: watch::Receiver<bool>,
     context: Arc<Context>,
@@ -309,20 +324,29 @@ impl Deliverer {
     /// slots are free.
     async fn deliver(&mut self, conn: &mut PgConnection, turns: &mut Turns) -> Result<()> {
         let ctx = self.context.clone();
+        let mut heads = Heads::default();
         while !*self.stopped.borrow() {
             let round = tokio::time::Instant::now();
             // The lock lives as long as this session: a broken one may have lost it.
             sqlx::query("SELECT 1").execute(&mut *conn).await?;
-            let head = head(&ctx.pool).await?;
             let subscriptions = store::enabled(&ctx.pool).await?;
-            ctx.metrics.set_lag(&subscriptions, head);
             let following = !subscriptions.is_empty();
+            if following {
+                heads
+                    .look(&ctx.pool, &subscriptions, ctx.config.idle_poll_interval)
+                    .await?;
+            }
+            let known = &heads.heads;
+            ctx.metrics.set_lag(&subscriptions, known);
             let now = Utc::now();
             let mut next_due = None;
             for subscription in subscriptions {
-                if turns.busy(subscription.id) || subscription.cursor >= head {
+                if turns.busy(subscription.id) {
                     continue;
                 }
+                let Some(ledger) = turns.next_ledger(&subscription, known) else {
+                    continue;
+                };
                 if subscription.next_attempt_at > now {
                     let due = subscription.next_attempt_at;
                     next_due = Some(next_due.map_or(due, |d: chrono::DateTime<Utc>| d.min(due)));
@@ -331,10 +355,10 @@ impl Deliverer {
                 if turns.set.len() >= ctx.config.in_flight_max {
                     break;
                 }
-                turns.start(ctx.clone(), subscription);
+                turns.start(ctx.clone(), subscription, ledger);
             }
             let due_in = next_due.map(|d| (d - now).to_std().unwrap_or_default());
-            self.wait(turns, due_in, following, round).await;
+            self.wait(turns, &mut heads, due_in, following, round).await;
         }
         Ok(())
     }
@@ -345,6 +369,7 @@ impl Deliverer {
     async fn wait(
         &mut self,
         turns: &mut Turns,
+        heads: &mut Heads,
         due_in: Option<Duration>,
         following: bool,
         round: tokio::time::Instant,
@@ -352,14 +377,13 @@ impl Deliverer {
         let poll = self.context.config.idle_poll_interval;
         let until = round + due_in.map_or(poll, |d| d.min(poll)).max(ROUND_INTERVAL_MIN);
         let mut stopped = self.stopped.clone();
-        let commits = self.commits.clone().filter(|_| following);
+        let commits = self.commits.as_mut().filter(|_| following);
         let committed = async move {
             match commits {
-                Some(mut commits) => {
-                    if commits.changed().await.is_err() {
-                        std::future::pending::<()>().await;
-                    }
-                }
+                Some(commits) => match commits.recv().await {
+                    Err(broadcast::error::RecvError::Closed) => std::future::pending().await,
+                    notice => notice,
+                },
                 None => std::future::pending().await,
             }
         };
@@ -370,34 +394,91 @@ impl Deliverer {
             turns.reap().await;
         };
         tokio::select! {
-            _ = committed => {}
-            _ = self.wake.notified() => {}
+            notice = committed => heads.noticed(notice),
+            // A subscription changed: it may follow ledgers whose heads were not read.
+            _ = self.wake.notified() => heads.stale = true,
             _ = turn_ended => {}
             _ = tokio::time::sleep_until(until) => {}
             _ = stopped.wait_for(|s| *s) => return,
         }
-        // Pacing: at most one round per interval.
+        // Pacing: at most one round per interval; the commits meanwhile are for this round.
         tokio::time::sleep_until(round + ROUND_INTERVAL_MIN).await;
         if let Some(commits) = &mut self.commits {
-            commits.borrow_and_update();
+            loop {
+                match commits.try_recv() {
+                    Err(broadcast::error::TryRecvError::Empty)
+                    | Err(broadcast::error::TryRecvError::Closed) => break,
+                    Err(broadcast::error::TryRecvError::Lagged(_)) => heads.stale = true,
+                    Ok(ledger) => {
+                        heads.committed.insert(ledger);
+                    }
+                }
+            }
         }
     }
 }
 
-/// The last position of the log (0 when it is empty).
-async fn head(pool: &PgPool) -> Result<i64> {
-    Ok(
-        sqlx::query_scalar("SELECT COALESCE(max(position), 0)::int8 FROM events")
-            .fetch_one(pool)
-            .await?,
-    )
+/// The heads of the ledgers the subscriptions follow (every ledger's when one follows them all),
+/// as of the last look. Every one is read at most once per `idle_poll_interval` (for what other
+/// processes wrote) or when the subscriptions change; in between, only those of the ledgers
+/// that committed in this process: a round under load does not read a thousand books.
+#[derive(Default)]
+struct Heads {
+    heads: Vec<(Ledger, i64)>,
+    read_at: Option<tokio::time::Instant>,
+    /// The ledgers that committed in this process since the last look.
+    committed: HashSet<LedgerName>,
+    /// The next look reads every followed ledger's head.
+    stale: bool,
 }
 
-/// The subscriptions with a turn running.
+impl Heads {
+    fn noticed(&mut self, notice: std::result::Result<LedgerName, broadcast::error::RecvError>) {
+        match notice {
+            Ok(ledger) => {
+                self.committed.insert(ledger);
+            }
+            Err(_) => self.stale = true,
+        }
+    }
+
+    async fn look(
+        &mut self,
+        pool: &PgPool,
+        subscriptions: &[Subscription],
+        every: Duration,
+    ) -> Result<()> {
+        if self.stale || self.read_at.is_none_or(|at| at.elapsed() >= every) {
+            let named: Option<Vec<String>> = subscriptions
+                .iter()
+                .map(|s| s.ledger.as_ref().map(|l| l.to_string()))
+                .collect();
+            self.heads = ledgers::heads(pool, named.as_deref()).await?;
+            self.read_at = Some(tokio::time::Instant::now());
+            self.stale = false;
+            self.committed.clear();
+            return Ok(());
+        }
+        if self.committed.is_empty() {
+            return Ok(());
+        }
+        let names: Vec<String> = self.committed.drain().map(|l| l.to_string()).collect();
+        for (ledger, head) in ledgers::heads(pool, Some(&names)).await? {
+            match self.heads.iter_mut().find(|(l, _)| l.name == ledger.name) {
+                Some(known) => known.1 = head,
+                None => self.heads.push((ledger, head)),
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The subscriptions with a turn running, and the ledger of each one's last turn.
 #[derive(Default)]
 struct Turns {
     set: JoinSet<()>,
     by_task: HashMap<tokio::task::Id, Uuid>,
+    last_ledger: HashMap<Uuid, LedgerName>,
 }
 
 impl Turns {
@@ -405,9 +486,28 @@ impl Turns {
         self.by_task.values().any(|s| *s == id)
     }
 
-    fn start(&mut self, ctx: Arc<Context>, subscription: Subscription) {
+    /// The ledger of the subscription's next turn: of those it follows whose head is past its
+    /// cursor, the first after its last turn's (in name order, wrapping), so that a busy ledger
+    /// does not starve the others.
+    fn next_ledger(&self, subscription: &Subscription, heads: &[(Ledger, i64)]) -> Option<Ledger> {
+        let behind = heads.iter().filter(|(ledger, head)| {
+            subscription.follows(&ledger.name) && *head > subscription.cursor(&ledger.name)
+        });
+        let last = self.last_ledger.get(&subscription.id);
+        let mut first = None;
+        for (ledger, _) in behind {
+            if last.is_none_or(|last| ledger.name > *last) {
+                return Some(ledger.clone());
+            }
+            first.get_or_insert(ledger);
+        }
+        first.cloned()
+    }
+
+    fn start(&mut self, ctx: Arc<Context>, subscription: Subscription, ledger: Ledger) {
         let id = subscription.id;
-        let task = self.set.spawn(turn(ctx, subscription));
+        self.last_ledger.insert(id, ledger.name.clone());
+        let task = self.set.spawn(turn(ctx, subscription, ledger));
         self.by_task.insert(task.id(), id);
     }
 
@@ -433,31 +533,72 @@ enum Step {
     Stop,
 }
 
-/// A subscription's turn: steps until it is caught up, fails, or has taken its share. The events
-/// read after its cursor are kept for the next steps of the turn, so that each is read once.
-async fn turn(ctx: Arc<Context>, mut subscription: Subscription) {
+/// What a turn follows: a subscription in one ledger, from its cursor there.
+struct Following {
+    subscription: Subscription,
+    ledger: Ledger,
+    cursor: i64,
+}
+
+/// A subscription's turn in a ledger: steps until it is caught up there, fails, or has taken its
+/// share. The events read after its cursor are kept for the next steps of the turn, so that each
+/// is read once.
+async fn turn(ctx: Arc<Context>, subscription: Subscription, ledger: Ledger) {
+    if let Err(e) = store::ensure_cursor(&ctx.pool, subscription.id, &ledger.name).await {
+        warn!(subscription = %subscription.id, ledger = %ledger.name, error = %e,
+            "webhook delivery step failed");
+        return;
+    }
+    let mut following = Following {
+        cursor: subscription.cursor(&ledger.name),
+        subscription,
+        ledger,
+    };
     let mut read_ahead = VecDeque::new();
     for _ in 0..STEPS_PER_TURN {
-        match step(&ctx, &mut subscription, &mut read_ahead).await {
+        match step(&ctx, &mut following, &mut read_ahead).await {
             Ok(Step::Moved) => {}
             Ok(Step::Stop) => return,
             Err(e) => {
-                warn!(subscription = %subscription.id, error = %e, "webhook delivery step failed");
+                warn!(subscription = %following.subscription.id, ledger = %following.ledger.name,
+                    error = %e, "webhook delivery step failed");
                 return;
             }
         }
     }
 }
 
+/// The events of `ledger`'s log after `after`, at most `limit`: read on a session of the
+/// registry's pool, its search path set to the book for this transaction only.
+async fn page_of(
+    pool: &PgPool,
+    ledger: &Ledger,
+    after: i64,
+    limit: i64,
+) -> Result<Vec<StoredEvent>> {
+    let mut tx = pool.begin().await?;
+    sqlx::query("SELECT set_config('search_path', $1, true)")
+        .bind(&ledger.schema)
+        .execute(&mut *tx)
+        .await?;
+    let page = event_store::page(&mut *tx, after, limit).await?;
+    tx.commit().await?;
+    Ok(page)
+}
+
 /// Skips the events after the cursor that do not match, then delivers the first one that does.
 async fn step(
     ctx: &Context,
-    subscription: &mut Subscription,
+    following: &mut Following,
     read_ahead: &mut VecDeque<StoredEvent>,
 ) -> Result<Step> {
+    let Following {
+        subscription,
+        ledger,
+        cursor,
+    } = following;
     if read_ahead.is_empty() {
-        read_ahead
-            .extend(event_store::page(&ctx.pool, subscription.cursor, READ_AHEAD_EVENTS).await?);
+        read_ahead.extend(page_of(&ctx.pool, ledger, *cursor, READ_AHEAD_EVENTS).await?);
     }
     let mut skipped_to = None;
     let mut matching = None;
@@ -469,10 +610,10 @@ async fn step(
         skipped_to = Some(event.position);
     }
     if let Some(to) = skipped_to {
-        if !store::skip(&ctx.pool, subscription.id, subscription.cursor, to).await? {
+        if !store::skip(&ctx.pool, subscription.id, &ledger.name, *cursor, to).await? {
             return Ok(Step::Stop);
         }
-        subscription.cursor = to;
+        *cursor = to;
     }
     let Some(event) = matching else {
         return Ok(if skipped_to.is_some() {
@@ -483,18 +624,13 @@ async fn step(
     };
     let position = event.position;
     let body = (ctx.encode)(&event)?;
-    let attempt = send(ctx, subscription, position, body).await;
+    let attempt = send(ctx, subscription, &ledger.name, position, body).await;
     ctx.metrics.count(attempt.outcome);
     if attempt.outcome == Outcome::Delivered {
-        store::record(
-            &ctx.pool,
-            subscription.id,
-            subscription.cursor,
-            &attempt,
-            None,
-        )
-        .await?;
-        subscription.cursor = attempt.position;
+        if !store::record(&ctx.pool, subscription.id, *cursor, &attempt, None).await? {
+            return Ok(Step::Stop);
+        }
+        *cursor = attempt.position;
         return Ok(Step::Moved);
     }
     let plan = after_failure(
@@ -506,22 +642,22 @@ async fn step(
     if let Some(reason) = &plan.disabled_reason {
         warn!(subscription = %subscription.id, reason, "webhook subscription disabled");
     }
-    store::record(
-        &ctx.pool,
-        subscription.id,
-        subscription.cursor,
-        &attempt,
-        Some(&plan),
-    )
-    .await?;
+    store::record(&ctx.pool, subscription.id, *cursor, &attempt, Some(&plan)).await?;
     Ok(Step::Stop)
 }
 
 /// One attempt: the event's `body` POSTed to the receiver, signed, and what came of it.
-async fn send(ctx: &Context, subscription: &Subscription, position: i64, body: Vec<u8>) -> Attempt {
+async fn send(
+    ctx: &Context,
+    subscription: &Subscription,
+    ledger: &LedgerName,
+    position: i64,
+    body: Vec<u8>,
+) -> Attempt {
     let attempted_at = Utc::now();
     let started = Instant::now();
-    let (outcome, status_code, error) = match post(ctx, subscription, position, body).await {
+    let (outcome, status_code, error) = match post(ctx, subscription, ledger, position, body).await
+    {
         Ok(status) if status.is_success() => (Outcome::Delivered, Some(status.as_u16()), None),
         Ok(status) => (
             Outcome::Rejected,
@@ -531,6 +667,7 @@ async fn send(ctx: &Context, subscription: &Subscription, position: i64, body: V
         Err((outcome, error)) => (outcome, None, Some(error)),
     };
     Attempt {
+        ledger: ledger.clone(),
         position,
         outcome,
         status_code,
@@ -543,6 +680,7 @@ async fn send(ctx: &Context, subscription: &Subscription, position: i64, body: V
 async fn post(
     ctx: &Context,
     subscription: &Subscription,
+    ledger: &LedgerName,
     position: i64,
     body: Vec<u8>,
 ) -> std::result::Result<reqwest::StatusCode, (Outcome, String)> {
@@ -559,6 +697,7 @@ async fn post(
         .post(target.url)
         .header(reqwest::header::CONTENT_TYPE, "application/json")
         .header(SIGNATURE_HEADER, signature)
+        .header(LEDGER_HEADER, ledger.as_str())
         .header(POSITION_HEADER, position)
         .header(SUBSCRIPTION_HEADER, subscription.id.to_string())
         .body(body)

@@ -20,7 +20,10 @@ type HmacSha256 = Hmac<Sha256>;
 
 /// The header that carries the signature.
 pub const SIGNATURE_HEADER: &str = "ledger-signature";
-/// The header that carries the event's position, for a receiver to drop duplicates.
+/// The header that names the ledger of the event (its position is this ledger's).
+pub const LEDGER_HEADER: &str = "ledger-name";
+/// The header that carries the event's position in its ledger, for a receiver to drop
+/// duplicates (by ledger and position).
 pub const POSITION_HEADER: &str = "ledger-position";
 /// The header that names the subscription a delivery is for.
 pub const SUBSCRIPTION_HEADER: &str = "ledger-webhook-id";

@@ -1,15 +1,18 @@
-//! Subscriptions and their delivery log, in PostgreSQL. A subscription's cursor moves only by
-//! compare-and-set from the position the deliverer read: if two deliverers ever overlap (a lock
-//! handed over while one still had a request in flight), the second to finish changes nothing.
+//! Subscriptions and their delivery log, in PostgreSQL (the deployment's tables, in `public`). A
+//! subscription follows one ledger or every ledger, with a cursor per ledger (`webhook_cursors`).
+//! A cursor moves only by compare-and-set from the position the deliverer read: if two
+//! deliverers ever overlap (a lock handed over while one still had a request in flight), the
+//! second to finish changes nothing.
 
 use chrono::{DateTime, Utc};
+use domain::LedgerName;
 use sqlx::postgres::PgRow;
 use sqlx::{PgPool, Row};
 use uuid::Uuid;
 
 use super::filter::Filter;
 use super::signing;
-use crate::Result;
+use crate::{ledgers, Result};
 
 /// Subscriptions a ledger keeps at most: each costs the deliverer a look per round.
 pub const SUBSCRIPTIONS_MAX: i64 = 1_000;
@@ -29,8 +32,11 @@ pub struct Subscription {
     pub url: String,
     pub filter: Filter,
     pub secret: String,
-    /// The last position delivered or skipped.
-    pub cursor: i64,
+    /// The ledger it follows; `None`: every ledger.
+    pub ledger: Option<LedgerName>,
+    /// Per ledger, the last position delivered or skipped, in name order; a ledger not listed
+    /// (created after the subscription) is delivered from its start.
+    pub cursors: Vec<(LedgerName, i64)>,
     pub enabled: bool,
     pub disabled_reason: Option<String>,
     pub consecutive_failures: i32,
@@ -39,8 +45,12 @@ pub struct Subscription {
     pub created_at: DateTime<Utc>,
 }
 
-const COLUMNS: &str = "id, url, event_types, account_prefix, secret, cursor, enabled, \
-    disabled_reason, consecutive_failures, failing_since, next_attempt_at, created_at";
+const COLUMNS: &str = "id, url, event_types, account_prefix, secret, ledger, enabled, \
+    disabled_reason, consecutive_failures, failing_since, next_attempt_at, created_at, \
+    ARRAY(SELECT c.ledger FROM webhook_cursors c WHERE c.subscription_id = id \
+          ORDER BY c.ledger COLLATE \"C\") AS cursor_ledgers, \
+    ARRAY(SELECT c.cursor FROM webhook_cursors c WHERE c.subscription_id = id \
+          ORDER BY c.ledger COLLATE \"C\") AS cursor_positions";
 
 impl std::fmt::Debug for Subscription {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -48,7 +58,8 @@ impl std::fmt::Debug for Subscription {
             .field("id", &self.id)
             .field("url", &self.url)
             .field("filter", &self.filter)
-            .field("cursor", &self.cursor)
+            .field("ledger", &self.ledger)
+            .field("cursors", &self.cursors)
             .field("enabled", &self.enabled)
             .field("consecutive_failures", &self.consecutive_failures)
             .finish_non_exhaustive()
@@ -56,7 +67,33 @@ impl std::fmt::Debug for Subscription {
 }
 
 impl Subscription {
+    /// Whether it follows `ledger`.
+    pub fn follows(&self, ledger: &LedgerName) -> bool {
+        self.ledger.as_ref().is_none_or(|l| l == ledger)
+    }
+
+    /// Its cursor in `ledger`: 0 where it has none yet.
+    pub fn cursor(&self, ledger: &LedgerName) -> i64 {
+        self.cursors
+            .iter()
+            .find(|(l, _)| l == ledger)
+            .map_or(0, |(_, cursor)| *cursor)
+    }
+
     fn from_row(row: &PgRow) -> Result<Self> {
+        let name = |name: String| {
+            LedgerName::try_from(name)
+                .map_err(|e| crate::Error::Corrupt(format!("webhook subscriptions: {e}")))
+        };
+        let ledgers: Vec<String> = row.try_get("cursor_ledgers")?;
+        let positions: Vec<i64> = row.try_get("cursor_positions")?;
+        let cursors = ledgers
+            .into_iter()
+            .map(name)
+            .zip(positions)
+            .map(|(ledger, cursor)| Ok((ledger?, cursor)))
+            .collect::<Result<Vec<_>>>()?;
+        let ledger: Option<String> = row.try_get("ledger")?;
         Ok(Self {
             id: row.try_get("id")?,
             url: row.try_get("url")?,
@@ -65,7 +102,8 @@ impl Subscription {
                 account_prefix: row.try_get("account_prefix")?,
             },
             secret: row.try_get("secret")?,
-            cursor: row.try_get("cursor")?,
+            ledger: ledger.map(name).transpose()?,
+            cursors,
             enabled: row.try_get("enabled")?,
             disabled_reason: row.try_get("disabled_reason")?,
             consecutive_failures: row.try_get("consecutive_failures")?,
@@ -85,39 +123,60 @@ pub enum CreateError {
     Store(#[from] crate::Error),
 }
 
-/// Creates an enabled subscription that delivers the events after `after` (the head of the log
-/// when `None`), with a fresh secret.
+/// Creates an enabled subscription of `ledger` (every ledger when `None`) that delivers each
+/// ledger's events after `after` (after each ledger's head when `None`), with a fresh secret. A
+/// ledger created later is delivered from its start.
 pub async fn create(
     pool: &PgPool,
     url: &str,
     filter: &Filter,
+    ledger: Option<&LedgerName>,
     after: Option<i64>,
 ) -> std::result::Result<Subscription, CreateError> {
     let secret = signing::new_secret()?;
+    let only = ledger.map(|l| vec![l.to_string()]);
+    let heads = ledgers::heads(pool, only.as_deref()).await?;
+    let (names, cursors): (Vec<String>, Vec<i64>) = heads
+        .into_iter()
+        .map(|(ledger, head)| (ledger.name.to_string(), after.unwrap_or(head)))
+        .unzip();
+    let id = Uuid::now_v7();
+    let mut tx = pool.begin().await.map_err(crate::Error::from)?;
     // Counted and inserted in one statement: two racing creations may pass the bound by one,
     // which the bound tolerates.
-    let row = sqlx::query(&format!(
-        "INSERT INTO webhook_subscriptions (id, url, event_types, account_prefix, secret, cursor,
+    let inserted = sqlx::query(
+        "INSERT INTO webhook_subscriptions (id, url, event_types, account_prefix, secret, ledger,
              enabled, next_attempt_at, created_at)
-         SELECT $1, $2, $3, $4, $5,
-             COALESCE($6, (SELECT max(position) FROM events), 0), true, now(), now()
-         WHERE (SELECT count(*) FROM webhook_subscriptions) < $7
-         RETURNING {COLUMNS}"
-    ))
-    .bind(Uuid::now_v7())
+         SELECT $1, $2, $3, $4, $5, $6, true, now(), now()
+         WHERE (SELECT count(*) FROM webhook_subscriptions) < $7",
+    )
+    .bind(id)
     .bind(url)
     .bind(&filter.event_types)
     .bind(&filter.account_prefix)
     .bind(&secret)
-    .bind(after)
+    .bind(ledger.map(LedgerName::as_str))
     .bind(SUBSCRIPTIONS_MAX)
-    .fetch_optional(pool)
+    .execute(&mut *tx)
     .await
     .map_err(crate::Error::from)?;
-    match row {
-        Some(row) => Ok(Subscription::from_row(&row)?),
-        None => Err(CreateError::TooMany),
+    if inserted.rows_affected() == 0 {
+        return Err(CreateError::TooMany);
     }
+    sqlx::query(
+        "INSERT INTO webhook_cursors (subscription_id, ledger, cursor)
+         SELECT $1, l, c FROM unnest($2::text[], $3::int8[]) AS t (l, c)",
+    )
+    .bind(id)
+    .bind(&names)
+    .bind(&cursors)
+    .execute(&mut *tx)
+    .await
+    .map_err(crate::Error::from)?;
+    tx.commit().await.map_err(crate::Error::from)?;
+    get(pool, id)
+        .await?
+        .ok_or_else(|| CreateError::Store(crate::Error::Corrupt("a new subscription".into())))
 }
 
 /// Every subscription, oldest first.
@@ -178,13 +237,37 @@ pub async fn delete(pool: &PgPool, id: Uuid) -> Result<bool> {
     Ok(deleted.rows_affected() > 0)
 }
 
-/// Moves the cursor past events that do not match, from `from` (where the deliverer read it) to
-/// `to`; false when it was no longer at `from`.
-pub async fn skip(pool: &PgPool, id: Uuid, from: i64, to: i64) -> Result<bool> {
-    let moved = sqlx::query(
-        "UPDATE webhook_subscriptions SET cursor = $3 WHERE id = $1 AND cursor = $2 AND enabled",
+/// Makes sure the subscription has a cursor in `ledger` (0: from its start), for the deliverer
+/// to move by compare-and-set.
+pub async fn ensure_cursor(pool: &PgPool, id: Uuid, ledger: &LedgerName) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO webhook_cursors (subscription_id, ledger, cursor) VALUES ($1, $2, 0)
+         ON CONFLICT (subscription_id, ledger) DO NOTHING",
     )
     .bind(id)
+    .bind(ledger.as_str())
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
+/// Moves the cursor in `ledger` past events that do not match, from `from` (where the deliverer
+/// read it) to `to`; false when it was no longer at `from`, or the subscription is disabled.
+pub async fn skip(
+    pool: &PgPool,
+    id: Uuid,
+    ledger: &LedgerName,
+    from: i64,
+    to: i64,
+) -> Result<bool> {
+    let moved = sqlx::query(
+        "UPDATE webhook_cursors c SET cursor = $4
+         FROM webhook_subscriptions s
+         WHERE c.subscription_id = $1 AND c.ledger = $2 AND c.cursor = $3
+           AND s.id = c.subscription_id AND s.enabled",
+    )
+    .bind(id)
+    .bind(ledger.as_str())
     .bind(from)
     .bind(to)
     .execute(pool)
@@ -227,9 +310,10 @@ impl Outcome {
     }
 }
 
-/// One attempt at delivering one position.
+/// One attempt at delivering one position of a ledger.
 #[derive(Debug, Clone)]
 pub struct Attempt {
+    pub ledger: LedgerName,
     pub position: i64,
     pub outcome: Outcome,
     pub status_code: Option<u16>,
@@ -245,9 +329,10 @@ pub struct AfterFailure {
     pub disabled_reason: Option<String>,
 }
 
-/// Records an attempt of the subscription whose cursor the deliverer read as `cursor`. A
-/// delivery moves the cursor to its position and ends the run of failures; a failure counts in
-/// it and schedules the retry (`after_failure`). False when the cursor had moved meanwhile.
+/// Records an attempt of the subscription whose cursor in the attempt's ledger the deliverer
+/// read as `cursor`. A delivery moves that cursor to its position and ends the run of failures; a
+/// failure counts in it and schedules the retry (`after_failure`). False when the cursor had
+/// moved meanwhile.
 pub async fn record(
     pool: &PgPool,
     id: Uuid,
@@ -256,42 +341,61 @@ pub async fn record(
     after_failure: Option<&AfterFailure>,
 ) -> Result<bool> {
     let mut tx = pool.begin().await?;
-    let updated = match after_failure {
+    // The cursor is locked (or moved) first: the subscription's row changes only if it was
+    // still at `cursor`.
+    let at_cursor = match after_failure {
         None => sqlx::query(
-            "UPDATE webhook_subscriptions SET cursor = $3, consecutive_failures = 0,
-                 failing_since = NULL, next_attempt_at = now()
-             WHERE id = $1 AND cursor = $2",
+            "UPDATE webhook_cursors SET cursor = $4
+             WHERE subscription_id = $1 AND ledger = $2 AND cursor = $3",
         )
         .bind(id)
+        .bind(attempt.ledger.as_str())
         .bind(cursor)
         .bind(attempt.position),
-        Some(plan) => sqlx::query(
-            "UPDATE webhook_subscriptions SET consecutive_failures = consecutive_failures + 1,
-                 failing_since = COALESCE(failing_since, $3), next_attempt_at = $4,
-                 enabled = enabled AND $5::text IS NULL,
-                 disabled_reason = COALESCE($5, disabled_reason)
-             WHERE id = $1 AND cursor = $2",
+        Some(_) => sqlx::query(
+            "SELECT 1 FROM webhook_cursors
+             WHERE subscription_id = $1 AND ledger = $2 AND cursor = $3 FOR UPDATE",
         )
         .bind(id)
-        .bind(cursor)
+        .bind(attempt.ledger.as_str())
+        .bind(cursor),
+    }
+    .execute(&mut *tx)
+    .await?;
+    if at_cursor.rows_affected() == 0 {
+        return Ok(false);
+    }
+    match after_failure {
+        None => sqlx::query(
+            "UPDATE webhook_subscriptions SET consecutive_failures = 0,
+                 failing_since = NULL, next_attempt_at = now()
+             WHERE id = $1",
+        )
+        .bind(id),
+        Some(plan) => sqlx::query(
+            "UPDATE webhook_subscriptions SET consecutive_failures = consecutive_failures + 1,
+                 failing_since = COALESCE(failing_since, $2), next_attempt_at = $3,
+                 enabled = enabled AND $4::text IS NULL,
+                 disabled_reason = COALESCE($4, disabled_reason)
+             WHERE id = $1",
+        )
+        .bind(id)
         .bind(attempt.attempted_at)
         .bind(plan.next_attempt_at)
         .bind(&plan.disabled_reason),
     }
     .execute(&mut *tx)
     .await?;
-    if updated.rows_affected() == 0 {
-        return Ok(false);
-    }
     let error = attempt
         .error
         .as_deref()
         .map(|e| e.chars().take(ERROR_CHARS_MAX).collect::<String>());
     let logged: i64 = sqlx::query_scalar(
-        "INSERT INTO webhook_deliveries (subscription_id, position, attempt, outcome, status_code,
-             error, latency_ms, attempted_at)
-         VALUES ($1, $2, (SELECT count(*) + 1 FROM webhook_deliveries
-                          WHERE subscription_id = $1 AND position = $2), $3, $4, $5, $6, $7)
+        "INSERT INTO webhook_deliveries (subscription_id, ledger, position, attempt, outcome,
+             status_code, error, latency_ms, attempted_at)
+         VALUES ($1, $8, $2, (SELECT count(*) + 1 FROM webhook_deliveries
+                              WHERE subscription_id = $1 AND ledger = $8 AND position = $2),
+                 $3, $4, $5, $6, $7)
          RETURNING id",
     )
     .bind(id)
@@ -301,6 +405,7 @@ pub async fn record(
     .bind(error)
     .bind(attempt.latency_ms as i32)
     .bind(attempt.attempted_at)
+    .bind(attempt.ledger.as_str())
     .fetch_one(&mut *tx)
     .await?;
     if logged % DELIVERY_LOG_PRUNED_EVERY == 0 {
@@ -328,6 +433,7 @@ async fn prune_log(conn: &mut sqlx::PgConnection, id: Uuid) -> Result<()> {
 #[derive(Debug, Clone)]
 pub struct LoggedAttempt {
     pub id: i64,
+    pub ledger: String,
     pub position: i64,
     pub attempt: i32,
     pub outcome: String,
@@ -345,7 +451,7 @@ pub async fn deliveries(
     limit: i64,
 ) -> Result<Vec<LoggedAttempt>> {
     let rows = sqlx::query(
-        "SELECT id, position, attempt, outcome, status_code, error, latency_ms, attempted_at
+        "SELECT id, ledger, position, attempt, outcome, status_code, error, latency_ms, attempted_at
          FROM webhook_deliveries WHERE subscription_id = $1 AND id < $2
          ORDER BY id DESC LIMIT $3",
     )
@@ -358,6 +464,7 @@ pub async fn deliveries(
         .map(|row| {
             Ok(LoggedAttempt {
                 id: row.try_get("id")?,
+                ledger: row.try_get("ledger")?,
                 position: row.try_get("position")?,
                 attempt: row.try_get("attempt")?,
                 outcome: row.try_get("outcome")?,
