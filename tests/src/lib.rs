@@ -330,6 +330,35 @@ impl TestLedger {
             .to_owned()
     }
 
+    /// Creates ledger `name` with USD (scale 2), `world:bank` (which may go negative) and
+    /// `accounts` (which may not).
+    pub async fn create_ledger_with_usd(&self, name: &str, accounts: &[&str]) {
+        self.post(
+            "/v1/ledgers",
+            &format!("create-{name}"),
+            &json!({"name": name}),
+        )
+        .await
+        .expect(201);
+        let prefix = format!("/v1/ledgers/{name}");
+        self.post(
+            &format!("{prefix}/assets"),
+            "usd",
+            &json!({"code": "USD", "scale": 2}),
+        )
+        .await
+        .expect(201);
+        for code in std::iter::once(&"world:bank").chain(accounts) {
+            self.post(
+                &format!("{prefix}/accounts"),
+                &format!("open-{code}"),
+                &json!({"code": code, "allow_negative": *code == "world:bank"}),
+            )
+            .await
+            .expect(201);
+        }
+    }
+
     /// USD (2), AAPL (0); world:bank may go negative; alice:cash, bob:cash and broker:fees may not.
     pub async fn market(&self) {
         self.define_asset("USD", 2).await.expect(201);

@@ -11,34 +11,7 @@ use rust_decimal::Decimal;
 
 /// Creates ledger `name` with USD (scale 2), `world:bank` (may go negative) and the accounts.
 async fn book(ledger: &TestLedger, name: &str, accounts: &[&str]) {
-    ledger
-        .post(
-            "/v1/ledgers",
-            &format!("create-{name}"),
-            &json!({"name": name}),
-        )
-        .await
-        .expect(201);
-    let prefix = format!("/v1/ledgers/{name}");
-    ledger
-        .post(
-            &format!("{prefix}/assets"),
-            "usd",
-            &json!({"code": "USD", "scale": 2}),
-        )
-        .await
-        .expect(201);
-    let bank = ["world:bank"];
-    for code in bank.iter().chain(accounts) {
-        ledger
-            .post(
-                &format!("{prefix}/accounts"),
-                &format!("open-{code}"),
-                &json!({"code": code, "allow_negative": *code == "world:bank"}),
-            )
-            .await
-            .expect(201);
-    }
+    ledger.create_ledger_with_usd(name, accounts).await;
 }
 
 async fn fund(ledger: &TestLedger, name: &str, account: &str, amount: &str) {

@@ -492,33 +492,7 @@ async fn one_node_delivers_while_another_stands_by_and_takes_over_when_it_stops(
 
 /// Creates ledger `name` with USD, world:bank (may go negative) and alice:cash.
 async fn open_ledger(ledger: &TestLedger, name: &str) {
-    ledger
-        .post(
-            "/v1/ledgers",
-            &format!("ledger-{name}"),
-            &json!({"name": name}),
-        )
-        .await
-        .expect(201);
-    let prefix = format!("/v1/ledgers/{name}");
-    ledger
-        .post(
-            &format!("{prefix}/assets"),
-            "usd",
-            &json!({"code": "USD", "scale": 2}),
-        )
-        .await
-        .expect(201);
-    for (code, negative) in [("world:bank", true), ("alice:cash", false)] {
-        ledger
-            .post(
-                &format!("{prefix}/accounts"),
-                code,
-                &json!({"code": code, "allow_negative": negative}),
-            )
-            .await
-            .expect(201);
-    }
+    ledger.create_ledger_with_usd(name, &["alice:cash"]).await;
 }
 
 async fn transfers_in(ledger: &TestLedger, name: &str, n: usize) {
