@@ -252,30 +252,8 @@ async fn a_transfer_between_ledgers_written_on_different_nodes_ends_on_both() {
     role_is(&second, "follower").await;
     // Ledger a is written by the second node, ledger b by the first.
     for (node, name) in [(&second, "a"), (&first, "b")] {
-        node.post(
-            "/v1/ledgers",
-            &format!("create-{name}"),
-            &json!({"name": name}),
-        )
-        .await
-        .expect(201);
+        node.create_ledger_with_usd(name, &["x:cash"]).await;
         let prefix = format!("/v1/ledgers/{name}");
-        node.post(
-            &format!("{prefix}/assets"),
-            "usd",
-            &json!({"code": "USD", "scale": 2}),
-        )
-        .await
-        .expect(201);
-        for (code, negative) in [("world:bank", true), ("x:cash", false)] {
-            node.post(
-                &format!("{prefix}/accounts"),
-                &format!("open-{code}"),
-                &json!({"code": code, "allow_negative": negative}),
-            )
-            .await
-            .expect(201);
-        }
         node.post(
             &format!("{prefix}/transfers"),
             "fund",
