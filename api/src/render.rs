@@ -3,10 +3,10 @@
 
 use domain::event::{Fee, Posting};
 use domain::Event;
-use infrastructure::reads::{
-    AccountChangeKind, AccountRecord, BalanceRecord, HistoryEntry, HistoryItem, LimitRecord,
-    StoredEvent,
-};
+use infrastructure::event_store::StoredEvent;
+use infrastructure::projections::accounts::{AccountChangeKind, AccountRecord, LimitRecord};
+use infrastructure::projections::balances::BalanceRecord;
+use infrastructure::projections::postings::{HistoryEntry, HistoryItem};
 use infrastructure::CommittedEvent;
 
 use crate::error::ApiError;

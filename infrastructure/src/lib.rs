@@ -1,7 +1,8 @@
 //! PostgreSQL and the other real systems. The flow of a command, in module order: the `writer`
 //! decides it and appends its event to the `event_store`, writing the inline `projections` in the
 //! same transaction; the `projections::projector` then builds the asynchronous projections from
-//! the log; `reads` serve both, and `relays` carry the log to message brokers. `audit`, `replay`
+//! the log; each projection module serves the reads of its tables through the snapshot that
+//! `reads` takes, and `relays` carry the log to message brokers. `audit`, `replay`
 //! and `import` prove and restore the log and what is derived from it; `beancount` writes the log
 //! for accountants' tools.
 
@@ -30,7 +31,9 @@ pub mod webhooks;
 pub mod writer;
 
 pub use error::{Error, Result};
-pub use reads::{AccountKey, AtPosition, HistoryCursor, ReadStore};
+pub use projections::accounts::AccountKey;
+pub use projections::postings::HistoryCursor;
+pub use reads::{AtPosition, ReadStore};
 pub use writer::expiry::{self, INTERNAL_KEY_PREFIX};
 pub use writer::lease as writer_lock;
 pub use writer::{

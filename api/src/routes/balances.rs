@@ -5,7 +5,7 @@
 use axum::extract::State;
 use axum::response::Response;
 use domain::{AccountCode, AssetCode};
-use infrastructure::reads::{PastRollup, Rollup};
+use infrastructure::projections::rollups::{PastRollup, Rollup};
 use serde::Deserialize;
 use utoipa::IntoParams;
 use utoipa_axum::{router::OpenApiRouter, routes};

@@ -193,7 +193,7 @@ async fn original(book: &Book, id: TransactionId) -> Result<OriginalTransaction,
 
 /// The view of the event that settled a pending transaction, if one has.
 fn settled(
-    settlement: Option<infrastructure::reads::StoredEvent>,
+    settlement: Option<infrastructure::event_store::StoredEvent>,
 ) -> Result<Option<SettlementView>, ApiError> {
     settlement
         .map(|stored| decode_stored(stored).map(|committed| settlement_view(&committed)))

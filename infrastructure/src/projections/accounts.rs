@@ -1,19 +1,25 @@
 //! Accounts and the changes of the accounts themselves: their opening, status changes and limits.
-//! Inline: every decision checks an account's status and bounds.
+//! Inline: every decision checks an account's status and bounds. Read: an account, or a page of
+//! them by code, each with its status, version, balances (`balances`) and limits; and the changes
+//! an account's history shows (`postings`).
 
 use std::collections::HashMap;
 
+use chrono::{DateTime, Utc};
 use domain::command::AccountStatus;
 use domain::ledger::Limits;
 use domain::{AccountCode, AccountId, AssetCode, Event, LedgerState, Scale};
 use futures_util::TryStreamExt;
 use rust_decimal::Decimal;
+use sqlx::postgres::PgRow;
 use sqlx::{PgConnection, Row};
 use uuid::Uuid;
 
 use super::assets::{corrupt, scale_of};
+use super::balances::{balances_by_account, balances_of, BalanceRecord};
 use super::{Applied, Mode, Projection};
 use crate::columns::{col, OnConflict, SqlType, Table, TableRows};
+use crate::reads::{AtPosition, ReadStore};
 use crate::{Error, Result};
 
 pub static ACCOUNTS: Table = Table {
@@ -172,4 +178,244 @@ async fn restore_limits(
         state.restore_limits(AccountId(account_id), &asset, limits)?;
     }
     Ok(())
+}
+
+#[derive(Debug, Clone)]
+pub struct AccountRecord {
+    pub id: Uuid,
+    pub code: String,
+    pub allow_negative: bool,
+    pub metadata: domain::Metadata,
+    pub position: i64,
+    pub opened_at: DateTime<Utc>,
+    /// `open`, `frozen` or `closed`.
+    pub status: String,
+    /// The position of the last event that changed the account.
+    pub version: i64,
+    pub balances: Vec<BalanceRecord>,
+    /// Bounds set explicitly, per asset.
+    pub limits: Vec<LimitRecord>,
+}
+
+#[derive(Debug, Clone)]
+pub struct LimitRecord {
+    pub asset: String,
+    /// `None`: unbounded.
+    pub min_balance: Option<Decimal>,
+    pub max_balance: Option<Decimal>,
+    pub position: i64,
+}
+
+/// A change of an account itself, as its history shows it.
+#[derive(Debug, Clone)]
+pub struct AccountChange {
+    pub position: i64,
+    pub recorded_at: DateTime<Utc>,
+    pub change: AccountChangeKind,
+}
+
+#[derive(Debug, Clone)]
+pub enum AccountChangeKind {
+    Status(String),
+    Limits(LimitRecord),
+}
+
+/// How a read names an account.
+#[derive(Debug, Clone)]
+pub enum AccountKey {
+    Id(Uuid),
+    Code(String),
+}
+
+impl ReadStore {
+    pub async fn account(&self, key: &AccountKey) -> Result<AtPosition<Option<AccountRecord>>> {
+        let (mut tx, position) = self.snapshot().await?;
+        let (by_id, by_code) = (
+            format!("{ACCOUNT_SELECT} WHERE a.id = $1"),
+            format!("{ACCOUNT_SELECT} WHERE a.code = $1"),
+        );
+        let query = match key {
+            AccountKey::Id(id) => sqlx::query(&by_id).bind(*id),
+            AccountKey::Code(code) => sqlx::query(&by_code).bind(code.as_str()),
+        };
+        let Some(row) = query.fetch_optional(&mut *tx).await? else {
+            tx.commit().await?;
+            return Ok(AtPosition {
+                value: None,
+                position,
+            });
+        };
+        let mut account = account_from_row(&row)?;
+        account.balances = balances_of(&mut tx, account.id).await?;
+        account.limits = limits_of(&mut tx, &[account.id])
+            .await?
+            .into_iter()
+            .map(|(_, limits)| limits)
+            .collect();
+        tx.commit().await?;
+        Ok(AtPosition {
+            value: Some(account),
+            position,
+        })
+    }
+
+    /// Accounts whose code starts with `prefix`, in code order, after the code `after`.
+    pub async fn accounts(
+        &self,
+        prefix: &str,
+        after: Option<&str>,
+        limit: i64,
+    ) -> Result<AtPosition<Vec<AccountRecord>>> {
+        let (mut tx, position) = self.snapshot().await?;
+        // Codes are ASCII below 0x7f and compare byte by byte, so every code that starts with
+        // `prefix` sorts between `prefix` and `prefix || '\x7f'`.
+        let upper = format!("{prefix}\u{7f}");
+        let lower = match after {
+            Some(after) if after >= prefix => after,
+            _ => prefix,
+        };
+        let inclusive = after.is_none_or(|a| a < prefix);
+        let rows = sqlx::query(&format!(
+            "{ACCOUNT_SELECT}
+             WHERE (a.code > $1 OR ($2 AND a.code = $1)) AND a.code < $3
+             ORDER BY a.code LIMIT $4"
+        ))
+        .bind(lower)
+        .bind(inclusive)
+        .bind(&upper)
+        .bind(limit)
+        .fetch_all(&mut *tx)
+        .await?;
+        let mut accounts = rows
+            .iter()
+            .map(account_from_row)
+            .collect::<Result<Vec<_>>>()?;
+        let ids: Vec<Uuid> = accounts.iter().map(|a| a.id).collect();
+        let mut by_account = balances_by_account(&mut tx, &ids).await?;
+        let mut limits = limits_of(&mut tx, &ids).await?;
+        tx.commit().await?;
+        for account in &mut accounts {
+            account.limits = limits
+                .extract_if(.., |(id, _)| *id == account.id)
+                .map(|(_, l)| l)
+                .collect();
+        }
+        for account in &mut accounts {
+            account.balances = by_account.remove(&account.id).unwrap_or_default();
+        }
+        Ok(AtPosition {
+            value: accounts,
+            position,
+        })
+    }
+}
+
+/// An account with its status (the latest change, `open` when none) and version (the position of
+/// the last event that changed it).
+const ACCOUNT_SELECT: &str = "
+    SELECT a.id, a.code, a.allow_negative, a.metadata, a.position, a.opened_at,
+        COALESCE((SELECT s.status FROM account_status_changes s WHERE s.account_id = a.id
+                  ORDER BY s.position DESC LIMIT 1), 'open') AS status,
+        GREATEST(a.position,
+            (SELECT max(s.position) FROM account_status_changes s WHERE s.account_id = a.id),
+            (SELECT max(l.position) FROM account_limits l WHERE l.account_id = a.id),
+            (SELECT max(b.position) FROM balances b WHERE b.account_id = a.id)) AS version
+    FROM accounts a";
+
+fn account_from_row(row: &PgRow) -> Result<AccountRecord> {
+    Ok(AccountRecord {
+        id: row.try_get("id")?,
+        code: row.try_get("code")?,
+        allow_negative: row.try_get("allow_negative")?,
+        metadata: domain::Metadata::parse(row.try_get("metadata")?)
+            .map_err(|e| Error::Corrupt(format!("an account's stored metadata: {e}")))?,
+        position: row.try_get("position")?,
+        opened_at: row.try_get("opened_at")?,
+        status: row.try_get("status")?,
+        version: row.try_get("version")?,
+        balances: Vec::new(),
+        limits: Vec::new(),
+    })
+}
+
+/// The current limits of the accounts, per asset.
+async fn limits_of(conn: &mut PgConnection, ids: &[Uuid]) -> Result<Vec<(Uuid, LimitRecord)>> {
+    let rows = sqlx::query(
+        "SELECT DISTINCT ON (account_id, asset) account_id, asset, min_balance, max_balance, position
+         FROM account_limits WHERE account_id = ANY($1)
+         ORDER BY account_id, asset, position DESC",
+    )
+    .bind(ids)
+    .fetch_all(conn)
+    .await?;
+    rows.iter()
+        .map(|row| Ok((row.try_get("account_id")?, limit_from_row(row)?)))
+        .collect()
+}
+
+fn limit_from_row(row: &PgRow) -> Result<LimitRecord> {
+    Ok(LimitRecord {
+        asset: row.try_get("asset")?,
+        min_balance: row.try_get("min_balance")?,
+        max_balance: row.try_get("max_balance")?,
+        position: row.try_get("position")?,
+    })
+}
+
+/// The changes of an account itself that an account's history shows (`postings`): its status
+/// changes, and its limits in `asset` or in every asset, before the history cursor (`before`:
+/// position and leg) and at most at `position`, newest first, at most `limit` of each. A change
+/// takes leg -1 (its event moves no money), so it sorts before the postings of its position:
+/// it is after the cursor only when the cursor points at a later position.
+pub(crate) async fn changes_before(
+    conn: &mut PgConnection,
+    account_id: Uuid,
+    asset: Option<&str>,
+    before: (i64, i16),
+    limit: i64,
+    position: i64,
+) -> Result<Vec<AccountChange>> {
+    let statuses: Vec<(i64, DateTime<Utc>, String)> = sqlx::query_as(
+        "SELECT position, recorded_at, status FROM account_status_changes
+         WHERE account_id = $1 AND (position, -1) < ($2, $3) AND position <= $5
+         ORDER BY position DESC LIMIT $4",
+    )
+    .bind(account_id)
+    .bind(before.0)
+    .bind(before.1)
+    .bind(limit)
+    .bind(position)
+    .fetch_all(&mut *conn)
+    .await?;
+    let limit_rows = sqlx::query(
+        "SELECT asset, min_balance, max_balance, position, recorded_at FROM account_limits
+         WHERE account_id = $1 AND ($2::text IS NULL OR asset = $2) AND (position, -1) < ($3, $4)
+           AND position <= $6
+         ORDER BY position DESC LIMIT $5",
+    )
+    .bind(account_id)
+    .bind(asset)
+    .bind(before.0)
+    .bind(before.1)
+    .bind(limit)
+    .bind(position)
+    .fetch_all(&mut *conn)
+    .await?;
+    let mut changes: Vec<AccountChange> = statuses
+        .into_iter()
+        .map(|(position, recorded_at, status)| AccountChange {
+            position,
+            recorded_at,
+            change: AccountChangeKind::Status(status),
+        })
+        .collect();
+    for row in &limit_rows {
+        let limits = limit_from_row(row)?;
+        changes.push(AccountChange {
+            position: limits.position,
+            recorded_at: row.try_get("recorded_at")?,
+            change: AccountChangeKind::Limits(limits),
+        });
+    }
+    Ok(changes)
 }

@@ -1,4 +1,5 @@
-//! Assets and their scales. Inline: every decision needs an asset's scale.
+//! Assets and their scales. Inline: every decision needs an asset's scale. Read: the assets and
+//! an asset's scale.
 
 use std::collections::HashMap;
 
@@ -7,6 +8,7 @@ use sqlx::PgConnection;
 
 use super::{Applied, Mode, Projection};
 use crate::columns::{col, OnConflict, SqlType, Table, TableRows};
+use crate::reads::{AtPosition, ReadStore};
 use crate::{Error, Result};
 
 pub static ASSETS: Table = Table {
@@ -65,4 +67,41 @@ pub(crate) fn scale_of(scales: &HashMap<String, Scale>, asset: &str, what: &str)
         .get(asset)
         .copied()
         .ok_or_else(|| Error::Corrupt(format!("{what} in undefined asset {asset}")))
+}
+
+#[derive(Debug, Clone)]
+pub struct AssetRecord {
+    pub code: String,
+    pub scale: i16,
+    pub position: i64,
+}
+
+impl ReadStore {
+    pub async fn assets(&self) -> Result<AtPosition<Vec<AssetRecord>>> {
+        let (mut tx, position) = self.snapshot().await?;
+        let rows: Vec<(String, i16, i64)> =
+            sqlx::query_as("SELECT code, scale, position FROM assets ORDER BY code")
+                .fetch_all(&mut *tx)
+                .await?;
+        tx.commit().await?;
+        let value = rows
+            .into_iter()
+            .map(|(code, scale, position)| AssetRecord {
+                code,
+                scale,
+                position,
+            })
+            .collect();
+        Ok(AtPosition { value, position })
+    }
+
+    /// An asset's scale, if it is defined.
+    pub async fn asset_scale(&self, code: &str) -> Result<Option<i16>> {
+        Ok(
+            sqlx::query_scalar("SELECT scale FROM assets WHERE code = $1")
+                .bind(code)
+                .fetch_optional(self.pool())
+                .await?,
+        )
+    }
 }

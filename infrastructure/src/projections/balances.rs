@@ -1,7 +1,8 @@
 //! Balances: the posted figure and the reservations of every (account, asset), and the position
 //! of the event that last changed them. Inline: the writer decides against them, and the
 //! strictest reads (a balance right after a transfer) read them. One row per (account, asset),
-//! written once per batch however many events of it touched the pair.
+//! written once per batch however many events of it touched the pair. Read: an account's
+//! balances now, with the accounts that carry them (`accounts`).
 
 use std::collections::HashMap;
 
@@ -9,10 +10,12 @@ use domain::{AccountId, AssetCode, LedgerState, Scale};
 use futures_util::TryStreamExt;
 use rust_decimal::Decimal;
 use sqlx::{PgConnection, Row};
+use uuid::Uuid;
 
 use super::assets::{corrupt, scale_of};
 use super::{Applied, Mode, Projection};
 use crate::columns::{col, OnConflict, SqlType, Table, TableRows};
+use crate::reads::at_scale;
 use crate::{Error, Result};
 
 pub static BALANCES: Table = Table {
@@ -97,4 +100,76 @@ pub(crate) async fn restore(
         state.restore_pending(account_id, &asset, pending_debits, pending_credits)?;
     }
     Ok(())
+}
+
+#[derive(Debug, Clone)]
+pub struct BalanceRecord {
+    pub asset: String,
+    pub balance: Decimal,
+    /// Reservations of pending transactions; known now, not at a past position (`None` then).
+    pub pending: Option<(Decimal, Decimal)>,
+    /// The position of the last event that changed this balance.
+    pub position: i64,
+}
+
+/// An account's balances now, in asset order, reservations included.
+pub(crate) async fn balances_of(
+    conn: &mut PgConnection,
+    account_id: Uuid,
+) -> Result<Vec<BalanceRecord>> {
+    let rows: Vec<(String, Decimal, i64, Decimal, Decimal, i16)> = sqlx::query_as(
+        "SELECT b.asset, b.balance, b.position, b.pending_debits, b.pending_credits, s.scale
+         FROM balances b JOIN assets s ON s.code = b.asset
+         WHERE b.account_id = $1 ORDER BY b.asset",
+    )
+    .bind(account_id)
+    .fetch_all(conn)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(asset, balance, position, debits, credits, scale)| {
+            current(asset, balance, position, debits, credits, scale)
+        })
+        .collect())
+}
+
+/// The balances now of the accounts `ids`, by account, each in asset order.
+pub(crate) async fn balances_by_account(
+    conn: &mut PgConnection,
+    ids: &[Uuid],
+) -> Result<HashMap<Uuid, Vec<BalanceRecord>>> {
+    let balances: Vec<(Uuid, String, Decimal, i64, Decimal, Decimal, i16)> = sqlx::query_as(
+        "SELECT b.account_id, b.asset, b.balance, b.position, b.pending_debits,
+             b.pending_credits, s.scale
+         FROM balances b JOIN assets s ON s.code = b.asset
+         WHERE b.account_id = ANY($1) ORDER BY b.account_id, b.asset",
+    )
+    .bind(ids)
+    .fetch_all(conn)
+    .await?;
+    let mut by_account: HashMap<Uuid, Vec<BalanceRecord>> = HashMap::new();
+    for (account_id, asset, balance, position, debits, credits, scale) in balances {
+        by_account
+            .entry(account_id)
+            .or_default()
+            .push(current(asset, balance, position, debits, credits, scale));
+    }
+    Ok(by_account)
+}
+
+/// A balance as it stands now, its figures at the asset's scale.
+fn current(
+    asset: String,
+    balance: Decimal,
+    position: i64,
+    debits: Decimal,
+    credits: Decimal,
+    scale: i16,
+) -> BalanceRecord {
+    BalanceRecord {
+        asset,
+        balance: at_scale(balance, scale),
+        pending: Some((at_scale(debits, scale), at_scale(credits, scale))),
+        position,
+    }
 }

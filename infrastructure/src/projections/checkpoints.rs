@@ -1,10 +1,12 @@
 //! Where each asynchronous projection is in the log. A checkpoint moves in the transaction that
 //! writes the rows up to it, and only from the position its writer read: two projectors racing on
-//! one projection cannot both apply the same events.
+//! one projection cannot both apply the same events. Read: where every projection is, for
+//! `/readyz`.
 
 use chrono::{DateTime, Utc};
 use sqlx::PgConnection;
 
+use crate::reads::ReadStore;
 use crate::{Error, Result};
 
 /// The checkpoint of `name`, created at 0 when the projection is new (added in a later release):
@@ -108,4 +110,11 @@ pub async fn statuses(executor: impl sqlx::PgExecutor<'_>) -> Result<Vec<Project
             }),
     );
     Ok(statuses)
+}
+
+impl ReadStore {
+    /// Where every projection is in the log, as this read source has it.
+    pub async fn projections(&self) -> Result<Vec<ProjectionStatus>> {
+        statuses(self.pool()).await
+    }
 }

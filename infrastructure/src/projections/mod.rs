@@ -1,5 +1,7 @@
 //! Projections: the read models derived from the log. Each is one module that declares its
-//! tables and turns an event into their rows, and is registered once, in `PROJECTIONS`. Two kinds:
+//! tables, turns an event into their rows, and serves the reads of them (its records and an
+//! `impl ReadStore` block, through the snapshot of `crate::reads`); it is registered once, in
+//! `PROJECTIONS`. Two kinds:
 //!
 //! - **inline**: written by the writer in the same transaction as the events, because the
 //!   writer's decisions (restored from them at start-up) and its strictest reads need them at the

@@ -1,6 +1,7 @@
 //! The postings history: one row per account leg, with the running balance after it. It serves
-//! an account's history, its statements and its balance at a past position. Asynchronous: it is
-//! the largest projection (two rows per transfer) and no decision reads it.
+//! an account's history (with the changes of the account itself, from `accounts`), its
+//! statements and its balance at a past position: the reads at the end of this file.
+//! Asynchronous: it is the largest projection (two rows per transfer) and no decision reads it.
 //!
 //! The projector derives the legs itself (`Legs`): it resolves account codes through the
 //! accounts projection and keeps the running balances it wrote. A rebuild takes them from the
@@ -8,13 +9,18 @@
 
 use std::collections::HashMap;
 
+use chrono::{DateTime, Utc};
 use domain::{AccountCode, AccountId, AssetCode, Event, Leg, Scale};
 use rust_decimal::Decimal;
-use sqlx::PgConnection;
+use sqlx::postgres::PgRow;
+use sqlx::{PgConnection, Row};
 use uuid::Uuid;
 
-use super::{Applied, Mode, Projection};
+use super::accounts::{changes_before, AccountChange};
+use super::balances::BalanceRecord;
+use super::{transactions, Applied, Mode, Projection};
 use crate::columns::{col, OnConflict, SqlType, Table, TableRows};
+use crate::reads::{at_scale, AtPosition, ReadStore};
 use crate::{Error, Result};
 
 pub static POSTINGS: Table = Table {
@@ -233,4 +239,246 @@ impl Legs {
         }
         Ok(legs)
     }
+}
+
+/// One item of an account's history: a posting, or a change of the account.
+#[derive(Debug, Clone)]
+pub enum HistoryItem {
+    Posting(HistoryEntry),
+    Change(AccountChange),
+}
+
+impl HistoryItem {
+    /// Where the item sorts: account changes take leg -1 (their events move no money).
+    pub fn cursor(&self) -> HistoryCursor {
+        match self {
+            Self::Posting(p) => HistoryCursor {
+                position: p.position,
+                leg: p.leg,
+            },
+            Self::Change(c) => HistoryCursor {
+                position: c.position,
+                leg: -1,
+            },
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct HistoryEntry {
+    pub position: i64,
+    pub leg: i16,
+    pub asset: String,
+    /// Signed: negative when the account was the source.
+    pub amount: Decimal,
+    pub balance_after: Decimal,
+    pub transaction_id: Uuid,
+    pub kind: String,
+    pub counterparty: String,
+    pub recorded_at: DateTime<Utc>,
+}
+
+/// An account's statement in one asset over a range of positions.
+#[derive(Debug, Clone)]
+pub struct Statement {
+    /// The balance before the range; `None` when the account held none of the asset yet.
+    pub opening: Option<Decimal>,
+    pub closing: Option<Decimal>,
+    pub entries: Vec<HistoryEntry>,
+}
+
+/// Where a page of history starts: strictly before this (position, leg).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HistoryCursor {
+    pub position: i64,
+    pub leg: i16,
+}
+
+/// The asynchronous projections a read of the postings history needs.
+pub(crate) const READ_NEEDS: &[&str] = &[PROJECTION.name, transactions::PROJECTION.name];
+
+impl ReadStore {
+    /// Postings of an account and changes of the account itself (status, limits), newest first,
+    /// optionally of one asset (status changes concern every asset).
+    pub async fn history(
+        &self,
+        account_id: Uuid,
+        asset: Option<&str>,
+        before: Option<HistoryCursor>,
+        limit: i64,
+    ) -> Result<AtPosition<Vec<HistoryItem>>> {
+        let (mut tx, position) = self.snapshot_of(READ_NEEDS).await?;
+        let before = before.unwrap_or(HistoryCursor {
+            position: i64::MAX,
+            leg: i16::MAX,
+        });
+        let rows = postings_before(&mut tx, account_id, asset, before, limit).await?;
+        let cursor = (before.position, before.leg);
+        let changes = changes_before(&mut tx, account_id, asset, cursor, limit, position).await?;
+        tx.commit().await?;
+        let mut items = rows
+            .iter()
+            .map(|row| history_from_row(row).map(HistoryItem::Posting))
+            .collect::<Result<Vec<_>>>()?;
+        items.extend(changes.into_iter().map(HistoryItem::Change));
+        let newest_first = |item: &HistoryItem| {
+            let c = item.cursor();
+            std::cmp::Reverse((c.position, c.leg))
+        };
+        items.sort_by_key(newest_first);
+        items.truncate(usize::try_from(limit).unwrap_or(0));
+        Ok(AtPosition {
+            value: items,
+            position,
+        })
+    }
+
+    /// An account's balance in each asset it has held, as it stood at `position`: the running
+    /// balance of its last posting at or before it. Assets not yet held then are left out.
+    pub async fn balances_at(
+        &self,
+        account_id: Uuid,
+        position: i64,
+    ) -> Result<AtPosition<Vec<BalanceRecord>>> {
+        let (mut tx, head) = self.snapshot_of(READ_NEEDS).await?;
+        let rows: Vec<(String, Decimal, i64, i16)> = sqlx::query_as(
+            "SELECT a.asset, p.balance_after, p.position, a.scale
+             FROM (SELECT b.asset, s.scale FROM balances b JOIN assets s ON s.code = b.asset
+                   WHERE b.account_id = $1) a
+             CROSS JOIN LATERAL (
+                 SELECT balance_after, position FROM postings
+                 WHERE account_id = $1 AND asset = a.asset AND position <= $2
+                 ORDER BY position DESC, leg DESC LIMIT 1
+             ) p
+             ORDER BY a.asset",
+        )
+        .bind(account_id)
+        .bind(position)
+        .fetch_all(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        let value = rows
+            .into_iter()
+            .map(|(asset, balance, position, scale)| BalanceRecord {
+                asset,
+                balance: at_scale(balance, scale),
+                pending: None,
+                position,
+            })
+            .collect();
+        Ok(AtPosition {
+            value,
+            position: head,
+        })
+    }
+
+    /// An account's statement in one asset over the positions (after, up_to]: the balance
+    /// before, the postings in order (at most `limit`), and the balance after.
+    pub async fn statement(
+        &self,
+        account_id: Uuid,
+        asset: &str,
+        after: i64,
+        up_to: i64,
+        limit: i64,
+    ) -> Result<Statement> {
+        let (mut tx, _) = self.snapshot_of(READ_NEEDS).await?;
+        const BALANCE_AT: &str = "SELECT p.balance_after, s.scale
+             FROM postings p JOIN assets s ON s.code = p.asset
+             WHERE p.account_id = $1 AND p.asset = $2 AND p.position <= $3
+             ORDER BY p.position DESC, p.leg DESC LIMIT 1";
+        let mut balance_at = Vec::with_capacity(2);
+        for position in [after, up_to] {
+            balance_at.push(
+                sqlx::query_as::<_, (Decimal, i16)>(BALANCE_AT)
+                    .bind(account_id)
+                    .bind(asset)
+                    .bind(position)
+                    .fetch_optional(&mut *tx)
+                    .await?
+                    .map(|(balance, scale)| at_scale(balance, scale)),
+            );
+        }
+        let rows = sqlx::query(&format!(
+            "{HISTORY_SELECT} WHERE p.account_id = $1 AND p.asset = $2 AND p.position > $3 AND p.position <= $4
+             ORDER BY p.position, p.leg LIMIT $5"
+        ))
+        .bind(account_id)
+        .bind(asset)
+        .bind(after)
+        .bind(up_to)
+        .bind(limit)
+        .fetch_all(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(Statement {
+            opening: balance_at[0],
+            closing: balance_at[1],
+            entries: rows
+                .iter()
+                .map(history_from_row)
+                .collect::<Result<Vec<_>>>()?,
+        })
+    }
+}
+
+const HISTORY_SELECT: &str =
+    "SELECT p.position, p.leg, p.asset, p.amount, p.balance_after, s.scale,
+        p.transaction_id, t.kind, c.code AS counterparty, p.recorded_at
+    FROM postings p
+    JOIN transactions t ON t.id = p.transaction_id
+    JOIN accounts c ON c.id = p.counterparty_id
+    JOIN assets s ON s.code = p.asset";
+
+/// The postings of an account strictly before the cursor, in one asset or in every asset, newest
+/// first, at most `limit`: rows for `history_from_row`.
+async fn postings_before(
+    conn: &mut PgConnection,
+    account_id: Uuid,
+    asset: Option<&str>,
+    before: HistoryCursor,
+    limit: i64,
+) -> Result<Vec<PgRow>> {
+    let rows = match asset {
+        Some(asset) => {
+            sqlx::query(&format!(
+                "{HISTORY_SELECT} WHERE p.account_id = $1 AND p.asset = $2 AND (p.position, p.leg) < ($3, $4)
+                 ORDER BY p.position DESC, p.leg DESC LIMIT $5"
+            ))
+            .bind(account_id)
+            .bind(asset)
+            .bind(before.position)
+            .bind(before.leg)
+            .bind(limit)
+            .fetch_all(conn)
+            .await?
+        }
+        None => {
+            sqlx::query(&format!(
+                "{HISTORY_SELECT} WHERE p.account_id = $1 AND (p.position, p.leg) < ($2, $3)
+                 ORDER BY p.position DESC, p.leg DESC LIMIT $4"
+            ))
+            .bind(account_id)
+            .bind(before.position)
+            .bind(before.leg)
+            .bind(limit)
+            .fetch_all(conn)
+            .await?
+        }
+    };
+    Ok(rows)
+}
+
+fn history_from_row(row: &PgRow) -> Result<HistoryEntry> {
+    Ok(HistoryEntry {
+        position: row.try_get("position")?,
+        leg: row.try_get("leg")?,
+        asset: row.try_get("asset")?,
+        amount: row.try_get("amount")?,
+        balance_after: at_scale(row.try_get("balance_after")?, row.try_get("scale")?),
+        transaction_id: row.try_get("transaction_id")?,
+        kind: row.try_get("kind")?,
+        counterparty: row.try_get("counterparty")?,
+        recorded_at: row.try_get("recorded_at")?,
+    })
 }
