@@ -1208,3 +1208,89 @@ async fn with_more_ledgers_than_followers_each_follower_hands_over_once_caught_u
     server.stop().await.expect("ledger stops");
     database.drop_database().await.expect("dropped");
 }
+
+/// How long a paused relay may keep its session at most: the followers' idle session timeout
+/// (`follower::SESSION_IDLE_MAX`, 30 s), the standby's scan, and a loaded machine's slack.
+const PAUSED_SESSION_BOUND: Duration = Duration::from_secs(90);
+
+/// The backend of the session that holds the relay's lock of ledger `default` (named
+/// `ledger-relay:default`), if one does.
+async fn relay_lock_holder(database: &TestDatabase) -> Option<i32> {
+    let mut conn = sqlx::PgConnection::connect(database.url())
+        .await
+        .expect("database");
+    sqlx::query_scalar(
+        "SELECT a.pid FROM pg_stat_activity a
+         JOIN pg_locks l ON l.pid = a.pid AND l.locktype = 'advisory' AND l.granted
+         WHERE a.datname = current_database() AND a.application_name = 'ledger-relay:default'",
+    )
+    .fetch_optional(&mut conn)
+    .await
+    .expect("pg_stat_activity")
+}
+
+fn signal(relay: &RelayProcess, signal: &str) {
+    let status = Command::new("kill")
+        .args([signal, &relay.child.id().to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(status.success(), "kill {signal}");
+}
+
+/// Pauses `relay` (SIGSTOP) while its follower of ledger `default` holds its lock, past the
+/// `transfers` written so far (and so past setting up its session): the holder's backend. A
+/// follower that ended just before the pause (its ledger idle) is woken by another transfer.
+async fn pause_while_following(
+    database: &TestDatabase,
+    relay: &RelayProcess,
+    (client, url): (&reqwest::Client, &str),
+    transfers: &mut usize,
+) -> i32 {
+    loop {
+        transfer_in(client, url, "default", *transfers).await;
+        *transfers += 1;
+        relayed_at_least(database, head(database).await, DELIVERY_BOUND).await;
+        let Some(holder) = relay_lock_holder(database).await else {
+            continue;
+        };
+        signal(relay, "-STOP");
+        if relay_lock_holder(database).await == Some(holder) {
+            return holder;
+        }
+        signal(relay, "-CONT");
+    }
+}
+
+/// A relay paused (SIGSTOP, a stalled VM) while it holds its lock loses it, as a paused writer
+/// does: PostgreSQL ends its silent session (`idle_session_timeout`), and a relay of another
+/// process, standing by meanwhile, takes over and relays what was written since.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paused_relay_loses_its_lock_and_another_relay_takes_over() {
+    let nats = Nats::start().expect("nats-server starts");
+    let database = TestDatabase::create().await.expect("database");
+    let (server, url, client) = ledger(&database).await;
+    let relay = RelayProcess::start(database.url(), &nats.url());
+    let mut transfers = 0;
+    let paused = pause_while_following(&database, &relay, (&client, &url), &mut transfers).await;
+    let config = infrastructure::relays::RelayConfig::new(&nats.url()).expect("a sink");
+    let options = infrastructure::db::connect_options(database.url()).expect("options");
+    let standby = infrastructure::relays::Relay::spawn(options, config, api::event_json, None);
+    for _ in 0..3 {
+        transfer_in(&client, &url, "default", transfers).await;
+        transfers += 1;
+    }
+    let head = head(&database).await;
+    relayed_at_least(&database, head, PAUSED_SESSION_BOUND).await;
+    let holder = relay_lock_holder(&database).await;
+    assert_ne!(
+        holder,
+        Some(paused),
+        "the paused relay's session still holds the lock"
+    );
+    standby.stop().await;
+    drop(relay);
+    let stored = read_jetstream(&nats.url(), head).await;
+    assert_eq!(verify(&stored, head), 0, "every position once");
+    server.stop().await.expect("ledger stops");
+    database.drop_database().await.expect("dropped");
+}

@@ -22,7 +22,7 @@ use tracing::info;
 use super::postings::Legs;
 use super::{checkpoints, Applied, Projection, ProjectionRows};
 use crate::event_store::{self, StoredEvent};
-use crate::follower::{self, LockClass, LockObject};
+use crate::follower::{self, Commits, Ended, Lock};
 use crate::metrics::{Histogram, LATENCY_BOUNDS_US, LATENCY_LABELS_S};
 use crate::Result;
 
@@ -105,7 +105,7 @@ impl Projectors {
         let metrics = followers.iter().map(|f| f.metrics.clone()).collect();
         let task = Projector {
             connect,
-            commits,
+            commits: commits.map_or(Commits::None, Commits::Position),
             config,
             followers,
             stopped,
@@ -177,12 +177,12 @@ impl Projectors {
 
 /// Takes the projector's lock of the session's ledger on `conn`, if no other session holds it.
 pub(crate) async fn try_lock(conn: &mut PgConnection) -> Result<bool> {
-    follower::try_lock(conn, LockClass::Projector, LockObject::Ledger).await
+    follower::try_lock(conn, Lock::PROJECTOR).await
 }
 
 /// Releases it before the session closes (see `follower::unlock`).
 pub(crate) async fn unlock(conn: &mut PgConnection) -> Result<()> {
-    follower::unlock(conn, LockClass::Projector, LockObject::Ledger).await
+    follower::unlock(conn, Lock::PROJECTOR).await
 }
 
 /// Applies the rest of the log to `projections` on a session that holds the projector's lock
@@ -332,7 +332,8 @@ fn record_page(m: &ProjectionMetrics, stored: &[StoredEvent], last: i64) {
 /// The task that keeps the asynchronous projections following the log.
 struct Projector {
     connect: PgConnectOptions,
-    commits: Option<watch::Receiver<i64>>,
+    /// The committed position of this process's writer of the ledger, when it runs here.
+    commits: Commits,
     config: ProjectorConfig,
     followers: Vec<Follower>,
     /// Becomes true when the process stops.
@@ -341,10 +342,11 @@ struct Projector {
 
 impl follower::Follow for Projector {
     const WHAT: &'static str = "projector";
+    const STANDS_BY: bool = true;
 
     /// A session's worth of following; then the followers forget what they read, to read it
     /// again from their checkpoints.
-    async fn follow(&mut self) -> Result<()> {
+    async fn follow(&mut self) -> Result<Ended> {
         let result = self.follow_session().await;
         for follower in &mut self.followers {
             follower.forget();
@@ -355,22 +357,18 @@ impl follower::Follow for Projector {
 
 impl Projector {
     async fn run(mut self) {
-        let (stopped, retry) = (self.stopped.clone(), self.config.retry_interval);
+        let stopped = self.stopped.clone();
+        let retry = follower::Retry::every(self.config.retry_interval);
         follower::supervise(&mut self, stopped, retry).await;
     }
 
-    /// Connects, takes the projector's lock, and applies pages of the log until an error. `Ok`
-    /// when another process holds the lock, or when this one stops.
-    async fn follow_session(&mut self) -> Result<()> {
-        let session = follower::Session::take(
-            &self.connect,
-            "ledger-projector",
-            LockClass::Projector,
-            LockObject::Ledger,
-        )
-        .await?;
+    /// Connects, takes the projector's lock, and applies pages of the log until an error, or
+    /// until this process stops.
+    async fn follow_session(&mut self) -> Result<Ended> {
+        let session =
+            follower::Session::take(&self.connect, "ledger-projector", Lock::PROJECTOR).await?;
         let Some(mut session) = session else {
-            return Ok(());
+            return Ok(Ended::Locked);
         };
         let conn = &mut session.conn;
         // The projections are derived data and their checkpoints move with their rows: a commit
@@ -405,12 +403,12 @@ impl Projector {
             }
         }
         session.release().await;
-        Ok(())
+        Ok(Ended::Done)
     }
 
     /// The head as this process's writer last committed it, for the lag in events.
     fn note_head(&self) {
-        if let Some(commits) = &self.commits {
+        if let Commits::Position(commits) = &self.commits {
             let head = *commits.borrow();
             for follower in &self.followers {
                 follower
@@ -434,6 +432,7 @@ impl Projector {
     /// process stops.
     async fn wait_for_events(&mut self) {
         let poll = self.config.idle_poll_interval;
-        follower::wait_for_events(&mut self.commits, &self.stopped, poll).await;
+        let nothing_else = std::future::pending::<()>();
+        follower::wait_for_events(&mut self.commits, &self.stopped, poll, nothing_else).await;
     }
 }

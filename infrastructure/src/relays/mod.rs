@@ -16,8 +16,10 @@
 //! checkpoint; a follower ends once its ledger has been idle for `follower_idle_stop`, so an idle
 //! ledger costs no task, session or broker connection, and a ledger created later is found by
 //! the next scan. One follower per (sink, ledger) works at a time across all processes: the
-//! session that holds the pair's advisory lock is the one that reads the ledger's log and moves
-//! its checkpoint, so a follower that lost its session can no longer move it.
+//! session that holds the pair's advisory lock (`follower::Lock::relay`) is the one that reads
+//! the ledger's log and moves its checkpoint, so a follower that lost its session can no longer
+//! move it. A follower is a log follower like the projector (`follower`): its session, its
+//! wait, its retries after a failure are theirs; publishing is its own.
 
 pub mod amqp;
 pub mod nats;
@@ -31,22 +33,18 @@ use std::time::Duration;
 
 use chrono::Utc;
 use domain::LedgerName;
-use sha2::{Digest, Sha256};
 use sqlx::postgres::PgConnectOptions;
-use sqlx::{Connection, PgConnection, PgPool, Row};
-use tokio::sync::{broadcast, watch};
+use sqlx::{PgConnection, PgPool, Row};
+use tokio::sync::watch;
 use tokio::task::JoinSet;
-use tracing::{info, warn};
+use tracing::{info, warn, Instrument};
 
 use crate::db;
 use crate::event_store::{self, Encode, StoredEvent};
+use crate::follower::{self, Commits, Ended, Lock, Woken};
 use crate::ledgers::{self, Ledger, LocalCommits};
 use crate::projections::checkpoints;
 use crate::{Error, Result};
-
-/// A relay's advisory locks, `(RELAY_LOCK_CLASS, hash of the sink's name)`: a key space apart
-/// from the writer's and the projector's.
-const RELAY_LOCK_CLASS: i32 = 0x1ed5;
 
 /// What every relay's checkpoint name starts with.
 pub const CHECKPOINT_PREFIX: &str = "relay:";
@@ -75,7 +73,8 @@ pub struct RelayConfig {
     /// most; while more ledgers have events to relay, a follower ends as soon as its ledger is
     /// caught up, and the next scan starts one for another.
     pub followers_max: usize,
-    /// The first wait after a failed session; it doubles up to `retry_interval_max`.
+    /// The first wait after a failed session (and the wait after a session another process's
+    /// lock kept out); it doubles up to `retry_interval_max`.
     pub retry_interval_min: Duration,
     pub retry_interval_max: Duration,
 }
@@ -223,20 +222,6 @@ impl RelayHandle {
     }
 }
 
-/// What ended a follower.
-enum Ended {
-    /// Its ledger had nothing new for `follower_idle_stop`, or the relay stops.
-    Idle,
-    /// Another process relays this ledger to this sink.
-    Locked,
-}
-
-/// When a ledger's follower may run again after failures, and the wait after the next failure.
-struct Backoff {
-    not_before: tokio::time::Instant,
-    next: Duration,
-}
-
 impl Relay {
     /// Starts the relay to `config.to` of every ledger of the database `connect` names.
     pub fn spawn(
@@ -262,9 +247,9 @@ impl Relay {
     }
 
     /// Every `scan_interval` (and whenever a writer of this process commits), starts a follower
-    /// for each ledger that has events past this sink's checkpoint and none running, unless it
-    /// failed lately. A follower ends once its ledger stays idle, so an idle ledger costs no
-    /// task, session or broker connection.
+    /// for each ledger that has events past this sink's checkpoint and none running. A follower
+    /// ends once its ledger stays idle, so an idle ledger costs no task, session or broker
+    /// connection.
     async fn run(self) {
         let registry = db::read_pool(
             self.connect.clone().options([("search_path", "public")]),
@@ -273,136 +258,106 @@ impl Relay {
                 ..db::PoolConfig::default()
             },
         );
-        let mut notices = self.commits.as_ref().map(LocalCommits::subscribe);
-        let mut followers: JoinSet<(LedgerName, Result<Ended>)> = JoinSet::new();
-        let mut running: HashSet<LedgerName> = HashSet::new();
-        let mut backoff: HashMap<LedgerName, Backoff> = HashMap::new();
+        let mut commits = Commits::of(self.commits.as_ref(), None);
+        let mut running = Running::default();
         let mut known: HashMap<LedgerName, Ledger> = HashMap::new();
         let mut pending: Vec<Ledger> = Vec::new();
         let mut scan_at = tokio::time::Instant::now();
-        let mut stopped = self.stopped.clone();
-        // Set while a ledger waits for a follower and `followers_max` run: they then end as soon
-        // as they have caught up, rather than after `follower_idle_stop`.
-        let crowded = Arc::new(AtomicBool::new(false));
         while !*self.stopped.borrow() {
             let mut due: Vec<Ledger> = std::mem::take(&mut pending);
             if tokio::time::Instant::now() >= scan_at {
                 scan_at = tokio::time::Instant::now() + self.config.scan_interval;
-                match behind(&registry, &self.config.checkpoint_name()).await {
-                    Ok(ledgers) => {
-                        for ledger in ledgers {
-                            known.insert(ledger.name.clone(), ledger.clone());
-                            due.push(ledger);
-                        }
-                    }
-                    Err(e) => warn!(sink = %self.config.name, error = %e,
-                        "relay: cannot look for ledgers with events to relay"),
-                }
+                due.extend(self.scan(&registry, &mut known).await);
             }
-            let mut waiting = false;
-            for ledger in due {
-                if running.contains(&ledger.name)
-                    || backoff
-                        .get(&ledger.name)
-                        .is_some_and(|b| b.not_before > tokio::time::Instant::now())
-                {
-                    continue;
-                }
-                if running.len() >= self.config.followers_max {
-                    waiting = true;
-                    continue;
-                }
-                running.insert(ledger.name.clone());
-                let follower = Follower {
-                    options: db::role_options(
-                        &ledgers::book_options(&self.connect, &ledger),
-                        "ledger-relay",
-                    ),
-                    wake: self.commits.as_ref().map(LocalCommits::subscribe),
-                    ledger,
-                    config: self.config.clone(),
-                    encode: self.encode,
-                    stopped: self.stopped.clone(),
-                    crowded: crowded.clone(),
-                };
-                followers.spawn(follower.run());
-            }
-            crowded.store(waiting, Ordering::Relaxed);
-            let notice = async {
-                match &mut notices {
-                    Some(notices) => notices.recv().await,
+            self.start(due, &mut running);
+            let until_scan = scan_at.saturating_duration_since(tokio::time::Instant::now());
+            let follower_ended = async {
+                match running.tasks.join_next().await {
+                    Some(ended) => ended.ok(),
                     None => std::future::pending().await,
                 }
             };
-            tokio::select! {
-                _ = tokio::time::sleep_until(scan_at) => {}
-                _ = stopped.wait_for(|s| *s) => {}
-                notice = notice => match notice {
-                    // A ledger this process writes: relay it now, without waiting for a scan.
-                    Ok(name) if !running.contains(&name) => match known.get(&name) {
+            let woken =
+                follower::wait_for_events(&mut commits, &self.stopped, until_scan, follower_ended)
+                    .await;
+            match woken {
+                // A ledger this process writes: relay it now, without waiting for a scan.
+                Woken::Committed(Some(name)) if !running.ledgers.contains(&name) => {
+                    match known.get(&name) {
                         Some(ledger) => pending.push(ledger.clone()),
                         None => scan_at = tokio::time::Instant::now(),
-                    },
-                    Ok(_) => {}
-                    Err(broadcast::error::RecvError::Lagged(_)) => {
-                        scan_at = tokio::time::Instant::now();
-                    }
-                    Err(broadcast::error::RecvError::Closed) => notices = None,
-                },
-                Some(ended) = followers.join_next() => {
-                    if let Ok((name, result)) = ended {
-                        running.remove(&name);
-                        self.ended(&name, result, &mut backoff);
                     }
                 }
+                // Commits were missed: look at every ledger.
+                Woken::Committed(None) => scan_at = tokio::time::Instant::now(),
+                Woken::Also(Some(name)) => {
+                    running.ledgers.remove(&name);
+                }
+                _ => {}
             }
         }
-        while let Some(ended) = followers.join_next().await {
-            if let Ok((name, Err(e))) = ended {
-                warn!(sink = %self.config.name, ledger = %name, error = %e, "relay stopped");
-            }
-        }
+        while running.tasks.join_next().await.is_some() {}
         registry.close().await;
     }
 
-    /// Keeps the ledger's backoff after its follower ended.
-    fn ended(
+    /// The ledgers with events past this sink's checkpoint, which it then knows by name.
+    async fn scan(
         &self,
-        name: &LedgerName,
-        result: Result<Ended>,
-        backoff: &mut HashMap<LedgerName, Backoff>,
-    ) {
-        let now = tokio::time::Instant::now();
-        match result {
-            Ok(Ended::Idle) => {
-                backoff.remove(name);
-            }
-            // Another process relays it: look again after the shortest wait.
-            Ok(Ended::Locked) => {
-                backoff.insert(
-                    name.clone(),
-                    Backoff {
-                        not_before: now + self.config.retry_interval_min,
-                        next: self.config.retry_interval_min,
-                    },
-                );
+        registry: &PgPool,
+        known: &mut HashMap<LedgerName, Ledger>,
+    ) -> Vec<Ledger> {
+        match behind(registry, &self.config.checkpoint_name()).await {
+            Ok(ledgers) => {
+                for ledger in &ledgers {
+                    known.insert(ledger.name.clone(), ledger.clone());
+                }
+                ledgers
             }
             Err(e) => {
-                let wait = backoff
-                    .get(name)
-                    .map_or(self.config.retry_interval_min, |b| b.next);
-                warn!(sink = %self.config.name, ledger = %name, error = %e,
-                    retry_ms = wait.as_millis() as u64, "relay stopped; resuming from its checkpoint");
-                backoff.insert(
-                    name.clone(),
-                    Backoff {
-                        not_before: now + wait,
-                        next: (wait * 2).min(self.config.retry_interval_max),
-                    },
-                );
+                warn!(sink = %self.config.name, error = %e,
+                    "relay: cannot look for ledgers with events to relay");
+                Vec::new()
             }
         }
     }
+
+    /// Starts a follower for each `due` ledger that has none running, up to `followers_max`;
+    /// while others wait, the running ones end as soon as they have caught up.
+    fn start(&self, due: Vec<Ledger>, running: &mut Running) {
+        let mut waiting = false;
+        for ledger in due {
+            if running.ledgers.contains(&ledger.name) {
+                continue;
+            }
+            if running.ledgers.len() >= self.config.followers_max {
+                waiting = true;
+                continue;
+            }
+            running.ledgers.insert(ledger.name.clone());
+            let follower = Follower {
+                options: ledgers::book_options(&self.connect, &ledger),
+                commits: Commits::of(self.commits.as_ref(), Some(ledger.name.clone())),
+                ledger,
+                config: self.config.clone(),
+                encode: self.encode,
+                stopped: self.stopped.clone(),
+                crowded: running.crowded.clone(),
+            };
+            running.tasks.spawn(follower.run());
+        }
+        running.crowded.store(waiting, Ordering::Relaxed);
+    }
+}
+
+/// A relay's followers, each of one ledger.
+#[derive(Default)]
+struct Running {
+    /// Each ends with its ledger's name.
+    tasks: JoinSet<LedgerName>,
+    ledgers: HashSet<LedgerName>,
+    /// Set while a ledger waits for a follower and `followers_max` run: they then end as soon
+    /// as they have caught up, rather than after `follower_idle_stop`.
+    crowded: Arc<AtomicBool>,
 }
 
 /// The ledgers whose log goes past the checkpoint `checkpoint` (one sink's), or that has no such
@@ -435,38 +390,67 @@ struct Follower {
     ledger: Ledger,
     config: RelayConfig,
     encode: Encode,
-    /// Commits of this process's writers: the follower's ledger's wake it.
-    wake: Option<broadcast::Receiver<LedgerName>>,
+    /// Commits of this process's writer of the ledger: they wake the follower.
+    commits: Commits,
     stopped: watch::Receiver<bool>,
     /// Set when other ledgers wait for a follower: end as soon as caught up.
     crowded: Arc<AtomicBool>,
 }
 
+impl follower::Follow for Follower {
+    const WHAT: &'static str = "relay";
+    /// Another process relays this ledger to this sink: the relay starts this follower again
+    /// while the ledger has events past the checkpoint.
+    const STANDS_BY: bool = false;
+
+    async fn follow(&mut self) -> Result<Ended> {
+        let lock = Lock::relay(&self.config.name, &self.ledger);
+        let session = follower::Session::take(&self.options, "ledger-relay", lock).await?;
+        let Some(mut session) = session else {
+            return Ok(Ended::Locked);
+        };
+        let result = self.publish_log(&mut session.conn).await;
+        if result.is_ok() {
+            session.release().await;
+        }
+        result
+    }
+}
+
 impl Follower {
-    async fn run(mut self) -> (LedgerName, Result<Ended>) {
-        let result = self.follow().await;
-        (self.ledger.name, result)
+    /// Relays the ledger, after failures again, until it stays idle or the relay stops; its
+    /// ledger's name.
+    async fn run(mut self) -> LedgerName {
+        let span =
+            tracing::info_span!("relay", sink = %self.config.name, ledger = %self.ledger.name);
+        let stopped = self.stopped.clone();
+        let retry = follower::Retry {
+            first: self.config.retry_interval_min,
+            max: self.config.retry_interval_max,
+        };
+        follower::supervise(&mut self, stopped, retry)
+            .instrument(span)
+            .await;
+        self.ledger.name
     }
 
-    /// Takes the (sink, ledger) lock, connects to the broker and publishes the ledger's log from
-    /// the checkpoint until the ledger stays idle, the relay stops, or an error.
-    async fn follow(&mut self) -> Result<Ended> {
-        let mut conn = PgConnection::connect_with(&self.options).await?;
-        let lock = LockKey::of(&self.config.name, &self.ledger);
-        if !lock.try_lock(&mut conn).await? {
-            let _ = conn.close().await;
-            return Ok(Ended::Locked);
-        }
+    /// Connects to the broker and publishes the ledger's log from the checkpoint, on `conn`
+    /// that holds the (sink, ledger) lock, until the ledger stays idle, the relay stops, or an
+    /// error.
+    async fn publish_log(&mut self, conn: &mut PgConnection) -> Result<Ended> {
         let name = self.config.checkpoint_name();
-        let mut position = checkpoints::open(&mut conn, &name).await?;
+        let mut position = checkpoints::open(&mut *conn, &name).await?;
         let mut sink = Sink::connect(&self.config.to, &self.ledger.name).await?;
         // What the broker holds past the checkpoint (a crash between its confirm and our
         // checkpoint) is not published again, once it shows there is no hole in it.
         let resume = sink.resume(position).await?;
-        self.checkpoint(&mut conn, &name, &mut position, resume.after)
+        self.checkpoint(conn, &name, &mut position, resume.after)
             .await?;
-        info!(sink = %self.config.name, ledger = %self.ledger.name, position,
-            refill_through = resume.refill_through, "relay following the ledger's log");
+        info!(
+            position,
+            refill_through = resume.refill_through,
+            "relay following the ledger's log"
+        );
         // Pages are published back to back: while the broker confirms one, the next is read and
         // published, up to `in_flight_max` unconfirmed. The checkpoint follows what is confirmed.
         let mut in_flight = InFlight::after(position);
@@ -474,10 +458,11 @@ impl Follower {
         let refilled = |published: i64| resume.refill_through.is_some_and(|end| published >= end);
         let mut idle_since = tokio::time::Instant::now();
         while !*self.stopped.borrow() && !refilled(published) {
-            let page = event_store::page(&mut conn, published, self.config.page_events_max).await?;
+            let page =
+                event_store::page(&mut *conn, published, self.config.page_events_max).await?;
             let Some(last) = page.last().map(|e| e.position) else {
                 in_flight.confirm_all().await?;
-                self.checkpoint(&mut conn, &name, &mut position, in_flight.confirmed)
+                self.checkpoint(conn, &name, &mut position, in_flight.confirmed)
                     .await?;
                 if idle_since.elapsed() >= self.config.follower_idle_stop
                     || self.crowded.load(Ordering::Relaxed)
@@ -488,24 +473,17 @@ impl Follower {
                 continue;
             };
             idle_since = tokio::time::Instant::now();
-            if page[0].position != published + 1 || last != published + page.len() as i64 {
-                return Err(Error::Corrupt(format!(
-                    "the events of ledger {} after {published} are not consecutive",
-                    self.ledger.name
-                )));
-            }
+            follower::check_consecutive(published, &page)?;
             self.publish_page(&mut sink, &page, &mut in_flight).await?;
             published = last;
-            self.checkpoint(&mut conn, &name, &mut position, in_flight.confirmed)
+            self.checkpoint(conn, &name, &mut position, in_flight.confirmed)
                 .await?;
         }
         in_flight.confirm_all().await?;
-        self.checkpoint(&mut conn, &name, &mut position, in_flight.confirmed)
+        self.checkpoint(conn, &name, &mut position, in_flight.confirmed)
             .await?;
         sink.close().await;
-        lock.unlock(&mut conn).await?;
-        let _ = conn.close().await;
-        Ok(Ended::Idle)
+        Ok(Ended::Done)
     }
 
     /// Moves the checkpoint from `position` to `confirmed`, if the broker confirmed more.
@@ -553,32 +531,9 @@ impl Follower {
     /// writer of the ledger when there is one, and in any case after `idle_poll_interval` (the
     /// writer may be another process).
     async fn wait_for_events(&mut self) {
-        let mut stopped = self.stopped.clone();
-        let poll = tokio::time::sleep(self.config.idle_poll_interval);
-        let ledger = &self.ledger.name;
-        let committed = async {
-            match &mut self.wake {
-                Some(wake) => loop {
-                    match wake.recv().await {
-                        Ok(name) if name == *ledger => return true,
-                        Ok(_) => {}
-                        Err(broadcast::error::RecvError::Lagged(_)) => return true,
-                        Err(broadcast::error::RecvError::Closed) => return false,
-                    }
-                },
-                None => std::future::pending().await,
-            }
-        };
-        tokio::select! {
-            woken = committed => {
-                if !woken {
-                    // The writers are gone (the process is stopping): poll from now on.
-                    self.wake = None;
-                }
-            }
-            _ = poll => {}
-            _ = stopped.wait_for(|s| *s) => {}
-        }
+        let poll = self.config.idle_poll_interval;
+        let nothing_else = std::future::pending::<()>();
+        follower::wait_for_events(&mut self.commits, &self.stopped, poll, nothing_else).await;
     }
 }
 
@@ -624,61 +579,6 @@ fn account_roots(event: &domain::Event) -> Vec<&str> {
         }
     }
     roots
-}
-
-/// The second half of the lock key of `default`'s relay to a sink: the first four bytes of the
-/// SHA-256 of the sink's name.
-fn lock_key(name: &str) -> i32 {
-    let digest = Sha256::digest(name.as_bytes());
-    i32::from_be_bytes([digest[0], digest[1], digest[2], digest[3]])
-}
-
-/// The advisory lock of one (sink, ledger) pair.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum LockKey {
-    /// Ledger `default`: `(RELAY_LOCK_CLASS, lock_key(sink))`, the key every relay took before
-    /// there were many ledgers, so that a process not yet upgraded and one upgraded still
-    /// exclude each other.
-    Default(i32),
-    /// Another ledger: one 64-bit key (a key space apart from the two-key one), `RELAY_LOCK_TAG`
-    /// in its top byte, the sink's key's low 24 bits, then the ledger's id, so that two ledgers
-    /// never share a lock.
-    Ledger(i64),
-}
-
-/// The top byte of a ledger's relay lock (`LockKey::Ledger`): no writer's lock key has it.
-const RELAY_LOCK_TAG: i64 = 0x1e;
-
-impl LockKey {
-    /// The lock of the sink named `sink` and `ledger`.
-    fn of(sink: &str, ledger: &Ledger) -> Self {
-        if ledger.name.is_default() {
-            return Self::Default(lock_key(sink));
-        }
-        let sink = i64::from(lock_key(sink)) & 0x00ff_ffff;
-        Self::Ledger((RELAY_LOCK_TAG << 56) | (sink << 32) | i64::from(ledger.id as u32))
-    }
-
-    async fn try_lock(self, conn: &mut PgConnection) -> Result<bool> {
-        let query = match self {
-            Self::Default(key) => sqlx::query_scalar("SELECT pg_try_advisory_lock($1, $2)")
-                .bind(RELAY_LOCK_CLASS)
-                .bind(key),
-            Self::Ledger(key) => sqlx::query_scalar("SELECT pg_try_advisory_lock($1)").bind(key),
-        };
-        Ok(query.fetch_one(conn).await?)
-    }
-
-    async fn unlock(self, conn: &mut PgConnection) -> Result<()> {
-        let query = match self {
-            Self::Default(key) => sqlx::query("SELECT pg_advisory_unlock($1, $2)")
-                .bind(RELAY_LOCK_CLASS)
-                .bind(key),
-            Self::Ledger(key) => sqlx::query("SELECT pg_advisory_unlock($1)").bind(key),
-        };
-        query.execute(conn).await?;
-        Ok(())
-    }
 }
 
 /// One relay's place in one ledger's log, from its checkpoint.
@@ -744,35 +644,5 @@ mod tests {
         );
         assert!(sink_name("kafka://127.0.0.1:9092").is_err());
         assert!(sink_name("127.0.0.1:5672").is_err());
-    }
-
-    fn ledger(id: i32, name: &str) -> Ledger {
-        Ledger {
-            id,
-            name: name.parse().unwrap(),
-            schema: format!("ledger_{id}"),
-            metadata: "{}".into(),
-            created_at: Utc::now(),
-        }
-    }
-
-    #[test]
-    fn each_sink_and_ledger_has_its_own_lock_and_default_keeps_the_old_one() {
-        let sink = "nats://127.0.0.1:4222";
-        assert_eq!(
-            LockKey::of(sink, &ledger(1, "default")),
-            LockKey::Default(lock_key(sink))
-        );
-        let (a, b) = (
-            LockKey::of(sink, &ledger(2, "a")),
-            LockKey::of(sink, &ledger(3, "b")),
-        );
-        assert_ne!(a, b);
-        assert_ne!(a, LockKey::of("amqp://127.0.0.1:5672/%2f", &ledger(2, "a")));
-        let LockKey::Ledger(key) = a else {
-            panic!("a 64-bit key")
-        };
-        assert_eq!(key >> 56, RELAY_LOCK_TAG);
-        assert_eq!(key & 0xffff_ffff, 2);
     }
 }

@@ -8,7 +8,9 @@
 //! the later ones until it succeeds or the subscription is disabled; across subscriptions up to
 //! `in_flight_max` run at once. It wakes when a writer of this process commits, when a
 //! subscription changes here, when a retry falls due, or every `idle_poll_interval` (for what
-//! another process did): never a tight loop.
+//! another process did): never a tight loop. It is a log follower like the projector
+//! (`follower`): its session, its wait, its retries after a failure are theirs; the turns of
+//! subscriptions are its own.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::fmt::Write as _;
@@ -20,7 +22,7 @@ use std::time::{Duration, Instant};
 use chrono::Utc;
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 use sqlx::postgres::PgConnectOptions;
-use sqlx::{Connection, PgConnection, PgPool};
+use sqlx::{PgConnection, PgPool};
 use tokio::sync::{watch, Notify};
 use tokio::task::JoinSet;
 use tracing::{info, warn};
@@ -31,17 +33,10 @@ use super::signing::{self, LEDGER_HEADER, POSITION_HEADER, SIGNATURE_HEADER, SUB
 use super::store::{self, Attempt, Outcome, Subscription};
 use super::{after_failure, WebhookConfig};
 use crate::event_store::{self, Encode, StoredEvent};
+use crate::follower::{self, Commits, Ended, Lock, Woken};
 use crate::ledgers::{self, Ledger, LocalCommits};
 use crate::Result;
 use domain::LedgerName;
-use tokio::sync::broadcast;
-
-/// The deliverer's advisory lock, `(WEBHOOKS_LOCK_CLASS, 0)`: apart from the writer's and the
-/// projector's.
-const WEBHOOKS_LOCK_CLASS: i32 = 0x1eda;
-/// How long the session that holds the lock may stay silent before the server ends it (far
-/// above the poll interval, at which it speaks).
-const LOCK_SESSION_IDLE_MAX: Duration = Duration::from_secs(30);
 /// Events a turn reads ahead of a subscription's cursor at once (an event's JSON is at most a
 /// few tens of KiB: this bounds the memory of each delivery in flight).
 const READ_AHEAD_EVENTS: i64 = 256;
@@ -117,7 +112,7 @@ impl Webhooks {
         let client = client(&config)?;
         let deliverer = Deliverer {
             connect,
-            commits: commits.as_ref().map(LocalCommits::subscribe),
+            commits: Commits::of(commits.as_ref(), None),
             wake: handle.wake.clone(),
             stopped: handle.stop.subscribe(),
             context: Arc::new(Context {
@@ -266,58 +261,39 @@ struct Context {
 
 struct Deliverer {
     connect: PgConnectOptions,
-    commits: Option<broadcast::Receiver<LedgerName>>,
+    /// The commits of every writer in this process.
+    commits: Commits,
     wake: Arc<Notify>,
     stopped: watch::Receiver<bool>,
     context: Arc<Context>,
 }
 
-impl Deliverer {
-    async fn run(mut self) {
-        while !*self.stopped.borrow() {
-            if let Err(e) = self.follow().await {
-                warn!(error = %e, "webhook deliverer stopped; resuming from the cursors");
-            }
-            let mut stopped = self.stopped.clone();
-            tokio::select! {
-                _ = tokio::time::sleep(self.context.config.lock_retry_interval) => {}
-                _ = stopped.wait_for(|s| *s) => {}
-            }
-        }
-    }
+impl follower::Follow for Deliverer {
+    const WHAT: &'static str = "webhook deliverer";
+    const STANDS_BY: bool = true;
 
-    /// Connects and takes the lock, then delivers until an error or the stop. `Ok` at once when
-    /// another process holds the lock.
-    async fn follow(&mut self) -> Result<()> {
-        let options = crate::db::role_options(&self.connect, "ledger-webhooks");
-        let mut conn = PgConnection::connect_with(&options).await?;
-        let locked: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1, 0)")
-            .bind(WEBHOOKS_LOCK_CLASS)
-            .fetch_one(&mut conn)
-            .await?;
-        if !locked {
-            let _ = conn.close().await;
-            return Ok(());
-        }
-        // A process that stops answering (a paused VM) keeps its session, and so the lock: the
-        // server ends a session that sent nothing for this long, and another node's deliverer
-        // takes over. This one pings at every round, at least once per poll interval.
-        sqlx::query("SELECT set_config('idle_session_timeout', $1, false)")
-            .bind(format!("{}ms", LOCK_SESSION_IDLE_MAX.as_millis()))
-            .execute(&mut conn)
-            .await?;
+    /// Connects and takes the lock, then delivers until an error or the stop.
+    async fn follow(&mut self) -> Result<Ended> {
+        let session = follower::Session::take(&self.connect, "ledger-webhooks", Lock::WEBHOOKS);
+        let Some(mut session) = session.await? else {
+            return Ok(Ended::Locked);
+        };
         info!("webhook deliverer active");
         self.context.metrics.active.store(true, Ordering::Relaxed);
         let mut turns = Turns::default();
-        let result = self.deliver(&mut conn, &mut turns).await;
+        let result = self.deliver(&mut session.conn, &mut turns).await;
         turns.set.shutdown().await;
         self.context.metrics.active.store(false, Ordering::Relaxed);
-        let _ = sqlx::query("SELECT pg_advisory_unlock($1, 0)")
-            .bind(WEBHOOKS_LOCK_CLASS)
-            .execute(&mut conn)
-            .await;
-        let _ = conn.close().await;
-        result
+        session.release().await;
+        result.map(|()| Ended::Done)
+    }
+}
+
+impl Deliverer {
+    async fn run(mut self) {
+        let stopped = self.stopped.clone();
+        let retry = follower::Retry::every(self.context.config.lock_retry_interval);
+        follower::supervise(&mut self, stopped, retry).await;
     }
 
     /// Rounds over the enabled subscriptions: each that is behind and due gets a turn, while
@@ -327,7 +303,9 @@ impl Deliverer {
         let mut heads = Heads::default();
         while !*self.stopped.borrow() {
             let round = tokio::time::Instant::now();
-            // The lock lives as long as this session: a broken one may have lost it.
+            // The lock lives as long as this session: a broken one may have lost it. The
+            // deliverer reads through the pool, so this is also what keeps the session from
+            // idling out (`follower::SESSION_IDLE_MAX`): a round at least every `WAIT_MAX`.
             sqlx::query("SELECT 1").execute(&mut *conn).await?;
             let subscriptions = store::enabled(&ctx.pool).await?;
             let following = !subscriptions.is_empty();
@@ -376,46 +354,42 @@ impl Deliverer {
     ) {
         let poll = self.context.config.idle_poll_interval;
         let until = round + due_in.map_or(poll, |d| d.min(poll)).max(ROUND_INTERVAL_MIN);
-        let mut stopped = self.stopped.clone();
-        let commits = self.commits.as_mut().filter(|_| following);
-        let committed = async move {
-            match commits {
-                Some(commits) => match commits.recv().await {
-                    Err(broadcast::error::RecvError::Closed) => std::future::pending().await,
-                    notice => notice,
-                },
-                None => std::future::pending().await,
+        let poll = until.saturating_duration_since(tokio::time::Instant::now());
+        // Without a subscription, a commit is nothing to wake for.
+        let mut not_following = Commits::None;
+        let commits = if following {
+            &mut self.commits
+        } else {
+            &mut not_following
+        };
+        let wake = &self.wake;
+        let woken_by = async {
+            tokio::select! {
+                _ = wake.notified() => Wake::Changed,
+                _ = turns.reap(), if !turns.set.is_empty() => Wake::TurnEnded,
             }
         };
-        let turn_ended = async {
-            if turns.set.is_empty() {
-                std::future::pending::<()>().await;
-            }
-            turns.reap().await;
-        };
-        tokio::select! {
-            notice = committed => heads.noticed(notice),
+        match follower::wait_for_events(commits, &self.stopped, poll, woken_by).await {
+            Woken::Committed(notice) => heads.noticed(notice),
             // A subscription changed: it may follow ledgers whose heads were not read.
-            _ = self.wake.notified() => heads.stale = true,
-            _ = turn_ended => {}
-            _ = tokio::time::sleep_until(until) => {}
-            _ = stopped.wait_for(|s| *s) => return,
+            Woken::Also(Wake::Changed) => heads.stale = true,
+            Woken::Also(Wake::TurnEnded) | Woken::Polled => {}
+            Woken::Stopped => return,
         }
         // Pacing: at most one round per interval; the commits meanwhile are for this round.
         tokio::time::sleep_until(round + ROUND_INTERVAL_MIN).await;
-        if let Some(commits) = &mut self.commits {
-            loop {
-                match commits.try_recv() {
-                    Err(broadcast::error::TryRecvError::Empty)
-                    | Err(broadcast::error::TryRecvError::Closed) => break,
-                    Err(broadcast::error::TryRecvError::Lagged(_)) => heads.stale = true,
-                    Ok(ledger) => {
-                        heads.committed.insert(ledger);
-                    }
-                }
-            }
+        for notice in self.commits.noticed() {
+            heads.noticed(notice);
         }
     }
+}
+
+/// What else wakes the deliverer in its wait.
+enum Wake {
+    /// A subscription changed here.
+    Changed,
+    /// A turn ended: its slot is free.
+    TurnEnded,
 }
 
 /// The heads of the ledgers the subscriptions follow (every ledger's when one follows them all),
@@ -433,12 +407,13 @@ struct Heads {
 }
 
 impl Heads {
-    fn noticed(&mut self, notice: std::result::Result<LedgerName, broadcast::error::RecvError>) {
-        match notice {
-            Ok(ledger) => {
+    /// A commit of `ledger` in this process; of some ledgers, when `None` (notices were missed).
+    fn noticed(&mut self, ledger: Option<LedgerName>) {
+        match ledger {
+            Some(ledger) => {
                 self.committed.insert(ledger);
             }
-            Err(_) => self.stale = true,
+            None => self.stale = true,
         }
     }
 
@@ -583,6 +558,7 @@ async fn page_of(
         .await?;
     let page = event_store::page(&mut *tx, after, limit).await?;
     tx.commit().await?;
+    follower::check_consecutive(after, &page)?;
     Ok(page)
 }
 
