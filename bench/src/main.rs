@@ -144,6 +144,7 @@ async fn run(args: Args) -> ClientResult<bool> {
     let errors = Arc::new(AtomicU64::new(0));
     let budget = args.requests.map(|n| Arc::new(AtomicU64::new(n)));
     let started = Instant::now();
+    let cpu_at_start = report::process_cpu();
 
     let mut tasks = Vec::new();
     for client in 0..args.clients {
@@ -177,12 +178,13 @@ async fn run(args: Args) -> ClientResult<bool> {
         tallies.push(task.await??);
     }
     let elapsed = started.elapsed();
+    let cpu = report::process_cpu().saturating_sub(cpu_at_start);
     stop.store(true, Ordering::Relaxed);
     if let Some(p) = progress {
         let _ = p.await;
     }
 
-    let summary = Summary::of(&tallies, elapsed);
+    let summary = Summary::of(&tallies, elapsed, cpu);
     summary.print(&args);
     if let Some(path) = &args.journal {
         faults::write_journal(path, tallies.iter_mut().flat_map(|t| t.journal.drain(..)))?;

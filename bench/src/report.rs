@@ -33,10 +33,28 @@ pub struct Summary {
     pub reads: u64,
     pub percentiles_us: [(f64, u32); 5],
     pub errors: BTreeMap<String, u64>,
+    /// The CPU time (user + system) this process spent over the run.
+    pub cpu: Duration,
+}
+
+/// The CPU time (user + system) this process has spent so far, all threads.
+pub fn process_cpu() -> Duration {
+    let mut usage = std::mem::MaybeUninit::<libc::rusage>::zeroed();
+    // SAFETY: getrusage writes a whole `rusage` into the pointer it is given, which points at one.
+    let usage = unsafe {
+        if libc::getrusage(libc::RUSAGE_SELF, usage.as_mut_ptr()) != 0 {
+            return Duration::ZERO;
+        }
+        usage.assume_init()
+    };
+    let time = |t: libc::timeval| {
+        Duration::from_secs(t.tv_sec as u64) + Duration::from_micros(t.tv_usec as u64)
+    };
+    time(usage.ru_utime) + time(usage.ru_stime)
 }
 
 impl Summary {
-    pub fn of(tallies: &[ClientTally], elapsed: Duration) -> Self {
+    pub fn of(tallies: &[ClientTally], elapsed: Duration, cpu: Duration) -> Self {
         let mut latencies: Vec<u32> = tallies
             .iter()
             .flat_map(|t| t.latencies_us.iter().copied())
@@ -62,6 +80,7 @@ impl Summary {
                 (100.0, at(1.0)),
             ],
             errors: merge_errors(tallies),
+            cpu,
         }
     }
 
@@ -128,6 +147,7 @@ impl Summary {
             "latency_ms_p999": ms(3),
             "latency_ms_max": ms(4),
             "errors": self.errors,
+            "cpu_ms": self.cpu.as_secs_f64() * 1000.0,
             "check": check.map(|c| if c.passed() { "passed" } else { "failed" }),
         })
         .to_string()

@@ -129,7 +129,10 @@ impl Sequencer {
     /// Connects, takes the lock without waiting, and loads the state. `None` when another
     /// process holds the lock.
     async fn become_leader(&mut self) -> Result<Option<Session>> {
-        let mut conn = PgConnection::connect_with(&self.connect).await?;
+        // Named `ledger-writer:<ledger>` in `pg_stat_activity`, apart from the read pools'
+        // sessions, so an operator (and bench/cpu.py) can tell the writer's backend.
+        let options = crate::db::role_options(&self.connect, "ledger-writer");
+        let mut conn = PgConnection::connect_with(&options).await?;
         let timeout_ms = self.config.statement_timeout.as_millis().to_string();
         sqlx::query("SELECT set_config('statement_timeout', $1, false)")
             .bind(&timeout_ms)
