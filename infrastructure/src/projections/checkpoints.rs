@@ -26,21 +26,39 @@ pub async fn open(conn: &mut PgConnection, name: &str) -> Result<i64> {
     )
 }
 
-/// Moves the checkpoint of `name` from `from` to `to`, in the caller's transaction.
+/// Moves the checkpoint of `name` from `from` to `to`, in the caller's transaction (a relay's, which
+/// writes no rows with it).
 pub async fn advance(conn: &mut PgConnection, name: &str, from: i64, to: i64) -> Result<()> {
-    let moved = sqlx::query(
-        "UPDATE projection_checkpoints SET position = $3, updated_at = now()
-         WHERE name = $1 AND position = $2",
+    let moved = sqlx::query(&advance_sql(1))
+        .bind([name])
+        .bind(from)
+        .bind(to)
+        .execute(conn)
+        .await?
+        .rows_affected();
+    check_advanced(&[name], from, moved)
+}
+
+/// The statement that moves the checkpoints named in a text array from one position to another,
+/// with parameters numbered from `first`: the names, the position they must still be at, the new
+/// one. Alone (`advance`), or after the inserts of the rows up to the new position, in one
+/// statement (`ProjectionRows::insert_and_advance`). Its row count is the checkpoints it moved.
+pub(crate) fn advance_sql(first: usize) -> String {
+    let (names, from, to) = (first, first + 1, first + 2);
+    format!(
+        "UPDATE projection_checkpoints SET position = ${to}::int8, updated_at = now()
+         WHERE name = ANY(${names}::text[]) AND position = ${from}::int8"
     )
-    .bind(name)
-    .bind(from)
-    .bind(to)
-    .execute(conn)
-    .await?
-    .rows_affected();
-    if moved != 1 {
+}
+
+/// An error unless the statement of `advance_sql` moved every checkpoint of `names` (`moved`): one
+/// no longer at `from` was moved by another projector, and the caller's transaction must not
+/// commit.
+pub(crate) fn check_advanced(names: &[&str], from: i64, moved: u64) -> Result<()> {
+    if moved != names.len() as u64 {
         return Err(Error::Corrupt(format!(
-            "the checkpoint of {name} is no longer at {from}: another projector moved it"
+            "the checkpoints of {} are not all at {from} any more: another projector moved them",
+            names.join(", ")
         )));
     }
     Ok(())

@@ -32,7 +32,7 @@ use chrono::{DateTime, Utc};
 use domain::{Event, LedgerState, Leg};
 use sqlx::PgConnection;
 
-use crate::columns::{insert_ctes, Table, TableRows};
+use crate::columns::{insert_ctes, PgQuery, Table, TableRows, SESSION_BOOK};
 use crate::Result;
 
 /// An event as the projections see it: where it is in the log, when it was recorded, and the
@@ -146,17 +146,50 @@ impl ProjectionRows {
     }
 
     /// Inserts the rows into the tables of `schema`: the replay's schema for a replay, the
-    /// session's book (`SESSION_BOOK`) for the projector and an import. One statement.
+    /// session's book (`SESSION_BOOK`) for an import. One statement.
     pub async fn insert_into(&self, conn: &mut PgConnection, schema: &str) -> Result<()> {
         if self.is_empty() {
             return Ok(());
         }
-        let (ctes, _) = insert_ctes(&self.tables(), schema);
-        let statement = format!("WITH {ctes} SELECT 1");
-        let query = self
-            .rows()
-            .fold(sqlx::query(&statement), |query, rows| rows.bind(query));
-        query.execute(conn).await?;
+        let statement = self.statement(schema, |_| "SELECT 1".to_owned());
+        self.bound(&statement).execute(conn).await?;
         Ok(())
+    }
+
+    /// Inserts the rows into the session's book and moves the checkpoint of every projection of
+    /// the set from `from` to `to`, in one statement: the projector's page, one round trip in its
+    /// transaction. An error when a checkpoint was no longer at `from` (`check_advanced`): the
+    /// caller's transaction must then not commit.
+    pub async fn insert_and_advance(
+        &self,
+        conn: &mut PgConnection,
+        from: i64,
+        to: i64,
+    ) -> Result<()> {
+        let statement = self.statement(SESSION_BOOK, checkpoints::advance_sql);
+        let names: Vec<&str> = self.sets.iter().map(|(p, _)| p.name).collect();
+        let moved = self
+            .bound(&statement)
+            .bind(&names)
+            .bind(from)
+            .bind(to)
+            .execute(conn)
+            .await?
+            .rows_affected();
+        checkpoints::check_advanced(&names, from, moved)
+    }
+
+    /// The inserts of every table of the set into `schema`, as data-modifying `WITH` queries,
+    /// then `main`, given the number of its first parameter. The statement is the same for every
+    /// batch of the set (empty arrays insert nothing), so it is prepared once per session.
+    fn statement(&self, schema: &str, main: impl FnOnce(usize) -> String) -> String {
+        let (ctes, next) = insert_ctes(&self.tables(), schema);
+        format!("WITH {ctes}\n{}", main(next))
+    }
+
+    /// `statement` with the rows bound, table by table, in the order of its parameters.
+    fn bound<'q>(&'q self, statement: &'q str) -> PgQuery<'q> {
+        self.rows()
+            .fold(sqlx::query(statement), |query, rows| rows.bind(query))
     }
 }

@@ -1,11 +1,11 @@
 //! The projector: one task that follows the log for every asynchronous projection, each from its
 //! own checkpoint. Projections at the same checkpoint share each page of events, read and decoded
 //! once; one that is behind (added by a later release) catches up on pages of its own until it
-//! reaches the others. A page's rows and the new checkpoints are written in one transaction, so a
-//! crash (of the process or of PostgreSQL) at any moment leaves every projection exactly at a
-//! checkpoint: it resumes there, missing nothing and applying nothing twice. A session-level
-//! advisory lock keeps one projector at work across all the ledger's processes; the others stand
-//! by.
+//! reaches the others. A page's rows and the new checkpoints are written in one statement, in one
+//! transaction, so a crash (of the process or of PostgreSQL) at any moment leaves every projection
+//! exactly at a checkpoint: it resumes there, missing nothing and applying nothing twice. A
+//! session-level advisory lock keeps one projector at work across all the ledger's processes; the
+//! others stand by.
 
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
@@ -281,12 +281,10 @@ async fn apply_page(
         };
         rows.push(&applied, None);
     }
+    // BEGIN, one statement, COMMIT: a checkpoint that moved under us fails the statement's check
+    // before the commit, and the dropped transaction rolls the rows back.
     let mut tx = conn.begin().await?;
-    rows.insert_into(&mut tx, crate::columns::SESSION_BOOK)
-        .await?;
-    for i in group {
-        checkpoints::advance(&mut tx, followers[*i].projection.name, checkpoint, last).await?;
-    }
+    rows.insert_and_advance(&mut tx, checkpoint, last).await?;
     tx.commit().await?;
     for i in group {
         followers[*i].checkpoint = last;
