@@ -136,6 +136,7 @@ pub struct BookFactory {
     pub min_position_wait: Duration,
     /// Where every book's writer tells its commits, for the relays and the webhook deliverer.
     pub commits: ledgers::LocalCommits,
+    pub projector: ProjectorConfig,
 }
 
 impl BookFactory {
@@ -157,7 +158,7 @@ impl BookFactory {
         let projectors = Projectors::spawn(
             primary.clone(),
             Some(writer.watch_committed()),
-            ProjectorConfig::default(),
+            self.projector.clone(),
         );
         let primary_pool = db::read_pool(primary, &pool);
         let (reads, replica_primary) = match &self.replica {
@@ -170,6 +171,9 @@ impl BookFactory {
             ),
             None => (ReadStore::new(primary_pool.clone()), None),
         };
+        // The book's reads that wait for its asynchronous projections hurry its projector, which
+        // otherwise paces its pages under load.
+        let reads = reads.hurrying(projectors.hurry());
         let forwarder = Forwarder::new(primary_pool, self.own_url.clone(), self.forward_timeout);
         Book(Arc::new(BookInner {
             ledger,

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use infrastructure::db::PoolConfig;
+use infrastructure::projections::projector::ProjectorConfig;
 use infrastructure::webhooks::WebhookConfig;
 use infrastructure::WriterConfig;
 
@@ -15,6 +16,9 @@ pub struct ServeConfig {
     /// The time the writer and the API read: the system's, or in tests one they move on.
     #[arg(skip = system_clock())]
     pub clock: std::sync::Arc<dyn domain::clock::Clock>,
+    /// The projectors' paging and pacing: the defaults, or in tests ones they adjust.
+    #[arg(skip)]
+    pub projector: ProjectorConfig,
     /// Address to listen on.
     #[arg(long, env = "LEDGER_LISTEN", default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,
@@ -146,6 +150,7 @@ impl ServeConfig {
     pub fn local(listen: SocketAddr, database_url: Option<String>) -> Self {
         Self {
             clock: system_clock(),
+            projector: ProjectorConfig::default(),
             listen,
             database_url,
             read_database_url: None,

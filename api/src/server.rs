@@ -197,6 +197,7 @@ async fn start_books(
         forward_timeout: config.forward_timeout(),
         min_position_wait: config.limits().min_position_wait,
         commits: infrastructure::ledgers::LocalCommits::default(),
+        projector: config.projector.clone(),
     };
     Books::start(
         factory,

@@ -291,6 +291,26 @@ impl Commits {
         }
     }
 
+    /// The position this process's writer of the ledger last committed, when commits come by
+    /// position.
+    pub fn head(&self) -> Option<i64> {
+        match self {
+            Self::Position(head) => Some(*head.borrow()),
+            _ => None,
+        }
+    }
+
+    /// Until this process's writer of the ledger has committed `position`: never when commits do
+    /// not come by position, or the writer is gone.
+    pub async fn reached(&mut self, position: i64) {
+        if let Self::Position(head) = self {
+            if head.wait_for(|head| *head >= position).await.is_ok() {
+                return;
+            }
+        }
+        std::future::pending().await
+    }
+
     /// The commits noticed since the last wait, without waiting: each ledger's name, or `None`
     /// where some were missed.
     pub fn noticed(&mut self) -> Vec<Option<LedgerName>> {

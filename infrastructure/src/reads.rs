@@ -8,13 +8,17 @@
 //! The snapshot may come from the primary or from a streaming replica (`--read-database-url`),
 //! possibly one of several behind a load balancer, each at its own point of replay. So
 //! `min_position` is enforced where the snapshot is taken: a snapshot older than the floor is
-//! dropped and taken again until the floor is reached or the wait bound ends, never served.
+//! dropped and taken again until the floor is reached or the wait bound ends, never served. A
+//! read that waits for the asynchronous projections tells their projector (`Hurry`), which would
+//! otherwise take its time under load to write bigger pages.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 use sqlx::{PgPool, Postgres, Transaction};
+use tokio::sync::Notify;
 
 use crate::event_store::StoredEvent;
 use crate::{Error, Result};
@@ -41,6 +45,25 @@ pub struct ReadSourceStatus {
     pub replay_lag_ms: Option<i64>,
 }
 
+/// What a read signals when the asynchronous projections it needs are behind: its book's
+/// projector, which paces its pages under load, then reads one at once
+/// (`Projectors::hurry`), so that reads need not choose between small pages and slow reads.
+/// Clones share it; a signal given while the projector is not waiting is kept for its next wait
+/// (one at most).
+#[derive(Debug, Clone, Default)]
+pub struct Hurry(Arc<Notify>);
+
+impl Hurry {
+    pub fn signal(&self) {
+        self.0.notify_one();
+    }
+
+    /// Until it is signalled.
+    pub(crate) async fn signalled(&self) {
+        self.0.notified().await;
+    }
+}
+
 /// How long a read waits by default for the position it must reflect.
 const POSITION_WAIT_DEFAULT: Duration = Duration::from_secs(2);
 
@@ -51,6 +74,8 @@ pub struct ReadStore {
     floor: Option<i64>,
     /// How long a snapshot may be retried to reach its floor; then `Error::PositionNotReached`.
     wait: Duration,
+    /// Signalled when the asynchronous projections a read needs are behind.
+    hurry: Option<Hurry>,
 }
 
 impl ReadStore {
@@ -59,6 +84,16 @@ impl ReadStore {
             pool,
             floor: None,
             wait: POSITION_WAIT_DEFAULT,
+            hurry: None,
+        }
+    }
+
+    /// The same store, whose reads waiting for the asynchronous projections signal `hurry` (the
+    /// projector of the book, `Projectors::hurry`).
+    pub fn hurrying(self, hurry: Hurry) -> Self {
+        Self {
+            hurry: Some(hurry),
+            ..self
         }
     }
 
@@ -67,9 +102,9 @@ impl ReadStore {
     /// position below 1.
     pub fn at_least(&self, min_position: Option<i64>, wait: Duration) -> Self {
         Self {
-            pool: self.pool.clone(),
             floor: min_position.filter(|p| *p > 0),
             wait,
+            ..self.clone()
         }
     }
 
@@ -101,7 +136,7 @@ impl ReadStore {
     ) -> Result<(Transaction<'static, Postgres>, i64)> {
         let started = Instant::now();
         let mut floor = self.floor;
-        let mut first = true;
+        let (mut first, mut hurried) = (true, false);
         loop {
             let mut tx = self.pool.begin().await?;
             sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
@@ -123,6 +158,13 @@ impl ReadStore {
                 return Ok((tx, reflected));
             };
             drop(tx);
+            if !needs.is_empty() && !std::mem::replace(&mut hurried, true) {
+                // Once: the projector's next page starts after this signal, so it reads every
+                // event committed before this read began.
+                if let Some(hurry) = &self.hurry {
+                    hurry.signal();
+                }
+            }
             let waited = started.elapsed();
             if waited >= self.wait {
                 return Err(Error::PositionNotReached {

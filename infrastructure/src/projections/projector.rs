@@ -24,30 +24,41 @@ use super::{checkpoints, Applied, Projection, ProjectionRows};
 use crate::event_store::{self, StoredEvent};
 use crate::follower::{self, Commits, Ended, Lock};
 use crate::metrics::{Histogram, LATENCY_BOUNDS_US, LATENCY_LABELS_S};
+use crate::reads::Hurry;
 use crate::Result;
 
 #[derive(Debug, Clone)]
 pub struct ProjectorConfig {
     /// Events read, projected and committed together at most.
     pub page_events_max: i64,
+    /// After a page that was not full, the next one is read once this process's writer has
+    /// committed this many events past the projections: a page's cost is mostly fixed (its
+    /// read, its statement, its commit), so under load fewer, bigger pages cost less per event.
+    pub page_events_target: i64,
+    /// ... or once this long has passed since that page started, whichever comes first: the
+    /// bound on the lag the pacing adds. An event waits at most this much longer for the
+    /// asynchronous projections than with pages read back to back (a read that needs them does
+    /// not wait for it: it hurries the projector, `Hurry`).
+    pub page_interval_max: Duration,
+    /// When this process's writer's commits do not show the log's head (the writer is another
+    /// process), the least time between the starts of two pages that were not full instead.
+    pub page_interval_min: Duration,
     /// How long to wait between attempts to connect or to take a projection's lock.
     pub retry_interval: Duration,
     /// How often to look for new events when no commit of this process wakes the projector
     /// (the writer is another process).
     pub idle_poll_interval: Duration,
-    /// The least time between the starts of two pages that were not full: under a steady load
-    /// the projector then commits a page per interval rather than one per writer commit, at
-    /// the cost of at most this much more lag.
-    pub page_interval_min: Duration,
 }
 
 impl Default for ProjectorConfig {
     fn default() -> Self {
         Self {
             page_events_max: 10_000,
+            page_events_target: 256,
+            page_interval_max: Duration::from_millis(50),
+            page_interval_min: Duration::from_millis(10),
             retry_interval: Duration::from_millis(500),
             idle_poll_interval: Duration::from_millis(50),
-            page_interval_min: Duration::from_millis(10),
         }
     }
 }
@@ -88,6 +99,8 @@ type Series<'a> = (
 #[derive(Clone)]
 pub struct Projectors {
     metrics: Vec<Arc<ProjectionMetrics>>,
+    /// What a read waiting for the projections signals, for a page at once.
+    hurry: Hurry,
     stop: Arc<watch::Sender<bool>>,
     tasks: Arc<std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>>,
 }
@@ -103,9 +116,11 @@ impl Projectors {
         let (stop, stopped) = watch::channel(false);
         let followers: Vec<Follower> = super::asynchronous().map(Follower::new).collect();
         let metrics = followers.iter().map(|f| f.metrics.clone()).collect();
+        let hurry = Hurry::default();
         let task = Projector {
             connect,
             commits: commits.map_or(Commits::None, Commits::Position),
+            hurry: hurry.clone(),
             config,
             followers,
             stopped,
@@ -113,6 +128,7 @@ impl Projectors {
         let tasks = vec![tokio::spawn(task.run())];
         Self {
             metrics,
+            hurry,
             stop: Arc::new(stop),
             tasks: Arc::new(std::sync::Mutex::new(tasks)),
         }
@@ -128,6 +144,12 @@ impl Projectors {
         for task in tasks {
             let _ = task.await;
         }
+    }
+
+    /// The handle a read store of the book signals when a read waits for the projections
+    /// (`ReadStore::hurrying`).
+    pub fn hurry(&self) -> Hurry {
+        self.hurry.clone()
     }
 
     pub fn metrics(&self) -> &[Arc<ProjectionMetrics>] {
@@ -332,6 +354,8 @@ struct Projector {
     connect: PgConnectOptions,
     /// The committed position of this process's writer of the ledger, when it runs here.
     commits: Commits,
+    /// Signalled by reads waiting for the projections: read a page now.
+    hurry: Hurry,
     config: ProjectorConfig,
     followers: Vec<Follower>,
     /// Becomes true when the process stops.
@@ -406,8 +430,7 @@ impl Projector {
 
     /// The head as this process's writer last committed it, for the lag in events.
     fn note_head(&self) {
-        if let Commits::Position(commits) = &self.commits {
-            let head = *commits.borrow();
+        if let Some(head) = self.commits.head() {
             for follower in &self.followers {
                 follower
                     .metrics
@@ -417,20 +440,36 @@ impl Projector {
         }
     }
 
-    /// Waits out the rest of `page_interval_min` after pages that started at `started`.
-    async fn pace(&self, started: tokio::time::Instant) {
+    /// Paces the pages after one that was not full and started at `started`: waits until this
+    /// process's writer has committed `page_events_target` events past the projections,
+    /// `page_interval_max` has passed since `started`, a read waits for the projections
+    /// (`hurry`), or the process stops. When the writer's commits here are behind what the
+    /// projections read (the writer is another process), the head is not known: it waits out
+    /// `page_interval_min` instead, or for a read or the stop.
+    async fn pace(&mut self, started: tokio::time::Instant) {
+        let checkpoint = self.followers.iter().map(|f| f.checkpoint).min();
+        let checkpoint = checkpoint.unwrap_or(0);
+        let (interval, enough) = match self.commits.head() {
+            Some(head) if head >= checkpoint => (
+                self.config.page_interval_max,
+                checkpoint.saturating_add(self.config.page_events_target),
+            ),
+            _ => (self.config.page_interval_min, i64::MAX),
+        };
         let mut stopped = self.stopped.clone();
         tokio::select! {
-            _ = tokio::time::sleep_until(started + self.config.page_interval_min) => {}
+            _ = self.commits.reached(enough) => {}
+            _ = tokio::time::sleep_until(started + interval) => {}
+            _ = self.hurry.signalled() => {}
             _ = stopped.wait_for(|s| *s) => {}
         }
     }
 
-    /// Waits until the writer of this process commits, for the poll interval, or until the
-    /// process stops.
+    /// Waits until the writer of this process commits, a read waits for the projections, the
+    /// poll interval passes, or the process stops.
     async fn wait_for_events(&mut self) {
         let poll = self.config.idle_poll_interval;
-        let nothing_else = std::future::pending::<()>();
-        follower::wait_for_events(&mut self.commits, &self.stopped, poll, nothing_else).await;
+        let hurried = self.hurry.signalled();
+        follower::wait_for_events(&mut self.commits, &self.stopped, poll, hurried).await;
     }
 }
