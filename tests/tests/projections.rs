@@ -1,11 +1,12 @@
 //! Asynchronous projections: the projector follows the log after the writer's commit, keeps a
 //! checkpoint per projection, and survives losing its session mid-page; a projection added later
-//! is built from the log while the ledger serves; every read sees what was written before it.
+//! is built from the log while the ledger serves; every read sees what was written before it, and
+//! is not held up by the projector's pacing.
 
 use std::time::Duration;
 
 use ledger_tests::serde_json::{json, Value};
-use ledger_tests::{eventually, TestLedger};
+use ledger_tests::{eventually, Answer, TestLedger};
 
 /// A batch of `n` transfers from alice to bob, 0.01 each, under keys `{prefix}-{i}`.
 fn transfers(prefix: &str, n: usize) -> Value {
@@ -35,24 +36,55 @@ async fn checkpoint(ledger: &TestLedger, name: &str) -> Option<i64> {
         .expect("checkpoint")
 }
 
+/// Pays bob 1 from alice under key `pay-{i}`, then reads bob's history at once, which must show
+/// the payment without being told its position; the payment.
+async fn pay_then_read_history(ledger: &TestLedger, i: usize) -> Answer {
+    let paid = ledger
+        .transfer(&format!("pay-{i}"), "alice:cash", "bob:cash", "USD", "1")
+        .await;
+    paid.expect(201);
+    let history = ledger.get("/v1/accounts/bob:cash/history?limit=1").await;
+    history.expect(200);
+    assert_eq!(history.position(), paid.position(), "{}", history.text);
+    paid
+}
+
 #[tokio::test]
 async fn a_history_read_right_after_a_write_sees_it_without_naming_its_position() {
     let ledger = TestLedger::start().await;
     fund(&ledger).await;
     for i in 0..20 {
-        let paid = ledger
-            .transfer(&format!("pay-{i}"), "alice:cash", "bob:cash", "USD", "1")
-            .await;
-        paid.expect(201);
-        let history = ledger.get("/v1/accounts/bob:cash/history?limit=1").await;
-        history.expect(200);
-        assert_eq!(history.position(), paid.position(), "{}", history.text);
+        let paid = pay_then_read_history(&ledger, i).await;
         let id = paid.body["id"].as_str().expect("id").to_owned();
         ledger
             .get(&format!("/v1/transactions/{id}"))
             .await
             .expect(200);
     }
+    ledger.finish().await;
+}
+
+#[tokio::test]
+async fn a_read_waiting_for_the_projections_is_served_at_once_however_the_projector_paces() {
+    // After a page that was not full, the projector waits 10 s or for more events than these
+    // writes make: each read that follows a write is served promptly only because, finding the
+    // history behind, it hurries the projector. (A read may wait 20 s, so a projector that was
+    // not hurried shows here as slow, not as 409.)
+    let ledger = TestLedger::start_with(|config| {
+        config.projector.page_interval_max = Duration::from_secs(10);
+        config.projector.page_events_target = 1_000_000;
+        config.min_position_wait_ms = 20_000;
+    })
+    .await;
+    fund(&ledger).await;
+    let writes_and_reads = async {
+        for i in 0..5 {
+            pay_then_read_history(&ledger, i).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(5), writes_and_reads)
+        .await
+        .expect("every read served well before the projector's 10 s pacing ends");
     ledger.finish().await;
 }
 
