@@ -63,6 +63,9 @@ pub struct WriterConfig {
     /// have been committing, or the synchronous standbys did not confirm it) wait for the writer
     /// to find out; then `CommitOutcomeUnknown`.
     pub in_doubt_wait: Duration,
+    /// How many times at most the writer yields to let arriving requests join a batch before
+    /// writing it (`task::gather`); it stops at the first yield that brings none.
+    pub gather_yields_max: usize,
 }
 
 impl WriterConfig {
@@ -85,6 +88,7 @@ impl Default for WriterConfig {
             clock: Arc::new(SystemClock),
             statement_timeout: Duration::from_secs(30),
             in_doubt_wait: Duration::from_secs(2),
+            gather_yields_max: 8,
         }
     }
 }

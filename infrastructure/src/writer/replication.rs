@@ -11,6 +11,7 @@
 //! (`pg_stat_replication`) whether enough synchronous standbys have reached the WAL it has
 //! flushed; a batch they have not confirmed within `CONFIRM_BOUND` is in doubt, not acknowledged.
 
+use std::sync::LazyLock;
 use std::time::Duration;
 
 use sqlx::{PgConnection, Row};
@@ -29,10 +30,10 @@ const CONFIRM_POLL: Duration = Duration::from_millis(1);
 /// The settings that say how many standbys a commit waits for, the primary's flushed WAL, and the
 /// position each synchronous standby reported for the level of `synchronous_commit` (replay for
 /// `remote_apply`, write for `remote_write`, flush otherwise). LSNs as byte offsets.
-const STANDBYS: &str = "
-SELECT current_setting('synchronous_standby_names') AS names,
-       current_setting('synchronous_commit') AS level,
-       current_setting('max_wal_senders')::int AS senders,
+static STANDBYS: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "
+SELECT {REQUIREMENT_COLUMNS},
        pg_has_role('pg_read_all_stats', 'USAGE') AS can_see,
        (pg_current_wal_flush_lsn() - '0/0'::pg_lsn)::int8 AS flushed,
        coalesce((SELECT array_agg(coalesce((CASE current_setting('synchronous_commit')
@@ -40,7 +41,9 @@ SELECT current_setting('synchronous_standby_names') AS names,
                                      WHEN 'remote_write' THEN write_lsn
                                      ELSE flush_lsn END - '0/0'::pg_lsn)::int8, 0))
                  FROM pg_stat_replication
-                 WHERE sync_state IN ('sync', 'quorum')), '{}') AS standbys";
+                 WHERE sync_state IN ('sync', 'quorum')), '{{}}') AS standbys"
+    )
+});
 
 /// What the primary says about its synchronous standbys at one moment.
 struct Standbys {
@@ -56,14 +59,9 @@ struct Standbys {
 
 impl Standbys {
     async fn read(conn: &mut PgConnection) -> Result<Self> {
-        let row = sqlx::query(STANDBYS).fetch_one(conn).await?;
-        let names: String = row.try_get("names")?;
-        let level: String = row.try_get("level")?;
-        let senders: i32 = row.try_get("senders")?;
-        // The conditions of PostgreSQL's own `SyncRepRequested` and `SyncStandbysDefined`.
-        let waits = senders > 0 && !matches!(level.as_str(), "off" | "local");
+        let row = sqlx::query(STANDBYS.as_str()).fetch_one(conn).await?;
         Ok(Self {
-            required: if waits { required_standbys(&names) } else { 0 },
+            required: required_of(&row)?,
             can_see: row.try_get("can_see")?,
             flushed: row.try_get("flushed")?,
             positions: row.try_get("standbys")?,
@@ -73,6 +71,38 @@ impl Standbys {
     fn hold(&self, lsn: i64) -> bool {
         self.positions.iter().filter(|p| **p >= lsn).count() >= self.required
     }
+}
+
+/// The settings that say how many standbys a commit waits for, as the columns `names`, `level`
+/// and `senders` of a query: the writer's batch statement returns them, so that a commit that
+/// waits for none costs no second round trip. Read in the statement, they are the settings its
+/// commit ran under: a backend takes a configuration reload only between statements.
+pub(crate) const REQUIREMENT_COLUMNS: &str =
+    "current_setting('synchronous_standby_names') AS names,
+       current_setting('synchronous_commit') AS level,
+       current_setting('max_wal_senders')::int AS senders";
+
+/// How many synchronous standbys a commit waits for, from `REQUIREMENT_COLUMNS`.
+pub(crate) fn required_of(row: &sqlx::postgres::PgRow) -> Result<usize> {
+    let names: String = row.try_get("names")?;
+    let level: String = row.try_get("level")?;
+    let senders: i32 = row.try_get("senders")?;
+    // The conditions of PostgreSQL's own `SyncRepRequested` and `SyncStandbysDefined`.
+    let waits = senders > 0 && !matches!(level.as_str(), "off" | "local");
+    Ok(if waits { required_standbys(&names) } else { 0 })
+}
+
+/// `confirm` after a commit whose own statement read that it waits for `required` standbys
+/// (`REQUIREMENT_COLUMNS`): none, and there is nothing to confirm.
+pub(crate) async fn confirm_commit(
+    conn: &mut PgConnection,
+    bound: Duration,
+    required: usize,
+) -> Result<()> {
+    if required == 0 {
+        return Ok(());
+    }
+    confirm(conn, bound).await
 }
 
 /// Waits, at most `bound`, until the synchronous standbys hold everything the primary has

@@ -2,7 +2,8 @@
 //! idempotency records, written with one array insert per table in one statement, so the batch
 //! commits atomically in one round trip.
 
-use std::sync::LazyLock;
+use std::collections::HashMap;
+use std::sync::{Arc, LazyLock, Mutex};
 
 use chrono::{DateTime, Utc};
 use domain::chain::Hash;
@@ -11,8 +12,9 @@ use sqlx::PgConnection;
 
 use super::idempotency::{self, IDEMPOTENCY_KEYS};
 use super::protocol::CommittedEvent;
+use super::replication;
 use crate::columns::{insert_ctes, Table, TableRows};
-use crate::event_store::{EventMetadata, EventRows, EVENTS};
+use crate::event_store::{EventMetadata, EventRows};
 use crate::projections::{Applied, ProjectionRows};
 use crate::Result;
 
@@ -143,28 +145,67 @@ impl BatchRows {
         self.keys.push(key.to_owned());
     }
 
-    /// Writes everything in one statement: data-modifying CTEs over arrays, one per table. A
-    /// single statement is its own transaction, so the batch commits atomically in one round
-    /// trip; empty arrays insert nothing, so the statement is the same for every batch and is
-    /// prepared once.
-    pub async fn write(&self, conn: &mut PgConnection) -> Result<()> {
-        let query = self.events.rows().bind(sqlx::query(WRITE_BATCH.as_str()));
-        let query = self.projections.rows().fold(query, |q, rows| rows.bind(q));
-        self.idempotency
-            .bind(query)
-            .bind(self.last_position())
-            .execute(conn)
-            .await?;
-        Ok(())
+    /// Writes everything in one statement: data-modifying CTEs over arrays, one per table that
+    /// has rows. A single statement is its own transaction, so the batch commits atomically in
+    /// one round trip. Returns how many synchronous standbys the commit waited for
+    /// (`replication::REQUIREMENT_COLUMNS`).
+    pub async fn write(&self, conn: &mut PgConnection) -> Result<usize> {
+        let all = std::iter::once(self.events.rows())
+            .chain(self.projections.rows())
+            .chain(std::iter::once(&self.idempotency));
+        let mut tables: Vec<&TableRows> = Vec::with_capacity(BATCH_TABLES_MAX);
+        let mut mask: u32 = 0;
+        for (i, rows) in all.enumerate() {
+            if !rows.is_empty() {
+                mask |= 1 << i;
+                tables.push(rows);
+            }
+        }
+        let statement = write_batch(mask, &tables);
+        let query = tables
+            .iter()
+            .fold(sqlx::query(&statement), |query, rows| rows.bind(query));
+        let row = query.bind(self.last_position()).fetch_one(conn).await?;
+        replication::required_of(&row)
     }
 }
 
-/// The batch's one statement: the events, the inline projections' rows and the idempotency
-/// records, parameters numbered from the tables' declarations, then the new head.
-static WRITE_BATCH: LazyLock<String> = LazyLock::new(|| {
-    let mut tables: Vec<&'static Table> = vec![&EVENTS];
-    tables.extend(ProjectionRows::inline().tables());
-    tables.push(&IDEMPOTENCY_KEYS);
-    let (ctes, head) = insert_ctes(&tables, crate::columns::SESSION_BOOK);
-    format!("WITH {ctes}\nUPDATE projection_head SET position = ${head} WHERE ${head}::int8 IS NOT NULL")
-});
+/// The tables a batch may write: the events, the inline projections' and the idempotency
+/// records'. A batch's statement names only those it has rows for, by a bit each.
+const BATCH_TABLES_MAX: usize = 32;
+
+/// The batch's one statement for the set of tables `mask` names (`tables`, in order): the
+/// events, the inline projections' rows and the idempotency records, parameters numbered from the
+/// tables' declarations, then the new head; it answers the settings that say how many standbys
+/// its commit waits for. A table without rows costs PostgreSQL its setup all the same (the
+/// relation and its indexes opened, the conflict arbiter prepared), and a transfer leaves most
+/// inline tables empty, so each set of tables gets its own statement, built once here and
+/// prepared once per session; the sets are few (at most 2^tables, a handful in practice).
+fn write_batch(mask: u32, tables: &[&TableRows]) -> Arc<str> {
+    static STATEMENTS: LazyLock<Mutex<HashMap<u32, Arc<str>>>> = LazyLock::new(Default::default);
+    let mut statements = STATEMENTS.lock().unwrap_or_else(|e| e.into_inner());
+    statements
+        .entry(mask)
+        .or_insert_with(|| {
+            let tables: Vec<&'static Table> = tables.iter().map(|rows| rows.table()).collect();
+            let (ctes, head) = insert_ctes(&tables, crate::columns::SESSION_BOOK);
+            let with = if ctes.is_empty() { String::new() } else { format!("{ctes},\n") };
+            format!(
+                "WITH {with}head AS (UPDATE projection_head SET position = ${head} WHERE ${head}::int8 IS NOT NULL)\nSELECT {}",
+                replication::REQUIREMENT_COLUMNS
+            )
+            .into()
+        })
+        .clone()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_table_a_batch_writes_has_a_bit_of_the_mask() {
+        let tables = 2 + ProjectionRows::inline().tables().len();
+        assert!(tables <= BATCH_TABLES_MAX && BATCH_TABLES_MAX <= u32::BITS as usize);
+    }
+}
