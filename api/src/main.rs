@@ -225,6 +225,13 @@ impl DatabaseArgs {
     }
 }
 
+/// The server allocates and frees many small buffers per request and per batch (HTTP bodies,
+/// decoded commands, the batch's column arrays, sqlx's messages) from several threads; glibc's
+/// malloc spent about a fifth of the process's CPU on them under load (perf, `ledgers` workload),
+/// mimalloc a fraction of that (docs/benchmarks.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let filter =
