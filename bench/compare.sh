@@ -57,15 +57,25 @@ echo "== ledger" >&2
 ledger_start "$ledger" ledger
 addr=$ledger_addr
 "$bench" --addr "$addr" --accounts 10000 --requests 1 --quiet --no-check >/dev/null
+# The CPU each part of the stack spends during a run, from /proc (bench/cpu.py): before, after.
+export PSQL="$pg_bin/psql"
+cpu_before() { python3 "$root/bench/cpu.py" snapshot "$work/pg" "$ledger_pid" >"$work/cpu.before"; }
+cpu_after() { # -> {"ledger_ms": …, "writer_ms": …, "projector_ms": …, "postgres_other_ms": …}
+    python3 "$root/bench/cpu.py" snapshot "$work/pg" "$ledger_pid" >"$work/cpu.after"
+    python3 "$root/bench/cpu.py" diff "$work/cpu.before" "$work/cpu.after"
+}
+merge() { python3 -c 'import json,sys; d={}; [d.update(json.loads(a)) for a in sys.argv[1:]]; print(json.dumps(d))' "$@"; }
 run() { # name clients [ledger-bench flags]
     local name=$1 clients=$2
     shift 2
-    local line phases
+    local line phases cpu
     curl -fsS "http://$addr/metrics" >"$work/metrics.before"
+    cpu_before
     line=$("$bench" --addr "$addr" --no-setup --accounts 10000 --clients "$clients" --duration-s "$duration_s" --quiet --json "$@" | tail -n 1)
+    cpu=$(cpu_after)
     curl -fsS "http://$addr/metrics" >"$work/metrics.after"
     phases=$(python3 "$root/bench/writer_phases.py" "$work/metrics.before" "$work/metrics.after")
-    line=$(python3 -c 'import json,sys; d=json.loads(sys.argv[1]); d.update(json.loads(sys.argv[2])); print(json.dumps(d))' "$line" "$phases")
+    line=$(merge "$line" "$phases" "$cpu")
     record "$name" "$clients" "$line"
     echo "   $name, $clients clients: $(python3 -c 'import json,sys; d=json.loads(sys.argv[1]); print("%.0f transfers/s, p99 %.2f ms, check %s" % (d["transfers_per_s"], d["latency_ms_p99"], d["check"]))' "$line")" >&2
 }
@@ -78,36 +88,25 @@ run trades 64 --workload trades
 run mixed 64 --workload mixed
 run batch 4 --workload batch --batch-size 1000
 
-# ledgers: the `transfers` load spread over 4 ledgers, 16 clients each (64 in all), at once:
-# one ledger-bench per ledger, each checking its own ledger; the figures are summed.
+# ledgers: the `transfers` load spread over 4 ledgers, 64 clients in all from one ledger-bench
+# (client i to ledger i mod 4, as transfers@64 is one ledger-bench), each ledger checked on its
+# own.
 ledgers_n=4
-for i in $(seq 0 $((ledgers_n - 1))); do
-    "$bench" --addr "$addr" --ledger "bench-l$i" --accounts 2500 --requests 1 --quiet --no-check >/dev/null
-done
-pids=()
-for i in $(seq 0 $((ledgers_n - 1))); do
-    "$bench" --addr "$addr" --ledger "bench-l$i" --no-setup --accounts 2500 --clients $((64 / ledgers_n)) \
-        --duration-s "$duration_s" --quiet --json --workload transfers | tail -n 1 >"$work/ledgers.$i.json" &
-    pids+=($!)
-done
-for pid in "${pids[@]}"; do wait "$pid"; done
-line=$(python3 - "$work"/ledgers.*.json <<'PY'
-import json, sys
-runs = [json.loads(open(f).read()) for f in sys.argv[1:]]
-total = lambda k: sum(r[k] for r in runs)
-worst = lambda k: max(r[k] for r in runs)
-print(json.dumps({"transfers_per_s": total("transfers_per_s"), "requests_per_s": total("requests_per_s"),
-                  "latency_ms_p50": worst("latency_ms_p50"), "latency_ms_p99": worst("latency_ms_p99"),
-                  "latency_ms_p999": worst("latency_ms_p999"),
-                  "check": "failed" if any(r.get("check") == "failed" for r in runs) else "passed"}))
-PY
-)
+ledger_flags=()
+for i in $(seq 0 $((ledgers_n - 1))); do ledger_flags+=(--ledger "bench-l$i"); done
+"$bench" --addr "$addr" "${ledger_flags[@]}" --accounts 2500 --requests 1 --quiet --no-check >/dev/null
+cpu_before
+line=$("$bench" --addr "$addr" "${ledger_flags[@]}" --no-setup --accounts 2500 --clients 64 \
+    --duration-s "$duration_s" --quiet --json --workload transfers | tail -n 1)
+line=$(merge "$line" "$(cpu_after)")
 record "ledgers" 64 "$line"
-echo "   ledgers (4 × 16 clients): $(python3 -c 'import json,sys; d=json.loads(sys.argv[1]); print("%.0f transfers/s, p99 %.2f ms (worst ledger), check %s" % (d["transfers_per_s"], d["latency_ms_p99"], d["check"]))' "$line")" >&2
+echo "   ledgers (64 clients over 4 ledgers): $(python3 -c 'import json,sys; d=json.loads(sys.argv[1]); print("%.0f transfers/s, p99 %.2f ms, check %s" % (d["transfers_per_s"], d["latency_ms_p99"], d["check"]))' "$line")" >&2
 # Transfers between two of those ledgers: a hold in each, then both posted (no check: the check
 # follows one ledger's log; the tests prove these).
+cpu_before
 line=$("$bench" --addr "$addr" --no-setup --no-check --accounts 2500 --clients 64 --duration-s "$duration_s" \
     --quiet --json --workload ledger-transfers | tail -n 1)
+line=$(merge "$line" "$(cpu_after)")
 record "ledger-transfers" 64 "$line"
 echo "   ledger-transfers, 64 clients: $(python3 -c 'import json,sys; d=json.loads(sys.argv[1]); print("%.0f transfers/s, p99 %.2f ms" % (d["transfers_per_s"], d["latency_ms_p99"]))' "$line")" >&2
 
@@ -186,6 +185,18 @@ for r in rows:
     g = lambda v: "–" if v is None else f"{v:.2f}"
     print(f'| {r["name"]} | {r["clients"]} | {g(r["commands_per_batch"])} | {g(p["decide"])} | {g(p["hash"])} | '
           f'{g(p["rows"])} | {g(p["write"])} | {g(r["projection_lag_ms_p99"])} |')
+print()
+print("CPU per transfer, µs, by part (user + system, from /proc: bench/cpu.py; the load generator's own):")
+print()
+print("| workload | clients | load generator | ledger | writer's backends | projector's backends | other PostgreSQL | total |")
+print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+for r in rows:
+    if "ledger_ms" not in r or not r.get("transfers_per_s"):
+        continue
+    transfers = r["transfers_per_s"] * r["elapsed_s"]
+    parts = [r.get("cpu_ms", 0), r["ledger_ms"], r["writer_ms"], r["projector_ms"], r["postgres_other_ms"]]
+    print(f'| {r["name"]} | {r["clients"]} | ' + " | ".join(f"{p * 1000 / transfers:.0f}" for p in parts)
+          + f' | {sum(parts) * 1000 / transfers:.0f} |')
 print()
 print(f"Each run {duration} s. Resident size of `ledger serve` with {accounts:,} accounts: {rss_kib / 1024:,.0f} MiB.")
 if replicated:

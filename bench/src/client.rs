@@ -1,7 +1,7 @@
 //! One keep-alive HTTP/1.1 connection, the cheapest client there is: no pool, no redirects, no TLS.
 
 use std::net::SocketAddr;
-use std::sync::{LazyLock, OnceLock};
+use std::sync::LazyLock;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
@@ -27,8 +27,11 @@ fn authorization() -> Option<HeaderValue> {
     AUTHORIZATION.clone()
 }
 
-/// The ledger every request of a book goes to (`--ledger`); `default`'s routes when unset.
-static LEDGER: OnceLock<String> = OnceLock::new();
+tokio::task_local! {
+    /// The ledger every request of a book goes to from this task (`--ledger`); `default`'s
+    /// routes outside any.
+    static LEDGER: String;
+}
 
 /// The first segments after `/v1/` of the routes of a book, which `--ledger` puts under
 /// `/v1/ledgers/{ledger}`.
@@ -43,14 +46,23 @@ const BOOK_ROUTES: [&str; 8] = [
     "balances",
 ];
 
-/// Sends every request of a book to ledger `name` from now on.
-pub fn use_ledger(name: &str) {
-    let _ = LEDGER.set(name.to_owned());
+/// Runs `work` with every request of a book it sends going to ledger `name`, or to `default`'s
+/// routes when `None`.
+pub async fn in_ledger<F: std::future::Future>(name: Option<String>, work: F) -> F::Output {
+    match name {
+        Some(name) => LEDGER.scope(name, work).await,
+        None => work.await,
+    }
 }
 
-/// `path`, under the ledger `use_ledger` named when it is a book's route.
+/// The ledger this task's requests go to (`in_ledger`), for a task it spawns to carry on.
+pub fn current_ledger() -> Option<String> {
+    LEDGER.try_with(Clone::clone).ok()
+}
+
+/// `path`, under the ledger `in_ledger` named when it is a book's route.
 fn scoped(path: &str) -> std::borrow::Cow<'_, str> {
-    let (Some(ledger), Some(rest)) = (LEDGER.get(), path.strip_prefix("/v1/")) else {
+    let (Some(ledger), Some(rest)) = (current_ledger(), path.strip_prefix("/v1/")) else {
         return path.into();
     };
     let first = rest.split(['/', '?']).next().unwrap_or_default();

@@ -55,9 +55,11 @@ pub struct Args {
     #[arg(long, value_enum, default_value = "flat")]
     pub codes: workload::Codes,
     /// Send every request of a book to this ledger (`/v1/ledgers/{ledger}/…`), created when
-    /// missing; ledger `default`'s routes when absent.
+    /// missing; ledger `default`'s routes when absent. Given more than once, the clients are
+    /// spread over the ledgers in turn (client i to ledger i mod n), each ledger prepared and
+    /// checked on its own.
     #[arg(long)]
-    pub ledger: Option<String>,
+    pub ledger: Vec<String>,
     /// Transfers per request for the batch workload.
     #[arg(long, default_value_t = 1_000)]
     pub batch_size: usize,
@@ -127,16 +129,16 @@ async fn run(args: Args) -> ClientResult<bool> {
     let run_id = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)?
         .as_nanos();
-    if let Some(ledger) = &args.ledger {
-        if !args.no_setup {
-            setup::create_ledger(args.addr, ledger).await?;
-        }
-        client::use_ledger(ledger);
+    // The ledgers the clients go to: `default`'s routes (None) when none is named.
+    let ledgers: Vec<Option<String>> = match args.ledger.is_empty() {
+        true => vec![None],
+        false => args.ledger.iter().cloned().map(Some).collect(),
+    };
+    let mut start_positions = Vec::with_capacity(ledgers.len());
+    for ledger in &ledgers {
+        start_positions
+            .push(client::in_ledger(ledger.clone(), prepare(&args, ledger, run_id)).await?);
     }
-    if !args.no_setup {
-        setup::prepare(&args, run_id).await?;
-    }
-    let start_position = setup::head(args.addr).await?;
 
     let stop = Arc::new(AtomicBool::new(false));
     let sent = Arc::new(AtomicU64::new(0));
@@ -156,9 +158,10 @@ async fn run(args: Args) -> ClientResult<bool> {
             errors: errors.clone(),
             budget: budget.clone(),
         };
-        tasks.push(tokio::spawn(async move {
+        let ledger = ledgers[client as usize % ledgers.len()].clone();
+        tasks.push(tokio::spawn(client::in_ledger(ledger, async move {
             drive(args, run_id, client, counters).await
-        }));
+        })));
     }
     let progress = (!args.quiet).then(|| {
         let (sent, transfers, errors, stop) = (
@@ -199,12 +202,38 @@ async fn run(args: Args) -> ClientResult<bool> {
         }
         return Ok(true);
     }
-    let check = report::check(&args, &tallies, start_position).await?;
-    check.print();
-    if args.json {
-        println!("{}", summary.json(Some(&check)));
+    let mut passed = true;
+    for (i, (ledger, start)) in ledgers.iter().zip(&start_positions).enumerate() {
+        // The tallies of the clients that went to this ledger (client i to ledger i mod n).
+        let ours: Vec<ClientTally> = tallies
+            .iter_mut()
+            .enumerate()
+            .filter(|(client, _)| client % ledgers.len() == i)
+            .map(|(_, tally)| std::mem::take(tally))
+            .collect();
+        let check = client::in_ledger(ledger.clone(), report::check(&args, &ours, *start)).await?;
+        if let Some(ledger) = ledger.as_deref().filter(|_| ledgers.len() > 1) {
+            println!("ledger        {ledger}");
+        }
+        check.print();
+        passed &= check.passed();
     }
-    Ok(check.passed())
+    if args.json {
+        println!("{}", summary.json(Some(passed)));
+    }
+    Ok(passed)
+}
+
+/// Creates `ledger` when named and missing, and prepares its accounts (unless `--no-setup`);
+/// the position its log is at before the run.
+async fn prepare(args: &Args, ledger: &Option<String>, run_id: u128) -> ClientResult<i64> {
+    if !args.no_setup {
+        if let Some(ledger) = ledger {
+            setup::create_ledger(args.addr, ledger).await?;
+        }
+        setup::prepare(args, run_id).await?;
+    }
+    setup::head(args.addr).await
 }
 
 struct Counters {

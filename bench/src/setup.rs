@@ -99,7 +99,8 @@ pub async fn prepare(args: &Args, run_id: u128) -> ClientResult<()> {
     let mut tasks = Vec::new();
     for _ in 0..SETUP_CONNECTIONS {
         let (next, accounts, addr, codes) = (next.clone(), args.accounts, args.addr, args.codes);
-        tasks.push(tokio::spawn(async move {
+        let ledger = crate::client::current_ledger();
+        tasks.push(tokio::spawn(crate::client::in_ledger(ledger, async move {
             let mut connection = Connection::open(addr).await?;
             loop {
                 let i = next.fetch_add(1, Ordering::Relaxed);
@@ -117,7 +118,7 @@ pub async fn prepare(args: &Args, run_id: u128) -> ClientResult<()> {
                     .await?;
                 created_or_exists(answer.status, &code)?;
             }
-        }));
+        })));
     }
     for task in tasks {
         task.await??;

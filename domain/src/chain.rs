@@ -60,13 +60,27 @@ pub fn to_hex(hash: &Hash) -> String {
     to_hex_slice(hash)
 }
 
+/// Lower-case hex, two digits a byte. Written out by hand: formatting each byte (`{b:02x}`)
+/// allocated a string per byte, on the writer's path (every answer carries its fingerprint).
 pub fn to_hex_slice(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut hex = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        hex.push(char::from(DIGITS[usize::from(b >> 4)]));
+        hex.push(char::from(DIGITS[usize::from(b & 0x0f)]));
+    }
+    hex
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hex_is_two_lower_case_digits_a_byte() {
+        assert_eq!(to_hex_slice(&[]), "");
+        assert_eq!(to_hex_slice(&[0x00, 0x0f, 0xa5, 0xff]), "000fa5ff");
+    }
 
     #[test]
     fn the_chain_depends_on_every_field_and_on_the_previous_hash() {
