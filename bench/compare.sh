@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Side by side, in one run, on one PostgreSQL started here: pgbench's TPC-B (-M prepared) and the
 # ledger's workloads, at the same client counts for the same duration, durable (fsync and
-# synchronous_commit on). Prints one markdown table: each figure and its ratio to TPC-B.
+# synchronous_commit on). Prints one markdown table: each figure and its ratio to TPC-B; then the
+# writer's phases per batch, and the CPU per transfer of each part (bench/cpu.py).
 #
 #   bench/compare.sh            # full: 20 s per run
 #   bench/compare.sh --short    # smoke: 4 s per run, under 3 minutes after the build

@@ -19,7 +19,7 @@ use serde_json::Value;
 use tokio::sync::Mutex;
 
 use crate::client::{Answer, ClientResult, Connection};
-use crate::report::{balance_sums, sent_idempotency_key};
+use crate::readback::{balance_sums, sent_idempotency_key};
 use crate::Args;
 
 /// Connections that retry and replay at once during the check.

@@ -8,6 +8,7 @@
 
 mod client;
 mod faults;
+mod readback;
 mod report;
 mod setup;
 mod workload;
