@@ -203,24 +203,35 @@ async fn run(args: Args) -> ClientResult<bool> {
         }
         return Ok(true);
     }
+    let passed = check_ledgers(&args, &ledgers, &start_positions, tallies).await?;
+    if args.json {
+        println!("{}", summary.json(Some(passed)));
+    }
+    Ok(passed)
+}
+
+/// Checks each ledger against the tallies of the clients that went to it (client i to ledger
+/// i mod n), from the position it was at before the run; whether every check passed.
+async fn check_ledgers(
+    args: &Args,
+    ledgers: &[Option<String>],
+    start_positions: &[i64],
+    mut tallies: Vec<ClientTally>,
+) -> ClientResult<bool> {
     let mut passed = true;
-    for (i, (ledger, start)) in ledgers.iter().zip(&start_positions).enumerate() {
-        // The tallies of the clients that went to this ledger (client i to ledger i mod n).
+    for (i, (ledger, start)) in ledgers.iter().zip(start_positions).enumerate() {
         let ours: Vec<ClientTally> = tallies
             .iter_mut()
             .enumerate()
             .filter(|(client, _)| client % ledgers.len() == i)
             .map(|(_, tally)| std::mem::take(tally))
             .collect();
-        let check = client::in_ledger(ledger.clone(), report::check(&args, &ours, *start)).await?;
+        let check = client::in_ledger(ledger.clone(), report::check(args, &ours, *start)).await?;
         if let Some(ledger) = ledger.as_deref().filter(|_| ledgers.len() > 1) {
             println!("ledger        {ledger}");
         }
         check.print();
         passed &= check.passed();
-    }
-    if args.json {
-        println!("{}", summary.json(Some(passed)));
     }
     Ok(passed)
 }
