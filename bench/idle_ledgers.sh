@@ -7,11 +7,13 @@
 #
 #   bench/idle_ledgers.sh          # 1,000 ledgers
 #   bench/idle_ledgers.sh 100
+#   bench/idle_ledgers.sh 1000 3   # each ledger used again in 3 more rounds (default 1)
 #
 # Needs PostgreSQL's server binaries (apt-get install -y postgresql), python3, curl.
 set -euo pipefail
 
 ledgers=${1:-1000}
+more_rounds=${2:-1}
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 cargo build --release --locked -q -p api
@@ -30,9 +32,9 @@ for _ in $(seq 1 200); do
     sleep 0.1
 done
 
-python3 - "$ledger_addr" "$ledger_pid" "$ledgers" "$work" <<'PY'
+python3 - "$ledger_addr" "$ledger_pid" "$ledgers" "$work" "$more_rounds" <<'PY'
 import json, subprocess, sys, time, urllib.request, os
-addr, pid, count, work = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
+addr, pid, count, work, more = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4], int(sys.argv[5])
 key = os.environ["LEDGER_API_KEY"]
 def call(method, path, body=None, idem=None):
     headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
@@ -80,12 +82,13 @@ while metric("ledger_books_open") > 0 and time.time() < deadline:
 rows.append((f"{count:,} ledgers, all idle", reading()))
 # Every ledger used once more: memory that is only the allocator's high-water mark is reused,
 # and does not grow again; memory kept per ledger would.
-for i in range(count):
-    call("POST", f"/v1/ledgers/l{i}/accounts", {"code": "b:cash"}, "open-b")
-deadline = time.time() + 300
-while metric("ledger_books_open") > 0 and time.time() < deadline:
-    time.sleep(1)
-rows.append(("all used once more, then idle again", reading()))
+for again in range(more):
+    for i in range(count):
+        call("POST", f"/v1/ledgers/l{i}/accounts", {"code": f"b{again}:cash"}, f"open-b{again}")
+    deadline = time.time() + 300
+    while metric("ledger_books_open") > 0 and time.time() < deadline:
+        time.sleep(1)
+    rows.append((f"all used once more (round {again + 2}), then idle again", reading()))
 print(f"| {count:,} ledgers | resident MiB | runtime tasks | books open | PostgreSQL sessions | threads |")
 print("| --- | ---: | ---: | ---: | ---: | ---: |")
 for label, r in rows:

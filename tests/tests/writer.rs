@@ -466,7 +466,13 @@ async fn two_hundred_clients_between_a_hundred_accounts_conserve_money() {
     for (asset, sum) in ledger.balance_sums().await {
         assert!(sum.is_zero(), "{asset} sums to {sum}");
     }
-    // Every balance equals the sum of its postings, and none went negative.
+    // Every balance equals the sum of its postings, and none went negative. The postings are an
+    // asynchronous projection, which under load waits for a fuller page: a history read waits
+    // until it reflects every write so far (a read follows the writes), then they are all there.
+    ledger
+        .get("/v1/accounts/user:0/history?limit=1")
+        .await
+        .expect(200);
     let mut conn = ledger.sql().await;
     let mismatched: i64 = sqlx::query_scalar(
         "SELECT count(*) FROM balances b
