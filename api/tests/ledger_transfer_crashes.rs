@@ -10,7 +10,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use api::ledger_transfers::STEPS;
-use infrastructure::testing::TestDatabase;
+use infrastructure::testing::{eventually, TestDatabase};
 use serde_json::{json, Value};
 
 /// How long a server may take to start, and a transfer to be recovered (the recovery loop takes
@@ -51,24 +51,17 @@ impl Node {
             base: format!("http://127.0.0.1:{port}"),
             client: reqwest::Client::new(),
         };
-        let started = Instant::now();
-        loop {
-            let ready = node
-                .client
-                .get(format!("{}/readyz", node.base))
-                .send()
-                .await;
-            let last = match ready {
-                Ok(r) if r.status() == 200 => return node,
-                Ok(r) => r.text().await.unwrap_or_default(),
-                Err(e) => e.to_string(),
-            };
-            assert!(
-                started.elapsed() < BOUND,
-                "ledger serve did not become ready: {last}"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        let base = node.base.clone();
+        let client = node.client.clone();
+        eventually(BOUND, "ledger serve becomes ready", || {
+            let (client, base) = (client.clone(), base.clone());
+            async move {
+                let ready = client.get(format!("{base}/readyz")).send().await.ok()?;
+                (ready.status() == 200).then_some(())
+            }
+        })
+        .await;
+        node
     }
 
     async fn post(&self, path: &str, key: &str, body: Value) -> Option<(u16, Value)> {
@@ -209,20 +202,16 @@ async fn a_kill_at_every_step_ends_with_both_sides_posted_or_both_voided() {
     }
     // Started again, the recovery loop finishes every transfer.
     let node = Node::start(&url, None).await;
-    let started = Instant::now();
-    let transfers = loop {
+    let transfers = eventually(BOUND, "every transfer posted or voided", || async {
         let listed = node.get("/v1/ledger-transfers?limit=100").await;
         let items = listed["items"].as_array().cloned().unwrap_or_default();
-        if items.len() == keys.len()
+        let finished = items.len() == keys.len()
             && items
                 .iter()
-                .all(|t| t["state"] == "posted" || t["state"] == "voided")
-        {
-            break items;
-        }
-        assert!(started.elapsed() < BOUND, "transfers still open: {listed}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    };
+                .all(|t| t["state"] == "posted" || t["state"] == "voided");
+        finished.then_some(items)
+    })
+    .await;
     let (mut posted, mut voided, mut mismatches) = (0, 0, 0);
     for t in &transfers {
         let source = status(

@@ -507,24 +507,8 @@ pub fn python_verify(path: &std::path::Path) -> (bool, Value) {
     (output.status.success(), report)
 }
 
-/// Polls `probe` until it gives a value, for at most `bound`: waiting on observable state.
-pub async fn eventually<T, F, Fut>(bound: std::time::Duration, what: &str, mut probe: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let deadline = std::time::Instant::now() + bound;
-    loop {
-        if let Some(value) = probe().await {
-            return value;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "{what}: not within {bound:?}"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
-}
+/// Polls until observable state holds (`infrastructure::testing::eventually`).
+pub use infrastructure::testing::eventually;
 
 /// A real primary and a streaming replica of it, started in a new scratch directory under the
 /// system temp directory (named after `what`); the caller stops them and removes the directory.

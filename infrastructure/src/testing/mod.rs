@@ -267,6 +267,25 @@ fn with_database(url: &str, name: &str) -> Result<String> {
     ))
 }
 
+/// Polls `probe` until it gives a value, for at most `bound`: waiting on observable state.
+pub async fn eventually<T, F, Fut>(bound: std::time::Duration, what: &str, mut probe: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = std::time::Instant::now() + bound;
+    loop {
+        if let Some(value) = probe().await {
+            return value;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{what}: not within {bound:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -258,17 +258,9 @@ impl Sequencer {
     /// commands (a batch request is never split), and first of all the expiry of the holds due.
     fn drain(&mut self, first: Option<WriteRequest>, decider: &Decider) -> Vec<WriteRequest> {
         let mut requests: Vec<WriteRequest> = first.into_iter().collect();
-        let mut commands: usize = requests.iter().map(|r| r.items.len()).sum();
-        while commands < self.config.batch_max {
-            match self.requests.try_recv() {
-                Ok(r) => {
-                    commands += r.items.len();
-                    requests.push(r);
-                }
-                Err(_) => break,
-            }
-        }
+        let commands: usize = requests.iter().map(|r| r.items.len()).sum();
         self.queued.fetch_sub(commands, Ordering::AcqRel);
+        self.take_queued(&mut requests, commands);
         if let Some(expiries) = expiry_request(&decider.state, self.config.clock.now()) {
             requests.insert(0, expiries);
         }
@@ -341,23 +333,29 @@ impl Sequencer {
         for _ in 0..self.config.gather_yields_max {
             tokio::task::yield_now().await;
             let mut arrived = Vec::new();
-            let mut commands = 0;
-            while batch.command_count() + commands < self.config.batch_max {
-                match self.requests.try_recv() {
-                    Ok(r) => {
-                        commands += r.items.len();
-                        arrived.push(r);
-                    }
-                    Err(_) => break,
-                }
-            }
+            self.take_queued(&mut arrived, batch.command_count());
             if arrived.is_empty() {
                 break;
             }
-            self.queued.fetch_sub(commands, Ordering::AcqRel);
             decide_with_lookup(session, batch, arrived).await?;
         }
         Ok(())
+    }
+
+    /// Moves the requests waiting in the queue to `requests` while the batch they join, of
+    /// `commands` commands so far, has room under `batch_max` (a request is never split).
+    fn take_queued(&mut self, requests: &mut Vec<WriteRequest>, mut commands: usize) {
+        let before = commands;
+        while commands < self.config.batch_max {
+            match self.requests.try_recv() {
+                Ok(r) => {
+                    commands += r.items.len();
+                    requests.push(r);
+                }
+                Err(_) => break,
+            }
+        }
+        self.queued.fetch_sub(commands - before, Ordering::AcqRel);
     }
 
     /// Writes `writing`, deciding the requests that arrive meanwhile into `following`.
