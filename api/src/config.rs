@@ -58,6 +58,10 @@ pub struct ServeConfig {
     #[arg(long, env = "LEDGER_QUEUE_CAPACITY", default_value_t = 16_384, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     pub queue_capacity: u32,
     /// Commands decided and committed together at most.
+    /// How far ahead of now a write's `effective_at` may be, in seconds (later: 422
+    /// `effective_in_future`).
+    #[arg(long = "effective-future-max", env = "LEDGER_EFFECTIVE_FUTURE_MAX_S", default_value_t = 0, value_parser = clap::value_parser!(u64).range(0..=31_536_000))]
+    pub effective_future_max_s: u64,
     #[arg(long, env = "LEDGER_BATCH_MAX", default_value_t = 2_048, value_parser = clap::value_parser!(u32).range(1..=100_000))]
     pub batch_max: u32,
     /// Connections for reads (the writer has one of its own).
@@ -151,6 +155,7 @@ impl ServeConfig {
         Self {
             clock: system_clock(),
             projector: ProjectorConfig::default(),
+            effective_future_max_s: 0,
             listen,
             database_url,
             read_database_url: None,
@@ -214,6 +219,7 @@ impl ServeConfig {
             lease: Duration::from_millis(self.writer_lease_ms),
             advertise_url: Some(advertise_url),
             clock: self.clock.clone(),
+            effective_future_max: Duration::from_secs(self.effective_future_max_s),
             ..WriterConfig::default()
         }
     }

@@ -168,7 +168,8 @@ fn rejection_status(rejection: &Rejection) -> StatusCode {
         Rejection::DuplicateAsset { .. }
         | Rejection::DuplicateAccount { .. }
         | Rejection::VersionMismatch { .. }
-        | Rejection::ConditionFailed(_) => StatusCode::CONFLICT,
+        | Rejection::ConditionFailed(_)
+        | Rejection::PeriodCloseRaced { .. } => StatusCode::CONFLICT,
         _ => StatusCode::UNPROCESSABLE_ENTITY,
     }
 }

@@ -189,6 +189,7 @@ async fn reserve(
             guards: Default::default(),
             // Never expires on its own: only the transfer's decision settles it.
             pending: Some(HoldTerms { expires_at: None }),
+            effective_at: None,
         });
         let key = step_key(transfer.id, &format!("reserve-{}", book.name()));
         if let Step::Refused(rejection) = submit(book, item(command, key), origin).await? {
@@ -255,6 +256,7 @@ async fn settle(
             settlement: settlement.clone(),
             at: chrono::Utc::now(),
             metadata,
+            effective_at: None,
         })
     };
     let step = if post { "post" } else { "void" };

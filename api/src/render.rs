@@ -12,8 +12,8 @@ use infrastructure::CommittedEvent;
 use crate::error::ApiError;
 use crate::views::{
     AccountLimitsView, AccountStatusView, AccountView, AssetView, BalanceView, EventView, FeeView,
-    HistoryEntryView, HistoryItemView, LimitView, PostingView, SettlementView, TradeView,
-    TransactionView,
+    HistoryEntryView, HistoryItemView, LimitView, PeriodEventView, PostingView, SettlementView,
+    TradeView, TransactionView,
 };
 
 /// The response body for a committed event: the view of what it created, encoded.
@@ -63,6 +63,9 @@ pub fn committed_view(committed: &CommittedEvent) -> Vec<u8> {
             position: *position,
             recorded_at: *recorded_at,
         }),
+        Event::PeriodClosed(_) | Event::PeriodReopened(_) => {
+            serde_json::to_vec(&period_event_view(committed))
+        }
     };
     // Views are plain structs of strings and numbers: encoding cannot fail.
     view.unwrap_or_default()
@@ -87,6 +90,7 @@ pub fn transaction_view(committed: &CommittedEvent) -> Option<TransactionView> {
         kind: kind.to_owned(),
         position: committed.position,
         recorded_at: committed.recorded_at,
+        effective_at: committed.event.effective_or(committed.recorded_at),
         postings: committed
             .event
             .postings()
@@ -125,6 +129,7 @@ pub fn settlement_view(committed: &CommittedEvent) -> Option<SettlementView> {
         status: status.to_owned(),
         position: committed.position,
         recorded_at: committed.recorded_at,
+        effective_at: committed.event.effective_or(committed.recorded_at),
         postings: committed
             .event
             .postings()
@@ -149,6 +154,7 @@ pub fn trade_view(committed: &CommittedEvent) -> Option<TradeView> {
         id: t.trade_id.0,
         position: committed.position,
         recorded_at: committed.recorded_at,
+        effective_at: committed.event.effective_or(committed.recorded_at),
         buyer: t.buyer.to_string(),
         seller: t.seller.to_string(),
         instrument: t.instrument.to_string(),
@@ -164,6 +170,39 @@ pub fn trade_view(committed: &CommittedEvent) -> Option<TradeView> {
         settlement: None,
         reversed_by: None,
     })
+}
+
+/// The view of a close or a reopen.
+pub fn period_event_view(committed: &CommittedEvent) -> Option<PeriodEventView> {
+    let mut view = PeriodEventView {
+        period: 0,
+        action: String::new(),
+        position: committed.position,
+        recorded_at: committed.recorded_at,
+        through: None,
+        known_at_position: None,
+        trial_balance_digest: None,
+        reason: None,
+        metadata: domain::Metadata::default(),
+    };
+    match &committed.event {
+        Event::PeriodClosed(e) => {
+            view.period = e.period;
+            view.action = "closed".to_owned();
+            view.through = Some(e.through);
+            view.known_at_position = Some(e.known_at_position);
+            view.trial_balance_digest = Some(e.trial_balance_digest.clone());
+            view.metadata = e.metadata.clone();
+        }
+        Event::PeriodReopened(e) => {
+            view.period = e.period;
+            view.action = "reopened".to_owned();
+            view.reason = Some(e.reason.clone());
+            view.metadata = e.metadata.clone();
+        }
+        _ => return None,
+    }
+    Some(view)
 }
 
 fn posting_view(p: &Posting) -> PostingView {

@@ -165,6 +165,8 @@ pub struct TransactionView {
     pub kind: String,
     pub position: i64,
     pub recorded_at: DateTime<Utc>,
+    /// When it counts in the books: its `effective_at`, or when it was recorded.
+    pub effective_at: DateTime<Utc>,
     /// For a pending transaction, what it reserves.
     pub postings: Vec<PostingView>,
     #[schema(value_type = Object)]
@@ -196,6 +198,8 @@ pub struct SettlementView {
     pub status: String,
     pub position: i64,
     pub recorded_at: DateTime<Utc>,
+    /// When it counts in the books: its `effective_at`, or when it was recorded.
+    pub effective_at: DateTime<Utc>,
     /// What moved (posted only): at most what was reserved, per posting.
     pub postings: Vec<PostingView>,
     /// The reservations that ended.
@@ -217,6 +221,8 @@ pub struct TradeView {
     pub id: Uuid,
     pub position: i64,
     pub recorded_at: DateTime<Utc>,
+    /// When it counts in the books: its `effective_at`, or when it was recorded.
+    pub effective_at: DateTime<Utc>,
     pub buyer: String,
     pub seller: String,
     pub instrument: String,
@@ -443,4 +449,28 @@ pub struct StatementView {
 /// event exactly as it was given.
 fn chained_time<S: serde::Serializer>(at: &DateTime<Utc>, out: S) -> Result<S::Ok, S::Error> {
     out.serialize_str(&infrastructure::event_store::format_recorded_at(*at))
+}
+
+/// A close or a reopen of a period of the books.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PeriodEventView {
+    pub period: u32,
+    /// `closed` or `reopened`.
+    pub action: String,
+    pub position: i64,
+    pub recorded_at: DateTime<Utc>,
+    /// A close: the end of the period (inclusive).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub through: Option<DateTime<Utc>>,
+    /// A close: the position its trial balance was read at.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub known_at_position: Option<i64>,
+    /// A close: SHA-256 of the trial balance as of `through`, hex (docs/events.md).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub trial_balance_digest: Option<String>,
+    /// A reopen: why.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    #[schema(value_type = Object)]
+    pub metadata: domain::Metadata,
 }

@@ -111,6 +111,7 @@ fn by_commands(state: &mut LedgerState, n: usize) -> Result<(), String> {
             metadata: Metadata::default(),
             guards: Default::default(),
             pending: None,
+            effective_at: None,
         }))?;
     }
     Ok(())

@@ -34,6 +34,8 @@ pub enum Command {
     SetAccountLimits(SetAccountLimits),
     SettlePending(SettlePending),
     ReverseTransaction(ReverseTransaction),
+    ClosePeriod(ClosePeriod),
+    ReopenPeriod(ReopenPeriod),
 }
 
 /// A transaction, transfer or trade as the log recorded it: what a reversal takes back. The
@@ -47,6 +49,8 @@ pub struct OriginalTransaction {
     pub postings: Vec<Posting>,
     /// Whether it is itself a reversal.
     pub is_reversal: bool,
+    /// When it counts in the books (its `effective_at`, or else when it was recorded).
+    pub effective_at: DateTime<Utc>,
 }
 
 /// Appends a transaction with every posting of the original swapped.
@@ -58,6 +62,9 @@ pub struct ReverseTransaction {
     /// the event.
     pub force: bool,
     pub metadata: Metadata,
+    /// When the reversal counts; absent, when the original did if that period is still open,
+    /// else when it is recorded.
+    pub effective_at: Option<DateTime<Utc>>,
 }
 
 /// A transaction or trade asked for as pending: its amounts are reserved (the sources' available
@@ -129,6 +136,8 @@ pub struct SettlePending {
     /// When it was asked: a hold past its `expires_at` can no longer be posted or voided.
     pub at: DateTime<Utc>,
     pub metadata: Metadata,
+    /// When the settlement counts in the books: never before the hold does.
+    pub effective_at: Option<DateTime<Utc>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -250,6 +259,8 @@ pub struct PostTransaction {
     pub guards: Guards,
     /// Reserve instead of moving: see `HoldTerms`.
     pub pending: Option<HoldTerms>,
+    /// When it counts in the books; absent, when it is recorded.
+    pub effective_at: Option<DateTime<Utc>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -276,4 +287,25 @@ pub struct ExecuteTrade {
     pub metadata: Metadata,
     pub guards: Guards,
     pub pending: Option<HoldTerms>,
+    /// When it counts in the books; absent, when it is recorded.
+    pub effective_at: Option<DateTime<Utc>>,
+}
+
+/// Closes the books through `through`: the trial balance as of then, as known at
+/// `known_at_position`, has `trial_balance_digest` (read from the postings history by the caller,
+/// as a reversal's original is). The decision checks that nothing after that position takes
+/// effect at or before `through`, so the digest stays true.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClosePeriod {
+    pub through: DateTime<Utc>,
+    pub known_at_position: i64,
+    pub trial_balance_digest: String,
+    pub metadata: Metadata,
+}
+
+/// Opens the latest closed period again.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReopenPeriod {
+    pub reason: String,
+    pub metadata: Metadata,
 }

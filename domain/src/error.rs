@@ -103,6 +103,23 @@ pub enum Rejection {
         failed_index: usize,
         failed_code: String,
     },
+    #[error("effective_at {effective_at} is later than the latest allowed now, {latest}")]
+    EffectiveInFuture {
+        effective_at: String,
+        latest: String,
+    },
+    #[error("effective_at {effective_at} falls in period {period}, closed through {closed_through}: write into an open period instead")]
+    PeriodClosed {
+        effective_at: String,
+        period: u32,
+        closed_through: String,
+    },
+    /// The close was decided against a trial balance that entries recorded since may change:
+    /// the caller reads it again and retries.
+    #[error("{message}")]
+    PeriodCloseRaced { message: String },
+    #[error("no period is closed: there is nothing to reopen")]
+    NoClosedPeriod,
 }
 
 impl Rejection {
@@ -132,6 +149,10 @@ impl Rejection {
             Self::ReversalNotReversible { .. } => "reversal_not_reversible",
             Self::BalanceOverflow { .. } => "balance_overflow",
             Self::BatchAborted { .. } => "batch_aborted",
+            Self::EffectiveInFuture { .. } => "effective_in_future",
+            Self::PeriodClosed { .. } => "period_closed",
+            Self::PeriodCloseRaced { .. } => "period_close_raced",
+            Self::NoClosedPeriod => "no_closed_period",
         }
     }
 

@@ -25,6 +25,8 @@ pub enum Event {
     PendingPosted(PendingPosted),
     PendingVoided(PendingVoided),
     PendingExpired(PendingExpired),
+    PeriodClosed(PeriodClosed),
+    PeriodReopened(PeriodReopened),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -91,6 +93,10 @@ pub struct TransactionPosted {
     /// For a reversal: whether balance bounds were skipped on an operator's request.
     #[serde(default, skip_serializing_if = "is_false")]
     pub forced: bool,
+    /// When it counts in the books, if the client said (RFC 3339, microseconds); absent, it
+    /// counts when it was recorded (`recorded_at`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub effective_at: Option<DateTime<Utc>>,
 }
 
 fn is_false(value: &bool) -> bool {
@@ -106,6 +112,10 @@ pub struct PendingPosted {
     pub postings: Vec<Posting>,
     pub released: Vec<Posting>,
     pub metadata: Metadata,
+    /// When it counts in the books, if the client said (RFC 3339, microseconds); absent, it
+    /// counts when it was recorded (`recorded_at`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub effective_at: Option<DateTime<Utc>>,
 }
 
 /// A pending transaction voided: its reservations end and nothing moves.
@@ -115,6 +125,10 @@ pub struct PendingVoided {
     pub pending_id: TransactionId,
     pub released: Vec<Posting>,
     pub metadata: Metadata,
+    /// When it counts in the books, if the client said (RFC 3339, microseconds); absent, it
+    /// counts when it was recorded (`recorded_at`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub effective_at: Option<DateTime<Utc>>,
 }
 
 /// A pending transaction whose `expires_at` passed, appended by the ledger itself.
@@ -154,6 +168,35 @@ pub struct TradeExecuted {
     pub pending: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expires_at: Option<DateTime<Utc>>,
+    /// When it counts in the books, if the client said (RFC 3339, microseconds); absent, it
+    /// counts when it was recorded (`recorded_at`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub effective_at: Option<DateTime<Utc>>,
+}
+
+/// A period of the books closed: from now on nothing may take effect at or before `through`.
+/// `trial_balance_digest` fixes the trial balance as of `through` (`crate::trial_balance`), as
+/// known at `known_at_position`; no event after that position takes effect at or before
+/// `through`, so it is also the trial balance as of `through` as known at the close.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PeriodClosed {
+    /// 1 for the ledger's first close, then one more for each.
+    pub period: u32,
+    pub through: DateTime<Utc>,
+    pub known_at_position: i64,
+    pub trial_balance_digest: String,
+    pub metadata: Metadata,
+}
+
+/// The latest closed period opened again: writes may take effect in it once more, until a later
+/// close (which records the trial balance anew).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PeriodReopened {
+    pub period: u32,
+    pub reason: String,
+    pub metadata: Metadata,
 }
 
 /// An event's stored form could not be decoded.
@@ -180,6 +223,8 @@ impl Event {
     pub const PENDING_POSTED: &'static str = "PendingPosted";
     pub const PENDING_VOIDED: &'static str = "PendingVoided";
     pub const PENDING_EXPIRED: &'static str = "PendingExpired";
+    pub const PERIOD_CLOSED: &'static str = "PeriodClosed";
+    pub const PERIOD_REOPENED: &'static str = "PeriodReopened";
 
     pub fn event_type(&self) -> &'static str {
         match self {
@@ -192,6 +237,8 @@ impl Event {
             Self::PendingPosted(_) => Self::PENDING_POSTED,
             Self::PendingVoided(_) => Self::PENDING_VOIDED,
             Self::PendingExpired(_) => Self::PENDING_EXPIRED,
+            Self::PeriodClosed(_) => Self::PERIOD_CLOSED,
+            Self::PeriodReopened(_) => Self::PERIOD_REOPENED,
         }
     }
 
@@ -217,6 +264,8 @@ impl Event {
             Self::PendingPosted(e) => to_canonical(e),
             Self::PendingVoided(e) => to_canonical(e),
             Self::PendingExpired(e) => to_canonical(e),
+            Self::PeriodClosed(e) => to_canonical(e),
+            Self::PeriodReopened(e) => to_canonical(e),
         };
         encoded.unwrap_or_default()
     }
@@ -264,6 +313,12 @@ impl Event {
             Self::PENDING_EXPIRED => {
                 Self::PendingExpired(serde_json::from_str(payload).map_err(malformed)?)
             }
+            Self::PERIOD_CLOSED => {
+                Self::PeriodClosed(serde_json::from_str(payload).map_err(malformed)?)
+            }
+            Self::PERIOD_REOPENED => {
+                Self::PeriodReopened(serde_json::from_str(payload).map_err(malformed)?)
+            }
             other => return Err(DecodeError::UnknownType(other.to_owned())),
         })
     }
@@ -280,7 +335,9 @@ impl Event {
             | Self::AccountStatusChanged(_)
             | Self::AccountLimitsSet(_)
             | Self::PendingVoided(_)
-            | Self::PendingExpired(_) => &[],
+            | Self::PendingExpired(_)
+            | Self::PeriodClosed(_)
+            | Self::PeriodReopened(_) => &[],
         }
     }
 
@@ -325,8 +382,27 @@ impl Event {
             Self::AssetDefined(_)
             | Self::AccountOpened(_)
             | Self::AccountStatusChanged(_)
-            | Self::AccountLimitsSet(_) => None,
+            | Self::AccountLimitsSet(_)
+            | Self::PeriodClosed(_)
+            | Self::PeriodReopened(_) => None,
         }
+    }
+
+    /// The effective time the event states, if it states one: when it counts in the books.
+    /// Absent, an event counts when it was recorded (`effective_or`).
+    pub fn effective_at(&self) -> Option<DateTime<Utc>> {
+        match self {
+            Self::TransactionPosted(e) => e.effective_at,
+            Self::TradeExecuted(e) => e.effective_at,
+            Self::PendingPosted(e) => e.effective_at,
+            Self::PendingVoided(e) => e.effective_at,
+            _ => None,
+        }
+    }
+
+    /// When the event counts in the books, given when it was recorded.
+    pub fn effective_or(&self, recorded_at: DateTime<Utc>) -> DateTime<Utc> {
+        self.effective_at().unwrap_or(recorded_at)
     }
 
     /// Every account the event names, each once, in the order it first appears: the accounts of

@@ -9,6 +9,7 @@ pub mod event;
 pub mod json;
 pub mod ledger;
 pub mod money;
+pub mod trial_balance;
 pub mod values;
 
 pub use command::{

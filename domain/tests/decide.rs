@@ -71,6 +71,7 @@ fn transaction(postings: Vec<PostingInstruction>) -> Command {
         metadata: Metadata::default(),
         guards: Default::default(),
         pending: None,
+        effective_at: None,
     })
 }
 
@@ -112,6 +113,7 @@ fn trade(
         metadata: Metadata::default(),
         guards: Default::default(),
         pending: None,
+        effective_at: None,
     })
 }
 
@@ -320,6 +322,7 @@ fn posting_rules() {
                 metadata: Metadata::default(),
                 guards: Default::default(),
                 pending: None,
+                effective_at: None,
             }),
             "validation_error",
         ),
@@ -992,6 +995,7 @@ fn settle(
             settlement,
             at: at(minutes),
             metadata: Metadata::default(),
+            effective_at: None,
         }),
     )
 }
@@ -1252,6 +1256,7 @@ fn original(event: &Event) -> OriginalTransaction {
         id: t.transaction_id,
         postings: t.postings.clone(),
         is_reversal: t.reverses.is_some(),
+        effective_at: chrono::DateTime::UNIX_EPOCH,
     }
 }
 
@@ -1267,6 +1272,7 @@ fn reverse(
             original: of,
             force,
             metadata: Metadata::default(),
+            effective_at: None,
         }),
     )
 }
@@ -1348,6 +1354,7 @@ fn pending_and_settled_holds_reverse_by_what_moved() {
         id,
         postings: Vec::new(),
         is_reversal: false,
+        effective_at: chrono::DateTime::UNIX_EPOCH,
     };
     assert_eq!(
         code(reverse(&mut state, pending.clone(), false)),
@@ -1373,6 +1380,7 @@ fn pending_and_settled_holds_reverse_by_what_moved() {
         id: voided,
         postings: Vec::new(),
         is_reversal: false,
+        effective_at: chrono::DateTime::UNIX_EPOCH,
     };
     assert_eq!(
         code(reverse(&mut state, nothing, false)),

@@ -210,6 +210,8 @@ fn raw_posting() -> impl Strategy<Value = Posting> {
 
 /// One operation: a command, or a settlement or reversal of something picked from the state or
 /// log when the command is built.
+// Sizes do not matter in a generator of test cases.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone)]
 enum Op {
     Command(Command),
@@ -244,6 +246,7 @@ fn op() -> impl Strategy<Value = Op> {
                 metadata,
                 guards,
                 pending,
+                effective_at: None,
             },
         );
     let fee = (
@@ -292,7 +295,7 @@ fn op() -> impl Strategy<Value = Op> {
                     fees,
                     metadata,
                     guards,
-                    pending,
+                    pending, effective_at: None,
                 }
             },
         );
@@ -316,6 +319,7 @@ fn op() -> impl Strategy<Value = Op> {
             metadata,
             guards: Guards::default(),
             pending: None,
+            effective_at: None,
         });
     let bound = prop_oneof![
         Just(BoundChange::Keep),
@@ -343,9 +347,11 @@ fn op() -> impl Strategy<Value = Op> {
                     id: original,
                     postings,
                     is_reversal,
+                    effective_at: chrono::DateTime::UNIX_EPOCH,
                 },
                 force,
                 metadata: Metadata::default(),
+                effective_at: None,
             })
         });
     prop_oneof![
@@ -394,6 +400,7 @@ fn command(op: &Op, state: &LedgerState, log: &[Event]) -> Command {
                 settlement: settlement.clone(),
                 at: *at,
                 metadata: metadata.clone(),
+                effective_at: None,
             })
         }
         Op::Reverse(n, force) => common::reverse_nth(log, *n, *force),

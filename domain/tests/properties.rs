@@ -190,6 +190,7 @@ fn command(op: &Op, state: &LedgerState, log: &[domain::Event]) -> Command {
                 settlement,
                 at,
                 metadata: Metadata::default(),
+                effective_at: None,
             })
         }
         Op::Transaction(postings, pending) => Command::PostTransaction(PostTransaction {
@@ -207,6 +208,7 @@ fn command(op: &Op, state: &LedgerState, log: &[domain::Event]) -> Command {
             metadata: Metadata::default(),
             guards: Guards::default(),
             pending: pending.map(hold_terms),
+            effective_at: None,
         }),
         Op::Trade {
             buyer,
@@ -235,6 +237,7 @@ fn command(op: &Op, state: &LedgerState, log: &[domain::Event]) -> Command {
             metadata: Metadata::default(),
             guards: Guards::default(),
             pending: pending.then(|| hold_terms(false)),
+            effective_at: None,
         }),
         Op::DefineAsset(a, scale) => Command::DefineAsset(DefineAsset {
             code: ASSETS[*a].0.parse().unwrap(),

@@ -18,7 +18,7 @@ use crate::{Error, Result};
 /// The tables every book has, created for a new ledger as copies of `public`'s (columns,
 /// defaults, checks, keys and indexes). A migration that changes one of them must change it in
 /// every book (`SELECT schema_name FROM ledgers`).
-pub const BOOK_TABLES: [&str; 17] = [
+pub const BOOK_TABLES: [&str; 18] = [
     "events",
     "projection_head",
     "assets",
@@ -36,6 +36,7 @@ pub const BOOK_TABLES: [&str; 17] = [
     "projection_checkpoints",
     "rollups",
     "rollup_accounts",
+    "periods",
 ];
 
 /// Ledgers listed per page at most.

@@ -122,6 +122,7 @@ impl Rebuild {
         self.chain_intact &= link.problem(stored.position).is_none();
         self.chain_head = *head;
         let event = stored.decode()?;
+        self.state.set_recording_at(stored.recorded_at);
         let legs = self
             .state
             .apply(&event)

@@ -29,6 +29,12 @@ pub struct TransactionActionRequest {
     #[serde(default)]
     #[schema(value_type = Object)]
     pub metadata: Metadata,
+    /// When it counts in the books (RFC 3339, at most microseconds): in the past back to the end
+    /// of the last closed period (exclusive), or ahead by at most the server's
+    /// `--effective-future-max`. Absent: when it is recorded; for a reversal, when the original counts if that
+    /// period is still open. Never before the pending transaction or the original.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub effective_at: Option<DateTime<Utc>>,
 }
 
 /// What can be done to a transaction after it was recorded.
@@ -77,6 +83,7 @@ impl CommandRequest for TransactionActionCommand {
                     original,
                     force: request.force,
                     metadata: request.metadata.clone(),
+                    effective_at: super::effective_time(request.effective_at)?,
                 }));
             }
             _ if request.force => return only("force", "reverse"),
@@ -91,6 +98,7 @@ impl CommandRequest for TransactionActionCommand {
             settlement,
             at: now,
             metadata: request.metadata.clone(),
+            effective_at: super::effective_time(request.effective_at)?,
         }))
     }
 }

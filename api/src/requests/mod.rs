@@ -18,7 +18,22 @@ pub use accounts::{
 };
 pub use actions::{TransactionAction, TransactionActionCommand, TransactionActionRequest};
 pub use assets::DefineAssetRequest;
+
+use crate::error::ApiError;
 pub use trades::{FeeRequest, TradeRequest};
 pub use transactions::{
     ConditionRequest, ExpectedVersionRequest, PostingRequest, TransactionRequest, TransferRequest,
 };
+
+/// An `effective_at` as asked: kept to the microsecond, as the log keeps time; finer is refused
+/// rather than cut.
+pub(crate) fn effective_time(
+    at: Option<chrono::DateTime<chrono::Utc>>,
+) -> Result<Option<chrono::DateTime<chrono::Utc>>, ApiError> {
+    match at {
+        Some(at) if at.timestamp_subsec_nanos() % 1_000 != 0 => Err(ApiError::Validation(
+            "effective_at has at most six fractional digits (microseconds)".to_owned(),
+        )),
+        _ => Ok(at),
+    }
+}

@@ -68,6 +68,11 @@ pub struct TradeRequest {
     /// Or: seconds from now until it expires, 1 to 31,536,000.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout_s: Option<u32>,
+    /// When it counts in the books (RFC 3339, at most microseconds): in the past back to the end
+    /// of the last closed period (exclusive), or ahead by at most the server's
+    /// `--effective-future-max`. Absent: when it is recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub effective_at: Option<DateTime<Utc>>,
 }
 
 impl CommandRequest for TradeRequest {
@@ -95,6 +100,7 @@ impl CommandRequest for TradeRequest {
             metadata: self.metadata.clone(),
             guards: guards(&self.conditions, &self.expected_versions),
             pending: hold_terms(self.pending, self.expires_at, self.timeout_s, now)?,
+            effective_at: super::effective_time(self.effective_at)?,
         }))
     }
 }

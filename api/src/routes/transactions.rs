@@ -27,6 +27,7 @@ use crate::state::AppState;
 use crate::views::{SettlementView, TradeView, TransactionView};
 use domain::command::OriginalTransaction;
 use domain::{Event, TransactionId};
+use infrastructure::CommittedEvent;
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -176,18 +177,32 @@ async fn original(book: &Book, id: TransactionId) -> Result<OriginalTransaction,
         code: "transaction_not_found",
         what: format!("transaction {id}"),
     })?;
-    let event = decode_stored(record.event)?.event;
+    let recorded = decode_stored(record.event)?;
     let settlement = record.settlement.map(decode_stored).transpose()?;
-    let postings = match (&event, settlement.map(|s| s.event)) {
-        (_, Some(posted @ Event::PendingPosted(_))) => posted.postings().to_vec(),
-        (e, _) if e.is_pending() => Vec::new(),
-        (e, _) => e.postings().to_vec(),
+    let event = &recorded.event;
+    // What moved, and when it counts: a pending transaction's post, or the transaction itself.
+    let (postings, effective_at) = match settlement {
+        Some(
+            posted @ CommittedEvent {
+                event: Event::PendingPosted(_),
+                ..
+            },
+        ) => (
+            posted.event.postings().to_vec(),
+            posted.event.effective_or(posted.recorded_at),
+        ),
+        _ if event.is_pending() => (Vec::new(), event.effective_or(recorded.recorded_at)),
+        _ => (
+            event.postings().to_vec(),
+            event.effective_or(recorded.recorded_at),
+        ),
     };
-    let is_reversal = matches!(&event, Event::TransactionPosted(t) if t.reverses.is_some());
+    let is_reversal = matches!(event, Event::TransactionPosted(t) if t.reverses.is_some());
     Ok(OriginalTransaction {
         id,
         postings,
         is_reversal,
+        effective_at,
     })
 }
 

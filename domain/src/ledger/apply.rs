@@ -46,7 +46,12 @@ impl LedgerState {
                 if let (Some(original), Some(reversal)) = (reverses, event.transaction_id()) {
                     self.record_reversal(original, reversal);
                 }
+                self.note_effective(event, position);
                 legs
+            }
+            Event::PeriodClosed(_) | Event::PeriodReopened(_) => {
+                self.apply_period(event)?;
+                Vec::new()
             }
             Event::AccountStatusChanged(e) => {
                 let (slot, _) = self.known_account(&e.account)?;

@@ -17,6 +17,7 @@ pub(super) enum HoldChange {
 
 impl LedgerState {
     pub(super) fn hold_change(&self, event: &Event) -> Result<HoldChange, ApplyError> {
+        let effective_at = event.effective_or(self.timing.recording_at);
         let open = |id: TransactionId, postings: &[Posting], expires_at, trade| {
             if self.holds.contains_key(&id) || self.settled.contains_key(&id) {
                 return Err(ApplyError(format!("pending transaction {id} opened twice")));
@@ -26,6 +27,7 @@ impl LedgerState {
                 Hold {
                     postings: postings.to_vec(),
                     expires_at,
+                    effective_at,
                     trade,
                 },
             ))

@@ -46,6 +46,10 @@ impl LedgerState {
                     self.reversed.remove(&id);
                 }
                 Undo::Head(head) => self.head = head,
+                Undo::Periods(periods) => self.periods = periods,
+                undo @ (Undo::RunPushed | Undo::RunExtended(_) | Undo::BackdatedPushed) => {
+                    self.undo_recent(&undo)
+                }
             }
         }
     }
@@ -122,6 +126,7 @@ mod tests {
                 metadata: Metadata::default(),
                 guards: Default::default(),
                 pending: None,
+                effective_at: None,
             }),
         );
     }

@@ -15,6 +15,7 @@ mod apply;
 mod decide;
 mod holds;
 mod journal;
+mod periods;
 mod records;
 mod restore;
 mod reversals;
@@ -24,6 +25,9 @@ mod storage;
 
 pub use crate::values::HoldOutcome;
 pub use decide::PRICE_SCALE_MAX;
+pub use periods::{
+    rfc3339, ClosedPeriod, Periods, RECENT_BACKDATED_MAX, RECENT_RUNS_MAX, REOPEN_REASON_BYTES_MAX,
+};
 pub use records::Hold;
 pub use state::{AccountView, LedgerState, Leg};
 pub use storage::{Account, Figures, Limits};

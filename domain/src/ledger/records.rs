@@ -12,6 +12,8 @@ use crate::values::{AccountId, AssetCode, TransactionId};
 pub struct Hold {
     pub postings: Vec<Posting>,
     pub expires_at: Option<DateTime<Utc>>,
+    /// When the hold counts in the books: a settlement never counts earlier.
+    pub effective_at: DateTime<Utc>,
     /// A pending trade is posted whole or voided: a part of it would break quantity × price.
     pub trade: bool,
 }
@@ -31,4 +33,10 @@ pub(super) enum Undo {
     /// A reversal of this transaction recorded.
     Reversed(TransactionId),
     Head(i64),
+    /// The periods as they were before a close or a reopen.
+    Periods(super::periods::Periods),
+    /// A run of `Recent` pushed, or extended from this last position, or a backdated event noted.
+    RunPushed,
+    RunExtended(i64),
+    BackdatedPushed,
 }

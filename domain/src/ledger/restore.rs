@@ -16,6 +16,7 @@ impl LedgerState {
     /// Sets the head when the state is restored from the projections rather than replayed.
     pub fn restore_head(&mut self, head: i64) {
         self.head = head;
+        self.forget_recent();
     }
 
     /// Restores an asset read from the projections when the writer starts.

@@ -7,6 +7,7 @@ use std::ops::Deref;
 
 use chrono::{DateTime, Utc};
 
+use super::periods::{Periods, Recent, Timing};
 use super::records::{Hold, Undo};
 use super::storage::{Account, Accounts, Assets, Figures, Limits, Slot};
 use crate::error::ApplyError;
@@ -153,6 +154,13 @@ pub struct LedgerState {
     pub(super) reversed: HashMap<TransactionId, TransactionId>,
     /// While a group is open: what to restore, newest last, to roll the group back.
     pub(super) journal: Option<Vec<Undo>>,
+    /// The closed periods.
+    pub(super) periods: Periods,
+    /// When the events being decided will be recorded, and how far ahead they may count.
+    pub(super) timing: Timing,
+    /// What a close checks: when the latest money events count (not compared: a restored state
+    /// knows less of it than a replayed one, and only ever races a close more).
+    pub(super) recent: Recent,
 }
 
 /// Equal when they hold the same assets, accounts, holds, settlements, reversals and head,
@@ -170,6 +178,7 @@ impl PartialEq for LedgerState {
             && self.settled == other.settled
             && self.reversed == other.reversed
             && self.journal == other.journal
+            && self.periods == other.periods
     }
 }
 

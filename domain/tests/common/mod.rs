@@ -27,6 +27,7 @@ pub fn moved(event: &Event) -> Option<OriginalTransaction> {
         id,
         postings: postings.clone(),
         is_reversal,
+        effective_at: chrono::DateTime::UNIX_EPOCH,
     })
 }
 
@@ -39,6 +40,7 @@ pub fn reverse_nth(log: &[Event], n: usize, force: bool) -> Command {
             id: TransactionId(Uuid::from_u128(9)),
             postings: Vec::new(),
             is_reversal: false,
+            effective_at: chrono::DateTime::UNIX_EPOCH,
         }
     } else {
         movements[n % movements.len()].clone()
@@ -48,5 +50,6 @@ pub fn reverse_nth(log: &[Event], n: usize, force: bool) -> Command {
         original,
         force,
         metadata: Metadata::default(),
+        effective_at: None,
     })
 }

@@ -253,6 +253,8 @@ impl<W: Write> BeancountWriter<'_, W> {
                 self.note(stored, &e.account, &text, Vec::new())
             }
             Event::AccountLimitsSet(e) => self.limits(stored, e),
+            // Closes and reopens are written with the period's balance assertions.
+            Event::PeriodClosed(_) | Event::PeriodReopened(_) => Ok(()),
         }
     }
 

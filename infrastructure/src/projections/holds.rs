@@ -84,7 +84,7 @@ pub(crate) async fn restore(conn: &mut PgConnection, state: &mut LedgerState) ->
     let mut holds = sqlx::query(&open_holds).fetch(&mut *conn);
     while let Some(row) = holds.try_next().await? {
         let stored = StoredEvent::from_row(&row)?;
-        let (id, hold) = hold_of(&stored.decode()?, stored.position)?;
+        let (id, hold) = hold_of(&stored.decode()?, stored.position, stored.recorded_at)?;
         let expected: Uuid = row.try_get("transaction_id")?;
         if id.0 != expected {
             return Err(Error::Corrupt(format!(
@@ -111,13 +111,19 @@ pub(crate) async fn restore(conn: &mut PgConnection, state: &mut LedgerState) ->
     Ok(())
 }
 
-fn hold_of(event: &Event, position: i64) -> Result<(TransactionId, Hold)> {
+fn hold_of(
+    event: &Event,
+    position: i64,
+    recorded_at: chrono::DateTime<chrono::Utc>,
+) -> Result<(TransactionId, Hold)> {
+    let effective_at = event.effective_or(recorded_at);
     match event {
         Event::TransactionPosted(e) if e.pending => Ok((
             e.transaction_id,
             Hold {
                 postings: e.postings.clone(),
                 expires_at: e.expires_at,
+                effective_at,
                 trade: false,
             },
         )),
@@ -126,6 +132,7 @@ fn hold_of(event: &Event, position: i64) -> Result<(TransactionId, Hold)> {
             Hold {
                 postings: e.postings.clone(),
                 expires_at: e.expires_at,
+                effective_at,
                 trade: true,
             },
         )),

@@ -22,6 +22,7 @@ pub mod assets;
 pub mod balances;
 pub mod checkpoints;
 pub mod holds;
+pub mod periods;
 pub mod postings;
 pub mod projector;
 pub mod reversals;
@@ -70,12 +71,13 @@ impl Projection {
 }
 
 /// Every projection, in the order their rows are written (and rebuilt, and compared).
-pub static PROJECTIONS: [&Projection; 8] = [
+pub static PROJECTIONS: [&Projection; 9] = [
     &assets::PROJECTION,
     &accounts::PROJECTION,
     &balances::PROJECTION,
     &holds::PROJECTION,
     &reversals::PROJECTION,
+    &periods::PROJECTION,
     &postings::PROJECTION,
     &transactions::PROJECTION,
     &rollups::PROJECTION,

@@ -35,6 +35,7 @@ pub static POSTINGS: Table = Table {
         col("transaction_id", SqlType::Uuid),
         col("counterparty_id", SqlType::Uuid),
         col("recorded_at", SqlType::Timestamptz),
+        col("effective_at", SqlType::Timestamptz),
     ],
     on_conflict: OnConflict::Refuse,
 };
@@ -62,6 +63,7 @@ fn project(applied: &Applied<'_>, out: &mut [TableRows]) {
             id.0.into(),
             leg.counterparty_id.0.into(),
             applied.recorded_at.into(),
+            applied.event.effective_or(applied.recorded_at).into(),
         ]);
     }
 }

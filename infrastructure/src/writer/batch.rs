@@ -90,6 +90,8 @@ impl Batch {
         stored: &StoredOutcomes,
     ) -> Result<()> {
         let deciding = Instant::now();
+        // What the batch's events count at when they state no effective time.
+        decider.state.set_recording_at(self.recorded_at);
         let decided = self.decide_request(decider, &request, stored);
         let gathering = Instant::now();
         self.decide_time += gathering - deciding;

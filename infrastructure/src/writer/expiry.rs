@@ -31,6 +31,7 @@ pub(crate) fn expiry_request(state: &LedgerState, at: DateTime<Utc>) -> Option<W
                     settlement: Settlement::Expire,
                     at,
                     metadata: Metadata::default(),
+                    effective_at: None,
                 }),
                 // The key names the whole request.
                 fingerprint: key.as_bytes().to_vec(),

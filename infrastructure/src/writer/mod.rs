@@ -66,6 +66,8 @@ pub struct WriterConfig {
     /// How many times at most the writer yields to let arriving requests join a batch before
     /// writing it (`task::gather`); it stops at the first yield that brings none.
     pub gather_yields_max: usize,
+    /// How far ahead of its recording a write may count (`effective_at`).
+    pub effective_future_max: Duration,
 }
 
 impl WriterConfig {
@@ -89,6 +91,7 @@ impl Default for WriterConfig {
             statement_timeout: Duration::from_secs(30),
             in_doubt_wait: Duration::from_secs(2),
             gather_yields_max: 8,
+            effective_future_max: Duration::ZERO,
         }
     }
 }

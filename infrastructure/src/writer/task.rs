@@ -162,7 +162,10 @@ impl Sequencer {
                 }
             }
         }
-        let decider = restore(&mut conn).await?;
+        let mut decider = restore(&mut conn).await?;
+        let future_max = chrono::Duration::from_std(self.config.effective_future_max)
+            .unwrap_or(chrono::Duration::MAX);
+        decider.state.set_effective_future_max(future_max);
         lease::start_lease(&mut conn, self.config.lease).await?;
         if let Some(url) = &self.config.advertise_url {
             lease::advertise(&mut conn, url).await?;

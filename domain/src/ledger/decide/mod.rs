@@ -39,6 +39,8 @@ impl LedgerState {
             Command::SetAccountLimits(c) => self.decide_limits(c),
             Command::SettlePending(c) => self.decide_settlement(c),
             Command::ReverseTransaction(c) => self.decide_reversal(c),
+            Command::ClosePeriod(c) => self.decide_close(c),
+            Command::ReopenPeriod(c) => self.decide_reopen(c),
         }
     }
 

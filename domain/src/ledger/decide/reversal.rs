@@ -4,7 +4,9 @@
 use crate::command::ReverseTransaction;
 use crate::error::Rejection;
 use crate::event::{Event, Posting, TransactionPosted};
-use crate::ledger::LedgerState;
+use chrono::{DateTime, Utc};
+
+use crate::ledger::{rfc3339, LedgerState};
 use crate::values::TransactionKind;
 
 impl LedgerState {
@@ -30,6 +32,7 @@ impl LedgerState {
                 "transaction {transaction_id} moved nothing (it was voided or expired): there is nothing to reverse"
             )));
         }
+        let effective_at = self.reversal_effective_at(c)?;
         let event = Event::TransactionPosted(TransactionPosted {
             transaction_id: c.id,
             kind: TransactionKind::Reversal,
@@ -47,6 +50,7 @@ impl LedgerState {
             expires_at: None,
             reverses: Some(original.id),
             forced: c.force,
+            effective_at,
         });
         let steps = self
             .steps_of(&event)
@@ -54,5 +58,29 @@ impl LedgerState {
         // Force skips the bounds, never the statuses.
         self.check_steps(&steps, !c.force)?;
         Ok(event)
+    }
+
+    /// When a reversal counts: when asked, never before the original; by default when the
+    /// original did if that period is still open, else when it is recorded.
+    fn reversal_effective_at(
+        &self,
+        c: &ReverseTransaction,
+    ) -> Result<Option<DateTime<Utc>>, Rejection> {
+        let original = c.original.effective_at;
+        let effective_at = match c.effective_at {
+            Some(at) if at < original => {
+                return Err(Rejection::validation(format!(
+                    "effective_at {} is earlier than the original's, {}",
+                    rfc3339(at),
+                    rfc3339(original)
+                )))
+            }
+            Some(at) => Some(at),
+            None if self.is_closed_at(original) => None,
+            // The original counts when it was recorded, which a reversal recorded later states.
+            None => Some(original),
+        };
+        self.check_effective(effective_at)?;
+        Ok(effective_at)
     }
 }

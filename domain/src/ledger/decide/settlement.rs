@@ -22,6 +22,14 @@ impl LedgerState {
             });
         };
         let expired = hold.expires_at.is_some_and(|expires_at| c.at >= expires_at);
+        let effective = self.check_effective(c.effective_at)?;
+        if effective < hold.effective_at {
+            return Err(Rejection::validation(format!(
+                "effective_at {} is earlier than the pending transaction's, {}",
+                crate::ledger::rfc3339(effective),
+                crate::ledger::rfc3339(hold.effective_at)
+            )));
+        }
         let released = hold.postings.clone();
         let event = match &c.settlement {
             Settlement::Expire if !expired => {
@@ -38,6 +46,7 @@ impl LedgerState {
                 pending_id: id,
                 released,
                 metadata: c.metadata.clone(),
+                effective_at: c.effective_at,
             }),
             Settlement::Post { amounts } => Event::PendingPosted(PendingPosted {
                 pending_id: id,
@@ -47,6 +56,7 @@ impl LedgerState {
                 },
                 released,
                 metadata: c.metadata.clone(),
+                effective_at: c.effective_at,
             }),
         };
         self.check_event(&event)?;

@@ -28,6 +28,7 @@ impl LedgerState {
         if c.kind == TransactionKind::Transfer && c.postings.len() != 1 {
             return Err(Rejection::validation("a transfer has exactly one posting"));
         }
+        self.check_effective(c.effective_at)?;
         self.check_guards(&c.guards)?;
         let resolved = c
             .postings
@@ -43,12 +44,14 @@ impl LedgerState {
             expires_at: c.pending.and_then(|terms| terms.expires_at),
             reverses: None,
             forced: false,
+            effective_at: c.effective_at,
         });
         self.check_event(&event)?;
         Ok(event)
     }
 
     pub(super) fn decide_trade(&self, c: &ExecuteTrade) -> Result<Event, Rejection> {
+        self.check_effective(c.effective_at)?;
         let (buyer, seller) = self.trade_parties(c)?;
         let (instrument, instrument_scale) = self.resolve_asset(&c.instrument)?;
         let (currency, currency_scale) = self.resolve_asset(&c.currency)?;
@@ -99,6 +102,7 @@ impl LedgerState {
             metadata: c.metadata.clone(),
             pending: c.pending.is_some(),
             expires_at: c.pending.and_then(|terms| terms.expires_at),
+            effective_at: c.effective_at,
         });
         self.check_event(&event)?;
         Ok(event)
