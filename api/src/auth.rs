@@ -306,6 +306,7 @@ fn required_scope(method: &Method, path: &str) -> Option<Scope> {
     Some(
         if is_deployment_admin(method, path)
             || (method == Method::PATCH && path.ends_with("/limits"))
+            || (method == Method::POST && path.starts_with("/v1/periods/"))
         {
             Scope::Admin
         } else if path.starts_with("/v1/audit/") {

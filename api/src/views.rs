@@ -474,3 +474,45 @@ pub struct PeriodEventView {
     #[schema(value_type = Object)]
     pub metadata: domain::Metadata,
 }
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PeriodList {
+    /// Every close and reopen, in log order.
+    pub items: Vec<PeriodEventView>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TrialBalanceRowView {
+    pub account: String,
+    pub asset: String,
+    pub balance: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TrialBalanceTotalView {
+    pub asset: String,
+    /// Zero: every posting debits what it credits.
+    pub total: String,
+}
+
+/// Every account's posted balance in every asset where it is not zero, over the entries that
+/// count at or before `as_of`, as known at `known_at_position`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TrialBalanceView {
+    pub as_of: DateTime<Utc>,
+    pub known_at_position: i64,
+    /// In order of account code, then asset.
+    pub rows: Vec<TrialBalanceRowView>,
+    pub totals: Vec<TrialBalanceTotalView>,
+    /// What a close records: SHA-256 of the rows (docs/events.md), hex.
+    pub digest: String,
+}
+
+/// A close with the trial balance it fixed.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PeriodView {
+    pub close: PeriodEventView,
+    /// Whether a later reopen opened it again.
+    pub reopened: bool,
+    pub trial_balance: TrialBalanceView,
+}

@@ -9,6 +9,7 @@
 mod accounts;
 mod actions;
 mod assets;
+mod periods;
 mod trades;
 mod transactions;
 
@@ -18,6 +19,7 @@ pub use accounts::{
 };
 pub use actions::{TransactionAction, TransactionActionCommand, TransactionActionRequest};
 pub use assets::DefineAssetRequest;
+pub use periods::{ClosePeriodCommand, ClosePeriodRequest, ReopenPeriodRequest};
 
 use crate::error::ApiError;
 pub use trades::{FeeRequest, TradeRequest};

@@ -11,6 +11,7 @@ mod ledger_transfers;
 mod ledgers;
 mod me;
 mod ops;
+mod periods;
 mod stream;
 mod transactions;
 mod webhooks;
@@ -38,12 +39,12 @@ every write needs an `Idempotency-Key` header and answers with the `position` of
 (`Ledger-Position` header); every read reports the position it reflects and accepts `min_position`. \
 Errors are RFC 9457 problem documents with a stable `code`. Every `/v1` route needs \
 `Authorization: Bearer <API key>` with the route's scope: `read` for GET, `write` for commands, \
-`audit` for `/v1/audit`, `admin` for `/v1/admin` (API keys, webhook subscriptions), limits and forced reversals (401 `unauthorized`, \
+`audit` for `/v1/audit`, `admin` for `/v1/admin` (API keys, webhook subscriptions), limits, forced reversals and closing or reopening periods (401 `unauthorized`, \
 403 `forbidden`, 429 `too_many_auth_failures` after repeated failures from one address)."
     ),
     tags(
         (name = "ledgers"), (name = "assets"), (name = "accounts"), (name = "transactions"), (name = "trades"),
-        (name = "events"), (name = "audit"), (name = "admin"), (name = "operations")
+        (name = "events"), (name = "periods"), (name = "audit"), (name = "admin"), (name = "operations")
     )
 )]
 struct ApiDoc;
@@ -57,6 +58,7 @@ fn openapi_router() -> OpenApiRouter<AppState> {
         .merge(events::router())
         .merge(ledgers::router())
         .merge(ledger_transfers::router())
+        .merge(periods::router())
         .merge(stream::router())
         .merge(audit::router())
         .merge(admin::router())

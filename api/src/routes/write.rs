@@ -98,16 +98,26 @@ pub async fn submit(
     origin: RequestOrigin,
     request: &impl CommandRequest,
 ) -> Result<Response, ApiError> {
+    let answer = submit_answer(state, book, key, &origin, request).await?;
+    Ok(render_reply(answer).into_response())
+}
+
+/// Submits one command and returns the writer's answer, to be rendered. Failures to queue
+/// (overloaded, no writer) are the request's own errors, not a stored answer.
+pub async fn submit_answer(
+    state: &AppState,
+    book: &Book,
+    key: String,
+    origin: &RequestOrigin,
+    request: &impl CommandRequest,
+) -> Result<Result<Reply, infrastructure::Error>, ApiError> {
     let item = request.write_item(origin.scoped_key(key), state.clock().now())?;
-    let answer = book.writer().submit(item, origin.0).await;
-    // Failures to queue (overloaded, no writer) are the request's own errors, not a stored answer.
-    let answer = match answer {
+    match book.writer().submit(item, origin.0.clone()).await {
         Err(
             e @ (infrastructure::Error::Overloaded | infrastructure::Error::WriterUnavailable(_)),
-        ) => return Err(e.into()),
-        other => other,
-    };
-    Ok(render_reply(answer).into_response())
+        ) => Err(e.into()),
+        other => Ok(other),
+    }
 }
 
 impl IntoResponse for RenderedReply {

@@ -8,6 +8,7 @@ use sqlx::PgConnection;
 use super::{Applied, Mode, Projection};
 use crate::columns::{col, OnConflict, SqlType, Table, TableRows};
 use crate::event_store::{StoredEvent, EVENT_COLUMNS};
+use crate::reads::{AtPosition, ReadStore};
 use crate::{Error, Result};
 
 pub static PERIODS: Table = Table {
@@ -83,4 +84,17 @@ pub(crate) async fn restore(conn: &mut PgConnection, state: &mut LedgerState) ->
             .map_err(|e| Error::Corrupt(format!("position {}: {e}", stored.position)))?;
     }
     Ok(())
+}
+
+impl ReadStore {
+    /// Every close and reopen, in log order.
+    pub async fn periods(&self) -> Result<AtPosition<Vec<StoredEvent>>> {
+        let (mut tx, position) = self.snapshot_of(&[]).await?;
+        let events = period_events(&mut tx).await?;
+        tx.commit().await?;
+        Ok(AtPosition {
+            value: events,
+            position,
+        })
+    }
 }

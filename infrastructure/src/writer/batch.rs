@@ -174,6 +174,16 @@ impl Batch {
                     legs,
                 )
             }
+            // A close that raced the writes made since its trial balance was read is the
+            // server's own race, not an answer to the client: nothing is recorded, so the key
+            // stays free for the retry with a fresh trial balance.
+            Err(rejection @ Rejection::PeriodCloseRaced { .. }) => {
+                self.first_with_key.remove(key);
+                Pending::Ready(Ok(Reply {
+                    outcome: Outcome::Rejected(rejection),
+                    replayed: false,
+                }))
+            }
             Err(rejection) => Pending::Decided(Outcome::Rejected(rejection), Vec::new()),
         })
     }
