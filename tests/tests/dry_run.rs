@@ -1,0 +1,288 @@
+//! `?dry_run=true` on the write routes: the writer decides the request as it would a real one and
+//! answers what it would answer, with the balances before and after, but appends nothing and uses
+//! up no idempotency key. The rule checked throughout: a dry run's answer is the answer of the
+//! real write that immediately follows it.
+
+use std::collections::{BTreeMap, HashMap};
+use std::str::FromStr;
+
+use ledger_tests::serde_json::{json, Value};
+use ledger_tests::{Answer, TestLedger};
+use rust_decimal::Decimal;
+
+/// A small deterministic generator (xorshift), so that a failing sequence can be run again.
+struct Rng(u64);
+
+impl Rng {
+    fn below(&mut self, n: u64) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0 % n
+    }
+
+    fn pick<'a>(&mut self, items: &[&'a str]) -> &'a str {
+        items[self.below(items.len() as u64) as usize]
+    }
+
+    /// An amount of USD from 0.01 to 150.00.
+    fn usd(&mut self) -> String {
+        let cents = 1 + self.below(15_000);
+        format!("{}.{:02}", cents / 100, cents % 100)
+    }
+}
+
+const ACCOUNTS: [&str; 5] = [
+    "world:bank",
+    "alice:cash",
+    "bob:cash",
+    "broker:fees",
+    "nobody:cash",
+];
+
+fn with_dry_run(path: &str) -> String {
+    format!("{path}?dry_run=true")
+}
+
+/// A write's view without what only the real write creates.
+fn without_created(view: &Value) -> Value {
+    let mut view = view.clone();
+    if let Some(fields) = view.as_object_mut() {
+        for field in ["id", "position", "recorded_at", "opened_at", "version"] {
+            fields.remove(field);
+        }
+    }
+    view
+}
+
+/// Asserts that a dry run's answer to one command (`dry_status`, `dry_body`) is what the real
+/// write answered (`real_status`, `real_body`).
+#[track_caller]
+fn assert_same_answer(dry_status: u64, dry_body: &Value, real_status: u64, real_body: &Value) {
+    if real_status == 201 {
+        assert_eq!(dry_status, 200, "{dry_body}");
+        assert_eq!(without_created(dry_body), without_created(real_body));
+    } else {
+        assert_eq!(dry_status, real_status, "{dry_body} vs {real_body}");
+        assert_eq!(dry_body["code"], real_body["code"], "{dry_body}");
+        assert_eq!(dry_body["dry_run"], true, "{dry_body}");
+    }
+}
+
+/// Asserts that a dry run's balances after are what the ledger reads after the real write, at
+/// `position` or later.
+async fn assert_balances_after(ledger: &TestLedger, balances: &Value, position: i64) {
+    let zero = json!({});
+    for account in balances.as_array().expect("balances") {
+        let code = account["account"].as_str().expect("an account");
+        let read = ledger.account_at(code, position).await;
+        read.expect(200);
+        for asset in account["assets"].as_array().expect("assets") {
+            let row = read.body["balances"]
+                .as_array()
+                .and_then(|b| b.iter().find(|b| b["asset"] == asset["asset"]))
+                .unwrap_or(&zero);
+            for field in ["balance", "pending_debits", "pending_credits", "available"] {
+                let number =
+                    |v: &Value| Decimal::from_str(v.as_str().unwrap_or("0")).expect("a decimal");
+                assert_eq!(
+                    number(&asset["after"][field]),
+                    number(&row[field]),
+                    "{code} {} {field}: dry run {asset} vs read {}",
+                    asset["asset"],
+                    read.body
+                );
+            }
+        }
+    }
+}
+
+/// A write: its path, key and body; `batch` when it is a batch.
+struct Write {
+    path: String,
+    key: String,
+    body: Value,
+}
+
+impl Write {
+    async fn send(&self, ledger: &TestLedger, dry_run: bool) -> Answer {
+        let path = match dry_run {
+            true => with_dry_run(&self.path),
+            false => self.path.clone(),
+        };
+        ledger.post(&path, &self.key, &self.body).await
+    }
+
+    fn is_batch(&self) -> bool {
+        self.path.ends_with("/batch")
+    }
+}
+
+/// What the generator knows of the ledger: the holds it made and the transactions it may reverse.
+#[derive(Default)]
+struct Known {
+    holds: Vec<String>,
+    posted: Vec<(String, i64)>,
+    keys: Vec<(String, Value)>,
+}
+
+fn transfer_body(rng: &mut Rng) -> Value {
+    let source = rng.pick(&[
+        "world:bank",
+        "world:bank",
+        "alice:cash",
+        "alice:cash",
+        "bob:cash",
+        "nobody:cash",
+    ]);
+    let destination = rng.pick(&ACCOUNTS);
+    json!({"source": source, "destination": destination, "asset": "USD", "amount": rng.usd()})
+}
+
+fn trade_body(rng: &mut Rng) -> Value {
+    json!({"buyer": "alice:cash", "seller": "bob:cash", "instrument": "AAPL",
+           "quantity": (1 + rng.below(6)).to_string(), "price": (1 + rng.below(60)).to_string(),
+           "currency": "USD",
+           "fees": [{"payer": "alice:cash", "account": "broker:fees", "amount": "0.25"}]})
+}
+
+fn batch_body(rng: &mut Rng, n: usize) -> Value {
+    let commands: Vec<Value> = (0..2 + rng.below(4))
+        .map(|i| {
+            let key = format!("batch-{n}-{i}");
+            match rng.below(4) {
+                0 => json!({"idempotency_key": key, "trade": trade_body(rng)}),
+                _ => json!({"idempotency_key": key, "transfer": transfer_body(rng)}),
+            }
+        })
+        .collect();
+    json!({"atomic": rng.below(2) == 0, "commands": commands})
+}
+
+/// The next random write.
+fn next_write(rng: &mut Rng, known: &Known, n: usize) -> Write {
+    let key = format!("w-{n}");
+    let write = |path: &str, key: String, body: Value| Write {
+        path: path.to_owned(),
+        key,
+        body,
+    };
+    match rng.below(10) {
+        0 | 1 if !known.holds.is_empty() => {
+            let hold = &known.holds[rng.below(known.holds.len() as u64) as usize];
+            let action = rng.pick(&["post", "void"]);
+            write(&format!("/v1/transactions/{hold}/{action}"), key, json!({}))
+        }
+        2 if !known.posted.is_empty() => {
+            let (id, _) = &known.posted[rng.below(known.posted.len() as u64) as usize];
+            write(&format!("/v1/transactions/{id}/reverse"), key, json!({}))
+        }
+        3 if !known.keys.is_empty() => {
+            let (key, body) = known.keys[rng.below(known.keys.len() as u64) as usize].clone();
+            write("/v1/transfers", key, body)
+        }
+        4 => write("/v1/trades", key, trade_body(rng)),
+        5 => write("/v1/transactions/batch", key, batch_body(rng, n)),
+        6 => {
+            let mut body = transfer_body(rng);
+            body["pending"] = json!(true);
+            write("/v1/transfers", key, body)
+        }
+        _ => write("/v1/transfers", key, transfer_body(rng)),
+    }
+}
+
+/// Learns from a real write's answer what later writes may refer to.
+fn learn(known: &mut Known, write: &Write, real: &Answer) {
+    if real.status != 201 || write.path != "/v1/transfers" {
+        return;
+    }
+    let id = real.body["id"].as_str().unwrap_or_default().to_owned();
+    if real.body["status"] == "pending" {
+        known.holds.push(id);
+    } else {
+        known.posted.push((id, real.position()));
+    }
+    known.keys.push((write.key.clone(), write.body.clone()));
+}
+
+async fn market(ledger: &TestLedger) {
+    ledger.market().await;
+    ledger
+        .transfer("fund-bob", "world:bank", "bob:cash", "AAPL", "1000")
+        .await
+        .expect(201);
+    ledger
+        .transfer("fund-alice", "world:bank", "alice:cash", "USD", "500")
+        .await
+        .expect(201);
+}
+
+/// Compares a dry run with the real write that followed it, and its balances with the reads.
+async fn assert_dry_run_matches(ledger: &TestLedger, write: &Write, dry: &Answer, real: &Answer) {
+    if write.is_batch() {
+        dry.expect(200);
+        real.expect(200);
+        assert_eq!(dry.body["dry_run"], true);
+        assert!(dry.header("ledger-position").is_none());
+        let (dry_results, real_results) = (&dry.body["results"], &real.body["results"]);
+        let pairs = dry_results.as_array().into_iter().flatten();
+        for (d, r) in pairs.zip(real_results.as_array().into_iter().flatten()) {
+            let (ds, rs) = (d["status"].as_u64(), r["status"].as_u64());
+            assert_same_answer(ds.unwrap_or(0), &d["body"], rs.unwrap_or(0), &r["body"]);
+            assert!(d["position"].is_null());
+        }
+        let position = real.header("ledger-position").and_then(|p| p.parse().ok());
+        let head = ledger.event_count().await;
+        assert_balances_after(ledger, &dry.body["balances"], position.unwrap_or(head)).await;
+        return;
+    }
+    if real.status == 201 {
+        dry.expect(200);
+        assert_eq!(dry.body["dry_run"], true, "{}", dry.text);
+        assert!(dry.header("ledger-position").is_none());
+        let replayed = real.header("idempotent-replayed") == Some("true");
+        assert_eq!(dry.body["replayed"], replayed, "{}", dry.text);
+        assert_same_answer(200, &dry.body["result"], 201, &real.body);
+        assert_balances_after(ledger, &dry.body["balances"], real.position()).await;
+    } else {
+        assert_eq!(dry.status, real.status, "{} vs {}", dry.text, real.text);
+        assert_eq!(dry.code(), real.code());
+        assert_eq!(dry.body["dry_run"], true);
+    }
+}
+
+#[tokio::test]
+async fn every_random_dry_run_answers_what_the_real_write_that_follows_answers() {
+    let ledger = TestLedger::start().await;
+    market(&ledger).await;
+    let seed = 0x5eed_d0d0 ^ std::process::id() as u64;
+    println!("seed {seed}");
+    let mut rng = Rng(seed | 1);
+    let mut known = Known::default();
+    let mut outcomes: BTreeMap<(String, u16), usize> = BTreeMap::new();
+    for n in 0..120 {
+        let write = next_write(&mut rng, &known, n);
+        if write.path.ends_with("/reverse") {
+            // The reversal reads what the transaction moved: wait for it to be readable.
+            for (id, position) in &known.posted {
+                let _ = ledger
+                    .get(&format!("/v1/transactions/{id}?min_position={position}"))
+                    .await;
+            }
+        }
+        let events = ledger.event_count().await;
+        let dry = write.send(&ledger, true).await;
+        assert_eq!(ledger.event_count().await, events, "the dry run appended");
+        let real = write.send(&ledger, false).await;
+        assert_dry_run_matches(&ledger, &write, &dry, &real).await;
+        learn(&mut known, &write, &real);
+        let route = write.path.rsplit('/').next().unwrap_or_default().to_owned();
+        *outcomes.entry((route, real.status)).or_default() += 1;
+    }
+    println!("{outcomes:?}");
+    let refused = outcomes.iter().filter(|((_, s), _)| *s >= 400).count();
+    assert!(refused >= 2, "some refusals: {outcomes:?}");
+    assert!(outcomes.len() >= 8, "many kinds of answers: {outcomes:?}");
+    ledger.finish().await;
+}
