@@ -3,7 +3,7 @@
 //! up no idempotency key. The rule checked throughout: a dry run's answer is the answer of the
 //! real write that immediately follows it.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::str::FromStr;
 
 use ledger_tests::serde_json::{json, Value};
@@ -284,5 +284,284 @@ async fn every_random_dry_run_answers_what_the_real_write_that_follows_answers()
     let refused = outcomes.iter().filter(|((_, s), _)| *s >= 400).count();
     assert!(refused >= 2, "some refusals: {outcomes:?}");
     assert!(outcomes.len() >= 8, "many kinds of answers: {outcomes:?}");
+    ledger.finish().await;
+}
+
+/// The head of the log (its last position and hash) and how many idempotency records there are.
+async fn log_state(ledger: &TestLedger) -> (i64, Option<Vec<u8>>, i64) {
+    let mut conn = ledger.sql().await;
+    let head: (Option<i64>, Option<Vec<u8>>) =
+        sqlx::query_as("SELECT position, hash FROM events ORDER BY position DESC LIMIT 1")
+            .fetch_optional(&mut conn)
+            .await
+            .expect("head")
+            .unwrap_or((None, None));
+    let keys: i64 = sqlx::query_scalar("SELECT count(*) FROM idempotency_keys")
+        .fetch_one(&mut conn)
+        .await
+        .expect("keys");
+    (head.0.unwrap_or(0), head.1, keys)
+}
+
+#[tokio::test]
+async fn dry_runs_move_no_head_and_use_up_no_idempotency_key() {
+    let ledger = TestLedger::start().await;
+    market(&ledger).await;
+    let before = log_state(&ledger).await;
+    let transfer =
+        json!({"source": "alice:cash", "destination": "bob:cash", "asset": "USD", "amount": "10"});
+    for _ in 0..3 {
+        let dry = ledger
+            .post(&with_dry_run("/v1/transfers"), "k-1", &transfer)
+            .await;
+        dry.expect(200);
+        assert_eq!(dry.body["replayed"], false);
+        let alice = &dry.body["balances"][0];
+        assert_eq!(alice["account"], "alice:cash");
+        assert_eq!(alice["assets"][0]["before"]["balance"], "500.00");
+        assert_eq!(alice["assets"][0]["after"]["available"], "490.00");
+    }
+    let open = json!({"code": "carol:cash"});
+    ledger
+        .post(&with_dry_run("/v1/accounts"), "k-2", &open)
+        .await
+        .expect(200);
+    let hold = json!({"source": "alice:cash", "destination": "bob:cash", "asset": "USD", "amount": "5", "pending": true});
+    ledger
+        .post(&with_dry_run("/v1/transfers"), "k-3", &hold)
+        .await
+        .expect(200);
+    assert_eq!(
+        log_state(&ledger).await,
+        before,
+        "a dry run moved the head or kept a key"
+    );
+
+    // The key was not used up: the real write with it is a first write, not a replay.
+    let real = ledger.post("/v1/transfers", "k-1", &transfer).await;
+    real.expect(201);
+    assert!(real.header("idempotent-replayed").is_none());
+    assert_eq!(real.position(), before.0 + 1);
+
+    // Once used, a dry run with the key answers what the real write would: the replay, or
+    // idempotency_key_reused for another request.
+    let replay = ledger
+        .post(&with_dry_run("/v1/transfers"), "k-1", &transfer)
+        .await;
+    replay.expect(200);
+    assert_eq!(replay.body["replayed"], true);
+    assert_eq!(replay.body["result"]["position"], real.position());
+    assert_eq!(replay.body["balances"], json!([]));
+    let other =
+        json!({"source": "alice:cash", "destination": "bob:cash", "asset": "USD", "amount": "11"});
+    let reused = ledger
+        .post(&with_dry_run("/v1/transfers"), "k-1", &other)
+        .await;
+    assert_eq!(reused.code(), "idempotency_key_reused");
+    assert_eq!(reused.body["dry_run"], true);
+    let after_real = log_state(&ledger).await;
+    assert_eq!(after_real.0, before.0 + 1);
+    assert_eq!(after_real.2, before.2 + 1);
+    ledger.finish().await;
+}
+
+#[tokio::test]
+async fn a_refusal_is_the_real_problem_document_marked_as_a_dry_run() {
+    let ledger = TestLedger::start().await;
+    market(&ledger).await;
+    let events = ledger.event_count().await;
+    let overdraw =
+        json!({"source": "bob:cash", "destination": "alice:cash", "asset": "USD", "amount": "1"});
+    let dry = ledger
+        .post(&with_dry_run("/v1/transfers"), "r-1", &overdraw)
+        .await;
+    ledger
+        .assert_refused(&dry, 422, "insufficient_funds", events)
+        .await;
+    assert_eq!(dry.body["dry_run"], true);
+    let unknown =
+        json!({"source": "alice:cash", "destination": "nobody", "asset": "USD", "amount": "1"});
+    let dry = ledger
+        .post(
+            &with_dry_run("/v1/ledgers/default/transfers"),
+            "r-2",
+            &unknown,
+        )
+        .await;
+    ledger
+        .assert_refused(&dry, 422, "account_not_found", events)
+        .await;
+    assert_eq!(dry.body["dry_run"], true);
+    let duplicate = json!({"code": "USD", "scale": 2});
+    let dry = ledger
+        .post(&with_dry_run("/v1/assets"), "r-3", &duplicate)
+        .await;
+    ledger
+        .assert_refused(&dry, 409, "duplicate_asset", events)
+        .await;
+    assert_eq!(dry.body["dry_run"], true);
+    // A misspelt parameter never makes a real write.
+    let typo = ledger
+        .post("/v1/transfers?dryrun=true", "r-4", &overdraw)
+        .await;
+    assert_eq!(typo.status, 400, "{}", typo.text);
+    // An atomic batch is refused whole, as the real one is, and would change nothing.
+    let batch = json!({"atomic": true, "commands": [
+        {"idempotency_key": "b-1", "transfer": {"source": "world:bank", "destination": "bob:cash", "asset": "USD", "amount": "3"}},
+        {"idempotency_key": "b-2", "transfer": {"source": "bob:cash", "destination": "alice:cash", "asset": "USD", "amount": "50"}}]});
+    let dry = ledger
+        .post(&with_dry_run("/v1/transactions/batch"), "b", &batch)
+        .await;
+    dry.expect(200);
+    let statuses: Vec<&Value> = dry.body["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| &r["status"])
+        .collect();
+    assert_eq!(statuses, [422, 422]);
+    assert_eq!(dry.body["results"][0]["body"]["code"], "batch_aborted");
+    assert_eq!(dry.body["results"][1]["body"]["code"], "insufficient_funds");
+    assert_eq!(dry.body["balances"], json!([]));
+    assert_eq!(ledger.event_count().await, events);
+    // Account changes too: a freeze, limits.
+    let freeze = ledger
+        .post(
+            &with_dry_run("/v1/accounts/bob:cash/freeze"),
+            "f",
+            &json!({}),
+        )
+        .await;
+    freeze.expect(200);
+    assert_eq!(freeze.body["result"]["status"], "frozen");
+    let limits = json!({"asset": "USD", "min_balance": "-100"});
+    let set = ledger
+        .patch(&with_dry_run("/v1/accounts/bob:cash/limits"), "l", &limits)
+        .await;
+    set.expect(200);
+    assert_eq!(ledger.event_count().await, events);
+    ledger.finish().await;
+}
+
+const WRITERS: usize = 4;
+const WRITES_EACH: usize = 40;
+
+/// One writer of the load: funds its `a` account from the world and moves from `a` to `b`,
+/// some of which overdraw. Returns the positions of its accepted writes and the balances (in
+/// cents) of `a` and `b` as a reference model computes them.
+async fn real_writer(ledger: &TestLedger, writer: usize) -> (Vec<i64>, i64, i64) {
+    let mut rng = Rng(0x9e37_79b9 + writer as u64);
+    let (a, b) = (format!("w{writer}:a"), format!("w{writer}:b"));
+    let (mut a_cents, mut b_cents, mut positions) = (0i64, 0i64, Vec::new());
+    for n in 0..WRITES_EACH {
+        let cents = 1 + rng.below(5_000) as i64;
+        let amount = format!("{}.{:02}", cents / 100, cents % 100);
+        let key = format!("load-{writer}-{n}");
+        let fund = rng.below(2) == 0;
+        let source = if fund { "world:bank" } else { a.as_str() };
+        let destination = if fund { a.as_str() } else { b.as_str() };
+        let answer = ledger
+            .transfer(&key, source, destination, "USD", &amount)
+            .await;
+        let accepted = fund || a_cents >= cents;
+        if accepted {
+            answer.expect(201);
+            positions.push(answer.position());
+            a_cents += if fund { cents } else { -cents };
+            b_cents += if fund { 0 } else { cents };
+        } else {
+            assert_eq!(answer.code(), "insufficient_funds");
+        }
+    }
+    (positions, a_cents, b_cents)
+}
+
+/// Dry runs, single and batched, over the writers' accounts until every writer is done.
+async fn dry_run_loop(ledger: &TestLedger, done: &std::sync::atomic::AtomicUsize) -> usize {
+    let mut rng = Rng(0x0dd_ba11);
+    let mut count = 0;
+    while done.load(std::sync::atomic::Ordering::SeqCst) < WRITERS {
+        let w = rng.below(WRITERS as u64);
+        let transfer = json!({"source": format!("w{w}:a"), "destination": format!("w{w}:b"),
+                              "asset": "USD", "amount": rng.usd()});
+        let key = format!("load-{w}-{}", rng.below(WRITES_EACH as u64));
+        let answer = if rng.below(3) == 0 {
+            let batch = json!({"atomic": rng.below(2) == 0, "commands": [
+                {"idempotency_key": format!("dry-{count}"), "transfer": transfer},
+                {"idempotency_key": key, "transfer": transfer}]});
+            ledger
+                .post(&with_dry_run("/v1/transactions/batch"), "x", &batch)
+                .await
+        } else {
+            ledger
+                .post(
+                    &with_dry_run("/v1/transfers"),
+                    &format!("dry-{count}"),
+                    &transfer,
+                )
+                .await
+        };
+        assert!(
+            answer.status == 200 || answer.status == 422,
+            "{}",
+            answer.text
+        );
+        assert_eq!(answer.body["dry_run"], true, "{}", answer.text);
+        assert!(answer.header("ledger-position").is_none());
+        count += 1;
+    }
+    count
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_stream_of_dry_runs_under_full_write_load_appends_nothing() {
+    let ledger = TestLedger::start().await;
+    market(&ledger).await;
+    for w in 0..WRITERS {
+        for side in ["a", "b"] {
+            ledger
+                .open_account(&format!("w{w}:{side}"), false)
+                .await
+                .expect(201);
+        }
+    }
+    let setup = ledger.event_count().await;
+    let done = std::sync::atomic::AtomicUsize::new(0);
+    let writers = futures_util::future::join_all((0..WRITERS).map(|w| {
+        let (ledger, done) = (&ledger, &done);
+        async move {
+            let result = real_writer(ledger, w).await;
+            done.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            result
+        }
+    }));
+    let (results, dry_runs) = tokio::join!(writers, dry_run_loop(&ledger, &done));
+    assert!(dry_runs > 0);
+
+    let positions: Vec<i64> = results.iter().flat_map(|(p, _, _)| p.clone()).collect();
+    assert_eq!(ledger.event_count().await, setup + positions.len() as i64);
+    let mut conn = ledger.sql().await;
+    let logged: i64 = sqlx::query_scalar("SELECT count(*) FROM events WHERE position = ANY($1)")
+        .bind(&positions)
+        .fetch_one(&mut conn)
+        .await
+        .expect("logged");
+    assert_eq!(
+        logged,
+        positions.len() as i64,
+        "every real write is in the log"
+    );
+    let head = positions.iter().max().copied().unwrap_or(setup);
+    for (w, (_, a_cents, b_cents)) in results.iter().enumerate() {
+        for (side, cents) in [("a", a_cents), ("b", b_cents)] {
+            let read = ledger.account_at(&format!("w{w}:{side}"), head).await;
+            let balance = read.body["balances"]
+                .as_array()
+                .and_then(|b| b.iter().find(|b| b["asset"] == "USD"))
+                .and_then(|b| b["balance"].as_str())
+                .map_or(Decimal::ZERO, |b| Decimal::from_str(b).expect("a decimal"));
+            assert_eq!(balance, Decimal::new(*cents, 2), "w{w}:{side}");
+        }
+    }
     ledger.finish().await;
 }
