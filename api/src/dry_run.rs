@@ -64,6 +64,9 @@ pub struct DryRunView {
 /// An account's figures before and after a dry run.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct AccountChangeView {
+    /// The ledger the account is in: only in the answer to a transfer between ledgers.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ledger: Option<String>,
     pub account: String,
     /// True when the write would open it.
     pub opened: bool,
@@ -106,6 +109,7 @@ pub fn balances_view(changes: Vec<AccountChange>) -> Vec<AccountChangeView> {
     changes
         .into_iter()
         .map(|c| AccountChangeView {
+            ledger: None,
             account: c.account.to_string(),
             opened: c.opened,
             assets: c

@@ -565,3 +565,56 @@ async fn a_stream_of_dry_runs_under_full_write_load_appends_nothing() {
     }
     ledger.finish().await;
 }
+
+#[tokio::test]
+async fn a_transfer_between_ledgers_dry_runs_in_both_and_records_nothing() {
+    let ledger = TestLedger::start().await;
+    ledger.create_ledger_with_usd("fund-a", &["alice"]).await;
+    ledger.create_ledger_with_usd("fund-b", &["bob"]).await;
+    let fund =
+        json!({"source": "world:bank", "destination": "alice", "asset": "USD", "amount": "100"});
+    ledger
+        .post("/v1/ledgers/fund-a/transfers", "fund", &fund)
+        .await
+        .expect(201);
+    let body = |amount: &str| {
+        json!({"source_ledger": "fund-a", "source": "alice", "destination_ledger": "fund-b",
+               "destination": "bob", "asset": "USD", "amount": amount})
+    };
+    let events = ledger.event_count().await;
+    let path = with_dry_run("/v1/ledger-transfers");
+    let refused = ledger.post(&path, "x-1", &body("150")).await;
+    assert_eq!(refused.status, 422, "{}", refused.text);
+    assert_eq!(refused.code(), "insufficient_funds");
+    assert_eq!(refused.body["dry_run"], true);
+
+    let dry = ledger.post(&path, "x-2", &body("40")).await;
+    dry.expect(200);
+    assert_eq!(dry.body["dry_run"], true);
+    assert_eq!(dry.body["result"]["state"], "posted");
+    let after = |ledger_name: &str, account: &str| {
+        dry.body["balances"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|c| c["ledger"] == ledger_name && c["account"] == account)
+            .map(|c| c["assets"][0]["after"]["balance"].clone())
+    };
+    assert_eq!(after("fund-a", "alice"), Some(json!("60.00")));
+    assert_eq!(after("fund-b", "bob"), Some(json!("40.00")));
+    assert_eq!(ledger.event_count().await, events);
+    let listed = ledger.get("/v1/ledger-transfers").await;
+    assert_eq!(listed.body["items"], json!([]), "nothing recorded");
+
+    // The real transfer with the same key is a first one; a dry run after it is its replay.
+    let real = ledger
+        .post("/v1/ledger-transfers", "x-2", &body("40"))
+        .await;
+    real.expect(201);
+    assert!(real.header("idempotent-replayed").is_none());
+    let replay = ledger.post(&path, "x-2", &body("40")).await;
+    replay.expect(200);
+    assert_eq!(replay.body["replayed"], true);
+    assert_eq!(replay.body["result"]["id"], real.body["id"]);
+    ledger.finish().await;
+}
