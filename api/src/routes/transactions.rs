@@ -227,6 +227,8 @@ fn settled(
         (status = "4XX", body = Problem), (status = 503, body = Problem),
     )
 )]
+// An axum handler: each argument is an extractor.
+#[allow(clippy::too_many_arguments)]
 async fn act_on_transaction(
     State(state): State<AppState>,
     book: Book,
