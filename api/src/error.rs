@@ -80,6 +80,10 @@ pub struct Problem {
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<Object>)]
     pub context: Option<serde_json::Value>,
+    /// Present (true) when this is the answer to a dry run (`?dry_run=true`): the refusal the
+    /// real write would get; nothing was written.
+    #[serde(skip_serializing_if = "crate::is_false")]
+    pub dry_run: bool,
 }
 
 impl ApiError {
@@ -158,6 +162,7 @@ impl ApiError {
             detail,
             code: code.to_owned(),
             context,
+            dry_run: false,
         }
     }
 }

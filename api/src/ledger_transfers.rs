@@ -289,6 +289,121 @@ async fn settle(
     }
 }
 
+/// What a dry run of a transfer finds: refused by a ledger (the transfer would be voided), or
+/// posted in both, with what each ledger's accounts would become.
+pub enum DryRunOutcome {
+    Refused(Rejection, String),
+    Posted(Vec<(String, Vec<infrastructure::AccountChange>)>),
+}
+
+/// Dry-runs a transfer's steps in each ledger, source first, as `run` takes them: the settlement
+/// account opened if it is not there, the hold, and its post. Nothing is recorded anywhere.
+pub async fn dry_run(
+    books: &Books,
+    request: &store::Request,
+    origin: &Origin,
+) -> Result<DryRunOutcome, ApiError> {
+    let source = books
+        .get(&request.source_ledger.parse().map_err(corrupt)?)
+        .await?;
+    let destination = books
+        .get(&request.destination_ledger.parse().map_err(corrupt)?)
+        .await?;
+    let source_settlement = settlement_account(&request.destination_ledger);
+    let destination_settlement = settlement_account(&request.source_ledger);
+    let sides = [
+        (
+            &source,
+            source_settlement.as_str(),
+            request.source.as_str(),
+            source_settlement.as_str(),
+        ),
+        (
+            &destination,
+            destination_settlement.as_str(),
+            destination_settlement.as_str(),
+            request.destination.as_str(),
+        ),
+    ];
+    let mut balances = Vec::new();
+    for (book, settlement, from, to) in sides {
+        let items = dry_run_items(request, settlement, from, to)?;
+        let answer = book.writer().dry_run(items, false, origin.clone()).await?;
+        let mut replies = answer.replies.into_iter().map(|r| r.map(|r| r.outcome));
+        match replies.next() {
+            Some(Ok(
+                Outcome::Accepted(_) | Outcome::Rejected(Rejection::DuplicateAccount { .. }),
+            )) => {}
+            Some(Ok(Outcome::Rejected(other))) => return Err(ApiError::Rejected(other)),
+            Some(Err(e)) => return Err(e.into()),
+            None => return Err(infrastructure::Error::CommitFailed.into()),
+        }
+        for reply in replies {
+            match reply? {
+                Outcome::Accepted(_) => {}
+                Outcome::Rejected(r) => {
+                    return Ok(DryRunOutcome::Refused(r, book.name().to_string()))
+                }
+            }
+        }
+        balances.push((book.name().to_string(), answer.balances));
+    }
+    Ok(DryRunOutcome::Posted(balances))
+}
+
+/// One ledger's steps of a transfer, as `open_settlement`, `reserve` and `settle` submit them.
+fn dry_run_items(
+    request: &store::Request,
+    settlement: &str,
+    from: &str,
+    to: &str,
+) -> Result<Vec<WriteItem>, ApiError> {
+    let hold = TransactionId(Uuid::now_v7());
+    let metadata = Metadata::parse(&format!(
+        r#"{{"ledger_transfer":"{}","metadata":{}}}"#,
+        Uuid::nil(),
+        request.metadata
+    ))
+    .map_err(corrupt)?;
+    let open = Command::OpenAccount(OpenAccount {
+        id: AccountId(Uuid::now_v7()),
+        code: settlement.parse::<AccountCode>().map_err(corrupt)?,
+        allow_negative: true,
+        metadata: Metadata::default(),
+    });
+    let reserve = Command::PostTransaction(PostTransaction {
+        id: hold,
+        kind: TransactionKind::Transfer,
+        postings: vec![PostingInstruction {
+            source: account(from)?,
+            destination: account(to)?,
+            asset: request.asset.parse::<AssetCode>().map_err(corrupt)?,
+            amount: request.amount.parse::<PositiveDecimal>().map_err(corrupt)?,
+        }],
+        metadata: metadata.clone(),
+        guards: Default::default(),
+        pending: Some(HoldTerms { expires_at: None }),
+        effective_at: None,
+    });
+    let post = Command::SettlePending(SettlePending {
+        pending_id: hold,
+        settlement: Settlement::Post { amounts: None },
+        at: chrono::Utc::now(),
+        metadata,
+        effective_at: None,
+    });
+    let open_key = format!(
+        "{}settlement:{settlement}",
+        infrastructure::INTERNAL_KEY_PREFIX
+    );
+    let step = |name: &str| store::step_key(hold.0, name);
+    Ok(vec![
+        item(open, open_key),
+        item(reserve, step("dry-run-reserve")),
+        item(post, step("dry-run-post")),
+    ])
+}
+
 /// The recovery loop, on every node: it carries every transfer left open for longer than
 /// `RECOVERY_GRACE` as far as this node's writers allow (see the module's note). Runs until the
 /// process ends.

@@ -5,6 +5,7 @@ pub mod books;
 pub mod config;
 mod console;
 mod cursor;
+pub mod dry_run;
 pub mod error;
 pub mod extract;
 pub mod forward;

@@ -205,6 +205,29 @@ pub async fn create(
     Ok(Created::Earlier(from_row(&row)?))
 }
 
+/// What `create` would find under `idempotency_key` without recording anything (for a dry run):
+/// `Earlier`, `KeyReused`, or `None` when the key is unused.
+pub async fn find(
+    pool: &PgPool,
+    idempotency_key: &str,
+    fingerprint: &[u8],
+) -> Result<Option<Created>> {
+    let row = sqlx::query(&format!(
+        "SELECT {COLUMNS}, fingerprint FROM ledger_transfers WHERE idempotency_key = $1"
+    ))
+    .bind(idempotency_key)
+    .fetch_optional(pool)
+    .await?;
+    let Some(row) = row else {
+        return Ok(None);
+    };
+    let stored: Vec<u8> = row.try_get("fingerprint")?;
+    if stored != fingerprint {
+        return Ok(Some(Created::KeyReused));
+    }
+    Ok(Some(Created::Earlier(from_row(&row)?)))
+}
+
 pub async fn get(pool: &PgPool, id: Uuid) -> Result<Option<LedgerTransfer>> {
     let row = sqlx::query(&format!(
         "SELECT {COLUMNS} FROM ledger_transfers WHERE id = $1"

@@ -37,5 +37,6 @@ pub use reads::{AtPosition, ReadStore};
 pub use writer::expiry::{self, INTERNAL_KEY_PREFIX};
 pub use writer::lease as writer_lock;
 pub use writer::{
-    CommittedEvent, Origin, Outcome, Reply, WriteItem, Writer, WriterConfig, WriterStatus,
+    AccountChange, AssetChange, Balance, CommittedEvent, DryRunAnswer, Origin, Outcome, Reply,
+    WriteItem, Writer, WriterConfig, WriterStatus,
 };

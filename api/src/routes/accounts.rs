@@ -16,6 +16,7 @@ use domain::Rejection;
 use rust_decimal::Decimal;
 
 use crate::books::Book;
+use crate::dry_run::DryRun;
 use crate::error::{ApiError, Problem};
 use crate::extract::{ActionBody, IdempotencyKey, JsonBody, Params, PathParam, RequestOrigin};
 use crate::render::{account_view, balance_view, history_item_view, history_view};
@@ -71,6 +72,7 @@ async fn change_account_status(
     PathParam((id_or_code, action)): PathParam<(String, String)>,
     key: IdempotencyKey,
     origin: RequestOrigin,
+    dry_run: DryRun,
     ActionBody(request): ActionBody<AccountStatusRequest>,
 ) -> Result<Response, ApiError> {
     let change = match action.as_str() {
@@ -84,7 +86,7 @@ async fn change_account_status(
         change,
         request,
     };
-    submit(&state, &book, key, origin, &command).await
+    submit(&state, &book, key, origin, &command, dry_run).await
 }
 
 /// Set an account's balance bounds in one asset: `min_balance` (negative: a credit limit) and
@@ -106,13 +108,14 @@ async fn set_account_limits(
     PathParam(id_or_code): PathParam<String>,
     key: IdempotencyKey,
     origin: RequestOrigin,
+    dry_run: DryRun,
     JsonBody(request): JsonBody<AccountLimitsRequest>,
 ) -> Result<Response, ApiError> {
     let command = AccountLimitsCommand {
         account: path_account(&id_or_code)?,
         request,
     };
-    submit(&state, &book, key, origin, &command).await
+    submit(&state, &book, key, origin, &command, dry_run).await
 }
 
 /// Open an account. Its code is unique and never changes.
@@ -131,9 +134,10 @@ async fn open_account(
     book: Book,
     key: IdempotencyKey,
     origin: RequestOrigin,
+    dry_run: DryRun,
     JsonBody(request): JsonBody<OpenAccountRequest>,
 ) -> Result<Response, ApiError> {
-    submit(&state, &book, key, origin, &request).await
+    submit(&state, &book, key, origin, &request, dry_run).await
 }
 
 #[derive(Debug, Deserialize, IntoParams)]

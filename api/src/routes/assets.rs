@@ -5,6 +5,7 @@ use utoipa::IntoParams;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
 use crate::books::Book;
+use crate::dry_run::DryRun;
 use crate::error::{ApiError, Problem};
 use crate::extract::{IdempotencyKey, JsonBody, Params, RequestOrigin};
 use crate::requests::DefineAssetRequest;
@@ -32,9 +33,10 @@ async fn define_asset(
     book: Book,
     key: IdempotencyKey,
     origin: RequestOrigin,
+    dry_run: DryRun,
     JsonBody(request): JsonBody<DefineAssetRequest>,
 ) -> Result<Response, ApiError> {
-    submit(&state, &book, key, origin, &request).await
+    submit(&state, &book, key, origin, &request, dry_run).await
 }
 
 #[derive(Debug, Deserialize, IntoParams)]

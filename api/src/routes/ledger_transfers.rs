@@ -18,8 +18,10 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 use uuid::Uuid;
 
 use crate::auth::Caller;
+use crate::dry_run::{DryRun, DryRunView};
 use crate::error::{ApiError, Problem};
 use crate::extract::{IdempotencyKey, JsonBody, Params, PathParam, RequestOrigin};
+use crate::ledger_transfers::DryRunOutcome;
 use crate::routes::write::IDEMPOTENT_REPLAYED;
 use crate::state::AppState;
 
@@ -152,6 +154,7 @@ async fn create_transfer(
     caller: Caller,
     IdempotencyKey(key): IdempotencyKey,
     origin: RequestOrigin,
+    DryRun(dry_run): DryRun,
     JsonBody(request): JsonBody<LedgerTransferRequest>,
 ) -> Result<Response, ApiError> {
     may_use(&caller, &request.source_ledger)?;
@@ -178,6 +181,9 @@ async fn create_transfer(
     let fingerprint = hasher.finalize();
     let scoped_key = origin.scoped_key(key);
     let registry = books.registry();
+    if dry_run {
+        return dry_run_transfer(books, &scoped_key, &fingerprint, &recorded, &origin.0).await;
+    }
     let (transfer, replayed) = match store::create(
         registry,
         &scoped_key,
@@ -204,6 +210,100 @@ async fn create_transfer(
         Err(_) => current(registry, id).await?,
     };
     answer(transfer, replayed)
+}
+
+/// A transfer's dry run: what the real request would answer (a replay of the transfer recorded
+/// under the key, `idempotency_key_reused`, or the outcome of running it now), and every account
+/// it would change in each ledger. Nothing is recorded, in the registry or in a ledger.
+async fn dry_run_transfer(
+    books: &crate::books::Books,
+    key: &str,
+    fingerprint: &[u8],
+    request: &Request,
+    origin: &infrastructure::Origin,
+) -> Result<Response, ApiError> {
+    let (result, replayed, balances) = match store::find(books.registry(), key, fingerprint).await?
+    {
+        Some(Created::KeyReused) => {
+            return Ok(dry_run_problem(
+                ApiError::from(infrastructure::Error::IdempotencyKeyReused).problem(),
+            ));
+        }
+        Some(Created::Earlier(transfer)) => {
+            let voided = transfer.state == TransferState::Voided;
+            let response = answer(transfer, true)?;
+            if voided {
+                return Ok(mark_dry_run(response).await);
+            }
+            let body = axum::body::to_bytes(response.into_body(), usize::MAX)
+                .await
+                .unwrap_or_default();
+            (body.to_vec(), true, Vec::new())
+        }
+        Some(Created::New(_)) | None => {
+            match crate::ledger_transfers::dry_run(books, request, origin).await? {
+                DryRunOutcome::Refused(rejection, ledger) => {
+                    let mut problem = ApiError::Rejected(rejection).problem();
+                    problem.status = 422;
+                    problem.title = "Unprocessable Entity".to_owned();
+                    problem.detail = format!("the ledger transfer would be voided in both ledgers: {ledger} refuses it: {}", problem.detail);
+                    return Ok(dry_run_problem(problem));
+                }
+                DryRunOutcome::Posted(sides) => {
+                    let view = serde_json::json!({"state": "posted", "source_ledger": request.source_ledger,
+                    "source": request.source, "destination_ledger": request.destination_ledger,
+                    "destination": request.destination, "asset": request.asset, "amount": request.amount});
+                    let balances = sides.into_iter().flat_map(|(ledger, changes)| {
+                        crate::dry_run::balances_view(changes)
+                            .into_iter()
+                            .map(move |mut c| {
+                                c.ledger = Some(ledger.clone());
+                                c
+                            })
+                    });
+                    (
+                        serde_json::to_vec(&view).unwrap_or_default(),
+                        false,
+                        balances.collect(),
+                    )
+                }
+            }
+        }
+    };
+    let view = DryRunView {
+        dry_run: true,
+        replayed,
+        result: crate::dry_run::raw(result),
+        balances,
+    };
+    Ok((StatusCode::OK, axum::Json(view)).into_response())
+}
+
+/// A problem document answered to a dry run.
+fn dry_run_problem(mut problem: crate::error::Problem) -> Response {
+    problem.dry_run = true;
+    let status = StatusCode::from_u16(problem.status).unwrap_or(StatusCode::UNPROCESSABLE_ENTITY);
+    let mut response = (status, axum::Json(problem)).into_response();
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/problem+json"),
+    );
+    response
+}
+
+/// The real answer (a problem document) marked as the answer to a dry run.
+async fn mark_dry_run(response: Response) -> Response {
+    let (mut parts, body) = response.into_parts();
+    let bytes = axum::body::to_bytes(body, usize::MAX)
+        .await
+        .unwrap_or_default();
+    let mut problem: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or_default();
+    problem["dry_run"] = serde_json::Value::Bool(true);
+    parts.headers.remove(header::CONTENT_LENGTH);
+    Response::from_parts(
+        parts,
+        axum::body::Body::from(serde_json::to_vec(&problem).unwrap_or_default()),
+    )
 }
 
 /// The asset must be defined with the same scale in both ledgers: 422 otherwise, before

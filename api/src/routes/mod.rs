@@ -45,7 +45,8 @@ Errors are RFC 9457 problem documents with a stable `code`. Every `/v1` route ne
     tags(
         (name = "ledgers"), (name = "assets"), (name = "accounts"), (name = "transactions"), (name = "trades"),
         (name = "events"), (name = "periods"), (name = "audit"), (name = "admin"), (name = "operations")
-    )
+    ),
+    components(schemas(crate::dry_run::DryRunView))
 )]
 struct ApiDoc;
 
@@ -146,8 +147,77 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
     require_api_key(&mut doc);
     problems_as_problem_json(&mut doc);
     optional_action_bodies(&mut doc);
+    dry_runs(&mut doc);
     ledger_scoped_paths(&mut doc);
     doc
+}
+
+/// The write routes, each of which takes `?dry_run=true` (see `crate::dry_run`).
+const WRITE_PATHS: [(&str, &str); 10] = [
+    ("post", "/v1/transactions"),
+    ("post", "/v1/transfers"),
+    ("post", "/v1/trades"),
+    ("post", "/v1/transactions/batch"),
+    ("post", "/v1/transactions/{id}/{action}"),
+    ("post", "/v1/assets"),
+    ("post", "/v1/accounts"),
+    ("post", "/v1/accounts/{id_or_code}/{action}"),
+    ("patch", "/v1/accounts/{id_or_code}/limits"),
+    ("post", "/v1/ledger-transfers"),
+];
+
+/// Documents `?dry_run=true` on every write route, and its `200` answer (`DryRunView`; the batch
+/// answers its own `BatchResponse`, which says when it is a dry run). The refusals are the real
+/// write's, already documented.
+fn dry_runs(doc: &mut utoipa::openapi::OpenApi) {
+    use utoipa::openapi::path::{ParameterBuilder, ParameterIn};
+    use utoipa::openapi::{ContentBuilder, ObjectBuilder, Ref, Required, ResponseBuilder, Type};
+    for (method, path) in WRITE_PATHS {
+        let Some(item) = doc.paths.paths.get_mut(path) else {
+            continue;
+        };
+        let operation = match method {
+            "patch" => item.patch.as_mut(),
+            _ => item.post.as_mut(),
+        };
+        let Some(operation) = operation else {
+            continue;
+        };
+        let parameter = ParameterBuilder::new()
+            .name("dry_run")
+            .parameter_in(ParameterIn::Query)
+            .required(Required::False)
+            .description(Some(
+                "`true`: decide the write exactly as it would be decided now and answer what it \
+                 would answer, with every touched account's balances before and after, but \
+                 write nothing and use up no idempotency key. An accepted dry run is `200` \
+                 without `Ledger-Position`; a refusal is the real write's problem document, \
+                 marked `dry_run`.",
+            ))
+            .schema(Some(ObjectBuilder::new().schema_type(Type::Boolean)))
+            .build();
+        operation
+            .parameters
+            .get_or_insert_with(Vec::new)
+            .push(parameter);
+        if path == "/v1/transactions/batch" {
+            continue;
+        }
+        let response = ResponseBuilder::new()
+            .description("A dry run (`?dry_run=true`) that would be accepted: nothing was written")
+            .content(
+                "application/json",
+                ContentBuilder::new()
+                    .schema(Some(Ref::from_schema_name("DryRunView")))
+                    .build(),
+            )
+            .build();
+        operation
+            .responses
+            .responses
+            .entry("200".to_owned())
+            .or_insert_with(|| response.into());
+    }
 }
 
 /// Every route of a book is also served under `/v1/ledgers/{ledger}` (see `books`): documented

@@ -17,11 +17,14 @@ use utoipa::IntoParams;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
 use crate::books::Book;
+use crate::dry_run::{render_dry_run, DryRun};
 use crate::error::{ApiError, Problem};
 use crate::extract::{IdempotencyKey, JsonBody, Params, PathParam, RequestOrigin};
 use crate::render::{decode_stored, period_event_view};
 use crate::requests::{ClosePeriodCommand, ClosePeriodRequest, ReopenPeriodRequest};
-use crate::routes::write::{at_position, render_reply, submit, submit_answer, LEDGER_POSITION};
+use crate::routes::write::{
+    at_position, render_reply, submit, submit_answer, CommandRequest, LEDGER_POSITION,
+};
 use crate::state::AppState;
 use crate::views::{
     PeriodEventView, PeriodList, PeriodView, TrialBalanceRowView, TrialBalanceTotalView,
@@ -59,12 +62,25 @@ async fn close_period(
     book: Book,
     IdempotencyKey(key): IdempotencyKey,
     origin: RequestOrigin,
+    DryRun(dry_run): DryRun,
     JsonBody(request): JsonBody<ClosePeriodRequest>,
 ) -> Result<Response, ApiError> {
     let mut command = ClosePeriodCommand {
         request,
         trial_balance: None,
     };
+    if dry_run {
+        let read = book
+            .reads_at(None)
+            .trial_balance(command.request.through, None)
+            .await?;
+        if let Some(read) = read.value {
+            command.trial_balance = Some((read.known_at_position, read.trial_balance.digest()));
+        }
+        let item = command.write_item(origin.scoped_key(key), state.clock().now())?;
+        let answer = book.writer().dry_run(vec![item], false, origin.0).await?;
+        return Ok(render_dry_run(answer).into_response());
+    }
     let mut answer = None;
     for _ in 0..CLOSE_ATTEMPTS_MAX {
         let read = book
@@ -113,9 +129,10 @@ async fn reopen_period(
     book: Book,
     key: IdempotencyKey,
     origin: RequestOrigin,
+    dry_run: DryRun,
     JsonBody(request): JsonBody<ReopenPeriodRequest>,
 ) -> Result<Response, ApiError> {
-    submit(&state, &book, key, origin, &request).await
+    submit(&state, &book, key, origin, &request, dry_run).await
 }
 
 #[derive(Debug, Deserialize, IntoParams)]

@@ -12,6 +12,7 @@ use utoipa::ToSchema;
 
 use crate::auth::Caller;
 use crate::books::Book;
+use crate::dry_run::{render_dry_reply, DryRun};
 use crate::error::{ApiError, Problem};
 use crate::extract::{
     ActionBody, BatchJsonBody, IdempotencyKey, JsonBody, Params, PathParam, RequestOrigin,
@@ -22,7 +23,7 @@ use crate::requests::{
     TransactionRequest, TransferRequest,
 };
 use crate::routes::assets::ReadParams;
-use crate::routes::write::{at_position, render_reply, submit, CommandRequest};
+use crate::routes::write::{at_position, render_reply, submit, CommandRequest, RenderedReply};
 use crate::state::AppState;
 use crate::views::{SettlementView, TradeView, TransactionView};
 use domain::command::OriginalTransaction;
@@ -57,9 +58,10 @@ async fn post_transaction(
     book: Book,
     key: IdempotencyKey,
     origin: RequestOrigin,
+    dry_run: DryRun,
     JsonBody(request): JsonBody<TransactionRequest>,
 ) -> Result<Response, ApiError> {
-    submit(&state, &book, key, origin, &request).await
+    submit(&state, &book, key, origin, &request, dry_run).await
 }
 
 /// Transfer: a transaction with one posting.
@@ -78,9 +80,10 @@ async fn post_transfer(
     book: Book,
     key: IdempotencyKey,
     origin: RequestOrigin,
+    dry_run: DryRun,
     JsonBody(request): JsonBody<TransferRequest>,
 ) -> Result<Response, ApiError> {
-    submit(&state, &book, key, origin, &request).await
+    submit(&state, &book, key, origin, &request, dry_run).await
 }
 
 /// Execute a trade, delivery versus payment: `quantity` of the instrument from seller to buyer,
@@ -101,9 +104,10 @@ async fn post_trade(
     book: Book,
     key: IdempotencyKey,
     origin: RequestOrigin,
+    dry_run: DryRun,
     JsonBody(request): JsonBody<TradeRequest>,
 ) -> Result<Response, ApiError> {
-    submit(&state, &book, key, origin, &request).await
+    submit(&state, &book, key, origin, &request, dry_run).await
 }
 
 fn parse_id(id: &str, code: &'static str, what: &str) -> Result<Uuid, ApiError> {
@@ -238,12 +242,15 @@ fn settled(
         (status = "4XX", body = Problem), (status = 503, body = Problem),
     )
 )]
+// An axum handler: each argument is an extractor.
+#[allow(clippy::too_many_arguments)]
 async fn act_on_transaction(
     State(state): State<AppState>,
     book: Book,
     PathParam((id, action)): PathParam<(String, String)>,
     key: IdempotencyKey,
     origin: RequestOrigin,
+    dry_run: DryRun,
     caller: Caller,
     ActionBody(request): ActionBody<TransactionActionRequest>,
 ) -> Result<Response, ApiError> {
@@ -273,7 +280,7 @@ async fn act_on_transaction(
         request,
         original,
     };
-    submit(&state, &book, key, origin, &command).await
+    submit(&state, &book, key, origin, &command, dry_run).await
 }
 
 /// One command of a batch: its own idempotency key and exactly one of `transaction`, `transfer`
@@ -318,6 +325,25 @@ pub struct BatchResult {
 pub struct BatchResponse {
     /// One result per command, in order.
     pub results: Vec<BatchResult>,
+    /// Present (true) with `?dry_run=true`: nothing was written; each result is what the real
+    /// batch would answer (`200` and the would-be view for an acceptance, with no `position`).
+    #[serde(skip_serializing_if = "crate::is_false")]
+    pub dry_run: bool,
+    /// With `?dry_run=true`: every account the batch would open or change, before its first
+    /// command and after its last (empty when an atomic batch would be refused).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub balances: Option<Vec<crate::dry_run::AccountChangeView>>,
+}
+
+impl From<RenderedReply> for BatchResult {
+    fn from(reply: RenderedReply) -> Self {
+        BatchResult {
+            status: reply.status.as_u16(),
+            replayed: reply.replayed,
+            position: reply.position,
+            body: crate::dry_run::raw(reply.body),
+        }
+    }
 }
 
 impl BatchCommand {
@@ -360,6 +386,7 @@ async fn post_batch(
     State(state): State<AppState>,
     book: Book,
     origin: RequestOrigin,
+    DryRun(dry_run): DryRun,
     BatchJsonBody(request): BatchJsonBody<BatchRequest>,
 ) -> Result<Response, ApiError> {
     let max = state.limits().batch_commands_max;
@@ -376,6 +403,19 @@ async fn post_batch(
         .enumerate()
         .map(|(index, command)| command.write_item(index, &origin, now))
         .collect::<Result<Vec<_>, _>>()?;
+    if dry_run {
+        let answer = book
+            .writer()
+            .dry_run(items, request.atomic, origin.0)
+            .await?;
+        let results = answer.replies.into_iter().map(render_dry_reply);
+        return Ok(axum::Json(BatchResponse {
+            results: results.map(BatchResult::from).collect(),
+            dry_run: true,
+            balances: Some(crate::dry_run::balances_view(answer.balances)),
+        })
+        .into_response());
+    }
     let answers = book
         .writer()
         .submit_batch(items, request.atomic, origin.0)
@@ -386,16 +426,14 @@ async fn post_batch(
         .map(|answer| {
             let reply = render_reply(answer);
             last_position = reply.position.max(last_position);
-            BatchResult {
-                status: reply.status.as_u16(),
-                replayed: reply.replayed,
-                position: reply.position,
-                body: RawValue::from_string(String::from_utf8_lossy(&reply.body).into_owned())
-                    .unwrap_or_else(|_| RawValue::NULL.to_owned()),
-            }
+            BatchResult::from(reply)
         })
         .collect();
-    let body = BatchResponse { results };
+    let body = BatchResponse {
+        results,
+        dry_run: false,
+        balances: None,
+    };
     Ok(match last_position {
         Some(position) => at_position(position, body),
         None => axum::Json(body).into_response(),

@@ -11,6 +11,7 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use crate::books::Book;
+use crate::dry_run::{render_dry_run, DryRun};
 use crate::error::{ApiError, RETRY_AFTER_S};
 use crate::extract::{IdempotencyKey, RequestOrigin};
 use crate::render::committed_view;
@@ -97,7 +98,13 @@ pub async fn submit(
     IdempotencyKey(key): IdempotencyKey,
     origin: RequestOrigin,
     request: &impl CommandRequest,
+    DryRun(dry_run): DryRun,
 ) -> Result<Response, ApiError> {
+    if dry_run {
+        let item = request.write_item(origin.scoped_key(key), state.clock().now())?;
+        let answer = book.writer().dry_run(vec![item], false, origin.0).await?;
+        return Ok(render_dry_run(answer).into_response());
+    }
     let answer = submit_answer(state, book, key, &origin, request).await?;
     Ok(render_reply(answer).into_response())
 }

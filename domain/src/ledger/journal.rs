@@ -2,8 +2,11 @@
 //! recorded with what it replaced, so that a batch abandoned half way leaves the state exactly as
 //! it was before its first event.
 
+use std::collections::HashSet;
+
 use super::records::{Hold, Undo};
-use super::state::LedgerState;
+use super::state::{AccountView, LedgerState};
+use super::storage::{Account, Slot};
 use crate::values::TransactionId;
 
 impl LedgerState {
@@ -52,6 +55,37 @@ impl LedgerState {
                 }
             }
         }
+    }
+
+    /// The accounts the open group opened or changed, in the order it first touched them: each
+    /// as it was before the group (`None` when the group opened it) and as it is now. How a dry
+    /// run tells what its commands would do to the accounts, before it takes them back.
+    pub fn group_changes(&self) -> Vec<(Option<AccountView<'_>>, AccountView<'_>)> {
+        let Some(journal) = &self.journal else {
+            return Vec::new();
+        };
+        let mut seen: HashSet<Slot> = HashSet::new();
+        let mut touched: Vec<(Slot, Option<&Account>)> = Vec::new();
+        for undo in journal {
+            let (slot, before) = match undo {
+                Undo::AccountOpened(id) => match self.accounts.slot_of_id(*id) {
+                    Some(slot) => (slot, None),
+                    None => continue,
+                },
+                Undo::Account(slot, before) => (*slot, Some(before)),
+                _ => continue,
+            };
+            if seen.insert(slot) {
+                touched.push((slot, before));
+            }
+        }
+        touched
+            .into_iter()
+            .filter_map(|(slot, before)| {
+                let after = AccountView::new(self.accounts.get(slot)?, &self.assets);
+                Some((before.map(|b| AccountView::new(b, &self.assets)), after))
+            })
+            .collect()
     }
 
     /// Takes back a journalled change of a hold (see `roll_back_group`).
@@ -178,5 +212,42 @@ mod tests {
         let bob = state.account_by_code(&"bob".parse().unwrap()).unwrap();
         assert_eq!(bob.balance(&"EUR".parse().unwrap()), 100);
         assert!(state.check_conservation().is_ok());
+    }
+
+    #[test]
+    fn a_group_tells_which_accounts_it_changed_and_how() {
+        let mut state = LedgerState::new();
+        define(&mut state, "USD");
+        open(&mut state, 1, "world");
+        open(&mut state, 2, "alice");
+        open(&mut state, 3, "idle");
+        post(&mut state, "world", "alice", "USD", "5");
+        let usd: AssetCode = "USD".parse().unwrap();
+
+        state.begin_group();
+        open(&mut state, 4, "bob");
+        post(&mut state, "alice", "bob", "USD", "2");
+        post(&mut state, "alice", "bob", "USD", "1");
+        let changes: Vec<(String, Option<i128>, i128)> = state
+            .group_changes()
+            .into_iter()
+            .map(|(before, after)| {
+                (
+                    after.code.to_string(),
+                    before.map(|b| b.balance(&usd)),
+                    after.balance(&usd),
+                )
+            })
+            .collect();
+        assert_eq!(
+            changes,
+            vec![
+                ("bob".to_owned(), None, 300),
+                ("alice".to_owned(), Some(500), 200),
+            ]
+        );
+        state.roll_back_group();
+        assert!(state.group_changes().is_empty());
+        assert!(state.account_by_code(&"bob".parse().unwrap()).is_none());
     }
 }

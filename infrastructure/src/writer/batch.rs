@@ -1,6 +1,9 @@
 //! The batch the writer is deciding: requests are added one at a time and decided at once against
 //! the in-memory state (later ones see earlier ones), and their rows are gathered for the one
 //! statement that will write them. Nothing is answered until that statement has committed.
+//! A dry run is decided in the same order but never joins the batch (`dry_run`).
+
+mod dry_run;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -89,9 +92,13 @@ impl Batch {
         request: WriteRequest,
         stored: &StoredOutcomes,
     ) -> Result<()> {
-        let deciding = Instant::now();
-        // What the batch's events count at when they state no effective time.
+        // What the batch's events count at when they state no effective time (a dry run's
+        // too: it is decided as if it were in this batch).
         decider.state.set_recording_at(self.recorded_at);
+        if request.is_dry_run() {
+            return self.dry_run(decider, request, stored);
+        }
+        let deciding = Instant::now();
         let decided = self.decide_request(decider, &request, stored);
         let gathering = Instant::now();
         self.decide_time += gathering - deciding;
@@ -314,7 +321,7 @@ impl Batch {
                 });
             }
             // The client may have gone away; its answer is in the log either way.
-            let _ = request.reply.send(answers);
+            request.reply.send(answers, Vec::new());
         }
     }
 

@@ -8,7 +8,7 @@ use domain::command::{SettlePending, Settlement};
 use domain::{Command, LedgerState, Metadata};
 use tokio::sync::oneshot;
 
-use super::protocol::{Origin, WriteItem, WriteRequest};
+use super::protocol::{Origin, ReplyTo, WriteItem, WriteRequest};
 
 /// Idempotency keys that start with this are the ledger's own; clients may not use them.
 pub const INTERNAL_KEY_PREFIX: &str = "ledger:";
@@ -45,6 +45,6 @@ pub(crate) fn expiry_request(state: &LedgerState, at: DateTime<Utc>) -> Option<W
         items,
         atomic: false,
         origin: Origin::default(),
-        reply,
+        reply: ReplyTo::Write(reply),
     })
 }

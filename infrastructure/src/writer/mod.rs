@@ -31,8 +31,11 @@ use domain::clock::{Clock, SystemClock};
 use sqlx::postgres::PgConnectOptions;
 use tokio::sync::{mpsc, oneshot, watch};
 
-use protocol::WriteRequest;
-pub use protocol::{CommittedEvent, Origin, Outcome, Reply, WriteItem};
+pub use protocol::{
+    AccountChange, AssetChange, Balance, CommittedEvent, DryRunAnswer, Origin, Outcome, Reply,
+    WriteItem,
+};
+use protocol::{ReplyTo, WriteRequest};
 
 use crate::metrics::WriterMetrics;
 use crate::{Error, Result};
@@ -187,29 +190,58 @@ impl Writer {
         atomic: bool,
         origin: Origin,
     ) -> Result<Vec<Result<Reply>>> {
+        let (reply, answer) = oneshot::channel();
+        self.enqueue(items, atomic, origin, ReplyTo::Write(reply))?;
+        answer
+            .await
+            .map_err(|_| Error::WriterUnavailable("the writer stopped"))
+    }
+
+    /// Decides commands exactly as `submit_batch` would, against the state a write queued now
+    /// would see, and answers what they would be answered and how they would change the
+    /// accounts; then takes them back. Nothing is appended, recorded or relayed, and no
+    /// idempotency key is used up.
+    pub async fn dry_run(
+        &self,
+        items: Vec<WriteItem>,
+        atomic: bool,
+        origin: Origin,
+    ) -> Result<DryRunAnswer> {
+        let (reply, answer) = oneshot::channel();
+        self.enqueue(items, atomic, origin, ReplyTo::DryRun(reply))?;
+        answer
+            .await
+            .map_err(|_| Error::WriterUnavailable("the writer stopped"))
+    }
+
+    /// Queues a request. Never waits for queue space: a full queue is `Error::Overloaded` at once.
+    fn enqueue(
+        &self,
+        items: Vec<WriteItem>,
+        atomic: bool,
+        origin: Origin,
+        reply: ReplyTo,
+    ) -> Result<()> {
         let count = items.len();
         if self.queued.fetch_add(count, Ordering::AcqRel) + count > self.queue_capacity {
             self.queued.fetch_sub(count, Ordering::AcqRel);
             return Err(Error::Overloaded);
         }
-        let (reply, answer) = oneshot::channel();
         let request = WriteRequest {
             items,
             atomic,
             origin,
             reply,
         };
-        if let Err(e) = self.queue.try_send(request) {
+        self.queue.try_send(request).map_err(|e| {
             self.queued.fetch_sub(count, Ordering::AcqRel);
-            return Err(match e {
+            match e {
                 mpsc::error::TrySendError::Full(_) => Error::Overloaded,
                 mpsc::error::TrySendError::Closed(_) => Error::WriterUnavailable("shutting down"),
-            });
-        }
-        answer
-            .await
-            .map_err(|_| Error::WriterUnavailable("the writer stopped"))
+            }
+        })
     }
+
     pub fn status(&self) -> WriterStatus {
         *self.status.borrow()
     }
