@@ -23,15 +23,12 @@ fn section_script() -> String {
         .to_owned()
 }
 
-/// The JSON documents the script printed, one per curl (the CSV line aside).
+/// The JSON documents the script printed, one per curl, up to the first that is not (the CSV).
 fn documents(stdout: &str) -> Vec<Value> {
     let mut out = Vec::new();
     let mut stream = ledger_tests::serde_json::Deserializer::from_str(stdout).into_iter::<Value>();
-    loop {
-        match stream.next() {
-            Some(Ok(value)) => out.push(value),
-            Some(Err(_)) | None => break,
-        }
+    while let Some(Ok(value)) = stream.next() {
+        out.push(value);
     }
     out
 }
