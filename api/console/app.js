@@ -61,11 +61,18 @@ export async function signIn(key) {
   return true;
 }
 
-/** Every page is the chosen ledger's: switching shows the overview of the other. */
+/** Pages rendered so far: tells whether the user opened one while something was awaited. */
+let renders = 0;
+
+/**
+ * Every page is the chosen ledger's: switching shows the overview of the other, unless a page
+ * was opened while its assets were read (that page is the other ledger's already).
+ */
 async function switchLedger(name) {
   setLedger(name);
+  const before = renders;
   await loadScales().catch(() => {});
-  navigate("/console");
+  if (renders === before) navigate("/console");
 }
 
 export function signOut() {
@@ -122,6 +129,7 @@ function renderNav() {
 }
 
 async function render() {
+  renders += 1;
   leavePage.abort();
   leavePage = new AbortController();
   const main = document.getElementById("main");

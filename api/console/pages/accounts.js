@@ -118,6 +118,8 @@ async function renderAsOf(element, { prefix, asset, asOf, knownAt }, signal) {
     const assets = [...new Set(rows.map((r) => r.asset))].sort();
     const totals = assets.map((a) => ({ asset: a, total: sum(rows.filter((r) => r.asset === a).map((r) => r.balance)) }));
     const shown = rows.slice(0, AS_OF_ROWS_SHOWN);
+    // An account opens on its balances as of the same day.
+    const asOfHref = (code) => `${accountHref(code)}?${new URLSearchParams({ as_of: asOf, ...(knownAt ? { known_at_position: knownAt } : {}) })}`;
     fill(
       element,
       h(
@@ -135,12 +137,12 @@ async function renderAsOf(element, { prefix, asset, asOf, knownAt }, signal) {
       ),
       rows.length > 0 && table(
         [
-          { label: "Account", value: (r) => link(accountHref(r.account) + `?as_of=${asOf}${knownAt ? `&known_at_position=${knownAt}` : ""}`, r.account) },
+          { label: "Account", value: (r) => link(asOfHref(r.account), r.account) },
           { label: "Asset", value: (r) => r.asset },
           { label: "Posted", numeric: true, value: (r) => h("span", { "data-testid": `asof-balance-${r.account}-${r.asset}` }, money(r.balance, r.asset)) },
         ],
         shown,
-        { href: (r) => accountHref(r.account) },
+        { href: (r) => asOfHref(r.account) },
       ),
       rows.length > shown.length && h("p", { class: "muted small" }, `Showing the first ${count(shown.length)} of ${count(rows.length)} balances.`),
     );
