@@ -55,7 +55,6 @@ def test_history_shows_when_each_entry_counts_and_when_it_was_recorded(console, 
         if stated and item.get("effective_at"):
             assert time_shown(effective) == time_shown(stated) != recorded
             expect(row.locator("[data-field=effective]")).to_have_class("nowrap differs")
-    screenshot(page, "account-history-times")
 
 
 def test_the_as_of_picker_shows_the_balances_as_of_a_day_and_as_known_at_a_position(console, ledger, dated):
@@ -90,7 +89,6 @@ def test_the_as_of_picker_shows_the_balances_as_of_a_day_and_as_known_at_a_posit
     expect(page.get_by_test_id(f"asof-balance-{DATED}-USD")).to_contain_text("100.00")
     report = ledger.get(f"/v1/reports/trial-balance?as_of={day(2)}T23:59:59.999999Z")
     assert [r["balance"] for r in report["rows"] if r["account"] == DATED] == ["100.00"]
-    screenshot(page, "accounts-as-of")
 
 
 def test_periods_close_behind_a_confirmation_show_their_trial_balance_and_reopen(console_on, fresh_ledger):
