@@ -424,3 +424,27 @@ async fn a_close_under_write_load_fixes_a_trial_balance_that_stays_true() {
     ledger.get("/v1/periods/1").await.expect(200);
     ledger.finish().await;
 }
+
+#[tokio::test]
+async fn a_hold_stated_to_count_ahead_still_expires_when_its_time_is_up() {
+    let ledger = TestLedger::start_with(|c| c.effective_future_max_s = 3600).await;
+    ledger.market().await;
+    let ahead = at(ledger.clock.now() + chrono::Duration::minutes(30));
+    let hold = ledger
+        .post(
+            "/v1/transfers",
+            "hold",
+            &json!({"source": "world:bank", "destination": "alice:cash", "asset": "USD",
+                    "amount": "5.00", "pending": true, "timeout_s": 60, "effective_at": ahead}),
+        )
+        .await;
+    hold.expect(201);
+    let id = hold.body["id"].as_str().unwrap().to_owned();
+    ledger.clock.advance(std::time::Duration::from_secs(61));
+    ledger_tests::eventually(std::time::Duration::from_secs(10), "the expiry", || async {
+        let shown = ledger.get(&format!("/v1/transactions/{id}")).await;
+        (shown.body["status"] == "expired").then_some(())
+    })
+    .await;
+    ledger.finish().await;
+}
