@@ -301,6 +301,7 @@ pub fn history_view(h: HistoryEntry) -> HistoryEntryView {
         balance_after: h.balance_after.to_string(),
         counterparty: h.counterparty,
         recorded_at: h.recorded_at,
+        effective_at: h.effective_at,
     }
 }
 

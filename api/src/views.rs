@@ -105,6 +105,12 @@ pub struct RollupView {
     pub balances: Vec<RollupBalanceView>,
     /// The position the sums reflect.
     pub position: i64,
+    /// With `as_of`: the sums count the entries effective at or before it…
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub as_of: Option<DateTime<Utc>>,
+    /// …recorded at or before this position.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub known_at_position: Option<i64>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -262,7 +268,10 @@ pub struct HistoryEntryView {
     pub balance_after: String,
     /// The account on the other side of the posting.
     pub counterparty: String,
+    /// When the ledger recorded it.
     pub recorded_at: DateTime<Utc>,
+    /// When it counts in the books: the `effective_at` it was written with, or `recorded_at`.
+    pub effective_at: DateTime<Utc>,
 }
 
 /// One item of an account's history: a posting, or a change of the account itself.
@@ -290,6 +299,10 @@ pub enum HistoryItemView {
 pub struct HistoryPage {
     pub items: Vec<HistoryItemView>,
     pub next_cursor: Option<String>,
+    /// With `order=effective`: every page is read as known at this position (that of the first
+    /// page), so that entries recorded meanwhile move no page.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub known_at_position: Option<i64>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -420,10 +433,17 @@ impl From<infrastructure::audit::ChainReport> for ChainReportView {
 pub struct BalancesAtView {
     pub account_id: Uuid,
     pub account: String,
-    /// The balances are as the ledger stood right after this position.
+    /// The balances are as the ledger stood right after this position (with `as_of`: as known
+    /// at it, `known_at_position`).
     pub as_of_position: i64,
-    /// The time asked for, when the request gave `at`.
+    /// The time asked for with `at` (recorded time).
+    pub at: Option<DateTime<Utc>>,
+    /// The time asked for with `as_of` (effective time): the balances count every entry
+    /// effective at or before it…
     pub as_of: Option<DateTime<Utc>>,
+    /// …recorded at or before this position (the head when not asked for); `null` without
+    /// `as_of`.
+    pub known_at_position: Option<i64>,
     /// Each asset the account held by then; `position` is that of its last change.
     pub balances: Vec<BalanceView>,
 }
@@ -435,10 +455,15 @@ pub struct StatementView {
     pub asset: String,
     pub from: Option<DateTime<Utc>>,
     pub to: Option<DateTime<Utc>>,
-    /// The balance right after `opening_position`, the last event before `from`.
+    /// `recorded`: `from` and `to` are recorded times and the entries are in the log's order;
+    /// `effective`: they are effective times and the entries in effective order, each balance
+    /// computed in that order.
+    pub order: EntryOrder,
+    /// The balance right after `opening_position`, the last event before `from` (in effective
+    /// order: the position the statement is known at, as is `closing_position`).
     pub opening_position: i64,
     pub opening_balance: String,
-    /// The postings recorded in [from, to), oldest first, each with the balance after it.
+    /// The postings in [from, to), oldest first, each with the balance after it.
     pub entries: Vec<HistoryEntryView>,
     /// The balance right after `closing_position`, the last event before `to`.
     pub closing_position: i64,
@@ -515,4 +540,17 @@ pub struct PeriodView {
     /// Whether a later reopen opened it again.
     pub reopened: bool,
     pub trial_balance: TrialBalanceView,
+}
+
+/// The order of an account's history or statement.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, serde::Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum EntryOrder {
+    /// The log's: by position (then leg). The running balance is the one recorded with each
+    /// entry.
+    #[default]
+    Recorded,
+    /// Accounting time: by effective time, then position, then leg. The running balance is
+    /// computed in that order.
+    Effective,
 }

@@ -187,14 +187,14 @@ async fn a_statement_adds_up_from_opening_to_closing() {
     let text = csv.text().await.unwrap();
     let lines: Vec<&str> = text.lines().collect();
     assert_eq!(lines.len(), 1 + 1 + 4 + 1);
-    assert!(lines[0].starts_with("row,position,leg,recorded_at"));
-    assert_eq!(lines[1], "opening,0,,,,,,,0.00");
+    assert!(lines[0].starts_with("row,position,leg,recorded_at,effective_at"));
+    assert_eq!(lines[1], "opening,0,,,,,,,,0.00");
     assert!(
         lines[2].starts_with("posting,7,") && lines[2].ends_with(",world:bank,100.00,100.00"),
         "{}",
         lines[2]
     );
-    assert_eq!(*lines.last().unwrap(), "closing,10,,,,,,,85.00");
+    assert_eq!(*lines.last().unwrap(), "closing,10,,,,,,,,85.00");
 
     for (path, status, code) in [
         ("/v1/accounts/alice:cash/statement", 400, "invalid_request"),

@@ -2,7 +2,9 @@ use axum::extract::State;
 use axum::response::Response;
 use domain::command::StatusChange;
 use domain::{AccountCode, AccountRef, AssetCode};
-use infrastructure::{AccountKey, HistoryCursor};
+use infrastructure::projections::effective::EffectiveCursor;
+use infrastructure::projections::postings::Statement;
+use infrastructure::{AccountKey, HistoryCursor, ReadStore};
 use serde::Deserialize;
 use utoipa::IntoParams;
 use utoipa_axum::{router::OpenApiRouter, routes};
@@ -28,8 +30,8 @@ use crate::routes::assets::ReadParams;
 use crate::routes::write::{at_position, submit, LEDGER_POSITION};
 use crate::state::AppState;
 use crate::views::{
-    AccountLimitsView, AccountList, AccountStatusView, AccountView, BalancesAtView, HistoryPage,
-    StatementView,
+    AccountLimitsView, AccountList, AccountStatusView, AccountView, BalancesAtView, EntryOrder,
+    HistoryItemView, HistoryPage, StatementView,
 };
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -245,9 +247,29 @@ pub struct HistoryParams {
     /// 1 to 1000 (anything else is a 400, never clamped); 100 when absent.
     pub limit: Option<i64>,
     /// `next_cursor` of the previous page: opaque and authenticated, good only with the same
-    /// filters; a forged or altered cursor is a 400.
+    /// filters and order; a forged or altered cursor is a 400.
     pub cursor: Option<String>,
+    /// `recorded` (the default): postings and account changes in the log's order. `effective`:
+    /// postings alone, by effective time (ties by position and leg), each with the running
+    /// balance in that order; every page as known at the position of the first.
+    pub order: Option<EntryOrder>,
     pub min_position: Option<i64>,
+}
+
+/// The content of a history cursor in effective order:
+/// `<effective_at µs>.<position>.<leg>.<known_at_position>` of the last posting of the page.
+fn parse_effective_cursor(cursor: &str) -> Option<(EffectiveCursor, i64)> {
+    let mut parts = cursor.split('.');
+    let micros: i64 = parts.next()?.parse().ok()?;
+    let position = parts.next()?.parse().ok().filter(|p| *p > 0)?;
+    let leg = parts.next()?.parse().ok().filter(|l| *l >= 0)?;
+    let known_at = parts.next()?.parse().ok().filter(|p| *p >= position)?;
+    let cursor = EffectiveCursor {
+        effective_at: DateTime::from_timestamp_micros(micros)?,
+        position,
+        leg,
+    };
+    parts.next().is_none().then_some((cursor, known_at))
 }
 
 /// The content of a history cursor: `<position>.<leg>` of the last posting of the page.
@@ -279,6 +301,14 @@ async fn account_history(
     let reads = book.reads_at(params.min_position);
     let account = reads.account(&key).await?;
     let account = account.value.ok_or_else(|| not_found(&id_or_code))?;
+    if params.order == Some(EntryOrder::Effective) {
+        let page = Page {
+            cursor: params.cursor,
+            limit,
+            min_position: params.min_position,
+        };
+        return history_in_effective_order(&state, &book, account.id, asset.as_ref(), page).await;
+    }
     // A cursor is good for the account and asset filter it was issued for.
     let account_id = account.id.to_string();
     let scope = [
@@ -318,7 +348,83 @@ async fn account_history(
     let items = items.into_iter().map(history_item_view).collect();
     Ok(at_position(
         page.position,
-        HistoryPage { items, next_cursor },
+        HistoryPage {
+            items,
+            next_cursor,
+            known_at_position: None,
+        },
+    ))
+}
+
+/// What a client asked of a page: its cursor, its size and the position it must reflect.
+struct Page {
+    cursor: Option<String>,
+    limit: i64,
+    min_position: Option<i64>,
+}
+
+/// A page of an account's postings in effective order, newest first. The first page is read at
+/// the head; its cursor carries that position, so every later page is read as known at it.
+async fn history_in_effective_order(
+    state: &AppState,
+    book: &Book,
+    account_id: Uuid,
+    asset: Option<&AssetCode>,
+    page: Page,
+) -> Result<Response, ApiError> {
+    let account = account_id.to_string();
+    let scope = [
+        "history",
+        account.as_str(),
+        asset.map_or("", AssetCode::as_str),
+        "effective",
+    ];
+    let before = page
+        .cursor
+        .map(|c| {
+            let content = state.cursors().open(&scope, &c)?;
+            parse_effective_cursor(&content).ok_or_else(|| {
+                ApiError::InvalidRequest("cursor is not one this server issued".into())
+            })
+        })
+        .transpose()?;
+    let known_at = before.map(|(_, known_at)| known_at);
+    let read = book
+        .reads_as_of(page.min_position, known_at)?
+        .history_effective(
+            account_id,
+            asset.map(AssetCode::as_str),
+            before.map(|(cursor, _)| cursor),
+            known_at,
+            page.limit + 1,
+        )
+        .await?;
+    let (known_at, mut entries) = (read.position, read.value);
+    let next_cursor = if entries.len() as i64 > page.limit {
+        entries.truncate(page.limit as usize);
+        entries.last().map(|e| {
+            let content = format!(
+                "{}.{}.{}.{known_at}",
+                e.effective_at.timestamp_micros(),
+                e.position,
+                e.leg
+            );
+            state.cursors().issue(&scope, &content)
+        })
+    } else {
+        None
+    };
+    let items = entries
+        .into_iter()
+        .map(|e| HistoryItemView::Posting(history_view(e)))
+        .collect();
+    Ok(at_position(
+        known_at,
+        HistoryPage {
+            items,
+            next_cursor,
+            known_at_position: Some(known_at),
+        },
     ))
 }
 
@@ -330,10 +436,39 @@ pub struct BalancesParams {
     /// Balances as they stood at this time (RFC 3339): right after the last event recorded at or
     /// before it.
     pub at: Option<DateTime<Utc>>,
+    /// Balances as of this time (RFC 3339) in the books: over every entry effective at or before
+    /// it. Not with `at_position` or `at`, which are recorded time.
+    pub as_of: Option<DateTime<Utc>>,
+    /// With `as_of`: as known at this position, over the entries recorded at or before it alone
+    /// (a position still to come is waited for, like `min_position`). Default: the head.
+    pub known_at_position: Option<i64>,
     pub min_position: Option<i64>,
 }
 
-/// An account's balances now, or at a past position or time, from the postings history.
+/// `at_position` and `at` (recorded time) exclude each other and `as_of` (effective time);
+/// `known_at_position` goes with `as_of`.
+fn check_balances_params(params: &BalancesParams) -> Result<(), ApiError> {
+    let refuse = |why: &str| Err(ApiError::InvalidRequest(why.into()));
+    if params.at_position.is_some() && params.at.is_some() {
+        return refuse("give at_position or at, not both");
+    }
+    if params.as_of.is_some() && (params.at_position.is_some() || params.at.is_some()) {
+        return refuse(
+            "as_of (effective time) does not go with at_position or at (recorded time): \
+             give known_at_position to read as of a date as known at a position",
+        );
+    }
+    if params.known_at_position.is_some() && params.as_of.is_none() {
+        return refuse("known_at_position goes with as_of");
+    }
+    if params.known_at_position.is_some_and(|p| p < 0) {
+        return refuse("known_at_position is negative");
+    }
+    Ok(())
+}
+
+/// An account's balances now, at a past position or time (recorded time), or as of a date in
+/// the books (effective time, optionally as known at a position), from the postings history.
 #[utoipa::path(
     get, path = "/v1/accounts/{id_or_code}/balances", tag = "accounts",
     params(("id_or_code" = String, Path, description = "Account id (UUID) or code"), BalancesParams),
@@ -345,14 +480,26 @@ async fn account_balances(
     Params(params): Params<BalancesParams>,
 ) -> Result<Response, ApiError> {
     let key = account_key(&id_or_code)?;
-    if params.at_position.is_some() && params.at.is_some() {
-        return Err(ApiError::InvalidRequest(
-            "give at_position or at, not both".into(),
-        ));
-    }
-    let reads = book.reads_as_of(params.min_position, params.at_position)?;
+    check_balances_params(&params)?;
+    let floor = params.at_position.or(params.known_at_position);
+    let reads = book.reads_as_of(params.min_position, floor)?;
     let account = reads.account(&key).await?;
     let account = account.value.ok_or_else(|| not_found(&id_or_code))?;
+    if let Some(as_of) = params.as_of {
+        let known_at = params.known_at_position;
+        let balances = reads.balances_as_of(account.id, as_of, known_at).await?;
+        let known_at = known_at.unwrap_or(balances.position);
+        let view = BalancesAtView {
+            account_id: account.id,
+            account: account.code,
+            as_of_position: known_at,
+            at: None,
+            as_of: Some(as_of),
+            known_at_position: Some(known_at),
+            balances: balances.value.into_iter().map(balance_view).collect(),
+        };
+        return Ok(at_position(balances.position, view));
+    }
     let as_of_position = match (params.at_position, params.at) {
         (Some(position), _) => position,
         (None, Some(at)) => reads.position_at(at).await?,
@@ -363,7 +510,9 @@ async fn account_balances(
         account_id: account.id,
         account: account.code,
         as_of_position: as_of_position.min(balances.position),
-        as_of: params.at,
+        at: params.at,
+        as_of: None,
+        known_at_position: None,
         balances: balances.value.into_iter().map(balance_view).collect(),
     };
     Ok(at_position(balances.position, view))
@@ -373,18 +522,71 @@ async fn account_balances(
 #[serde(deny_unknown_fields)]
 pub struct StatementParams {
     pub asset: String,
-    /// Start of the period (RFC 3339), inclusive; the beginning of the log when absent.
+    /// Start of the period (RFC 3339), inclusive; the beginning of the log when absent. A
+    /// recorded time, or with `order=effective` an effective time.
     pub from: Option<DateTime<Utc>>,
-    /// End of the period (RFC 3339), exclusive; now when absent.
+    /// End of the period (RFC 3339), exclusive; now when absent. Recorded or effective, as `from`.
     pub to: Option<DateTime<Utc>>,
+    /// `recorded` (the default): the postings recorded in the period, in the log's order, with
+    /// the balances recorded with them. `effective`: those effective in the period, by effective
+    /// time (ties by position and leg), the balances computed in that order, as known now.
+    pub order: Option<EntryOrder>,
     pub min_position: Option<i64>,
 }
 
 /// Postings in a statement at most; a longer period is refused rather than cut short.
 const STATEMENT_ENTRIES_MAX: i64 = 10_000;
 
+/// A statement as read, with the positions its balances are at and the head it was read at.
+struct StatementRead {
+    statement: Statement,
+    opening_position: i64,
+    closing_position: i64,
+    head: i64,
+}
+
+/// The statement of an account in one asset over the period of `params`, in its order.
+async fn read_statement(
+    reads: &ReadStore,
+    account_id: Uuid,
+    asset: &str,
+    params: &StatementParams,
+    head: i64,
+) -> Result<StatementRead, ApiError> {
+    let limit = STATEMENT_ENTRIES_MAX + 1;
+    if params.order == Some(EntryOrder::Effective) {
+        let read = reads
+            .statement_effective(account_id, asset, params.from, params.to, limit)
+            .await?;
+        return Ok(StatementRead {
+            statement: read.value,
+            opening_position: read.position,
+            closing_position: read.position,
+            head: read.position,
+        });
+    }
+    let after = match params.from {
+        Some(from) => reads.position_before(from).await?,
+        None => 0,
+    };
+    let up_to = match params.to {
+        Some(to) => reads.position_before(to).await?.min(head),
+        None => head,
+    };
+    let statement = reads
+        .statement(account_id, asset, after, up_to, limit)
+        .await?;
+    Ok(StatementRead {
+        statement,
+        opening_position: after,
+        closing_position: up_to,
+        head,
+    })
+}
+
 /// A statement of one asset over a period: opening balance, every posting with its running
-/// balance, closing balance (opening + postings = closing). `Accept: text/csv` for CSV.
+/// balance, closing balance (opening + postings = closing). `Accept: text/csv` for CSV. With
+/// `order=effective`, over effective times, in that order.
 #[utoipa::path(
     get, path = "/v1/accounts/{id_or_code}/statement", tag = "accounts",
     params(("id_or_code" = String, Path, description = "Account id (UUID) or code"), StatementParams),
@@ -415,33 +617,18 @@ async fn account_statement(
             asset: asset.to_string(),
         })
     })?;
-    let after = match params.from {
-        Some(from) => reads.position_before(from).await?,
-        None => 0,
-    };
-    let up_to = match params.to {
-        Some(to) => reads.position_before(to).await?.min(head),
-        None => head,
-    };
-    let statement = reads
-        .statement(
-            account.id,
-            asset.as_str(),
-            after,
-            up_to,
-            STATEMENT_ENTRIES_MAX + 1,
-        )
-        .await?;
-    if statement.entries.len() as i64 > STATEMENT_ENTRIES_MAX {
+    let read = read_statement(&reads, account.id, asset.as_str(), &params, head).await?;
+    if read.statement.entries.len() as i64 > STATEMENT_ENTRIES_MAX {
         return Err(ApiError::Validation(format!(
             "the period holds more than {STATEMENT_ENTRIES_MAX} postings; choose a shorter one"
         )));
     }
+    let head = read.head;
     let zero = Decimal::new(0, u32::try_from(scale).unwrap_or(0));
-    let opening = statement.opening.unwrap_or(zero);
-    let closing = statement.closing.unwrap_or(zero);
+    let opening = read.statement.opening.unwrap_or(zero);
+    let closing = read.statement.closing.unwrap_or(zero);
     // Read back, the history must add up: opening + postings = closing.
-    let sum: Decimal = statement.entries.iter().map(|e| e.amount).sum();
+    let sum: Decimal = read.statement.entries.iter().map(|e| e.amount).sum();
     if opening + sum != closing {
         return Err(ApiError::Infrastructure(infrastructure::Error::Corrupt(
             format!(
@@ -456,10 +643,16 @@ async fn account_statement(
         asset: asset.to_string(),
         from: params.from,
         to: params.to,
-        opening_position: after,
+        order: params.order.unwrap_or_default(),
+        opening_position: read.opening_position,
         opening_balance: opening.to_string(),
-        entries: statement.entries.into_iter().map(history_view).collect(),
-        closing_position: up_to,
+        entries: read
+            .statement
+            .entries
+            .into_iter()
+            .map(history_view)
+            .collect(),
+        closing_position: read.closing_position,
         closing_balance: closing.to_string(),
     };
     let wants_csv = headers
@@ -483,18 +676,20 @@ async fn account_statement(
 /// One row for the opening balance, one per posting, one for the closing balance.
 fn statement_csv(view: &StatementView) -> String {
     let mut out = String::from(
-        "row,position,leg,recorded_at,transaction_id,kind,counterparty,amount,balance\n",
+        "row,position,leg,recorded_at,effective_at,transaction_id,kind,counterparty,amount,balance\n",
     );
     out.push_str(&format!(
-        "opening,{},,,,,,,{}\n",
+        "opening,{},,,,,,,,{}\n",
         view.opening_position, view.opening_balance
     ));
     for e in &view.entries {
         out.push_str(&format!(
-            "posting,{},{},{},{},{},{},{},{}\n",
+            "posting,{},{},{},{},{},{},{},{},{}\n",
             e.position,
             e.leg,
             e.recorded_at
+                .to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+            e.effective_at
                 .to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
             e.transaction_id,
             e.kind,
@@ -504,7 +699,7 @@ fn statement_csv(view: &StatementView) -> String {
         ));
     }
     out.push_str(&format!(
-        "closing,{},,,,,,,{}\n",
+        "closing,{},,,,,,,,{}\n",
         view.closing_position, view.closing_balance
     ));
     out

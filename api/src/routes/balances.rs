@@ -4,6 +4,7 @@
 
 use axum::extract::State;
 use axum::response::Response;
+use chrono::{DateTime, Utc};
 use domain::{AccountCode, AssetCode};
 use infrastructure::projections::rollups::{PastRollup, Rollup};
 use serde::Deserialize;
@@ -34,7 +35,36 @@ pub struct BalancesParams {
     /// are not kept per position), from each account's history, for at most
     /// `--rollup-at-accounts-max` accounts under the prefix (more: 422).
     pub at_position: Option<i64>,
+    /// The sums as of this time (RFC 3339) in the books: posted balances over the entries
+    /// effective at or before it, of at most `--rollup-at-accounts-max` accounts (more: 422). Not
+    /// with `at_position` (recorded order).
+    pub as_of: Option<DateTime<Utc>>,
+    /// With `as_of`: as known at this position (the entries recorded at or before it; waited
+    /// for like `min_position`). Default: the head.
+    pub known_at_position: Option<i64>,
     pub min_position: Option<i64>,
+}
+
+/// A roll-up as of a date, optionally as known at a position: the parameters, checked.
+struct AsOf {
+    as_of: DateTime<Utc>,
+    known_at: Option<i64>,
+}
+
+/// `as_of` (effective time) excludes `at_position` (recorded order); `known_at_position` goes
+/// with `as_of`.
+fn as_of_param(params: &BalancesParams) -> Result<Option<AsOf>, ApiError> {
+    let refuse = |why: &str| Err(ApiError::InvalidRequest(why.into()));
+    match (params.as_of, params.known_at_position) {
+        (Some(_), _) if params.at_position.is_some() => refuse(
+            "as_of (effective time) does not go with at_position (recorded order): give \
+             known_at_position to read as of a date as known at a position",
+        ),
+        (None, Some(_)) => refuse("known_at_position goes with as_of"),
+        (_, Some(p)) if p < 0 => refuse("known_at_position is negative"),
+        (Some(as_of), known_at) => Ok(Some(AsOf { as_of, known_at })),
+        (None, None) => Ok(None),
+    }
 }
 
 /// The sums per asset over every account whose code starts with `prefix` (whole segments:
@@ -50,6 +80,7 @@ async fn balances(
     Params(params): Params<BalancesParams>,
 ) -> Result<Response, ApiError> {
     let prefix = segments(params.prefix.as_deref())?;
+    let as_of = as_of_param(&params)?;
     let asset = params
         .asset
         .map(|a| {
@@ -58,6 +89,23 @@ async fn balances(
         })
         .transpose()?;
     let asset = asset.as_ref().map(AssetCode::as_str);
+    let accounts_max = state.limits().rollup_at_accounts_max;
+    if let Some(as_of) = as_of {
+        let rollup = book
+            .reads_as_of(params.min_position, as_of.known_at)?
+            .rollup_as_of(&prefix, asset, as_of.as_of, as_of.known_at, accounts_max)
+            .await?;
+        let known_at = as_of.known_at.unwrap_or(rollup.position);
+        let PastRollup::Summed(sums) = rollup.value else {
+            return Err(too_many_accounts(&prefix, accounts_max, "as_of"));
+        };
+        let view = RollupView {
+            as_of: Some(as_of.as_of),
+            known_at_position: Some(known_at),
+            ..rollup_view(sums, known_at)
+        };
+        return Ok(at_position(rollup.position, view));
+    }
     let Some(past) = params.at_position else {
         let rollup = book
             .reads_at(params.min_position)
@@ -68,17 +116,24 @@ async fn balances(
     };
     let rollup = book
         .reads_as_of(params.min_position, Some(past))?
-        .rollup_at(&prefix, asset, past, state.limits().rollup_at_accounts_max)
+        .rollup_at(&prefix, asset, past, accounts_max)
         .await?;
     match rollup.value {
         PastRollup::Summed(sums) => Ok(at_position(rollup.position, rollup_view(sums, past))),
-        PastRollup::TooManyAccounts { accounts_max } => Err(ApiError::Validation(format!(
-            "more than {accounts_max} accounts are under {prefix:?}: a roll-up at a past position \
-             sums each one's history, so it is served for at most that many \
-             (--rollup-at-accounts-max); ask for a longer prefix, or omit at_position for the \
-             present roll-up"
-        ))),
+        PastRollup::TooManyAccounts { accounts_max } => {
+            Err(too_many_accounts(&prefix, accounts_max, "at_position"))
+        }
     }
+}
+
+/// A roll-up in the past (`at_position` or `as_of`, `param`) refused for its accounts.
+fn too_many_accounts(prefix: &str, accounts_max: i64, param: &str) -> ApiError {
+    ApiError::Validation(format!(
+        "more than {accounts_max} accounts are under {prefix:?}: a roll-up at a past position or \
+         as of a date sums each one's history, so it is served for at most that many \
+         (--rollup-at-accounts-max); ask for a longer prefix, or omit {param} for the present \
+         roll-up"
+    ))
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -184,5 +239,7 @@ fn rollup_view(rollup: Rollup, position: i64) -> RollupView {
             })
             .collect(),
         position,
+        as_of: None,
+        known_at_position: None,
     }
 }

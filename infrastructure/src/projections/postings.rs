@@ -278,6 +278,8 @@ pub struct HistoryEntry {
     pub kind: String,
     pub counterparty: String,
     pub recorded_at: DateTime<Utc>,
+    /// When it counts in the books: its event's `effective_at`, or `recorded_at`.
+    pub effective_at: DateTime<Utc>,
 }
 
 /// An account's statement in one asset over a range of positions.
@@ -424,9 +426,9 @@ impl ReadStore {
     }
 }
 
-const HISTORY_SELECT: &str =
+pub(super) const HISTORY_SELECT: &str =
     "SELECT p.position, p.leg, p.asset, p.amount, p.balance_after, s.scale,
-        p.transaction_id, t.kind, c.code AS counterparty, p.recorded_at
+        p.transaction_id, t.kind, c.code AS counterparty, p.recorded_at, p.effective_at
     FROM postings p
     JOIN transactions t ON t.id = p.transaction_id
     JOIN accounts c ON c.id = p.counterparty_id
@@ -471,7 +473,7 @@ async fn postings_before(
     Ok(rows)
 }
 
-fn history_from_row(row: &PgRow) -> Result<HistoryEntry> {
+pub(super) fn history_from_row(row: &PgRow) -> Result<HistoryEntry> {
     Ok(HistoryEntry {
         position: row.try_get("position")?,
         leg: row.try_get("leg")?,
@@ -482,6 +484,7 @@ fn history_from_row(row: &PgRow) -> Result<HistoryEntry> {
         kind: row.try_get("kind")?,
         counterparty: row.try_get("counterparty")?,
         recorded_at: row.try_get("recorded_at")?,
+        effective_at: row.try_get("effective_at")?,
     })
 }
 

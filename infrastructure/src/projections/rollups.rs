@@ -4,17 +4,18 @@
 //! ledger), `broker`, `broker:alice` and `broker:alice:cash`. Asynchronous: each event adds its
 //! changes to the rows of its accounts' prefixes (the tables add up rather than replace), so a
 //! read of any prefix is one row per asset, however many accounts are under it. Read: the
-//! roll-up of a prefix now or at a past position (summed from `postings` then), and of its
-//! children.
+//! roll-up of a prefix now, at a past position or as of a date (summed from `postings` then),
+//! and of its children.
 
 use std::collections::HashMap;
 
+use chrono::{DateTime, Utc};
 use domain::event::Posting;
 use domain::{AccountCode, AssetCode, Event};
 use rust_decimal::Decimal;
 use sqlx::PgConnection;
 
-use super::{postings, Applied, Mode, Projection};
+use super::{effective, postings, Applied, Mode, Projection};
 use crate::columns::{col, OnConflict, SqlType, Table, TableRows};
 use crate::reads::{at_scale, AtPosition, ReadStore};
 use crate::{Error, Result};
@@ -193,40 +194,56 @@ impl ReadStore {
         accounts_max: i64,
     ) -> Result<AtPosition<PastRollup>> {
         let (mut tx, head) = self.snapshot_of(postings::READ_NEEDS).await?;
-        // Codes under `p` are `p` itself and `p:…`, all within [`p`, `p;`) (`;` follows `:` in
-        // bytes): one range of the code index, whose few other codes (`p-x`, `p0`) the second
-        // condition drops. Two texts, not one with `$1 = ''`, so that the plan is that range.
-        let under = if prefix.is_empty() {
-            "a.position <= $2 AND $1 = ''"
-        } else {
-            "a.position <= $2 AND a.code >= $1 AND a.code < $1 || ';'
-             AND (a.code = $1 OR left(a.code, length($1) + 1) = $1 || ':')"
+        let Some(accounts) = count_under(&mut tx, prefix, position, accounts_max).await? else {
+            tx.commit().await?;
+            return Ok(too_many(accounts_max, head));
         };
-        let accounts: i64 = sqlx::query_scalar(&format!(
-            "SELECT count(*) FROM (SELECT 1 FROM accounts a WHERE {under} LIMIT $3) l"
+        let balances = past_balances(&mut tx, prefix, position, asset).await?;
+        tx.commit().await?;
+        Ok(summed(prefix, accounts, balances, head))
+    }
+
+    /// The roll-up of `prefix` as of `as_of` as known at `known_at` (the head when `None`): the
+    /// sum per asset of the balances as of `as_of` (`balances_as_of`) of every account opened by
+    /// `known_at`, posted figures only. Each account is its running balance at `known_at` less
+    /// its legs that count after `as_of`, through `postings_by_effective`: no table kept per day,
+    /// so nothing more for the projector to write and no bucket to choose, and what a read costs
+    /// is what counts after `as_of` in the accounts under the prefix. So, like `rollup_at`, it is
+    /// refused as `TooManyAccounts` past `accounts_max` accounts.
+    pub async fn rollup_as_of(
+        &self,
+        prefix: &str,
+        asset: Option<&str>,
+        as_of: DateTime<Utc>,
+        known_at: Option<i64>,
+        accounts_max: i64,
+    ) -> Result<AtPosition<PastRollup>> {
+        let (mut tx, head) = self.snapshot_of(postings::READ_NEEDS).await?;
+        let known_at = effective::known_at_within(known_at, head)?;
+        let Some(accounts) = count_under(&mut tx, prefix, known_at, accounts_max).await? else {
+            tx.commit().await?;
+            return Ok(too_many(accounts_max, head));
+        };
+        let sums: Vec<(String, i16, Decimal)> = sqlx::query_as(&format!(
+            "SELECT b.asset, s.scale, sum(l.balance_after - x.later)
+             FROM accounts a
+             JOIN balances b ON b.account_id = a.id AND ($4::text IS NULL OR b.asset = $4)
+             JOIN assets s ON s.code = b.asset
+             {}
+             WHERE {}
+             GROUP BY b.asset, s.scale ORDER BY b.asset",
+            effective::as_of_laterals("a.id", "b.asset"),
+            under(prefix, "$3"),
         ))
         .bind(prefix)
-        .bind(position)
-        .bind(accounts_max + 1)
-        .fetch_one(&mut *tx)
+        .bind(as_of)
+        .bind(known_at)
+        .bind(asset)
+        .fetch_all(&mut *tx)
         .await?;
-        if accounts > accounts_max {
-            tx.commit().await?;
-            return Ok(AtPosition {
-                value: PastRollup::TooManyAccounts { accounts_max },
-                position: head,
-            });
-        }
-        let balances = past_balances(&mut tx, under, prefix, position, asset).await?;
         tx.commit().await?;
-        Ok(AtPosition {
-            value: PastRollup::Summed(Rollup {
-                prefix: prefix.to_owned(),
-                accounts,
-                balances,
-            }),
-            position: head,
-        })
+        let balances = sums_at_scale(prefix, sums)?;
+        Ok(summed(prefix, accounts, balances, head))
     }
 
     /// The next segments under `prefix` in code order, after the child prefix `after`, at most
@@ -253,11 +270,69 @@ impl ReadStore {
     }
 }
 
-/// The posted balances, summed per asset (or in `asset` alone), of the accounts `under` a prefix
-/// (the condition `rollup_at` counted them with) as they stood right after `position`.
+/// The condition on `accounts a` that selects the accounts under the prefix `$1` opened by the
+/// position `opened_by` (a parameter). Codes under `p` are `p` itself and `p:…`, all within [`p`,
+/// `p;`) (`;` follows `:` in bytes): one range of the code index, whose few other codes (`p-x`,
+/// `p0`) the second condition drops. Two texts, not one with `$1 = ''`, so that the plan is that
+/// range.
+fn under(prefix: &str, opened_by: &str) -> String {
+    if prefix.is_empty() {
+        format!("a.position <= {opened_by} AND $1 = ''")
+    } else {
+        format!(
+            "a.position <= {opened_by} AND a.code >= $1 AND a.code < $1 || ';'
+             AND (a.code = $1 OR left(a.code, length($1) + 1) = $1 || ':')"
+        )
+    }
+}
+
+/// How many accounts opened by `position` are under `prefix`; `None` when more than
+/// `accounts_max` are (counting stops there).
+async fn count_under(
+    conn: &mut PgConnection,
+    prefix: &str,
+    position: i64,
+    accounts_max: i64,
+) -> Result<Option<i64>> {
+    let accounts: i64 = sqlx::query_scalar(&format!(
+        "SELECT count(*) FROM (SELECT 1 FROM accounts a WHERE {} LIMIT $3) l",
+        under(prefix, "$2")
+    ))
+    .bind(prefix)
+    .bind(position)
+    .bind(accounts_max + 1)
+    .fetch_one(conn)
+    .await?;
+    Ok((accounts <= accounts_max).then_some(accounts))
+}
+
+fn too_many(accounts_max: i64, head: i64) -> AtPosition<PastRollup> {
+    AtPosition {
+        value: PastRollup::TooManyAccounts { accounts_max },
+        position: head,
+    }
+}
+
+fn summed(
+    prefix: &str,
+    accounts: i64,
+    balances: Vec<RollupBalance>,
+    head: i64,
+) -> AtPosition<PastRollup> {
+    AtPosition {
+        value: PastRollup::Summed(Rollup {
+            prefix: prefix.to_owned(),
+            accounts,
+            balances,
+        }),
+        position: head,
+    }
+}
+
+/// The posted balances, summed per asset (or in `asset` alone), of the accounts under a prefix
+/// opened by `position`, as they stood right after it.
 async fn past_balances(
     conn: &mut PgConnection,
-    under: &str,
     prefix: &str,
     position: i64,
     asset: Option<&str>,
@@ -272,16 +347,21 @@ async fn past_balances(
              WHERE account_id = a.id AND asset = b.asset AND position <= $2
              ORDER BY position DESC, leg DESC LIMIT 1
          ) p
-         WHERE {under}
-         GROUP BY b.asset, s.scale ORDER BY b.asset"
+         WHERE {}
+         GROUP BY b.asset, s.scale ORDER BY b.asset",
+        under(prefix, "$2")
     ))
     .bind(prefix)
     .bind(position)
     .bind(asset)
     .fetch_all(conn)
     .await?;
-    sums
-        .into_iter()
+    sums_at_scale(prefix, sums)
+}
+
+/// Sums of balances per asset, at the asset's scale.
+fn sums_at_scale(prefix: &str, sums: Vec<(String, i16, Decimal)>) -> Result<Vec<RollupBalance>> {
+    sums.into_iter()
         .map(|(asset, scale, posted)| {
             // Balances at the asset's scale sum to no more digits than it: anything else is
             // a damaged projection, never rounded away.
