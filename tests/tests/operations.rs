@@ -54,10 +54,15 @@ const ROUTES: &[(&str, &str)] = &[
     ("get", "/v1/ledger-transfers"),
     ("post", "/v1/ledger-transfers"),
     ("get", "/v1/ledger-transfers/{id}"),
+    ("post", "/v1/periods/close"),
+    ("post", "/v1/periods/reopen"),
+    ("get", "/v1/periods"),
+    ("get", "/v1/periods/{period}"),
+    ("get", "/v1/reports/trial-balance"),
 ];
 
 /// The routes of a book, which are also served under `/v1/ledgers/{ledger}`.
-const BOOK_ROUTES: [&str; 8] = [
+const BOOK_ROUTES: [&str; 10] = [
     "accounts",
     "assets",
     "transactions",
@@ -66,6 +71,8 @@ const BOOK_ROUTES: [&str; 8] = [
     "events",
     "audit",
     "balances",
+    "periods",
+    "reports",
 ];
 
 /// Every route: `ROUTES`, and each book route again under `/v1/ledgers/{ledger}`.
