@@ -6,6 +6,8 @@
 //! then asset code (bytewise): `{account}\t{asset}\t{balance}\n`, the balance in the asset's
 //! scale (`-12.50`), hex in lower case.
 
+mod closes;
+
 use std::collections::BTreeMap;
 
 use rust_decimal::Decimal;
@@ -14,6 +16,8 @@ use sha2::{Digest, Sha256};
 use crate::chain::to_hex_slice;
 use crate::money;
 use crate::values::{AccountCode, AssetCode, Scale};
+
+pub use closes::{CloseChecked, CloseProblem, ClosesRecomputation, ClosesReport};
 
 const DOMAIN: &[u8] = b"ledger:trial-balance:v1\n";
 
