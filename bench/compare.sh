@@ -83,6 +83,9 @@ run() { # name clients [ledger-bench flags]
 for clients in 16 64; do
     run transfers "$clients" --workload transfers
 done
+# effective: transfers@64 that each state an effective_at (an hour back), beside `transfers`: what
+# accounting time costs a write (issue 23: at most 5 %).
+run effective 64 --workload effective
 run hot 64 --workload hot
 run spread 64 --workload spread
 run trades 64 --workload trades
@@ -167,6 +170,9 @@ for r in rows:
           f'{r["requests_per_s"]:,.0f} | {f("latency_ms_p50")} | {f("latency_ms_p99")} | {f("latency_ms_p999")} | '
           f'{ratio:.2f} | {r.get("check") or "–"} |')
 by = {r["name"]: r for r in rows if r["clients"] == 64}
+if "effective" in by and "transfers" in by:
+    print()
+    print(f'effective ÷ transfers (the same transfers, each stating effective_at): {by["effective"]["transfers_per_s"] / by["transfers"]["transfers_per_s"]:.2f}')
 if "ledgers" in by and "transfers" in by:
     print()
     print(f'ledgers ÷ transfers (the same load over 4 ledgers, each with its own writer): {by["ledgers"]["transfers_per_s"] / by["transfers"]["transfers_per_s"]:.2f}')

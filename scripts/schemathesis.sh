@@ -84,7 +84,9 @@ post /v1/transfers seed-fund '{"source":"world:bank","destination":"alice:cash",
 echo "== schemathesis $schemathesis_version against $base/openapi.json ($max_examples examples per operation)"
 # The event stream never ends by itself: it is covered by tests/tests/stream.rs instead. Revoking
 # keys is left out because the stateful phase would find and revoke the key this run uses, and
-# every later request would be a 401 (tests/tests/auth.rs covers revocation).
+# every later request would be a 401 (tests/tests/auth.rs covers revocation). One worker: with
+# two, Hypothesis's ast.parse in threads hits CPython 3.11's spurious "AST constructor recursion
+# depth mismatch" now and then (python/cpython#106905), a crash of the tool, not a finding.
 status=0
 # From the scratch directory: Schemathesis keeps a cache in the directory it runs in.
 (cd "$work" && timeout --signal=INT --kill-after=20 "$time_limit_s" \
@@ -96,7 +98,7 @@ status=0
     --exclude-path '/v1/ledgers/{ledger}/events/stream' \
     --exclude-path '/v1/admin/keys/{id}/revoke' \
     --request-timeout 10 \
-    --workers 2 \
+    --workers 1 \
     --seed "$seed" \
     --generation-database none \
     --report junit --report-dir "$work/report") || status=$?

@@ -4,7 +4,7 @@
 const KEY_STORAGE = "ledger.apiKey";
 const LEDGER_STORAGE = "ledger.ledger";
 /** The routes of a ledger's book: under `/v1/ledgers/{ledger}` for a ledger other than `default`. */
-const BOOK_ROUTES = ["accounts", "assets", "transactions", "transfers", "trades", "events", "audit", "balances"];
+const BOOK_ROUTES = ["accounts", "assets", "transactions", "transfers", "trades", "events", "audit", "balances", "periods", "reports"];
 
 /** The ledger every page shows, for this tab: `default` until another is chosen. */
 export function currentLedger() {

@@ -12,6 +12,8 @@ const PAGES = [
   { pattern: /^\/console\/accounts\/(?<code>[^/]+)$/, module: "account", title: "Account", scope: "read" },
   { pattern: /^\/console\/transactions\/(?<id>[^/]+)$/, module: "transaction", title: "Transaction", scope: "read" },
   { pattern: /^\/console\/trades\/(?<id>[^/]+)$/, module: "transaction", title: "Trade", scope: "read", kind: "trade" },
+  { pattern: /^\/console\/periods\/?$/, module: "periods", title: "Periods", nav: "/console/periods", scope: "read", key: "p" },
+  { pattern: /^\/console\/periods\/(?<period>[0-9]+)$/, module: "periods", title: "Period", scope: "read" },
   { pattern: /^\/console\/live\/?$/, module: "live", title: "Live", nav: "/console/live", scope: "read", key: "l" },
   { pattern: /^\/console\/audit\/?$/, module: "audit", title: "Audit", nav: "/console/audit", scope: "audit", key: "u" },
   { pattern: /^\/console\/signin\/?$/, module: "signin", title: "Sign in" },
@@ -59,11 +61,18 @@ export async function signIn(key) {
   return true;
 }
 
-/** Every page is the chosen ledger's: switching shows the overview of the other. */
+/** Pages rendered so far: tells whether the user opened one while something was awaited. */
+let renders = 0;
+
+/**
+ * Every page is the chosen ledger's: switching shows the overview of the other, unless a page
+ * was opened while its assets were read (that page is the other ledger's already).
+ */
 async function switchLedger(name) {
   setLedger(name);
+  const before = renders;
   await loadScales().catch(() => {});
-  navigate("/console");
+  if (renders === before) navigate("/console");
 }
 
 export function signOut() {
@@ -120,6 +129,7 @@ function renderNav() {
 }
 
 async function render() {
+  renders += 1;
   leavePage.abort();
   leavePage = new AbortController();
   const main = document.getElementById("main");
@@ -162,7 +172,7 @@ document.addEventListener("click", (event) => {
 });
 addEventListener("popstate", render);
 
-/** Keys: g then o/a/l/u goes to a page; / searches; j/k or arrows move in a table; Enter opens. */
+/** Keys: g then o/a/p/l/u goes to a page; / searches; j/k or arrows move in a table; Enter opens. */
 let pendingG = false;
 document.addEventListener("keydown", (event) => {
   const target = event.target;

@@ -90,3 +90,30 @@ export function shortHash(hash) {
 export function count(n) {
   return Number(n).toLocaleString("en-US");
 }
+
+/**
+ * When an entry counts in the books: its `effective_at`, or when it was recorded (an entry that
+ * states no effective time, and a server that does not say, count when recorded). `stated`: the
+ * entry counts at another time than it was recorded.
+ */
+export function effective(item) {
+  const at = item.effective_at ?? item.recorded_at;
+  return { at, stated: Boolean(item.effective_at) && item.effective_at !== item.recorded_at };
+}
+
+/** The instant a UTC day ends, to the microsecond the ledger keeps: "2026-12-04" → "2026-12-04T23:59:59.999999Z". */
+export function endOfDay(date) {
+  return date ? `${date}T23:59:59.999999Z` : undefined;
+}
+
+/** Yesterday in UTC, as a date input's value. */
+export function yesterday() {
+  const day = new Date();
+  day.setUTCDate(day.getUTCDate() - 1);
+  return day.toISOString().slice(0, 10);
+}
+
+/** "2026-12-04T23:59:59.999999Z" → "2026-12-04 23:59:59.999999" (every digit: a period's end is exact). */
+export function exactTime(text) {
+  return text ? text.replace("T", " ").replace("Z", "") : "";
+}

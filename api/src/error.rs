@@ -175,6 +175,7 @@ fn rejection_status(rejection: &Rejection) -> StatusCode {
         | Rejection::VersionMismatch { .. }
         | Rejection::ConditionFailed(_)
         | Rejection::PeriodCloseRaced { .. } => StatusCode::CONFLICT,
+        Rejection::PeriodClosing { .. } => StatusCode::SERVICE_UNAVAILABLE,
         _ => StatusCode::UNPROCESSABLE_ENTITY,
     }
 }

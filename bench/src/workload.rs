@@ -7,6 +7,9 @@ use bytes::Bytes;
 pub enum Workload {
     /// One transfer per request between accounts chosen uniformly.
     Transfers,
+    /// `transfers`, each stating an `effective_at` an hour before the run began: what accounting
+    /// time costs a write (`effective` ÷ `transfers` in compare.sh).
+    Effective,
     /// One transaction per request: a transfer plus a fee to one house account.
     Hot,
     /// The control for `hot`: the same transaction, with the fee paid to a random account, so
@@ -116,7 +119,9 @@ fn transfer_json(rng: &mut Rng, codes: Codes, accounts: u64) -> String {
 /// The path of a workload's write requests, and how many transfers one request carries.
 pub fn write_path(workload: Workload, batch_size: usize) -> (&'static str, u64) {
     match workload {
-        Workload::Transfers | Workload::Mixed | Workload::Reads => ("/v1/transfers", 1),
+        Workload::Transfers | Workload::Effective | Workload::Mixed | Workload::Reads => {
+            ("/v1/transfers", 1)
+        }
         Workload::Hot | Workload::Spread => ("/v1/transactions", 1),
         Workload::Trades => ("/v1/trades", 1),
         Workload::Batch => ("/v1/transactions/batch", batch_size as u64),
@@ -139,6 +144,15 @@ pub fn bodies(
             let body = match workload {
                 Workload::Transfers | Workload::Mixed | Workload::Batch | Workload::Reads => {
                     transfer_json(rng, codes, accounts)
+                }
+                Workload::Effective => {
+                    let transfer = transfer_json(rng, codes, accounts);
+                    let hour_ago = chrono::Utc::now() - chrono::Duration::hours(1);
+                    let at = hour_ago.to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
+                    format!(
+                        r#"{},"effective_at":"{at}"}}"#,
+                        transfer.trim_end_matches('}')
+                    )
                 }
                 Workload::Hot | Workload::Spread => {
                     let (from, to) = rng.pair(accounts);

@@ -120,6 +120,11 @@ pub enum Rejection {
     PeriodCloseRaced { message: String },
     #[error("no period is closed: there is nothing to reopen")]
     NoClosedPeriod,
+    /// A close through `closing_through` is being retried after writes raced it: writes into
+    /// the period wait for it (retry shortly; the close either lands, and they are refused as
+    /// `period_closed`, or does not, and they are taken).
+    #[error("the period through {closing_through} is being closed; retry shortly")]
+    PeriodClosing { closing_through: String },
 }
 
 impl Rejection {
@@ -153,7 +158,17 @@ impl Rejection {
             Self::PeriodClosed { .. } => "period_closed",
             Self::PeriodCloseRaced { .. } => "period_close_raced",
             Self::NoClosedPeriod => "no_closed_period",
+            Self::PeriodClosing { .. } => "period_closing",
         }
+    }
+
+    /// A refusal that says nothing about the command, only about a moment of the writer (a close
+    /// in progress): not recorded against the idempotency key, so a retry is decided afresh.
+    pub fn is_transient(&self) -> bool {
+        matches!(
+            self,
+            Self::PeriodCloseRaced { .. } | Self::PeriodClosing { .. }
+        )
     }
 
     pub fn validation(message: impl Into<String>) -> Self {

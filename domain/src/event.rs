@@ -95,7 +95,11 @@ pub struct TransactionPosted {
     pub forced: bool,
     /// When it counts in the books, if the client said (RFC 3339, microseconds); absent, it
     /// counts when it was recorded (`recorded_at`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "micros::option"
+    )]
     pub effective_at: Option<DateTime<Utc>>,
 }
 
@@ -114,7 +118,11 @@ pub struct PendingPosted {
     pub metadata: Metadata,
     /// When it counts in the books, if the client said (RFC 3339, microseconds); absent, it
     /// counts when it was recorded (`recorded_at`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "micros::option"
+    )]
     pub effective_at: Option<DateTime<Utc>>,
 }
 
@@ -127,7 +135,11 @@ pub struct PendingVoided {
     pub metadata: Metadata,
     /// When it counts in the books, if the client said (RFC 3339, microseconds); absent, it
     /// counts when it was recorded (`recorded_at`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "micros::option"
+    )]
     pub effective_at: Option<DateTime<Utc>>,
 }
 
@@ -170,7 +182,11 @@ pub struct TradeExecuted {
     pub expires_at: Option<DateTime<Utc>>,
     /// When it counts in the books, if the client said (RFC 3339, microseconds); absent, it
     /// counts when it was recorded (`recorded_at`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "micros::option"
+    )]
     pub effective_at: Option<DateTime<Utc>>,
 }
 
@@ -183,6 +199,7 @@ pub struct TradeExecuted {
 pub struct PeriodClosed {
     /// 1 for the ledger's first close, then one more for each.
     pub period: u32,
+    #[serde(with = "micros")]
     pub through: DateTime<Utc>,
     pub known_at_position: i64,
     pub trial_balance_digest: String,
@@ -429,6 +446,44 @@ impl Event {
             Self::AccountStatusChanged(e) => Some(&e.account),
             Self::AccountLimitsSet(e) => Some(&e.account),
             _ => None,
+        }
+    }
+}
+
+/// Times an event states (`effective_at`, a close's `through`) are written with exactly six
+/// fractional digits and `Z`, as `recorded_at` is hashed: one spelling per time, whatever the
+/// client sent. Any RFC 3339 time is read.
+pub mod micros {
+    use chrono::{DateTime, SecondsFormat, Utc};
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(at: &DateTime<Utc>, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&at.to_rfc3339_opts(SecondsFormat::Micros, true))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<DateTime<Utc>, D::Error> {
+        DateTime::<Utc>::deserialize(d)
+    }
+
+    /// The same for an optional time.
+    pub mod option {
+        use chrono::{DateTime, Utc};
+        use serde::{Deserialize, Deserializer, Serializer};
+
+        pub fn serialize<S: Serializer>(
+            at: &Option<DateTime<Utc>>,
+            s: S,
+        ) -> Result<S::Ok, S::Error> {
+            match at {
+                Some(at) => super::serialize(at, s),
+                None => s.serialize_none(),
+            }
+        }
+
+        pub fn deserialize<'de, D: Deserializer<'de>>(
+            d: D,
+        ) -> Result<Option<DateTime<Utc>>, D::Error> {
+            Option::<DateTime<Utc>>::deserialize(d)
         }
     }
 }

@@ -17,11 +17,11 @@ def decimal_units(text, scale):
 
 def test_signing_in_with_an_api_key_shows_what_its_scopes_allow(console):
     page = console.sign_in()
-    expect(page.locator("#nav a")).to_have_text(["Overview", "Accounts", "Live", "Audit"])
+    expect(page.locator("#nav a")).to_have_text(["Overview", "Accounts", "Periods", "Live", "Audit"])
     reader = console.ledger.create_key(["read"], name="reader")
     page.click("#whoami button")  # sign out
     console.sign_in(reader)
-    expect(page.locator("#nav a")).to_have_text(["Overview", "Accounts", "Live"])
+    expect(page.locator("#nav a")).to_have_text(["Overview", "Accounts", "Periods", "Live"])
 
 
 def test_a_wrong_key_is_refused_with_the_problem_document_quoted(console):

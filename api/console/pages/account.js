@@ -5,7 +5,7 @@
 import { get, getAt, getText, send } from "../api.js";
 import { can } from "../app.js";
 import { lineChart } from "../chart.js";
-import { amount, compare, count, forChart, scaleOf, sum, time } from "../format.js";
+import { amount, compare, count, effective, endOfDay, exactTime, forChart, scaleOf, sum, time } from "../format.js";
 import {
   accountHref,
   confirmAction,
@@ -62,6 +62,7 @@ async function show(page, minPosition) {
   page.history = h("div", { "data-testid": "history" });
   page.chart = h("div", { "data-testid": "chart" });
   page.statement = h("div", { "data-testid": "statement" });
+  page.balances = h("div", { "data-testid": "balances" });
   fill(
     main,
     breadcrumbs(account.code),
@@ -69,11 +70,12 @@ async function show(page, minPosition) {
     page.actionProblem,
     h("div", { id: "limits-form" }),
     section("Account", accountFacts(account, read.position)),
-    section("Balances", h("div", { class: "scroll-x" }, balanceTable(account))),
+    section("Balances", page.balances),
     section("Balance over time", page.chart),
     section("History", page.history),
     section("Statement", page.statement),
   );
+  const balancesShown = renderBalances(page);
   const historyShown = renderHistory(page);
   try {
     page.recent = await get(`${accountPath(page.code)}/history`, { limit: CHART_ENTRIES_MAX, min_position: minPosition }, { signal });
@@ -84,7 +86,7 @@ async function show(page, minPosition) {
   }
   page.busiest = busiestAsset(page.recent?.items ?? [], account);
   if (page.recent) renderChart(page);
-  await Promise.all([historyShown, renderStatement(page)]);
+  await Promise.all([balancesShown, historyShown, renderStatement(page)]);
 }
 
 /** The asset with the most recent postings: what the chart and the statement open on. */
@@ -189,6 +191,93 @@ function balanceTable(account) {
     assets,
     { empty: "No balances yet: nothing has been posted to this account." },
   );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Balances as of a date
+
+/**
+ * The balances now, or as of the end of a day (`?as_of=2026-12-04`), optionally as the ledger
+ * knew them at a position (`&known_at_position=`): entries count at their effective time.
+ */
+async function renderBalances(page) {
+  const query = new URLSearchParams(location.search);
+  const asOf = query.get("as_of") || "";
+  const knownAt = query.get("known_at_position") || "";
+  const date = h("input", { type: "date", name: "as_of", value: asOf, "data-testid": "asof-date", "aria-label": "Balances as of the end of this day (UTC)" });
+  const known = h("input", { type: "number", min: 0, step: 1, name: "known_at_position", value: knownAt, placeholder: "the head", class: "narrow", "data-testid": "asof-known-at", "aria-label": "As known at this position" });
+  const apply = (next) => {
+    setQuery(next);
+    renderBalances(page);
+  };
+  const form = h(
+    "form",
+    { class: "toolbar", onsubmit: (event) => { event.preventDefault(); apply({ as_of: date.value || undefined, known_at_position: date.value && known.value ? known.value : undefined }); } },
+    h("label", {}, "As of the end of ", date),
+    h("label", {}, "as known at position ", known),
+    h("span", { class: "muted small" }, "(a day in UTC; empty position: all the ledger knows now)"),
+    h("button", { type: "submit", "data-testid": "asof-show" }, "Show"),
+    h("button", { type: "button", "data-testid": "asof-now", disabled: !asOf, onclick: () => apply({ as_of: undefined, known_at_position: undefined }) }, "Now"),
+  );
+  if (!asOf) return fill(page.balances, form, h("div", { class: "scroll-x" }, balanceTable(page.account)));
+  fill(page.balances, form, h("p", { class: "muted" }, "Loading…"));
+  try {
+    const read = await balancesAsOf(page, endOfDay(asOf), knownAt || undefined);
+    fill(page.balances, form, asOfView(page.account, endOfDay(asOf), read));
+  } catch (error) {
+    if (error.name !== "AbortError") fill(page.balances, form, problemBox(error));
+  }
+}
+
+/**
+ * The account's posted balances as of `asOf`: from its balances route, or, on a server whose
+ * balances route takes no `as_of`, from the trial balance report (the same figures, for every
+ * account at once).
+ */
+async function balancesAsOf(page, asOf, knownAt) {
+  const options = { signal: page.signal };
+  try {
+    const read = await get(`${accountPath(page.code)}/balances`, { as_of: asOf, known_at_position: knownAt, min_position: page.minPosition }, options);
+    return { balances: read.balances, knownAt: read.known_at_position ?? read.as_of_position, fromReport: false };
+  } catch (error) {
+    if (!(error.status === 400 && /unknown field `(as_of|known_at_position)`/.test(error.problem?.detail ?? ""))) throw error;
+  }
+  const report = await get("/v1/reports/trial-balance", { as_of: asOf, known_at_position: knownAt, min_position: page.minPosition }, options);
+  return { balances: report.rows.filter((r) => r.account === page.account.code), knownAt: report.known_at_position, fromReport: true };
+}
+
+function asOfView(account, asOf, read) {
+  const then = new Map(read.balances.map((b) => [b.asset, b]));
+  const now = new Map(account.balances.map((b) => [b.asset, b]));
+  const assets = [...new Set([...then.keys(), ...now.keys()])].sort();
+  return [
+    h(
+      "p",
+      { class: "muted small", "data-testid": "asof-caption" },
+      `Posted balances over every entry effective at or before ${exactTime(asOf)} UTC`,
+      read.knownAt !== undefined && read.knownAt !== null ? `, as known at position ${count(read.knownAt)}` : "",
+      ". Pending holds are not counted.",
+      read.fromReport ? " (Read from the trial balance report: this server's balances route takes no as_of.)" : "",
+    ),
+    h(
+      "div",
+      { class: "scroll-x" },
+      table(
+        [
+          { label: "Asset", value: (asset) => h("strong", {}, asset) },
+          { label: `Posted as of ${asOf.slice(0, 10)}`, numeric: true, value: (asset) => withTestid(colour(money(then.get(asset)?.balance ?? "0", asset)), `balance-asof-${asset}`) },
+          { label: "Posted now", numeric: true, value: (asset) => (now.has(asset) ? colour(money(now.get(asset).balance, asset)) : h("span", { class: "muted" }, "–")) },
+        ],
+        assets,
+        { empty: "No balances as of then." },
+      ),
+    ),
+  ];
+}
+
+function colour(node) {
+  if (node.dataset.value.startsWith("-")) node.classList.add("negative");
+  return node;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -376,7 +465,8 @@ function historyTable(items) {
   return table(
     [
       { label: "Position", numeric: true, value: (item) => count(item.position) },
-      { label: "Recorded (UTC)", value: (item) => h("span", { class: "nowrap" }, time(item.recorded_at)) },
+      { label: "Effective (UTC)", value: effectiveCell },
+      { label: "Recorded (UTC)", value: (item) => h("span", { class: "nowrap", "data-field": "recorded", title: item.recorded_at }, time(item.recorded_at)) },
       { label: "Entry", value: entryLabel },
       { label: "Counterparty", value: (item) => (isPosting(item) ? link(accountHref(item.counterparty), item.counterparty) : "") },
       { label: "Asset", value: (item) => item.asset ?? h("span", { class: "muted" }, "all") },
@@ -390,6 +480,20 @@ function historyTable(items) {
       rowAttributes: (item) => ({ "data-testid": `history-row-${item.position}-${item.leg}`, ...(isPosting(item) ? {} : { class: null, tabindex: null }) }),
       empty: "No history yet.",
     },
+  );
+}
+
+/** When the entry counts; marked when that is not when it was recorded (a backdated write). */
+function effectiveCell(item) {
+  const { at, stated } = effective(item);
+  return h(
+    "span",
+    {
+      class: stated ? "nowrap differs" : "nowrap",
+      "data-field": "effective",
+      title: stated ? `counts at ${at}, not when it was recorded` : "counts when it was recorded",
+    },
+    time(at),
   );
 }
 

@@ -4,9 +4,11 @@
 
 import { get } from "../api.js";
 import { navigate } from "../app.js";
-import { count } from "../format.js";
+import { count, endOfDay, exactTime, sum } from "../format.js";
 import { accountHref, fill, h, link, money, problemBox, section, table } from "../ui.js";
 
+/** Accounts shown as of a date at most; the trial balance report (CSV) has them all. */
+const AS_OF_ROWS_SHOWN = 500;
 /** Tree nodes and accounts per page. */
 const TREE_PAGE_NODES = 100;
 const ACCOUNTS_PAGE_ACCOUNTS = 50;
@@ -21,6 +23,8 @@ const FIGURES = [
 export async function render({ main, query, signal }) {
   const prefix = (query.get("prefix") || "").replace(/:+$/, "");
   const asset = query.get("asset") || "";
+  const asOf = query.get("as_of") || "";
+  const knownAt = query.get("known_at_position") || "";
   const search = h("input", {
     type: "search",
     value: prefix,
@@ -41,6 +45,8 @@ export async function render({ main, query, signal }) {
     const params = new URLSearchParams();
     if (next.prefix) params.set("prefix", next.prefix);
     if (next.asset) params.set("asset", next.asset);
+    if (next.asOf) params.set("as_of", next.asOf);
+    if (next.asOf && next.knownAt) params.set("known_at_position", next.knownAt);
     navigate(`/console/accounts${params.size ? `?${params}` : ""}`);
   };
   const form = h(
@@ -50,7 +56,7 @@ export async function render({ main, query, signal }) {
       role: "search",
       onsubmit: (event) => {
         event.preventDefault();
-        go({ prefix: search.value.trim().replace(/:+$/, ""), asset: assetSelect.value });
+        go({ prefix: search.value.trim().replace(/:+$/, ""), asset: assetSelect.value, asOf, knownAt });
       },
     },
     search,
@@ -58,18 +64,32 @@ export async function render({ main, query, signal }) {
     h("button", { type: "submit" }, "Search"),
     h("span", { class: "muted small" }, "Press ", h("kbd", {}, "/"), " to search, ", h("kbd", {}, "j"), "/", h("kbd", {}, "k"), " to move, ", h("kbd", {}, "Enter"), " to open"),
   );
-  assetSelect.addEventListener("change", () => go({ prefix, asset: assetSelect.value }));
+  assetSelect.addEventListener("change", () => go({ prefix, asset: assetSelect.value, asOf, knownAt }));
+  const asOfDate = h("input", { type: "date", value: asOf, "data-testid": "asof-date", "aria-label": "Balances as of the end of this day (UTC)" });
+  const asOfKnown = h("input", { type: "number", min: 0, step: 1, value: knownAt, placeholder: "the head", class: "narrow", "data-testid": "asof-known-at", "aria-label": "As known at this position" });
+  const asOfForm = h(
+    "form",
+    { class: "toolbar", onsubmit: (event) => { event.preventDefault(); go({ prefix, asset, asOf: asOfDate.value, knownAt: asOfKnown.value }); } },
+    h("label", {}, "Balances as of the end of ", asOfDate),
+    h("label", {}, "as known at position ", asOfKnown),
+    h("span", { class: "muted small" }, "(a day in UTC; entries count at their effective time)"),
+    h("button", { type: "submit", "data-testid": "asof-show" }, "Show"),
+    asOf && h("button", { type: "button", "data-testid": "asof-now", onclick: () => go({ prefix, asset }) }, "Now"),
+  );
 
   const [rollup, tree] = await Promise.all([
     get("/v1/balances", { prefix, asset }, { signal }),
     get("/v1/accounts/tree", { prefix, limit: TREE_PAGE_NODES, cursor: query.get("cursor") }, { signal }),
   ]);
   const accounts = h("div");
+  const asOfPanel = h("div", { "data-testid": "asof" }, asOf && h("p", { class: "muted" }, "Loading…"));
   fill(
     main,
     h("h1", {}, "Accounts"),
     form,
+    asOfForm,
     breadcrumbs(prefix, asset),
+    asOf && section(`${prefix ? `Under ${prefix}, a` : "A"}s of the end of ${asOf} (UTC)`, asOfPanel),
     section(
       prefix ? `Roll-up of ${prefix}` : "Roll-up of the whole ledger",
       h("p", { class: "muted small" }, `${count(rollup.accounts)} accounts · as of position ${count(rollup.position)}`),
@@ -83,6 +103,52 @@ export async function render({ main, query, signal }) {
     section(prefix ? `Accounts whose code starts with ${prefix}` : "Accounts", accounts),
   );
   renderAccounts(accounts, prefix, null, signal);
+  if (asOf) renderAsOf(asOfPanel, { prefix, asset, asOf, knownAt }, signal);
+}
+
+/**
+ * The posted balances under the prefix as of the end of a day, as known at a position: every
+ * account's from the trial balance report (one scan of the postings history), and their sum.
+ */
+async function renderAsOf(element, { prefix, asset, asOf, knownAt }, signal) {
+  try {
+    const report = await get("/v1/reports/trial-balance", { as_of: endOfDay(asOf), known_at_position: knownAt }, { signal });
+    const under = (code) => !prefix || code === prefix || code.startsWith(`${prefix}:`);
+    const rows = report.rows.filter((r) => under(r.account) && (!asset || r.asset === asset));
+    const assets = [...new Set(rows.map((r) => r.asset))].sort();
+    const totals = assets.map((a) => ({ asset: a, total: sum(rows.filter((r) => r.asset === a).map((r) => r.balance)) }));
+    const shown = rows.slice(0, AS_OF_ROWS_SHOWN);
+    // An account opens on its balances as of the same day.
+    const asOfHref = (code) => `${accountHref(code)}?${new URLSearchParams({ as_of: asOf, ...(knownAt ? { known_at_position: knownAt } : {}) })}`;
+    fill(
+      element,
+      h(
+        "p",
+        { class: "muted small", "data-testid": "asof-caption" },
+        `Posted balances over every entry effective at or before ${exactTime(endOfDay(asOf))} UTC, as known at position ${count(report.known_at_position)}; accounts whose balance was zero are left out.`,
+      ),
+      table(
+        [
+          { label: "Asset", value: (t) => t.asset },
+          { label: `Roll-up of ${prefix || "the whole ledger"}`, numeric: true, value: (t) => h("span", { "data-testid": `asof-rollup-${t.asset}` }, money(t.total, t.asset)) },
+        ],
+        totals,
+        { empty: "No balances under this prefix as of then." },
+      ),
+      rows.length > 0 && table(
+        [
+          { label: "Account", value: (r) => link(asOfHref(r.account), r.account) },
+          { label: "Asset", value: (r) => r.asset },
+          { label: "Posted", numeric: true, value: (r) => h("span", { "data-testid": `asof-balance-${r.account}-${r.asset}` }, money(r.balance, r.asset)) },
+        ],
+        shown,
+        { href: (r) => asOfHref(r.account) },
+      ),
+      rows.length > shown.length && h("p", { class: "muted small" }, `Showing the first ${count(shown.length)} of ${count(rows.length)} balances.`),
+    );
+  } catch (error) {
+    if (error.name !== "AbortError") fill(element, problemBox(error));
+  }
 }
 
 function treeHref(prefix, asset, cursor) {

@@ -7,6 +7,7 @@ import { canonicalJson, parseKeepingNumbers } from "../canonical.js";
 import { count, shortHash, time } from "../format.js";
 import { download, facts, fill, h, problemBox, section } from "../ui.js";
 import { remember, verifyRange } from "../verify.js";
+import { periodEventsTable } from "./periods.js";
 
 /** Events per `/v1/events` request while exporting: the API's largest page. */
 const EXPORT_PAGE_EVENTS = 1000;
@@ -15,15 +16,32 @@ const EXPORT_EVENTS_MAX = 1_000_000;
 
 export async function render({ main, signal }) {
   const checkpointPanel = h("div", {}, h("p", { class: "muted" }, "Signing the head…"));
+  const periodsPanel = h("div", { "data-testid": "audit-periods" }, h("p", { class: "muted" }, "Loading…"));
   fill(
     main,
     h("h1", {}, "Audit"),
     section("Verify the hash chain", verifyPanel(signal)),
     section("Signed checkpoint", checkpointPanel),
     section("Consistency of two kept checkpoints", consistencyPanel(signal)),
+    section("Closed and reopened periods", periodsPanel),
     section("Export", exportPanel(signal)),
   );
-  await showCheckpoint(checkpointPanel, signal);
+  await Promise.all([showCheckpoint(checkpointPanel, signal), showPeriods(periodsPanel, signal)]);
+}
+
+/** Every close of the books and every reopen, each an event of the log: a reopen is never hidden. */
+async function showPeriods(element, signal) {
+  try {
+    const periods = await get("/v1/periods", {}, { signal });
+    const reopens = periods.items.filter((i) => i.action === "reopened").length;
+    fill(
+      element,
+      h("p", { class: "muted small" }, `${count(periods.items.length - reopens)} closes and ${count(reopens)} reopens, oldest first. A reopen lets writes count in a closed period again: each is listed with its reason.`),
+      periodEventsTable(periods.items),
+    );
+  } catch (error) {
+    if (error.name !== "AbortError") fill(element, problemBox(error));
+  }
 }
 
 /** A progress bar and a line of text under it. */

@@ -53,6 +53,7 @@ function summary(view, isTrade) {
     ["Kind", isTrade ? "trade" : view.kind],
     ["Status", statusBadge(view.status)],
     ["Position", h("span", { "data-testid": "transaction-position" }, count(view.position))],
+    ["Effective at", h("span", { title: view.effective_at ?? view.recorded_at, "data-testid": "transaction-effective" }, time(view.effective_at ?? view.recorded_at), " UTC", view.effective_at && view.effective_at !== view.recorded_at ? h("span", { class: "muted small" }, " (counts at another time than it was recorded)") : "")],
     ["Recorded at", h("span", { title: view.recorded_at }, time(view.recorded_at), " UTC")],
     view.expires_at && ["Expires at", h("span", { title: view.expires_at }, time(view.expires_at), " UTC")],
     view.reverses && [

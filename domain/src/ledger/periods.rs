@@ -26,6 +26,8 @@ use crate::event::{Event, PeriodClosed, PeriodReopened};
 pub const RECENT_RUNS_MAX: usize = 4096;
 /// Backdated money events that `Recent` keeps; older ones fall out.
 pub const RECENT_BACKDATED_MAX: usize = 4096;
+/// How long a close that raced writes holds back writes into its period for its retry.
+pub const CLOSING_FENCE_MS: i64 = 2_000;
 /// The longest reason a reopen may give, in bytes.
 pub const REOPEN_REASON_BYTES_MAX: usize = 1024;
 
@@ -63,6 +65,9 @@ pub(super) struct Recent {
     /// What happened at or before this position is not known here (before the state was restored,
     /// or fallen out).
     known_after: i64,
+    /// A close being retried after writes raced it: (through, until when writes into the period
+    /// wait). Not of the log: a moment of the writer, which a restart forgets.
+    closing: Option<(DateTime<Utc>, DateTime<Utc>)>,
 }
 
 /// The time settings of a decision: when the events being decided will be recorded, and how far
@@ -113,14 +118,28 @@ impl LedgerState {
                 latest: rfc3339(latest),
             });
         }
-        match self.periods.latest() {
-            Some(closed) if effective <= closed.through => Err(Rejection::PeriodClosed {
+        if let Some(closed) = self.periods.latest().filter(|c| effective <= c.through) {
+            return Err(Rejection::PeriodClosed {
                 effective_at: rfc3339(effective),
                 period: closed.period,
                 closed_through: rfc3339(closed.through),
-            }),
+            });
+        }
+        match self.recent.closing {
+            Some((through, until)) if effective <= through && recording_at < until => {
+                Err(Rejection::PeriodClosing {
+                    closing_through: rfc3339(through),
+                })
+            }
             _ => Ok(effective),
         }
+    }
+
+    /// Holds back writes into the period through `through` for `CLOSING_FENCE_MS`: a close
+    /// raced by them is about to be retried, and would race again under a steady stream of them.
+    pub fn fence_closing(&mut self, through: DateTime<Utc>) {
+        let until = self.timing.recording_at + Duration::milliseconds(CLOSING_FENCE_MS);
+        self.recent.closing = Some((through, until));
     }
 
     /// Whether `at` is in a period closed now.
@@ -190,6 +209,8 @@ impl LedgerState {
                     )));
                 }
                 self.record(Undo::Periods(self.periods.clone()));
+                // Closed, the period refuses writes for good: the fence has done its work.
+                self.recent.closing = None;
                 self.periods.closes = e.period;
                 self.periods.closed.push(ClosedPeriod {
                     period: e.period,
@@ -316,4 +337,155 @@ impl Recent {
 /// RFC 3339 in UTC with microseconds, as the API writes times.
 pub fn rfc3339(at: DateTime<Utc>) -> String {
     at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
+}
+
+#[cfg(test)]
+mod tests {
+    use uuid::Uuid;
+
+    use super::*;
+    use crate::command::{
+        Command, DefineAsset, OpenAccount, PostTransaction, PostingInstruction, TransactionKind,
+    };
+    use crate::values::{AccountId, Metadata, TransactionId};
+
+    fn t(seconds: i64) -> DateTime<Utc> {
+        DateTime::UNIX_EPOCH + Duration::seconds(1_000_000 + seconds)
+    }
+
+    fn run(state: &mut LedgerState, command: Command) -> Result<(), Rejection> {
+        let event = state.decide(&command)?;
+        state.apply(&event).unwrap();
+        Ok(())
+    }
+
+    /// A ledger with USD, `world` (may go negative) and `alice`, recorded at t(0).
+    fn ledger() -> LedgerState {
+        let mut state = LedgerState::new();
+        state.set_recording_at(t(0));
+        let scale = 2u32.try_into().unwrap();
+        let usd = "USD".parse().unwrap();
+        run(
+            &mut state,
+            Command::DefineAsset(DefineAsset { code: usd, scale }),
+        )
+        .unwrap();
+        for (n, code) in [(1, "world"), (2, "alice")] {
+            let open = OpenAccount {
+                id: AccountId(Uuid::from_u128(n)),
+                code: code.parse().unwrap(),
+                allow_negative: code == "world",
+                metadata: Metadata::default(),
+            };
+            run(&mut state, Command::OpenAccount(open)).unwrap();
+        }
+        state
+    }
+
+    fn pay(effective_at: Option<DateTime<Utc>>) -> Command {
+        Command::PostTransaction(PostTransaction {
+            id: TransactionId(Uuid::new_v4()),
+            kind: TransactionKind::Transfer,
+            postings: vec![PostingInstruction {
+                source: "world".parse().unwrap(),
+                destination: "alice".parse().unwrap(),
+                asset: "USD".parse().unwrap(),
+                amount: "1.00".parse().unwrap(),
+            }],
+            metadata: Metadata::default(),
+            guards: Default::default(),
+            pending: None,
+            effective_at,
+        })
+    }
+
+    fn close(through: DateTime<Utc>, known_at_position: i64) -> Command {
+        Command::ClosePeriod(ClosePeriod {
+            through,
+            known_at_position,
+            trial_balance_digest: "digest".to_owned(),
+            metadata: Metadata::default(),
+        })
+    }
+
+    fn close_at_head(state: &mut LedgerState, through: DateTime<Utc>) -> Result<(), Rejection> {
+        let head = state.head();
+        run(state, close(through, head))
+    }
+
+    fn code(result: Result<(), Rejection>) -> &'static str {
+        result.err().map_or("accepted", |r| r.code())
+    }
+
+    #[test]
+    fn a_close_races_what_counts_in_its_period_after_its_trial_balance_was_read() {
+        let mut state = ledger();
+        state.set_recording_at(t(100));
+        run(&mut state, pay(None)).unwrap();
+        let read_at = state.head();
+        // Recorded after the period's end: the close stands.
+        state.set_recording_at(t(200));
+        run(&mut state, pay(None)).unwrap();
+        assert_eq!(
+            code(state.decide(&close(t(150), read_at)).map(drop)),
+            "accepted"
+        );
+        // Backdated into it: the trial balance read at `read_at` is no longer true.
+        run(&mut state, pay(Some(t(120)))).unwrap();
+        let raced = state.decide(&close(t(150), read_at)).map(drop);
+        assert_eq!(code(raced), "period_close_raced");
+        // Read again at the head, it stands; then nothing counts in the period any more.
+        close_at_head(&mut state, t(150)).unwrap();
+        assert_eq!(code(run(&mut state, pay(Some(t(150))))), "period_closed");
+        assert_eq!(code(run(&mut state, pay(Some(t(151))))), "accepted");
+        // Periods close in order, and once they have ended.
+        assert_eq!(code(close_at_head(&mut state, t(140))), "validation_error");
+        assert_eq!(code(close_at_head(&mut state, t(200))), "validation_error");
+    }
+
+    #[test]
+    fn what_a_restored_writer_cannot_tell_makes_a_close_race_never_stand() {
+        let mut state = ledger();
+        state.set_recording_at(t(100));
+        run(&mut state, pay(None)).unwrap();
+        let read_at = state.head();
+        run(&mut state, pay(None)).unwrap();
+        state.restore_head(state.head());
+        state.set_recording_at(t(300));
+        let raced = state.decide(&close(t(200), read_at)).map(drop);
+        assert_eq!(code(raced), "period_close_raced");
+        assert_eq!(
+            code(state.decide(&close(t(200), state.head())).map(drop)),
+            "accepted"
+        );
+    }
+
+    #[test]
+    fn a_raced_close_holds_back_writes_into_its_period_until_it_lands_or_its_fence_ends() {
+        let mut state = ledger();
+        state.set_recording_at(t(100));
+        state.fence_closing(t(50));
+        assert_eq!(code(run(&mut state, pay(Some(t(40))))), "period_closing");
+        assert_eq!(code(run(&mut state, pay(None))), "accepted");
+        state.set_recording_at(t(103));
+        assert_eq!(code(run(&mut state, pay(Some(t(40))))), "accepted");
+        state.fence_closing(t(50));
+        close_at_head(&mut state, t(50)).unwrap();
+        assert_eq!(code(run(&mut state, pay(Some(t(40))))), "period_closed");
+    }
+
+    #[test]
+    fn a_group_taken_back_forgets_what_it_noted() {
+        let mut state = ledger();
+        state.set_recording_at(t(100));
+        run(&mut state, pay(None)).unwrap();
+        let read_at = state.head();
+        state.begin_group();
+        run(&mut state, pay(Some(t(10)))).unwrap();
+        state.roll_back_group();
+        assert_eq!(
+            code(state.decide(&close(t(50), read_at)).map(drop)),
+            "accepted"
+        );
+    }
 }

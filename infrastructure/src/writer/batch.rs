@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
-use domain::{Leg, Rejection};
+use domain::{Command, Leg, Rejection};
 
 use super::decider::Decider;
 use super::protocol::{CommittedEvent, Outcome, Reply, StoredOutcomes, WriteItem, WriteRequest};
@@ -181,10 +181,14 @@ impl Batch {
                     legs,
                 )
             }
-            // A close that raced the writes made since its trial balance was read is the
-            // server's own race, not an answer to the client: nothing is recorded, so the key
-            // stays free for the retry with a fresh trial balance.
-            Err(rejection @ Rejection::PeriodCloseRaced { .. }) => {
+            // A close that raced the writes made since its trial balance was read, or a write
+            // held back while such a close is retried, is the server's own moment, not an
+            // answer to the client: nothing is recorded, so the key stays free for the retry.
+            // The raced close fences its period until it is retried (`fence_closing`).
+            Err(rejection) if rejection.is_transient() => {
+                if let Command::ClosePeriod(close) = &item.command {
+                    decider.state.fence_closing(close.through);
+                }
                 self.first_with_key.remove(key);
                 Pending::Ready(Ok(Reply {
                     outcome: Outcome::Rejected(rejection),

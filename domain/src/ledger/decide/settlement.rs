@@ -22,7 +22,12 @@ impl LedgerState {
             });
         };
         let expired = hold.expires_at.is_some_and(|expires_at| c.at >= expires_at);
-        let effective = self.check_effective(c.effective_at)?;
+        // An expiry is the ledger's own, counts when it is recorded and moves nothing: never
+        // refused for its time, or a hold stated to count ahead would be expired forever.
+        let effective = match c.settlement {
+            Settlement::Expire => hold.effective_at,
+            _ => self.check_effective(c.effective_at)?,
+        };
         if effective < hold.effective_at {
             return Err(Rejection::validation(format!(
                 "effective_at {} is earlier than the pending transaction's, {}",
