@@ -420,7 +420,7 @@ async fn closes_reopens_and_effective_times_are_delivered_as_the_log_holds_them(
     }
     assert_eq!(
         bodies[0]["payload"]["effective_at"],
-        "2026-01-05T09:00:00.250Z"
+        "2026-01-05T09:00:00.250000Z"
     );
     assert_eq!(bodies[1]["payload"]["period"], 1);
     assert_eq!(bodies[2]["payload"]["reason"], "a late invoice");
