@@ -3,10 +3,17 @@
     python3 beancount_check.py populate BASE_URL
         makes a test ledger over HTTP: transfers, a transaction of several postings, trades with
         fees (one pending, posted), holds posted in part, voided and expired, reversals of a
-        transfer and of a trade, a frozen and unfrozen account, limits, codes that need escaping.
+        transfer and of a trade, a frozen and unfrozen account, limits, codes that need escaping,
+        and accounting time: entries backdated into January and February of last year (a
+        transfer, a trade, a hold and its post, a reversal), January closed, reopened for a late
+        invoice, then closed again with February (two closes standing, one reopened).
     python3 beancount_check.py compare BASE_URL EXPORT.beancount   (with beancount installed)
         loads the export with Beancount's loader (errors fail), realizes its balances and checks
         that they equal the ledger's own (`GET /v1/accounts/{code}`) for every account and asset.
+    python3 beancount_check.py closes BASE_URL EXPORT.beancount BEAN_QUERY
+        for every close the ledger lists (`GET /v1/periods`), runs BEAN_QUERY (bean-query) for the
+        balances of the entries dated up to the close's last day, and checks that they equal the
+        ledger's trial balance as of its end (`GET /v1/reports/trial-balance?as_of=`).
 
     python3 beancount_check.py tamper EXPORT.beancount TAMPERED.beancount
         writes a copy whose first `balance` is off by one in its last place, which bean-check
@@ -103,7 +110,32 @@ def populate(base):
     # A balance back to zero, asserted as zero; an account that never moves money.
     transfer("round-out", "world:bank", "round:trip", "USD", "7.00")
     transfer("round-back", "round:trip", "world:bank", "USD", "7.00")
+    accounting_time(base, post, transfer, trade)
     transfer("last", "bob:cash", "alice:cash", "AAPL", "1")
+
+
+def last_year(month_day_time):
+    """`MM-DDTHH:MM:SS…Z` of last year: always in the past, so always a time a write may count."""
+    return f"{time.gmtime().tm_year - 1}-{month_day_time}"
+
+
+def accounting_time(base, post, transfer, trade):
+    """Entries that count in January and February of last year, though recorded today (so their
+    accounts are opened, in Beancount, by their first entry's day), and two closes, the first
+    reopened in between."""
+    january_end, february_end = last_year("01-31T23:59:59.999999Z"), last_year("02-28T23:59:59.999999Z")
+    transfer("jan-fund", "world:bank", "alice:cash", "USD", "300.00", effective_at=last_year("01-05T08:00:00Z"))
+    paid = transfer("jan-pay", "alice:cash", "bob:cash", "USD", "45.10", effective_at=last_year("01-20T10:00:00.5Z"))
+    post("/v1/periods/close", "close-january", {"through": january_end})
+    post("/v1/periods/reopen", "reopen-january", {"reason": "a late invoice"})
+    transfer("jan-late", "alice:cash", "broker:fees", "USD", "3.20", effective_at=last_year("01-31T23:59:59.999999Z"))
+    # The reversal counts when its original did, by default: in January.
+    post(f"/v1/transactions/{paid['id']}/reverse", "jan-reverse", {})
+    post("/v1/trades", "feb-trade", {**trade, "quantity": "1", "effective_at": last_year("02-03T15:30:00Z")})
+    held = transfer("feb-hold", "alice:cash", "bob:cash", "USD", "20.00", pending=True,
+                    effective_at=last_year("02-10T00:00:00Z"))
+    post(f"/v1/transactions/{held['id']}/post", "feb-post", {"amounts": ["15.00"], "effective_at": last_year("02-11T00:00:00Z")})
+    post("/v1/periods/close", "close-february", {"through": february_end})
 
 
 def ledger_balances(base):
@@ -163,6 +195,61 @@ def compare(base, path):
           f"({sum(1 for v in ledger.values() if v)} non-zero)")
 
 
+def bean_query_balances(bean_query, path, through_day, accounts, assets):
+    """{(account code, asset code): balance} of the entries dated up to `through_day`, as
+    bean-query sums them; the codes from the export's `ledger-code` metadata."""
+    import csv
+    import subprocess
+    query = (f"SELECT account, currency, sum(number) AS balance WHERE date <= {through_day} "
+             "GROUP BY account, currency")
+    answer = subprocess.run([bean_query, "-f", "csv", path, query], check=True, capture_output=True, text=True)
+    balances = {}
+    for row in csv.DictReader(answer.stdout.splitlines()):
+        number = Decimal(row["balance"].strip() or "0")
+        if number:
+            balances[(accounts[row["account"].strip()], assets[row["currency"].strip()])] = number
+    return balances
+
+
+def trial_balance(base, through):
+    """{(account code, asset code): balance} of the ledger's trial balance as of `through`."""
+    answer = call(base, "GET", "/v1/reports/trial-balance?" + urllib.parse.urlencode({"as_of": through}))
+    return {(row["account"], row["asset"]): Decimal(row["balance"]) for row in answer["rows"]}
+
+
+def closes(base, path, bean_query):
+    """Beancount's balances at the end of each close's last day (bean-query) against the ledger's
+    trial balance as of the close's end, for every close, reopened or not."""
+    from beancount import loader
+    from beancount.core import data
+
+    entries, errors, _options = loader.load_file(path)
+    if errors:
+        sys.exit(f"Beancount's loader reported {len(errors)} errors")
+    accounts = {e.account: e.meta["ledger-code"] for e in entries if isinstance(e, data.Open)}
+    assets = {e.currency: e.meta["ledger-code"] for e in entries if isinstance(e, data.Commodity)}
+    listed = [p for p in call(base, "GET", "/v1/periods")["items"] if p["action"] == "closed"]
+    if len(listed) < 2:
+        sys.exit(f"the test ledger should have two closes, it has {len(listed)}")
+    problems = []
+    for close in listed:
+        through = close["through"]
+        if not through.endswith("T23:59:59.999999Z"):
+            sys.exit(f"close {close['period']} does not end a day: {through}")
+        ours = trial_balance(base, through)
+        theirs = bean_query_balances(bean_query, path, through[:10], accounts, assets)
+        for key in sorted(set(ours) | set(theirs)):
+            if ours.get(key, Decimal(0)) != theirs.get(key, Decimal(0)):
+                problems.append(f"period {close['period']} {key[0]} {key[1]}: ledger {ours.get(key)}, "
+                                f"bean-query {theirs.get(key)}")
+        print(f"period {close['period']} through {through}: bean-query equals the trial balance "
+              f"({len(ours)} rows)" if not problems else f"period {close['period']}: differs")
+    for problem in problems:
+        print(problem, file=sys.stderr)
+    if problems:
+        sys.exit(f"{len(problems)} differences between the trial balances and bean-query")
+
+
 def tamper(path, tampered_path):
     with open(path) as export:
         lines = export.read().split("\n")
@@ -184,6 +271,8 @@ if __name__ == "__main__":
         populate(sys.argv[2])
     elif sys.argv[1:2] == ["compare"] and len(sys.argv) == 4:
         compare(sys.argv[2], sys.argv[3])
+    elif sys.argv[1:2] == ["closes"] and len(sys.argv) == 5:
+        closes(sys.argv[2], sys.argv[3], sys.argv[4])
     elif sys.argv[1:2] == ["tamper"] and len(sys.argv) == 4:
         tamper(sys.argv[2], sys.argv[3])
     else:

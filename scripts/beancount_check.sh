@@ -1,17 +1,21 @@
 #!/usr/bin/env bash
 # The Beancount export, checked by Beancount itself: makes a test ledger over HTTP (transfers,
-# trades with fees, holds posted in part, voided and expired, reversals, codes that need escaping;
-# scripts/beancount_check.py), exports it with `ledger export --format beancount`, runs
-# `bean-check` on the file (no errors allowed), and compares the balances Beancount realizes with
-# the ledger's own (`GET /v1/accounts/{code}`) for every account and asset. Last, bean-check must
-# refuse a copy with one balance off by one in its last place (its balances are exact: `~ 0`).
+# trades with fees, holds posted in part, voided and expired, reversals, codes that need escaping,
+# entries backdated into January and February of last year and two closes, the first reopened in
+# between; scripts/beancount_check.py), exports it with `ledger export --format beancount`, runs
+# `bean-check` on the file (no errors allowed: every entry dated the day it counts, every account
+# open by then, the standing close's trial balance asserted), and compares the balances Beancount
+# realizes with the ledger's own (`GET /v1/accounts/{code}`) for every account and asset, and
+# bean-query's balances up to each close's last day with the ledger's trial balance as of its end
+# (`GET /v1/reports/trial-balance`). Last, bean-check must refuse a copy with one balance off by
+# one in its last place (its balances are exact: `~ 0`).
 #
 #   scripts/beancount_check.sh                    # root Assets (the default)
 #   scripts/beancount_check.sh --root Liabilities # another --beancount-root
 #   scripts/beancount_check.sh --keep             # keep the export and logs (in a /tmp directory)
 #
-# It installs beancount (pinned) from PyPI into a virtual environment under target/ (python3-venv
-# through apt-get when missing; about 5 s from its wheel), builds and starts
+# It installs beancount and beanquery (pinned) from PyPI into a virtual environment under target/
+# (python3-venv through apt-get when missing; about 5 s from their wheels), builds and starts
 # `target/debug/ledger serve` on a free port with a PostgreSQL cluster of its own (`--data-dir` in
 # a scratch directory, `--insecure-no-auth`), and stops both at the end. Needs PostgreSQL's server
 # binaries (apt-get install -y postgresql) and python3.
@@ -31,11 +35,15 @@ done
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 beancount_version=3.2.3
+beanquery_version=0.2.0
 venv="$root/target/beancount-venv"
 
-# Beancount, in a virtual environment of its own.
+# Beancount and bean-query (a package of its own since Beancount 3), in a virtual environment.
 source "$root/scripts/python_tool.sh"
 pinned_venv "$venv" beancount "$beancount_version"
+if [ "$("$venv/bin/pip" show beanquery 2>/dev/null | sed -n 's/^Version: //p')" != "$beanquery_version" ]; then
+    "$venv/bin/pip" install -q "beanquery==$beanquery_version" "beancount==$beancount_version"
+fi
 
 ledger=$(build_ledger)
 
@@ -64,6 +72,9 @@ echo "== bean-check $beancount_version"
 
 echo "== balances: Beancount's equal the ledger's"
 "$venv/bin/python" scripts/beancount_check.py compare "$base" "$work/ledger.beancount"
+
+echo "== each close: bean-query's balances up to its last day equal the ledger's trial balance"
+"$venv/bin/python" scripts/beancount_check.py closes "$base" "$work/ledger.beancount" "$venv/bin/bean-query"
 
 echo "== bean-check refuses the export with one balance off by one in its last place"
 python3 scripts/beancount_check.py tamper "$work/ledger.beancount" "$work/tampered.beancount"

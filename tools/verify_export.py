@@ -8,9 +8,19 @@ no code shared with the server: it follows the documents, so where it disagrees 
 one of the two is wrong.
 
     python3 tools/verify_export.py export.ndjson [--prev-hash HEX] [--expect-head HEX]
+    python3 tools/verify_export.py export.ndjson --as-of T [--known-at P]
 
 With --prev-hash (an export that starts after position 1) only the chain is checked: the figures
 need every event from the first.
+
+Accounting time (docs/events.md, "Effective time and closed periods"): every money event counts
+in the books at its `effective_at`, else when it was recorded. Each `PeriodClosed` fixes the trial
+balance as of its `through` as known at its `known_at_position`; this recomputes it from the
+events and checks the close's `trial_balance_digest` (a mismatch is a problem naming the close's
+position), and checks that no money event counts in a period while it is closed. With --as-of T
+(RFC 3339) the report also holds `as_of`: every posted balance as of T (the entries that count at
+or before T), as known at position P (the entries up to P; the whole export by default), with
+its trial balance digest.
 
 Payload and metadata are read with their numbers as the literals they are written with, and
 hashed in the canonical form of docs/audit.md ("Canonical JSON"), never through a float: `1.50`,
@@ -22,13 +32,17 @@ hash.
 
 Prints one JSON object: the head position and hash, the first broken position (if any), the
 problems found, the events whose stored form differs from their hashed form, the figures per
-account and asset, and each account's status and limits. Exit status 1 when the chain breaks, a
-line is not an exported event in canonical form, an event does not follow docs/events.md (a
-posting that does not fit its asset, a settlement that releases other amounts than were
-reserved, a trade whose fees are not its postings, a second reversal…), or the figures of an
-asset do not balance; not for an event whose stored form differs from its hashed form.
+account and asset, each account's status and limits, and every close with the digest of its
+trial balance recomputed here (`closes`; `trial_balances_verified` when every one matches).
+Exit status 1 when the chain breaks, a line is not an exported event in canonical form, an event
+does not follow docs/events.md (a posting that does not fit its asset, a settlement that releases
+other amounts than were reserved, a trade whose fees are not its postings, a second reversal, a
+close out of order, an entry that counts in a closed period…), the figures of an asset do not
+balance, or a close's digest is not that of its trial balance; not for an event whose stored form
+differs from its hashed form.
 """
 import argparse
+import datetime
 import hashlib
 import json
 import math
@@ -38,6 +52,33 @@ from decimal import Decimal
 
 GENESIS = hashlib.sha256(b"ledger:genesis:v1").digest()
 DOMAIN = b"ledger:event:v1\n"
+TRIAL_BALANCE_DOMAIN = b"ledger:trial-balance:v1\n"
+TIME = re.compile(r"([0-9]{4})-([0-9]{2})-([0-9]{2})[Tt ]([0-9]{2}):([0-9]{2}):([0-9]{2})(\.[0-9]+)?"
+                  r"([Zz]|[+-][0-9]{2}:[0-9]{2})")
+EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.timezone.utc)
+
+
+def micros(text):
+    """An RFC 3339 time as whole microseconds since 1970 in UTC, to compare times exactly. A finer
+    fraction is cut: the ledger's times are whole microseconds, so `t <= T` is unchanged."""
+    match = TIME.fullmatch(text)
+    if not match:
+        raise ValueError(f"{text!r} is not an RFC 3339 time")
+    year, month, day, hour, minute, second = (int(match[i]) for i in range(1, 7))
+    fraction = int(((match[7] or ".")[1:] + "000000")[:6])
+    zone = match[8]
+    offset = datetime.timedelta(0)
+    if zone not in "Zz":
+        sign = 1 if zone[0] == "+" else -1
+        offset = sign * datetime.timedelta(hours=int(zone[1:3]), minutes=int(zone[4:6]))
+    local = datetime.datetime(year, month, day, hour, minute, second,
+                              tzinfo=datetime.timezone(offset))
+    return (local - EPOCH) // datetime.timedelta(microseconds=1) + fraction
+
+
+def rfc3339(us):
+    """Microseconds since 1970 as RFC 3339 in UTC, with six fractional digits."""
+    return (EPOCH + datetime.timedelta(microseconds=us)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 class Num(str):
@@ -268,16 +309,33 @@ class Ledger:
         self.transactions = set()  # ids of TransactionPosted and TradeExecuted
         self.reversed = set()
         self.problems = []
+        # Accounting time: every move as (position, effective time in µs, account, asset, change),
+        # the closes in log order, the periods closed now (oldest first) and the closes made.
+        self.moves = []
+        self.effective = None
+        self.closes = []
+        self.closed = []
 
     def problem(self, position, text):
         self.problems.append(f"position {position}: {text}")
 
-    def apply(self, position, kind, payload):
+    def apply(self, position, recorded_at, kind, payload):
         handler = getattr(self, "on_" + kind, None)
         if handler is None:
             self.problem(position, f"unknown event type {kind}")
             return
+        # docs/events.md: a money event counts at its effective_at, else when it was recorded.
+        try:
+            self.effective = micros(payload.get("effective_at") or recorded_at)
+        except (ValueError, AttributeError, TypeError) as error:
+            self.problem(position, f"effective_at: {error}")
+            self.effective = micros(recorded_at)
+        moved_before = len(self.moves)
         handler(position, payload)
+        if len(self.moves) > moved_before and self.closed and self.effective <= self.closed[-1]["through_us"]:
+            close = self.closed[-1]
+            self.problem(position, f"counts at {rfc3339(self.effective)} in period {close['period']}, "
+                                   f"closed through {close['through']}")
 
     # Assets and accounts.
     def on_AssetDefined(self, position, p):
@@ -322,6 +380,35 @@ class Ledger:
     def on_PendingExpired(self, position, p):
         self.settle(position, p)
 
+    # Closed periods.
+    def on_PeriodClosed(self, position, p):
+        through, known_at = micros(p["through"]), p["known_at_position"]
+        if p["period"] != len(self.closes) + 1:
+            self.problem(position, f"period {p['period']} closed, but {len(self.closes)} closes came before")
+        if self.closed and through <= self.closed[-1]["through_us"]:
+            self.problem(position, f"closes through {p['through']}, not after the last closed period")
+        if not isinstance(known_at, int) or not 0 <= known_at < position:
+            self.problem(position, f"known_at_position {known_at} is not before the close")
+            known_at = position - 1
+        # The writer accepts a close only if nothing recorded since known_at counts in the period.
+        for at, effective, *_ in reversed(self.moves):
+            if at <= known_at:
+                break
+            if effective <= through:
+                self.problem(at, f"counts at {rfc3339(effective)} in period {p['period']}, closed "
+                                 f"at position {position} through {p['through']} as known at {known_at}")
+        close = {"position": position, "period": p["period"], "through": p["through"], "through_us": through,
+                 "known_at_position": known_at, "trial_balance_digest": p["trial_balance_digest"],
+                 "reopened": False}
+        self.closes.append(close)
+        self.closed.append(close)
+
+    def on_PeriodReopened(self, position, p):
+        if not self.closed or self.closed[-1]["period"] != p["period"]:
+            self.problem(position, f"reopens period {p['period']}, which is not the latest closed")
+            return
+        self.closed.pop()["reopened"] = True
+
     def record(self, position, transaction_id, p):
         """A transaction or trade: it moves its postings, or reserves them when pending."""
         if transaction_id in self.transactions:
@@ -360,6 +447,9 @@ class Ledger:
         destination = self.figures.setdefault((posting["destination"], asset), [Decimal(0)] * 3)
         source[0] -= move * amount
         destination[0] += move * amount
+        if move:
+            self.moves.append((position, self.effective, posting["source"], asset, -amount))
+            self.moves.append((position, self.effective, posting["destination"], asset, amount))
         source[1] += reserve * amount
         destination[2] += reserve * amount
 
@@ -385,6 +475,48 @@ class Ledger:
             if debits != credits:
                 self.problems.append(f"pending debits of {asset} ({debits}) differ from its pending credits ({credits})")
 
+    def trial_balance(self, as_of, known_at):
+        """Every posted balance as of `as_of` (µs) as known at position `known_at`, where it is not
+        zero, as [(account, asset, balance at the asset's scale)] in the order of the digest:
+        account code, then asset code, bytewise."""
+        sums = {}
+        for position, effective, account, asset, change in self.moves:
+            if position <= known_at and effective <= as_of:
+                sums[(account, asset)] = sums.get((account, asset), Decimal(0)) + change
+        rows = [(account, asset, self.at_scale(asset, balance))
+                for (account, asset), balance in sums.items() if balance != 0]
+        return sorted(rows, key=lambda r: (r[0].encode("utf-8"), r[1].encode("utf-8")))
+
+    def at_scale(self, asset, amount):
+        """`amount` in plain digits at the asset's scale (`-12.50`, `0.0000001`, `10`)."""
+        return format(amount.quantize(Decimal(1).scaleb(-self.scales.get(asset, 0))), "f")
+
+    def check_closes(self):
+        """Each close's trial balance recomputed, and its digest checked."""
+        report = []
+        for close in self.closes:
+            rows = self.trial_balance(close["through_us"], close["known_at_position"])
+            digest = trial_balance_digest(rows)
+            matches = digest == close["trial_balance_digest"]
+            if not matches:
+                self.problem(close["position"], f"period {close['period']}: the trial balance as of "
+                                                f"{close['through']} as known at position {close['known_at_position']} "
+                                                f"has digest {digest}, the close recorded {close['trial_balance_digest']}")
+            report.append({k: close[k] for k in ("position", "period", "through", "known_at_position",
+                                                 "trial_balance_digest", "reopened")}
+                          | {"recomputed_digest": digest, "matches": matches})
+        return report
+
+    def report_as_of(self, as_of, known_at):
+        rows = self.trial_balance(as_of, known_at)
+        totals = {}
+        for _, asset, balance in rows:
+            totals[asset] = totals.get(asset, Decimal(0)) + Decimal(balance)
+        return {"as_of": rfc3339(as_of), "known_at_position": known_at,
+                "balances": {f"{account} {asset}": balance for account, asset, balance in rows},
+                "totals": {asset: self.at_scale(asset, total) for asset, total in sorted(totals.items())},
+                "trial_balance_digest": trial_balance_digest(rows)}
+
     def shown(self, asset, amount):
         quantum = Decimal(1).scaleb(-self.scales.get(asset, 0))
         return str((amount + 0).quantize(quantum))  # + 0: never "-0"
@@ -399,6 +531,13 @@ class Ledger:
             }
             for (account, asset), (posted, debits, credits) in sorted(self.figures.items())
         }
+
+
+def trial_balance_digest(rows):
+    """docs/events.md, "The trial balance": SHA-256 over `ledger:trial-balance:v1\\n`, then
+    `{account}\\t{asset}\\t{balance}\\n` per row, in lower-case hex."""
+    lines = "".join(f"{account}\t{asset}\t{balance}\n" for account, asset, balance in rows)
+    return hashlib.sha256(TRIAL_BALANCE_DOMAIN + lines.encode("utf-8")).hexdigest()
 
 
 def moves_within(moved, reserved):
@@ -420,7 +559,15 @@ def main():
     parser.add_argument("export")
     parser.add_argument("--prev-hash", help="hash before the first exported event (hex)")
     parser.add_argument("--expect-head", help="fail unless the last hash equals this (hex)")
+    parser.add_argument("--as-of", help="also report every posted balance as of this time (RFC 3339)")
+    parser.add_argument("--known-at", type=int, help="with --as-of: as known at this position (default: the head)")
     args = parser.parse_args()
+    try:
+        as_of = None if args.as_of is None else micros(args.as_of)
+    except ValueError as error:
+        parser.error(f"--as-of: {error}")
+    if args.known_at is not None and (as_of is None or args.known_at < 0):
+        parser.error("--known-at goes with --as-of, and is a position (0 or more)")
 
     previous = bytes.fromhex(args.prev_hash) if args.prev_hash else GENESIS
     ledger, chain_problems = Ledger(), []
@@ -459,9 +606,10 @@ def main():
             # An export that starts after position 1 lacks the events its figures start from:
             # only its chain is checked.
             if not args.prev_hash:
-                ledger.apply(e["position"], e["type"], plain(e["payload"]))
+                ledger.apply(e["position"], e["recorded_at"], e["type"], plain(e["payload"]))
 
     ledger.check_totals()
+    closes = ledger.check_closes()
     problems = chain_problems + ledger.problems
     head_hash = previous.hex()
     if args.expect_head and broken is None and head_hash != args.expect_head:
@@ -478,6 +626,10 @@ def main():
         "balances": ledger.report_figures(),
         "accounts": {code: {"status": a["status"], "limits": a["limits"]}
                      for code, a in sorted(ledger.accounts.items())},
+        "closes": closes,
+        "trial_balances_verified": all(c["matches"] for c in closes),
+        **({} if as_of is None else {"as_of": ledger.report_as_of(
+            as_of, head_position if args.known_at is None else args.known_at)}),
     }, indent=1, sort_keys=True))
     return 0 if not problems else 1
 

@@ -28,8 +28,9 @@ enum Commands {
     /// Serve the HTTP API (provisions a local PostgreSQL when DATABASE_URL is not set).
     // Boxed: its many flags make it far larger than the other commands.
     Serve(Box<api::ServeConfig>),
-    /// Recompute the hash chain over the whole log of a ledger (or of every ledger); exit status
-    /// 1 if one breaks.
+    /// Recompute the hash chain over the whole log of a ledger (or of every ledger), and in the
+    /// same pass every close's trial balance from the events (checked against its digest); exit
+    /// status 1 if one breaks.
     Verify {
         #[command(flatten)]
         book: BookArgs,
@@ -391,7 +392,7 @@ async fn verify_ledger(
     use std::io::Write;
     let pool = database.book_pool(name).await?;
     let started = std::time::Instant::now();
-    let report = infrastructure::audit::verify_chain(&pool, |done, total| {
+    let verified = infrastructure::audit::verify_log(&pool, |done, total| {
         let rate = done as f64 / started.elapsed().as_secs_f64().max(1e-9);
         let percent = if total > 0 { done * 100 / total } else { 100 };
         eprint!("\r{name}: verified {done} of {total} events ({percent} %, {rate:.0} events/s)   ");
@@ -400,18 +401,45 @@ async fn verify_ledger(
     .await;
     eprintln!();
     pool.close().await;
-    let report = api::views::ChainReportView::from(report?);
+    let (report, closes) = verified?;
+    let report = api::views::ChainReportView::from(report);
     for known in &report.stored_form_differs {
         eprintln!("{name}: position {}: {}", known.position, known.cause);
     }
-    let intact = report.intact;
+    for problem in &closes.problems {
+        eprintln!("{name}: position {}: {}", problem.position, problem.problem);
+    }
+    let intact = report.intact && closes.verified();
     let mut out = serde_json::to_value(report).unwrap_or_default();
+    out["closes"] = closes_json(&closes);
     out["seconds"] = serde_json::json!(started.elapsed().as_secs_f64());
     if named {
         out["ledger"] = serde_json::json!(name);
     }
     println!("{out}");
     Ok(intact)
+}
+
+/// What `ledger verify` prints of the closes: each one's trial balance recomputed from the log
+/// and checked against its digest, and the first position where the log contradicts one.
+fn closes_json(report: &domain::trial_balance::ClosesReport) -> serde_json::Value {
+    let closes: Vec<serde_json::Value> = report
+        .closes
+        .iter()
+        .map(|c| {
+            serde_json::json!({"position": c.position, "period": c.period,
+                "through": domain::ledger::rfc3339(c.through),
+                "known_at_position": c.known_at_position, "reopened": c.reopened,
+                "trial_balance_digest": c.recorded_digest, "matches": c.matches()})
+        })
+        .collect();
+    let problems: Vec<serde_json::Value> = report
+        .problems
+        .iter()
+        .map(|p| serde_json::json!({"position": p.position, "problem": p.problem}))
+        .collect();
+    serde_json::json!({"verified": report.verified(), "checked": closes.len(), "closes": closes,
+        "first_broken_position": report.first_problem_position(), "problems": problems})
 }
 
 async fn replay(

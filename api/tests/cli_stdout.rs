@@ -217,6 +217,9 @@ async fn verify_and_replay_print_one_json_report_on_stdout_and_progress_on_stder
     let report = verified.report();
     assert_eq!(report["intact"], true, "{report}");
     assert_eq!(report["events_verified"], 10);
+    // No close in this log: nothing to recompute, and nothing wrong.
+    assert_eq!(report["closes"]["verified"], true, "{report}");
+    assert_eq!(report["closes"]["checked"], 0, "{report}");
     assert!(
         verified.stderr.contains("verified 10 of 10 events"),
         "{}",

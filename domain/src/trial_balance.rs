@@ -6,6 +6,8 @@
 //! then asset code (bytewise): `{account}\t{asset}\t{balance}\n`, the balance in the asset's
 //! scale (`-12.50`), hex in lower case.
 
+mod closes;
+
 use std::collections::BTreeMap;
 
 use rust_decimal::Decimal;
@@ -14,6 +16,8 @@ use sha2::{Digest, Sha256};
 use crate::chain::to_hex_slice;
 use crate::money;
 use crate::values::{AccountCode, AssetCode, Scale};
+
+pub use closes::{CloseChecked, CloseProblem, ClosesRecomputation, ClosesReport};
 
 const DOMAIN: &[u8] = b"ledger:trial-balance:v1\n";
 
@@ -111,5 +115,14 @@ mod tests {
             Sha256::digest(b"ledger:trial-balance:v1\nalice\tUSD\t12.50\nworld\tUSD\t-12.50\n");
         assert_eq!(tb.digest(), to_hex_slice(&expected));
         assert!(tb.totals().values().all(|t| t.is_zero()));
+        // The examples of docs/events.md ("The trial balance and its digest").
+        assert_eq!(
+            tb.digest(),
+            "6c4186cf836740925f2a4411874f698ba7adb3a0b585c1cc4a01f92f31622634"
+        );
+        assert_eq!(
+            TrialBalance::default().digest(),
+            "722c6eee90b618e969bb68635430635f0be3a4efbe32bb7d482bf74092ccc5b9"
+        );
     }
 }

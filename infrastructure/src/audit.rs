@@ -4,14 +4,17 @@
 use std::io::Write;
 
 use domain::chain;
+use domain::trial_balance::{ClosesRecomputation, ClosesReport};
+use domain::Event;
 use serde::Serialize;
 use serde_json::value::RawValue;
 use sqlx::PgPool;
 use uuid::Uuid;
 
 pub use crate::event_store::format_recorded_at;
+use crate::event_store::verify::verify_chain_visiting;
 pub use crate::event_store::verify::{consistency, verify_chain, ChainReport, Consistency};
-use crate::event_store::{self, page, PAGE_EVENTS};
+use crate::event_store::{self, page, StoredEvent, EVENT_COLUMNS, PAGE_EVENTS};
 use crate::{secrets, Error, Result};
 
 /// One line of an export: the stored event, with its hash, in canonical JSON. The fields are
@@ -62,6 +65,52 @@ pub async fn export(pool: &PgPool, after: i64, out: &mut impl Write) -> Result<i
     }
     out.flush()?;
     Ok(written)
+}
+
+/// The hash chain walked (`verify_chain`) and, in the same pass, every close's trial balance
+/// recomputed from the events alone and checked against the digest it recorded
+/// (`domain::trial_balance::ClosesRecomputation`): the closes recorded when verification began,
+/// up to where the chain verified.
+pub async fn verify_log(
+    pool: &PgPool,
+    progress: impl FnMut(i64, i64),
+) -> Result<(ChainReport, ClosesReport)> {
+    let mut conn = pool.acquire().await?;
+    let mut pass = ClosesRecomputation::new(recorded_closes(&mut conn).await?);
+    let chain = verify_chain_visiting(&mut conn, progress, |stored| {
+        if !pass.is_empty() {
+            pass.apply(stored.position, stored.recorded_at, &stored.decode()?);
+        }
+        Ok(())
+    })
+    .await?;
+    Ok((chain, pass.finish()))
+}
+
+/// Every `PeriodClosed` of the log, read from the log itself (not the periods projection).
+async fn recorded_closes(
+    conn: &mut sqlx::PgConnection,
+) -> Result<Vec<(i64, domain::event::PeriodClosed)>> {
+    let rows = sqlx::query(&format!(
+        "SELECT {EVENT_COLUMNS} FROM events e WHERE e.event_type = $1 ORDER BY e.position"
+    ))
+    .bind(Event::PERIOD_CLOSED)
+    .fetch_all(conn)
+    .await?;
+    let mut closes = Vec::with_capacity(rows.len());
+    for row in &rows {
+        let stored = StoredEvent::from_row(row)?;
+        match stored.decode()? {
+            Event::PeriodClosed(close) => closes.push((stored.position, close)),
+            _ => {
+                return Err(Error::Corrupt(format!(
+                    "position {}: a PeriodClosed that is not one",
+                    stored.position
+                )))
+            }
+        }
+    }
+    Ok(closes)
 }
 
 /// The ledger's checkpoint signer: an Ed25519 key made on first use and kept in its own table.

@@ -496,11 +496,17 @@ impl TestLedger {
 /// Runs the independent verifier (`tools/verify_export.py`, standard-library Python) on an
 /// export: whether it passed, and its JSON report.
 pub fn python_verify(path: &std::path::Path) -> (bool, Value) {
+    python_verify_with(path, &[])
+}
+
+/// `python_verify` with more arguments (`--as-of T --known-at P`).
+pub fn python_verify_with(path: &std::path::Path, args: &[&str]) -> (bool, Value) {
     let script =
         std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tools/verify_export.py");
     let output = std::process::Command::new("python3")
         .arg(script)
         .arg(path)
+        .args(args)
         .output()
         .expect("python3 runs");
     let report: Value = serde_json::from_slice(&output.stdout).expect("a JSON report");

@@ -367,15 +367,18 @@ async fn altered_deleted_and_reordered_events_are_named() {
 /// Rewrites position 7 as a superuser would, and recomputes every later hash so that the chain
 /// is consistent with itself again.
 async fn rewrite_history_from_7(ledger: &TestLedger) {
+    rewrite_history(ledger, "UPDATE events SET payload = replace(payload, '\"amount\":\"5000.00\"', '\"amount\":\"4000.00\"') WHERE position = 7").await;
+}
+
+/// Runs `sql` on the events as a superuser would, and recomputes every hash so that the chain is
+/// consistent with itself again.
+async fn rewrite_history(ledger: &TestLedger, sql: &str) {
     let mut conn = ledger.sql().await;
     sqlx::raw_sql("ALTER TABLE events DISABLE TRIGGER events_no_update_or_delete")
         .execute(&mut conn)
         .await
         .unwrap();
-    sqlx::query("UPDATE events SET payload = replace(payload, '\"amount\":\"5000.00\"', '\"amount\":\"4000.00\"') WHERE position = 7")
-        .execute(&mut conn)
-        .await
-        .unwrap();
+    sqlx::query(sql).execute(&mut conn).await.unwrap();
     type Row = (
         i64,
         uuid::Uuid,
@@ -540,6 +543,7 @@ async fn table_rows(database_url: &str) -> Vec<(String, String)> {
         "transactions",
         "postings",
         "balances",
+        "periods",
         "idempotency_keys",
         "projection_head",
     ] {
@@ -771,5 +775,362 @@ async fn the_server_lists_the_pre_0013_defect_beside_many_integers() {
         "{}",
         server.text
     );
+    ledger.finish().await;
+}
+
+/// The end of January and of February 2026, as closes state them.
+const JANUARY_END: &str = "2026-01-31T23:59:59.999999Z";
+const FEBRUARY_END: &str = "2026-02-28T23:59:59.999999Z";
+
+/// A log with backdated entries of every kind that moves money and two closes, the first
+/// reopened in between: funded and paid in January (backdated), closed through January, reopened
+/// for a late invoice (backdated into January), a reversal (counting when its original did), a
+/// trade with a fee and a hold posted, all in February, then closed through February. Returns
+/// the two closes as `POST /v1/periods/close` answered them.
+async fn backdated_and_closed(ledger: &TestLedger) -> (Value, Value) {
+    ledger.market().await;
+    let transfer =
+        |key: &'static str, from: &'static str, to: &'static str, amount: &str, at: &str| {
+            let body = json!({"source": from, "destination": to, "asset": "USD", "amount": amount,
+                          "effective_at": at});
+            async move { ledger.post("/v1/transfers", key, &body).await }
+        };
+    transfer(
+        "fund",
+        "world:bank",
+        "alice:cash",
+        "5000.00",
+        "2026-01-05T09:00:00Z",
+    )
+    .await
+    .expect(201);
+    let paid = transfer(
+        "pay",
+        "alice:cash",
+        "bob:cash",
+        "100.00",
+        "2026-01-20T10:00:00.123456Z",
+    )
+    .await;
+    paid.expect(201);
+    let paid_id = paid.body["id"].as_str().expect("an id").to_owned();
+    ledger
+        .transfer("today", "alice:cash", "bob:cash", "USD", "7.50")
+        .await
+        .expect(201);
+    let first = ledger
+        .post(
+            "/v1/periods/close",
+            "close-1",
+            &json!({"through": JANUARY_END}),
+        )
+        .await;
+    first.expect(201);
+    let events = ledger.event_count().await;
+    let refused = transfer(
+        "refused",
+        "alice:cash",
+        "bob:cash",
+        "12.34",
+        "2026-01-25T00:00:00Z",
+    )
+    .await;
+    ledger
+        .assert_refused(&refused, 422, "period_closed", events)
+        .await;
+    ledger
+        .post(
+            "/v1/periods/reopen",
+            "reopen-1",
+            &json!({"reason": "a late invoice"}),
+        )
+        .await
+        .expect(201);
+    transfer(
+        "late",
+        "alice:cash",
+        "bob:cash",
+        "12.34",
+        "2026-01-25T00:00:00Z",
+    )
+    .await
+    .expect(201);
+    ledger
+        .post(
+            &format!("/v1/transactions/{paid_id}/reverse"),
+            "reverse-pay",
+            &json!({}),
+        )
+        .await
+        .expect(201);
+    ledger
+        .post(
+            "/v1/transfers",
+            "fund-bob",
+            &json!({"source": "world:bank", "destination": "bob:cash",
+        "asset": "AAPL", "amount": "10", "effective_at": "2026-02-02T00:00:00Z"}),
+        )
+        .await
+        .expect(201);
+    let trade = json!({"buyer": "alice:cash", "seller": "bob:cash", "instrument": "AAPL",
+        "quantity": "2", "price": "189.50", "currency": "USD",
+        "fees": [{"payer": "alice:cash", "account": "broker:fees", "amount": "1.25"}],
+        "effective_at": "2026-02-03T15:30:00Z"});
+    ledger.post("/v1/trades", "trade", &trade).await.expect(201);
+    let hold = ledger
+        .post(
+            "/v1/transfers",
+            "hold",
+            &json!({"source": "alice:cash",
+        "destination": "bob:cash", "asset": "USD", "amount": "80.00", "pending": true,
+        "effective_at": "2026-02-10T00:00:00Z"}),
+        )
+        .await;
+    hold.expect(201);
+    let hold_id = hold.body["id"].as_str().expect("an id");
+    ledger
+        .post(
+            &format!("/v1/transactions/{hold_id}/post"),
+            "post-hold",
+            &json!({"amounts": ["60.00"], "effective_at": "2026-02-11T00:00:00Z"}),
+        )
+        .await
+        .expect(201);
+    let second = ledger
+        .post(
+            "/v1/periods/close",
+            "close-2",
+            &json!({"through": FEBRUARY_END}),
+        )
+        .await;
+    second.expect(201);
+    ledger
+        .transfer("after", "alice:cash", "bob:cash", "USD", "1.00")
+        .await
+        .expect(201);
+    (first.body, second.body)
+}
+
+/// `GET /v1/reports/trial-balance` once the projections reflect the whole log: its digest, and
+/// its rows as `{"account asset": balance}` (the independent verifier's shape).
+async fn served_trial_balance(
+    ledger: &TestLedger,
+    as_of: &str,
+    known_at: Option<i64>,
+) -> (Value, Value) {
+    let head = ledger.event_count().await;
+    let known = known_at.map_or(String::new(), |p| format!("&known_at_position={p}"));
+    let served = ledger
+        .get(&format!(
+            "/v1/reports/trial-balance?as_of={as_of}{known}&min_position={head}"
+        ))
+        .await;
+    served.expect(200);
+    let rows: serde_json::Map<String, Value> = served.body["rows"]
+        .as_array()
+        .expect("rows")
+        .iter()
+        .map(|r| {
+            (
+                format!(
+                    "{} {}",
+                    r["account"].as_str().unwrap(),
+                    r["asset"].as_str().unwrap()
+                ),
+                r["balance"].clone(),
+            )
+        })
+        .collect();
+    (served.body["digest"].clone(), Value::Object(rows))
+}
+
+#[tokio::test]
+async fn backdated_entries_and_two_closes_verify_here_and_independently() {
+    let ledger = TestLedger::start().await;
+    let (first, second) = backdated_and_closed(&ledger).await;
+
+    // `ledger verify`'s pass: the chain, and each close's trial balance from the events alone.
+    let pool = ledger.pool();
+    let (chain, closes) = infrastructure::audit::verify_log(&pool, |_, _| {})
+        .await
+        .unwrap();
+    pool.close().await;
+    assert!(chain.intact(), "{chain:?}");
+    assert!(closes.verified(), "{closes:?}");
+    assert_eq!(closes.closes.len(), 2);
+    assert!(closes.closes[0].reopened && !closes.closes[1].reopened);
+    assert_eq!(
+        closes.closes[0].recorded_digest,
+        first["trial_balance_digest"].as_str().unwrap()
+    );
+    assert_eq!(
+        closes.closes[1].position,
+        second["position"].as_i64().unwrap()
+    );
+
+    // The independent verifier, from the export alone: the same closes, every figure the server's.
+    let path = ledger.export().await;
+    let (ok, independent) = ledger_tests::python_verify(&path);
+    assert!(ok, "{independent}");
+    assert_eq!(independent["trial_balances_verified"], true);
+    ledger.assert_verifier_agrees(&independent).await;
+    let listed = &independent["closes"];
+    assert_eq!(
+        listed[0]["trial_balance_digest"], first["trial_balance_digest"],
+        "{listed}"
+    );
+    assert_eq!(listed[0]["reopened"], true);
+    assert_eq!(
+        listed[1]["recomputed_digest"], second["trial_balance_digest"],
+        "{listed}"
+    );
+    assert_eq!(listed[1]["reopened"], false);
+
+    // As of each close's end as known then, and as of January's end as known now (the late
+    // invoice and the reversal, which counts when the payment did, change it): the server's
+    // trial balance, row for row.
+    let first_known = first["known_at_position"].as_i64();
+    let second_known = second["known_at_position"].as_i64();
+    for (as_of, known_at) in [
+        (JANUARY_END, first_known),
+        (FEBRUARY_END, second_known),
+        (JANUARY_END, None),
+    ] {
+        let (digest, rows) = served_trial_balance(&ledger, as_of, known_at).await;
+        let mut args = vec!["--as-of".to_owned(), as_of.to_owned()];
+        args.extend(
+            known_at
+                .map(|p| ["--known-at".to_owned(), p.to_string()])
+                .into_iter()
+                .flatten(),
+        );
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let (ok, independent) = ledger_tests::python_verify_with(&path, &args);
+        assert!(ok, "{independent}");
+        assert_eq!(
+            independent["as_of"]["trial_balance_digest"], digest,
+            "{as_of} {known_at:?}"
+        );
+        assert_eq!(
+            independent["as_of"]["balances"], rows,
+            "{as_of} {known_at:?}"
+        );
+    }
+    let (_, january_now) = served_trial_balance(&ledger, JANUARY_END, None).await;
+    assert_eq!(january_now["bob:cash USD"], "12.34", "{january_now}");
+    let _ = std::fs::remove_file(path);
+    ledger.finish().await;
+}
+
+#[tokio::test]
+async fn a_close_whose_digest_is_not_its_trial_balance_fails_verification_at_its_position() {
+    let ledger = TestLedger::start().await;
+    let (first, second) = backdated_and_closed(&ledger).await;
+    let at = second["position"].as_i64().unwrap();
+    // A superuser puts the first close's digest in the second, and recomputes the chain: the
+    // chain holds, the trial balance does not.
+    let (recorded, forged) = (
+        second["trial_balance_digest"].as_str().unwrap(),
+        first["trial_balance_digest"].as_str().unwrap(),
+    );
+    assert_ne!(recorded, forged);
+    rewrite_history(&ledger, &format!("UPDATE events SET payload = replace(payload, '{recorded}', '{forged}') WHERE position = {at}")).await;
+
+    let pool = ledger.pool();
+    let (chain, closes) = infrastructure::audit::verify_log(&pool, |_, _| {})
+        .await
+        .unwrap();
+    pool.close().await;
+    assert!(chain.intact(), "{chain:?}");
+    assert!(!closes.verified());
+    assert_eq!(closes.first_problem_position(), Some(at), "{closes:?}");
+    assert!(closes.problems[0].problem.contains(forged), "{closes:?}");
+
+    let path = ledger.export().await;
+    let (ok, independent) = ledger_tests::python_verify(&path);
+    assert!(!ok, "{independent}");
+    assert_eq!(independent["intact"], true);
+    assert_eq!(independent["trial_balances_verified"], false);
+    let problems = independent["problems"].as_array().unwrap();
+    assert_eq!(problems.len(), 1, "{problems:?}");
+    assert!(
+        problems[0]
+            .as_str()
+            .unwrap()
+            .starts_with(&format!("position {at}: period 2")),
+        "{problems:?}"
+    );
+    let _ = std::fs::remove_file(path);
+    ledger.finish().await;
+}
+
+#[tokio::test]
+async fn an_export_with_effective_times_and_closes_imports_into_the_same_log_and_periods() {
+    use infrastructure::{db, testing::TestDatabase};
+    let ledger = TestLedger::start().await;
+    backdated_and_closed(&ledger).await;
+    let path = ledger.export().await;
+    let exported = std::fs::read(&path).unwrap();
+    let _ = std::fs::remove_file(&path);
+    let text = String::from_utf8(exported.clone()).unwrap();
+    assert!(
+        text.contains("\"effective_at\":\"2026-01-20T10:00:00.123456Z\""),
+        "verbatim"
+    );
+    assert!(text.contains("\"type\":\"PeriodReopened\""));
+
+    let target = TestDatabase::create().await.unwrap();
+    let pool = db::read_pool(
+        db::connect_options(target.url()).unwrap(),
+        &db::PoolConfig::default(),
+    );
+    db::migrate(&pool).await.unwrap();
+    import(&pool, &exported).await.unwrap();
+    // Exported again, the imported log is the same bytes: the same events, times and hashes.
+    let mut again = Vec::new();
+    infrastructure::audit::export(&pool, 0, &mut again)
+        .await
+        .unwrap();
+    assert!(again == exported, "the imported log exports the same bytes");
+    let (chain, closes) = infrastructure::audit::verify_log(&pool, |_, _| {})
+        .await
+        .unwrap();
+    assert!(
+        chain.intact() && closes.verified() && closes.closes.len() == 2,
+        "{closes:?}"
+    );
+    pool.close().await;
+
+    // The same rows in every table, the periods among them, once the original's projections
+    // have caught up with its log; but for the idempotency record of the refused write, which
+    // no event carries.
+    let rows = |url: String| async move {
+        let mut rows = table_rows(&url).await;
+        rows.retain(|(table, _)| table != "idempotency_keys");
+        rows
+    };
+    ledger_tests::eventually(
+        std::time::Duration::from_secs(10),
+        "the same rows",
+        || async {
+            (rows(ledger.database_url.clone()).await == rows(target.url().to_owned()).await)
+                .then_some(())
+        },
+    )
+    .await;
+    let mut imported = TestLedger::serve(target.url(), |_| {}).await;
+    assert_eq!(
+        imported.get("/v1/periods").await.body["items"],
+        ledger.get("/v1/periods").await.body["items"]
+    );
+    // The writer restored the closed periods: February is closed there too.
+    let events = imported.event_count().await;
+    let late = imported.post("/v1/transfers", "too-late", &json!({"source": "alice:cash",
+        "destination": "bob:cash", "asset": "USD", "amount": "1.00", "effective_at": "2026-02-15T00:00:00Z"})).await;
+    imported
+        .assert_refused(&late, 422, "period_closed", events)
+        .await;
+    imported.stop_server().await;
+    let _ = target.drop_database().await;
     ledger.finish().await;
 }

@@ -142,3 +142,66 @@ async fn the_beancount_export_asserts_the_ledgers_balances_and_every_entry_balan
     assert!(text.contains("  reverses: \""));
     ledger.finish().await;
 }
+
+/// Entries are dated the day they count, an account is opened by its first entry's day, and the
+/// close still standing asserts its trial balance on the day after its end; the reopened one
+/// only says so.
+#[tokio::test]
+async fn entries_are_dated_when_they_count_and_standing_closes_assert_their_trial_balance() {
+    let started = TestLedger::start().await;
+    let ledger = &started;
+    ledger.market().await;
+    let transfer = |key: &'static str, amount: &'static str, at: &'static str| {
+        let body = json!({"source": "world:bank", "destination": "alice:cash", "asset": "USD",
+                          "amount": amount, "effective_at": at});
+        async move {
+            let answer = ledger.post("/v1/transfers", key, &body).await;
+            answer.expect(201);
+        }
+    };
+    transfer("january", "100.00", "2026-01-05T09:00:00Z").await;
+    let close = |key: &'static str, through: &'static str| async move {
+        let body = json!({"through": through});
+        let answer = ledger.post("/v1/periods/close", key, &body).await;
+        answer.expect(201);
+    };
+    close("close-1", "2026-01-31T23:59:59.999999Z").await;
+    let reopen = json!({"reason": "a late invoice"});
+    ledger
+        .post("/v1/periods/reopen", "reopen", &reopen)
+        .await
+        .expect(201);
+    transfer("late", "2.50", "2026-01-25T00:00:00Z").await;
+    transfer("february", "10.00", "2026-02-14T12:00:00Z").await;
+    close("close-2", "2026-02-28T23:59:59.999999Z").await;
+    ledger
+        .transfer("today", "alice:cash", "bob:cash", "USD", "1.00")
+        .await
+        .expect(201);
+
+    let mut out = Vec::new();
+    export(&ledger.pool(), Root::Assets, &mut out)
+        .await
+        .unwrap();
+    let text = String::from_utf8(out).unwrap();
+    assert!(
+        text.contains("\n2026-01-05 open Assets:Alice:Cash USD\n"),
+        "{text}"
+    );
+    assert!(text.contains("\n2026-01-25 * \"Transfer\""), "{text}");
+    assert!(text.contains("\n2026-02-14 * \"Transfer\""), "{text}");
+    assert!(text.contains("; Period 1 closed through 2026-01-31T23:59:59.999999Z"));
+    assert!(text.contains("; reopened later"), "{text}");
+    let asserted: Vec<&str> = text
+        .lines()
+        .filter(|l| l.starts_with("2026-03-01 balance "))
+        .collect();
+    assert_eq!(
+        asserted,
+        [
+            "2026-03-01 balance Assets:Alice:Cash  112.50 ~ 0 USD",
+            "2026-03-01 balance Assets:World:Bank  -112.50 ~ 0 USD",
+        ]
+    );
+    started.finish().await;
+}

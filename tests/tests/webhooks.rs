@@ -380,6 +380,53 @@ async fn filters_by_event_type_and_by_account_prefix() {
     ledger.finish().await;
 }
 
+/// A subscription may ask for closes and reopens by type; a backdated entry's body carries its
+/// `effective_at`, and every body is the event as `GET /v1/events` gives it, byte for byte.
+#[tokio::test]
+async fn closes_reopens_and_effective_times_are_delivered_as_the_log_holds_them() {
+    let receiver = Receiver::start(vec![], Behaviour::Status(200)).await;
+    let ledger = TestLedger::start_with(fast).await;
+    let types = ["TransactionPosted", "PeriodClosed", "PeriodReopened"];
+    let created = subscribe(
+        &ledger,
+        json!({"url": receiver.url("periods"), "event_types": types}),
+    )
+    .await;
+    created.expect(201);
+    ledger.market().await;
+    let backdated = json!({"source": "world:bank", "destination": "alice:cash", "asset": "USD",
+                           "amount": "3.00", "effective_at": "2026-01-05T09:00:00.25Z"});
+    let answer = ledger.post("/v1/transfers", "backdated", &backdated).await;
+    answer.expect(201);
+    let through = json!({"through": "2026-01-31T23:59:59.999999Z"});
+    let answer = ledger.post("/v1/periods/close", "close", &through).await;
+    answer.expect(201);
+    let reason = json!({"reason": "a late invoice"});
+    let answer = ledger.post("/v1/periods/reopen", "reopen", &reason).await;
+    answer.expect(201);
+    let head = head(&ledger).await;
+    delivered_through(&ledger, created.body["id"].as_str().unwrap(), head).await;
+
+    let log = events(&ledger).await;
+    let received = receiver.received();
+    let bodies: Vec<Value> = received
+        .iter()
+        .map(|r| serde_json::from_slice(&r.body).unwrap())
+        .collect();
+    let kinds: Vec<&str> = bodies.iter().map(|b| b["type"].as_str().unwrap()).collect();
+    assert_eq!(kinds, types);
+    for (r, body) in received.iter().zip(&bodies) {
+        assert_eq!(body, &log[r.position as usize - 1], "the body is the event");
+    }
+    assert_eq!(
+        bodies[0]["payload"]["effective_at"],
+        "2026-01-05T09:00:00.250000Z"
+    );
+    assert_eq!(bodies[1]["payload"]["period"], 1);
+    assert_eq!(bodies[2]["payload"]["reason"], "a late invoice");
+    ledger.finish().await;
+}
+
 #[tokio::test]
 async fn without_allow_private_a_loopback_receiver_is_refused_and_nothing_is_sent() {
     let receiver = Receiver::start(vec![], Behaviour::Status(200)).await;

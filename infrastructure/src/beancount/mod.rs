@@ -1,10 +1,11 @@
 //! The log as a Beancount file (`ledger export --format beancount`), for accountants' tools:
 //! `bean-check`, `bean-query`, Fava.
 //!
-//! What each event becomes (dated the UTC day it was recorded, in position order; never before the
-//! day of an earlier position):
+//! What each event becomes, in position order, dated the UTC day it counts in the books (its
+//! `effective_at`, else when it was recorded; Beancount sorts by date itself):
 //! - `AssetDefined`: a `commodity` (names: `names`).
-//! - `AccountOpened`: an `open`, constrained to the assets the account ever uses.
+//! - `AccountOpened`: an `open`, constrained to the assets the account ever uses, dated the
+//!   earliest day of an entry that names it (a backdated entry may count before it was opened).
 //! - A posted transaction, transfer, reversal or trade, and the post of a hold: a transaction
 //!   (`*`) whose postings take each ledger posting's amount from its source (a negative posting)
 //!   and give it to its destination (a positive one), so that Beancount's balance of an account is
@@ -14,9 +15,11 @@
 //! - A hold (a pending transaction or trade) moves no money: a `note` on each account it touches
 //!   says what it reserves; its void or expiry is a `note` too, and only its post moves money.
 //! - Status changes and limits: `note`s.
+//! - Closes and reopens: at the end, the trial balance of every close still standing, as
+//!   `balance`s on the day after its end (`periods`).
 //!
-//! At the end, a `balance` for every account and every asset it used, dated the day after the
-//! last entry because Beancount checks a `balance` at the start of its day, and with the
+//! Last, a `balance` for every account and every asset it used, dated the day after the
+//! latest entry because Beancount checks a `balance` at the start of its day, and with the
 //! tolerance `~ 0` because Beancount otherwise accepts a balance off by one in its last place.
 //!
 //! The log is read twice, to the same head: once to learn which assets each account uses (its
@@ -24,6 +27,7 @@
 //! account and asset, as in the balances projection.
 
 mod names;
+mod periods;
 
 use std::collections::{BTreeMap, HashMap};
 use std::io::Write;
@@ -55,19 +59,24 @@ pub async fn export(pool: &PgPool, root: Root, out: &mut impl Write) -> Result<E
     let mut survey = Survey::default();
     walk(pool, i64::MAX, |stored, event| survey.record(stored, event)).await?;
     let head_position = survey.head_position;
+    let mut closes = std::mem::take(&mut survey.closes);
     let mut writer = BeancountWriter {
         out,
         root,
         survey: &survey,
         date: NaiveDate::MIN,
+        closes: Vec::new(),
     };
     writer.header()?;
     let mut events = 0;
     walk(pool, head_position, |stored, event| {
         events += 1;
+        closes.apply(stored, event);
         writer.entry(stored, event)
     })
     .await?;
+    writer.closes = closes.finish()?;
+    writer.closes()?;
     writer.balances()?;
     writer.out.flush()?;
     Ok(ExportSummary {
@@ -96,12 +105,16 @@ async fn walk(
     Ok(())
 }
 
-/// What the first reading of the log learns: its head, scales, and each account's assets and
-/// balances.
+/// What the first reading of the log learns: its head, scales, each account's assets and
+/// balances and the first day it is named, and the closes.
 struct Survey {
     head_position: i64,
     head_hash: String,
+    /// The latest day of an entry.
     last_date: Option<NaiveDate>,
+    /// The earliest day of an entry that names the account (its `open` is dated so).
+    first_dates: HashMap<AccountCode, NaiveDate>,
+    closes: periods::Closes,
     scales: HashMap<AssetCode, u32>,
     /// Per account, every asset it moves or reserves, with its balance (`credits − debits`).
     balances: BTreeMap<AccountCode, BTreeMap<AssetCode, Decimal>>,
@@ -114,6 +127,8 @@ impl Default for Survey {
             head_position: 0,
             head_hash: chain::to_hex(&chain::genesis()),
             last_date: None,
+            first_dates: HashMap::new(),
+            closes: periods::Closes::default(),
             scales: HashMap::new(),
             balances: BTreeMap::new(),
         }
@@ -124,7 +139,13 @@ impl Survey {
     fn record(&mut self, stored: &StoredEvent, event: &Event) -> Result<()> {
         self.head_position = stored.position;
         self.head_hash = chain::to_hex_slice(&stored.hash);
-        self.last_date = self.last_date.max(Some(stored.recorded_at.date_naive()));
+        let date = entry_date(stored, event);
+        self.last_date = self.last_date.max(Some(date));
+        for account in event.accounts_touched() {
+            let first = self.first_dates.entry(account.clone()).or_insert(date);
+            *first = (*first).min(date);
+        }
+        self.closes.survey(stored, event);
         match event {
             Event::AssetDefined(e) => {
                 self.scales.insert(e.asset.clone(), e.scale.get());
@@ -207,10 +228,10 @@ struct BeancountWriter<'a, W: Write> {
     out: &'a mut W,
     root: Root,
     survey: &'a Survey,
-    /// The date of the entries being written: the day the event was recorded, or an earlier
-    /// position's if later (should a clock step back), so that dates never decrease and an
-    /// account is never used before the day it is opened.
+    /// The date of the entries being written: the UTC day the event counts (`entry_date`).
     date: NaiveDate,
+    /// Every close, recomputed, for its assertions.
+    closes: Vec<periods::Asserted>,
 }
 
 impl<W: Write> BeancountWriter<'_, W> {
@@ -233,7 +254,7 @@ impl<W: Write> BeancountWriter<'_, W> {
     }
 
     fn entry(&mut self, stored: &StoredEvent, event: &Event) -> Result<()> {
-        self.date = self.date.max(stored.recorded_at.date_naive());
+        self.date = entry_date(stored, event);
         match event {
             Event::AssetDefined(e) => self.commodity(stored, e),
             Event::AccountOpened(e) => self.open(stored, e),
@@ -253,7 +274,7 @@ impl<W: Write> BeancountWriter<'_, W> {
                 self.note(stored, &e.account, &text, Vec::new())
             }
             Event::AccountLimitsSet(e) => self.limits(stored, e),
-            // Closes and reopens are written with the period's balance assertions.
+            // Closes are written at the end, with their trial balances (`closes`).
             Event::PeriodClosed(_) | Event::PeriodReopened(_) => Ok(()),
         }
     }
@@ -272,7 +293,8 @@ impl<W: Write> BeancountWriter<'_, W> {
     }
 
     fn open(&mut self, stored: &StoredEvent, e: &AccountOpened) -> Result<()> {
-        let date = self.date;
+        let first = self.survey.first_dates.get(&e.code).copied();
+        let date = first.map_or(self.date, |first| first.min(self.date));
         let (name, constraint) = (self.account(&e.code), self.constraint(&e.code));
         writeln!(self.out, "{date} open {name}{constraint}")?;
         self.meta(
@@ -528,6 +550,27 @@ impl<W: Write> BeancountWriter<'_, W> {
         Ok(())
     }
 
+    /// For every close: a comment, and its trial balance as `balance`s on the day after its end
+    /// when it still stands and Beancount's days can tell it (`periods`).
+    fn closes(&mut self) -> Result<()> {
+        let closes = std::mem::take(&mut self.closes);
+        for asserted in &closes {
+            writeln!(self.out, "{}", periods::comment(asserted))?;
+            let Some(date) = asserted.date else {
+                writeln!(self.out)?;
+                continue;
+            };
+            for row in asserted.checked.trial_balance.rows() {
+                let name = self.account(&row.account);
+                let number = self.survey.number(row.balance, &row.asset)?;
+                let commodity = commodity_name(&row.asset);
+                writeln!(self.out, "{date} balance {name}  {number} ~ 0 {commodity}")?;
+            }
+            writeln!(self.out)?;
+        }
+        Ok(())
+    }
+
     /// A `balance` for every account and asset, the day after the last entry.
     fn balances(&mut self) -> Result<()> {
         let survey = self.survey;
@@ -554,6 +597,11 @@ impl<W: Write> BeancountWriter<'_, W> {
         }
         Ok(())
     }
+}
+
+/// The UTC day an event counts in the books: its `effective_at`, else when it was recorded.
+fn entry_date(stored: &StoredEvent, event: &Event) -> NaiveDate {
+    event.effective_or(stored.recorded_at).date_naive()
 }
 
 /// The caller's metadata of a transaction, as one JSON string (its keys need not be Beancount

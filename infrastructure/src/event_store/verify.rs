@@ -63,7 +63,17 @@ pub async fn verify_chain(pool: &PgPool, progress: impl FnMut(i64, i64)) -> Resu
 /// it wrote before committing).
 pub(crate) async fn verify_chain_on(
     conn: &mut PgConnection,
+    progress: impl FnMut(i64, i64),
+) -> Result<ChainReport> {
+    verify_chain_visiting(conn, progress, |_| Ok(())).await
+}
+
+/// `verify_chain_on`, handing `visit` every event whose link verified, in position order: one
+/// pass for the checks that read the events themselves (`audit::verify_closes`).
+pub(crate) async fn verify_chain_visiting(
+    conn: &mut PgConnection,
     mut progress: impl FnMut(i64, i64),
+    mut visit: impl FnMut(&super::StoredEvent) -> Result<()>,
 ) -> Result<ChainReport> {
     let head_position: i64 = sqlx::query_scalar("SELECT COALESCE(max(position), 0) FROM events")
         .fetch_one(&mut *conn)
@@ -108,6 +118,7 @@ pub(crate) async fn verify_chain_on(
                 }
                 Link::Intact(head) | Link::Broken(head) | Link::NotCanonical(head) => head,
             };
+            visit(&row)?;
             report.events_verified += 1;
             expected_position += 1;
         }

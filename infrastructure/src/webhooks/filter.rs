@@ -3,7 +3,7 @@
 use domain::{AccountCode, Event};
 
 /// Event types a subscription may name.
-pub const EVENT_TYPES: [&str; 9] = [
+pub const EVENT_TYPES: [&str; 11] = [
     Event::ASSET_DEFINED,
     Event::ACCOUNT_OPENED,
     Event::TRANSACTION_POSTED,
@@ -13,6 +13,8 @@ pub const EVENT_TYPES: [&str; 9] = [
     Event::PENDING_POSTED,
     Event::PENDING_VOIDED,
     Event::PENDING_EXPIRED,
+    Event::PERIOD_CLOSED,
+    Event::PERIOD_REOPENED,
 ];
 
 /// A subscription's filters. Both must match; an empty one matches everything.
@@ -139,6 +141,21 @@ mod tests {
         let both = filter(&["TransactionPosted"], Some("alice:cash"));
         assert!(both.matches(&transfer("alice:cash", "bob:cash")));
         assert!(!both.matches(&opened("alice:cash")));
+    }
+
+    #[test]
+    fn closes_and_reopens_may_be_named() {
+        let f = filter(&["PeriodClosed", "PeriodReopened"], None);
+        let reopened = Event::decode(
+            Event::PERIOD_REOPENED,
+            1,
+            r#"{"period":1,"reason":"late invoice","metadata":{}}"#,
+        )
+        .unwrap();
+        assert!(f.matches(&reopened));
+        assert!(!f.matches(&transfer("a:x", "b:y")));
+        // A close touches no account: a prefix filter never matches it.
+        assert!(!filter(&[], Some("a")).matches(&reopened));
     }
 
     #[test]
