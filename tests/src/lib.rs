@@ -549,3 +549,41 @@ pub async fn serve_on_loopback(app: axum::Router) -> (SocketAddr, tokio::task::J
     });
     (addr, task)
 }
+
+/// Runs the first `sh` block after the README heading `## {heading}` as it is written, with bash
+/// and curl, against the server at `base` (`$L`, with `$J` the JSON content type); panics unless it
+/// succeeds, and returns what it printed.
+pub async fn run_readme_section(heading: &str, base: &str) -> String {
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md"))
+        .expect("README.md");
+    let section = readme
+        .split_once(&format!("\n## {heading}\n"))
+        .unwrap_or_else(|| panic!("the README has a section {heading:?}"))
+        .1;
+    let block = section
+        .split_once("```sh\n")
+        .expect("the section has a shell block")
+        .1;
+    let script = block
+        .split_once("```")
+        .expect("the block ends")
+        .0
+        .to_owned();
+    let script = format!("L={base}\nJ='content-type: application/json'\n{script}");
+    let output = tokio::task::spawn_blocking(move || {
+        std::process::Command::new("bash")
+            .args(["-euo", "pipefail", "-c"])
+            .arg(script)
+            .output()
+            .expect("bash")
+    })
+    .await
+    .expect("the script ran");
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(
+        output.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    stdout
+}

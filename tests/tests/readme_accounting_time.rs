@@ -4,25 +4,6 @@
 use ledger_tests::serde_json::Value;
 use ledger_tests::TestLedger;
 
-/// The first `sh` code block after the heading `## Accounting time`.
-fn section_script() -> String {
-    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md"))
-        .expect("README.md");
-    let section = readme
-        .split_once("\n## Accounting time\n")
-        .expect("the README has a section on accounting time")
-        .1;
-    let block = section
-        .split_once("```sh\n")
-        .expect("the section has a shell block")
-        .1;
-    block
-        .split_once("```")
-        .expect("the block ends")
-        .0
-        .to_owned()
-}
-
 /// The JSON documents the script printed, one per curl, up to the first that is not (the CSV).
 fn documents(stdout: &str) -> Vec<Value> {
     let mut out = Vec::new();
@@ -36,25 +17,7 @@ fn documents(stdout: &str) -> Vec<Value> {
 #[tokio::test]
 async fn the_readmes_accounting_time_section_runs_as_written() {
     let ledger = TestLedger::start().await;
-    let script = section_script();
-    let url = ledger.base.clone();
-    let output = tokio::task::spawn_blocking(move || {
-        std::process::Command::new("bash")
-            .args(["-euo", "pipefail", "-c"])
-            .arg(format!(
-                "L={url}\nJ='content-type: application/json'\n{script}"
-            ))
-            .output()
-            .expect("bash")
-    })
-    .await
-    .expect("the script ran");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    let stdout = ledger_tests::run_readme_section("Accounting time", &ledger.base).await;
     // The payment is at position 4, as the comment and the known_at_position after it say.
     let printed = documents(&stdout);
     let payment = printed

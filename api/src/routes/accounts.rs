@@ -10,9 +10,7 @@ use utoipa::IntoParams;
 use utoipa_axum::{router::OpenApiRouter, routes};
 use uuid::Uuid;
 
-use axum::http::header::{ACCEPT, CONTENT_TYPE};
-use axum::http::{HeaderMap, HeaderValue};
-use axum::response::IntoResponse;
+use axum::http::HeaderMap;
 use chrono::{DateTime, Utc};
 use domain::Rejection;
 use rust_decimal::Decimal;
@@ -27,7 +25,7 @@ use crate::requests::{
     OpenAccountRequest,
 };
 use crate::routes::assets::ReadParams;
-use crate::routes::write::{at_position, submit, LEDGER_POSITION};
+use crate::routes::write::{at_position, csv_at_position, submit, wants_csv};
 use crate::state::AppState;
 use crate::views::{
     AccountLimitsView, AccountList, AccountStatusView, AccountView, BalancesAtView, EntryOrder,
@@ -655,20 +653,8 @@ async fn account_statement(
         closing_position: read.closing_position,
         closing_balance: closing.to_string(),
     };
-    let wants_csv = headers
-        .get(ACCEPT)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.contains("text/csv"));
-    if wants_csv {
-        let mut response = (
-            [(CONTENT_TYPE, "text/csv; charset=utf-8")],
-            statement_csv(&view),
-        )
-            .into_response();
-        response
-            .headers_mut()
-            .insert(LEDGER_POSITION, HeaderValue::from(head));
-        return Ok(response);
+    if wants_csv(&headers) {
+        return Ok(csv_at_position(head, statement_csv(&view)));
     }
     Ok(at_position(head, view))
 }

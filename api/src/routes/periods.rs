@@ -4,13 +4,12 @@
 //! (`CLOSE_ATTEMPTS_MAX`). A reopen opens the latest closed period again.
 
 use axum::extract::State;
-use axum::http::header::{ACCEPT, CONTENT_TYPE};
-use axum::http::{HeaderMap, HeaderValue};
+use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
 use domain::{Event, Rejection};
 use infrastructure::event_store::StoredEvent;
-use infrastructure::projections::postings::TrialBalanceAt;
+use infrastructure::projections::effective::TrialBalanceAt;
 use infrastructure::{Outcome, Reply};
 use serde::Deserialize;
 use utoipa::IntoParams;
@@ -23,7 +22,7 @@ use crate::extract::{IdempotencyKey, JsonBody, Params, PathParam, RequestOrigin}
 use crate::render::{decode_stored, period_event_view};
 use crate::requests::{ClosePeriodCommand, ClosePeriodRequest, ReopenPeriodRequest};
 use crate::routes::write::{
-    at_position, render_reply, submit, submit_answer, CommandRequest, LEDGER_POSITION,
+    at_position, csv_at_position, render_reply, submit, submit_answer, wants_csv, CommandRequest,
 };
 use crate::state::AppState;
 use crate::views::{
@@ -70,29 +69,14 @@ async fn close_period(
         trial_balance: None,
     };
     if dry_run {
-        let read = book
-            .reads_at(None)
-            .trial_balance(command.request.through, None)
-            .await?;
-        if let Some(read) = read.value {
-            command.trial_balance = Some((read.known_at_position, read.trial_balance.digest()));
-        }
+        command.trial_balance = Some(trial_balance_for_close(&book, &command).await?);
         let item = command.write_item(origin.scoped_key(key), state.clock().now())?;
         let answer = book.writer().dry_run(vec![item], false, origin.0).await?;
         return Ok(render_dry_run(answer).into_response());
     }
     let mut answer = None;
     for _ in 0..CLOSE_ATTEMPTS_MAX {
-        let read = book
-            .reads_at(None)
-            .trial_balance(command.request.through, None)
-            .await?;
-        let read = read.value.ok_or_else(|| {
-            ApiError::Infrastructure(infrastructure::Error::Corrupt(
-                "the trial balance at the head was not read".to_owned(),
-            ))
-        })?;
-        command.trial_balance = Some((read.known_at_position, read.trial_balance.digest()));
+        command.trial_balance = Some(trial_balance_for_close(&book, &command).await?);
         let submitted = submit_answer(&state, &book, key.clone(), &origin, &command).await?;
         let raced = matches!(
             &submitted,
@@ -110,6 +94,20 @@ async fn close_period(
         infrastructure::Error::CommitFailed,
     ))?;
     Ok(render_reply(answer).into_response())
+}
+
+/// The trial balance a close records: as of its end, at the head the projections reflect now;
+/// the position it was read at and its digest.
+async fn trial_balance_for_close(
+    book: &Book,
+    command: &ClosePeriodCommand,
+) -> Result<(i64, String), ApiError> {
+    let read = book
+        .reads_at(None)
+        .trial_balance(command.request.through, None)
+        .await?
+        .value;
+    Ok((read.known_at_position, read.trial_balance.digest()))
 }
 
 /// Open the latest closed period again (admin), saying why: writes may count in it once more,
@@ -207,11 +205,7 @@ async fn get_period(
         return Err(not_found());
     };
     let read = reads.trial_balance(through, Some(known_at)).await?;
-    let trial_balance = read.value.map(trial_balance_view).ok_or_else(|| {
-        ApiError::Infrastructure(infrastructure::Error::Corrupt(format!(
-            "period {number} was closed at position {known_at}, beyond the head"
-        )))
-    })?;
+    let trial_balance = trial_balance_view(read.value);
     // Read back, the trial balance must be the one the close fixed.
     if trial_balance.digest != digest {
         return Err(ApiError::Infrastructure(infrastructure::Error::Corrupt(
@@ -289,17 +283,8 @@ async fn trial_balance(
     }
     let reads = book.reads_at(params.min_position.max(known_at));
     let read = reads.trial_balance(params.as_of, known_at).await?;
-    let view = read.value.map(trial_balance_view).ok_or_else(|| {
-        ApiError::InvalidRequest(format!(
-            "known_at_position is beyond the head, {}",
-            read.position
-        ))
-    })?;
-    let wants_csv = headers
-        .get(ACCEPT)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.contains("text/csv"));
-    if !wants_csv {
+    let view = trial_balance_view(read.value);
+    if !wants_csv(&headers) {
         return Ok(at_position(read.position, view));
     }
     let mut csv = String::from("account,asset,balance\n");
@@ -309,9 +294,5 @@ async fn trial_balance(
     for total in &view.totals {
         csv.push_str(&format!(",{},{}\n", total.asset, total.total));
     }
-    let mut response = ([(CONTENT_TYPE, "text/csv; charset=utf-8")], csv).into_response();
-    response
-        .headers_mut()
-        .insert(LEDGER_POSITION, HeaderValue::from(read.position));
-    Ok(response)
+    Ok(csv_at_position(read.position, csv))
 }

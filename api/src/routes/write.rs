@@ -158,3 +158,22 @@ pub fn at_position<T: Serialize>(position: i64, body: T) -> Response {
         .insert(LEDGER_POSITION, HeaderValue::from(position));
     response
 }
+
+/// Whether a read asked for CSV (`Accept: text/csv`).
+pub fn wants_csv(headers: &axum::http::HeaderMap) -> bool {
+    headers
+        .get(axum::http::header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("text/csv"))
+}
+
+/// A read's CSV body with the position it reflects in the `Ledger-Position` header.
+pub fn csv_at_position(position: i64, csv: String) -> axum::response::Response {
+    use axum::http::header::CONTENT_TYPE;
+    use axum::response::IntoResponse;
+    let mut response = ([(CONTENT_TYPE, "text/csv; charset=utf-8")], csv).into_response();
+    response
+        .headers_mut()
+        .insert(LEDGER_POSITION, axum::http::HeaderValue::from(position));
+    response
+}

@@ -1,6 +1,7 @@
 //! Reads in accounting time, from the postings history: an account's balances as of a date (as
-//! known now or at a position), its history and statements in effective order, and the part of
-//! a roll-up as of a date that sums each account (`rollups::ReadStore::rollup_as_of`).
+//! known now or at a position), its history and statements in effective order, the part of a
+//! roll-up as of a date that sums each account (`rollups::ReadStore::rollup_as_of`), and the
+//! trial balance (every account, one pass over the legs recorded by then).
 //!
 //! Every figure as of `T` known at `P` is the running balance at `P` (the `balance_after` of the
 //! account's last leg recorded at or before `P`, one lookup of the primary key) less the legs
@@ -18,8 +19,12 @@ use rust_decimal::Decimal;
 use sqlx::PgConnection;
 use uuid::Uuid;
 
+use domain::{AccountCode, AssetCode};
+
 use super::balances::BalanceRecord;
-use super::postings::{history_from_row, HistoryEntry, Statement, HISTORY_SELECT, READ_NEEDS};
+use super::postings::{
+    history_from_row, past_balances, HistoryEntry, Statement, HISTORY_SELECT, READ_NEEDS,
+};
 use crate::reads::{at_scale, AtPosition, ReadStore};
 use crate::{Error, Result};
 
@@ -124,17 +129,8 @@ impl ReadStore {
         .fetch_all(&mut *tx)
         .await?;
         tx.commit().await?;
-        let value = rows
-            .into_iter()
-            .map(|(asset, scale, position, balance)| BalanceRecord {
-                asset,
-                balance: at_scale(balance, scale),
-                pending: None,
-                position,
-            })
-            .collect();
         Ok(AtPosition {
-            value,
+            value: past_balances(rows),
             position: head,
         })
     }
@@ -308,4 +304,68 @@ async fn balance_before(
     .fetch_one(conn)
     .await?;
     Ok(total - later)
+}
+
+/// A trial balance and the positions it was read at.
+#[derive(Debug, Clone)]
+pub struct TrialBalanceAt {
+    pub as_of: DateTime<Utc>,
+    /// The position it is as known at: every entry at or before it, none after.
+    pub known_at_position: i64,
+    pub trial_balance: domain::trial_balance::TrialBalance,
+}
+
+impl ReadStore {
+    /// Every account's posted balance in every asset over the entries that count at or before
+    /// `as_of`, as known at `known_at` (the head the projections reflect when `None`): a scan of
+    /// the postings recorded up to then, one pass. `None` when `known_at` is beyond that head.
+    pub async fn trial_balance(
+        &self,
+        as_of: DateTime<Utc>,
+        known_at: Option<i64>,
+    ) -> Result<AtPosition<TrialBalanceAt>> {
+        let (mut tx, head) = self.snapshot_of(READ_NEEDS).await?;
+        let known_at = known_at_within(known_at, head)?;
+        let rows: Vec<(String, String, i16, Decimal)> = sqlx::query_as(
+            "SELECT a.code, p.asset, s.scale, sum(p.amount)
+             FROM postings p JOIN accounts a ON a.id = p.account_id JOIN assets s ON s.code = p.asset
+             WHERE p.effective_at <= $1 AND p.position <= $2
+             GROUP BY a.code, p.asset, s.scale",
+        )
+        .bind(as_of)
+        .bind(known_at)
+        .fetch_all(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        let mut balances = Vec::with_capacity(rows.len());
+        for (account, asset, scale, sum) in rows {
+            let corrupt = |what: String| Error::Corrupt(format!("trial balance: {what}"));
+            let scale = domain::Scale::try_from(u32::try_from(scale).unwrap_or(u32::MAX))
+                .map_err(|e| corrupt(format!("scale of {asset}: {e}")))?;
+            let units = domain::money::to_units(sum, scale)
+                .map_err(|e| corrupt(format!("{sum} {asset} of {account}: {e:?}")))?;
+            let account = AccountCode::try_from(account).map_err(|e| corrupt(e.to_string()))?;
+            let asset = AssetCode::try_from(asset).map_err(|e| corrupt(e.to_string()))?;
+            balances.push(((account, asset), (units, scale)));
+        }
+        let trial_balance = domain::trial_balance::TrialBalance::from_units(balances);
+        // Every posting debits what it credits: read back, each asset must sum to zero.
+        if let Some((asset, total)) = trial_balance
+            .totals()
+            .into_iter()
+            .find(|(_, t)| !t.is_zero())
+        {
+            return Err(Error::Corrupt(format!(
+                "the trial balance as of {as_of} at position {known_at} sums to {total} {asset}"
+            )));
+        }
+        Ok(AtPosition {
+            value: TrialBalanceAt {
+                as_of,
+                known_at_position: known_at,
+                trial_balance,
+            },
+            position: head,
+        })
+    }
 }

@@ -345,8 +345,8 @@ impl ReadStore {
         position: i64,
     ) -> Result<AtPosition<Vec<BalanceRecord>>> {
         let (mut tx, head) = self.snapshot_of(READ_NEEDS).await?;
-        let rows: Vec<(String, Decimal, i64, i16)> = sqlx::query_as(
-            "SELECT a.asset, p.balance_after, p.position, a.scale
+        let rows: Vec<(String, i16, i64, Decimal)> = sqlx::query_as(
+            "SELECT a.asset, a.scale, p.position, p.balance_after
              FROM (SELECT b.asset, s.scale FROM balances b JOIN assets s ON s.code = b.asset
                    WHERE b.account_id = $1) a
              CROSS JOIN LATERAL (
@@ -361,17 +361,8 @@ impl ReadStore {
         .fetch_all(&mut *tx)
         .await?;
         tx.commit().await?;
-        let value = rows
-            .into_iter()
-            .map(|(asset, balance, position, scale)| BalanceRecord {
-                asset,
-                balance: at_scale(balance, scale),
-                pending: None,
-                position,
-            })
-            .collect();
         Ok(AtPosition {
-            value,
+            value: past_balances(rows),
             position: head,
         })
     }
@@ -488,72 +479,15 @@ pub(super) fn history_from_row(row: &PgRow) -> Result<HistoryEntry> {
     })
 }
 
-/// A trial balance and the positions it was read at.
-#[derive(Debug, Clone)]
-pub struct TrialBalanceAt {
-    pub as_of: DateTime<Utc>,
-    /// The position it is as known at: every entry at or before it, none after.
-    pub known_at_position: i64,
-    pub trial_balance: domain::trial_balance::TrialBalance,
-}
-
-impl ReadStore {
-    /// Every account's posted balance in every asset over the entries that count at or before
-    /// `as_of`, as known at `known_at` (the head the projections reflect when `None`): a scan of
-    /// the postings recorded up to then, one pass. `None` when `known_at` is beyond that head.
-    pub async fn trial_balance(
-        &self,
-        as_of: DateTime<Utc>,
-        known_at: Option<i64>,
-    ) -> Result<AtPosition<Option<TrialBalanceAt>>> {
-        let (mut tx, head) = self.snapshot_of(READ_NEEDS).await?;
-        let known_at = known_at.unwrap_or(head);
-        if known_at > head {
-            return Ok(AtPosition {
-                value: None,
-                position: head,
-            });
-        }
-        let rows: Vec<(String, String, i16, Decimal)> = sqlx::query_as(
-            "SELECT a.code, p.asset, s.scale, sum(p.amount)
-             FROM postings p JOIN accounts a ON a.id = p.account_id JOIN assets s ON s.code = p.asset
-             WHERE p.effective_at <= $1 AND p.position <= $2
-             GROUP BY a.code, p.asset, s.scale",
-        )
-        .bind(as_of)
-        .bind(known_at)
-        .fetch_all(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        let mut balances = Vec::with_capacity(rows.len());
-        for (account, asset, scale, sum) in rows {
-            let corrupt = |what: String| Error::Corrupt(format!("trial balance: {what}"));
-            let scale = domain::Scale::try_from(u32::try_from(scale).unwrap_or(u32::MAX))
-                .map_err(|e| corrupt(format!("scale of {asset}: {e}")))?;
-            let units = domain::money::to_units(sum, scale)
-                .map_err(|e| corrupt(format!("{sum} {asset} of {account}: {e:?}")))?;
-            let account = AccountCode::try_from(account).map_err(|e| corrupt(e.to_string()))?;
-            let asset = AssetCode::try_from(asset).map_err(|e| corrupt(e.to_string()))?;
-            balances.push(((account, asset), (units, scale)));
-        }
-        let trial_balance = domain::trial_balance::TrialBalance::from_units(balances);
-        // Every posting debits what it credits: read back, each asset must sum to zero.
-        if let Some((asset, total)) = trial_balance
-            .totals()
-            .into_iter()
-            .find(|(_, t)| !t.is_zero())
-        {
-            return Err(Error::Corrupt(format!(
-                "the trial balance as of {as_of} at position {known_at} sums to {total} {asset}"
-            )));
-        }
-        Ok(AtPosition {
-            value: Some(TrialBalanceAt {
-                as_of,
-                known_at_position: known_at,
-                trial_balance,
-            }),
-            position: head,
+/// Balances as they stood in the past, from rows of (asset, scale, position of the last leg
+/// counted, balance): no reservations, which are known only now.
+pub(crate) fn past_balances(rows: Vec<(String, i16, i64, Decimal)>) -> Vec<BalanceRecord> {
+    rows.into_iter()
+        .map(|(asset, scale, position, balance)| BalanceRecord {
+            asset,
+            balance: at_scale(balance, scale),
+            pending: None,
+            position,
         })
-    }
+        .collect()
 }
