@@ -5,8 +5,8 @@
 //!
 //! The answer to an accepted dry run is `200` (nothing was created, so not `201`) with no
 //! `Ledger-Position` header, and a body `DryRunView`: `dry_run: true`, the view the real write
-//! would return as `result` (without the `position`, `recorded_at`, `opened_at` and `version`
-//! that only a real write gets, unless the answer is the replay of an earlier real write, whose
+//! would return as `result` (without the `position`, `recorded_at`, `opened_at`, `version`, and
+//! an `effective_at` the write did not state, that only a real write gets, unless the answer is the replay of an earlier real write, whose
 //! are real), and every account the request would open or change with its figures before and
 //! after. A refusal is the very problem document the real write would get, with `dry_run: true`.
 
@@ -139,7 +139,8 @@ pub fn render_dry_reply(answer: Result<Reply, infrastructure::Error>) -> Rendere
         Ok(Outcome::Accepted(committed)) => {
             let mut body = committed_view(&committed);
             if !replayed {
-                body = without_invented(&body).unwrap_or(body);
+                let undated = committed.event.effective_at().is_none();
+                body = without_invented(&body, undated).unwrap_or(body);
             }
             return RenderedReply {
                 status: StatusCode::OK,
@@ -161,10 +162,15 @@ pub fn render_dry_reply(answer: Result<Reply, infrastructure::Error>) -> Rendere
     }
 }
 
-fn without_invented(body: &[u8]) -> Option<Vec<u8>> {
+/// The view without what only a real write gets; without `effective_at` too when the write
+/// stated none (it would be the recording time the real write gets).
+fn without_invented(body: &[u8], undated: bool) -> Option<Vec<u8>> {
     let mut view: serde_json::Map<String, serde_json::Value> = serde_json::from_slice(body).ok()?;
     for field in INVENTED {
         view.remove(field);
+    }
+    if undated {
+        view.remove("effective_at");
     }
     serde_json::to_vec(&view).ok()
 }
