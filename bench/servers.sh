@@ -47,7 +47,9 @@ ledger_start() { # ledger binary, database name; the log is $work/<database>.log
         "$1" serve --listen "127.0.0.1:$port" >"$work/$2.log" 2>&1 &
     ledger_pid=$!
     ledger_addr="127.0.0.1:$port"
-    for _ in $(seq 1 200); do
+    # Up to 60 s: a writer taking over a database a few benchmark rounds filled restores its state
+    # from it before the node is ready.
+    for _ in $(seq 1 600); do
         curl -fs "http://$ledger_addr/readyz" >/dev/null 2>&1 && return 0
         sleep 0.1
     done

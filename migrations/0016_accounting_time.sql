@@ -11,11 +11,13 @@ BEGIN
     -- Before this migration no event stated an effective time: each counted when recorded.
     EXECUTE format('UPDATE %I.postings SET effective_at = recorded_at', book);
     EXECUTE format('ALTER TABLE %I.postings ALTER COLUMN effective_at SET NOT NULL', book);
-    -- Balances as of a date: an account's legs in an asset by effective time, with what a sum
-    -- needs, read from the index alone.
+    -- Balances as of a date and history in effective order: an account's legs in effective
+    -- order, with what a sum needs, read from the index alone. Not (account_id, asset, …): the
+    -- planner would then take it for "an account's last leg in an asset" (ORDER BY position), which
+    -- the primary key answers with one row, and sort every leg of the account instead.
     EXECUTE format(
-        'CREATE INDEX postings_by_effective ON %I.postings (account_id, asset, effective_at)
-         INCLUDE (position, amount)', book);
+        'CREATE INDEX postings_by_effective ON %I.postings (account_id, effective_at, position, leg)
+         INCLUDE (asset, amount)', book);
     EXECUTE format(
         'CREATE TABLE %I.periods (
             position            BIGINT      PRIMARY KEY,

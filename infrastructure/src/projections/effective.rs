@@ -5,8 +5,9 @@
 //!
 //! Every figure as of `T` known at `P` is the running balance at `P` (the `balance_after` of the
 //! account's last leg recorded at or before `P`, one lookup of the primary key) less the legs
-//! recorded by `P` that count after `T`, summed through `postings_by_effective` (account, asset,
-//! effective time, with position and amount included: an index-only range). So a read costs what
+//! recorded by `P` that count after `T`, summed through `postings_by_effective` (account,
+//! effective time, position, leg, with asset and amount included: an index-only range, the asset
+//! filtered in it, as an account holds few). So a read costs what
 //! counts after `T`, not the account's whole past: as of a recent date (a month end, a close) it
 //! reads a few legs, and further back it reads more, at most every leg of the account. The
 //! history in effective order pins its pages to the position of its first one, so that a
