@@ -21,7 +21,7 @@ use utoipa::ToSchema;
 use crate::error::ApiError;
 use crate::extract::Params;
 use crate::render::committed_view;
-use crate::routes::write::RenderedReply;
+use crate::reply::RenderedReply;
 
 /// Whether a write is a dry run: `?dry_run=true`. Any other query parameter is refused (400), so
 /// that a misspelt `dry_run` never makes a real write.

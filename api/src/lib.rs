@@ -12,6 +12,7 @@ pub mod forward;
 mod http_metrics;
 pub mod ledger_transfers;
 mod render;
+pub mod reply;
 pub mod requests;
 pub mod routes;
 pub mod server;

@@ -25,9 +25,7 @@ mod storage;
 
 pub use crate::values::HoldOutcome;
 pub use decide::PRICE_SCALE_MAX;
-pub use periods::{
-    rfc3339, ClosedPeriod, Periods, RECENT_BACKDATED_MAX, RECENT_RUNS_MAX, REOPEN_REASON_BYTES_MAX,
-};
-pub use records::Hold;
+pub use periods::{rfc3339, RECENT_BACKDATED_MAX, RECENT_RUNS_MAX, REOPEN_REASON_BYTES_MAX};
+pub use records::{ClosedPeriod, Hold, Periods};
 pub use state::{AccountView, LedgerState, Leg};
 pub use storage::{Account, Figures, Limits};

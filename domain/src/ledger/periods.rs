@@ -12,11 +12,9 @@
 //! latest events (which only grow), and the latest events that count earlier than they were
 //! recorded. What falls out of it makes a close race and be retried, never be wrong.
 
-use std::collections::VecDeque;
-
 use chrono::{DateTime, Duration, Utc};
 
-use super::records::Undo;
+use super::records::{ClosedPeriod, Periods, Recent, Undo};
 use super::state::LedgerState;
 use crate::command::{ClosePeriod, ReopenPeriod};
 use crate::error::{ApplyError, Rejection};
@@ -30,62 +28,6 @@ pub const RECENT_BACKDATED_MAX: usize = 4096;
 pub const CLOSING_FENCE_MS: i64 = 2_000;
 /// The longest reason a reopen may give, in bytes.
 pub const REOPEN_REASON_BYTES_MAX: usize = 1024;
-
-/// A period of the books that is closed now.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ClosedPeriod {
-    pub period: u32,
-    pub through: DateTime<Utc>,
-}
-
-/// The closed periods, oldest first (a reopen takes back the latest), and how many closes the
-/// ledger has recorded: the number of the next.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Periods {
-    pub(super) closed: Vec<ClosedPeriod>,
-    pub(super) closes: u32,
-}
-
-impl Periods {
-    /// The latest period closed now.
-    pub fn latest(&self) -> Option<ClosedPeriod> {
-        self.closed.last().copied()
-    }
-}
-
-/// What the decision knows of the latest money events' effective times; see the module's notes.
-#[derive(Debug, Clone, Default)]
-pub(super) struct Recent {
-    /// (first position, last position, recorded time) of each run of money events recorded at
-    /// one time, oldest first. Recording times never go back, so the first run ending after a
-    /// position has the earliest recording time of the money events after it.
-    runs: VecDeque<(i64, i64, DateTime<Utc>)>,
-    /// (position, effective time) of money events that count earlier than they were recorded.
-    backdated: VecDeque<(i64, DateTime<Utc>)>,
-    /// What happened at or before this position is not known here (before the state was restored,
-    /// or fallen out).
-    known_after: i64,
-    /// A close being retried after writes raced it: (through, until when writes into the period
-    /// wait). Not of the log: a moment of the writer, which a restart forgets.
-    closing: Option<(DateTime<Utc>, DateTime<Utc>)>,
-}
-
-/// The time settings of a decision: when the events being decided will be recorded, and how far
-/// ahead of that an effective time may be.
-#[derive(Debug, Clone, Copy)]
-pub(super) struct Timing {
-    pub recording_at: DateTime<Utc>,
-    pub future_max: Duration,
-}
-
-impl Default for Timing {
-    fn default() -> Self {
-        Self {
-            recording_at: DateTime::UNIX_EPOCH,
-            future_max: Duration::zero(),
-        }
-    }
-}
 
 impl LedgerState {
     /// Tells the state when the events it decides and applies next will be recorded: the time an

@@ -1,7 +1,10 @@
-//! What the state keeps besides accounts and assets: the open holds, and the changes an atomic
-//! batch may have to take back. Plain records: `holds` and `journal` say what happens to them.
+//! What the state keeps besides accounts and assets: the open holds, the closed periods and what a
+//! close checks, and the changes an atomic batch may have to take back. Plain records: `holds`,
+//! `periods` and `journal` say what happens to them.
 
-use chrono::{DateTime, Utc};
+use std::collections::VecDeque;
+
+use chrono::{DateTime, Duration, Utc};
 
 use super::storage::{Account, Slot};
 use crate::event::Posting;
@@ -34,9 +37,66 @@ pub(super) enum Undo {
     Reversed(TransactionId),
     Head(i64),
     /// The periods as they were before a close or a reopen.
-    Periods(super::periods::Periods),
+    Periods(Periods),
     /// A run of `Recent` pushed, or extended from this last position, or a backdated event noted.
     RunPushed,
     RunExtended(i64),
     BackdatedPushed,
+}
+
+/// A period of the books that is closed now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClosedPeriod {
+    pub period: u32,
+    pub through: DateTime<Utc>,
+}
+
+/// The closed periods, oldest first (a reopen takes back the latest), and how many closes the
+/// ledger has recorded: the number of the next.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Periods {
+    pub(super) closed: Vec<ClosedPeriod>,
+    pub(super) closes: u32,
+}
+
+impl Periods {
+    /// The latest period closed now.
+    pub fn latest(&self) -> Option<ClosedPeriod> {
+        self.closed.last().copied()
+    }
+}
+
+/// What the decision knows of the latest money events' effective times (`periods` says how it
+/// is kept and read).
+#[derive(Debug, Clone, Default)]
+pub(super) struct Recent {
+    /// (first position, last position, recorded time) of each run of money events recorded at
+    /// one time, oldest first. Recording times never go back, so the first run ending after a
+    /// position has the earliest recording time of the money events after it.
+    pub(super) runs: VecDeque<(i64, i64, DateTime<Utc>)>,
+    /// (position, effective time) of money events that count earlier than they were recorded.
+    pub(super) backdated: VecDeque<(i64, DateTime<Utc>)>,
+    /// What happened at or before this position is not known here (before the state was restored,
+    /// or fallen out).
+    pub(super) known_after: i64,
+    /// A close being retried after writes raced it: (through, until when writes into the period
+    /// wait). Not of the log: a moment of the writer, which a restart forgets.
+    pub(super) closing: Option<(DateTime<Utc>, DateTime<Utc>)>,
+}
+
+/// The time settings of a decision: when the events being decided will be recorded, and how far
+/// ahead of that an effective time may be.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Timing {
+    pub recording_at: DateTime<Utc>,
+    pub future_max: Duration,
+}
+
+impl Default for Timing {
+    fn default() -> Self {
+        Self {
+            recording_at: DateTime::UNIX_EPOCH,
+            future_max: Duration::zero(),
+        }
+    }
 }

@@ -7,8 +7,7 @@ use std::ops::Deref;
 
 use chrono::{DateTime, Utc};
 
-use super::periods::{Periods, Recent, Timing};
-use super::records::{Hold, Undo};
+use super::records::{Hold, Periods, Recent, Timing, Undo};
 use super::storage::{Account, Accounts, Assets, Figures, Limits, Slot};
 use crate::error::ApplyError;
 use crate::money;
