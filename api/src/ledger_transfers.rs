@@ -176,21 +176,13 @@ async fn reserve(
         ),
     ];
     for (i, (book, hold, from, to)) in legs.into_iter().enumerate() {
-        let command = Command::PostTransaction(PostTransaction {
-            id: TransactionId(hold),
-            kind: TransactionKind::Transfer,
-            postings: vec![PostingInstruction {
-                source: account(from)?,
-                destination: account(to)?,
-                asset: request.asset.parse::<AssetCode>().map_err(corrupt)?,
-                amount: request.amount.parse::<PositiveDecimal>().map_err(corrupt)?,
-            }],
-            metadata: hold_metadata(transfer)?,
-            guards: Default::default(),
-            // Never expires on its own: only the transfer's decision settles it.
-            pending: Some(HoldTerms { expires_at: None }),
-            effective_at: None,
-        });
+        let command = hold_command(
+            TransactionId(hold),
+            request,
+            from,
+            to,
+            hold_metadata(transfer)?,
+        )?;
         let key = step_key(transfer.id, &format!("reserve-{}", book.name()));
         if let Step::Refused(rejection) = submit(book, item(command, key), origin).await? {
             return Ok(Some((rejection, book.name().to_string())));
@@ -200,6 +192,31 @@ async fn reserve(
         }
     }
     Ok(None)
+}
+
+/// One side's hold of a transfer: `amount` of `asset` from `from` to `to`, reserved. It never
+/// expires on its own: only the transfer's decision settles it.
+fn hold_command(
+    id: TransactionId,
+    request: &store::Request,
+    from: &str,
+    to: &str,
+    metadata: Metadata,
+) -> Result<Command, ApiError> {
+    Ok(Command::PostTransaction(PostTransaction {
+        id,
+        kind: TransactionKind::Transfer,
+        postings: vec![PostingInstruction {
+            source: account(from)?,
+            destination: account(to)?,
+            asset: request.asset.parse::<AssetCode>().map_err(corrupt)?,
+            amount: request.amount.parse::<PositiveDecimal>().map_err(corrupt)?,
+        }],
+        metadata,
+        guards: Default::default(),
+        pending: Some(HoldTerms { expires_at: None }),
+        effective_at: None,
+    }))
 }
 
 fn account(code: &str) -> Result<AccountRef, ApiError> {
@@ -371,20 +388,7 @@ fn dry_run_items(
         allow_negative: true,
         metadata: Metadata::default(),
     });
-    let reserve = Command::PostTransaction(PostTransaction {
-        id: hold,
-        kind: TransactionKind::Transfer,
-        postings: vec![PostingInstruction {
-            source: account(from)?,
-            destination: account(to)?,
-            asset: request.asset.parse::<AssetCode>().map_err(corrupt)?,
-            amount: request.amount.parse::<PositiveDecimal>().map_err(corrupt)?,
-        }],
-        metadata: metadata.clone(),
-        guards: Default::default(),
-        pending: Some(HoldTerms { expires_at: None }),
-        effective_at: None,
-    });
+    let reserve = hold_command(hold, request, from, to, metadata.clone())?;
     let post = Command::SettlePending(SettlePending {
         pending_id: hold,
         settlement: Settlement::Post { amounts: None },
