@@ -207,6 +207,7 @@ fn hold_command(
         id,
         kind: TransactionKind::Transfer,
         postings: vec![PostingInstruction {
+            cost: None,
             source: account(from)?,
             destination: account(to)?,
             asset: request.asset.parse::<AssetCode>().map_err(corrupt)?,
@@ -239,6 +240,7 @@ fn hold_metadata(transfer: &LedgerTransfer) -> Result<Metadata, ApiError> {
 /// negative: it is what the ledger owes to, or is owed by, the other.
 async fn open_settlement(book: &Book, code: &str, origin: &Origin) -> Result<(), ApiError> {
     let command = Command::OpenAccount(OpenAccount {
+        booking_method: None,
         id: AccountId(Uuid::now_v7()),
         code: code.parse::<AccountCode>().map_err(corrupt)?,
         allow_negative: true,
@@ -383,6 +385,7 @@ fn dry_run_items(
     ))
     .map_err(corrupt)?;
     let open = Command::OpenAccount(OpenAccount {
+        booking_method: None,
         id: AccountId(Uuid::now_v7()),
         code: settlement.parse::<AccountCode>().map_err(corrupt)?,
         allow_negative: true,

@@ -12,7 +12,7 @@ use infrastructure::CommittedEvent;
 use crate::error::ApiError;
 use crate::views::{
     AccountLimitsView, AccountStatusView, AccountView, AssetView, BalanceView, EventView, FeeView,
-    HistoryEntryView, HistoryItemView, LimitView, PeriodEventView, PostingView, SettlementView,
+    BookingMethodView, HistoryEntryView, HistoryItemView, LimitView, PeriodEventView, PostingView, PriceView, SettlementView,
     TradeView, TransactionView,
 };
 
@@ -66,6 +66,22 @@ pub fn committed_view(committed: &CommittedEvent) -> Vec<u8> {
         Event::PeriodClosed(_) | Event::PeriodReopened(_) => {
             serde_json::to_vec(&period_event_view(committed))
         }
+        Event::BookingMethodSet(e) => serde_json::to_vec(&BookingMethodView {
+            account: e.account.to_string(),
+            booking_method: e.booking_method.as_str().to_owned(),
+            position: *position,
+            recorded_at: *recorded_at,
+            metadata: e.metadata.clone(),
+        }),
+        Event::PriceMarked(e) => serde_json::to_vec(&PriceView {
+            instrument: e.instrument.to_string(),
+            currency: e.currency.to_string(),
+            price: e.price.to_string(),
+            as_of: e.as_of,
+            position: *position,
+            recorded_at: *recorded_at,
+            metadata: e.metadata.clone(),
+        }),
     };
     // Views are plain structs of strings and numbers: encoding cannot fail.
     view.unwrap_or_default()

@@ -84,6 +84,33 @@ pub struct AccountStatusView {
     pub metadata: domain::Metadata,
 }
 
+/// What a change of booking method returns.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct BookingMethodView {
+    pub account: String,
+    /// `fifo`, `lifo`, `hifo` or `average`: how its disposals close lots from now on.
+    pub booking_method: String,
+    pub position: i64,
+    pub recorded_at: DateTime<Utc>,
+    #[schema(value_type = Object)]
+    pub metadata: domain::Metadata,
+}
+
+/// A mark: the price of one unit of an instrument in a currency as of a time.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PriceView {
+    pub instrument: String,
+    pub currency: String,
+    #[schema(example = "190.25")]
+    pub price: String,
+    pub as_of: DateTime<Utc>,
+    /// The position of the `PriceMarked` event.
+    pub position: i64,
+    pub recorded_at: DateTime<Utc>,
+    #[schema(value_type = Object)]
+    pub metadata: domain::Metadata,
+}
+
 /// What a limits change returns: the bounds in the asset from now on.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct AccountLimitsView {

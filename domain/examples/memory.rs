@@ -90,6 +90,7 @@ fn by_commands(state: &mut LedgerState, n: usize) -> Result<(), String> {
     }))?;
     let open = |id, code, allow_negative| {
         Command::OpenAccount(OpenAccount {
+            booking_method: None,
             id,
             code,
             allow_negative,
@@ -103,6 +104,7 @@ fn by_commands(state: &mut LedgerState, n: usize) -> Result<(), String> {
             id: TransactionId(Uuid::from_u128(i as u128 + 1)),
             kind: TransactionKind::Transaction,
             postings: vec![PostingInstruction {
+                cost: None,
                 source: domain::AccountRef::Code(world.clone()),
                 destination: domain::AccountRef::Code(code(i)?),
                 asset: asset.clone(),

@@ -3,10 +3,10 @@
 //! Ids of things a command creates are chosen by the caller, so the decision stays pure.
 
 use crate::values::{
-    AccountCode, AccountId, AccountRef, AssetCode, Metadata, PositiveDecimal, Scale, SignedDecimal,
-    TransactionId,
+    AccountCode, AccountId, AccountRef, AssetCode, BookingMethod, Metadata, PositiveDecimal, Scale,
+    SignedDecimal, TransactionId,
 };
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::error::ValueError;
@@ -36,6 +36,8 @@ pub enum Command {
     ReverseTransaction(ReverseTransaction),
     ClosePeriod(ClosePeriod),
     ReopenPeriod(ReopenPeriod),
+    SetBookingMethod(SetBookingMethod),
+    MarkPrice(MarkPrice),
 }
 
 /// A transaction, transfer or trade as the log recorded it: what a reversal takes back. The
@@ -127,6 +129,11 @@ pub enum Settlement {
     Void,
     /// Appended by the ledger itself once `expires_at` has passed.
     Expire,
+    /// Appended by the ledger itself once a trade's `settles_at` has passed: posts what the
+    /// trade still reserves.
+    Due,
+    /// A trade's settlement failed: what it has not settled yet is voided, for this reason.
+    Fail { reason: String },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -240,6 +247,26 @@ pub struct OpenAccount {
     pub code: AccountCode,
     pub allow_negative: bool,
     pub metadata: Metadata,
+    pub booking_method: Option<BookingMethod>,
+}
+
+/// Changes how an account's later disposals close lots.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SetBookingMethod {
+    pub account: AccountRef,
+    pub booking_method: BookingMethod,
+    pub metadata: Metadata,
+}
+
+/// Records a mark: the price of one unit of `instrument` in `currency` as of a time, never later
+/// than it is recorded.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MarkPrice {
+    pub instrument: AssetCode,
+    pub currency: AssetCode,
+    pub price: PositiveDecimal,
+    pub as_of: DateTime<Utc>,
+    pub metadata: Metadata,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -248,6 +275,14 @@ pub struct PostingInstruction {
     pub destination: AccountRef,
     pub asset: AssetCode,
     pub amount: PositiveDecimal,
+    /// What the units cost, for the lots: `amount` of `currency` for the whole posting.
+    pub cost: Option<CostInstruction>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CostInstruction {
+    pub amount: PositiveDecimal,
+    pub currency: AssetCode,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -287,8 +322,11 @@ pub struct ExecuteTrade {
     pub metadata: Metadata,
     pub guards: Guards,
     pub pending: Option<HoldTerms>,
-    /// When it counts in the books; absent, when it is recorded.
+    /// When it counts in the books (its date is the trade date); absent, when it is recorded.
     pub effective_at: Option<DateTime<Utc>>,
+    /// When it settles; absent, on the trade date, at once. A later date books the trade as
+    /// pending until the ledger posts it at the settlement time of that date.
+    pub settlement_date: Option<NaiveDate>,
 }
 
 /// Closes the books through `through`: the trial balance as of then, as known at

@@ -5,13 +5,13 @@
 //! Every event type has a schema version. A stored payload is decoded by `Event::decode`, which is
 //! where an older version would be upcast; stored payloads are never rewritten.
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
 use crate::values::{
-    AccountCode, AccountId, AccountStatus, AssetCode, Metadata, Scale, TransactionId,
-    TransactionKind,
+    AccountCode, AccountId, AccountStatus, AssetCode, BookingMethod, Metadata, Scale,
+    TransactionId, TransactionKind,
 };
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -27,6 +27,8 @@ pub enum Event {
     PendingExpired(PendingExpired),
     PeriodClosed(PeriodClosed),
     PeriodReopened(PeriodReopened),
+    BookingMethodSet(BookingMethodSet),
+    PriceMarked(PriceMarked),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -61,6 +63,41 @@ pub struct AccountOpened {
     pub code: AccountCode,
     pub allow_negative: bool,
     pub metadata: Metadata,
+    /// How its disposals close lots, when stated at opening; absent, `fifo`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub booking_method: Option<BookingMethod>,
+}
+
+/// An account's booking method from this event on: later disposals close lots by it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BookingMethodSet {
+    pub account: AccountCode,
+    pub booking_method: BookingMethod,
+    pub metadata: Metadata,
+}
+
+/// A mark: the price of one unit of `instrument` in `currency` as of a time. Marks move no
+/// money; they are events so that every unrealized P&L figure can be reproduced from the log.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PriceMarked {
+    pub instrument: AssetCode,
+    pub currency: AssetCode,
+    pub price: Decimal,
+    #[serde(with = "micros")]
+    pub as_of: DateTime<Utc>,
+    pub metadata: Metadata,
+}
+
+/// What an acquisition that is not a trade cost, stated by the client: `amount` of `currency`
+/// for the whole posting (at the currency's scale). It opens a lot at that cost in the
+/// destination, and closes lots in the source with that amount as proceeds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Cost {
+    pub amount: Decimal,
+    pub currency: AssetCode,
 }
 
 /// One movement of `amount` of `asset` from `source` to `destination`. Each posting debits and
@@ -72,6 +109,9 @@ pub struct Posting {
     pub destination: AccountCode,
     pub asset: AssetCode,
     pub amount: Decimal,
+    /// The cost the client stated for the units moved (transactions and transfers only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cost: Option<Cost>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -109,12 +149,18 @@ fn is_false(value: &bool) -> bool {
 
 /// A pending transaction posted: `postings` move (the amounts posted, which may be less than
 /// reserved; postings of zero are left out), and every reservation of `released` ends.
+///
+/// A trade with a settlement date may settle in parts: then `released` is what this part
+/// posts, and `remaining` what stays reserved (the hold's postings from now on, postings of
+/// zero left out). Without `remaining`, the hold ends.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PendingPosted {
     pub pending_id: TransactionId,
     pub postings: Vec<Posting>,
     pub released: Vec<Posting>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub remaining: Vec<Posting>,
     pub metadata: Metadata,
     /// When it counts in the books, if the client said (RFC 3339, microseconds); absent, it
     /// counts when it was recorded (`recorded_at`).
@@ -126,13 +172,16 @@ pub struct PendingPosted {
     pub effective_at: Option<DateTime<Utc>>,
 }
 
-/// A pending transaction voided: its reservations end and nothing moves.
+/// A pending transaction voided: its reservations end and nothing moves. With a `reason`, a
+/// trade's settlement failed: what it had not settled yet is voided.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PendingVoided {
     pub pending_id: TransactionId,
     pub released: Vec<Posting>,
     pub metadata: Metadata,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
     /// When it counts in the books, if the client said (RFC 3339, microseconds); absent, it
     /// counts when it was recorded (`recorded_at`).
     #[serde(
@@ -181,13 +230,25 @@ pub struct TradeExecuted {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expires_at: Option<DateTime<Utc>>,
     /// When it counts in the books, if the client said (RFC 3339, microseconds); absent, it
-    /// counts when it was recorded (`recorded_at`).
+    /// counts when it was recorded (`recorded_at`). Its date is the trade date.
     #[serde(
         default,
         skip_serializing_if = "Option::is_none",
         with = "micros::option"
     )]
     pub effective_at: Option<DateTime<Utc>>,
+    /// The settlement date, when the client stated one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub settlement_date: Option<NaiveDate>,
+    /// When a trade booked as pending because it settles later is posted by the ledger itself:
+    /// the settlement date at the ledger's settlement time. Absent, the trade settled when it
+    /// was recorded, or (when `pending`) it is a two-phase trade a client posts or voids.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "micros::option"
+    )]
+    pub settles_at: Option<DateTime<Utc>>,
 }
 
 /// A period of the books closed: from now on nothing may take effect at or before `through`.
@@ -242,6 +303,8 @@ impl Event {
     pub const PENDING_EXPIRED: &'static str = "PendingExpired";
     pub const PERIOD_CLOSED: &'static str = "PeriodClosed";
     pub const PERIOD_REOPENED: &'static str = "PeriodReopened";
+    pub const BOOKING_METHOD_SET: &'static str = "BookingMethodSet";
+    pub const PRICE_MARKED: &'static str = "PriceMarked";
 
     pub fn event_type(&self) -> &'static str {
         match self {
@@ -256,6 +319,8 @@ impl Event {
             Self::PendingExpired(_) => Self::PENDING_EXPIRED,
             Self::PeriodClosed(_) => Self::PERIOD_CLOSED,
             Self::PeriodReopened(_) => Self::PERIOD_REOPENED,
+            Self::BookingMethodSet(_) => Self::BOOKING_METHOD_SET,
+            Self::PriceMarked(_) => Self::PRICE_MARKED,
         }
     }
 
@@ -283,6 +348,8 @@ impl Event {
             Self::PendingExpired(e) => to_canonical(e),
             Self::PeriodClosed(e) => to_canonical(e),
             Self::PeriodReopened(e) => to_canonical(e),
+            Self::BookingMethodSet(e) => to_canonical(e),
+            Self::PriceMarked(e) => to_canonical(e),
         };
         encoded.unwrap_or_default()
     }
@@ -336,6 +403,12 @@ impl Event {
             Self::PERIOD_REOPENED => {
                 Self::PeriodReopened(serde_json::from_str(payload).map_err(malformed)?)
             }
+            Self::BOOKING_METHOD_SET => {
+                Self::BookingMethodSet(serde_json::from_str(payload).map_err(malformed)?)
+            }
+            Self::PRICE_MARKED => {
+                Self::PriceMarked(serde_json::from_str(payload).map_err(malformed)?)
+            }
             other => return Err(DecodeError::UnknownType(other.to_owned())),
         })
     }
@@ -354,7 +427,9 @@ impl Event {
             | Self::PendingVoided(_)
             | Self::PendingExpired(_)
             | Self::PeriodClosed(_)
-            | Self::PeriodReopened(_) => &[],
+            | Self::PeriodReopened(_)
+            | Self::BookingMethodSet(_)
+            | Self::PriceMarked(_) => &[],
         }
     }
 
@@ -401,7 +476,9 @@ impl Event {
             | Self::AccountStatusChanged(_)
             | Self::AccountLimitsSet(_)
             | Self::PeriodClosed(_)
-            | Self::PeriodReopened(_) => None,
+            | Self::PeriodReopened(_)
+            | Self::BookingMethodSet(_)
+            | Self::PriceMarked(_) => None,
         }
     }
 
@@ -445,6 +522,7 @@ impl Event {
             Self::AccountOpened(e) => Some(&e.code),
             Self::AccountStatusChanged(e) => Some(&e.account),
             Self::AccountLimitsSet(e) => Some(&e.account),
+            Self::BookingMethodSet(e) => Some(&e.account),
             _ => None,
         }
     }

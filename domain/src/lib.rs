@@ -8,6 +8,7 @@ pub mod error;
 pub mod event;
 pub mod json;
 pub mod ledger;
+pub mod lots;
 pub mod money;
 pub mod trial_balance;
 pub mod values;
@@ -20,6 +21,6 @@ pub use error::{ApplyError, Rejection, ValueError};
 pub use event::{Event, Posting};
 pub use ledger::{Account, AccountView, LedgerState, Leg};
 pub use values::{
-    AccountCode, AccountId, AccountRef, AssetCode, LedgerName, Metadata, PositiveDecimal, Scale,
-    TransactionId,
+    AccountCode, AccountId, AccountRef, AssetCode, BookingMethod, LedgerName, Metadata,
+    PositiveDecimal, Scale, TransactionId,
 };

@@ -509,6 +509,26 @@ vocabulary!(TransactionKind, "transaction kind", {
     Reversal => "reversal",
 });
 
+/// How an account's disposals of an instrument choose the lots they close (`crate::lots`):
+/// first in first out (the default), last in first out, highest unit cost first, or at the
+/// average cost of the open lots.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BookingMethod {
+    #[default]
+    Fifo,
+    Lifo,
+    Hifo,
+    Average,
+}
+
+vocabulary!(BookingMethod, "booking method", {
+    Fifo => "fifo",
+    Lifo => "lifo",
+    Hifo => "hifo",
+    Average => "average",
+});
+
 /// How a hold ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum HoldOutcome {

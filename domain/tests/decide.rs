@@ -44,6 +44,7 @@ fn open(state: &mut LedgerState, code: &str, allow_negative: bool) -> AccountId 
     run(
         state,
         Command::OpenAccount(OpenAccount {
+            booking_method: None,
             id,
             code: code.parse().unwrap(),
             allow_negative,
@@ -56,6 +57,7 @@ fn open(state: &mut LedgerState, code: &str, allow_negative: bool) -> AccountId 
 
 fn posting(source: &str, destination: &str, asset: &str, amount: &str) -> PostingInstruction {
     PostingInstruction {
+        cost: None,
         source: source.parse().unwrap(),
         destination: destination.parse().unwrap(),
         asset: asset.parse().unwrap(),
@@ -102,6 +104,7 @@ fn trade(
     fees: Vec<FeeInstruction>,
 ) -> Command {
     Command::ExecuteTrade(ExecuteTrade {
+        settlement_date: None,
         id: TransactionId(Uuid::new_v4()),
         buyer: buyer.parse().unwrap(),
         seller: seller.parse().unwrap(),
@@ -147,6 +150,7 @@ fn an_asset_is_defined_once() {
 fn an_account_code_and_id_are_unique() {
     let mut state = market();
     let duplicate_code = state.decide(&Command::OpenAccount(OpenAccount {
+        booking_method: None,
         id: AccountId(Uuid::new_v4()),
         code: "alice:cash".parse().unwrap(),
         allow_negative: false,
@@ -155,6 +159,7 @@ fn an_account_code_and_id_are_unique() {
     assert_eq!(duplicate_code.unwrap_err().code(), "duplicate_account");
     let id = open(&mut state, "carol:cash", false);
     let duplicate_id = state.decide(&Command::OpenAccount(OpenAccount {
+        booking_method: None,
         id,
         code: "dave:cash".parse().unwrap(),
         allow_negative: false,
@@ -168,6 +173,7 @@ fn a_reserved_code_cannot_be_opened_but_an_old_log_holding_one_still_restores() 
     let mut state = market();
     let tree: AccountCode = "tree".parse().unwrap();
     let refused = state.decide(&Command::OpenAccount(OpenAccount {
+        booking_method: None,
         id: AccountId(Uuid::new_v4()),
         code: tree.clone(),
         allow_negative: false,
@@ -176,6 +182,7 @@ fn a_reserved_code_cannot_be_opened_but_an_old_log_holding_one_still_restores() 
     assert_eq!(refused.unwrap_err().code(), "validation_error");
     open(&mut state, "tree:oak", false);
     let written_before_the_route = Event::AccountOpened(domain::event::AccountOpened {
+        booking_method: None,
         account_id: AccountId(Uuid::new_v4()),
         code: tree.clone(),
         allow_negative: false,

@@ -188,6 +188,7 @@ fn posting_instruction() -> impl Strategy<Value = PostingInstruction> {
     let source = prop_oneof![Just(AccountRef::Code(code(ACCOUNTS[0].0))), account_ref()];
     (source, account_ref(), asset(), positive()).prop_map(|(source, destination, asset, amount)| {
         PostingInstruction {
+            cost: None,
             source,
             destination,
             asset,
@@ -200,6 +201,7 @@ fn posting_instruction() -> impl Strategy<Value = PostingInstruction> {
 fn raw_posting() -> impl Strategy<Value = Posting> {
     (account_code(), account_code(), asset(), any_decimal()).prop_map(
         |(source, destination, asset, amount)| Posting {
+            cost: None,
             source,
             destination,
             asset,
@@ -285,6 +287,7 @@ fn op() -> impl Strategy<Value = Op> {
         .prop_map(
             |((id, buyer, seller, (instrument, currency)), (quantity, price, fees, metadata, guards, pending))| {
                 ExecuteTrade {
+                    settlement_date: None,
                     id,
                     buyer,
                     seller,
@@ -308,6 +311,7 @@ fn op() -> impl Strategy<Value = Op> {
         metadata(),
     )
         .prop_map(|(id, buyer, quantity, price, metadata)| ExecuteTrade {
+            settlement_date: None,
             id,
             buyer: AccountRef::Code(code(ACCOUNTS[buyer].0)),
             seller: AccountRef::Code(code(ACCOUNTS[0].0)),
@@ -367,7 +371,7 @@ fn op() -> impl Strategy<Value = Op> {
             scale: scale.try_into().expect("a scale of 0 to 18"),
         }))),
         1 => (0..ACCOUNTS.len() + 2, account_code(), any::<bool>(), metadata()).prop_map(|(i, code, allow_negative, metadata)| {
-            Op::Command(Command::OpenAccount(OpenAccount { id: account_id(i), code, allow_negative, metadata }))
+            Op::Command(Command::OpenAccount(OpenAccount { booking_method: None, id: account_id(i), code, allow_negative, metadata }))
         }),
         1 => (
             account_ref(),
@@ -418,6 +422,7 @@ fn genesis() -> Result<LedgerState, TestCaseError> {
     }
     for (i, (code, allow_negative)) in ACCOUNTS.iter().enumerate() {
         commands.push(Command::OpenAccount(OpenAccount {
+            booking_method: None,
             id: account_id(i),
             code: code.parse().map_err(fail)?,
             allow_negative: *allow_negative,

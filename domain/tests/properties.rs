@@ -199,6 +199,7 @@ fn command(op: &Op, state: &LedgerState, log: &[domain::Event]) -> Command {
             postings: postings
                 .iter()
                 .map(|(s, d, a, amount)| PostingInstruction {
+                    cost: None,
                     source: code(*s),
                     destination: code(*d),
                     asset: ASSETS[*a].0.parse().unwrap(),
@@ -218,6 +219,7 @@ fn command(op: &Op, state: &LedgerState, log: &[domain::Event]) -> Command {
             fee,
             pending,
         } => Command::ExecuteTrade(ExecuteTrade {
+            settlement_date: None,
             id: TransactionId(Uuid::new_v4()),
             buyer: code(*buyer),
             seller: code(*seller),
@@ -244,6 +246,7 @@ fn command(op: &Op, state: &LedgerState, log: &[domain::Event]) -> Command {
             scale: (*scale).min(18).try_into().unwrap(),
         }),
         Op::OpenAccount(i) => Command::OpenAccount(OpenAccount {
+            booking_method: None,
             id: account_id(*i),
             code: ACCOUNTS[*i].0.parse().unwrap(),
             allow_negative: ACCOUNTS[*i].1,

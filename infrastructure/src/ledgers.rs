@@ -18,7 +18,7 @@ use crate::{Error, Result};
 /// The tables every book has, created for a new ledger as copies of `public`'s (columns,
 /// defaults, checks, keys and indexes). A migration that changes one of them must change it in
 /// every book (`SELECT schema_name FROM ledgers`).
-pub const BOOK_TABLES: [&str; 18] = [
+pub const BOOK_TABLES: [&str; 19] = [
     "events",
     "projection_head",
     "assets",
@@ -37,6 +37,7 @@ pub const BOOK_TABLES: [&str; 18] = [
     "rollups",
     "rollup_accounts",
     "periods",
+    "hold_parts",
 ];
 
 /// Ledgers listed per page at most.

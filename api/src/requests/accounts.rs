@@ -31,6 +31,7 @@ impl CommandRequest for OpenAccountRequest {
 
     fn command(&self, _now: DateTime<Utc>) -> Result<Command, ApiError> {
         Ok(Command::OpenAccount(OpenAccount {
+            booking_method: None,
             id: AccountId(Uuid::now_v7()),
             code: self.code.clone(),
             allow_negative: self.allow_negative,

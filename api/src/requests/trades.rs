@@ -80,6 +80,7 @@ impl CommandRequest for TradeRequest {
 
     fn command(&self, now: DateTime<Utc>) -> Result<Command, ApiError> {
         Ok(Command::ExecuteTrade(ExecuteTrade {
+            settlement_date: None,
             id: TransactionId(Uuid::now_v7()),
             buyer: self.buyer.clone(),
             seller: self.seller.clone(),

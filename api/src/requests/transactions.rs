@@ -34,6 +34,7 @@ pub struct PostingRequest {
 impl PostingRequest {
     fn instruction(&self) -> PostingInstruction {
         PostingInstruction {
+            cost: None,
             source: self.source.clone(),
             destination: self.destination.clone(),
             asset: self.asset.clone(),
@@ -140,6 +141,7 @@ impl CommandRequest for TransferRequest {
             id: TransactionId(Uuid::now_v7()),
             kind: TransactionKind::Transfer,
             postings: vec![PostingInstruction {
+                cost: None,
                 source: self.source.clone(),
                 destination: self.destination.clone(),
                 asset: self.asset.clone(),

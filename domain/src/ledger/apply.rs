@@ -49,6 +49,12 @@ impl LedgerState {
                 self.note_effective(event, position);
                 legs
             }
+            Event::BookingMethodSet(e) => {
+                let (slot, _) = self.known_account(&e.account)?;
+                self.change_account(slot, position, |_| {});
+                Vec::new()
+            }
+            Event::PriceMarked(_) => Vec::new(),
             Event::PeriodClosed(_) | Event::PeriodReopened(_) => {
                 self.apply_period(event)?;
                 Vec::new()

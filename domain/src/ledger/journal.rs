@@ -90,12 +90,12 @@ impl LedgerState {
 
     /// Takes back a journalled change of a hold (see `roll_back_group`).
     fn undo_hold(&mut self, id: TransactionId, before: Option<Hold>) {
-        if let Some(expires_at) = self.holds.remove(&id).and_then(|h| h.expires_at) {
-            self.expiries.remove(&(expires_at, id));
+        if let Some(due_at) = self.holds.remove(&id).and_then(|h| h.due_at()) {
+            self.expiries.remove(&(due_at, id));
         }
         if let Some(hold) = before {
-            if let Some(expires_at) = hold.expires_at {
-                self.expiries.insert((expires_at, id));
+            if let Some(due_at) = hold.due_at() {
+                self.expiries.insert((due_at, id));
             }
             self.holds.insert(id, hold);
         }
@@ -137,6 +137,7 @@ mod tests {
         run(
             state,
             Command::OpenAccount(OpenAccount {
+                booking_method: None,
                 id: AccountId(Uuid::from_u128(n)),
                 code: code.parse().unwrap(),
                 allow_negative: code == "world",
@@ -152,6 +153,7 @@ mod tests {
                 id: TransactionId(Uuid::new_v4()),
                 kind: TransactionKind::Transaction,
                 postings: vec![PostingInstruction {
+                    cost: None,
                     source: source.parse().unwrap(),
                     destination: destination.parse().unwrap(),
                     asset: asset.parse().unwrap(),

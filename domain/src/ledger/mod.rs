@@ -24,7 +24,7 @@ mod steps;
 mod storage;
 
 pub use crate::values::HoldOutcome;
-pub use decide::PRICE_SCALE_MAX;
+pub use decide::{FAIL_REASON_BYTES_MAX, PRICE_SCALE_MAX, SETTLEMENT_DAYS_MAX};
 pub use periods::{rfc3339, RECENT_BACKDATED_MAX, RECENT_RUNS_MAX, REOPEN_REASON_BYTES_MAX};
 pub use records::{ClosedPeriod, Hold, Periods};
 pub use state::{AccountView, LedgerState, Leg};

@@ -41,6 +41,12 @@ impl LedgerState {
         self.timing.future_max = max;
     }
 
+    /// The time of day (UTC) at which trades settle on their settlement date (midnight by
+    /// default). Each trade records when it settles, so this decides new trades only.
+    pub fn set_settlement_time(&mut self, at: chrono::NaiveTime) {
+        self.timing.settlement_time = at;
+    }
+
     pub fn periods(&self) -> &Periods {
         &self.periods
     }
@@ -314,6 +320,7 @@ mod tests {
         .unwrap();
         for (n, code) in [(1, "world"), (2, "alice")] {
             let open = OpenAccount {
+                booking_method: None,
                 id: AccountId(Uuid::from_u128(n)),
                 code: code.parse().unwrap(),
                 allow_negative: code == "world",
@@ -329,6 +336,7 @@ mod tests {
             id: TransactionId(Uuid::new_v4()),
             kind: TransactionKind::Transfer,
             postings: vec![PostingInstruction {
+                cost: None,
                 source: "world".parse().unwrap(),
                 destination: "alice".parse().unwrap(),
                 asset: "USD".parse().unwrap(),

@@ -4,7 +4,7 @@
 
 use std::collections::VecDeque;
 
-use chrono::{DateTime, Duration, Utc};
+use chrono::{DateTime, Duration, NaiveTime, Utc};
 
 use super::storage::{Account, Slot};
 use crate::event::Posting;
@@ -18,7 +18,17 @@ pub struct Hold {
     /// When the hold counts in the books: a settlement never counts earlier.
     pub effective_at: DateTime<Utc>,
     /// A pending trade is posted whole or voided: a part of it would break quantity × price.
+    /// A trade with a settlement date is the exception: it may settle in parts.
     pub trade: bool,
+    /// When the ledger posts what a trade with a settlement date still reserves.
+    pub settles_at: Option<DateTime<Utc>>,
+}
+
+impl Hold {
+    /// When the ledger acts on the hold by itself: it expires, or it settles.
+    pub fn due_at(&self) -> Option<DateTime<Utc>> {
+        self.expires_at.or(self.settles_at)
+    }
 }
 
 /// One change the journal can take back.
@@ -90,6 +100,8 @@ pub(super) struct Recent {
 pub(super) struct Timing {
     pub recording_at: DateTime<Utc>,
     pub future_max: Duration,
+    /// The time of day (UTC) at which trades settle on their settlement date.
+    pub settlement_time: NaiveTime,
 }
 
 impl Default for Timing {
@@ -97,6 +109,7 @@ impl Default for Timing {
         Self {
             recording_at: DateTime::UNIX_EPOCH,
             future_max: Duration::zero(),
+            settlement_time: NaiveTime::MIN,
         }
     }
 }

@@ -119,10 +119,24 @@ impl LedgerState {
                 "pending transaction {id} restored twice"
             )));
         }
-        if let Some(expires_at) = hold.expires_at {
-            self.expiries.insert((expires_at, id));
+        if let Some(due_at) = hold.due_at() {
+            self.expiries.insert((due_at, id));
         }
         self.holds.insert(id, hold);
+        Ok(())
+    }
+
+    /// Restores what an open hold settled in part still reserves.
+    pub fn restore_hold_remaining(
+        &mut self,
+        id: TransactionId,
+        remaining: Vec<crate::event::Posting>,
+    ) -> Result<(), ApplyError> {
+        let hold = self
+            .holds
+            .get_mut(&id)
+            .ok_or_else(|| ApplyError(format!("a part of {id}, which is not an open hold")))?;
+        hold.postings = remaining;
         Ok(())
     }
 

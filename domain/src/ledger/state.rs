@@ -144,7 +144,8 @@ pub struct LedgerState {
     /// The position of the last event applied: the log is gap-free and every event is applied
     /// in order, so the next one applied is at `head + 1`.
     pub(super) head: i64,
-    /// Pending transactions not yet settled, and their expiry times in order.
+    /// Pending transactions not yet settled, and the times the ledger acts on them by itself
+    /// (expiry, or a trade's settlement) in order.
     pub(super) holds: HashMap<TransactionId, Hold>,
     pub(super) expiries: BTreeSet<(DateTime<Utc>, TransactionId)>,
     /// How each settled pending transaction ended, for a clear answer to a second settlement.
@@ -239,7 +240,8 @@ impl LedgerState {
         ids
     }
 
-    /// Holds whose `expires_at` is at or before `at`, oldest first, at most `max`.
+    /// Holds due at or before `at` (their `expires_at`, or a trade's `settles_at`), oldest
+    /// first, at most `max`.
     pub fn holds_due(&self, at: DateTime<Utc>, max: usize) -> Vec<TransactionId> {
         self.expiries
             .iter()

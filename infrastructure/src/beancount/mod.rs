@@ -274,6 +274,11 @@ impl<W: Write> BeancountWriter<'_, W> {
                 self.note(stored, &e.account, &text, Vec::new())
             }
             Event::AccountLimitsSet(e) => self.limits(stored, e),
+            Event::BookingMethodSet(e) => {
+                let text = format!("Booking method: {}", e.booking_method.as_str());
+                self.note(stored, &e.account, &text, Vec::new())
+            }
+            Event::PriceMarked(e) => self.price(stored, e),
             // Closes are written at the end, with their trial balances (`closes`).
             Event::PeriodClosed(_) | Event::PeriodReopened(_) => Ok(()),
         }
@@ -506,6 +511,21 @@ impl<W: Write> BeancountWriter<'_, W> {
             let meta = meta.iter().map(|(k, v)| (*k, v.clone())).collect();
             self.note(stored, account, &text, meta)?;
         }
+        Ok(())
+    }
+
+    /// A mark, as Beancount's own price directive.
+    fn price(&mut self, stored: &StoredEvent, e: &domain::event::PriceMarked) -> Result<()> {
+        let date = self.date;
+        writeln!(
+            self.out,
+            "{date} price {} {} {}",
+            commodity_name(&e.instrument),
+            e.price,
+            commodity_name(&e.currency)
+        )?;
+        self.meta(stored, Vec::new())?;
+        writeln!(self.out)?;
         Ok(())
     }
 

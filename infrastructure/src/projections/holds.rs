@@ -33,9 +33,20 @@ pub static SETTLEMENTS: Table = Table {
     on_conflict: OnConflict::Refuse,
 };
 
+/// Partial settlements that leave the rest of a trade reserved: the latest one of an open hold
+/// says what it still reserves.
+pub static PARTS: Table = Table {
+    name: "hold_parts",
+    columns: &[
+        col("position", SqlType::Int8),
+        col("transaction_id", SqlType::Uuid),
+    ],
+    on_conflict: OnConflict::Refuse,
+};
+
 pub static PROJECTION: Projection = Projection {
     name: "holds",
-    tables: &[&HOLDS, &SETTLEMENTS],
+    tables: &[&HOLDS, &SETTLEMENTS, &PARTS],
     mode: Mode::Inline(project),
     legs: false,
 };
@@ -51,10 +62,16 @@ pub(crate) fn outcome_of(event: &Event) -> Option<HoldOutcome> {
 }
 
 fn project(applied: &Applied<'_>, _: &LedgerState, out: &mut [TableRows]) {
-    let ([holds, settlements], Some(id)) = (out, applied.event.transaction_id()) else {
+    let ([holds, settlements, parts], Some(id)) = (out, applied.event.transaction_id()) else {
         return;
     };
     let event = applied.event;
+    if let Event::PendingPosted(e) = event {
+        if !e.remaining.is_empty() {
+            parts.push([applied.position.into(), id.0.into()]);
+            return;
+        }
+    }
     if event.is_pending() {
         let expires_at = match event {
             Event::TransactionPosted(e) => e.expires_at,
@@ -94,6 +111,7 @@ pub(crate) async fn restore(conn: &mut PgConnection, state: &mut LedgerState) ->
         state.restore_hold(id, hold)?;
     }
     drop(holds);
+    restore_parts(conn, state).await?;
     let mut settled =
         sqlx::query_as::<_, (Uuid, String)>("SELECT transaction_id, outcome FROM hold_settlements")
             .fetch(conn);
@@ -111,6 +129,28 @@ pub(crate) async fn restore(conn: &mut PgConnection, state: &mut LedgerState) ->
     Ok(())
 }
 
+/// Open holds settled in part reserve what the latest of their partial settlements left.
+async fn restore_parts(conn: &mut PgConnection, state: &mut LedgerState) -> Result<()> {
+    let latest_parts = format!(
+        "SELECT DISTINCT ON (p.transaction_id) {EVENT_COLUMNS}
+         FROM hold_parts p JOIN events e ON e.position = p.position
+         WHERE NOT EXISTS (SELECT 1 FROM hold_settlements s WHERE s.transaction_id = p.transaction_id)
+         ORDER BY p.transaction_id, p.position DESC"
+    );
+    let mut parts = sqlx::query(&latest_parts).fetch(&mut *conn);
+    while let Some(row) = parts.try_next().await? {
+        let stored = StoredEvent::from_row(&row)?;
+        let Event::PendingPosted(part) = stored.decode()? else {
+            return Err(Error::Corrupt(format!(
+                "the hold part at position {} is not a partial settlement",
+                stored.position
+            )));
+        };
+        state.restore_hold_remaining(part.pending_id, part.remaining)?;
+    }
+    Ok(())
+}
+
 fn hold_of(
     event: &Event,
     position: i64,
@@ -121,6 +161,7 @@ fn hold_of(
         Event::TransactionPosted(e) if e.pending => Ok((
             e.transaction_id,
             Hold {
+                settles_at: None,
                 postings: e.postings.clone(),
                 expires_at: e.expires_at,
                 effective_at,
@@ -130,6 +171,7 @@ fn hold_of(
         Event::TradeExecuted(e) if e.pending => Ok((
             e.trade_id,
             Hold {
+                settles_at: e.settles_at,
                 postings: e.postings.clone(),
                 expires_at: e.expires_at,
                 effective_at,

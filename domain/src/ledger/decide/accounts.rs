@@ -2,10 +2,13 @@
 
 use super::named_units;
 use crate::command::{
-    BoundChange, ChangeAccountStatus, OpenAccount, SetAccountLimits, StatusChange,
+    BoundChange, ChangeAccountStatus, OpenAccount, SetAccountLimits, SetBookingMethod,
+    StatusChange,
 };
 use crate::error::Rejection;
-use crate::event::{AccountLimitsSet, AccountOpened, AccountStatusChanged, Event};
+use crate::event::{
+    AccountLimitsSet, AccountOpened, AccountStatusChanged, BookingMethodSet, Event,
+};
 use crate::ledger::LedgerState;
 use crate::money;
 use crate::values::AccountStatus;
@@ -30,6 +33,21 @@ impl LedgerState {
             account_id: c.id,
             code: c.code.clone(),
             allow_negative: c.allow_negative,
+            metadata: c.metadata.clone(),
+            booking_method: c.booking_method,
+        }))
+    }
+
+    pub(super) fn decide_booking_method(&self, c: &SetBookingMethod) -> Result<Event, Rejection> {
+        let account = self.resolve_account(&c.account)?;
+        if account.status == AccountStatus::Closed {
+            return Err(Rejection::AccountClosed {
+                account: account.code.to_string(),
+            });
+        }
+        Ok(Event::BookingMethodSet(BookingMethodSet {
+            account: account.code.clone(),
+            booking_method: c.booking_method,
             metadata: c.metadata.clone(),
         }))
     }

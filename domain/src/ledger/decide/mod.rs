@@ -5,18 +5,20 @@
 use super::state::{AccountView, LedgerState};
 use crate::command::{Command, PostingInstruction};
 use crate::error::Rejection;
-use crate::event::{Event, Posting};
+use crate::event::{Cost, Event, Posting};
 use crate::money::{self, UnitsError};
 use crate::values::{AccountRef, AssetCode, PositiveDecimal, Scale};
 
 mod accounts;
 mod assets;
 mod guards;
+mod prices;
 mod reversal;
 mod settlement;
 mod transactions;
 
-pub use transactions::PRICE_SCALE_MAX;
+pub use settlement::FAIL_REASON_BYTES_MAX;
+pub use transactions::{PRICE_SCALE_MAX, SETTLEMENT_DAYS_MAX};
 
 /// A posting after its accounts, asset and amount were resolved and checked.
 struct Resolved<'a> {
@@ -25,6 +27,7 @@ struct Resolved<'a> {
     asset: &'a AssetCode,
     scale: Scale,
     units: i128,
+    cost: Option<Cost>,
 }
 
 impl LedgerState {
@@ -41,6 +44,8 @@ impl LedgerState {
             Command::ReverseTransaction(c) => self.decide_reversal(c),
             Command::ClosePeriod(c) => self.decide_close(c),
             Command::ReopenPeriod(c) => self.decide_reopen(c),
+            Command::SetBookingMethod(c) => self.decide_booking_method(c),
+            Command::MarkPrice(c) => self.decide_mark(c),
         }
     }
 
@@ -75,7 +80,23 @@ impl LedgerState {
     }
 
     fn resolve_posting(&self, p: &PostingInstruction) -> Result<Resolved<'_>, Rejection> {
-        self.resolve_posting_parts(&p.source, &p.destination, &p.asset, p.amount)
+        let mut resolved =
+            self.resolve_posting_parts(&p.source, &p.destination, &p.asset, p.amount)?;
+        if let Some(cost) = &p.cost {
+            let (currency, scale) = self.resolve_asset(&cost.currency)?;
+            if currency == resolved.asset {
+                return Err(Rejection::validation(format!(
+                    "a cost of {} is stated in another asset",
+                    resolved.asset
+                )));
+            }
+            let units = named_units("cost", cost.amount.get(), currency, scale)?;
+            resolved.cost = Some(Cost {
+                amount: money::to_decimal(units, scale),
+                currency: currency.clone(),
+            });
+        }
+        Ok(resolved)
     }
 
     fn resolve_posting_parts(
@@ -101,6 +122,7 @@ impl LedgerState {
             asset,
             scale,
             units,
+            cost: None,
         })
     }
 }
@@ -112,6 +134,7 @@ impl Resolved<'_> {
             destination: self.destination.code.clone(),
             asset: self.asset.clone(),
             amount: money::to_decimal(self.units, self.scale),
+            cost: self.cost.clone(),
         }
     }
 }

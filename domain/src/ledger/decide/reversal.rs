@@ -42,6 +42,9 @@ impl LedgerState {
                 .map(|p| Posting {
                     source: p.destination.clone(),
                     destination: p.source.clone(),
+                    // The lots of a reversed transaction are recomputed as if it had never
+                    // happened; the reversal states no cost of its own.
+                    cost: None,
                     ..p.clone()
                 })
                 .collect(),

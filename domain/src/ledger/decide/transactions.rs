@@ -8,9 +8,12 @@ use crate::event::{Event, Fee, Posting, TradeExecuted, TransactionPosted};
 use crate::ledger::{AccountView, LedgerState};
 use crate::money::{self, UnitsError};
 use crate::values::{AssetCode, Scale, TransactionKind};
+use chrono::{DateTime, Utc};
 
 /// The most decimal places a trade price may have.
 pub const PRICE_SCALE_MAX: u32 = 18;
+/// How many days after its trade date a trade may settle at most.
+pub const SETTLEMENT_DAYS_MAX: i64 = 366;
 
 impl LedgerState {
     pub(super) fn decide_post_transaction(&self, c: &PostTransaction) -> Result<Event, Rejection> {
@@ -30,6 +33,11 @@ impl LedgerState {
         }
         self.check_effective(c.effective_at)?;
         self.check_guards(&c.guards)?;
+        if c.pending.is_some() && c.postings.iter().any(|p| p.cost.is_some()) {
+            return Err(Rejection::validation(
+                "a cost is stated on postings that move at once, not on pending ones",
+            ));
+        }
         let resolved = c
             .postings
             .iter()
@@ -51,7 +59,8 @@ impl LedgerState {
     }
 
     pub(super) fn decide_trade(&self, c: &ExecuteTrade) -> Result<Event, Rejection> {
-        self.check_effective(c.effective_at)?;
+        let traded_at = self.check_effective(c.effective_at)?;
+        let settles_at = self.settles_at(c, traded_at)?;
         let (buyer, seller) = self.trade_parties(c)?;
         let (instrument, instrument_scale) = self.resolve_asset(&c.instrument)?;
         let (currency, currency_scale) = self.resolve_asset(&c.currency)?;
@@ -76,6 +85,7 @@ impl LedgerState {
                 asset: instrument,
                 scale: instrument_scale,
                 units: quantity_units,
+                cost: None,
             },
             Resolved {
                 source: buyer,
@@ -83,6 +93,7 @@ impl LedgerState {
                 asset: currency,
                 scale: currency_scale,
                 units: notional_units,
+                cost: None,
             },
         ];
         self.resolve_fees(c, &mut resolved)?;
@@ -100,12 +111,46 @@ impl LedgerState {
             fees,
             postings,
             metadata: c.metadata.clone(),
-            pending: c.pending.is_some(),
+            pending: c.pending.is_some() || settles_at.is_some(),
             expires_at: c.pending.and_then(|terms| terms.expires_at),
             effective_at: c.effective_at,
+            settlement_date: c.settlement_date,
+            settles_at,
         });
         self.check_event(&event)?;
         Ok(event)
+    }
+
+    /// When the ledger is to settle a trade by itself: its settlement date at the settlement
+    /// time, when that date is after the trade date and the time is still ahead. Otherwise
+    /// (no date, the trade date, or a backdated trade whose settlement has passed) the trade
+    /// settles at once.
+    fn settles_at(
+        &self,
+        c: &ExecuteTrade,
+        traded_at: DateTime<Utc>,
+    ) -> Result<Option<DateTime<Utc>>, Rejection> {
+        let Some(date) = c.settlement_date else {
+            return Ok(None);
+        };
+        let trade_date = traded_at.date_naive();
+        if date < trade_date {
+            return Err(Rejection::validation(format!(
+                "settlement_date {date} is before the trade date {trade_date}"
+            )));
+        }
+        if (date - trade_date).num_days() > SETTLEMENT_DAYS_MAX {
+            return Err(Rejection::validation(format!(
+                "settlement_date {date} is more than {SETTLEMENT_DAYS_MAX} days after the trade date {trade_date}"
+            )));
+        }
+        if c.pending.is_some() {
+            return Err(Rejection::validation(
+                "a trade with a settlement date settles by itself: pending is for two-phase trades",
+            ));
+        }
+        let at = date.and_time(self.timing.settlement_time).and_utc();
+        Ok((date > trade_date && at > self.timing.recording_at).then_some(at))
     }
 
     /// What a trade must satisfy before its amounts are looked at: at most `FEES_MAX` fees, its

@@ -1,0 +1,377 @@
+//! Lots, cost basis and realized P&L: how an account's acquisitions and disposals of an
+//! instrument follow from the log. A pure function of the events, so that the projection, a
+//! replay and an outside verifier compute the same figures (`docs/events.md`, "Lots").
+//!
+//! - **A book** is kept per account, instrument and cost currency. Its lots all have one sign:
+//!   long (bought) or short (sold beyond the long lots).
+//! - **A movement** is one acquisition (`quantity` > 0, `amount` is what it cost) or disposal
+//!   (`quantity` < 0, `amount` is what it brought): the instrument leg of a trade, or a posting
+//!   of a transaction that states a cost (`movements_of`).
+//! - **Fees** paid by the buyer in the trade currency are part of the buyer's cost; fees paid by
+//!   the seller in the trade currency are taken off the seller's proceeds. Other fees (in another
+//!   asset, or paid by a third account) are not in the lots.
+//! - **Closing.** A movement against the book's sign closes lots, by the book's method at that
+//!   moment; what is left of it opens a lot of its own sign (a short sale beyond the long lots, or
+//!   a buy beyond the short lots).
+//! - **Amounts split by quantity.** When a movement or a lot is split, each part's amount is the
+//!   whole amount × the part's quantity ÷ the whole quantity, rounded half to even at the
+//!   currency's scale, and the last part takes what is left: amounts always add up exactly.
+
+use std::cmp::Ordering;
+
+use chrono::NaiveDate;
+use rust_decimal::{Decimal, RoundingStrategy};
+
+use crate::event::{Event, TradeExecuted};
+use crate::values::{AccountCode, AssetCode, BookingMethod, Scale, TransactionId};
+
+/// One acquisition or disposal in a book.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Movement {
+    /// The lot it opens, if it opens one: `<transaction id>/<posting index>`.
+    pub lot_id: String,
+    pub transaction_id: TransactionId,
+    /// The position of the event that made it.
+    pub position: i64,
+    /// Its trade date: the date (UTC) of the event's effective time.
+    pub date: NaiveDate,
+    /// Positive for an acquisition, negative for a disposal, in units of the instrument.
+    pub quantity: Decimal,
+    /// What an acquisition cost, or what a disposal brought, in the currency (≥ 0 for an
+    /// acquisition; a disposal's fees may take it below zero).
+    pub amount: Decimal,
+}
+
+/// Where a movement belongs: the account, the instrument and the cost currency.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct BookKey {
+    pub account: AccountCode,
+    pub instrument: AssetCode,
+    pub currency: AssetCode,
+}
+
+/// An open lot. `quantity` is negative for a short lot, whose `amount` is what its sale brought.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lot {
+    pub lot_id: String,
+    pub transaction_id: TransactionId,
+    pub position: i64,
+    pub date: NaiveDate,
+    pub quantity: Decimal,
+    pub amount: Decimal,
+}
+
+/// One lot (or part of one) closed by a movement: the realized P&L is `proceeds − cost`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Closed {
+    pub lot_id: String,
+    /// The lot's trade date, and the closing movement's.
+    pub opened: NaiveDate,
+    pub closed: NaiveDate,
+    /// The units closed (positive, long or short).
+    pub quantity: Decimal,
+    /// What the units cost: the lot's share for a long lot, the buy's share for a short one.
+    pub cost: Decimal,
+    /// What the units brought: the sale's share for a long lot, the short lot's for a short one.
+    pub proceeds: Decimal,
+    /// The transaction that closed it, at this position.
+    pub transaction_id: TransactionId,
+    pub position: i64,
+}
+
+impl Closed {
+    pub fn realized(&self) -> Decimal {
+        self.proceeds - self.cost
+    }
+
+    /// Days from the lot's trade date to the closing one.
+    pub fn holding_days(&self) -> i64 {
+        (self.closed - self.opened).num_days()
+    }
+}
+
+/// A book: its method and open lots, in the order they were opened (trade date, then position).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Book {
+    pub method: BookingMethod,
+    pub lots: Vec<Lot>,
+    /// The currency's scale: amounts split at it.
+    pub scale: Scale,
+}
+
+impl Book {
+    pub fn new(method: BookingMethod, scale: Scale) -> Self {
+        Self {
+            method,
+            lots: Vec::new(),
+            scale,
+        }
+    }
+
+    /// Open units: positive when long, negative when short.
+    pub fn quantity(&self) -> Decimal {
+        self.lots.iter().map(|l| l.quantity).sum()
+    }
+
+    /// What the open lots cost (long), or brought (short).
+    pub fn amount(&self) -> Decimal {
+        self.lots.iter().map(|l| l.amount).sum()
+    }
+
+    /// Applies one movement: the lots it closes, in the order closed. What is left of it opens
+    /// a lot.
+    pub fn apply(&mut self, m: &Movement) -> Vec<Closed> {
+        let against = self
+            .lots
+            .first()
+            .is_some_and(|l| l.quantity.is_sign_positive() != m.quantity.is_sign_positive());
+        let quantity = m.quantity.abs();
+        let picks = if against {
+            self.picks(quantity)
+        } else {
+            Vec::new()
+        };
+        let taken: Decimal = picks.iter().map(|(_, take)| take).sum();
+        let lot_amounts = self.lot_amounts(&picks, taken);
+        // The movement's amount splits over the closed parts and what it opens.
+        let mut parts: Vec<Decimal> = picks.iter().map(|(_, take)| *take).collect();
+        let left = quantity - taken;
+        if !left.is_zero() {
+            parts.push(left);
+        }
+        let movement_amounts = split(m.amount, parts.into_iter(), quantity, self.scale);
+        let mut closed = Vec::with_capacity(picks.len());
+        for ((&(index, take), lot_amount), part_amount) in
+            picks.iter().zip(&lot_amounts).zip(&movement_amounts)
+        {
+            let lot = &mut self.lots[index];
+            let (cost, proceeds) = if lot.quantity.is_sign_positive() {
+                (*lot_amount, *part_amount)
+            } else {
+                (*part_amount, *lot_amount)
+            };
+            closed.push(Closed {
+                lot_id: lot.lot_id.clone(),
+                opened: lot.date,
+                closed: m.date,
+                quantity: take,
+                cost,
+                proceeds,
+                transaction_id: m.transaction_id,
+                position: m.position,
+            });
+            lot.quantity -= take * sign(lot.quantity);
+            lot.amount -= lot_amount;
+        }
+        if self.method == BookingMethod::Average && !picks.is_empty() {
+            self.restate_at_average();
+        }
+        self.lots.retain(|l| !l.quantity.is_zero());
+        if !left.is_zero() {
+            let amount = movement_amounts.last().copied().unwrap_or(m.amount);
+            self.open(m, left * sign(m.quantity), amount);
+        }
+        closed
+    }
+
+    /// What each pick takes from its lot's amount: its share of the lot, or under `average` its
+    /// share of the whole book's amount × taken ÷ open quantity.
+    fn lot_amounts(&self, picks: &[(usize, Decimal)], taken: Decimal) -> Vec<Decimal> {
+        if self.method == BookingMethod::Average {
+            let open = self.quantity().abs();
+            let total = share(self.amount(), taken, open, self.scale);
+            return split(total, picks.iter().map(|(_, take)| *take), taken, self.scale);
+        }
+        picks
+            .iter()
+            .map(|&(index, take)| {
+                let lot = &self.lots[index];
+                share(lot.amount, take, lot.quantity.abs(), self.scale)
+            })
+            .collect()
+    }
+
+    /// Under `average`, after a closing: the open lots share what is left of the book's amount
+    /// by quantity, so every lot carries the average unit amount.
+    fn restate_at_average(&mut self) {
+        let open: Vec<Decimal> = self.lots.iter().map(|l| l.quantity.abs()).collect();
+        let total_open: Decimal = open.iter().sum();
+        let restated = split(self.amount(), open.into_iter(), total_open, self.scale);
+        for (lot, amount) in self.lots.iter_mut().zip(restated) {
+            lot.amount = amount;
+        }
+    }
+
+    fn open(&mut self, m: &Movement, quantity: Decimal, amount: Decimal) {
+        let lot = Lot {
+            lot_id: m.lot_id.clone(),
+            transaction_id: m.transaction_id,
+            position: m.position,
+            date: m.date,
+            quantity,
+            amount,
+        };
+        let at = self
+            .lots
+            .partition_point(|l| (l.date, l.position) <= (lot.date, lot.position));
+        self.lots.insert(at, lot);
+    }
+
+    /// Which lots a closing of `quantity` units takes, and how much of each, by the method.
+    fn picks(&self, quantity: Decimal) -> Vec<(usize, Decimal)> {
+        let mut order: Vec<usize> = (0..self.lots.len()).collect();
+        match self.method {
+            BookingMethod::Fifo | BookingMethod::Average => {}
+            BookingMethod::Lifo => order.reverse(),
+            BookingMethod::Hifo => order.sort_by(|&a, &b| self.by_unit_amount(b, a)),
+        }
+        let mut left = quantity;
+        let mut picks = Vec::new();
+        for index in order {
+            if left.is_zero() {
+                break;
+            }
+            let take = self.lots[index].quantity.abs().min(left);
+            picks.push((index, take));
+            left -= take;
+        }
+        picks
+    }
+
+    /// Lots by unit amount (cost per unit for long lots), ties in the order opened. Compared
+    /// without dividing: a/b against c/d as a·d against c·b.
+    fn by_unit_amount(&self, a: usize, b: usize) -> Ordering {
+        let (a_lot, b_lot) = (&self.lots[a], &self.lots[b]);
+        let left = a_lot.amount * b_lot.quantity.abs();
+        let right = b_lot.amount * a_lot.quantity.abs();
+        left.cmp(&right).then(b.cmp(&a))
+    }
+}
+
+/// 1 or −1: the side of a quantity.
+fn sign(quantity: Decimal) -> Decimal {
+    if quantity.is_sign_negative() {
+        Decimal::NEGATIVE_ONE
+    } else {
+        Decimal::ONE
+    }
+}
+
+/// `whole × part ÷ of`, rounded half to even at `scale`.
+pub fn share(whole: Decimal, part: Decimal, of: Decimal, scale: Scale) -> Decimal {
+    if part == of || of.is_zero() {
+        return whole;
+    }
+    (whole * part / of).round_dp_with_strategy(scale.get(), RoundingStrategy::MidpointNearestEven)
+}
+
+/// `whole` split by `parts` (which add up to `of`): each part's `share`, the last taking what
+/// is left, so the amounts add up to `whole` exactly.
+pub fn split(
+    whole: Decimal,
+    parts: impl Iterator<Item = Decimal>,
+    of: Decimal,
+    scale: Scale,
+) -> Vec<Decimal> {
+    let parts: Vec<Decimal> = parts.collect();
+    let mut left = whole;
+    let mut amounts = Vec::with_capacity(parts.len());
+    for (index, part) in parts.iter().enumerate() {
+        let amount = if index + 1 == parts.len() {
+            left
+        } else {
+            share(whole, *part, of, scale)
+        };
+        left -= amount;
+        amounts.push(amount);
+    }
+    amounts
+}
+
+/// The movements an event makes, with the book each belongs to: the instrument leg of a trade
+/// (whether it settles now or later: lots follow the trade date), and each posting of a
+/// transaction that states a cost. Reversals, settlements and everything else make none.
+pub fn movements_of(
+    event: &Event,
+    position: i64,
+    date: NaiveDate,
+) -> Vec<(BookKey, Movement)> {
+    match event {
+        Event::TradeExecuted(trade) => trade_movements(trade, position, date),
+        Event::TransactionPosted(e) if e.reverses.is_none() && !e.pending => e
+            .postings
+            .iter()
+            .enumerate()
+            .filter_map(|(index, p)| {
+                let cost = p.cost.as_ref()?;
+                let movement = |account: &AccountCode, sign: Decimal| {
+                    let key = BookKey {
+                        account: account.clone(),
+                        instrument: p.asset.clone(),
+                        currency: cost.currency.clone(),
+                    };
+                    let movement = Movement {
+                        lot_id: format!("{}/{index}", e.transaction_id),
+                        transaction_id: e.transaction_id,
+                        position,
+                        date,
+                        quantity: p.amount * sign,
+                        amount: cost.amount,
+                    };
+                    (key, movement)
+                };
+                Some([
+                    movement(&p.source, Decimal::NEGATIVE_ONE),
+                    movement(&p.destination, Decimal::ONE),
+                ])
+            })
+            .flatten()
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// A trade's two movements: the buyer's acquisition at the notional plus the buyer's fees in the
+/// currency, the seller's disposal at the notional less the seller's fees in the currency.
+pub fn trade_movements(
+    trade: &TradeExecuted,
+    position: i64,
+    date: NaiveDate,
+) -> Vec<(BookKey, Movement)> {
+    let fees_of = |payer: &AccountCode| -> Decimal {
+        trade
+            .fees
+            .iter()
+            .filter(|f| &f.payer == payer && f.asset == trade.currency)
+            .map(|f| f.amount)
+            .sum()
+    };
+    let movement = |account: &AccountCode, quantity: Decimal, amount: Decimal| {
+        let key = BookKey {
+            account: account.clone(),
+            instrument: trade.instrument.clone(),
+            currency: trade.currency.clone(),
+        };
+        let movement = Movement {
+            lot_id: format!("{}/0", trade.trade_id),
+            transaction_id: trade.trade_id,
+            position,
+            date,
+            quantity,
+            amount,
+        };
+        (key, movement)
+    };
+    vec![
+        movement(
+            &trade.buyer,
+            trade.quantity,
+            trade.notional + fees_of(&trade.buyer),
+        ),
+        movement(
+            &trade.seller,
+            -trade.quantity,
+            trade.notional - fees_of(&trade.seller),
+        ),
+    ]
+}
