@@ -375,3 +375,87 @@ pub fn trade_movements(
         ),
     ]
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::str::FromStr;
+    use uuid::Uuid;
+
+    fn d(s: &str) -> Decimal {
+        Decimal::from_str(s).unwrap_or_default()
+    }
+
+    fn movement(n: u128, day: u32, quantity: &str, amount: &str) -> Movement {
+        let id = TransactionId(Uuid::from_u128(n));
+        Movement {
+            lot_id: format!("{id}/0"),
+            transaction_id: id,
+            position: i64::try_from(n).unwrap_or_default(),
+            date: NaiveDate::from_ymd_opt(2026, 1, day).unwrap_or_default(),
+            quantity: d(quantity),
+            amount: d(amount),
+        }
+    }
+
+    fn book(method: BookingMethod) -> Book {
+        Book::new(method, Scale::try_from(2).unwrap_or_else(|_| unreachable!()))
+    }
+
+    #[test]
+    fn fifo_closes_the_oldest_lot_first_and_splits_amounts_exactly() {
+        let mut b = book(BookingMethod::Fifo);
+        assert!(b.apply(&movement(1, 1, "3", "10.00")).is_empty());
+        assert!(b.apply(&movement(2, 2, "1", "5.00")).is_empty());
+        let closed = b.apply(&movement(3, 5, "-2", "9.00"));
+        assert_eq!(closed.len(), 1);
+        // 10.00 × 2 ÷ 3 = 6.666… → 6.67; the lot keeps 3.33.
+        assert_eq!((closed[0].cost, closed[0].proceeds), (d("6.67"), d("9.00")));
+        assert_eq!(closed[0].holding_days(), 4);
+        assert_eq!(b.amount(), d("8.33"));
+        assert_eq!(b.quantity(), d("2"));
+    }
+
+    #[test]
+    fn hifo_and_lifo_pick_their_lots() {
+        let mut hifo = book(BookingMethod::Hifo);
+        let mut lifo = book(BookingMethod::Lifo);
+        for b in [&mut hifo, &mut lifo] {
+            b.apply(&movement(1, 1, "1", "30.00"));
+            b.apply(&movement(2, 2, "1", "10.00"));
+            b.apply(&movement(3, 3, "1", "20.00"));
+        }
+        assert_eq!(hifo.apply(&movement(4, 4, "-1", "25.00"))[0].cost, d("30.00"));
+        assert_eq!(lifo.apply(&movement(4, 4, "-1", "25.00"))[0].cost, d("20.00"));
+    }
+
+    #[test]
+    fn a_sale_beyond_the_long_lots_opens_a_short_lot_that_a_buy_covers() {
+        let mut b = book(BookingMethod::Fifo);
+        b.apply(&movement(1, 1, "1", "10.00"));
+        let closed = b.apply(&movement(2, 2, "-3", "36.00"));
+        assert_eq!((closed[0].cost, closed[0].proceeds), (d("10.00"), d("12.00")));
+        assert_eq!((b.quantity(), b.amount()), (d("-2"), d("24.00")));
+        let covered = b.apply(&movement(3, 3, "2", "20.00"));
+        assert_eq!((covered[0].cost, covered[0].proceeds), (d("20.00"), d("24.00")));
+        assert!(b.lots.is_empty());
+    }
+
+    #[test]
+    fn average_closes_at_the_average_and_restates_the_rest() {
+        let mut b = book(BookingMethod::Average);
+        b.apply(&movement(1, 1, "1", "10.00"));
+        b.apply(&movement(2, 2, "2", "40.00"));
+        let closed = b.apply(&movement(3, 3, "-1", "20.00"));
+        // 50.00 × 1 ÷ 3 = 16.67, taken in quantity from the first lot; the lot left carries
+        // the rest, 33.33, whatever it cost itself.
+        assert_eq!(closed[0].cost, d("16.67"));
+        assert_eq!(b.amount(), d("33.33"));
+        b.apply(&movement(4, 4, "1", "20.00"));
+        // Restated on the next closing: 53.33 over 3 units.
+        let closed = b.apply(&movement(5, 5, "-2", "50.00"));
+        let cost: Decimal = closed.iter().map(|c| c.cost).sum();
+        assert_eq!(cost, d("35.55"));
+        assert_eq!(b.amount(), d("17.78"));
+    }
+}
