@@ -3,7 +3,7 @@
 use domain::{AccountCode, Event};
 
 /// Event types a subscription may name.
-pub const EVENT_TYPES: [&str; 11] = [
+pub const EVENT_TYPES: [&str; 13] = [
     Event::ASSET_DEFINED,
     Event::ACCOUNT_OPENED,
     Event::TRANSACTION_POSTED,
@@ -15,6 +15,8 @@ pub const EVENT_TYPES: [&str; 11] = [
     Event::PENDING_EXPIRED,
     Event::PERIOD_CLOSED,
     Event::PERIOD_REOPENED,
+    Event::BOOKING_METHOD_SET,
+    Event::PRICE_MARKED,
 ];
 
 /// A subscription's filters. Both must match; an empty one matches everything.
