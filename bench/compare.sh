@@ -89,6 +89,18 @@ run effective 64 --workload effective
 run hot 64 --workload hot
 run spread 64 --workload spread
 run trades 64 --workload trades
+# trades_t1: the same trades settling T+1, booked pending all through the run; the ledger settles
+# them by itself at its settlement time, set to just after the run (the server restarts with it:
+# state restored from the database, as after any restart). Then how long the writer takes to
+# settle them all, read from the house account's pending credits (its fees) falling to zero.
+# (Across midnight UTC the settlement time would be the next day's: avoid that minute.)
+ledger_stop
+settles_at_s=$(( $(date +%s) + duration_s + 15 ))
+ledger_start "$ledger" ledger --settlement-time "$(date -u -d "@$settles_at_s" +%H:%M:%S)"
+addr=$ledger_addr
+run trades_t1 64 --workload trades-t1
+python3 "$root/bench/settled.py" "http://$addr" "$settles_at_s" >"$work/settled.json"
+echo "   trades_t1 settlement: $(cat "$work/settled.json")" >&2
 run mixed 64 --workload mixed
 run batch 4 --workload batch --batch-size 1000
 
@@ -152,7 +164,7 @@ if [ "$replicated" = true ]; then
     addr=$single
 fi
 
-python3 - "$results" "$duration_s" "$rss_kib" "$accounts_for_rss" <<'PY'
+python3 - "$results" "$duration_s" "$rss_kib" "$accounts_for_rss" "$work/settled.json" <<'PY'
 import json, sys
 rows = [json.loads(l) for l in open(sys.argv[1])]
 replicated = [r for r in rows if r["name"].startswith("replicated:")]
@@ -173,6 +185,11 @@ by = {r["name"]: r for r in rows if r["clients"] == 64}
 if "effective" in by and "transfers" in by:
     print()
     print(f'effective ÷ transfers (the same transfers, each stating effective_at): {by["effective"]["transfers_per_s"] / by["transfers"]["transfers_per_s"]:.2f}')
+if "trades_t1" in by and "trades" in by:
+    settled = json.load(open(sys.argv[5]))
+    print()
+    print(f'trades_t1 ÷ trades (the same trades booked pending, settling T+1): {by["trades_t1"]["transfers_per_s"] / by["trades"]["transfers_per_s"]:.2f}; '
+          f'then {settled["trades"]:,} settled by the ledger in {settled["seconds"]:.1f} s after their settlement time ({settled["per_s"]:,.0f}/s)')
 if "ledgers" in by and "transfers" in by:
     print()
     print(f'ledgers ÷ transfers (the same load over 4 ledgers, each with its own writer): {by["ledgers"]["transfers_per_s"] / by["transfers"]["transfers_per_s"]:.2f}')

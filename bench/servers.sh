@@ -40,11 +40,11 @@ ledger_pid=""
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
-ledger_start() { # ledger binary, database name; the log is $work/<database>.log
+ledger_start() { # ledger binary, database name [serve flags]; the log is $work/<database>.log
     local port
     port=$(free_port)
     DATABASE_URL="postgres:///$2?host=$work&user=bench" RUST_LOG=warn \
-        "$1" serve --listen "127.0.0.1:$port" >"$work/$2.log" 2>&1 &
+        "$1" serve --listen "127.0.0.1:$port" "${@:3}" >>"$work/$2.log" 2>&1 &
     ledger_pid=$!
     ledger_addr="127.0.0.1:$port"
     # Up to 60 s: a writer taking over a database a few benchmark rounds filled restores its state

@@ -17,6 +17,10 @@ pub enum Workload {
     Spread,
     /// One trade per request: instrument against cash, with one fee.
     Trades,
+    /// `trades` settling T+1: each states a trade date a day back (its `effective_at`) and the
+    /// next day as its settlement date, so it is booked pending and the ledger settles it by
+    /// itself at its settlement time (compare.sh sets that to just after the run).
+    TradesT1,
     /// The batch endpoint, `--batch-size` transfers per request.
     Batch,
     /// 80 % transfers, 20 % balance reads with `min_position` of the client's last write.
@@ -123,7 +127,7 @@ pub fn write_path(workload: Workload, batch_size: usize) -> (&'static str, u64) 
             ("/v1/transfers", 1)
         }
         Workload::Hot | Workload::Spread => ("/v1/transactions", 1),
-        Workload::Trades => ("/v1/trades", 1),
+        Workload::Trades | Workload::TradesT1 => ("/v1/trades", 1),
         Workload::Batch => ("/v1/transactions/batch", batch_size as u64),
         Workload::LedgerTransfers => ("/v1/ledger-transfers", 1),
     }
@@ -179,20 +183,34 @@ pub fn bodies(
                         cents(rng)
                     )
                 }
-                Workload::Trades => {
-                    let (buyer, seller) = rng.pair(accounts);
+                Workload::Trades => trade_json(rng, codes, accounts),
+                Workload::TradesT1 => {
+                    let trade = trade_json(rng, codes, accounts);
+                    let traded_at = chrono::Utc::now() - chrono::Duration::days(1);
+                    let settles_on = traded_at.date_naive() + chrono::Duration::days(1);
+                    let at = traded_at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
                     format!(
-                        r#"{{"buyer":"{}","seller":"{}","instrument":"AAPL","quantity":"1","price":"{}","currency":"USD","fees":[{{"payer":"{}","account":"{HOUSE}","amount":"0.01"}}]}}"#,
-                        account(buyer),
-                        account(seller),
-                        cents(rng),
-                        account(buyer)
+                        r#"{},"effective_at":"{at}","settlement_date":"{settles_on}"}}"#,
+                        trade.trim_end_matches('}')
                     )
                 }
             };
             Bytes::from(body)
         })
         .collect()
+}
+
+/// One trade of 1 AAPL between two accounts, the buyer paying a fee of 0.01 USD to the house.
+fn trade_json(rng: &mut Rng, codes: Codes, accounts: u64) -> String {
+    let (buyer, seller) = rng.pair(accounts);
+    let account = |i| codes.account(i);
+    format!(
+        r#"{{"buyer":"{}","seller":"{}","instrument":"AAPL","quantity":"1","price":"{}","currency":"USD","fees":[{{"payer":"{}","account":"{HOUSE}","amount":"0.01"}}]}}"#,
+        account(buyer),
+        account(seller),
+        cents(rng),
+        account(buyer)
+    )
 }
 
 /// A batch request of `transfers` (pre-built transfer bodies) under keys `{prefix}-{i}`.
