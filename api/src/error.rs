@@ -174,7 +174,8 @@ fn rejection_status(rejection: &Rejection) -> StatusCode {
         | Rejection::DuplicateAccount { .. }
         | Rejection::VersionMismatch { .. }
         | Rejection::ConditionFailed(_)
-        | Rejection::PeriodCloseRaced { .. } => StatusCode::CONFLICT,
+        | Rejection::PeriodCloseRaced { .. }
+        | Rejection::LotsRaced { .. } => StatusCode::CONFLICT,
         Rejection::PeriodClosing { .. } => StatusCode::SERVICE_UNAVAILABLE,
         _ => StatusCode::UNPROCESSABLE_ENTITY,
     }

@@ -11,9 +11,9 @@ use infrastructure::CommittedEvent;
 
 use crate::error::ApiError;
 use crate::views::{
-    AccountLimitsView, AccountStatusView, AccountView, AssetView, BalanceView, EventView, FeeView,
-    BookingMethodView, HistoryEntryView, HistoryItemView, LimitView, PeriodEventView, PostingView, PriceView, SettlementView,
-    TradeView, TransactionView,
+    AccountLimitsView, AccountStatusView, AccountView, AssetView, BalanceView, BookingMethodView,
+    EventView, FeeView, HistoryEntryView, HistoryItemView, LimitView, PeriodEventView, PostingView,
+    PriceView, SettlementView, TradeView, TransactionView,
 };
 
 /// The response body for a committed event: the view of what it created, encoded.

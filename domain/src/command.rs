@@ -133,7 +133,9 @@ pub enum Settlement {
     /// trade still reserves.
     Due,
     /// A trade's settlement failed: what it has not settled yet is voided, for this reason.
-    Fail { reason: String },
+    Fail {
+        reason: String,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -327,6 +329,27 @@ pub struct ExecuteTrade {
     /// When it settles; absent, on the trade date, at once. A later date books the trade as
     /// pending until the ledger posts it at the settlement time of that date.
     pub settlement_date: Option<NaiveDate>,
+    /// The seller's lots the sale closes, for a seller that books by `specific` lots.
+    pub lots: Vec<LotPickInstruction>,
+    /// The seller's open lots in the instrument and currency, as the reads layer found them
+    /// (supplied with `lots`, as a reversal's original is): what the named lots are checked
+    /// against.
+    pub open_lots: Option<OpenLots>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LotPickInstruction {
+    pub lot_id: String,
+    pub quantity: PositiveDecimal,
+}
+
+/// An account's open lots in one instrument and currency, as known at a position: the decision
+/// accepts the named lots only if nothing touched the account after that position.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OpenLots {
+    pub known_at_position: i64,
+    /// (lot id, open quantity) of each long lot.
+    pub lots: Vec<(String, rust_decimal::Decimal)>,
 }
 
 /// Closes the books through `through`: the trial balance as of then, as known at

@@ -125,6 +125,10 @@ pub enum Rejection {
     /// `period_closed`, or does not, and they are taken).
     #[error("the period through {closing_through} is being closed; retry shortly")]
     PeriodClosing { closing_through: String },
+    /// The named lots were checked against open lots that events recorded since may change:
+    /// the caller reads them again and retries.
+    #[error("{message}")]
+    LotsRaced { message: String },
 }
 
 impl Rejection {
@@ -159,6 +163,7 @@ impl Rejection {
             Self::PeriodCloseRaced { .. } => "period_close_raced",
             Self::NoClosedPeriod => "no_closed_period",
             Self::PeriodClosing { .. } => "period_closing",
+            Self::LotsRaced { .. } => "lots_raced",
         }
     }
 
@@ -167,7 +172,7 @@ impl Rejection {
     pub fn is_transient(&self) -> bool {
         matches!(
             self,
-            Self::PeriodCloseRaced { .. } | Self::PeriodClosing { .. }
+            Self::PeriodCloseRaced { .. } | Self::PeriodClosing { .. } | Self::LotsRaced { .. }
         )
     }
 

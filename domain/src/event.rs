@@ -249,6 +249,18 @@ pub struct TradeExecuted {
         with = "micros::option"
     )]
     pub settles_at: Option<DateTime<Utc>>,
+    /// The seller's lots this sale closes, as the seller named them (an account that books by
+    /// `specific` lots names them on every sale).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub lots: Vec<LotPick>,
+}
+
+/// A lot a sale names, and how many of its units it closes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LotPick {
+    pub lot_id: String,
+    pub quantity: Decimal,
 }
 
 /// A period of the books closed: from now on nothing may take effect at or before `through`.

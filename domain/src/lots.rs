@@ -22,7 +22,7 @@ use std::cmp::Ordering;
 use chrono::NaiveDate;
 use rust_decimal::{Decimal, RoundingStrategy};
 
-use crate::event::{Event, TradeExecuted};
+use crate::event::{Event, LotPick, TradeExecuted};
 use crate::values::{AccountCode, AssetCode, BookingMethod, Scale, TransactionId};
 
 /// One acquisition or disposal in a book.
@@ -40,6 +40,8 @@ pub struct Movement {
     /// What an acquisition cost, or what a disposal brought, in the currency (≥ 0 for an
     /// acquisition; a disposal's fees may take it below zero).
     pub amount: Decimal,
+    /// The lots a sale names (under `specific`), in the order named.
+    pub picks: Vec<LotPick>,
 }
 
 /// Where a movement belongs: the account, the instrument and the cost currency.
@@ -127,7 +129,7 @@ impl Book {
             .is_some_and(|l| l.quantity.is_sign_positive() != m.quantity.is_sign_positive());
         let quantity = m.quantity.abs();
         let picks = if against {
-            self.picks(quantity)
+            self.picks(quantity, &m.picks)
         } else {
             Vec::new()
         };
@@ -180,7 +182,12 @@ impl Book {
         if self.method == BookingMethod::Average {
             let open = self.quantity().abs();
             let total = share(self.amount(), taken, open, self.scale);
-            return split(total, picks.iter().map(|(_, take)| *take), taken, self.scale);
+            return split(
+                total,
+                picks.iter().map(|(_, take)| *take),
+                taken,
+                self.scale,
+            );
         }
         picks
             .iter()
@@ -218,24 +225,38 @@ impl Book {
     }
 
     /// Which lots a closing of `quantity` units takes, and how much of each, by the method.
-    fn picks(&self, quantity: Decimal) -> Vec<(usize, Decimal)> {
+    /// Under `specific`, the lots the sale names, each up to what is open of it; whatever they
+    /// do not cover (only when a reversed or failed trade took a named lot away after the sale)
+    /// closes first in, first out.
+    fn picks(&self, quantity: Decimal, named: &[LotPick]) -> Vec<(usize, Decimal)> {
         let mut order: Vec<usize> = (0..self.lots.len()).collect();
         match self.method {
-            BookingMethod::Fifo | BookingMethod::Average => {}
+            BookingMethod::Fifo | BookingMethod::Average | BookingMethod::Specific => {}
             BookingMethod::Lifo => order.reverse(),
             BookingMethod::Hifo => order.sort_by(|&a, &b| self.by_unit_amount(b, a)),
         }
+        let mut open: Vec<Decimal> = self.lots.iter().map(|l| l.quantity.abs()).collect();
         let mut left = quantity;
         let mut picks = Vec::new();
-        for index in order {
-            if left.is_zero() {
-                break;
+        let mut take_from = |index: usize, most: Decimal, left: &mut Decimal| {
+            let take = open[index].min(most).min(*left);
+            if !take.is_zero() {
+                picks.push((index, take));
+                open[index] -= take;
+                *left -= take;
             }
-            let take = self.lots[index].quantity.abs().min(left);
-            picks.push((index, take));
-            left -= take;
+        };
+        if self.method == BookingMethod::Specific {
+            for pick in named {
+                if let Some(index) = self.lots.iter().position(|l| l.lot_id == pick.lot_id) {
+                    take_from(index, pick.quantity, &mut left);
+                }
+            }
         }
-        picks
+        for index in order {
+            take_from(index, Decimal::MAX, &mut left);
+        }
+        merge_picks(picks)
     }
 
     /// Lots by unit amount (cost per unit for long lots), ties in the order opened. Compared
@@ -246,6 +267,18 @@ impl Book {
         let right = b_lot.amount * a_lot.quantity.abs();
         left.cmp(&right).then(b.cmp(&a))
     }
+}
+
+/// Picks of one lot taken twice (a named lot, then first in first out) as one.
+fn merge_picks(picks: Vec<(usize, Decimal)>) -> Vec<(usize, Decimal)> {
+    let mut merged: Vec<(usize, Decimal)> = Vec::with_capacity(picks.len());
+    for (index, take) in picks {
+        match merged.iter_mut().find(|(i, _)| *i == index) {
+            Some((_, total)) => *total += take,
+            None => merged.push((index, take)),
+        }
+    }
+    merged
 }
 
 /// 1 or −1: the side of a quantity.
@@ -291,11 +324,7 @@ pub fn split(
 /// The movements an event makes, with the book each belongs to: the instrument leg of a trade
 /// (whether it settles now or later: lots follow the trade date), and each posting of a
 /// transaction that states a cost. Reversals, settlements and everything else make none.
-pub fn movements_of(
-    event: &Event,
-    position: i64,
-    date: NaiveDate,
-) -> Vec<(BookKey, Movement)> {
+pub fn movements_of(event: &Event, position: i64, date: NaiveDate) -> Vec<(BookKey, Movement)> {
     match event {
         Event::TradeExecuted(trade) => trade_movements(trade, position, date),
         Event::TransactionPosted(e) if e.reverses.is_none() && !e.pending => e
@@ -317,6 +346,7 @@ pub fn movements_of(
                         date,
                         quantity: p.amount * sign,
                         amount: cost.amount,
+                        picks: Vec::new(),
                     };
                     (key, movement)
                 };
@@ -346,7 +376,7 @@ pub fn trade_movements(
             .map(|f| f.amount)
             .sum()
     };
-    let movement = |account: &AccountCode, quantity: Decimal, amount: Decimal| {
+    let movement = |account: &AccountCode, quantity: Decimal, amount: Decimal, picks| {
         let key = BookKey {
             account: account.clone(),
             instrument: trade.instrument.clone(),
@@ -359,6 +389,7 @@ pub fn trade_movements(
             date,
             quantity,
             amount,
+            picks,
         };
         (key, movement)
     };
@@ -367,11 +398,13 @@ pub fn trade_movements(
             &trade.buyer,
             trade.quantity,
             trade.notional + fees_of(&trade.buyer),
+            Vec::new(),
         ),
         movement(
             &trade.seller,
             -trade.quantity,
             trade.notional - fees_of(&trade.seller),
+            trade.lots.clone(),
         ),
     ]
 }
@@ -395,11 +428,15 @@ mod tests {
             date: NaiveDate::from_ymd_opt(2026, 1, day).unwrap_or_default(),
             quantity: d(quantity),
             amount: d(amount),
+            picks: Vec::new(),
         }
     }
 
     fn book(method: BookingMethod) -> Book {
-        Book::new(method, Scale::try_from(2).unwrap_or_else(|_| unreachable!()))
+        Book::new(
+            method,
+            Scale::try_from(2).unwrap_or_else(|_| unreachable!()),
+        )
     }
 
     #[test]
@@ -425,8 +462,14 @@ mod tests {
             b.apply(&movement(2, 2, "1", "10.00"));
             b.apply(&movement(3, 3, "1", "20.00"));
         }
-        assert_eq!(hifo.apply(&movement(4, 4, "-1", "25.00"))[0].cost, d("30.00"));
-        assert_eq!(lifo.apply(&movement(4, 4, "-1", "25.00"))[0].cost, d("20.00"));
+        assert_eq!(
+            hifo.apply(&movement(4, 4, "-1", "25.00"))[0].cost,
+            d("30.00")
+        );
+        assert_eq!(
+            lifo.apply(&movement(4, 4, "-1", "25.00"))[0].cost,
+            d("20.00")
+        );
     }
 
     #[test]
@@ -434,10 +477,16 @@ mod tests {
         let mut b = book(BookingMethod::Fifo);
         b.apply(&movement(1, 1, "1", "10.00"));
         let closed = b.apply(&movement(2, 2, "-3", "36.00"));
-        assert_eq!((closed[0].cost, closed[0].proceeds), (d("10.00"), d("12.00")));
+        assert_eq!(
+            (closed[0].cost, closed[0].proceeds),
+            (d("10.00"), d("12.00"))
+        );
         assert_eq!((b.quantity(), b.amount()), (d("-2"), d("24.00")));
         let covered = b.apply(&movement(3, 3, "2", "20.00"));
-        assert_eq!((covered[0].cost, covered[0].proceeds), (d("20.00"), d("24.00")));
+        assert_eq!(
+            (covered[0].cost, covered[0].proceeds),
+            (d("20.00"), d("24.00"))
+        );
         assert!(b.lots.is_empty());
     }
 
@@ -457,5 +506,27 @@ mod tests {
         let cost: Decimal = closed.iter().map(|c| c.cost).sum();
         assert_eq!(cost, d("35.55"));
         assert_eq!(b.amount(), d("17.78"));
+    }
+
+    #[test]
+    fn specific_closes_the_named_lots() {
+        let mut b = book(BookingMethod::Specific);
+        b.apply(&movement(1, 1, "2", "20.00"));
+        b.apply(&movement(2, 2, "2", "40.00"));
+        let mut sale = movement(3, 3, "-3", "90.00");
+        sale.picks = vec![
+            LotPick {
+                lot_id: b.lots[1].lot_id.clone(),
+                quantity: d("2"),
+            },
+            LotPick {
+                lot_id: b.lots[0].lot_id.clone(),
+                quantity: d("1"),
+            },
+        ];
+        let closed = b.apply(&sale);
+        let costs: Vec<Decimal> = closed.iter().map(|c| c.cost).collect();
+        assert_eq!(costs, vec![d("40.00"), d("10.00")]);
+        assert_eq!((b.quantity(), b.amount()), (d("1"), d("10.00")));
     }
 }

@@ -510,8 +510,8 @@ vocabulary!(TransactionKind, "transaction kind", {
 });
 
 /// How an account's disposals of an instrument choose the lots they close (`crate::lots`):
-/// first in first out (the default), last in first out, highest unit cost first, or at the
-/// average cost of the open lots.
+/// first in first out (the default), last in first out, highest unit cost first, at the
+/// average cost of the open lots, or the lots each sale names (`specific`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum BookingMethod {
@@ -520,6 +520,7 @@ pub enum BookingMethod {
     Lifo,
     Hifo,
     Average,
+    Specific,
 }
 
 vocabulary!(BookingMethod, "booking method", {
@@ -527,6 +528,7 @@ vocabulary!(BookingMethod, "booking method", {
     Lifo => "lifo",
     Hifo => "hifo",
     Average => "average",
+    Specific => "specific",
 });
 
 /// How a hold ended.

@@ -104,6 +104,8 @@ fn trade(
     fees: Vec<FeeInstruction>,
 ) -> Command {
     Command::ExecuteTrade(ExecuteTrade {
+        lots: Vec::new(),
+        open_lots: None,
         settlement_date: None,
         id: TransactionId(Uuid::new_v4()),
         buyer: buyer.parse().unwrap(),

@@ -287,6 +287,8 @@ fn op() -> impl Strategy<Value = Op> {
         .prop_map(
             |((id, buyer, seller, (instrument, currency)), (quantity, price, fees, metadata, guards, pending))| {
                 ExecuteTrade {
+                    lots: Vec::new(),
+                    open_lots: None,
                     settlement_date: None,
                     id,
                     buyer,
@@ -311,6 +313,8 @@ fn op() -> impl Strategy<Value = Op> {
         metadata(),
     )
         .prop_map(|(id, buyer, quantity, price, metadata)| ExecuteTrade {
+            lots: Vec::new(),
+            open_lots: None,
             settlement_date: None,
             id,
             buyer: AccountRef::Code(code(ACCOUNTS[buyer].0)),

@@ -219,6 +219,8 @@ fn command(op: &Op, state: &LedgerState, log: &[domain::Event]) -> Command {
             fee,
             pending,
         } => Command::ExecuteTrade(ExecuteTrade {
+            lots: Vec::new(),
+            open_lots: None,
             settlement_date: None,
             id: TransactionId(Uuid::new_v4()),
             buyer: code(*buyer),

@@ -80,6 +80,8 @@ impl CommandRequest for TradeRequest {
 
     fn command(&self, now: DateTime<Utc>) -> Result<Command, ApiError> {
         Ok(Command::ExecuteTrade(ExecuteTrade {
+            lots: Vec::new(),
+            open_lots: None,
             settlement_date: None,
             id: TransactionId(Uuid::now_v7()),
             buyer: self.buyer.clone(),

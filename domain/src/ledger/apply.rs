@@ -84,6 +84,7 @@ impl LedgerState {
                 Vec::new()
             }
         };
+        self.note_specific(event, position);
         self.record(Undo::Head(self.head));
         self.head = position;
         Ok(legs)

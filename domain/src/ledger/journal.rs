@@ -53,6 +53,14 @@ impl LedgerState {
                 undo @ (Undo::RunPushed | Undo::RunExtended(_) | Undo::BackdatedPushed) => {
                     self.undo_recent(&undo)
                 }
+                Undo::Specific(account, before) => match before {
+                    Some(position) => {
+                        self.specific.accounts.insert(account, position);
+                    }
+                    None => {
+                        self.specific.accounts.remove(&account);
+                    }
+                },
             }
         }
     }

@@ -19,6 +19,7 @@ mod periods;
 mod records;
 mod restore;
 mod reversals;
+mod specific;
 mod state;
 mod steps;
 mod storage;

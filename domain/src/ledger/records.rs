@@ -2,13 +2,13 @@
 //! close checks, and the changes an atomic batch may have to take back. Plain records: `holds`,
 //! `periods` and `journal` say what happens to them.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 
 use chrono::{DateTime, Duration, NaiveTime, Utc};
 
 use super::storage::{Account, Slot};
 use crate::event::Posting;
-use crate::values::{AccountId, AssetCode, TransactionId};
+use crate::values::{AccountCode, AccountId, AssetCode, TransactionId};
 
 /// What a pending transaction reserves, until it is settled.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -52,6 +52,18 @@ pub(super) enum Undo {
     RunPushed,
     RunExtended(i64),
     BackdatedPushed,
+    /// An account's entry among the `specific` ones as it was (`None`: not among them).
+    Specific(AccountCode, Option<i64>),
+}
+
+/// The accounts that book by `specific` lots, each with the position of the last event that
+/// touched it: a sale's named lots were read from the lots projection at some position, and are
+/// accepted only if nothing touched the seller since (`specific`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SpecificLots {
+    pub(super) accounts: HashMap<AccountCode, i64>,
+    /// What touched an account at or before this position is not known here (before a restore).
+    pub(super) known_after: i64,
 }
 
 /// A period of the books that is closed now.

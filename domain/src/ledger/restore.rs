@@ -17,6 +17,7 @@ impl LedgerState {
     pub fn restore_head(&mut self, head: i64) {
         self.head = head;
         self.forget_recent();
+        self.specific.known_after = head;
     }
 
     /// Restores an asset read from the projections when the writer starts.

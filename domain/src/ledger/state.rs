@@ -7,7 +7,7 @@ use std::ops::Deref;
 
 use chrono::{DateTime, Utc};
 
-use super::records::{Hold, Periods, Recent, Timing, Undo};
+use super::records::{Hold, Periods, Recent, SpecificLots, Timing, Undo};
 use super::storage::{Account, Accounts, Assets, Figures, Limits, Slot};
 use crate::error::ApplyError;
 use crate::money;
@@ -161,6 +161,8 @@ pub struct LedgerState {
     /// What a close checks: when the latest money events count (not compared: a restored state
     /// knows less of it than a replayed one, and only ever races a close more).
     pub(super) recent: Recent,
+    /// The accounts that book by specific lots, and when each last changed.
+    pub(super) specific: SpecificLots,
 }
 
 /// Equal when they hold the same assets, accounts, holds, settlements, reversals and head,
@@ -179,6 +181,12 @@ impl PartialEq for LedgerState {
             && self.reversed == other.reversed
             && self.journal == other.journal
             && self.periods == other.periods
+            && self
+                .specific
+                .accounts
+                .keys()
+                .collect::<std::collections::BTreeSet<_>>()
+                == other.specific.accounts.keys().collect()
     }
 }
 

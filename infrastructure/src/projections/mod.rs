@@ -20,6 +20,7 @@
 pub mod accounts;
 pub mod assets;
 pub mod balances;
+pub mod booking_methods;
 pub mod checkpoints;
 pub mod effective;
 pub mod holds;
@@ -72,13 +73,14 @@ impl Projection {
 }
 
 /// Every projection, in the order their rows are written (and rebuilt, and compared).
-pub static PROJECTIONS: [&Projection; 9] = [
+pub static PROJECTIONS: [&Projection; 10] = [
     &assets::PROJECTION,
     &accounts::PROJECTION,
     &balances::PROJECTION,
     &holds::PROJECTION,
     &reversals::PROJECTION,
     &periods::PROJECTION,
+    &booking_methods::PROJECTION,
     &postings::PROJECTION,
     &transactions::PROJECTION,
     &rollups::PROJECTION,

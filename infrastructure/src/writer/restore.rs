@@ -6,7 +6,7 @@ use sqlx::PgConnection;
 
 use super::decider::Decider;
 use super::idempotency;
-use crate::projections::{accounts, assets, balances, holds, periods, reversals};
+use crate::projections::{accounts, assets, balances, booking_methods, holds, periods, reversals};
 use crate::{event_store, Error, Result};
 
 pub(crate) async fn restore(conn: &mut PgConnection) -> Result<Decider> {
@@ -27,6 +27,7 @@ pub(crate) async fn restore(conn: &mut PgConnection) -> Result<Decider> {
     holds::restore(conn, &mut state).await?;
     reversals::restore(conn, &mut state).await?;
     periods::restore(conn, &mut state).await?;
+    booking_methods::restore(conn, &mut state).await?;
     // Read back, the invariants must still hold: every asset's balances sum to zero, and every
     // reservation has both its sides.
     state.check_conservation()?;

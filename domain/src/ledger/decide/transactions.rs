@@ -33,11 +33,7 @@ impl LedgerState {
         }
         self.check_effective(c.effective_at)?;
         self.check_guards(&c.guards)?;
-        if c.pending.is_some() && c.postings.iter().any(|p| p.cost.is_some()) {
-            return Err(Rejection::validation(
-                "a cost is stated on postings that move at once, not on pending ones",
-            ));
-        }
+        self.check_costs(c)?;
         let resolved = c
             .postings
             .iter()
@@ -97,6 +93,7 @@ impl LedgerState {
             },
         ];
         self.resolve_fees(c, &mut resolved)?;
+        let lots = self.check_lot_picks(c, &seller.code, instrument_scale)?;
         let postings: Vec<Posting> = resolved.iter().map(Resolved::to_posting).collect();
         let fees = fees_of(&postings[2..]);
         let event = Event::TradeExecuted(TradeExecuted {
@@ -116,9 +113,30 @@ impl LedgerState {
             effective_at: c.effective_at,
             settlement_date: c.settlement_date,
             settles_at,
+            lots,
         });
         self.check_event(&event)?;
         Ok(event)
+    }
+
+    /// A cost is stated on postings that move at once, never out of an account that books by
+    /// specific lots (its disposals are sales that name them).
+    fn check_costs(&self, c: &PostTransaction) -> Result<(), Rejection> {
+        for p in c.postings.iter().filter(|p| p.cost.is_some()) {
+            if c.pending.is_some() {
+                return Err(Rejection::validation(
+                    "a cost is stated on postings that move at once, not on pending ones",
+                ));
+            }
+            let source = self.resolve_account(&p.source)?;
+            if self.books_specific_lots(&source.code) {
+                return Err(Rejection::validation(format!(
+                    "{} books by specific lots: it disposes by sales that name them, not by a posting with a cost",
+                    source.code
+                )));
+            }
+        }
+        Ok(())
     }
 
     /// When the ledger is to settle a trade by itself: its settlement date at the settlement
