@@ -9,6 +9,8 @@ one of the two is wrong.
 
     python3 tools/verify_export.py export.ndjson [--prev-hash HEX] [--expect-head HEX]
     python3 tools/verify_export.py export.ndjson --as-of T [--known-at P]
+    python3 tools/verify_export.py export.ndjson --lots
+    python3 tools/verify_export.py --self-test
 
 With --prev-hash (an export that starts after position 1) only the chain is checked: the figures
 need every event from the first.
@@ -21,6 +23,15 @@ position), and checks that no money event counts in a period while it is closed.
 (RFC 3339) the report also holds `as_of`: every posted balance as of T (the entries that count at
 or before T), as known at position P (the entries up to P; the whole export by default), with
 its trial balance digest.
+
+Trading (docs/events.md): a trade that settles later (`settlement_date`, `settles_at`) is a hold
+that may settle in parts (`PendingPosted.remaining`: what stays reserved) or fail
+(`PendingVoided.reason`); postings may state a `cost`; `BookingMethodSet` and `PriceMarked` change
+no figure. With --lots the report also holds `lots`: per book (account, instrument, currency) its
+open lots, closings and realized P&L, recomputed as docs/events.md ("Lots and realized P&L")
+specifies, as known at the head; and the latest mark per instrument and currency. --self-test runs
+this verifier's checks on events worked out by hand and on tools/testdata/trading_export.ndjson,
+and exits with status 1 if one fails.
 
 Payload and metadata are read with their numbers as the literals they are written with, and
 hashed in the canonical form of docs/audit.md ("Canonical JSON"), never through a float: `1.50`,
@@ -36,8 +47,10 @@ account and asset, each account's status and limits, and every close with the di
 trial balance recomputed here (`closes`; `trial_balances_verified` when every one matches).
 Exit status 1 when the chain breaks, a line is not an exported event in canonical form, an event
 does not follow docs/events.md (a posting that does not fit its asset, a settlement that releases
-other amounts than were reserved, a trade whose fees are not its postings, a second reversal, a
-close out of order, an entry that counts in a closed period…), the figures of an asset do not
+other amounts than were reserved, a part of a trade whose released and remaining do not add up to
+what it reserved, a trade whose fees are not its postings, a cost in the posting's own asset, a
+booking method or a price not written as the document says, a second reversal, a close out of
+order, an entry that counts in a closed period…), the figures of an asset do not
 balance, or a close's digest is not that of its trial balance; not for an event whose stored form
 differs from its hashed form.
 """
@@ -46,9 +59,13 @@ import datetime
 import hashlib
 import json
 import math
+import os
 import re
+import subprocess
 import sys
-from decimal import Decimal
+import unittest
+from decimal import Decimal, localcontext
+from fractions import Fraction
 
 GENESIS = hashlib.sha256(b"ledger:genesis:v1").digest()
 DOMAIN = b"ledger:event:v1\n"
@@ -56,6 +73,12 @@ TRIAL_BALANCE_DOMAIN = b"ledger:trial-balance:v1\n"
 TIME = re.compile(r"([0-9]{4})-([0-9]{2})-([0-9]{2})[Tt ]([0-9]{2}):([0-9]{2}):([0-9]{2})(\.[0-9]+)?"
                   r"([Zz]|[+-][0-9]{2}:[0-9]{2})")
 EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.timezone.utc)
+# docs/events.md: the booking methods, how far a settlement date may be from its trade date, and
+# the longest reason a failed settlement gives.
+BOOKING_METHODS = ("fifo", "lifo", "hifo", "average")
+SETTLEMENT_DAYS_MAX = 366
+FAIL_REASON_BYTES_MAX = 1024
+PRICE = re.compile(r"(0|[1-9][0-9]*)(\.[0-9]{0,17}[1-9])?")
 
 
 def micros(text):
@@ -74,6 +97,17 @@ def micros(text):
     local = datetime.datetime(year, month, day, hour, minute, second,
                               tzinfo=datetime.timezone(offset))
     return (local - EPOCH) // datetime.timedelta(microseconds=1) + fraction
+
+
+def utc_date(us):
+    """The date (UTC, `YYYY-MM-DD`) of a time given as microseconds since 1970."""
+    return (EPOCH + datetime.timedelta(microseconds=us)).date().isoformat()
+
+
+def is_price(text):
+    """docs/events.md, "Values inside payloads": a decimal string above zero, without trailing
+    zeros, up to 18 fractional digits."""
+    return isinstance(text, str) and PRICE.fullmatch(text) is not None and Decimal(text) > 0
 
 
 def rfc3339(us):
@@ -304,7 +338,9 @@ class Ledger:
         self.accounts = {}  # code -> {"status", "allow_negative", "limits": {asset: {...}}}
         # (account, asset) -> [posted, pending_debits, pending_credits]
         self.figures = {}
-        self.holds = {}  # pending transaction id -> the postings it reserved
+        self.holds = {}  # pending transaction id -> the postings it reserves now
+        # pending transaction id -> {"trade": whether a trade's, "settles_at": a trade's, or None}
+        self.hold_kinds = {}
         self.settled = set()
         self.transactions = set()  # ids of TransactionPosted and TradeExecuted
         self.reversed = set()
@@ -313,6 +349,7 @@ class Ledger:
         # the closes in log order, the periods closed now (oldest first) and the closes made.
         self.moves = []
         self.effective = None
+        self.recorded = None
         self.closes = []
         self.closed = []
 
@@ -330,6 +367,7 @@ class Ledger:
         except (ValueError, AttributeError, TypeError) as error:
             self.problem(position, f"effective_at: {error}")
             self.effective = micros(recorded_at)
+        self.recorded = micros(recorded_at)
         moved_before = len(self.moves)
         handler(position, payload)
         if len(self.moves) > moved_before and self.closed and self.effective <= self.closed[-1]["through_us"]:
@@ -342,7 +380,33 @@ class Ledger:
         self.scales[p["asset"]] = p["scale"]
 
     def on_AccountOpened(self, position, p):
-        self.accounts[p["code"]] = {"status": "open", "allow_negative": p["allow_negative"], "limits": {}}
+        method = p.get("booking_method", "fifo")
+        if method not in BOOKING_METHODS:
+            self.problem(position, f"booking_method {method!r} is not one of {', '.join(BOOKING_METHODS)}")
+        self.accounts[p["code"]] = {"status": "open", "allow_negative": p["allow_negative"], "limits": {},
+                                    "booking_method": method}
+
+    def on_BookingMethodSet(self, position, p):
+        account = self.account(position, p["account"])
+        if account["status"] == "closed":
+            self.problem(position, f"sets the booking method of {p['account']}, which is closed")
+        if p["booking_method"] not in BOOKING_METHODS:
+            self.problem(position, f"booking_method {p['booking_method']!r} is not one of {', '.join(BOOKING_METHODS)}")
+        account["booking_method"] = p["booking_method"]
+
+    def on_PriceMarked(self, position, p):
+        """docs/events.md, `PriceMarked`: moves nothing; its assets, price and time are checked."""
+        if p["instrument"] not in self.scales or p["currency"] not in self.scales:
+            self.problem(position, f"marks {p['instrument']} in {p['currency']}: an asset not defined")
+        if p["instrument"] == p["currency"]:
+            self.problem(position, "marks an asset in itself")
+        if not is_price(p["price"]):
+            self.problem(position, f"price {p['price']!r} is not a decimal above zero without trailing zeros")
+        try:
+            if micros(p["as_of"]) > self.recorded:
+                self.problem(position, f"as_of {p['as_of']} is later than the mark was recorded")
+        except (ValueError, TypeError) as error:
+            self.problem(position, f"as_of: {error}")
 
     def on_AccountStatusChanged(self, position, p):
         self.account(position, p["account"])["status"] = p["status"]
@@ -353,6 +417,12 @@ class Ledger:
 
     # Money.
     def on_TransactionPosted(self, position, p):
+        for posting in p["postings"]:
+            if "cost" not in posting:
+                continue
+            if p.get("pending") or p.get("reverses") is not None:
+                self.problem(position, "a posting of a hold or a reversal states a cost")
+            self.check_cost(position, posting)
         self.record(position, p["transaction_id"], p)
         original = p.get("reverses")
         if original is not None:
@@ -365,19 +435,95 @@ class Ledger:
                  "amount": f["amount"]} for f in p["fees"]]
         if p["postings"][2:] != fees:
             self.problem(position, "the trade's fees are not its postings after the first two")
+        if any("cost" in posting for posting in p["postings"]):
+            self.problem(position, "a trade's posting states a cost")
+        self.check_settlement_date(position, p)
         self.record(position, p["trade_id"], p)
+        if p.get("pending", False):
+            self.hold_kinds[p["trade_id"]] = {"trade": True, "settles_at": p.get("settles_at")}
+
+    def check_settlement_date(self, position, p):
+        """docs/events.md, "Trades that settle later": a settlement date on or after the trade
+        date, at most 366 days after it; `settles_at`, that date at the settlement time, ahead of
+        the recording, on a trade booked pending that does not expire."""
+        date, settles_at = p.get("settlement_date"), p.get("settles_at")
+        if date is None:
+            if settles_at is not None:
+                self.problem(position, "settles_at without a settlement_date")
+            return
+        trade_date = utc_date(self.effective)
+        try:
+            settlement = datetime.date.fromisoformat(date)
+            if not re.fullmatch(r"[0-9]{4}-[0-9]{2}-[0-9]{2}", date):
+                raise ValueError("not YYYY-MM-DD")
+        except (ValueError, TypeError) as error:
+            self.problem(position, f"settlement_date {date!r}: {error}")
+            return
+        if not 0 <= (settlement - datetime.date.fromisoformat(trade_date)).days <= SETTLEMENT_DAYS_MAX:
+            self.problem(position, f"settlement_date {date} is before the trade date {trade_date} "
+                                   f"or more than {SETTLEMENT_DAYS_MAX} days after it")
+        if settles_at is None:
+            if p.get("pending", False):
+                self.problem(position, "a trade with a settlement_date and no settles_at is pending")
+            return
+        try:
+            due = micros(settles_at)
+        except (ValueError, TypeError) as error:
+            self.problem(position, f"settles_at: {error}")
+            return
+        if not p.get("pending", False) or "expires_at" in p:
+            self.problem(position, "a trade with settles_at is not pending, or it expires")
+        if utc_date(due) != date or date <= trade_date or due <= self.recorded:
+            self.problem(position, f"settles_at {settles_at} is not its settlement date {date}, after the "
+                                   f"trade date {trade_date}, ahead of its recording")
 
     def on_PendingPosted(self, position, p):
+        if p.get("remaining"):
+            self.settle_part(position, p)
+            return
         reserved = self.settle(position, p)
         if not moves_within(p["postings"], reserved):
             self.problem(position, "the post moves more than was reserved, or other postings")
         for posting in p["postings"]:
             self.step(position, posting, move=1)
 
+    def settle_part(self, position, p):
+        """A part of a trade that settles later (docs/events.md, `PendingPosted`): `released` is
+        what it posts (= `postings`), and the hold reserves `remaining` from now on; per source,
+        destination and asset, released + remaining is what the hold reserved before."""
+        pending_id = p["pending_id"]
+        reserved = self.holds.get(pending_id)
+        if reserved is None:
+            self.problem(position, f"settles a part of {pending_id}, which is not an open hold")
+            reserved = []
+        elif not self.hold_kinds.get(pending_id, {}).get("settles_at"):
+            self.problem(position, f"settles a part of {pending_id}, which is not a trade that settles later")
+        if p["postings"] != p["released"]:
+            self.problem(position, "a partial settlement's released are not its postings")
+        if sums_by_route(p["released"] + p["remaining"]) != sums_by_route(reserved):
+            self.problem(position, f"released and remaining do not add up to what {pending_id} reserved")
+        if not moves_within(p["postings"], reserved) or not moves_within(p["remaining"], reserved):
+            self.problem(position, "the part moves or keeps other postings than were reserved")
+        for posting in p["remaining"]:
+            self.check_posting(position, posting)
+        self.holds[pending_id] = p["remaining"]
+        for posting in p["released"]:
+            self.step(position, posting, reserve=-1)
+        for posting in p["postings"]:
+            self.step(position, posting, move=1)
+
     def on_PendingVoided(self, position, p):
+        if "reason" in p:
+            reason = p["reason"]
+            if not self.hold_kinds.get(p["pending_id"], {}).get("trade"):
+                self.problem(position, f"a failed settlement of {p['pending_id']}, which is not a trade's hold")
+            if not isinstance(reason, str) or not reason.strip() or len(reason.encode("utf-8")) > FAIL_REASON_BYTES_MAX:
+                self.problem(position, f"a failed settlement's reason is not 1 to {FAIL_REASON_BYTES_MAX} bytes")
         self.settle(position, p)
 
     def on_PendingExpired(self, position, p):
+        if self.hold_kinds.get(p["pending_id"], {}).get("settles_at"):
+            self.problem(position, f"expires {p['pending_id']}, a trade that settles later (it never expires)")
         self.settle(position, p)
 
     # Closed periods.
@@ -417,11 +563,13 @@ class Ledger:
         pending = p.get("pending", False)
         if pending:
             self.holds[transaction_id] = p["postings"]
+            self.hold_kinds[transaction_id] = {"trade": False, "settles_at": None}
         for posting in p["postings"]:
             self.step(position, posting, reserve=1 if pending else 0, move=0 if pending else 1)
 
     def settle(self, position, p):
-        """Ends the hold `pending_id`: its reservations, listed again as `released`, are released."""
+        """Ends the hold `pending_id`: its reservations, listed again as `released`, are released
+        (after parts of a trade settled, what the latest part left reserved)."""
         pending_id = p["pending_id"]
         reserved = self.holds.pop(pending_id, None)
         if reserved is None:
@@ -437,12 +585,7 @@ class Ledger:
         """Moves (source's posted −, destination's posted +) or reserves (source's pending debits,
         destination's pending credits; negative: releases) one posting's amount."""
         asset, amount = posting["asset"], Decimal(posting["amount"])
-        if asset not in self.scales or amount <= 0 or -amount.as_tuple().exponent != self.scales[asset]:
-            self.problem(position, f"posting {posting} does not fit {asset}")
-        if posting["source"] == posting["destination"]:
-            self.problem(position, f"posting {posting} has one account on both sides")
-        for account in (posting["source"], posting["destination"]):
-            self.account(position, account)
+        self.check_posting(position, posting)
         source = self.figures.setdefault((posting["source"], asset), [Decimal(0)] * 3)
         destination = self.figures.setdefault((posting["destination"], asset), [Decimal(0)] * 3)
         source[0] -= move * amount
@@ -452,6 +595,34 @@ class Ledger:
             self.moves.append((position, self.effective, posting["destination"], asset, amount))
         source[1] += reserve * amount
         destination[2] += reserve * amount
+
+    def check_posting(self, position, posting):
+        """Two different accounts, both opened, and an amount above zero at its asset's scale."""
+        if not self.fits(posting["asset"], posting["amount"]):
+            self.problem(position, f"posting {posting} does not fit {posting['asset']}")
+        if posting["source"] == posting["destination"]:
+            self.problem(position, f"posting {posting} has one account on both sides")
+        for account in (posting["source"], posting["destination"]):
+            self.account(position, account)
+
+    def check_cost(self, position, posting):
+        """docs/events.md, "Values inside payloads": a cost is an amount above zero at the scale of
+        its currency, a defined asset other than the posting's."""
+        cost = posting["cost"]
+        if not isinstance(cost, dict) or set(cost) != {"amount", "currency"}:
+            self.problem(position, f"cost {cost} is not {{amount, currency}}")
+            return
+        if cost["currency"] == posting["asset"] or not self.fits(cost["currency"], cost["amount"]):
+            self.problem(position, f"cost {cost} does not fit {cost['currency']}, or is in the posting's own asset")
+
+    def fits(self, asset, text):
+        """Whether `text` is an amount above zero written at `asset`'s scale."""
+        try:
+            amount = Decimal(text)
+        except (ArithmeticError, TypeError, ValueError):
+            return False
+        return (asset in self.scales and amount > 0 and amount.is_finite()
+                and -amount.as_tuple().exponent == self.scales[asset])
 
     def account(self, position, code):
         if code not in self.accounts:
@@ -540,6 +711,15 @@ def trial_balance_digest(rows):
     return hashlib.sha256(TRIAL_BALANCE_DOMAIN + lines.encode("utf-8")).hexdigest()
 
 
+def sums_by_route(postings):
+    """Amounts per (source, destination, asset)."""
+    sums = {}
+    for p in postings:
+        key = (p["source"], p["destination"], p["asset"])
+        sums[key] = sums.get(key, Decimal(0)) + Decimal(p["amount"])
+    return sums
+
+
 def moves_within(moved, reserved):
     """Whether `moved` is `reserved` in order, each amount from zero up to the one reserved, with
     the postings of zero left out."""
@@ -554,14 +734,733 @@ def moves_within(moved, reserved):
     return True
 
 
+# Lots and realized P&L (docs/events.md, "Lots and realized P&L"): a function of the events alone.
+
+def share(whole, part, of, scale):
+    """`whole × part ÷ of`, computed exactly and rounded half to even at `scale` decimal places;
+    `whole` itself when `part` is `of` or `of` is zero."""
+    if part == of or of == 0:
+        return whole
+    exact = Fraction(whole) * Fraction(part) / Fraction(of) * 10 ** scale
+    units, rest = divmod(exact.numerator, exact.denominator)  # floor, and what is above it
+    if 2 * rest > exact.denominator or (2 * rest == exact.denominator and units % 2 == 1):
+        units += 1
+    return Decimal(f"{units}E-{scale}")  # exact, whatever the context's precision
+
+
+def split(whole, parts, of, scale):
+    """`whole` split by `parts` (which add up to `of`): each part's `share`, the last taking what
+    is left, so that the amounts add up to `whole` exactly."""
+    amounts, left = [], whole
+    for index, part in enumerate(parts):
+        amount = left if index == len(parts) - 1 else share(whole, part, of, scale)
+        left -= amount
+        amounts.append(amount)
+    return amounts
+
+
+def side(quantity):
+    """1 or −1: the side of a quantity."""
+    return Decimal(-1) if quantity < 0 else Decimal(1)
+
+
+class Book:
+    """One account's lots of one instrument in one currency (docs/events.md, "Applying a
+    movement"): open lots in the order of their (trade date, position), all of one sign."""
+
+    def __init__(self, scale):
+        self.scale = scale
+        self.lots = []  # {"lot_id", "transaction_id", "position", "date", "quantity", "amount"}
+        self.closings = []
+
+    def quantity(self):
+        return sum((lot["quantity"] for lot in self.lots), Decimal(0))
+
+    def amount(self):
+        return sum((lot["amount"] for lot in self.lots), Decimal(0))
+
+    def apply(self, m, method):
+        """Applies movement `m` by `method`: the lots it closes (added to `closings`, and
+        returned), then what is left of it opens a lot."""
+        against = bool(self.lots) and (self.lots[0]["quantity"] > 0) != (m["quantity"] > 0)
+        quantity = abs(m["quantity"])
+        picks = self.picks(quantity, method) if against else []
+        taken = sum((take for _, take in picks), Decimal(0))
+        lot_amounts = self.lot_amounts(picks, taken, method)
+        left = quantity - taken
+        parts = [take for _, take in picks] + ([left] if left != 0 else [])
+        movement_amounts = split(m["amount"], parts, quantity, self.scale)
+        closed = []
+        for (index, take), lot_amount, part_amount in zip(picks, lot_amounts, movement_amounts):
+            lot = self.lots[index]
+            cost, proceeds = ((lot_amount, part_amount) if lot["quantity"] > 0
+                              else (part_amount, lot_amount))
+            closed.append({
+                "lot_id": lot["lot_id"], "opened": lot["date"], "closed": m["date"], "quantity": take,
+                "cost": cost, "proceeds": proceeds, "realized": proceeds - cost,
+                "holding_days": (datetime.date.fromisoformat(m["date"])
+                                 - datetime.date.fromisoformat(lot["date"])).days,
+                "transaction_id": m["transaction_id"], "position": m["position"],
+            })
+            lot["quantity"] -= take * side(lot["quantity"])
+            lot["amount"] -= lot_amount
+        if method == "average" and picks:
+            self.restate_at_average()
+        self.lots = [lot for lot in self.lots if lot["quantity"] != 0]
+        if left != 0:
+            self.open(m, left * side(m["quantity"]), movement_amounts[-1])
+        self.closings.extend(closed)
+        return closed
+
+    def picks(self, quantity, method):
+        """Which lots a closing of `quantity` units takes, and how much of each: [(index, take)]."""
+        order = list(range(len(self.lots)))
+        if method == "lifo":
+            order.reverse()
+        elif method == "hifo":
+            # The highest unit amount first, equal ones in the order kept: exact, as fractions.
+            order.sort(key=lambda i: (-Fraction(self.lots[i]["amount"]) / abs(Fraction(self.lots[i]["quantity"])), i))
+        picks, left = [], quantity
+        for index in order:
+            if left == 0:
+                break
+            take = min(abs(self.lots[index]["quantity"]), left)
+            picks.append((index, take))
+            left -= take
+        return picks
+
+    def lot_amounts(self, picks, taken, method):
+        """What each pick takes from its lot's amount: its share of the lot, or under `average`
+        its share of the book's amount × taken ÷ the book's size."""
+        if method == "average":
+            total = share(self.amount(), taken, abs(self.quantity()), self.scale)
+            return split(total, [take for _, take in picks], taken, self.scale)
+        return [share(self.lots[i]["amount"], take, abs(self.lots[i]["quantity"]), self.scale)
+                for i, take in picks]
+
+    def restate_at_average(self):
+        """Under `average`, after a closing: the lots share the book's amount by size."""
+        sizes = [abs(lot["quantity"]) for lot in self.lots]
+        for lot, amount in zip(self.lots, split(self.amount(), sizes, sum(sizes, Decimal(0)), self.scale)):
+            lot["amount"] = amount
+
+    def open(self, m, quantity, amount):
+        lot = {"lot_id": m["lot_id"], "transaction_id": m["transaction_id"], "position": m["position"],
+               "date": m["date"], "quantity": quantity, "amount": amount}
+        at = 0
+        while at < len(self.lots) and (self.lots[at]["date"], self.lots[at]["position"]) <= (m["date"], m["position"]):
+            at += 1
+        self.lots.insert(at, lot)
+
+
+def lot_movements(events, scales=None):
+    """The movements of a log, as docs/events.md ("Movements", "Which movements count") makes
+    them from `events`, [(position, recorded_at, type, payload)] in position order, the payloads
+    decoded (amounts as strings): [(book key (account, instrument, currency), movement)] in no
+    particular order, each movement {"lot_id", "transaction_id", "position", "index", "date",
+    "quantity", "amount"}; and the problems met."""
+    problems = []
+    made = {}  # transaction or trade id -> its movements
+    trades = {}  # pending trade id -> what a revision needs
+    reversed_ids = set()
+    for position, recorded_at, kind, p in events:
+        if kind == "TradeExecuted" or (kind == "TransactionPosted" and not p.get("pending")
+                                       and p.get("reverses") is None):
+            try:
+                date = utc_date(micros(p.get("effective_at") or recorded_at))
+            except (ValueError, TypeError) as error:
+                problems.append(f"position {position}: effective_at: {error}")
+                continue
+        if kind == "TradeExecuted":
+            def fees_of(payer):
+                return sum((Decimal(f["amount"]) for f in p["fees"]
+                            if f["payer"] == payer and f["asset"] == p["currency"]), Decimal(0))
+            notional, quantity = Decimal(p["notional"]), Decimal(p["quantity"])
+            movement = {"lot_id": f"{p['trade_id']}/0", "transaction_id": p["trade_id"], "position": position,
+                        "index": 0, "date": date}
+            made[p["trade_id"]] = [
+                ((p["buyer"], p["instrument"], p["currency"]),
+                 dict(movement, quantity=quantity, amount=notional + fees_of(p["buyer"]))),
+                ((p["seller"], p["instrument"], p["currency"]),
+                 dict(movement, quantity=-quantity, amount=notional - fees_of(p["seller"]))),
+            ]
+            if p.get("pending", False):
+                trades[p["trade_id"]] = {"instrument": p["instrument"], "buyer": p["buyer"], "seller": p["seller"],
+                                         "quantity": quantity, "currency": p["currency"],
+                                         "posted": Decimal(0), "ended": False}
+        elif kind == "TransactionPosted":
+            if p.get("reverses") is not None:
+                reversed_ids.add(p["reverses"])
+            elif not p.get("pending"):
+                movements = []
+                for index, posting in enumerate(p["postings"]):
+                    cost = posting.get("cost")
+                    if cost is None:
+                        continue
+                    movement = {"lot_id": f"{p['transaction_id']}/{index}", "transaction_id": p["transaction_id"],
+                                "position": position, "index": index, "date": date,
+                                "amount": Decimal(cost["amount"])}
+                    amount = Decimal(posting["amount"])
+                    movements.append(((posting["source"], posting["asset"], cost["currency"]),
+                                      dict(movement, quantity=-amount)))
+                    movements.append(((posting["destination"], posting["asset"], cost["currency"]),
+                                      dict(movement, quantity=amount)))
+                if movements:
+                    made[p["transaction_id"]] = movements
+        elif kind in ("PendingPosted", "PendingVoided", "PendingExpired"):
+            trade = trades.get(p["pending_id"])
+            if trade is None:
+                continue
+            for posting in p.get("postings", []):
+                if (posting["asset"], posting["source"], posting["destination"]) == (
+                        trade["instrument"], trade["seller"], trade["buyer"]):
+                    trade["posted"] += Decimal(posting["amount"])
+            if not (kind == "PendingPosted" and p.get("remaining")):
+                trade["ended"] = True
+    # Revisions: a reversed trade or transaction never happened; a pending trade whose hold ended
+    # counts for the instrument quantity it posted.
+    for trade_id, trade in trades.items():
+        if not trade["ended"] or trade["posted"] == trade["quantity"] or trade_id not in made:
+            continue
+        if trade["posted"] == 0:
+            del made[trade_id]
+            continue
+        scale = (scales or {}).get(trade["currency"])
+        if scale is None:
+            problems.append(f"trade {trade_id}: its currency {trade['currency']} has no scale")
+            scale = 0
+        made[trade_id] = [(key, dict(m, quantity=side(m["quantity"]) * trade["posted"],
+                                     amount=share(m["amount"], trade["posted"], trade["quantity"], scale)))
+                          for key, m in made[trade_id]]
+    movements = [pair for transaction_id, pairs in made.items() if transaction_id not in reversed_ids
+                 for pair in pairs]
+    return movements, problems
+
+
+def compute_lots(events):
+    """docs/events.md, "Lots and realized P&L": every book's open lots, closings and realized
+    P&L, from `events` ([(position, recorded_at, type, payload)] in position order, the payloads
+    decoded, amounts as strings) as known at the last of them. Returns (books, marks, problems):
+    books keyed by (account, instrument, currency), each a `Book` with `method` (as of the last
+    event); marks keyed by (instrument, currency), the latest by `as_of` then position."""
+    with localcontext() as context:
+        context.prec = 400  # amounts add and subtract exactly
+        return _compute_lots(events)
+
+
+def _compute_lots(events):
+    scales, methods, marks = {}, {}, {}
+    for position, recorded_at, kind, p in events:
+        if kind == "AssetDefined":
+            scales[p["asset"]] = p["scale"]
+        elif kind == "AccountOpened":
+            methods[p["code"]] = [(position, p.get("booking_method", "fifo"))]
+        elif kind == "BookingMethodSet":
+            methods.setdefault(p["account"], []).append((position, p["booking_method"]))
+        elif kind == "PriceMarked":
+            key = (p["instrument"], p["currency"])
+            try:
+                mark = {"price": p["price"], "as_of": p["as_of"], "position": position, "as_of_us": micros(p["as_of"])}
+            except (ValueError, TypeError):
+                continue  # the figures' check names it
+            if key not in marks or (mark["as_of_us"], position) >= (marks[key]["as_of_us"], marks[key]["position"]):
+                marks[key] = mark
+
+    def method_at(account, position):
+        """The account's booking method for a movement of the event at `position`."""
+        method = "fifo"
+        for at, named in methods.get(account, []):
+            if at < position:
+                method = named
+        return method
+
+    movements, problems = lot_movements(events, scales)
+    books = {}
+    for key, m in sorted(movements, key=lambda pair: (pair[1]["date"], pair[1]["position"], pair[1]["index"])):
+        account, _, currency = key
+        if currency not in scales:
+            problems.append(f"position {m['position']}: lots in {currency}, an asset not defined")
+            continue
+        book = books.setdefault(key, Book(scales[currency]))
+        method = method_at(account, m["position"])
+        if method not in BOOKING_METHODS:
+            problems.append(f"position {m['position']}: {account} books by {method!r}")
+            method = "fifo"
+        book.apply(m, method)
+    last = events[-1][0] + 1 if events else 0
+    for (account, _, _), book in books.items():
+        book.method = method_at(account, last)
+    return books, marks, problems
+
+
+def report_lots(events):
+    """The lots as `--lots` prints them, with the problems met."""
+    with localcontext() as context:
+        context.prec = 400
+        return _report_lots(events)
+
+
+def _report_lots(events):
+    books, marks, problems = compute_lots(events)
+    scales = {p["asset"]: p["scale"] for _, _, kind, p in events if kind == "AssetDefined"}
+
+    def at(asset, value):
+        quantum = Decimal(1).scaleb(-scales.get(asset, 0))
+        return format((value + 0).quantize(quantum), "f")
+
+    report = {}
+    for (account, instrument, currency), book in sorted(books.items()):
+        q = lambda value: at(instrument, value)
+        a = lambda value: at(currency, value)
+        report[f"{account} {instrument} {currency}"] = {
+            "account": account, "instrument": instrument, "currency": currency,
+            "booking_method": book.method,
+            "quantity": q(book.quantity()), "amount": a(book.amount()),
+            "realized": a(sum((c["realized"] for c in book.closings), Decimal(0))),
+            "open_lots": [dict(lot, quantity=q(lot["quantity"]), amount=a(lot["amount"])) for lot in book.lots],
+            "closings": [dict(c, quantity=q(c["quantity"]), cost=a(c["cost"]), proceeds=a(c["proceeds"]),
+                              realized=a(c["realized"])) for c in book.closings],
+        }
+    return {"books": report,
+            "marks": {f"{instrument} {currency}": {k: mark[k] for k in ("price", "as_of", "position")}
+                      for (instrument, currency), mark in sorted(marks.items())}}, problems
+
+
+# The self-test (`--self-test`): events whose figures and lots were worked out by hand
+# (docs/events.md, "A worked example", and the cases below), and an export with every trading
+# event, `tools/testdata/trading_export.ndjson`, decided, applied and chained by the domain crate
+# (`domain::LedgerState`, `domain::chain`; its request fingerprints are stand-ins).
+
+FIXTURE = "testdata/trading_export.ndjson"
+
+
+class SyntheticLog:
+    """A log for the self-test: (position, recorded_at, type, payload) in position order, the
+    payloads as an export decodes them."""
+
+    def __init__(self):
+        self.events = []
+        self.ids = 0
+
+    def add(self, kind, payload, recorded_at="2026-06-01T00:00:00.000000Z"):
+        self.events.append((len(self.events) + 1, recorded_at, kind, payload))
+        return payload
+
+    def new_id(self):
+        self.ids += 1
+        return f"00000000-0000-7000-8000-{self.ids:012x}"
+
+    def assets(self, **scales):
+        for code, scale in scales.items():
+            self.add("AssetDefined", {"asset": code, "scale": scale})
+
+    def accounts(self, *codes, method=None):
+        for code in codes:
+            payload = {"account_id": self.new_id(), "code": code, "allow_negative": True, "metadata": {}}
+            if method:
+                payload["booking_method"] = method
+            self.add("AccountOpened", payload)
+
+    def trade(self, buyer, seller, quantity, price, day, fees=(), instrument="XYZ", currency="USD",
+              scale=2, pending=False, settlement_date=None, settles_at=None, recorded_at=None):
+        """A trade of `quantity` at `price` on `day` (its effective time, 10:00 UTC); `fees` as
+        (payer, amount[, asset]) to `broker:fees`."""
+        trade_id = self.new_id()
+        notional = format((Decimal(quantity) * Decimal(price)).quantize(Decimal(1).scaleb(-scale)), "f")
+        fee_list = [{"payer": f[0], "account": "broker:fees", "asset": f[2] if len(f) > 2 else currency,
+                     "amount": f[1]} for f in fees]
+        postings = [{"source": seller, "destination": buyer, "asset": instrument, "amount": quantity},
+                    {"source": buyer, "destination": seller, "asset": currency, "amount": notional}]
+        postings += [{"source": f["payer"], "destination": f["account"], "asset": f["asset"], "amount": f["amount"]}
+                     for f in fee_list]
+        payload = {"trade_id": trade_id, "buyer": buyer, "seller": seller, "instrument": instrument,
+                   "quantity": quantity, "price": price, "currency": currency, "notional": notional,
+                   "fees": fee_list, "postings": postings, "metadata": {},
+                   "effective_at": f"{day}T10:00:00.000000Z"}
+        if pending:
+            payload["pending"] = True
+        if settlement_date:
+            payload["settlement_date"] = settlement_date
+        if settles_at:
+            payload["settles_at"] = settles_at
+        return self.add("TradeExecuted", payload, recorded_at or "2026-06-01T00:00:00.000000Z")
+
+    def transaction(self, *postings, day="2026-03-01", reverses=None):
+        payload = {"transaction_id": self.new_id(), "kind": "reversal" if reverses else "transaction",
+                   "postings": [dict(p) for p in postings], "metadata": {},
+                   "effective_at": f"{day}T10:00:00.000000Z"}
+        if reverses:
+            payload["reverses"] = reverses
+        return self.add("TransactionPosted", payload)
+
+    def reverse(self, original):
+        swapped = [{"source": p["destination"], "destination": p["source"], "asset": p["asset"],
+                    "amount": p["amount"]} for p in original["postings"]]
+        return self.transaction(*swapped, reverses=original.get("trade_id") or original["transaction_id"])
+
+    def settle(self, kind, pending_id, released, postings=None, remaining=None, reason=None,
+               recorded_at="2026-06-01T00:00:00.000000Z"):
+        payload = {"pending_id": pending_id, "released": released}
+        if kind != "PendingExpired":
+            payload["metadata"] = {}
+        if postings is not None:
+            payload["postings"] = postings
+        if remaining:
+            payload["remaining"] = remaining
+        if reason is not None:
+            payload["reason"] = reason
+        return self.add(kind, payload, recorded_at)
+
+
+def posting(source, destination, asset, amount, cost=None):
+    p = {"source": source, "destination": destination, "asset": asset, "amount": amount}
+    if cost:
+        p["cost"] = {"amount": cost[0], "currency": cost[1]}
+    return p
+
+
+def worked_example(log, who, counterparty, reverse_t4=False, t4_settles_in_part=False):
+    """docs/events.md, "A worked example": T1, T2, T3, then T4 recorded last but dated before T3."""
+    log.trade(who, counterparty, "10", "10.00", "2026-01-05", fees=[(who, "1.00")])
+    log.trade(who, counterparty, "5", "12.00", "2026-01-10", fees=[(counterparty, "0.50")])
+    log.trade(counterparty, who, "12", "15.00", "2026-02-01", fees=[(who, "2.00"), (who, "1.00", "EUR")])
+    if t4_settles_in_part:
+        t4 = log.trade(who, counterparty, "3", "11.00", "2026-01-20", pending=True, settlement_date="2026-01-22",
+                       settles_at="2026-01-22T00:00:00.000000Z", recorded_at="2026-01-20T10:00:00.000000Z")
+        part = [posting(counterparty, who, "XYZ", "2"), posting(who, counterparty, "USD", "22.00")]
+        rest = [posting(counterparty, who, "XYZ", "1"), posting(who, counterparty, "USD", "11.00")]
+        log.settle("PendingPosted", t4["trade_id"], part, postings=part, remaining=rest,
+                   recorded_at="2026-01-21T10:00:00.000000Z")
+        log.settle("PendingVoided", t4["trade_id"], rest, reason="failed to deliver",
+                   recorded_at="2026-01-21T11:00:00.000000Z")
+    else:
+        t4 = log.trade(who, counterparty, "3", "11.00", "2026-01-20")
+        if reverse_t4:
+            log.reverse(t4)
+
+
+class SelfTest(unittest.TestCase):
+    def run_log(self, log):
+        """The figures and the lots of a synthetic log, failing on any problem."""
+        ledger = Ledger()
+        for position, recorded_at, kind, payload in log.events:
+            ledger.apply(position, recorded_at, kind, payload)
+        ledger.check_totals()
+        lots, problems = report_lots(log.events)
+        self.assertEqual(ledger.problems + problems, [])
+        return ledger, lots["books"]
+
+    def problems_of(self, log):
+        ledger = Ledger()
+        for position, recorded_at, kind, payload in log.events:
+            ledger.apply(position, recorded_at, kind, payload)
+        return ledger.problems + report_lots(log.events)[1]
+
+    def base(self):
+        log = SyntheticLog()
+        log.assets(USD=2, XYZ=0, EUR=2)
+        log.accounts("world:bank", "mm:desk", "broker:fees")
+        return log
+
+    def closings(self, book):
+        return [(c["quantity"], c["cost"], c["proceeds"], c["realized"], c["holding_days"]) for c in book["closings"]]
+
+    def open_lots(self, book):
+        return [(lot["date"], lot["quantity"], lot["amount"]) for lot in book["open_lots"]]
+
+    def test_share_rounds_half_to_even_and_split_adds_up(self):
+        d = Decimal
+        self.assertEqual(share(d("10.00"), d(1), d(3), 2), d("3.33"))
+        self.assertEqual(share(d("129.33"), d(10), d(12), 2), d("107.78"))  # 107.775
+        self.assertEqual(share(d("64.67"), d(3), d(6), 2), d("32.34"))  # 32.335
+        self.assertEqual(share(d("0.25"), d(1), d(2), 2), d("0.12"))  # 0.125
+        self.assertEqual(share(d("0.35"), d(1), d(2), 2), d("0.18"))  # 0.175
+        self.assertEqual(share(d("-0.25"), d(1), d(2), 2), d("-0.12"))
+        self.assertEqual(share(d("7.00"), d(0), d(0), 2), d("7.00"))
+        self.assertEqual(split(d("10.00"), [d(1), d(1), d(1)], d(3), 2), [d("3.33"), d("3.33"), d("3.34")])
+        self.assertEqual(split(d("64.67"), [d(0), d(3), d(3)], d(6), 2), [d("0.00"), d("32.34"), d("32.33")])
+
+    def test_the_worked_example_fifo_and_average(self):
+        log = self.base()
+        log.accounts("alice:broker")
+        log.accounts("carol:broker", method="average")
+        worked_example(log, "alice:broker", "mm:desk")
+        worked_example(log, "carol:broker", "mm:desk")
+        _, books = self.run_log(log)
+        alice, carol = books["alice:broker XYZ USD"], books["carol:broker XYZ USD"]
+        self.assertEqual(self.closings(alice), [("10", "101.00", "148.33", "47.33", 27), ("2", "24.00", "29.67", "5.67", 22)])
+        self.assertEqual((alice["booking_method"], alice["quantity"], alice["amount"], alice["realized"]), ("fifo", "6", "69.00", "53.00"))
+        self.assertEqual(self.open_lots(alice), [("2026-01-10", "3", "36.00"), ("2026-01-20", "3", "33.00")])
+        self.assertEqual(self.closings(carol), [("10", "107.78", "148.33", "40.55", 27), ("2", "21.55", "29.67", "8.12", 22)])
+        self.assertEqual((carol["booking_method"], carol["quantity"], carol["amount"], carol["realized"]), ("average", "6", "64.67", "48.67"))
+        self.assertEqual(self.open_lots(carol), [("2026-01-10", "3", "32.34"), ("2026-01-20", "3", "32.33")])
+        # Lot ids: <trade_id>/0, the buy that opened the lot.
+        self.assertTrue(alice["open_lots"][0]["lot_id"].endswith("/0"))
+        self.assertEqual(alice["open_lots"][0]["lot_id"], alice["closings"][1]["lot_id"])
+
+    def test_a_reversed_trade_counts_as_if_it_had_never_happened(self):
+        log = self.base()
+        log.accounts("alice:broker")
+        log.accounts("carol:broker", method="average")
+        worked_example(log, "alice:broker", "mm:desk", reverse_t4=True)
+        worked_example(log, "carol:broker", "mm:desk", reverse_t4=True)
+        _, books = self.run_log(log)
+        alice, carol = books["alice:broker XYZ USD"], books["carol:broker XYZ USD"]
+        self.assertEqual((alice["realized"], self.open_lots(alice)), ("53.00", [("2026-01-10", "3", "36.00")]))
+        self.assertEqual(self.closings(carol), [("10", "107.33", "148.33", "41.00", 27), ("2", "21.47", "29.67", "8.20", 22)])
+        self.assertEqual((carol["realized"], self.open_lots(carol)), ("49.20", [("2026-01-10", "3", "32.20")]))
+
+    def test_a_trade_settled_in_part_then_failed_counts_for_its_posted_part(self):
+        log = self.base()
+        log.accounts("alice:broker")
+        log.accounts("carol:broker", method="average")
+        worked_example(log, "alice:broker", "mm:desk", t4_settles_in_part=True)
+        worked_example(log, "carol:broker", "mm:desk", t4_settles_in_part=True)
+        ledger, books = self.run_log(log)
+        alice, carol = books["alice:broker XYZ USD"], books["carol:broker XYZ USD"]
+        # +2 at share(33.00, 2, 3) = 22.00.
+        self.assertEqual((alice["realized"], self.open_lots(alice)), ("53.00", [("2026-01-10", "3", "36.00"), ("2026-01-20", "2", "22.00")]))
+        # 183.00 over 17: T3 takes 129.18, split 107.65 and 21.53; 53.82 restated over [0, 3, 2].
+        self.assertEqual(self.closings(carol), [("10", "107.65", "148.33", "40.68", 27), ("2", "21.53", "29.67", "8.14", 22)])
+        self.assertEqual((carol["realized"], self.open_lots(carol)), ("48.82", [("2026-01-10", "3", "32.29"), ("2026-01-20", "2", "21.53")]))
+        # The figures: 2 of 3 XYZ and 22.00 of 33.00 USD moved, nothing stays reserved.
+        figures = ledger.report_figures()
+        self.assertEqual(figures["alice:broker XYZ"], {"posted": "5", "pending_debits": "0", "pending_credits": "0", "available": "5"})
+        # Unfunded (it may go negative): −(100.00 + 1.00) − 60.00 + (180.00 − 2.00) − 22.00.
+        self.assertEqual(figures["alice:broker USD"]["posted"], "-5.00")
+        self.assertEqual(figures["alice:broker USD"]["pending_debits"], "0.00")
+
+    def test_holds_settled_in_part_keep_the_rest_reserved(self):
+        log = self.base()
+        log.accounts("dan:broker")
+        t = log.trade("dan:broker", "mm:desk", "3", "11.00", "2026-03-02", pending=True, settlement_date="2026-03-04",
+                      settles_at="2026-03-04T00:00:00.000000Z", recorded_at="2026-03-02T10:00:00.000000Z")
+        part = [posting("mm:desk", "dan:broker", "XYZ", "2")]
+        rest = [posting("mm:desk", "dan:broker", "XYZ", "1"), posting("dan:broker", "mm:desk", "USD", "33.00")]
+        log.settle("PendingPosted", t["trade_id"], part, postings=part, remaining=rest, recorded_at="2026-03-03T10:00:00.000000Z")
+        ledger, books = self.run_log(log)
+        figures = ledger.report_figures()
+        self.assertEqual(figures["dan:broker XYZ"], {"posted": "2", "pending_debits": "0", "pending_credits": "1", "available": "2"})
+        self.assertEqual(figures["dan:broker USD"], {"posted": "0.00", "pending_debits": "33.00", "pending_credits": "0.00", "available": "-33.00"})
+        # Still open: the trade counts in full, at its trade date.
+        self.assertEqual(self.open_lots(books["dan:broker XYZ USD"]), [("2026-03-02", "3", "33.00")])
+        # The ledger's own post of what it still reserves ends it, whole.
+        log.settle("PendingPosted", t["trade_id"], rest, postings=rest, recorded_at="2026-03-04T00:00:01.000000Z")
+        ledger, books = self.run_log(log)
+        self.assertEqual(ledger.report_figures()["dan:broker USD"]["posted"], "-33.00")
+        self.assertEqual(self.open_lots(books["dan:broker XYZ USD"]), [("2026-03-02", "3", "33.00")])
+
+    def test_voided_and_expired_trades_make_no_lots_posted_ones_do(self):
+        log = self.base()
+        log.accounts("alice:broker")
+        reserved = lambda t: t["postings"]
+        voided = log.trade("alice:broker", "mm:desk", "1", "50.00", "2026-02-03", pending=True)
+        log.settle("PendingVoided", voided["trade_id"], reserved(voided))
+        failed = log.trade("alice:broker", "mm:desk", "1", "51.00", "2026-02-03", pending=True)
+        log.settle("PendingVoided", failed["trade_id"], reserved(failed), reason="no cash")
+        expired = log.trade("alice:broker", "mm:desk", "1", "52.00", "2026-02-03", pending=True)
+        log.settle("PendingExpired", expired["trade_id"], reserved(expired))
+        posted = log.trade("alice:broker", "mm:desk", "2", "14.00", "2026-02-04", pending=True)
+        log.settle("PendingPosted", posted["trade_id"], reserved(posted), postings=reserved(posted))
+        _, books = self.run_log(log)
+        self.assertEqual(self.open_lots(books["alice:broker XYZ USD"]), [("2026-02-04", "2", "28.00")])
+
+    def test_hifo_lifo_and_the_method_a_movement_applies_with(self):
+        log = self.base()
+        log.accounts("dave:broker", "erin:broker")
+        for who in ("dave:broker", "erin:broker"):
+            for day, price in (("2026-01-01", "30.00"), ("2026-01-02", "10.00"), ("2026-01-03", "20.00")):
+                log.trade(who, "mm:desk", "1", price, day)
+        log.add("BookingMethodSet", {"account": "dave:broker", "booking_method": "hifo", "metadata": {}})
+        log.trade("mm:desk", "dave:broker", "1", "25.00", "2026-01-04")  # closes the 30.00 lot
+        log.add("BookingMethodSet", {"account": "dave:broker", "booking_method": "lifo", "metadata": {}})
+        log.trade("mm:desk", "dave:broker", "1", "25.00", "2026-01-05")  # closes the 20.00 lot
+        # erin: a fifo sale on the 10th, then hifo set, then a sale recorded later but dated the
+        # 5th: it applies first, by hifo (the 30.00 lot); the sale of the 10th, by fifo, then
+        # closes the 10.00 lot.
+        log.trade("mm:desk", "erin:broker", "1", "25.00", "2026-01-10")
+        log.add("BookingMethodSet", {"account": "erin:broker", "booking_method": "hifo", "metadata": {}})
+        log.trade("mm:desk", "erin:broker", "1", "25.00", "2026-01-05")
+        _, books = self.run_log(log)
+        dave, erin = books["dave:broker XYZ USD"], books["erin:broker XYZ USD"]
+        self.assertEqual(self.closings(dave), [("1", "30.00", "25.00", "-5.00", 3), ("1", "20.00", "25.00", "5.00", 2)])
+        self.assertEqual((dave["booking_method"], self.open_lots(dave)), ("lifo", [("2026-01-02", "1", "10.00")]))
+        self.assertEqual(self.closings(erin), [("1", "30.00", "25.00", "-5.00", 4), ("1", "10.00", "25.00", "15.00", 8)])
+        self.assertEqual((erin["booking_method"], self.open_lots(erin)), ("hifo", [("2026-01-03", "1", "20.00")]))
+
+    def test_a_sale_beyond_the_long_lots_opens_a_short_lot(self):
+        log = self.base()
+        log.accounts("frank:broker")
+        log.trade("frank:broker", "mm:desk", "1", "10.00", "2026-01-01")
+        log.trade("mm:desk", "frank:broker", "3", "12.00", "2026-01-02")
+        _, books = self.run_log(log)
+        frank = books["frank:broker XYZ USD"]
+        self.assertEqual(self.closings(frank), [("1", "10.00", "12.00", "2.00", 1)])
+        self.assertEqual(self.open_lots(frank), [("2026-01-02", "-2", "24.00")])
+        log.trade("frank:broker", "mm:desk", "2", "10.00", "2026-01-03")
+        _, books = self.run_log(log)
+        frank = books["frank:broker XYZ USD"]
+        self.assertEqual(self.closings(frank)[1], ("2", "20.00", "24.00", "4.00", 1))
+        self.assertEqual((frank["open_lots"], frank["quantity"], frank["realized"]), ([], "0", "6.00"))
+
+    def test_average_as_domain_lots_tests_it(self):
+        """The numbers of domain::lots's own unit test of `average`."""
+        log = self.base()
+        log.accounts("gus:broker", method="average")
+        log.trade("gus:broker", "mm:desk", "1", "10.00", "2026-01-01")
+        log.trade("gus:broker", "mm:desk", "2", "20.00", "2026-01-02")
+        log.trade("mm:desk", "gus:broker", "1", "20.00", "2026-01-03")
+        log.trade("gus:broker", "mm:desk", "1", "20.00", "2026-01-04")
+        log.trade("mm:desk", "gus:broker", "2", "25.00", "2026-01-05")
+        _, books = self.run_log(log)
+        gus = books["gus:broker XYZ USD"]
+        costs = [c["cost"] for c in gus["closings"]]
+        self.assertEqual((costs[0], sum(Decimal(c) for c in costs[1:])), ("16.67", Decimal("35.55")))
+        self.assertEqual(gus["amount"], "17.78")
+
+    def test_costs_on_transactions_and_fees_that_count(self):
+        log = self.base()
+        log.accounts("hal:broker", "ida:broker", "joe:broker")
+        log.transaction(posting("world:bank", "hal:broker", "XYZ", "10", ("95.00", "USD")), day="2026-03-05")
+        log.transaction(posting("hal:broker", "ida:broker", "XYZ", "4", ("50.00", "USD")),
+                        posting("world:bank", "ida:broker", "EUR", "5.00"),
+                        posting("world:bank", "ida:broker", "XYZ", "1", ("14.00", "EUR")), day="2026-03-06")
+        taken_back = log.transaction(posting("world:bank", "hal:broker", "XYZ", "1", ("1.00", "USD")), day="2026-03-07")
+        log.reverse(taken_back)
+        # joe sells to ida: joe pays 1.00 USD (off his proceeds) and 2.00 EUR (no lot); the fee
+        # mm pays is nobody's lot.
+        log.trade("ida:broker", "joe:broker", "2", "20.00", "2026-03-08",
+                  fees=[("joe:broker", "1.00"), ("joe:broker", "2.00", "EUR"), ("mm:desk", "3.00")])
+        _, books = self.run_log(log)
+        hal, ida, joe = books["hal:broker XYZ USD"], books["ida:broker XYZ USD"], books["joe:broker XYZ USD"]
+        self.assertEqual(self.closings(hal), [("4", "38.00", "50.00", "12.00", 1)])
+        self.assertEqual(self.open_lots(hal), [("2026-03-05", "6", "57.00")])
+        self.assertEqual(self.open_lots(ida), [("2026-03-06", "4", "50.00"), ("2026-03-08", "2", "40.00")])
+        self.assertTrue(ida["open_lots"][0]["lot_id"].endswith("/0"))
+        self.assertEqual(self.open_lots(books["ida:broker XYZ EUR"]), [("2026-03-06", "1", "14.00")])
+        self.assertTrue(books["ida:broker XYZ EUR"]["open_lots"][0]["lot_id"].endswith("/2"))
+        self.assertEqual(self.open_lots(joe), [("2026-03-08", "-2", "39.00")])
+        self.assertEqual(self.open_lots(books["world:bank XYZ USD"]), [("2026-03-05", "-10", "95.00")])
+
+    def test_marks_the_latest_by_as_of(self):
+        log = self.base()
+        for price, as_of in (("14.5", "2026-03-07T16:00:00.000000Z"), ("14.25", "2026-03-07T15:00:00.000000Z")):
+            log.add("PriceMarked", {"instrument": "XYZ", "currency": "USD", "price": price, "as_of": as_of,
+                                    "metadata": {}}, recorded_at="2026-03-07T17:00:00.000000Z")
+        lots, problems = report_lots(log.events)
+        self.assertEqual((problems, lots["marks"]["XYZ USD"]["price"]), ([], "14.5"))
+
+    def test_events_that_do_not_follow_the_documents_are_problems(self):
+        def one(build, expected):
+            log = self.base()
+            log.accounts("kim:broker")
+            build(log)
+            problems = self.problems_of(log)
+            self.assertTrue(any(expected in p for p in problems), f"{expected!r} not in {problems}")
+
+        one(lambda log: log.add("BookingMethodSet", {"account": "kim:broker", "booking_method": "random", "metadata": {}}),
+            "is not one of")
+        one(lambda log: log.add("PriceMarked", {"instrument": "XYZ", "currency": "USD", "price": "14.50",
+                                                "as_of": "2026-01-01T00:00:00.000000Z", "metadata": {}}),
+            "without trailing zeros")
+        one(lambda log: log.add("PriceMarked", {"instrument": "XYZ", "currency": "USD", "price": "14.5",
+                                                "as_of": "2027-01-01T00:00:00.000000Z", "metadata": {}}),
+            "later than the mark was recorded")
+        one(lambda log: log.transaction(posting("world:bank", "kim:broker", "XYZ", "1", ("1.00", "XYZ"))),
+            "in the posting's own asset")
+        one(lambda log: log.transaction(posting("world:bank", "kim:broker", "XYZ", "1", ("1.0", "USD"))),
+            "does not fit USD")
+
+        def part_of_a_two_phase_trade(log):
+            t = log.trade("kim:broker", "mm:desk", "3", "11.00", "2026-03-02", pending=True)
+            part = [posting("mm:desk", "kim:broker", "XYZ", "2")]
+            rest = [posting("mm:desk", "kim:broker", "XYZ", "1"), posting("kim:broker", "mm:desk", "USD", "33.00")]
+            log.settle("PendingPosted", t["trade_id"], part, postings=part, remaining=rest)
+        one(part_of_a_two_phase_trade, "not a trade that settles later")
+
+        def a_part_that_does_not_add_up(log):
+            t = log.trade("kim:broker", "mm:desk", "3", "11.00", "2026-03-02", pending=True, settlement_date="2026-03-04",
+                          settles_at="2026-03-04T00:00:00.000000Z", recorded_at="2026-03-02T10:00:00.000000Z")
+            part = [posting("mm:desk", "kim:broker", "XYZ", "2")]
+            rest = [posting("kim:broker", "mm:desk", "USD", "33.00")]
+            log.settle("PendingPosted", t["trade_id"], part, postings=part, remaining=rest)
+        one(a_part_that_does_not_add_up, "do not add up")
+
+        def a_failed_transfer(log):
+            t = log.add("TransactionPosted", {"transaction_id": log.new_id(), "kind": "transfer", "metadata": {},
+                                              "pending": True, "postings": [posting("world:bank", "kim:broker", "USD", "1.00")]})
+            log.settle("PendingVoided", t["transaction_id"], t["postings"], reason="no")
+        one(a_failed_transfer, "not a trade's hold")
+
+        def an_expired_dated_trade(log):
+            t = log.trade("kim:broker", "mm:desk", "1", "11.00", "2026-03-02", pending=True, settlement_date="2026-03-04",
+                          settles_at="2026-03-04T00:00:00.000000Z", recorded_at="2026-03-02T10:00:00.000000Z")
+            log.settle("PendingExpired", t["trade_id"], t["postings"])
+        one(an_expired_dated_trade, "it never expires")
+        one(lambda log: log.trade("kim:broker", "mm:desk", "1", "11.00", "2026-03-02", pending=True,
+                                  settlement_date="2026-03-04", settles_at="2026-03-05T00:00:00.000000Z",
+                                  recorded_at="2026-03-02T10:00:00.000000Z"),
+            "is not its settlement date")
+        one(lambda log: log.trade("kim:broker", "mm:desk", "1", "11.00", "2026-03-02", settlement_date="2026-03-01"),
+            "before the trade date")
+
+    def test_the_fixture_export_verifies_with_its_lots(self):
+        """tools/testdata/trading_export.ndjson, read as an export: the chain, the figures, and
+        the lots of docs/events.md's worked example (alice fifo, carol average), of a trade that
+        settled 2 of 3 then failed and one the ledger settled by itself (dan, hifo), and of costs
+        on transfers (erin, lifo from position 37)."""
+        path = os.path.join(os.path.dirname(os.path.abspath(__file__)), FIXTURE)
+        run = subprocess.run([sys.executable, os.path.abspath(__file__), path, "--lots"], capture_output=True, check=False)
+        report = json.loads(run.stdout)
+        self.assertEqual((run.returncode, report["problems"], report["intact"], report["head_position"]), (0, [], True, 44))
+        self.assertEqual(report["head_hash"], "8d05b0e6b69b9831e7812dbb85397f52c0677c6abb5745bdad970a06b85a4b33")
+        types = {json.loads(line)["type"] for line in open(path, encoding="utf-8")}
+        self.assertTrue({"BookingMethodSet", "PriceMarked", "PendingVoided", "PendingPosted"} <= types)
+        books = report["lots"]["books"]
+        alice, carol = books["alice:broker XYZ USD"], books["carol:broker XYZ USD"]
+        self.assertEqual((alice["realized"], self.open_lots(alice)), ("53.00", [("2026-01-10", "3", "36.00"), ("2026-01-20", "3", "33.00")]))
+        self.assertEqual((carol["realized"], self.open_lots(carol)), ("48.67", [("2026-01-10", "3", "32.34"), ("2026-01-20", "3", "32.33")]))
+        # dan (hifo): D1 +2 at 22.00 (2 of 3 settled, then it failed), D2 +2 at 24.00, erin's 4
+        # at 50.00 (12.50 a unit); his sale of 3 for 39.00 takes 3 of those: cost 37.50.
+        dan = books["dan:broker XYZ USD"]
+        self.assertEqual(self.closings(dan), [("3", "37.50", "39.00", "1.50", 2)])
+        self.assertEqual(self.open_lots(dan), [("2026-03-02", "2", "22.00"), ("2026-03-02", "2", "24.00"), ("2026-03-06", "1", "12.50")])
+        # erin: 10 at 95.00; 4 to dan for 50.00 (fifo: cost 38.00); lifo from then on; 2 at
+        # 30.00 in; 1 at 9.00 in and reversed (never happened); 2 sold for 28.00 (lifo: the
+        # 30.00 lot): realized 12.00 − 2.00.
+        erin = books["erin:broker XYZ USD"]
+        self.assertEqual(self.closings(erin), [("4", "38.00", "50.00", "12.00", 1), ("2", "30.00", "28.00", "-2.00", 2)])
+        self.assertEqual((erin["booking_method"], erin["realized"], self.open_lots(erin)), ("lifo", "10.00", [("2026-03-05", "6", "57.00")]))
+        self.assertEqual(report["lots"]["marks"]["XYZ USD"], {"price": "14.5", "as_of": "2026-03-07T16:00:00.000000Z", "position": 38})
+        self.assertEqual(report["balances"]["dan:broker XYZ"]["posted"], "5")
+        self.assertEqual(report["balances"]["dan:broker USD"]["posted"], "9993.00")
+
+
+def self_test():
+    """Runs the self-test; its report goes to stderr, and the exit status says whether it passed."""
+    suite = unittest.defaultTestLoader.loadTestsFromTestCase(SelfTest)
+    result = unittest.TextTestRunner(stream=sys.stderr, verbosity=2).run(suite)
+    return 0 if result.wasSuccessful() else 1
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("export")
+    parser.add_argument("export", nargs="?")
     parser.add_argument("--prev-hash", help="hash before the first exported event (hex)")
     parser.add_argument("--expect-head", help="fail unless the last hash equals this (hex)")
     parser.add_argument("--as-of", help="also report every posted balance as of this time (RFC 3339)")
     parser.add_argument("--known-at", type=int, help="with --as-of: as known at this position (default: the head)")
+    parser.add_argument("--lots", action="store_true",
+                        help="also report every book's open lots, closings and realized P&L, and the latest marks")
+    parser.add_argument("--self-test", action="store_true",
+                        help="run the checks of this verifier on events whose figures and lots were worked out by hand")
     args = parser.parse_args()
+    if args.self_test:
+        return self_test()
+    if args.export is None:
+        parser.error("the export to verify is missing")
+    if args.lots and args.prev_hash:
+        parser.error("--lots needs every event from the first: not with --prev-hash")
     try:
         as_of = None if args.as_of is None else micros(args.as_of)
     except ValueError as error:
@@ -573,6 +1472,7 @@ def main():
     ledger, chain_problems = Ledger(), []
     expected_position, head_position, broken = None, 0, None
     respelled = []  # events of the known defect of logs written before migration 0013
+    applied = []  # (position, recorded_at, type, payload) of every event applied, for --lots
     with open(args.export, "rb") as lines:
         for number, raw_line in enumerate(lines, 1):
             try:
@@ -606,11 +1506,18 @@ def main():
             # An export that starts after position 1 lacks the events its figures start from:
             # only its chain is checked.
             if not args.prev_hash:
-                ledger.apply(e["position"], e["recorded_at"], e["type"], plain(e["payload"]))
+                payload = plain(e["payload"])
+                ledger.apply(e["position"], e["recorded_at"], e["type"], payload)
+                if args.lots:
+                    applied.append((e["position"], e["recorded_at"], e["type"], payload))
 
     ledger.check_totals()
     closes = ledger.check_closes()
     problems = chain_problems + ledger.problems
+    lots = None
+    if args.lots:
+        lots, lot_problems = report_lots(applied)
+        problems += lot_problems
     head_hash = previous.hex()
     if args.expect_head and broken is None and head_hash != args.expect_head:
         problems.append(f"head hash {head_hash} is not the expected {args.expect_head}")
@@ -630,6 +1537,7 @@ def main():
         "trial_balances_verified": all(c["matches"] for c in closes),
         **({} if as_of is None else {"as_of": ledger.report_as_of(
             as_of, head_position if args.known_at is None else args.known_at)}),
+        **({} if lots is None else {"lots": lots}),
     }, indent=1, sort_keys=True))
     return 0 if not problems else 1
 
