@@ -818,8 +818,11 @@ class Book:
         if method == "lifo":
             order.reverse()
         elif method == "hifo":
-            # The highest unit amount first, equal ones in the order kept: exact, as fractions.
-            order.sort(key=lambda i: (-Fraction(self.lots[i]["amount"]) / abs(Fraction(self.lots[i]["quantity"])), i))
+            # Long lots: the highest unit cost first; short lots, in mirror: the lowest unit
+            # proceeds first. Equal ones in the order kept: exact, as fractions.
+            short = self.quantity() < 0
+            unit = lambda i: Fraction(self.lots[i]["amount"]) / abs(Fraction(self.lots[i]["quantity"]))  # noqa: E731
+            order.sort(key=lambda i: (unit(i) if short else -unit(i), i))
         picks, left = [], quantity
         for index in order:
             if left == 0:

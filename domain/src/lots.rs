@@ -233,7 +233,14 @@ impl Book {
         match self.method {
             BookingMethod::Fifo | BookingMethod::Average | BookingMethod::Specific => {}
             BookingMethod::Lifo => order.reverse(),
-            BookingMethod::Hifo => order.sort_by(|&a, &b| self.by_unit_amount(b, a)),
+            // Highest cost first for long lots; in mirror, lowest proceeds first for short ones:
+            // either way the closing realizes the least.
+            BookingMethod::Hifo if self.quantity().is_sign_negative() => {
+                order.sort_by(|&a, &b| self.by_unit_amount(a, b).then(a.cmp(&b)))
+            }
+            BookingMethod::Hifo => {
+                order.sort_by(|&a, &b| self.by_unit_amount(b, a).then(a.cmp(&b)))
+            }
         }
         let mut open: Vec<Decimal> = self.lots.iter().map(|l| l.quantity.abs()).collect();
         let mut left = quantity;
@@ -259,13 +266,24 @@ impl Book {
         merge_picks(picks)
     }
 
-    /// Lots by unit amount (cost per unit for long lots), ties in the order opened. Compared
-    /// without dividing: a/b against c/d as a·d against c·b.
+    /// Lots by unit amount (cost per unit for long lots, proceeds per unit for short ones).
+    /// Compared without dividing: a/b against
+    /// c/d as a·d against c·b (at most 28 significant digits each way; beyond, by division).
     fn by_unit_amount(&self, a: usize, b: usize) -> Ordering {
         let (a_lot, b_lot) = (&self.lots[a], &self.lots[b]);
-        let left = a_lot.amount * b_lot.quantity.abs();
-        let right = b_lot.amount * a_lot.quantity.abs();
-        left.cmp(&right).then(b.cmp(&a))
+        let products = a_lot
+            .amount
+            .checked_mul(b_lot.quantity.abs())
+            .zip(b_lot.amount.checked_mul(a_lot.quantity.abs()));
+        let unit = |lot: &Lot| {
+            lot.amount
+                .checked_div(lot.quantity.abs())
+                .unwrap_or_default()
+        };
+        match products {
+            Some((left, right)) => left.cmp(&right),
+            None => unit(a_lot).cmp(&unit(b_lot)),
+        }
     }
 }
 
@@ -290,12 +308,16 @@ fn sign(quantity: Decimal) -> Decimal {
     }
 }
 
-/// `whole × part ÷ of`, rounded half to even at `scale`.
+/// `whole × part ÷ of`, rounded half to even at `scale`. The product is exact up to 28
+/// significant digits; beyond that (amounts far past any real book) it is taken as
+/// `whole ÷ of × part`, which never overflows since `part ≤ of`.
 pub fn share(whole: Decimal, part: Decimal, of: Decimal, scale: Scale) -> Decimal {
     if part == of || of.is_zero() {
         return whole;
     }
-    (whole * part / of).round_dp_with_strategy(scale.get(), RoundingStrategy::MidpointNearestEven)
+    let exact = whole.checked_mul(part).and_then(|p| p.checked_div(of));
+    let value = exact.unwrap_or_else(|| whole / of * part);
+    value.round_dp_with_strategy(scale.get(), RoundingStrategy::MidpointNearestEven)
 }
 
 /// `whole` split by `parts` (which add up to `of`): each part's `share`, the last taking what
@@ -412,6 +434,7 @@ pub fn trade_movements(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use chrono::Datelike;
     use std::str::FromStr;
     use uuid::Uuid;
 
@@ -528,5 +551,19 @@ mod tests {
         let costs: Vec<Decimal> = closed.iter().map(|c| c.cost).collect();
         assert_eq!(costs, vec![d("40.00"), d("10.00")]);
         assert_eq!((b.quantity(), b.amount()), (d("1"), d("10.00")));
+    }
+
+    #[test]
+    fn hifo_covers_the_short_lot_with_the_lowest_proceeds_first_ties_in_order() {
+        let mut b = book(BookingMethod::Hifo);
+        b.apply(&movement(1, 1, "-1", "30.00"));
+        b.apply(&movement(2, 2, "-1", "10.00"));
+        b.apply(&movement(3, 3, "-1", "10.00"));
+        let covered = b.apply(&movement(4, 4, "2", "40.00"));
+        let proceeds: Vec<(Decimal, i64)> = covered
+            .iter()
+            .map(|c| (c.proceeds, i64::from(c.opened.day())))
+            .collect();
+        assert_eq!(proceeds, vec![(d("10.00"), 2), (d("10.00"), 3)]);
     }
 }

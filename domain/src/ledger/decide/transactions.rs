@@ -208,12 +208,21 @@ impl LedgerState {
     ) -> Result<(), Rejection> {
         for fee in &c.fees {
             let fee_asset = fee.asset.as_ref().unwrap_or(&c.currency);
-            resolved.push(self.resolve_posting_parts(
-                &fee.payer,
-                &fee.account,
-                fee_asset,
-                fee.amount,
-            )?);
+            let fee =
+                self.resolve_posting_parts(&fee.payer, &fee.account, fee_asset, fee.amount)?;
+            // The instrument the seller delivers to the buyer is the trade's first posting; a
+            // fee that moved the same way would be indistinguishable from it when the trade
+            // settles in part, and the lots count what was delivered.
+            let trade_leg = &resolved[0];
+            if fee.asset == trade_leg.asset
+                && fee.source.id == trade_leg.source.id
+                && fee.destination.id == trade_leg.destination.id
+            {
+                return Err(Rejection::validation(
+                    "a fee in the instrument from the seller to the buyer is part of the quantity: trade more instead",
+                ));
+            }
+            resolved.push(fee);
         }
         Ok(())
     }
