@@ -75,7 +75,7 @@ TIME = re.compile(r"([0-9]{4})-([0-9]{2})-([0-9]{2})[Tt ]([0-9]{2}):([0-9]{2}):(
 EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.timezone.utc)
 # docs/events.md: the booking methods, how far a settlement date may be from its trade date, and
 # the longest reason a failed settlement gives.
-BOOKING_METHODS = ("fifo", "lifo", "hifo", "average")
+BOOKING_METHODS = ("fifo", "lifo", "hifo", "average", "specific")
 SETTLEMENT_DAYS_MAX = 366
 FAIL_REASON_BYTES_MAX = 1024
 PRICE = re.compile(r"(0|[1-9][0-9]*)(\.[0-9]{0,17}[1-9])?")
@@ -437,6 +437,11 @@ class Ledger:
             self.problem(position, "the trade's fees are not its postings after the first two")
         if any("cost" in posting for posting in p["postings"]):
             self.problem(position, "a trade's posting states a cost")
+        if any((f["asset"], f["payer"], f["account"]) == (p["instrument"], p["seller"], p["buyer"])
+               for f in p["fees"]):
+            self.problem(position, "a fee moves the instrument from the seller to the buyer")
+        if "lots" in p and sum((Decimal(pick["quantity"]) for pick in p["lots"]), Decimal(0)) != Decimal(p["quantity"]):
+            self.problem(position, "the named lots do not add up to the quantity")
         self.check_settlement_date(position, p)
         self.record(position, p["trade_id"], p)
         if p.get("pending", False):
@@ -784,7 +789,7 @@ class Book:
         returned), then what is left of it opens a lot."""
         against = bool(self.lots) and (self.lots[0]["quantity"] > 0) != (m["quantity"] > 0)
         quantity = abs(m["quantity"])
-        picks = self.picks(quantity, method) if against else []
+        picks = self.picks(quantity, method, m.get("picks", [])) if against else []
         taken = sum((take for _, take in picks), Decimal(0))
         lot_amounts = self.lot_amounts(picks, taken, method)
         left = quantity - taken
@@ -812,9 +817,23 @@ class Book:
         self.closings.extend(closed)
         return closed
 
-    def picks(self, quantity, method):
-        """Which lots a closing of `quantity` units takes, and how much of each: [(index, take)]."""
+    def picks(self, quantity, method, named):
+        """Which lots a closing of `quantity` units takes, and how much of each: [(index, take)].
+        Under `specific`, the named lots first (each up to its named quantity), then the rest in
+        the order kept."""
         order = list(range(len(self.lots)))
+        taken = {}  # index -> take, in the order first taken
+        left = quantity
+        if method == "specific":
+            for pick in named:
+                index = next((i for i, lot in enumerate(self.lots) if lot["lot_id"] == pick["lot_id"]), None)
+                if index is None:
+                    continue
+                take = min(abs(self.lots[index]["quantity"]) - taken.get(index, Decimal(0)),
+                           Decimal(pick["quantity"]), left)
+                if take > 0:
+                    taken[index] = taken.get(index, Decimal(0)) + take
+                    left -= take
         if method == "lifo":
             order.reverse()
         elif method == "hifo":
@@ -823,14 +842,14 @@ class Book:
             short = self.quantity() < 0
             unit = lambda i: Fraction(self.lots[i]["amount"]) / abs(Fraction(self.lots[i]["quantity"]))  # noqa: E731
             order.sort(key=lambda i: (unit(i) if short else -unit(i), i))
-        picks, left = [], quantity
         for index in order:
             if left == 0:
                 break
-            take = min(abs(self.lots[index]["quantity"]), left)
-            picks.append((index, take))
-            left -= take
-        return picks
+            take = min(abs(self.lots[index]["quantity"]) - taken.get(index, Decimal(0)), left)
+            if take > 0:
+                taken[index] = taken.get(index, Decimal(0)) + take
+                left -= take
+        return list(taken.items())
 
     def lot_amounts(self, picks, taken, method):
         """What each pick takes from its lot's amount: its share of the lot, or under `average`
@@ -885,7 +904,8 @@ def lot_movements(events, scales=None):
                 ((p["buyer"], p["instrument"], p["currency"]),
                  dict(movement, quantity=quantity, amount=notional + fees_of(p["buyer"]))),
                 ((p["seller"], p["instrument"], p["currency"]),
-                 dict(movement, quantity=-quantity, amount=notional - fees_of(p["seller"]))),
+                 dict(movement, quantity=-quantity, amount=notional - fees_of(p["seller"]),
+                      picks=p.get("lots", []))),
             ]
             if p.get("pending", False):
                 trades[p["trade_id"]] = {"instrument": p["instrument"], "buyer": p["buyer"], "seller": p["seller"],
