@@ -441,3 +441,145 @@ fn beancounts_realized_pnl_equals_the_ledgers_lots() {
     std::fs::remove_file(&path).ok();
     assert_eq!(beancount, ledger);
 }
+
+/// Amounts that do not divide, a trade that settles in two parts and one that fails, lots of
+/// one day under LIFO, units held without a cost, a method set later, and reversals of a trade
+/// and of a cost-stated transfer: Beancount accepts what the export makes of them.
+#[test]
+fn settlements_reversals_and_units_without_cost_are_lots_beancount_accepts() {
+    let mut log = market();
+    let usd = ("100000.00", "USD");
+    for (trader, _) in TRADERS {
+        log.transfer(1, ("world:bank", trader), usd, None);
+    }
+    // Two lots of one day: LIFO takes the later one, which Beancount's LIFO would not.
+    log.transfer(
+        2,
+        ("world:bank", "l:lifo"),
+        ("3", "AAPL"),
+        Some(("100.00", "USD")),
+    );
+    log.transfer(
+        2,
+        ("world:bank", "l:lifo"),
+        ("3", "AAPL"),
+        Some(("200.00", "USD")),
+    );
+    log.trade(
+        3,
+        ("f:fifo", "l:lifo"),
+        ("2", "AAPL", "70.01"),
+        &[("l:lifo", "0.10", None)],
+        None,
+    );
+    // Units without a cost, then a sale beyond the lots: no short lot in Beancount.
+    log.transfer(4, ("world:bank", "h:hifo"), ("5", "AAPL"), None);
+    log.transfer(
+        4,
+        ("world:bank", "h:hifo"),
+        ("1", "AAPL"),
+        Some(("33.33", "USD")),
+    );
+    log.trade(5, ("f:fifo", "h:hifo"), ("3", "AAPL", "35.00"), &[], None);
+    log.transfer(5, ("h:hifo", "world:bank"), ("4", "AAPL"), None);
+    // A trade that settles in two parts, at cost pro rata, and one that fails.
+    let fees = [("a:avg", "1.00", None), ("f:fifo", "0.01", None)];
+    let settling = log.trade(
+        6,
+        ("a:avg", "f:fifo"),
+        ("3", "AAPL", "50.00"),
+        &fees,
+        NaiveDate::from_ymd_opt(2025, 1, 10),
+    );
+    let id = settling.transaction_id().unwrap();
+    let part = ["1", "50.00", "0", "0"]
+        .map(|a| a.parse().unwrap())
+        .to_vec();
+    log.settle(
+        7,
+        id,
+        Settlement::Post {
+            amounts: Some(part),
+        },
+    );
+    log.settle(9, id, Settlement::Due);
+    let failing = log.trade(
+        6,
+        ("l:lifo", "f:fifo"),
+        ("1", "AAPL", "50.00"),
+        &[],
+        NaiveDate::from_ymd_opt(2025, 1, 12),
+    );
+    let reason = "the seller did not deliver".to_owned();
+    log.settle(
+        8,
+        failing.transaction_id().unwrap(),
+        Settlement::Fail { reason },
+    );
+    // Both sides realize: the second in a transaction of its own.
+    log.trade(10, ("f:fifo", "a:avg"), ("4", "AAPL", "60.00"), &[], None);
+    // Reversals: of a trade whose sides closed and opened lots, and of a cost-stated transfer.
+    let trade = log.trade(
+        11,
+        ("h:hifo", "f:fifo"),
+        ("5", "AAPL", "61.00"),
+        &[("h:hifo", "0.50", None)],
+        None,
+    );
+    log.reverse(12, &trade);
+    let moved = log.transfer(
+        12,
+        ("a:avg", "l:lifo"),
+        ("1", "AAPL"),
+        Some(("40.00", "USD")),
+    );
+    log.reverse(13, &moved);
+    let set = SetBookingMethod {
+        account: account("f:fifo"),
+        booking_method: BookingMethod::Lifo,
+        metadata: Metadata::default(),
+    };
+    log.run(14, Command::SetBookingMethod(set));
+    log.transfer(
+        15,
+        ("world:bank", "f:fifo"),
+        ("2", "AAPL"),
+        Some(("99.99", "USD")),
+    );
+    log.trade(
+        16,
+        ("world:bank", "f:fifo"),
+        ("1", "AAPL", "70.00"),
+        &[],
+        None,
+    );
+
+    let text = log.export();
+    for expected in [
+        "  Assets:L:Lifo  -2 AAPL {\"",
+        " AAPL @@ ",
+        "  Equity:Ledger:Lot-Clearing  ",
+        " AAPL {{70.00 USD, 2025-01-06, \"",
+        "Booking method: lifo",
+    ] {
+        assert!(text.contains(expected), "{expected} in\n{text}");
+    }
+    if let Some(path) = bean_check("settlements", &text) {
+        std::fs::remove_file(path).ok();
+    }
+}
+
+/// A log that moves nothing at cost is written as before: no booking method, no lots, no
+/// accounts of the export's own.
+#[test]
+fn a_log_without_costs_has_no_lots() {
+    let mut log = market();
+    log.transfer(1, ("world:bank", "f:fifo"), ("3", "AAPL"), None);
+    let text = log.export();
+    assert!(!text.contains("Equity:Ledger"), "{text}");
+    assert!(text.contains("open Assets:World:Bank AAPL\n"), "{text}");
+    assert!(
+        text.contains("open Assets:F:Fifo AAPL \"FIFO\"\n"),
+        "stated: {text}"
+    );
+}
