@@ -12,9 +12,28 @@
 //!   the ledger's (`credits − debits`) under any root, and every entry balances per asset by
 //!   construction. Metadata carries the position, event id, transaction id and idempotency key;
 //!   the link `^tx-<id>` joins a transaction with its reversal and a hold with its post.
+//! - Lots (docs/beancount.md, "Lots"; `booking` decides each form): a posting that moves units
+//!   at cost (a trade's instrument leg, a posting that states a cost, the post of a trade that
+//!   settles later, the reversal of one of these) is held at cost on each side: an acquisition
+//!   or a short sale at its total cost `{{…}}`, a disposal as a reduction `{CUR}` that
+//!   Beancount's booking method (on the account's `open`; `average` is `NONE`, with the costs
+//!   stated) picks, or by label where Beancount's method would pick other lots than the
+//!   ledger's. Each disposal gets an income posting without an amount on
+//!   `Income:Realized-PnL:<account>:<instrument>` (`names::realized_name`), which Beancount fills
+//!   in with `−(proceeds − cost)`. The postings of an entry net to zero per asset, so its weights
+//!   in the currency are the sides' own: an acquisition weighs with its income what it cost
+//!   (`N + Fb` for a buyer), a disposal minus what it brought (`−(N − Fs)` for a seller); their
+//!   sum, `Fb + Fs` for a trade, is the fees counted a second time (they are cash paid to the fee
+//!   account as well), so `Equity:Ledger:Fees-In-Cost` takes minus the sum of the sides' targets
+//!   and each income is exactly `−(proceeds − cost)` by the ledger's fee rule. Beancount fills in
+//!   one missing amount per currency and transaction: a second side that realizes is written in a
+//!   transaction of its own, balanced through `Equity:Ledger:Lot-Clearing`.
 //! - A hold (a pending transaction or trade) moves no money: a `note` on each account it touches
-//!   says what it reserves; its void or expiry is a `note` too, and only its post moves money.
-//! - Status changes and limits: `note`s.
+//!   says what it reserves; its void or expiry (or a trade's failed settlement) is a `note` too,
+//!   and only its post moves money, at cost pro rata for a trade (dated the post's day, where the
+//!   ledger's lots count the trade at its trade date).
+//! - Status changes, limits and booking methods set after the opening: `note`s (a Beancount
+//!   `open` keeps its method). Marks: `price`s.
 //! - Closes and reopens: at the end, the trial balance of every close still standing, as
 //!   `balance`s on the day after its end (`periods`).
 //!
@@ -23,8 +42,10 @@
 //! tolerance `~ 0` because Beancount otherwise accepts a balance off by one in its last place.
 //!
 //! The log is read twice, to the same head: once to learn which assets each account uses (its
-//! `open` comes first) and the balances, once to write the entries. Memory is one balance per
-//! account and asset, as in the balances projection.
+//! `open` comes first), the balances and what moves at cost, once to write the entries; a third
+//! time, before writing, when anything moves at cost (`booking`: the units of traded
+//! instruments moved without a cost). Memory is one balance per account and asset, as in the
+//! balances projection, plus what `booking` keeps of the lots.
 
 mod booking;
 mod names;
