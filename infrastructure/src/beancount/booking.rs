@@ -573,36 +573,9 @@ impl<'a> Replay<'a> {
             })
             .collect();
         let sign = sign_of(side.quantity);
-        let taken: Decimal = closed.iter().map(|(_, units, _)| units).sum();
-        let mut parts = Vec::new();
-        if average && !taken.is_zero() {
-            let total = closed.iter().map(|(_, _, amount)| amount).sum();
-            let units = sign * taken;
-            parts.push(Part::AtCost {
-                units,
-                total,
-                date: None,
-                label: None,
-            });
-        } else if !taken.is_zero() {
-            let picked: Vec<(String, Decimal)> = closed
-                .iter()
-                .map(|(l, units, _)| (l.lot_id.clone(), *units))
-                .collect();
-            if beancount_picks(&before, &self.order, beancount, taken) == picked {
-                parts.push(Part::Reduce {
-                    units: sign * taken,
-                });
-            } else {
-                // Beancount's method would take other lots (lots of one day under LIFO, or a
-                // method set since the opening): the ledger's, by label.
-                let by_label = picked.into_iter().map(|(label, units)| Part::ReduceLot {
-                    units: sign * units,
-                    label,
-                });
-                parts.extend(by_label);
-            }
-        }
+        let mut parts = reductions(&closed, sign, average, |taken| {
+            beancount_picks(&before, &self.order, beancount, taken)
+        });
         let mut booked = Booked {
             side: side.clone(),
             closed,
@@ -785,6 +758,48 @@ impl<'a> Replay<'a> {
             .or_default()
             .extend(legs);
     }
+}
+
+/// The parts that reduce the lots a side closed: one reduction Beancount's method picks when it
+/// picks the ledger's lots (`picks` says which it would), else one per lot by label; on an
+/// `average` account, one at the cost the ledger computed.
+fn reductions(
+    closed: &[(Lot, Decimal, Decimal)],
+    sign: Decimal,
+    average: bool,
+    picks: impl FnOnce(Decimal) -> Vec<(String, Decimal)>,
+) -> Vec<Part> {
+    let taken: Decimal = closed.iter().map(|(_, units, _)| units).sum();
+    if taken.is_zero() {
+        return Vec::new();
+    }
+    if average {
+        let total = closed.iter().map(|(_, _, amount)| amount).sum();
+        return vec![Part::AtCost {
+            units: sign * taken,
+            total,
+            date: None,
+            label: None,
+        }];
+    }
+    let picked: Vec<(String, Decimal)> = closed
+        .iter()
+        .map(|(l, units, _)| (l.lot_id.clone(), *units))
+        .collect();
+    if picks(taken) == picked {
+        return vec![Part::Reduce {
+            units: sign * taken,
+        }];
+    }
+    // Beancount's method would take other lots (lots of one day under LIFO, or a method set
+    // since the opening): the ledger's, by label.
+    picked
+        .into_iter()
+        .map(|(label, units)| Part::ReduceLot {
+            units: sign * units,
+            label,
+        })
+        .collect()
 }
 
 /// The book of `key`, made (with the account's method now) when it is its first movement.
