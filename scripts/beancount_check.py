@@ -19,11 +19,29 @@
         writes a copy whose first `balance` is off by one in its last place, which bean-check
         must refuse (so a passing bean-check means something).
 
+    python3 beancount_check.py trading BASE_URL EXPECTED.json [--require-trading]
+        a seeded trading log over HTTP (`random.Random(TRADING_SEED)`): four traders (fifo,
+        lifo, hifo, average), two instruments, holdings from a market maker that may go short,
+        then TRADES random trades between the traders, one a day, with fees in the currency paid
+        by buyer and seller and fees in another asset; writes the realized P&L an independent lot
+        model (`LotBook`) expects to EXPECTED.json. Where the server does not take a booking
+        method when opening an account or a cost on a transfer (routes of their own branches),
+        it says so loudly and falls back (every trader fifo; holdings bought from the maker);
+        with --require-trading that is an error.
+    python3 beancount_check.py realized BASE_URL EXPORT.beancount BEAN_QUERY EXPECTED.json
+        bean-query's realized P&L per income account, mapped back to (account, instrument) by
+        the income accounts' `realized-account`/`realized-instrument` metadata, must equal the
+        model's for the fifo, lifo and hifo traders; and, when the server answers
+        `GET /v1/accounts/{code}/realized` with 200, the ledger's own totals too.
+
 Beancount names are mapped back to ledger codes by the `ledger-code` metadata the export puts on
-every `open` and `commodity`, not by re-implementing the mapping.
+every `open` and `commodity`, not by re-implementing the mapping (the export's own accounts,
+realized P&L and the equity accounts of lots, have none).
 """
 
+import datetime
 import json
+import random
 import re
 import sys
 import time
@@ -31,6 +49,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from decimal import Decimal
+from fractions import Fraction
 
 REQUEST_TIMEOUT_S = 10
 EXPIRY_WAIT_S = 30
@@ -166,15 +185,25 @@ def beancount_balances(path):
         for error in errors:
             print(f"beancount: {error.source.get('lineno')}: {error.message}", file=sys.stderr)
         sys.exit(f"Beancount's loader reported {len(errors)} errors")
-    accounts = {e.account: e.meta["ledger-code"] for e in entries if isinstance(e, data.Open)}
+    accounts = ledger_accounts(entries)
     assets = {e.currency: e.meta["ledger-code"] for e in entries if isinstance(e, data.Commodity)}
     real_root = realization.realize(entries)
     balances = {}
     for name, code in accounts.items():
         inventory = realization.get(real_root, name).balance
+        # Units held at cost are one position per lot: an account's balance is their sum.
         for position in inventory:
-            balances[(code, assets[position.units.currency])] = position.units.number
+            key = (code, assets[position.units.currency])
+            balances[key] = balances.get(key, Decimal(0)) + position.units.number
     return sorted(accounts.values()), balances
+
+
+def ledger_accounts(entries):
+    """{Beancount account: ledger code} of the ledger's accounts (the export's own accounts have
+    no `ledger-code`)."""
+    from beancount.core import data
+    return {e.account: e.meta["ledger-code"] for e in entries
+            if isinstance(e, data.Open) and "ledger-code" in e.meta}
 
 
 def compare(base, path):
@@ -206,7 +235,7 @@ def bean_query_balances(bean_query, path, through_day, accounts, assets):
     balances = {}
     for row in csv.DictReader(answer.stdout.splitlines()):
         number = Decimal(row["balance"].strip() or "0")
-        if number:
+        if number and row["account"].strip() in accounts:
             balances[(accounts[row["account"].strip()], assets[row["currency"].strip()])] = number
     return balances
 
@@ -226,7 +255,7 @@ def closes(base, path, bean_query):
     entries, errors, _options = loader.load_file(path)
     if errors:
         sys.exit(f"Beancount's loader reported {len(errors)} errors")
-    accounts = {e.account: e.meta["ledger-code"] for e in entries if isinstance(e, data.Open)}
+    accounts = ledger_accounts(entries)
     assets = {e.currency: e.meta["ledger-code"] for e in entries if isinstance(e, data.Commodity)}
     listed = [p for p in call(base, "GET", "/v1/periods")["items"] if p["action"] == "closed"]
     if len(listed) < 2:
@@ -248,6 +277,264 @@ def closes(base, path, bean_query):
         print(problem, file=sys.stderr)
     if problems:
         sys.exit(f"{len(problems)} differences between the trial balances and bean-query")
+
+
+TRADING_SEED = 24
+TRADES = 60
+TRADERS = [("trader:a", "fifo"), ("trader:b", "lifo"), ("trader:c", "hifo"), ("trader:d", "average")]
+MAKER = "market:maker"
+INSTRUMENTS = ["BND", "ETF"]
+# Each holding the maker sells a trader: (units, unit cost in USD), the second a day later.
+HOLDINGS = [(10, "100.00"), (10, "120.00")]
+
+
+def request(base, method, path, key=None, body=None):
+    """(status, JSON answer) of a request, whatever its status."""
+    headers = {"content-type": "application/json"}
+    if key is not None:
+        headers["idempotency-key"] = key
+    data = None if body is None else json.dumps(body).encode()
+    req = urllib.request.Request(base + path, data=data, method=method, headers=headers)
+    try:
+        with urllib.request.urlopen(req, timeout=REQUEST_TIMEOUT_S) as answer:
+            return answer.status, json.loads(answer.read() or b"null")
+    except urllib.error.HTTPError as e:
+        text = e.read().decode(errors="replace")
+        try:
+            return e.code, json.loads(text)
+        except ValueError:
+            return e.code, text
+
+
+def refused_field(status, answer, field):
+    """Whether the server refused a request because it does not know `field` (a route of
+    another branch): 4xx naming the field."""
+    return 400 <= status < 500 and field in json.dumps(answer)
+
+
+def exact_cents(value):
+    """A Fraction that must be whole cents (the seeded log keeps every split exact: see
+    `random_trades`), as a Decimal."""
+    if (value * 100).denominator != 1:
+        raise ValueError(f"{value} is not whole cents: the trading log must split exactly")
+    return Decimal(value.numerator) / Decimal(value.denominator)
+
+
+class LotBook:
+    """An independent model of one account's lots of one instrument, written from the rules
+    (docs/beancount.md): lots of one sign; a movement the other way closes lots, fifo (oldest
+    first), lifo (newest first) or hifo (highest unit cost first, ties oldest first); what is
+    left of it opens a lot; amounts split by quantity. Realized = proceeds - cost."""
+
+    def __init__(self, method):
+        self.method, self.lots, self.opened = method, [], 0
+
+    def order(self):
+        if self.method == "lifo":
+            return list(reversed(self.lots))
+        if self.method == "hifo":
+            return sorted(self.lots, key=lambda lot: (-lot["amount"] / abs(lot["units"]), lot["seq"]))
+        return list(self.lots)
+
+    def move(self, units, amount):
+        """Units > 0 bought for `amount`, < 0 sold for `amount`; returns (realized, closings)."""
+        units, amount = Fraction(units), Fraction(amount)
+        realized, closings, left = Fraction(0), 0, abs(units)
+        if self.lots and (self.lots[0]["units"] > 0) != (units > 0):
+            for lot in self.order():
+                if left == 0:
+                    break
+                take = min(abs(lot["units"]), left)
+                lot_part = Fraction(exact_cents(lot["amount"] * take / abs(lot["units"])))
+                part = Fraction(exact_cents(amount * take / abs(units)))
+                realized += part - lot_part if lot["units"] > 0 else lot_part - part
+                lot["amount"] -= lot_part
+                lot["units"] -= take if lot["units"] > 0 else -take
+                left, closings = left - take, closings + 1
+            self.lots = [lot for lot in self.lots if lot["units"] != 0]
+        if left:
+            rest = Fraction(exact_cents(amount * left / abs(units)))
+            self.opened += 1
+            self.lots.append({"units": left if units > 0 else -left, "amount": rest, "seq": self.opened})
+        return realized, closings
+
+
+def populate_trading(base, expected_path, require):
+    post = lambda path, key, body: request(base, "POST", path, key, body)  # noqa: E731
+    for code in INSTRUMENTS:
+        expect(post("/v1/assets", f"asset-{code}", {"code": code, "scale": 0}), f"asset {code}")
+    expect(post("/v1/accounts", "open-maker", {"code": MAKER, "allow_negative": True}), MAKER)
+    missing, methods = [], {}
+    for code, method in TRADERS:
+        body = {"code": code, "allow_negative": True, "booking_method": method}
+        status, answer = post("/v1/accounts", f"open-{code}", body)
+        if refused_field(status, answer, "booking_method"):
+            missing.append("booking_method on POST /v1/accounts")
+            del body["booking_method"]
+            status, answer = post("/v1/accounts", f"open-{code}-fifo", body)
+        expect((status, answer), code)
+        methods[code] = method if "booking_method" in body else "fifo"
+        for asset, amount in [("USD", "1000000.00"), ("EUR_", "100.00")]:
+            fund = {"source": "world:bank", "destination": code, "asset": asset, "amount": amount}
+            expect(post("/v1/transfers", f"fund-{code}-{asset}", fund), f"fund {code}")
+    books = {(code, i): LotBook(methods.get(code, "fifo")) for code in [*methods, MAKER]
+             for i in INSTRUMENTS}
+    day = iter(range(10_000))
+    missing += holdings(post, books, day)
+    expected = random_trades(post, books, day)
+    missing = sorted(set(missing))
+    with open(expected_path, "w") as out:
+        json.dump({"methods": methods, "missing": missing, **expected}, out, indent=1)
+    if missing:
+        banner = ("TRADING CHECK INCOMPLETE: the server does not take " + "; ".join(missing) +
+                  ". Every trader is fifo and holdings are bought from the maker by trades.")
+        print(f"\n{'!' * 78}\n{banner}\n{'!' * 78}\n", file=sys.stderr)
+        if require:
+            sys.exit("--require-trading: " + banner)
+
+
+def expect(answer, what):
+    status, body = answer
+    if not 200 <= status < 300:
+        sys.exit(f"{what}: {status} {body}")
+    return body
+
+
+def trading_day(day):
+    """Noon of the `day`th day from March 1 last year: after the closes `populate` makes, and
+    one day per entry so that lots of one account never share a day (Beancount's LIFO orders
+    lots of one day otherwise than the ledger: the export then names the lots, which this
+    check could not tell from Beancount's own booking)."""
+    start = datetime.datetime(time.gmtime().tm_year - 1, 3, 1, 12, tzinfo=datetime.timezone.utc)
+    return (start + datetime.timedelta(days=day)).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def holdings(post, books, day):
+    """Each trader's holdings from the maker: transfers at a stated cost, or where the server
+    takes no cost, trades at that unit price. Returns what was missing."""
+    missing = []
+    for code, _ in TRADERS:
+        for instrument in INSTRUMENTS:
+            for n, (units, unit_cost) in enumerate(HOLDINGS):
+                cost = f"{Decimal(unit_cost) * units:.2f}"
+                body = {"source": MAKER, "destination": code, "asset": instrument,
+                        "amount": str(units), "cost": {"amount": cost, "currency": "USD"},
+                        "effective_at": trading_day(next(day))}
+                key = f"hold-{code}-{instrument}-{n}"
+                status, answer = post("/v1/transfers", key, body)
+                if refused_field(status, answer, "cost"):
+                    missing.append("cost on POST /v1/transfers")
+                    trade = {"buyer": code, "seller": MAKER, "instrument": instrument,
+                             "quantity": str(units), "price": unit_cost, "currency": "USD",
+                             "effective_at": body["effective_at"]}
+                    status, answer = post("/v1/trades", key + "-trade", trade)
+                expect((status, answer), key)
+                books[(code, instrument)].move(units, Fraction(cost))
+                books[(MAKER, instrument)].move(-units, Fraction(cost))
+    return missing
+
+
+def random_trades(post, books, day):
+    """TRADES random trades between the traders, with fees that are whole cents per unit (so
+    that every split of a cost or proceeds is exact, and Beancount's unit costs, kept to 28
+    digits, give the same figures as the ledger's splits at the currency's scale)."""
+    rng = random.Random(TRADING_SEED)
+    realized, disposals = {}, 0
+    for n in range(TRADES):
+        buyer, seller = rng.sample([code for code, _ in TRADERS], 2)
+        instrument, units = rng.choice(INSTRUMENTS), rng.randint(1, 14)
+        price = Decimal(rng.randint(8000, 13000)) / 100
+        buyer_fee, seller_fee = (Decimal(rng.randint(0, 30) * units) / 100 for _ in range(2))
+        fees = [{"payer": payer, "account": "broker:fees", "amount": f"{fee:.2f}"}
+                for payer, fee in [(buyer, buyer_fee), (seller, seller_fee)] if fee]
+        if rng.random() < 0.3:
+            payer = rng.choice([buyer, seller])
+            fees.append({"payer": payer, "account": "broker:fees", "asset": "EUR_", "amount": "0.35"})
+        trade = {"buyer": buyer, "seller": seller, "instrument": instrument,
+                 "quantity": str(units), "price": f"{price:.2f}", "currency": "USD", "fees": fees,
+                 "effective_at": trading_day(next(day))}
+        expect(post("/v1/trades", f"random-trade-{n}", trade), f"trade {n}")
+        notional = Fraction(price) * units
+        for code, moved, amount in [(buyer, units, notional + Fraction(buyer_fee)),
+                                    (seller, -units, notional - Fraction(seller_fee))]:
+            gained, closings = books[(code, instrument)].move(moved, amount)
+            realized[f"{code} {instrument}"] = realized.get(f"{code} {instrument}", 0) + gained
+            disposals += closings
+    return {"realized": {k: str(exact_cents(Fraction(v))) for k, v in realized.items()},
+            "disposals": disposals}
+
+
+def beancount_realized(path, bean_query):
+    """{(account code, instrument code): realized P&L} as bean-query sums the income accounts of
+    the export (an income is minus a gain)."""
+    import csv
+    import subprocess
+    from beancount import loader
+    from beancount.core import data
+
+    entries, errors, _options = loader.load_file(path)
+    if errors:
+        sys.exit(f"Beancount's loader reported {len(errors)} errors")
+    names = {e.account: (e.meta["realized-account"], e.meta["realized-instrument"])
+             for e in entries if isinstance(e, data.Open) and "realized-account" in e.meta}
+    query = ("SELECT account, currency, sum(number) AS realized "
+             "WHERE account ~ '^Income:Realized-PnL:' GROUP BY account, currency")
+    answer = subprocess.run([bean_query, "-f", "csv", path, query], check=True, capture_output=True, text=True)
+    realized = {}
+    for row in csv.DictReader(answer.stdout.splitlines()):
+        key = names[row["account"].strip()]
+        realized[key] = realized.get(key, Decimal(0)) - Decimal(row["realized"].strip() or "0")
+    return realized
+
+
+def realized(base, path, bean_query, expected_path):
+    with open(expected_path) as f:
+        expected = json.load(f)
+    theirs = beancount_realized(path, bean_query)
+    problems, compared = [], {}
+    for code, method in expected["methods"].items():
+        if method == "average":
+            continue  # Beancount does not book it: the export states its costs (docs/beancount.md)
+        for instrument in INSTRUMENTS:
+            ours = Decimal(expected["realized"].get(f"{code} {instrument}", "0"))
+            got = theirs.get((code, instrument), Decimal(0))
+            compared[method] = compared.get(method, 0) + 1
+            if ours != got:
+                problems.append(f"{code} ({method}) {instrument}: model {ours}, beancount {got}")
+    for problem in problems:
+        print(problem, file=sys.stderr)
+    if problems:
+        sys.exit(f"{len(problems)} differences between the lot model and Beancount's realized P&L")
+    books = ", ".join(f"{method} {n}" for method, n in sorted(compared.items()))
+    print(f"realized P&L equal: {sum(compared.values())} account x instrument books ({books}), "
+          f"{expected['disposals']} lot closings in {TRADES} trades")
+    if expected["missing"]:
+        print("  (not every method: the server does not take " + "; ".join(expected["missing"]) + ")")
+    realized_route(base, theirs, [code for code, _ in TRADERS])
+
+
+def realized_route(base, theirs, codes):
+    """The ledger's own realized P&L (`GET /v1/accounts/{code}/realized`, totals per instrument
+    and currency) against Beancount's, when the server has that route."""
+    path = lambda code: "/v1/accounts/" + urllib.parse.quote(code, safe=":") + "/realized"  # noqa: E731
+    status, _ = request(base, "GET", path(codes[0]))
+    if status != 200:
+        print(f"GET /v1/accounts/{{code}}/realized answers {status}: the ledger's own figures not compared")
+        return
+    problems, compared = [], 0
+    for code in codes:
+        totals = expect(request(base, "GET", path(code)), f"GET {path(code)}")["totals"]
+        ledger = {row["instrument"]: Decimal(row["realized"]) for row in totals}
+        for instrument in INSTRUMENTS:
+            ours, got = ledger.get(instrument, Decimal(0)), theirs.get((code, instrument), Decimal(0))
+            compared += 1
+            if ours != got:
+                problems.append(f"{code} {instrument}: ledger {ours}, beancount {got}")
+    for problem in problems:
+        print(problem, file=sys.stderr)
+    if problems:
+        sys.exit(f"{len(problems)} differences between the ledger's realized P&L and Beancount's")
+    print(f"the ledger's realized P&L (GET /v1/accounts/{{code}}/realized) equals Beancount's: {compared} books")
 
 
 def tamper(path, tampered_path):
@@ -275,5 +562,9 @@ if __name__ == "__main__":
         closes(sys.argv[2], sys.argv[3], sys.argv[4])
     elif sys.argv[1:2] == ["tamper"] and len(sys.argv) == 4:
         tamper(sys.argv[2], sys.argv[3])
+    elif sys.argv[1:2] == ["trading"] and len(sys.argv) >= 4 and sys.argv[4:] in ([], ["--require-trading"]):
+        populate_trading(sys.argv[2], sys.argv[3], sys.argv[4:] == ["--require-trading"])
+    elif sys.argv[1:2] == ["realized"] and len(sys.argv) == 6:
+        realized(sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5])
     else:
         sys.exit(__doc__)

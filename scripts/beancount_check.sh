@@ -7,15 +7,22 @@
 # open by then, the standing close's trial balance asserted), and compares the balances Beancount
 # realizes with the ledger's own (`GET /v1/accounts/{code}`) for every account and asset, and
 # bean-query's balances up to each close's last day with the ledger's trial balance as of its end
-# (`GET /v1/reports/trial-balance`). Last, bean-check must refuse a copy with one balance off by
-# one in its last place (its balances are exact: `~ 0`).
+# (`GET /v1/reports/trial-balance`). Then lots: a seeded trading log (four traders, fifo, lifo,
+# hifo and average, two instruments, 60 random trades with fees) whose realized P&L, as bean-query
+# sums the export's income accounts, must equal an independent lot model's for the fifo, lifo and
+# hifo traders, and the ledger's own (`GET /v1/accounts/{code}/realized`) when the server has that
+# route. Where the server takes no booking method or cost yet, the trading log says so loudly and
+# falls back to fifo traders (--require-trading: fail instead). Last, bean-check must refuse a
+# copy with one balance off by one in its last place (its balances are exact: `~ 0`).
 #
 #   scripts/beancount_check.sh                    # root Assets (the default)
 #   scripts/beancount_check.sh --root Liabilities # another --beancount-root
 #   scripts/beancount_check.sh --keep             # keep the export and logs (in a /tmp directory)
+#   scripts/beancount_check.sh --require-trading  # every booking method and cost, or fail
 #
-# It installs beancount and beanquery (pinned) from PyPI into a virtual environment under target/
-# (python3-venv through apt-get when missing; about 5 s from their wheels), builds and starts
+# It installs beancount and beanquery (pinned) from PyPI into a virtual environment beside the
+# build (target/, or $CARGO_TARGET_DIR when set; the tests of infrastructure::beancount find
+# bean-check there) (python3-venv through apt-get when missing; about 5 s from their wheels), builds and starts
 # `target/debug/ledger serve` on a free port with a PostgreSQL cluster of its own (`--data-dir` in
 # a scratch directory, `--insecure-no-auth`), and stops both at the end. Needs PostgreSQL's server
 # binaries (apt-get install -y postgresql) and python3.
@@ -23,11 +30,13 @@ set -euo pipefail
 
 root_name=Assets
 keep=false
+require_trading=()
 while [ $# -gt 0 ]; do
     case "$1" in
         --root) root_name=$2; shift ;;
         --keep) keep=true ;;
-        *) echo "usage: $0 [--root Assets|Liabilities|Equity|Income|Expenses] [--keep]" >&2; exit 2 ;;
+        --require-trading) require_trading=(--require-trading) ;;
+        *) echo "usage: $0 [--root Assets|Liabilities|Equity|Income|Expenses] [--keep] [--require-trading]" >&2; exit 2 ;;
     esac
     shift
 done
@@ -36,7 +45,7 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 beancount_version=3.2.3
 beanquery_version=0.2.0
-venv="$root/target/beancount-venv"
+venv="${CARGO_TARGET_DIR:-$root/target}/beancount-venv"
 
 # Beancount and bean-query (a package of its own since Beancount 3), in a virtual environment.
 source "$root/scripts/python_tool.sh"
@@ -62,6 +71,9 @@ wait_ready "$base" "$server_pid" "$work/ledger.log"
 echo "== a test ledger over HTTP"
 python3 scripts/beancount_check.py populate "$base"
 
+echo "== a seeded trading log over HTTP"
+python3 scripts/beancount_check.py trading "$base" "$work/trading.json" ${require_trading[@]+"${require_trading[@]}"}
+
 echo "== ledger export --format beancount --beancount-root $root_name"
 # The same data directory: the export reuses the cluster the server started.
 env -u DATABASE_URL RUST_LOG=warn "$ledger" export --data-dir "$work/pg" --format beancount \
@@ -75,6 +87,10 @@ echo "== balances: Beancount's equal the ledger's"
 
 echo "== each close: bean-query's balances up to its last day equal the ledger's trial balance"
 "$venv/bin/python" scripts/beancount_check.py closes "$base" "$work/ledger.beancount" "$venv/bin/bean-query"
+
+echo "== realized P&L: bean-query's per income account equals an independent lot model's"
+"$venv/bin/python" scripts/beancount_check.py realized "$base" "$work/ledger.beancount" "$venv/bin/bean-query" \
+    "$work/trading.json"
 
 echo "== bean-check refuses the export with one balance off by one in its last place"
 python3 scripts/beancount_check.py tamper "$work/ledger.beancount" "$work/tampered.beancount"

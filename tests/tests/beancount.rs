@@ -61,22 +61,51 @@ async fn act(ledger: &TestLedger, id: &str, action: &str, body: Value) {
 }
 
 /// Per transaction in the file (a line `DATE * …` and its indented lines), the sum of its
-/// postings per commodity.
-fn transaction_sums(text: &str) -> Vec<(String, BTreeMap<String, Decimal>)> {
-    let mut sums: Vec<(String, BTreeMap<String, Decimal>)> = Vec::new();
+/// postings' weights per commodity: a posting held at a total cost (`{{N CUR}}`) weighs its cost,
+/// one at a total price (`@@ N CUR`) that price, any other its units. `None` when Beancount is to
+/// compute a weight (a reduction of lots, `{…}`, or a posting without an amount).
+fn transaction_sums(text: &str) -> Vec<(String, Option<BTreeMap<String, Decimal>>)> {
+    let mut sums: Vec<(String, Option<BTreeMap<String, Decimal>>)> = Vec::new();
     let mut in_transaction = false;
     for line in text.lines() {
         if !line.starts_with(' ') {
             in_transaction = line.split(' ').nth(1) == Some("*");
             if in_transaction {
-                sums.push((line.to_owned(), BTreeMap::new()));
+                sums.push((line.to_owned(), Some(BTreeMap::new())));
             }
             continue;
         }
         let fields: Vec<&str> = line.split_whitespace().collect();
-        if let (true, [_account, number, commodity]) = (in_transaction, fields.as_slice()) {
-            let sum = sums.last_mut().unwrap().1.entry(commodity.to_string());
-            *sum.or_default() += Decimal::from_str(number).unwrap();
+        if !in_transaction || fields[0].ends_with(':') {
+            continue; // metadata
+        }
+        let signed = |number: &str, amount: &str| {
+            let amount = Decimal::from_str(amount).unwrap();
+            if number.starts_with('-') {
+                -amount
+            } else {
+                amount
+            }
+        };
+        let weight = match fields.as_slice() {
+            [_account, number, commodity] => {
+                Some((signed(number, number.trim_start_matches('-')), *commodity))
+            }
+            [_account, number, _, "@@", total, currency] => {
+                Some((signed(number, total), *currency))
+            }
+            [_account, number, _, cost, currency, ..] if cost.starts_with("{{") => {
+                let currency = currency.trim_end_matches(['}', ',']);
+                Some((signed(number, cost.trim_start_matches('{')), currency))
+            }
+            _ => None,
+        };
+        let entry = &mut sums.last_mut().unwrap().1;
+        match (weight, entry.as_mut()) {
+            (Some((weight, commodity)), Some(sum)) => {
+                *sum.entry(commodity.to_owned()).or_default() += weight;
+            }
+            _ => *entry = None,
         }
     }
     sums
@@ -134,7 +163,11 @@ async fn the_beancount_export_asserts_the_ledgers_balances_and_every_entry_balan
     let sums = transaction_sums(&text);
     assert_eq!(sums.len(), 6, "{sums:#?}");
     for (header, per_commodity) in &sums {
-        assert!(per_commodity.values().all(Decimal::is_zero), "{header}");
+        let per_commodity = per_commodity.as_ref().unwrap();
+        assert!(
+            per_commodity.values().all(Decimal::is_zero),
+            "{header}: {per_commodity:?}"
+        );
     }
     assert_eq!(text.matches(" reserves ").count(), 4); // 2 holds × 2 accounts
     assert_eq!(text.matches(" voided: releases ").count(), 2);

@@ -12,9 +12,28 @@
 //!   the ledger's (`credits − debits`) under any root, and every entry balances per asset by
 //!   construction. Metadata carries the position, event id, transaction id and idempotency key;
 //!   the link `^tx-<id>` joins a transaction with its reversal and a hold with its post.
+//! - Lots (docs/beancount.md, "Lots"; `booking` decides each form): a posting that moves units
+//!   at cost (a trade's instrument leg, a posting that states a cost, the post of a trade that
+//!   settles later, the reversal of one of these) is held at cost on each side: an acquisition
+//!   or a short sale at its total cost `{{…}}`, a disposal as a reduction `{CUR}` that
+//!   Beancount's booking method (on the account's `open`; `average` is `NONE`, with the costs
+//!   stated) picks, or by label where Beancount's method would pick other lots than the
+//!   ledger's. Each disposal gets an income posting without an amount on
+//!   `Income:Realized-PnL:<account>:<instrument>` (`names::realized_name`), which Beancount fills
+//!   in with `−(proceeds − cost)`. The postings of an entry net to zero per asset, so its weights
+//!   in the currency are the sides' own: an acquisition weighs with its income what it cost
+//!   (`N + Fb` for a buyer), a disposal minus what it brought (`−(N − Fs)` for a seller); their
+//!   sum, `Fb + Fs` for a trade, is the fees counted a second time (they are cash paid to the fee
+//!   account as well), so `Equity:Ledger:Fees-In-Cost` takes minus the sum of the sides' targets
+//!   and each income is exactly `−(proceeds − cost)` by the ledger's fee rule. Beancount fills in
+//!   one missing amount per currency and transaction: a second side that realizes is written in a
+//!   transaction of its own, balanced through `Equity:Ledger:Lot-Clearing`.
 //! - A hold (a pending transaction or trade) moves no money: a `note` on each account it touches
-//!   says what it reserves; its void or expiry is a `note` too, and only its post moves money.
-//! - Status changes and limits: `note`s.
+//!   says what it reserves; its void or expiry (or a trade's failed settlement) is a `note` too,
+//!   and only its post moves money, at cost pro rata for a trade (dated the post's day, where the
+//!   ledger's lots count the trade at its trade date).
+//! - Status changes, limits and booking methods set after the opening: `note`s (a Beancount
+//!   `open` keeps its method). Marks: `price`s.
 //! - Closes and reopens: at the end, the trial balance of every close still standing, as
 //!   `balance`s on the day after its end (`periods`).
 //!
@@ -23,15 +42,21 @@
 //! tolerance `~ 0` because Beancount otherwise accepts a balance off by one in its last place.
 //!
 //! The log is read twice, to the same head: once to learn which assets each account uses (its
-//! `open` comes first) and the balances, once to write the entries. Memory is one balance per
-//! account and asset, as in the balances projection.
+//! `open` comes first), the balances and what moves at cost, once to write the entries; a third
+//! time, before writing, when anything moves at cost (`booking`: the units of traded
+//! instruments moved without a cost). Memory is one balance per account and asset, as in the
+//! balances projection, plus what `booking` keeps of the lots.
 
+mod booking;
 mod names;
 mod periods;
+#[cfg(test)]
+mod tests;
 
 use std::collections::{BTreeMap, HashMap};
 use std::io::Write;
 
+use booking::{Income, Leg, Part, Plans};
 use chrono::{DateTime, NaiveDate, Utc};
 use domain::event::{
     AccountLimitsSet, AccountOpened, AssetDefined, PendingPosted, TradeExecuted, TransactionPosted,
@@ -41,7 +66,7 @@ use domain::{chain, AccountCode, AssetCode, Event, Posting};
 use rust_decimal::Decimal;
 use sqlx::PgPool;
 
-pub use names::{account_name, commodity_name, Root};
+pub use names::{account_name, commodity_name, realized_name, Root, FEES_IN_COST, LOT_CLEARING};
 
 use crate::event_store::{format_recorded_at, page, EventMetadata, StoredEvent, PAGE_EVENTS};
 use crate::{Error, Result};
@@ -59,14 +84,16 @@ pub async fn export(pool: &PgPool, root: Root, out: &mut impl Write) -> Result<E
     let mut survey = Survey::default();
     walk(pool, i64::MAX, |stored, event| survey.record(stored, event)).await?;
     let head_position = survey.head_position;
+    if survey.bookings.any() {
+        walk(pool, head_position, |stored, event| {
+            survey.flow(stored, event);
+            Ok(())
+        })
+        .await?;
+    }
+    let plans = std::mem::take(&mut survey.bookings).plan(&survey.scales)?;
     let mut closes = std::mem::take(&mut survey.closes);
-    let mut writer = BeancountWriter {
-        out,
-        root,
-        survey: &survey,
-        date: NaiveDate::MIN,
-        closes: Vec::new(),
-    };
+    let mut writer = BeancountWriter::new(out, root, &survey, &plans);
     writer.header()?;
     let mut events = 0;
     walk(pool, head_position, |stored, event| {
@@ -82,6 +109,40 @@ pub async fn export(pool: &PgPool, root: Root, out: &mut impl Write) -> Result<E
     Ok(ExportSummary {
         events,
         head_position,
+    })
+}
+
+/// `export`, over events in memory (as the log would give them).
+#[cfg(test)]
+fn export_events(
+    events: &[(StoredEvent, Event)],
+    root: Root,
+    out: &mut impl Write,
+) -> Result<ExportSummary> {
+    let mut survey = Survey::default();
+    for (stored, event) in events {
+        survey.record(stored, event)?;
+    }
+    if survey.bookings.any() {
+        for (stored, event) in events {
+            survey.flow(stored, event);
+        }
+    }
+    let plans = std::mem::take(&mut survey.bookings).plan(&survey.scales)?;
+    let mut closes = std::mem::take(&mut survey.closes);
+    let mut writer = BeancountWriter::new(out, root, &survey, &plans);
+    writer.header()?;
+    for (stored, event) in events {
+        closes.apply(stored, event);
+        writer.entry(stored, event)?;
+    }
+    writer.closes = closes.finish()?;
+    writer.closes()?;
+    writer.balances()?;
+    writer.out.flush()?;
+    Ok(ExportSummary {
+        events: i64::try_from(events.len()).unwrap_or(i64::MAX),
+        head_position: survey.head_position,
     })
 }
 
@@ -118,6 +179,8 @@ struct Survey {
     scales: HashMap<AssetCode, u32>,
     /// Per account, every asset it moves or reserves, with its balance (`credits − debits`).
     balances: BTreeMap<AccountCode, BTreeMap<AssetCode, Decimal>>,
+    /// What moves at cost (`booking`).
+    bookings: booking::Bookings,
 }
 
 impl Default for Survey {
@@ -131,6 +194,7 @@ impl Default for Survey {
             closes: periods::Closes::default(),
             scales: HashMap::new(),
             balances: BTreeMap::new(),
+            bookings: booking::Bookings::default(),
         }
     }
 }
@@ -165,7 +229,13 @@ impl Survey {
             *self.balance_mut(&posting.destination, &posting.asset, stored.position)? +=
                 posting.amount;
         }
-        Ok(())
+        self.bookings.record(stored, event, date, &self.scales)
+    }
+
+    /// Second reading, when something moves at cost: the units moved without one.
+    fn flow(&mut self, stored: &StoredEvent, event: &Event) {
+        let date = entry_date(stored, event);
+        self.bookings.flow(stored, event, date);
     }
 
     fn balance_mut(
@@ -228,13 +298,26 @@ struct BeancountWriter<'a, W: Write> {
     out: &'a mut W,
     root: Root,
     survey: &'a Survey,
+    /// How the postings at cost are written (`booking`).
+    plans: &'a Plans,
     /// The date of the entries being written: the UTC day the event counts (`entry_date`).
     date: NaiveDate,
     /// Every close, recomputed, for its assertions.
     closes: Vec<periods::Asserted>,
 }
 
-impl<W: Write> BeancountWriter<'_, W> {
+impl<'a, W: Write> BeancountWriter<'a, W> {
+    fn new(out: &'a mut W, root: Root, survey: &'a Survey, plans: &'a Plans) -> Self {
+        Self {
+            out,
+            root,
+            survey,
+            plans,
+            date: NaiveDate::MIN,
+            closes: Vec::new(),
+        }
+    }
+
     fn header(&mut self) -> Result<()> {
         let survey = self.survey;
         writeln!(
@@ -246,6 +329,15 @@ impl<W: Write> BeancountWriter<'_, W> {
              option \"title\" \"ledger\"\n",
             survey.head_position, survey.head_hash, self.root
         )?;
+        if let Some(first) = self.plans.first_date {
+            writeln!(
+                self.out,
+                "; Lots: the fees in costs and proceeds that the entries' weights count twice, and\n\
+                 ; the legs of an entry written apart (each nets to zero per entry).\n\
+                 {first} open {FEES_IN_COST}\n\
+                 {first} open {LOT_CLEARING}\n"
+            )?;
+        }
         Ok(())
     }
 
@@ -301,7 +393,10 @@ impl<W: Write> BeancountWriter<'_, W> {
         let first = self.survey.first_dates.get(&e.code).copied();
         let date = first.map_or(self.date, |first| first.min(self.date));
         let (name, constraint) = (self.account(&e.code), self.constraint(&e.code));
-        writeln!(self.out, "{date} open {name}{constraint}")?;
+        let method = self.plans.methods.get(&e.code).map_or(String::new(), |m| {
+            format!(" \"{}\"", booking::beancount_method(*m))
+        });
+        writeln!(self.out, "{date} open {name}{constraint}{method}")?;
         self.meta(
             stored,
             [
@@ -310,7 +405,29 @@ impl<W: Write> BeancountWriter<'_, W> {
                 ("allow-negative", Meta::Bool(e.allow_negative)),
             ],
         )?;
-        Ok(writeln!(self.out)?)
+        writeln!(self.out)?;
+        self.realized_opens(&e.code, date)
+    }
+
+    /// The income accounts of an account's realized P&L, one per instrument, opened with it;
+    /// their metadata names the account and instrument (the names are not read back).
+    fn realized_opens(&mut self, code: &AccountCode, date: NaiveDate) -> Result<()> {
+        let plans = self.plans;
+        for ((account, instrument), (_, currencies)) in &plans.income {
+            if account != code {
+                continue;
+            }
+            let currencies: Vec<String> = currencies.iter().map(commodity_name).collect();
+            writeln!(
+                self.out,
+                "{date} open {} {}\n  realized-account: {}\n  realized-instrument: {}\n",
+                realized_name(account, instrument),
+                currencies.join(","),
+                quoted(account.as_str()),
+                quoted(instrument.as_str())
+            )?;
+        }
+        Ok(())
     }
 
     /// A hold moves nothing: a note on each account it touches says what it reserves.
@@ -394,7 +511,7 @@ impl<W: Write> BeancountWriter<'_, W> {
         }
         meta.extend(ledger_metadata(&e.metadata));
         self.meta(stored, meta)?;
-        self.postings(&e.postings)
+        self.postings(stored, &e.postings, &links)
     }
 
     fn trade(&mut self, stored: &StoredEvent, e: &TradeExecuted) -> Result<()> {
@@ -407,7 +524,8 @@ impl<W: Write> BeancountWriter<'_, W> {
             commodity_name(&e.currency),
             self.account(&e.seller)
         );
-        self.transaction_header(&narration, &[e.trade_id.to_string()])?;
+        let links = [e.trade_id.to_string()];
+        self.transaction_header(&narration, &links)?;
         let mut meta = vec![
             ("trade-id", Meta::Text(e.trade_id.to_string())),
             ("quantity", Meta::Number(e.quantity.to_string())),
@@ -423,7 +541,7 @@ impl<W: Write> BeancountWriter<'_, W> {
         }
         meta.extend(ledger_metadata(&e.metadata));
         self.meta(stored, meta)?;
-        self.postings(&e.postings)
+        self.postings(stored, &e.postings, &links)
     }
 
     /// `1.25 USD from Assets:Alice:Cash to Assets:Broker:Fees; …`, for metadata: a trade's fees
@@ -449,7 +567,8 @@ impl<W: Write> BeancountWriter<'_, W> {
     /// reservations the post ends.
     fn post(&mut self, stored: &StoredEvent, e: &PendingPosted) -> Result<()> {
         let narration = format!("Post of hold {}", e.pending_id);
-        self.transaction_header(&narration, &[e.pending_id.to_string()])?;
+        let links = [e.pending_id.to_string()];
+        self.transaction_header(&narration, &links)?;
         let released = e
             .released
             .iter()
@@ -460,7 +579,7 @@ impl<W: Write> BeancountWriter<'_, W> {
         ];
         meta.extend(ledger_metadata(&e.metadata));
         self.meta(stored, meta)?;
-        self.postings(&e.postings)
+        self.postings(stored, &e.postings, &links)
     }
 
     fn transaction_header(&mut self, narration: &str, links: &[String]) -> Result<()> {
@@ -473,17 +592,132 @@ impl<W: Write> BeancountWriter<'_, W> {
         Ok(())
     }
 
-    /// Each ledger posting as two Beancount postings: minus at the source, plus at the destination.
-    fn postings(&mut self, postings: &[Posting]) -> Result<()> {
-        for posting in postings {
+    /// Each ledger posting as two Beancount postings: minus at the source, plus at the
+    /// destination; a side that moves units at cost as its leg's lines instead. Then the legs'
+    /// income and what the entry's costs and proceeds leave (`lots_tail`).
+    fn postings(
+        &mut self,
+        stored: &StoredEvent,
+        postings: &[Posting],
+        links: &[String],
+    ) -> Result<()> {
+        let plans = self.plans;
+        let legs: &[Leg] = plans.legs.get(&stored.position).map_or(&[], Vec::as_slice);
+        for (index, posting) in postings.iter().enumerate() {
             let amount = self.survey.amount(posting.amount, &posting.asset)?;
-            let source = self.account(&posting.source);
-            let destination = self.account(&posting.destination);
-            writeln!(self.out, "  {source}  -{amount}")?;
-            writeln!(self.out, "  {destination}  {amount}")?;
+            for (destination, account) in [(false, &posting.source), (true, &posting.destination)] {
+                let mut here = legs
+                    .iter()
+                    .filter(|l| l.index == index && l.destination == destination)
+                    .peekable();
+                if here.peek().is_none() {
+                    let sign = if destination { "" } else { "-" };
+                    writeln!(self.out, "  {}  {sign}{amount}", self.account(account))?;
+                }
+                for leg in here.filter(|l| !l.split) {
+                    for part in &leg.parts {
+                        writeln!(self.out, "{}", self.part(leg, part)?)?;
+                    }
+                }
+            }
+        }
+        self.lots_tail(stored, legs, links)
+    }
+
+    /// After an entry's postings: the income of its legs, what its costs and proceeds do not
+    /// cancel (`FEES_IN_COST`: the postings themselves net to zero per asset, so the weights
+    /// of the legs and their income add up to the sum of their targets), and the legs written
+    /// apart, each balanced through `LOT_CLEARING`.
+    fn lots_tail(&mut self, stored: &StoredEvent, legs: &[Leg], links: &[String]) -> Result<()> {
+        let mut left: BTreeMap<&AssetCode, Decimal> = BTreeMap::new();
+        for leg in legs {
+            *left.entry(&leg.currency).or_default() -= leg.target;
+            if leg.split {
+                let clearing = self.survey.amount(leg.target, &leg.currency)?;
+                writeln!(self.out, "  {LOT_CLEARING}  {clearing}")?;
+            } else {
+                self.income(leg)?;
+            }
+        }
+        for (currency, amount) in left.into_iter().filter(|(_, a)| !a.is_zero()) {
+            let amount = self.survey.amount(amount, currency)?;
+            writeln!(self.out, "  {FEES_IN_COST}  {amount}")?;
         }
         writeln!(self.out)?;
+        for leg in legs.iter().filter(|l| l.split) {
+            let narration = format!(
+                "Lots of {} in {}",
+                self.account(&leg.account),
+                commodity_name(&leg.instrument)
+            );
+            self.transaction_header(&narration, links)?;
+            self.meta(stored, Vec::new())?;
+            for part in &leg.parts {
+                writeln!(self.out, "{}", self.part(leg, part)?)?;
+            }
+            self.income(leg)?;
+            let clearing = self.survey.amount(-leg.target, &leg.currency)?;
+            writeln!(self.out, "  {LOT_CLEARING}  {clearing}\n")?;
+        }
         Ok(())
+    }
+
+    /// A leg's realized P&L, when it has any: without an amount when Beancount computes it.
+    fn income(&mut self, leg: &Leg) -> Result<()> {
+        let name = realized_name(&leg.account, &leg.instrument);
+        match leg.income {
+            None => {}
+            Some(Income::Computed) => writeln!(self.out, "  {name}")?,
+            Some(Income::Stated(amount)) => {
+                let amount = self.survey.amount(amount, &leg.currency)?;
+                writeln!(self.out, "  {name}  {amount}")?;
+            }
+        }
+        Ok(())
+    }
+
+    /// One line of a leg (`booking::Part`).
+    fn part(&self, leg: &Leg, part: &Part) -> Result<String> {
+        let name = self.account(&leg.account);
+        let (commodity, currency) = (
+            commodity_name(&leg.instrument),
+            commodity_name(&leg.currency),
+        );
+        let units = |units: Decimal| self.survey.number(units, &leg.instrument);
+        let price = leg
+            .price
+            .map_or(String::new(), |p| format!(" @ {p} {currency}"));
+        Ok(match part {
+            Part::Reduce { units: u } => {
+                format!("  {name}  {} {commodity} {{{currency}}}{price}", units(*u)?)
+            }
+            Part::ReduceLot { units: u, label } => {
+                format!(
+                    "  {name}  {} {commodity} {{{}}}{price}",
+                    units(*u)?,
+                    quoted(label)
+                )
+            }
+            Part::AtCost {
+                units: u,
+                total,
+                date,
+                label,
+            } => {
+                let mut spec = self.survey.amount(*total, &leg.currency)?;
+                if let Some(date) = date {
+                    spec.push_str(&format!(", {date}"));
+                }
+                if let Some(label) = label {
+                    spec.push_str(&format!(", {}", quoted(label)));
+                }
+                format!("  {name}  {} {commodity} {{{{{spec}}}}}{price}", units(*u)?)
+            }
+            Part::AtTotalPrice { units: u, total } => {
+                let total = self.survey.amount(*total, &leg.currency)?;
+                format!("  {name}  {} {commodity} @@ {total}", units(*u)?)
+            }
+        })
     }
 
     /// One `note` per account that `postings` touch, listing its legs, in the order they appear.

@@ -123,6 +123,33 @@ fn push_component(name: &mut String, segment: &[u8]) {
     }
 }
 
+/// The income account of an account's realized P&L in an instrument: `Income:Realized-PnL`,
+/// then the account's components, then the instrument's code in lower case as a component under
+/// the same rule (`alice:cash`, `AAPL` → `Income:Realized-PnL:Alice:Cash:Aapl`; asset codes in
+/// lower case are segments, so two instruments never share a name).
+pub fn realized_name(code: &AccountCode, instrument: &AssetCode) -> String {
+    let mut name = format!("{}:{REALIZED}", Root::Income);
+    for segment in code.as_str().split(':') {
+        name.push(':');
+        push_component(&mut name, segment.as_bytes());
+    }
+    name.push(':');
+    push_component(
+        &mut name,
+        instrument.as_str().to_ascii_lowercase().as_bytes(),
+    );
+    name
+}
+
+/// The components of the export's own accounts: none is the name of a segment (a `-` followed by
+/// an upper-case letter never is), so no ledger account, under any root, has these names.
+const REALIZED: &str = "Realized-PnL";
+/// Where the fees in costs and proceeds go, which the weights of an entry count twice
+/// (`super` says why).
+pub const FEES_IN_COST: &str = "Equity:Ledger:Fees-In-Cost";
+/// Through which an entry's legs written apart balance (`super`).
+pub const LOT_CLEARING: &str = "Equity:Ledger:Lot-Clearing";
+
 /// The Beancount commodity of a ledger asset.
 pub fn commodity_name(code: &AssetCode) -> String {
     let text = code.as_str();
@@ -282,6 +309,18 @@ mod tests {
         assert_eq!(commodity_name(&"USD".parse().unwrap()), "USD");
         assert_eq!(commodity_name(&"1INCH".parse().unwrap()), "X.1INCH.X");
         assert_eq!(commodity_name(&"TRUE".parse().unwrap()), "X.TRUE.X");
+    }
+
+    #[test]
+    fn the_exports_own_accounts_are_no_ledger_accounts() {
+        let name = realized_name(&"alice:cash".parse().unwrap(), &"AAPL".parse().unwrap());
+        assert_eq!(name, "Income:Realized-PnL:Alice:Cash:Aapl");
+        let odd = realized_name(&"_x".parse().unwrap(), &"EUR_".parse().unwrap());
+        assert_eq!(odd, "Income:Realized-PnL:0-XX:Eur-U");
+        for own in [REALIZED, "Fees-In-Cost", "Lot-Clearing"] {
+            assert_eq!(segment_of(own), None, "{own}");
+            assert!(is_beancount_component(own), "{own}");
+        }
     }
 
     #[test]
