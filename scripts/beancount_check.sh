@@ -43,16 +43,8 @@ done
 
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
-beancount_version=3.2.3
-beanquery_version=0.2.0
-venv="${CARGO_TARGET_DIR:-$root/target}/beancount-venv"
-
-# Beancount and bean-query (a package of its own since Beancount 3), in a virtual environment.
 source "$root/scripts/python_tool.sh"
-pinned_venv "$venv" beancount "$beancount_version"
-if [ "$("$venv/bin/pip" show beanquery 2>/dev/null | sed -n 's/^Version: //p')" != "$beanquery_version" ]; then
-    "$venv/bin/pip" install -q "beanquery==$beanquery_version" "beancount==$beancount_version"
-fi
+venv=$(beancount_venv "$root")
 
 ledger=$(build_ledger)
 

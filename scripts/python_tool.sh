@@ -11,6 +11,19 @@ pinned_venv() {
     fresh_venv "$venv" "$name==$version"
 }
 
+# beancount_venv ROOT: Beancount and bean-query (a package of its own since Beancount 3), pinned, in
+# a virtual environment beside the build (<target>/beancount-venv); prints its path. The Rust
+# tests of the Beancount export run its bean-check and bean-query too (scripts/test.sh).
+beancount_venv() {
+    local venv="${CARGO_TARGET_DIR:-$1/target}/beancount-venv"
+    local beancount_version=3.2.3 beanquery_version=0.2.0
+    pinned_venv "$venv" beancount "$beancount_version" >&2
+    if [ "$("$venv/bin/pip" show beanquery 2>/dev/null | sed -n 's/^Version: //p')" != "$beanquery_version" ]; then
+        "$venv/bin/pip" install -q "beanquery==$beanquery_version" "beancount==$beancount_version" >&2
+    fi
+    echo "$venv"
+}
+
 # requirements_venv VENV FILE: a virtual environment at VENV with FILE's pinned requirements
 # installed from PyPI; one whose installed set already matches FILE is kept.
 requirements_venv() {

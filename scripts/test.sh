@@ -47,4 +47,10 @@ if [ ${#missing[@]} -gt 0 ]; then
     echo "test.sh: installed ${missing[*]} in $(($(date +%s) - started)) s" >&2
 fi
 
+# Beancount's own bean-check and bean-query check the export in the Rust tests too: pinned, from
+# PyPI, in a virtual environment beside the build (scripts/python_tool.sh).
+source scripts/python_tool.sh
+BEANCOUNT_BIN="$(beancount_venv "$PWD")/bin"
+export BEANCOUNT_BIN
+
 exec cargo test --locked "$@"

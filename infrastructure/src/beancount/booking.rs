@@ -19,7 +19,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use chrono::NaiveDate;
-use domain::event::{PendingPosted, TradeExecuted, TransactionPosted};
+use domain::event::{LotPick, PendingPosted, TradeExecuted, TransactionPosted};
 use domain::lots::{self, Book, BookKey, Lot, Movement};
 use domain::{AccountCode, AssetCode, BookingMethod, Event, Scale, TransactionId};
 use rust_decimal::Decimal;
@@ -117,6 +117,8 @@ pub(super) fn beancount_method(method: BookingMethod) -> &'static str {
         BookingMethod::Lifo => "LIFO",
         BookingMethod::Hifo => "HIFO",
         BookingMethod::Average => "NONE",
+        // Every reduction names its lots by label, which STRICT requires to be unambiguous.
+        BookingMethod::Specific => "STRICT",
     }
 }
 
@@ -133,6 +135,8 @@ struct Side {
     /// The lot it opens, if it opens one (unique in its book).
     label: String,
     price: Option<Decimal>,
+    /// The lots a seller that books by specific lots named.
+    picks: Vec<LotPick>,
 }
 
 #[derive(Debug)]
@@ -320,6 +324,7 @@ impl Bookings {
             };
             let label = format!("{}/{index}", e.transaction_id);
             let side = |destination: bool, account, quantity| Side {
+                picks: Vec::new(),
                 index,
                 destination,
                 key: key(account),
@@ -422,6 +427,11 @@ fn trade_sides(
         amount,
         label: label.to_owned(),
         price: Some(t.price),
+        picks: if destination {
+            Vec::new()
+        } else {
+            t.lots.clone()
+        },
     };
     vec![
         side(false, &t.seller, -units, sold),
@@ -557,6 +567,7 @@ impl<'a> Replay<'a> {
             date: step.date,
             quantity: side.quantity,
             amount: side.amount,
+            picks: side.picks.clone(),
         };
         let closed = book.apply(&movement);
         let opened = book.lots.iter().find(|l| l.lot_id == side.label).cloned();
@@ -854,6 +865,10 @@ fn beancount_picks(
     method: BookingMethod,
     quantity: Decimal,
 ) -> Vec<(String, Decimal)> {
+    if method == BookingMethod::Specific {
+        // STRICT picks nothing by itself: the reductions name the ledger's lots.
+        return Vec::new();
+    }
     let rank = |l: &Lot| order.get(&l.lot_id).copied().unwrap_or(u64::MAX);
     let mut sorted: Vec<&Lot> = lots.iter().collect();
     sorted.sort_by(|a, b| {
@@ -862,7 +877,9 @@ fn beancount_picks(
             BookingMethod::Hifo => {
                 (b.amount * a.quantity.abs()).cmp(&(a.amount * b.quantity.abs()))
             }
-            BookingMethod::Fifo | BookingMethod::Average => a.date.cmp(&b.date),
+            BookingMethod::Fifo | BookingMethod::Average | BookingMethod::Specific => {
+                a.date.cmp(&b.date)
+            }
         };
         by_method.then(rank(a).cmp(&rank(b)))
     });

@@ -165,6 +165,8 @@ impl Log {
             .collect();
         let id = TransactionId(Uuid::from_u128(self.next_id()));
         let trade = ExecuteTrade {
+            lots: Vec::new(),
+            open_lots: None,
             id,
             buyer: account(buyer),
             seller: account(seller),
@@ -250,8 +252,7 @@ fn beancount_tool(name: &str) -> Option<PathBuf> {
 /// the file, or None when Beancount is not installed.
 fn bean_check(name: &str, text: &str) -> Option<PathBuf> {
     let Some(bean_check) = beancount_tool("bean-check") else {
-        eprintln!("bean-check not found (scripts/beancount_check.sh installs it): not run");
-        return None;
+        panic!("bean-check not found: scripts/test.sh installs it (or set BEANCOUNT_BIN)");
     };
     let path = std::env::temp_dir().join(format!("ledger-{}-{name}.beancount", std::process::id()));
     std::fs::write(&path, text).unwrap();
