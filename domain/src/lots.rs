@@ -180,7 +180,12 @@ impl Book {
         if self.method == BookingMethod::Average {
             let open = self.quantity().abs();
             let total = share(self.amount(), taken, open, self.scale);
-            return split(total, picks.iter().map(|(_, take)| *take), taken, self.scale);
+            return split(
+                total,
+                picks.iter().map(|(_, take)| *take),
+                taken,
+                self.scale,
+            );
         }
         picks
             .iter()
@@ -291,11 +296,7 @@ pub fn split(
 /// The movements an event makes, with the book each belongs to: the instrument leg of a trade
 /// (whether it settles now or later: lots follow the trade date), and each posting of a
 /// transaction that states a cost. Reversals, settlements and everything else make none.
-pub fn movements_of(
-    event: &Event,
-    position: i64,
-    date: NaiveDate,
-) -> Vec<(BookKey, Movement)> {
+pub fn movements_of(event: &Event, position: i64, date: NaiveDate) -> Vec<(BookKey, Movement)> {
     match event {
         Event::TradeExecuted(trade) => trade_movements(trade, position, date),
         Event::TransactionPosted(e) if e.reverses.is_none() && !e.pending => e
