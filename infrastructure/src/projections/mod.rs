@@ -21,6 +21,7 @@ pub mod accounts;
 pub mod assets;
 pub mod balances;
 pub mod checkpoints;
+pub mod dues;
 pub mod effective;
 pub mod holds;
 pub mod periods;
