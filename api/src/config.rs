@@ -62,6 +62,11 @@ pub struct ServeConfig {
     /// `effective_in_future`).
     #[arg(long = "effective-future-max", env = "LEDGER_EFFECTIVE_FUTURE_MAX_S", default_value_t = 0, value_parser = clap::value_parser!(u64).range(0..=31_536_000))]
     pub effective_future_max_s: u64,
+    /// The time of day (UTC, `HH:MM` or `HH:MM:SS`) at which a trade settles on its settlement
+    /// date: the writer posts a trade booked as pending for a later date once this time of that
+    /// date has passed. Each trade records when it settles, so a change decides new trades only.
+    #[arg(long = "settlement-time", env = "LEDGER_SETTLEMENT_TIME", default_value = "00:00", value_parser = parse_settlement_time)]
+    pub settlement_time: chrono::NaiveTime,
     #[arg(long, env = "LEDGER_BATCH_MAX", default_value_t = 2_048, value_parser = clap::value_parser!(u32).range(1..=100_000))]
     pub batch_max: u32,
     /// Connections for reads (the writer has one of its own).
@@ -156,6 +161,7 @@ impl ServeConfig {
             clock: system_clock(),
             projector: ProjectorConfig::default(),
             effective_future_max_s: 0,
+            settlement_time: chrono::NaiveTime::MIN,
             listen,
             database_url,
             read_database_url: None,
@@ -220,6 +226,7 @@ impl ServeConfig {
             advertise_url: Some(advertise_url),
             clock: self.clock.clone(),
             effective_future_max: Duration::from_secs(self.effective_future_max_s),
+            settlement_time: self.settlement_time,
             ..WriterConfig::default()
         }
     }
@@ -254,6 +261,49 @@ impl ServeConfig {
     }
 }
 
+/// A settlement time as written: `HH:MM` or `HH:MM:SS`, nothing finer (a trade settles at a
+/// time the operator can read back, not at a fraction of a second).
+fn parse_settlement_time(text: &str) -> Result<chrono::NaiveTime, String> {
+    ["%H:%M", "%H:%M:%S"]
+        .iter()
+        .find_map(|format| chrono::NaiveTime::parse_from_str(text, format).ok())
+        .ok_or_else(|| format!("{text:?} is not a time of day as HH:MM or HH:MM:SS (UTC)"))
+}
+
 fn system_clock() -> std::sync::Arc<dyn domain::clock::Clock> {
     std::sync::Arc::new(domain::clock::SystemClock)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_settlement_time_is_a_time_of_day_to_the_second() {
+        let at = |h, m, s| chrono::NaiveTime::from_hms_opt(h, m, s).unwrap();
+        assert_eq!(parse_settlement_time("00:00"), Ok(at(0, 0, 0)));
+        assert_eq!(parse_settlement_time("16:30"), Ok(at(16, 30, 0)));
+        assert_eq!(parse_settlement_time("09:05:07"), Ok(at(9, 5, 7)));
+        for refused in ["", "24:00", "9h", "16:30:00.5", "16:30Z", "4pm"] {
+            assert!(parse_settlement_time(refused).is_err(), "{refused:?}");
+        }
+    }
+
+    #[test]
+    fn the_settlement_time_flag_and_its_default() {
+        use clap::Parser;
+        #[derive(Parser)]
+        struct Cli {
+            #[command(flatten)]
+            serve: ServeConfig,
+        }
+        let default = Cli::try_parse_from(["ledger"]).unwrap();
+        assert_eq!(default.serve.settlement_time, chrono::NaiveTime::MIN);
+        let set = Cli::try_parse_from(["ledger", "--settlement-time", "21:00"]).unwrap();
+        assert_eq!(
+            set.serve.settlement_time,
+            chrono::NaiveTime::from_hms_opt(21, 0, 0).unwrap()
+        );
+        assert!(Cli::try_parse_from(["ledger", "--settlement-time", "25:00"]).is_err());
+    }
 }

@@ -166,13 +166,22 @@ pub fn render_dry_reply(answer: Result<Reply, infrastructure::Error>) -> Rendere
 /// stated none (it would be the recording time the real write gets).
 fn without_invented(body: &[u8], undated: bool) -> Option<Vec<u8>> {
     let mut view: serde_json::Map<String, serde_json::Value> = serde_json::from_slice(body).ok()?;
-    for field in INVENTED {
-        view.remove(field);
-    }
-    if undated {
-        view.remove("effective_at");
+    strip_invented(&mut view, undated);
+    // A trade with a settlement date shows its settlement state from the start, with the
+    // trade's own position and times while nothing has settled: invented there as well.
+    if let Some(serde_json::Value::Object(settlement)) = view.get_mut("settlement") {
+        strip_invented(settlement, undated);
     }
     serde_json::to_vec(&view).ok()
+}
+
+fn strip_invented(fields: &mut serde_json::Map<String, serde_json::Value>, undated: bool) {
+    for field in INVENTED {
+        fields.remove(field);
+    }
+    if undated {
+        fields.remove("effective_at");
+    }
 }
 
 /// The answer to a dry run of one command: `DryRunView` when accepted, the problem otherwise.

@@ -160,6 +160,9 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     })?;
     serde_json::from_slice(bytes).map_err(|e| {
         let message = e.to_string();
+        if let Some(both) = named_twice(&message) {
+            return ApiError::InvalidRequest(both);
+        }
         match e.classify() {
             serde_json::error::Category::Data
                 if !message.starts_with("unknown field")
@@ -170,6 +173,20 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
             serde_json::error::Category::Data => ApiError::InvalidRequest(message),
             _ => ApiError::MalformedJson(format!("the body is not valid JSON: {message}")),
         }
+    })
+}
+
+/// Fields a request also takes under another name, as (field, other name). A key given twice is
+/// refused while canonicalizing, so serde's "duplicate field" means a body gave one field under
+/// both of its names.
+const FIELD_ALIASES: [(&str, &str); 1] = [("effective_at", "trade_date")];
+
+/// A clear answer to a body that gave a field under both of its names.
+fn named_twice(message: &str) -> Option<String> {
+    FIELD_ALIASES.iter().find_map(|(field, alias)| {
+        message
+            .starts_with(&format!("duplicate field `{field}`"))
+            .then(|| format!("{alias} is another name for {field}: give one of them, not both"))
     })
 }
 

@@ -9,6 +9,10 @@ use infrastructure::projections::balances::BalanceRecord;
 use infrastructure::projections::postings::{HistoryEntry, HistoryItem};
 use infrastructure::CommittedEvent;
 
+mod settlement;
+
+pub use settlement::{dated_settlement_view, settled_postings};
+
 use crate::error::ApiError;
 use crate::views::{
     AccountLimitsView, AccountStatusView, AccountView, AssetView, BalanceView, BookingMethodView,
@@ -101,12 +105,17 @@ pub fn transaction_view(committed: &CommittedEvent) -> Option<TransactionView> {
         Event::TradeExecuted(e) => (e.trade_id, "trade", &e.metadata, e.expires_at, None, false),
         _ => return None,
     };
+    let trade = match &committed.event {
+        Event::TradeExecuted(t) => Some(t),
+        _ => None,
+    };
+    let effective_at = committed.event.effective_or(committed.recorded_at);
     Some(TransactionView {
         id: id.0,
         kind: kind.to_owned(),
         position: committed.position,
         recorded_at: committed.recorded_at,
-        effective_at: committed.event.effective_or(committed.recorded_at),
+        effective_at,
         postings: committed
             .event
             .postings()
@@ -116,7 +125,10 @@ pub fn transaction_view(committed: &CommittedEvent) -> Option<TransactionView> {
         metadata: metadata.clone(),
         status: initial_status(&committed.event).to_owned(),
         expires_at,
-        settlement: None,
+        trade_date: trade.map(|_| effective_at.date_naive()),
+        settlement_date: trade.and_then(|t| t.settlement_date),
+        settles_at: trade.and_then(|t| t.settles_at),
+        settlement: settlement::dated_settlement_view(committed, None, None),
         reverses,
         forced,
         reversed_by: None,
@@ -135,10 +147,23 @@ fn initial_status(event: &Event) -> &'static str {
 /// The view of a settlement event (`PendingPosted`, `PendingVoided`, `PendingExpired`).
 pub fn settlement_view(committed: &CommittedEvent) -> Option<SettlementView> {
     let (pending_id, status, metadata) = match &committed.event {
+        Event::PendingPosted(e) if !e.remaining.is_empty() => {
+            (e.pending_id, "partially_settled", Some(&e.metadata))
+        }
         Event::PendingPosted(e) => (e.pending_id, "posted", Some(&e.metadata)),
+        Event::PendingVoided(e) if e.reason.is_some() => {
+            (e.pending_id, "failed", Some(&e.metadata))
+        }
         Event::PendingVoided(e) => (e.pending_id, "voided", Some(&e.metadata)),
         Event::PendingExpired(e) => (e.pending_id, "expired", None),
         _ => return None,
+    };
+    let (remaining, reason) = match &committed.event {
+        Event::PendingPosted(e) if !e.remaining.is_empty() => {
+            (Some(e.remaining.iter().map(posting_view).collect()), None)
+        }
+        Event::PendingVoided(e) => (None, e.reason.clone()),
+        _ => (None, None),
     };
     Some(SettlementView {
         pending_id: pending_id.0,
@@ -159,6 +184,9 @@ pub fn settlement_view(committed: &CommittedEvent) -> Option<SettlementView> {
             .map(posting_view)
             .collect(),
         metadata: metadata.map_or_else(domain::Metadata::default, Clone::clone),
+        settled: None,
+        remaining,
+        reason,
     })
 }
 
@@ -166,11 +194,12 @@ pub fn trade_view(committed: &CommittedEvent) -> Option<TradeView> {
     let Event::TradeExecuted(t) = &committed.event else {
         return None;
     };
+    let effective_at = committed.event.effective_or(committed.recorded_at);
     Some(TradeView {
         id: t.trade_id.0,
         position: committed.position,
         recorded_at: committed.recorded_at,
-        effective_at: committed.event.effective_or(committed.recorded_at),
+        effective_at,
         buyer: t.buyer.to_string(),
         seller: t.seller.to_string(),
         instrument: t.instrument.to_string(),
@@ -183,7 +212,10 @@ pub fn trade_view(committed: &CommittedEvent) -> Option<TradeView> {
         metadata: t.metadata.clone(),
         status: initial_status(&committed.event).to_owned(),
         expires_at: t.expires_at,
-        settlement: None,
+        trade_date: effective_at.date_naive(),
+        settlement_date: t.settlement_date,
+        settles_at: t.settles_at,
+        settlement: settlement::dated_settlement_view(committed, None, None),
         reversed_by: None,
     })
 }
@@ -221,7 +253,7 @@ pub fn period_event_view(committed: &CommittedEvent) -> Option<PeriodEventView> 
     Some(view)
 }
 
-fn posting_view(p: &Posting) -> PostingView {
+pub(crate) fn posting_view(p: &Posting) -> PostingView {
     PostingView {
         source: p.source.to_string(),
         destination: p.destination.to_string(),
@@ -302,6 +334,11 @@ pub fn balance_view(b: BalanceRecord) -> BalanceView {
         available: b
             .pending
             .map(|(debits, _)| (b.balance - debits).to_string()),
+        // Checked: figures near the decimal's limit leave the field out rather than panic.
+        trade_date_balance: b
+            .pending
+            .and_then(|(debits, credits)| b.balance.checked_add(credits)?.checked_sub(debits))
+            .map(|position| position.to_string()),
         position: b.position,
     }
 }

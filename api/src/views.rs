@@ -1,7 +1,7 @@
 //! Response bodies. Amounts are decimal strings at the asset's scale; `render` fills these from
 //! events and read records.
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 use serde::Serialize;
 use utoipa::ToSchema;
 use uuid::Uuid;
@@ -40,6 +40,12 @@ pub struct BalanceView {
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(example = "70.00")]
     pub available: Option<String>,
+    /// The trade-date position: `balance` + `pending_credits` − `pending_debits`, as if every
+    /// pending transaction and every trade awaiting its settlement date had settled. `balance`
+    /// is the settled position.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(example = "70.00")]
+    pub trade_date_balance: Option<String>,
     /// The position of the last event that changed these figures.
     pub position: i64,
 }
@@ -205,10 +211,24 @@ pub struct TransactionView {
     #[schema(value_type = Object)]
     pub metadata: domain::Metadata,
     /// `posted`; or for a pending transaction `pending`, then `posted`, `voided` or `expired`.
+    /// A trade with a settlement date goes by its `settlement.status`.
     pub status: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub expires_at: Option<DateTime<Utc>>,
-    /// How a pending transaction was settled, once it was.
+    /// A trade's trade date: the date (UTC) of `effective_at`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>, format = Date)]
+    pub trade_date: Option<NaiveDate>,
+    /// A trade's settlement date, when it stated one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>, format = Date)]
+    pub settlement_date: Option<NaiveDate>,
+    /// When the ledger posts what a trade booked as pending for its settlement date still
+    /// reserves: the settlement date at the server's settlement time.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub settles_at: Option<DateTime<Utc>>,
+    /// How a pending transaction was settled, once it was; for a trade with a settlement date,
+    /// how its settlement stands from the start.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub settlement: Option<SettlementView>,
     /// For a reversal (kind `reversal`): the transaction it reverses.
@@ -222,12 +242,17 @@ pub struct TransactionView {
     pub reversed_by: Option<Uuid>,
 }
 
-/// The settlement of a pending transaction: what a post or void returns.
+/// The settlement of a pending transaction: what a post, void, settle or fail returns (the event
+/// it appended). In the view of a trade with a settlement date, where its settlement stands:
+/// then `status` is `pending`, `partially_settled`, `settled`, `failed`, `voided` or `expired`,
+/// `settled` and `remaining` are always there, and the other fields are those of its latest
+/// settlement event (the trade's own while nothing has settled).
 #[derive(Debug, Serialize, ToSchema)]
 pub struct SettlementView {
     /// The pending transaction.
     pub pending_id: Uuid,
-    /// `posted`, `voided` or `expired`.
+    /// `posted`, `voided` or `expired`; `partially_settled` when a trade with a settlement date
+    /// settled in part (the rest stays reserved), `failed` when a trade's settlement failed.
     pub status: String,
     pub position: i64,
     pub recorded_at: DateTime<Utc>,
@@ -239,6 +264,18 @@ pub struct SettlementView {
     pub released: Vec<PostingView>,
     #[schema(value_type = Object)]
     pub metadata: domain::Metadata,
+    /// A trade with a settlement date, in its view: everything its settlement has posted so far
+    /// (over all its parts), per source, destination and asset.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub settled: Option<Vec<PostingView>>,
+    /// What stays reserved: after a partial settlement, in the answer to it; in the view of a
+    /// trade with a settlement date, what it still reserves, per posting (what the `amounts` of
+    /// `POST /v1/trades/{id}/settle` refer to, in this order).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub remaining: Option<Vec<PostingView>>,
+    /// Why the trade's settlement failed (status `failed`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -269,10 +306,24 @@ pub struct TradeView {
     pub postings: Vec<PostingView>,
     #[schema(value_type = Object)]
     pub metadata: domain::Metadata,
-    /// `posted`; or for a pending trade `pending`, then `posted`, `voided` or `expired`.
+    /// `posted`; or for a pending trade `pending`, then `posted`, `voided` or `expired`. A
+    /// trade with a settlement date goes by its `settlement.status`.
     pub status: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub expires_at: Option<DateTime<Utc>>,
+    /// The date (UTC) of `effective_at`.
+    #[schema(value_type = String, format = Date)]
+    pub trade_date: NaiveDate,
+    /// The settlement date, when the trade stated one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>, format = Date)]
+    pub settlement_date: Option<NaiveDate>,
+    /// When the ledger posts what the trade still reserves, when it was booked as pending for
+    /// a later settlement date: that date at the server's settlement time.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub settles_at: Option<DateTime<Utc>>,
+    /// How a pending trade was settled, once it was; for a trade with a settlement date, how its
+    /// settlement stands from the start.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub settlement: Option<SettlementView>,
     /// The reversal of this trade, once it has one.
@@ -473,6 +524,46 @@ pub struct BalancesAtView {
     pub known_at_position: Option<i64>,
     /// Each asset the account held by then; `position` is that of its last change.
     pub balances: Vec<BalanceView>,
+}
+
+/// What an account has due in and out in one asset on one settlement date.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SettlementLadderItemView {
+    /// The settlement date; `null` for holds that have none (two-phase transactions and
+    /// trades, settled when a client posts or voids them), listed last.
+    #[schema(value_type = Option<String>, format = Date)]
+    pub date: Option<NaiveDate>,
+    pub asset: String,
+    /// What the account's open holds bring in on that date (pending credits).
+    #[schema(example = "10")]
+    pub due_in: String,
+    /// What they take out of it (pending debits).
+    #[schema(example = "0")]
+    pub due_out: String,
+}
+
+/// What an account has due in and out in one asset over all its open holds.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SettlementTotalView {
+    pub asset: String,
+    /// Equal to the account's `pending_credits` in the asset.
+    pub due_in: String,
+    /// Equal to the account's `pending_debits` in the asset.
+    pub due_out: String,
+}
+
+/// An account's settlement ladder: what its open holds have due in and out per settlement date
+/// and asset.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SettlementLadderView {
+    pub account: String,
+    /// The position the ladder reflects.
+    pub position: i64,
+    /// By date (undated last), then asset. With `from` or `to`, the dates in that range only.
+    pub items: Vec<SettlementLadderItemView>,
+    /// Per asset, over every open hold of the account whatever `from` and `to` say: equal to
+    /// its pending figures, which the read checks.
+    pub totals: Vec<SettlementTotalView>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]

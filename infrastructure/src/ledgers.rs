@@ -18,7 +18,7 @@ use crate::{Error, Result};
 /// The tables every book has, created for a new ledger as copies of `public`'s (columns,
 /// defaults, checks, keys and indexes). A migration that changes one of them must change it in
 /// every book (`SELECT schema_name FROM ledgers`).
-pub const BOOK_TABLES: [&str; 20] = [
+pub const BOOK_TABLES: [&str; 21] = [
     "events",
     "projection_head",
     "assets",
@@ -39,6 +39,7 @@ pub const BOOK_TABLES: [&str; 20] = [
     "periods",
     "hold_parts",
     "booking_methods",
+    "hold_dues",
 ];
 
 /// Ledgers listed per page at most.
@@ -250,10 +251,11 @@ pub async fn summary(book: &PgPool) -> Result<BookSummary> {
     })
 }
 
-/// Open holds with an expiry: a ledger with one needs its writer running, to expire it on time.
+/// Open holds with an expiry or a settlement time (a trade with a settlement date): a ledger
+/// with one needs its writer running, to expire or settle it on time.
 const HOLDS_TO_EXPIRE: &str = "SELECT EXISTS (
     SELECT 1 FROM {book}holds h
-    WHERE h.expires_at IS NOT NULL
+    WHERE (h.expires_at IS NOT NULL OR h.settles_at IS NOT NULL)
       AND NOT EXISTS (SELECT 1 FROM {book}hold_settlements s WHERE s.transaction_id = h.transaction_id))";
 
 /// Whether the book the pool's sessions work on has a hold that will expire.

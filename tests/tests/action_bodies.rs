@@ -159,6 +159,7 @@ async fn the_openapi_document_says_an_action_body_is_optional() {
     for path in [
         "/v1/transactions/{id}/{action}",
         "/v1/accounts/{id_or_code}/{action}",
+        "/v1/trades/{id}/settle",
     ] {
         let body = &paths[path]["post"]["requestBody"];
         assert_eq!(body["required"], Value::Bool(false), "{path}: {body}");

@@ -10,6 +10,7 @@ mod accounts;
 mod actions;
 mod assets;
 mod periods;
+mod settlement;
 mod trades;
 mod transactions;
 
@@ -20,6 +21,7 @@ pub use accounts::{
 pub use actions::{TransactionAction, TransactionActionCommand, TransactionActionRequest};
 pub use assets::DefineAssetRequest;
 pub use periods::{ClosePeriodCommand, ClosePeriodRequest, ReopenPeriodRequest};
+pub use settlement::{FailTradeCommand, FailTradeRequest, SettleTradeCommand, SettleTradeRequest};
 
 use crate::error::ApiError;
 pub use trades::{FeeRequest, TradeRequest};

@@ -1,6 +1,6 @@
 //! Trades: an instrument against a currency, with fees.
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 use domain::{
     AccountRef, AssetCode, Command, ExecuteTrade, FeeInstruction, Metadata, PositiveDecimal,
     TransactionId,
@@ -70,9 +70,19 @@ pub struct TradeRequest {
     pub timeout_s: Option<u32>,
     /// When it counts in the books (RFC 3339, at most microseconds): in the past back to the end
     /// of the last closed period (exclusive), or ahead by at most the server's
-    /// `--effective-future-max`. Absent: when it is recorded.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// `--effective-future-max`. Absent: when it is recorded. Its date (UTC) is the trade date.
+    /// Also accepted as `trade_date` (the same field: giving both is a 400 `invalid_request`).
+    #[serde(default, alias = "trade_date", skip_serializing_if = "Option::is_none")]
     pub effective_at: Option<DateTime<Utc>>,
+    /// The date the trade settles (`YYYY-MM-DD`), from its trade date up to 366 days after it.
+    /// A later date than the trade date books the trade as pending: its amounts are reserved
+    /// until the ledger posts them by itself at the server's `--settlement-time` of that date
+    /// (`settles_at`), or until `POST /v1/trades/{id}/settle` settles it early (whole or in
+    /// part) or `/fail` records a failed settlement. The trade date itself, or a date whose
+    /// settlement time has already passed, settles at once. Not with `pending` (422).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>, format = Date, example = "2026-03-17")]
+    pub settlement_date: Option<NaiveDate>,
 }
 
 impl CommandRequest for TradeRequest {
@@ -82,7 +92,7 @@ impl CommandRequest for TradeRequest {
         Ok(Command::ExecuteTrade(ExecuteTrade {
             lots: Vec::new(),
             open_lots: None,
-            settlement_date: None,
+            settlement_date: self.settlement_date,
             id: TransactionId(Uuid::now_v7()),
             buyer: self.buyer.clone(),
             seller: self.seller.clone(),

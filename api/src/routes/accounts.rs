@@ -2,6 +2,7 @@ use axum::extract::State;
 use axum::response::Response;
 use domain::command::StatusChange;
 use domain::{AccountCode, AccountRef, AssetCode};
+use infrastructure::projections::dues::{LadderItem, LadderRange};
 use infrastructure::projections::effective::EffectiveCursor;
 use infrastructure::projections::postings::Statement;
 use infrastructure::{AccountKey, HistoryCursor, ReadStore};
@@ -11,7 +12,7 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 use uuid::Uuid;
 
 use axum::http::HeaderMap;
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 use domain::Rejection;
 use rust_decimal::Decimal;
 
@@ -29,7 +30,8 @@ use crate::routes::write::{at_position, csv_at_position, submit, wants_csv};
 use crate::state::AppState;
 use crate::views::{
     AccountLimitsView, AccountList, AccountStatusView, AccountView, BalancesAtView, EntryOrder,
-    HistoryItemView, HistoryPage, StatementView,
+    HistoryItemView, HistoryPage, SettlementLadderItemView, SettlementLadderView,
+    SettlementTotalView, StatementView,
 };
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -39,6 +41,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(account_history))
         .routes(routes!(account_balances))
         .routes(routes!(account_statement))
+        .routes(routes!(account_settlements))
         .routes(routes!(change_account_status))
         .routes(routes!(set_account_limits))
 }
@@ -689,4 +692,91 @@ fn statement_csv(view: &StatementView) -> String {
         view.closing_position, view.closing_balance
     ));
     out
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct SettlementsParams {
+    /// The first settlement date listed (`YYYY-MM-DD`), inclusive. With `from` or `to`, holds
+    /// without a settlement date are left out of `items` (never out of `totals`).
+    #[param(value_type = Option<String>, format = Date)]
+    pub from: Option<NaiveDate>,
+    /// The last settlement date listed (`YYYY-MM-DD`), inclusive.
+    #[param(value_type = Option<String>, format = Date)]
+    pub to: Option<NaiveDate>,
+    pub min_position: Option<i64>,
+}
+
+/// Items of a settlement ladder at most (dates × assets); a longer one is refused rather than
+/// cut short: narrow it with `from` and `to`.
+const LADDER_ITEMS_MAX: i64 = 10_000;
+
+/// The account's settlement ladder: per settlement date and asset, what its open holds have due
+/// in and out. Trades booked as pending for a later settlement date are listed on that date;
+/// holds without one (two-phase transactions and trades) with `date: null`, so that the totals
+/// per asset equal the account's `pending_credits` (due in) and `pending_debits` (due out); the
+/// read checks that they do, and fails (500) rather than answer a ladder that does not add up.
+#[utoipa::path(
+    get, path = "/v1/accounts/{id_or_code}/settlements", tag = "accounts",
+    params(("id_or_code" = String, Path, description = "Account id (UUID) or code"), SettlementsParams),
+    responses((status = 200, body = SettlementLadderView), (status = 404, body = Problem), (status = "4XX", body = Problem), (status = 503, body = Problem))
+)]
+async fn account_settlements(
+    book: Book,
+    PathParam(id_or_code): PathParam<String>,
+    Params(params): Params<SettlementsParams>,
+) -> Result<Response, ApiError> {
+    let key = account_key(&id_or_code)?;
+    if let (Some(from), Some(to)) = (params.from, params.to) {
+        if from > to {
+            return Err(ApiError::InvalidRequest(format!(
+                "from {from} is after to {to}"
+            )));
+        }
+    }
+    let reads = book.reads_at(params.min_position);
+    let account = reads.account(&key).await?;
+    let account = account.value.ok_or_else(|| not_found(&id_or_code))?;
+    let range = LadderRange {
+        from: params.from,
+        to: params.to,
+    };
+    let ladder = reads
+        .settlement_ladder(account.id, range, LADDER_ITEMS_MAX + 1)
+        .await?;
+    if ladder.value.items.len() as i64 > LADDER_ITEMS_MAX {
+        return Err(ApiError::Validation(format!(
+            "the ladder has more than {LADDER_ITEMS_MAX} items: narrow it with from and to"
+        )));
+    }
+    let view = SettlementLadderView {
+        account: account.code,
+        position: ladder.position,
+        items: ladder
+            .value
+            .items
+            .into_iter()
+            .map(ladder_item_view)
+            .collect(),
+        totals: ladder
+            .value
+            .totals
+            .into_iter()
+            .map(|t| SettlementTotalView {
+                asset: t.asset,
+                due_in: t.due_in.to_string(),
+                due_out: t.due_out.to_string(),
+            })
+            .collect(),
+    };
+    Ok(at_position(ladder.position, view))
+}
+
+fn ladder_item_view(item: LadderItem) -> SettlementLadderItemView {
+    SettlementLadderItemView {
+        date: item.date,
+        asset: item.asset,
+        due_in: item.due_in.to_string(),
+        due_out: item.due_out.to_string(),
+    }
 }

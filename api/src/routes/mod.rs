@@ -281,9 +281,10 @@ fn ledger_scoped_paths(doc: &mut utoipa::openapi::OpenApi) {
 }
 
 /// The routes whose handlers read their body with `ActionBody`, which takes an empty body as `{}`.
-const ACTION_PATHS: [&str; 2] = [
+const ACTION_PATHS: [&str; 3] = [
     "/v1/transactions/{id}/{action}",
     "/v1/accounts/{id_or_code}/{action}",
+    "/v1/trades/{id}/settle",
 ];
 
 /// Says that the body of an action is optional. utoipa marks a body optional only when its type

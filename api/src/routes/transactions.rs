@@ -17,10 +17,14 @@ use crate::error::{ApiError, Problem};
 use crate::extract::{
     ActionBody, BatchJsonBody, IdempotencyKey, JsonBody, Params, PathParam, RequestOrigin,
 };
-use crate::render::{decode_stored, settlement_view, trade_view, transaction_view};
+use crate::render::{
+    dated_settlement_view, decode_stored, settled_postings, settlement_view, trade_view,
+    transaction_view,
+};
 use crate::requests::{
-    TradeRequest, TransactionAction, TransactionActionCommand, TransactionActionRequest,
-    TransactionRequest, TransferRequest,
+    FailTradeCommand, FailTradeRequest, SettleTradeCommand, SettleTradeRequest, TradeRequest,
+    TransactionAction, TransactionActionCommand, TransactionActionRequest, TransactionRequest,
+    TransferRequest,
 };
 use crate::routes::assets::ReadParams;
 use crate::routes::write::{at_position, render_reply, submit, CommandRequest, RenderedReply};
@@ -28,6 +32,7 @@ use crate::state::AppState;
 use crate::views::{SettlementView, TradeView, TransactionView};
 use domain::command::OriginalTransaction;
 use domain::{Event, TransactionId};
+use infrastructure::projections::transactions::TransactionRecord;
 use infrastructure::CommittedEvent;
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -39,6 +44,8 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(post_transfer))
         .routes(routes!(post_trade))
         .routes(routes!(get_trade))
+        .routes(routes!(settle_trade))
+        .routes(routes!(fail_trade))
 }
 
 /// Post a transaction: 1 to 64 postings applied in order, all or none. No balance of an account
@@ -134,11 +141,10 @@ async fn get_transaction(
     };
     let uuid = parse_id(&id, "transaction_not_found", "transaction")?;
     let found = book.reads_at(params.min_position).transaction(uuid).await?;
-    let record = found.value.ok_or_else(not_found)?;
-    let settlement = settled(record.settlement)?;
-    let mut view = transaction_view(&decode_stored(record.event)?).ok_or_else(not_found)?;
-    view.reversed_by = record.reversed_by;
-    if let Some(settlement) = settlement {
+    let read = ReadTransaction::decode(found.value.ok_or_else(not_found)?)?;
+    let mut view = transaction_view(&read.recorded).ok_or_else(not_found)?;
+    view.reversed_by = read.reversed_by;
+    if let Some(settlement) = read.settlement_view() {
         view.status = settlement.status.clone();
         view.settlement = Some(settlement);
     }
@@ -162,15 +168,42 @@ async fn get_trade(
     };
     let uuid = parse_id(&id, "trade_not_found", "trade")?;
     let found = book.reads_at(params.min_position).transaction(uuid).await?;
-    let record = found.value.ok_or_else(not_found)?;
-    let settlement = settled(record.settlement)?;
-    let mut view = trade_view(&decode_stored(record.event)?).ok_or_else(not_found)?;
-    view.reversed_by = record.reversed_by;
-    if let Some(settlement) = settlement {
+    let read = ReadTransaction::decode(found.value.ok_or_else(not_found)?)?;
+    let mut view = trade_view(&read.recorded).ok_or_else(not_found)?;
+    view.reversed_by = read.reversed_by;
+    if let Some(settlement) = read.settlement_view() {
         view.status = settlement.status.clone();
         view.settlement = Some(settlement);
     }
     Ok(at_position(found.position, view))
+}
+
+/// A transaction as read, its events decoded.
+struct ReadTransaction {
+    recorded: CommittedEvent,
+    reversed_by: Option<Uuid>,
+    /// The event that ended its hold, if it was pending and has been settled.
+    end: Option<CommittedEvent>,
+    /// The latest partial settlement of a trade with a settlement date.
+    latest_part: Option<CommittedEvent>,
+}
+
+impl ReadTransaction {
+    fn decode(record: TransactionRecord) -> Result<Self, ApiError> {
+        Ok(Self {
+            recorded: decode_stored(record.event)?,
+            reversed_by: record.reversed_by,
+            end: record.settlement.map(decode_stored).transpose()?,
+            latest_part: record.latest_part.map(decode_stored).transpose()?,
+        })
+    }
+
+    /// How its settlement stands: for a trade with a settlement date, from the start; for any
+    /// other pending transaction, the event that settled it, once one has.
+    fn settlement_view(&self) -> Option<SettlementView> {
+        let (part, end) = (self.latest_part.as_ref(), self.end.as_ref());
+        dated_settlement_view(&self.recorded, part, end).or_else(|| end.and_then(settlement_view))
+    }
 }
 
 /// A transaction as the log recorded it, for its reversal: what moved (for a pending one, what
@@ -181,11 +214,20 @@ async fn original(book: &Book, id: TransactionId) -> Result<OriginalTransaction,
         code: "transaction_not_found",
         what: format!("transaction {id}"),
     })?;
-    let recorded = decode_stored(record.event)?;
-    let settlement = record.settlement.map(decode_stored).transpose()?;
+    let ReadTransaction {
+        recorded,
+        end: settlement,
+        latest_part,
+        ..
+    } = ReadTransaction::decode(record)?;
     let event = &recorded.event;
     // What moved, and when it counts: a pending transaction's post, or the transaction itself.
+    // A trade settled in parts moved all of them: what settled, as of its last settlement.
     let (postings, effective_at) = match settlement {
+        Some(ref end) if latest_part.is_some() => (
+            settled_postings(&recorded, latest_part.as_ref(), Some(end)),
+            end.event.effective_or(end.recorded_at),
+        ),
         Some(
             posted @ CommittedEvent {
                 event: Event::PendingPosted(_),
@@ -208,16 +250,6 @@ async fn original(book: &Book, id: TransactionId) -> Result<OriginalTransaction,
         is_reversal,
         effective_at,
     })
-}
-
-/// The view of the event that settled a pending transaction, if one has.
-fn settled(
-    settlement: Option<infrastructure::event_store::StoredEvent>,
-) -> Result<Option<SettlementView>, ApiError> {
-    settlement
-        .map(|stored| decode_stored(stored).map(|committed| settlement_view(&committed)))
-        .transpose()
-        .map(Option::flatten)
 }
 
 /// Act on a recorded transaction or trade. `post` moves what a pending one reserved (or, with
@@ -280,6 +312,65 @@ async fn act_on_transaction(
         request,
         original,
     };
+    submit(&state, &book, key, origin, &command, dry_run).await
+}
+
+/// Settle a trade with a settlement date before that date: everything it still reserves, or
+/// with `amounts` a part of it (the rest stays reserved, and the ledger posts it at
+/// `settles_at`; a part may be settled again). On a two-phase trade (`pending`) it is
+/// `POST /v1/transactions/{id}/post`: whole only. A hold is settled once
+/// (`pending_already_posted`, `pending_already_voided` also after a failed settlement,
+/// `pending_expired`, `pending_not_found`).
+#[utoipa::path(
+    post, path = "/v1/trades/{id}/settle", tag = "trades",
+    params(("id" = String, Path, description = "The trade's id"),
+           ("Idempotency-Key" = String, Header, description = "1 to 255 printable ASCII characters")),
+    request_body(content = SettleTradeRequest, description = "Optional: an empty body is `{}`"),
+    responses(
+        (status = 201, description = "The settlement: status `posted`, or `partially_settled` with what stays `remaining`", body = SettlementView),
+        (status = 422, body = Problem, description = "pending_not_found, pending_already_posted, pending_already_voided, pending_expired, insufficient_funds, account_frozen, validation_error, amount_precision"),
+        (status = "4XX", body = Problem), (status = 503, body = Problem),
+    )
+)]
+async fn settle_trade(
+    State(state): State<AppState>,
+    book: Book,
+    PathParam(id): PathParam<String>,
+    key: IdempotencyKey,
+    origin: RequestOrigin,
+    dry_run: DryRun,
+    ActionBody(request): ActionBody<SettleTradeRequest>,
+) -> Result<Response, ApiError> {
+    let trade_id = TransactionId(parse_id(&id, "pending_not_found", "pending trade")?);
+    let command = SettleTradeCommand { trade_id, request };
+    submit(&state, &book, key, origin, &command, dry_run).await
+}
+
+/// Record that a trade's settlement failed, for a reason: what it has not settled yet is voided
+/// (parts settled before stay settled). Only a trade's settlement fails (a pending transaction
+/// is voided); a hold is settled once, as for `/settle`.
+#[utoipa::path(
+    post, path = "/v1/trades/{id}/fail", tag = "trades",
+    params(("id" = String, Path, description = "The trade's id"),
+           ("Idempotency-Key" = String, Header, description = "1 to 255 printable ASCII characters")),
+    request_body = FailTradeRequest,
+    responses(
+        (status = 201, description = "The failed settlement: status `failed`, with its `reason`", body = SettlementView),
+        (status = 422, body = Problem, description = "pending_not_found, pending_already_posted, pending_already_voided, pending_expired, validation_error"),
+        (status = "4XX", body = Problem), (status = 503, body = Problem),
+    )
+)]
+async fn fail_trade(
+    State(state): State<AppState>,
+    book: Book,
+    PathParam(id): PathParam<String>,
+    key: IdempotencyKey,
+    origin: RequestOrigin,
+    dry_run: DryRun,
+    JsonBody(request): JsonBody<FailTradeRequest>,
+) -> Result<Response, ApiError> {
+    let trade_id = TransactionId(parse_id(&id, "pending_not_found", "pending trade")?);
+    let command = FailTradeCommand { trade_id, request };
     submit(&state, &book, key, origin, &command, dry_run).await
 }
 

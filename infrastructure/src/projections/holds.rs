@@ -18,6 +18,7 @@ pub static HOLDS: Table = Table {
         col("transaction_id", SqlType::Uuid),
         col("position", SqlType::Int8),
         col("expires_at", SqlType::Timestamptz),
+        col("settles_at", SqlType::Timestamptz),
     ],
     on_conflict: OnConflict::Refuse,
 };
@@ -46,7 +47,7 @@ pub static PARTS: Table = Table {
 
 pub static PROJECTION: Projection = Projection {
     name: "holds",
-    tables: &[&HOLDS, &SETTLEMENTS, &PARTS],
+    tables: &[&HOLDS, &SETTLEMENTS, &PARTS, &super::dues::DUES],
     mode: Mode::Inline(project),
     legs: false,
 };
@@ -61,11 +62,13 @@ pub(crate) fn outcome_of(event: &Event) -> Option<HoldOutcome> {
     }
 }
 
-fn project(applied: &Applied<'_>, _: &LedgerState, out: &mut [TableRows]) {
-    let ([holds, settlements, parts], Some(id)) = (out, applied.event.transaction_id()) else {
+fn project(applied: &Applied<'_>, state: &LedgerState, out: &mut [TableRows]) {
+    let ([holds, settlements, parts, dues], Some(id)) = (out, applied.event.transaction_id())
+    else {
         return;
     };
     let event = applied.event;
+    super::dues::project(applied, state, id, dues);
     if let Event::PendingPosted(e) = event {
         if !e.remaining.is_empty() {
             parts.push([applied.position.into(), id.0.into()]);
@@ -73,12 +76,17 @@ fn project(applied: &Applied<'_>, _: &LedgerState, out: &mut [TableRows]) {
         }
     }
     if event.is_pending() {
-        let expires_at = match event {
-            Event::TransactionPosted(e) => e.expires_at,
-            Event::TradeExecuted(e) => e.expires_at,
-            _ => None,
+        let (expires_at, settles_at) = match event {
+            Event::TransactionPosted(e) => (e.expires_at, None),
+            Event::TradeExecuted(e) => (e.expires_at, e.settles_at),
+            _ => (None, None),
         };
-        holds.push([id.0.into(), applied.position.into(), expires_at.into()]);
+        holds.push([
+            id.0.into(),
+            applied.position.into(),
+            expires_at.into(),
+            settles_at.into(),
+        ]);
     }
     if let Some(outcome) = outcome_of(event) {
         settlements.push([

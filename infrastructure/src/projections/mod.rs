@@ -22,6 +22,7 @@ pub mod assets;
 pub mod balances;
 pub mod booking_methods;
 pub mod checkpoints;
+pub mod dues;
 pub mod effective;
 pub mod holds;
 pub mod periods;

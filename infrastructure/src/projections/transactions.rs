@@ -57,6 +57,9 @@ pub struct TransactionRecord {
     pub reversed_by: Option<Uuid>,
     pub event: StoredEvent,
     pub settlement: Option<StoredEvent>,
+    /// For a trade with a settlement date settled in part: the latest of those parts (it
+    /// states what stays reserved).
+    pub latest_part: Option<StoredEvent>,
 }
 
 /// The asynchronous projection a read of a transaction needs.
@@ -64,7 +67,7 @@ const READ_NEEDS: &[&str] = &[PROJECTION.name];
 
 impl ReadStore {
     /// The event recording a transaction, transfer or trade, with its kind, and for a pending
-    /// one the event that settled it, once one has.
+    /// one the event that settled it, once one has, and the latest partial settlement, if any.
     pub async fn transaction(&self, id: Uuid) -> Result<AtPosition<Option<TransactionRecord>>> {
         let (mut tx, position) = self.snapshot_of(READ_NEEDS).await?;
         let row = sqlx::query(&format!(
@@ -85,6 +88,15 @@ impl ReadStore {
         .bind(position)
         .fetch_optional(&mut *tx)
         .await?;
+        let latest_part = sqlx::query(&format!(
+            "SELECT {EVENT_COLUMNS} FROM hold_parts p JOIN events e ON e.position = p.position
+             WHERE p.transaction_id = $1 AND p.position <= $2
+             ORDER BY p.position DESC LIMIT 1"
+        ))
+        .bind(id)
+        .bind(position)
+        .fetch_optional(&mut *tx)
+        .await?;
         tx.commit().await?;
         let value = match row {
             Some(row) => Some(TransactionRecord {
@@ -92,6 +104,10 @@ impl ReadStore {
                 reversed_by: row.try_get("reversed_by")?,
                 event: StoredEvent::from_row(&row)?,
                 settlement: settlement.as_ref().map(StoredEvent::from_row).transpose()?,
+                latest_part: latest_part
+                    .as_ref()
+                    .map(StoredEvent::from_row)
+                    .transpose()?,
             }),
             None => None,
         };

@@ -71,6 +71,8 @@ pub struct WriterConfig {
     pub gather_yields_max: usize,
     /// How far ahead of its recording a write may count (`effective_at`).
     pub effective_future_max: Duration,
+    /// The time of day (UTC) at which trades settle on their settlement date.
+    pub settlement_time: chrono::NaiveTime,
 }
 
 impl WriterConfig {
@@ -95,6 +97,7 @@ impl Default for WriterConfig {
             in_doubt_wait: Duration::from_secs(2),
             gather_yields_max: 8,
             effective_future_max: Duration::ZERO,
+            settlement_time: chrono::NaiveTime::MIN,
         }
     }
 }

@@ -166,6 +166,9 @@ impl Sequencer {
         let future_max = chrono::Duration::from_std(self.config.effective_future_max)
             .unwrap_or(chrono::Duration::MAX);
         decider.state.set_effective_future_max(future_max);
+        decider
+            .state
+            .set_settlement_time(self.config.settlement_time);
         lease::start_lease(&mut conn, self.config.lease).await?;
         if let Some(url) = &self.config.advertise_url {
             lease::advertise(&mut conn, url).await?;
