@@ -11,9 +11,9 @@ use infrastructure::CommittedEvent;
 
 use crate::error::ApiError;
 use crate::views::{
-    AccountLimitsView, AccountStatusView, AccountView, AssetView, BalanceView, EventView, FeeView,
-    BookingMethodView, HistoryEntryView, HistoryItemView, LimitView, PeriodEventView, PostingView, PriceView, SettlementView,
-    TradeView, TransactionView,
+    AccountLimitsView, AccountStatusView, AccountView, AssetView, BalanceView, BookingMethodView,
+    CostView, EventView, FeeView, HistoryEntryView, HistoryItemView, LimitView, PeriodEventView,
+    PostingView, PriceView, SettlementView, TradeView, TransactionView,
 };
 
 /// The response body for a committed event: the view of what it created, encoded.
@@ -227,6 +227,10 @@ fn posting_view(p: &Posting) -> PostingView {
         destination: p.destination.to_string(),
         asset: p.asset.to_string(),
         amount: p.amount.to_string(),
+        cost: p.cost.as_ref().map(|c| CostView {
+            amount: c.amount.to_string(),
+            currency: c.currency.to_string(),
+        }),
     }
 }
 

@@ -133,7 +133,9 @@ pub enum Settlement {
     /// trade still reserves.
     Due,
     /// A trade's settlement failed: what it has not settled yet is voided, for this reason.
-    Fail { reason: String },
+    Fail {
+        reason: String,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -18,7 +18,7 @@ use crate::{Error, Result};
 /// The tables every book has, created for a new ledger as copies of `public`'s (columns,
 /// defaults, checks, keys and indexes). A migration that changes one of them must change it in
 /// every book (`SELECT schema_name FROM ledgers`).
-pub const BOOK_TABLES: [&str; 19] = [
+pub const BOOK_TABLES: [&str; 25] = [
     "events",
     "projection_head",
     "assets",
@@ -38,6 +38,12 @@ pub const BOOK_TABLES: [&str; 19] = [
     "rollup_accounts",
     "periods",
     "hold_parts",
+    "lot_movements",
+    "lots",
+    "lot_closings",
+    "lot_books",
+    "booking_methods",
+    "prices",
 ];
 
 /// Ledgers listed per page at most.

@@ -47,6 +47,7 @@ pub static PARTS: Table = Table {
 pub static PROJECTION: Projection = Projection {
     name: "holds",
     tables: &[&HOLDS, &SETTLEMENTS, &PARTS],
+    deletes: &[],
     mode: Mode::Inline(project),
     legs: false,
 };

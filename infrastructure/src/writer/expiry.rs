@@ -25,7 +25,9 @@ pub(crate) fn expiry_request(state: &LedgerState, at: DateTime<Utc>) -> Option<W
     let items = due
         .into_iter()
         .map(|pending_id| {
-            let settles = state.hold(pending_id).is_some_and(|h| h.settles_at.is_some());
+            let settles = state
+                .hold(pending_id)
+                .is_some_and(|h| h.settles_at.is_some());
             let (settlement, verb) = match settles {
                 true => (Settlement::Due, "settle"),
                 false => (Settlement::Expire, "expire"),

@@ -2,8 +2,7 @@
 
 use super::named_units;
 use crate::command::{
-    BoundChange, ChangeAccountStatus, OpenAccount, SetAccountLimits, SetBookingMethod,
-    StatusChange,
+    BoundChange, ChangeAccountStatus, OpenAccount, SetAccountLimits, SetBookingMethod, StatusChange,
 };
 use crate::error::Rejection;
 use crate::event::{

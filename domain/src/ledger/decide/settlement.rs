@@ -29,7 +29,6 @@ fn check_fail_reason(hold: &Hold, reason: &str) -> Result<(), Rejection> {
     Ok(())
 }
 
-
 impl LedgerState {
     pub(super) fn decide_settlement(&self, c: &SettlePending) -> Result<Event, Rejection> {
         let id = c.pending_id;
