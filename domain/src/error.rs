@@ -128,7 +128,7 @@ pub enum Rejection {
     /// The named lots were checked against open lots that events recorded since may change:
     /// the caller reads them again and retries.
     #[error("{message}")]
-    LotsRaced { message: String },
+    LotsRaced { message: String, changed_at: i64 },
 }
 
 impl Rejection {

@@ -161,11 +161,18 @@ impl ModelBook {
         match method {
             Method::Fifo | Method::Average => {}
             Method::Lifo => order.reverse(),
+            // Long lots: the highest unit cost first; short lots, in mirror: the lowest unit
+            // proceeds first.
             Method::Hifo => order.sort_by(|&a, &b| {
                 let (x, y) = (&self.lots[a], &self.lots[b]);
-                (y.cents * x.units.abs())
-                    .cmp(&(x.cents * y.units.abs()))
-                    .then(a.cmp(&b))
+                let higher_first = (y.cents * x.units.abs()).cmp(&(x.cents * y.units.abs()));
+                let short = self.lots.iter().any(|l| l.units < 0);
+                let by_unit = if short {
+                    higher_first.reverse()
+                } else {
+                    higher_first
+                };
+                by_unit.then(a.cmp(&b))
             }),
         }
         let mut left = units;
@@ -319,7 +326,8 @@ impl Model {
 
     fn compute(&self, book: &BookId) -> Computed {
         let mut moves = self.moves.get(book).cloned().unwrap_or_default();
-        moves.sort_by_key(|m| (m.position, m.leg));
+        // Movements apply by trade date, then position (a backdated trade takes its place).
+        moves.sort_by_key(|m| (m.date, m.position, m.leg));
         let mut state = ModelBook::default();
         let mut computed = Computed::default();
         for m in &moves {
@@ -1461,4 +1469,81 @@ async fn the_new_routes_are_served_in_every_ledger() {
     let default = ledger.get("/v1/accounts/alice/positions").await;
     assert_eq!(default.code(), "account_not_found");
     ledger.finish().await;
+}
+
+/// A sale by alice naming `lots` (lot id, units).
+async fn sell_named(ledger: &TestLedger, key: &str, units: &str, lots: &[(&str, &str)]) -> Answer {
+    let lots: Vec<Value> = lots
+        .iter()
+        .map(|(id, units)| json!({"lot_id": id, "quantity": units}))
+        .collect();
+    ledger
+        .post(
+            "/v1/trades",
+            key,
+            &json!({"buyer": "world:market", "seller": "alice", "instrument": "AAPL",
+            "quantity": units, "price": "150.00", "currency": "USD", "lots": lots}),
+        )
+        .await
+}
+
+#[tokio::test]
+async fn a_seller_booking_specific_lots_closes_the_lots_it_names_and_only_lots_it_holds() {
+    let mut ledger = TestLedger::start().await;
+    let at = alice_with_two_lots(&ledger, "specific").await;
+    let positions = ledger
+        .get(&format!("/v1/accounts/alice/positions?min_position={at}"))
+        .await;
+    positions.expect(200);
+    let lots = positions.body["positions"][0]["lots"]
+        .as_array()
+        .unwrap()
+        .clone();
+    let (older, newer) = (
+        text(&lots[0]["lot_id"]).to_owned(),
+        text(&lots[1]["lot_id"]).to_owned(),
+    );
+    let (older, newer) = (older.as_str(), newer.as_str());
+
+    // A sale that names no lot, one it does not hold, more than a lot holds, or lots that do not
+    // add up to the sale: refused, and nothing is appended.
+    let events_before = ledger.event_count().await;
+    let refused = [
+        sell_named(&ledger, "none", "2", &[]).await,
+        sell_named(&ledger, "unknown", "2", &[("no-such-lot/0", "2")]).await,
+        sell_named(&ledger, "too-many", "11", &[(older, "11")]).await,
+        sell_named(&ledger, "short-of-it", "3", &[(older, "2")]).await,
+    ];
+    for answer in &refused {
+        ledger
+            .assert_refused(answer, 422, "validation_error", events_before)
+            .await;
+    }
+
+    // Named: 3 of the newer lot (200.00 a unit), then 1 of the older (100.00).
+    let sold = sell_named(&ledger, "named", "4", &[(newer, "3"), (older, "1")]).await;
+    sold.expect(201);
+    let trade = ledger
+        .get(&format!("/v1/events?after={}&limit=1", sold.position() - 1))
+        .await;
+    trade.expect(200);
+    assert_eq!(
+        trade.body["items"][0]["payload"]["lots"],
+        json!([{"lot_id": newer, "quantity": "3"}, {"lot_id": older, "quantity": "1"}])
+    );
+    let parts = realized_parts(&ledger, sold.position()).await;
+    assert_eq!(
+        parts,
+        [
+            ("3".into(), "600.00".into(), "450.00".into()),
+            ("1".into(), "100.00".into(), "150.00".into())
+        ]
+    );
+    // After a restart the writer still knows alice books by specific lots.
+    ledger.restart().await;
+    let unnamed = sell_named(&ledger, "after-restart", "1", &[]).await;
+    assert_eq!((unnamed.status, unnamed.code()), (422, "validation_error"));
+    sell_named(&ledger, "after-restart-named", "1", &[(older, "1")])
+        .await
+        .expect(201);
 }

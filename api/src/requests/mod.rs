@@ -26,7 +26,7 @@ pub use prices::{MarkInBatch, MarkRequest, Marks, PricesRequest, MARKS_MAX};
 pub use settlement::{FailTradeCommand, FailTradeRequest, SettleTradeCommand, SettleTradeRequest};
 
 use crate::error::ApiError;
-pub use trades::{FeeRequest, TradeRequest};
+pub use trades::{FeeRequest, LotPickRequest, TradeCommand, TradeRequest};
 pub use transactions::{
     ConditionRequest, CostRequest, ExpectedVersionRequest, PostingRequest, TransactionRequest,
     TransferRequest,

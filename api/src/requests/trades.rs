@@ -1,6 +1,7 @@
 //! Trades: an instrument against a currency, with fees.
 
 use chrono::{DateTime, NaiveDate, Utc};
+use domain::command::{LotPickInstruction, OpenLots};
 use domain::{
     AccountRef, AssetCode, Command, ExecuteTrade, FeeInstruction, Metadata, PositiveDecimal,
     TransactionId,
@@ -83,6 +84,41 @@ pub struct TradeRequest {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<String>, format = Date, example = "2026-03-17")]
     pub settlement_date: Option<NaiveDate>,
+    /// For a seller that books by `specific` lots (and only then): the lots the sale closes, in
+    /// order, adding up to `quantity`; each `lot_id` as `GET …/positions` lists it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub lots: Vec<LotPickRequest>,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LotPickRequest {
+    #[schema(example = "0193a4b2-7c1e-7f00-8000-000000000001/0")]
+    pub lot_id: String,
+    #[schema(value_type = String, example = "5")]
+    pub quantity: PositiveDecimal,
+}
+
+/// A trade as submitted: the request, and the seller's open lots the route read for the lots it
+/// names (not part of what was asked, nor of the fingerprint).
+#[derive(Debug, Serialize, Deserialize)]
+pub struct TradeCommand {
+    #[serde(flatten)]
+    pub request: TradeRequest,
+    #[serde(skip)]
+    pub open_lots: Option<OpenLots>,
+}
+
+impl CommandRequest for TradeCommand {
+    const ROUTE: &'static str = TradeRequest::ROUTE;
+
+    fn command(&self, now: DateTime<Utc>) -> Result<Command, ApiError> {
+        let mut command = self.request.command(now)?;
+        if let Command::ExecuteTrade(trade) = &mut command {
+            trade.open_lots = self.open_lots.clone();
+        }
+        Ok(command)
+    }
 }
 
 impl CommandRequest for TradeRequest {
@@ -90,7 +126,14 @@ impl CommandRequest for TradeRequest {
 
     fn command(&self, now: DateTime<Utc>) -> Result<Command, ApiError> {
         Ok(Command::ExecuteTrade(ExecuteTrade {
-            lots: Vec::new(),
+            lots: self
+                .lots
+                .iter()
+                .map(|pick| LotPickInstruction {
+                    lot_id: pick.lot_id.clone(),
+                    quantity: pick.quantity,
+                })
+                .collect(),
             open_lots: None,
             settlement_date: self.settlement_date,
             id: TransactionId(Uuid::now_v7()),

@@ -22,18 +22,22 @@ use crate::render::{
     transaction_view,
 };
 use crate::requests::{
-    FailTradeCommand, FailTradeRequest, SettleTradeCommand, SettleTradeRequest, TradeRequest,
-    TransactionAction, TransactionActionCommand, TransactionActionRequest, TransactionRequest,
-    TransferRequest,
+    FailTradeCommand, FailTradeRequest, SettleTradeCommand, SettleTradeRequest, TradeCommand,
+    TradeRequest, TransactionAction, TransactionActionCommand, TransactionActionRequest,
+    TransactionRequest, TransferRequest,
 };
 use crate::routes::assets::ReadParams;
-use crate::routes::write::{at_position, render_reply, submit, CommandRequest, RenderedReply};
+use crate::routes::write::{
+    at_position, render_reply, submit, submit_answer, CommandRequest, RenderedReply,
+};
 use crate::state::AppState;
 use crate::views::{SettlementView, TradeView, TransactionView};
-use domain::command::OriginalTransaction;
-use domain::{Event, TransactionId};
+use domain::command::{OpenLots, OriginalTransaction};
+use domain::{AccountCode, AccountRef, Event, Rejection, TransactionId};
+use infrastructure::projections::accounts::AccountKey;
 use infrastructure::projections::transactions::TransactionRecord;
 use infrastructure::CommittedEvent;
+use infrastructure::{Outcome, Reply};
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -114,7 +118,76 @@ async fn post_trade(
     dry_run: DryRun,
     JsonBody(request): JsonBody<TradeRequest>,
 ) -> Result<Response, ApiError> {
-    submit(&state, &book, key, origin, &request, dry_run).await
+    if request.lots.is_empty() {
+        return submit(&state, &book, key, origin, &request, dry_run).await;
+    }
+    let mut command = TradeCommand {
+        request,
+        open_lots: None,
+    };
+    if dry_run.0 {
+        command.open_lots = Some(open_lots(&book, &command.request, None).await?);
+        return submit(&state, &book, key, origin, &command, dry_run).await;
+    }
+    // The named lots are checked against the lots as read; a write to the seller since makes
+    // the sale race (not recorded against the key): read again once the lots show it, and retry.
+    let mut changed_at = None;
+    let mut answer = None;
+    for _ in 0..LOTS_ATTEMPTS_MAX {
+        command.open_lots = Some(open_lots(&book, &command.request, changed_at).await?);
+        let submitted = submit_answer(&state, &book, key.0.clone(), &origin, &command).await?;
+        changed_at = match &submitted {
+            Ok(Reply {
+                outcome: Outcome::Rejected(Rejection::LotsRaced { changed_at, .. }),
+                ..
+            }) => Some(*changed_at),
+            _ => None,
+        };
+        answer = Some(submitted);
+        if changed_at.is_none() {
+            break;
+        }
+    }
+    let answer = answer.ok_or(ApiError::Infrastructure(
+        infrastructure::Error::CommitFailed,
+    ))?;
+    Ok(render_reply(answer).into_response())
+}
+
+/// How many times a sale that names lots reads them again after a write to the seller raced it.
+const LOTS_ATTEMPTS_MAX: usize = 8;
+
+/// The seller's open lots in the trade's book, as the lots projection knows them (at least at
+/// `min_position`): what the lots a sale names are checked against.
+async fn open_lots(
+    book: &Book,
+    request: &TradeRequest,
+    min_position: Option<i64>,
+) -> Result<OpenLots, ApiError> {
+    let reads = book.reads_at(min_position);
+    let key = match &request.seller {
+        AccountRef::Id(id) => AccountKey::Id(id.0),
+        AccountRef::Code(code) => AccountKey::Code(code.to_string()),
+    };
+    let seller = reads
+        .account(&key)
+        .await?
+        .value
+        .ok_or_else(|| ApiError::NotFound {
+            code: "account_not_found",
+            what: format!("account {}", request.seller),
+        })?;
+    let code: AccountCode = seller
+        .code
+        .parse()
+        .map_err(|e: domain::ValueError| ApiError::Validation(e.to_string()))?;
+    let read = reads
+        .open_lots(&code, &request.instrument, &request.currency)
+        .await?;
+    Ok(OpenLots {
+        known_at_position: read.position,
+        lots: read.value,
+    })
 }
 
 fn parse_id(id: &str, code: &'static str, what: &str) -> Result<Uuid, ApiError> {

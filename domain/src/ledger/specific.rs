@@ -51,6 +51,7 @@ impl LedgerState {
                     "{seller}'s lots were read at position {}, and changed at {known_since}; read them again",
                     open.known_at_position
                 ),
+                changed_at: known_since,
             });
         }
         let mut picks: Vec<LotPick> = Vec::with_capacity(c.lots.len());

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, NaiveDate, Utc};
 use domain::lots::{Lot, Movement};
-use domain::{AccountCode, BookingMethod, Scale, TransactionId};
+use domain::{AccountCode, AssetCode, BookingMethod, Scale, TransactionId};
 use rust_decimal::Decimal;
 use sqlx::PgConnection;
 use uuid::Uuid;
@@ -132,6 +132,33 @@ type LotRow = (
 );
 
 impl ReadStore {
+    /// An account's open long lots in one book, (lot id, quantity) in the order they were
+    /// opened, as known at the position the lots projection reflects: what a sale that names
+    /// lots is checked against (`domain::command::OpenLots`).
+    pub async fn open_lots(
+        &self,
+        account: &AccountCode,
+        instrument: &AssetCode,
+        currency: &AssetCode,
+    ) -> Result<AtPosition<Vec<(String, Decimal)>>> {
+        let (mut tx, position) = self.snapshot_of(READ_NEEDS).await?;
+        let lots: Vec<(String, Decimal)> = sqlx::query_as(
+            "SELECT lot_id, quantity FROM lots
+             WHERE account = $1 AND instrument = $2 AND currency = $3 AND quantity > 0
+             ORDER BY trade_date, position, leg",
+        )
+        .bind(account.as_str())
+        .bind(instrument.as_str())
+        .bind(currency.as_str())
+        .fetch_all(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(AtPosition {
+            value: lots,
+            position,
+        })
+    }
+
     /// The books of `account` now: open lots, realized P&L and the latest mark of each, its
     /// balances and its booking method.
     pub async fn positions(
