@@ -25,7 +25,7 @@ use crate::forward::Forwarder;
 
 /// The first segments after `/v1/` of the routes that read or write a book: what may follow
 /// `/v1/ledgers/{ledger}/`.
-pub const BOOK_ROUTES: [&str; 10] = [
+pub const BOOK_ROUTES: [&str; 12] = [
     "accounts",
     "assets",
     "transactions",
@@ -36,6 +36,8 @@ pub const BOOK_ROUTES: [&str; 10] = [
     "balances",
     "periods",
     "reports",
+    "positions",
+    "prices",
 ];
 
 /// The ledger a request named in its path, set by `route_ledger`: the name as written (checked

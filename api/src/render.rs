@@ -16,8 +16,8 @@ pub use settlement::{dated_settlement_view, settled_postings};
 use crate::error::ApiError;
 use crate::views::{
     AccountLimitsView, AccountStatusView, AccountView, AssetView, BalanceView, BookingMethodView,
-    EventView, FeeView, HistoryEntryView, HistoryItemView, LimitView, PeriodEventView, PostingView,
-    PriceView, SettlementView, TradeView, TransactionView,
+    CostView, EventView, FeeView, HistoryEntryView, HistoryItemView, LimitView, PeriodEventView,
+    PostingView, PriceView, SettlementView, TradeView, TransactionView,
 };
 
 /// The response body for a committed event: the view of what it created, encoded.
@@ -259,6 +259,10 @@ pub(crate) fn posting_view(p: &Posting) -> PostingView {
         destination: p.destination.to_string(),
         asset: p.asset.to_string(),
         amount: p.amount.to_string(),
+        cost: p.cost.as_ref().map(|c| CostView {
+            amount: c.amount.to_string(),
+            currency: c.currency.to_string(),
+        }),
     }
 }
 

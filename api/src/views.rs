@@ -195,6 +195,16 @@ pub struct PostingView {
     pub destination: String,
     pub asset: String,
     pub amount: String,
+    /// The cost the posting stated, for the lots.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cost: Option<CostView>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CostView {
+    #[schema(example = "1505.00")]
+    pub amount: String,
+    pub currency: String,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -671,4 +681,182 @@ pub enum EntryOrder {
     /// Accounting time: by effective time, then position, then leg. The running balance is
     /// computed in that order.
     Effective,
+}
+
+/// An account's positions: one per book, an instrument held at a cost in a currency.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PositionsView {
+    pub account: String,
+    /// The position of the log the figures reflect.
+    pub position: i64,
+    /// With `as_of`: the time the figures are as of.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub as_of: Option<DateTime<Utc>>,
+    pub positions: Vec<PositionView>,
+}
+
+/// One book of an account. Quantities are in the instrument, amounts in the currency; a short
+/// position has negative quantities and a negative cost basis (what its sales brought, owed back).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PositionView {
+    pub instrument: String,
+    pub currency: String,
+    /// The account's booking method now.
+    pub booking_method: String,
+    /// On the trade date: settled plus what pending trades and holds will credit, less what they
+    /// will debit. As of a date: the settled quantity.
+    #[schema(example = "25")]
+    pub quantity: String,
+    /// Posted.
+    pub settled: String,
+    /// `quantity` less `settled`; `null` as of a date (reservations are known now only).
+    pub unsettled: Option<String>,
+    /// What the open lots hold.
+    pub lots_quantity: String,
+    /// `quantity` less the lots' quantities in every currency of the instrument: units that came
+    /// without a cost (a transfer that stated none).
+    pub uncosted: String,
+    /// What the open lots cost (short lots' proceeds taken off).
+    #[schema(example = "4752.50")]
+    pub cost_basis: String,
+    /// `cost_basis` ÷ `lots_quantity` at 18 decimal places, for reading only; `null` without
+    /// lots.
+    pub average_cost: Option<String>,
+    pub lots: Vec<LotView>,
+    /// The realized P&L of the book to date (as of the date).
+    pub realized: String,
+    /// The latest mark of the pair at or before now (or `as_of`); `null` when there is none.
+    pub mark: Option<MarkView>,
+    /// `quantity` × the mark's price, exactly.
+    pub market_value: Option<String>,
+    /// `lots_quantity` × the mark's price less `cost_basis`: the P&L of the lots at the mark
+    /// (for a short position, what its sales brought less what buying back would cost).
+    pub unrealized: Option<String>,
+}
+
+/// An open lot.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct LotView {
+    /// `<transaction id>/<posting index>`.
+    pub lot_id: String,
+    pub transaction_id: Uuid,
+    pub trade_date: chrono::NaiveDate,
+    /// Negative for a short lot.
+    pub quantity: String,
+    /// What the lot's units cost (for a short lot, what their sale brought, negative).
+    pub cost: String,
+    /// `cost` ÷ `quantity` at 18 decimal places, for reading only.
+    pub unit_cost: String,
+}
+
+/// A mark as a position is valued at.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct MarkView {
+    pub price: String,
+    pub as_of: DateTime<Utc>,
+    /// The position of its `PriceMarked`.
+    pub position: i64,
+}
+
+/// The positions of the accounts under a code prefix, summed per instrument and currency.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PositionRollupView {
+    pub prefix: String,
+    /// Accounts under the prefix.
+    pub accounts: i64,
+    pub position: i64,
+    pub positions: Vec<PositionTotalView>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PositionTotalView {
+    pub instrument: String,
+    pub currency: String,
+    /// The trade-date quantities of the accounts with a book in the pair.
+    pub quantity: String,
+    pub lots_quantity: String,
+    pub cost_basis: String,
+    pub realized: String,
+    pub mark: Option<MarkView>,
+    pub market_value: Option<String>,
+    pub unrealized: Option<String>,
+}
+
+/// Realized P&L over a range of trade dates: one item per closing (a movement that closed lots
+/// of a book), with the lots it closed.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RealizedView {
+    pub account: String,
+    pub position: i64,
+    pub from: Option<chrono::NaiveDate>,
+    pub to: Option<chrono::NaiveDate>,
+    pub items: Vec<RealizedItemView>,
+    /// Per instrument and currency, the realized P&L of the items.
+    pub totals: Vec<RealizedTotalView>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RealizedItemView {
+    pub transaction_id: Uuid,
+    pub position: i64,
+    /// The closing's trade date.
+    pub date: chrono::NaiveDate,
+    pub instrument: String,
+    pub currency: String,
+    /// Units closed.
+    pub quantity: String,
+    pub cost: String,
+    pub proceeds: String,
+    /// `proceeds` − `cost`.
+    pub realized: String,
+    pub lots: Vec<RealizedLotView>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RealizedLotView {
+    pub lot_id: String,
+    /// The lot's trade date.
+    pub opened: chrono::NaiveDate,
+    pub quantity: String,
+    pub cost: String,
+    pub proceeds: String,
+    pub realized: String,
+    /// Days from `opened` to the closing's date.
+    pub holding_days: i64,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RealizedTotalView {
+    pub instrument: String,
+    pub currency: String,
+    pub realized: String,
+}
+
+/// A mark as the prices read serves it.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct MarkRecordView {
+    pub instrument: String,
+    pub currency: String,
+    #[schema(example = "190.25")]
+    pub price: String,
+    pub as_of: DateTime<Utc>,
+    pub position: i64,
+    pub recorded_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PriceList {
+    /// With `as_of`: the latest mark at or before it (none or one). Otherwise marks newest first.
+    pub items: Vec<MarkRecordView>,
+    pub next_cursor: Option<String>,
+}
+
+/// What a batch of marks returns: each mark's view, in order.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct MarksView {
+    #[schema(value_type = Vec<Object>)]
+    pub marks: Vec<Box<serde_json::value::RawValue>>,
+    /// Present (true) with `?dry_run=true`: nothing was written.
+    #[serde(skip_serializing_if = "crate::is_false")]
+    pub dry_run: bool,
 }

@@ -16,13 +16,17 @@
 //! - **Amounts split by quantity.** When a movement or a lot is split, each part's amount is the
 //!   whole amount × the part's quantity ÷ the whole quantity, rounded half to even at the
 //!   currency's scale, and the last part takes what is left: amounts always add up exactly.
+//! - **A trade that does not settle in full** (voided, failed or expired while pending) keeps
+//!   only what its partial settlements posted before (`revise`); a reversed transaction or trade
+//!   keeps nothing. Either way its books are computed again from their movements, in log order,
+//!   as if the rest had never happened.
 
 use std::cmp::Ordering;
 
 use chrono::NaiveDate;
 use rust_decimal::{Decimal, RoundingStrategy};
 
-use crate::event::{Event, LotPick, TradeExecuted};
+use crate::event::{Event, LotPick, Posting, TradeExecuted};
 use crate::values::{AccountCode, AssetCode, BookingMethod, Scale, TransactionId};
 
 /// One acquisition or disposal in a book.
@@ -431,6 +435,51 @@ pub fn trade_movements(
     ]
 }
 
+/// What a pending trade's movements become when its settlement ends before all of it settled
+/// (voided, failed or expired): `posted` units of the instrument went from the seller to the
+/// buyer in its partial settlements before (`parts`: their postings), of the `reserved` units of
+/// the buyer's acquisition. Each movement keeps that many units (with its sign) and that share
+/// of its amount (`share`, at `scale`, the currency's); none is kept when nothing was posted.
+/// `movements` are the trade's own two (`trade_movements`), in any order.
+pub fn revise(
+    movements: &[(BookKey, Movement)],
+    parts: &[Posting],
+    scale: Scale,
+) -> Vec<(BookKey, Movement)> {
+    let side = |acquires: bool| {
+        movements
+            .iter()
+            .find(|(_, m)| m.quantity.is_sign_positive() == acquires)
+    };
+    let (Some((buyer, bought)), Some((seller, _))) = (side(true), side(false)) else {
+        return Vec::new();
+    };
+    let posted: Decimal = parts
+        .iter()
+        .filter(|p| {
+            p.asset == buyer.instrument
+                && p.source == seller.account
+                && p.destination == buyer.account
+        })
+        .map(|p| p.amount)
+        .sum();
+    if posted.is_zero() {
+        return Vec::new();
+    }
+    let reserved = bought.quantity;
+    movements
+        .iter()
+        .map(|(key, m)| {
+            let revised = Movement {
+                quantity: posted * sign(m.quantity),
+                amount: share(m.amount, posted, reserved, scale),
+                ..m.clone()
+            };
+            (key.clone(), revised)
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -565,5 +614,149 @@ mod tests {
             .map(|c| (c.proceeds, i64::from(c.opened.day())))
             .collect();
         assert_eq!(proceeds, vec![(d("10.00"), 2), (d("10.00"), 3)]);
+    }
+}
+
+/// `revise`, and shares and orders near the bound of `Decimal`.
+#[cfg(test)]
+mod revise_tests {
+    use super::*;
+    use uuid::Uuid;
+
+    fn d(text: &str) -> Decimal {
+        text.parse().expect("a decimal")
+    }
+
+    fn key(account: &str) -> BookKey {
+        BookKey {
+            account: account.parse().expect("a code"),
+            instrument: "AAPL".parse().expect("an asset"),
+            currency: "USD".parse().expect("an asset"),
+        }
+    }
+
+    fn movement(quantity: &str, amount: &str) -> Movement {
+        Movement {
+            lot_id: "t/0".to_owned(),
+            transaction_id: TransactionId(Uuid::nil()),
+            position: 7,
+            date: NaiveDate::from_ymd_opt(2026, 3, 2).expect("a date"),
+            quantity: d(quantity),
+            amount: d(amount),
+            picks: Vec::new(),
+        }
+    }
+
+    fn usd() -> Scale {
+        Scale::try_from(2).expect("a scale")
+    }
+
+    fn part(source: &str, destination: &str, asset: &str, amount: &str) -> Posting {
+        Posting {
+            source: source.parse().expect("a code"),
+            destination: destination.parse().expect("a code"),
+            asset: asset.parse().expect("an asset"),
+            amount: d(amount),
+            cost: None,
+        }
+    }
+
+    fn trade() -> Vec<(BookKey, Movement)> {
+        vec![
+            (key("alice"), movement("10", "1000.01")),
+            (key("bob"), movement("-10", "999.99")),
+        ]
+    }
+
+    #[test]
+    fn a_failed_trade_keeps_what_its_parts_posted_at_that_share_of_its_amounts() {
+        // 3 of 10 units went from bob to alice before the rest failed; the cash and a fee in the
+        // instrument (alice to a broker) do not count.
+        let parts = [
+            part("bob", "alice", "AAPL", "1"),
+            part("alice", "bob", "USD", "300.00"),
+            part("bob", "alice", "AAPL", "2"),
+            part("alice", "broker", "AAPL", "1"),
+        ];
+        let revised = revise(&trade(), &parts, usd());
+        assert_eq!(revised.len(), 2);
+        assert_eq!(revised[0].1.quantity, d("3"));
+        // 1000.01 × 3 ÷ 10 = 300.003 → 300.00; 999.99 × 3 ÷ 10 = 299.997 → 300.00.
+        assert_eq!(revised[0].1.amount.to_string(), "300.00");
+        assert_eq!(revised[1].1.quantity, d("-3"));
+        assert_eq!(revised[1].1.amount.to_string(), "300.00");
+        assert_eq!(revised[0].1.lot_id, "t/0");
+        assert_eq!(revised[1].0, key("bob"));
+    }
+
+    #[test]
+    fn a_trade_that_failed_before_any_part_posted_keeps_no_movement() {
+        assert!(revise(&trade(), &[], usd()).is_empty());
+        let cash_only = [part("alice", "bob", "USD", "10.00")];
+        assert!(revise(&trade(), &cash_only, usd()).is_empty());
+    }
+
+    #[test]
+    fn shares_of_amounts_near_the_bound_of_decimal_do_not_overflow() {
+        let huge = Decimal::MAX;
+        let two_thirds = share(huge, d("2"), d("3"), usd());
+        assert!(two_thirds > Decimal::ZERO && two_thirds < huge);
+        let parts = split(huge, [d("1"), d("2")].into_iter(), d("3"), usd());
+        assert_eq!(parts.iter().sum::<Decimal>(), huge);
+    }
+
+    #[test]
+    fn highest_cost_first_orders_lots_near_the_bound_of_decimal() {
+        let mut book = Book::new(BookingMethod::Hifo, usd());
+        let lot = |id: &str, quantity: &str, amount: Decimal| Movement {
+            lot_id: id.to_owned(),
+            quantity: d(quantity),
+            amount,
+            ..movement("1", "0")
+        };
+        book.apply(&lot("cheap", "1000000000000", Decimal::MAX / d("4")));
+        book.apply(&lot("dear", "1000000000", Decimal::MAX / d("2")));
+        let closed = book.apply(&lot("sale", "-1", d("1.00")));
+        assert_eq!(closed[0].lot_id, "dear");
+    }
+
+    #[test]
+    fn a_sale_beyond_the_long_lots_closes_them_by_fifo_and_opens_a_short_lot() {
+        let mut book = Book::new(BookingMethod::Fifo, usd());
+        book.apply(&Movement {
+            lot_id: "a/0".to_owned(),
+            ..movement("4", "40.00")
+        });
+        book.apply(&Movement {
+            lot_id: "b/0".to_owned(),
+            position: 8,
+            ..movement("6", "90.00")
+        });
+        let closed = book.apply(&Movement {
+            lot_id: "c/0".to_owned(),
+            position: 9,
+            ..movement("-12", "240.00")
+        });
+        let seen: Vec<(&str, String, String, String)> = closed
+            .iter()
+            .map(|c| {
+                let figures = (
+                    c.quantity.to_string(),
+                    c.cost.to_string(),
+                    c.proceeds.to_string(),
+                );
+                (c.lot_id.as_str(), figures.0, figures.1, figures.2)
+            })
+            .collect();
+        assert_eq!(
+            seen,
+            [
+                ("a/0", "4".into(), "40.00".into(), "80.00".into()),
+                ("b/0", "6".into(), "90.00".into(), "120.00".into())
+            ]
+        );
+        assert_eq!(book.lots.len(), 1);
+        assert_eq!(book.lots[0].quantity, d("-2"));
+        assert_eq!(book.lots[0].amount, d("40.00"));
     }
 }

@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 use std::fmt::Write as _;
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 use rust_decimal::Decimal;
 use uuid::Uuid;
 
@@ -23,6 +23,7 @@ pub enum SqlType {
     Numeric,
     Bool,
     Timestamptz,
+    Date,
     Bytea,
 }
 
@@ -37,12 +38,13 @@ impl SqlType {
             Self::Numeric => "numeric[]",
             Self::Bool => "bool[]",
             Self::Timestamptz => "timestamptz[]",
+            Self::Date => "date[]",
             Self::Bytea => "bytea[]",
         }
     }
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone, Copy)]
 pub struct Column {
     pub name: &'static str,
     pub ty: SqlType,
@@ -129,6 +131,43 @@ impl Table {
     }
 }
 
+impl Table {
+    /// The delete of the rows matching one batch of keys from `schema`, with parameters
+    /// numbered from `first`. The table is a key of another (`name` is that table's): its
+    /// columns are the key columns to match, one array each, and a row goes when it matches
+    /// every one of them for some key of the batch.
+    pub fn delete_sql(&self, schema: &str, first: usize) -> String {
+        let mut arrays = String::new();
+        let mut matches = String::new();
+        for (i, column) in self.columns.iter().enumerate() {
+            let sep = if i == 0 { "" } else { ", " };
+            let and = if i == 0 { "" } else { " AND " };
+            let _ = write!(arrays, "{sep}${}::{}", first + i, column.ty.array());
+            let _ = write!(matches, "{and}stored.{} = u.c{i}", column.name);
+        }
+        let aliases: Vec<String> = (0..self.columns.len()).map(|i| format!("c{i}")).collect();
+        format!(
+            "DELETE FROM {schema}{}{} AS stored USING UNNEST({arrays}) AS u({}) WHERE {matches}",
+            if schema.is_empty() { "" } else { "." },
+            self.name,
+            aliases.join(", "),
+        )
+    }
+}
+
+/// The data-modifying CTEs that delete the rows matching the keys of several key tables from
+/// `schema` in one statement, as `insert_ctes` inserts, and the number of the next parameter.
+pub fn delete_ctes(keys: &[&'static Table], schema: &str) -> (String, usize) {
+    let mut sql = String::new();
+    let mut next = 1;
+    for (i, table) in keys.iter().enumerate() {
+        let sep = if i == 0 { "" } else { ",\n" };
+        let _ = write!(sql, "{sep}d{i} AS ({})", table.delete_sql(schema, next));
+        next += table.columns.len();
+    }
+    (sql, next)
+}
+
 /// One value of a row, converted from the Rust type of its column.
 #[derive(Debug, Clone)]
 pub enum Value {
@@ -139,6 +178,7 @@ pub enum Value {
     Numeric(Decimal),
     Bool(bool),
     Timestamptz(DateTime<Utc>),
+    Date(NaiveDate),
     Bytea(Vec<u8>),
     Null,
 }
@@ -155,7 +195,7 @@ macro_rules! value_from {
 
 value_from!(
     i16 => Int2, i64 => Int8, Uuid => Uuid, String => Text, &str => Text, Decimal => Numeric,
-    bool => Bool, DateTime<Utc> => Timestamptz, Vec<u8> => Bytea,
+    bool => Bool, DateTime<Utc> => Timestamptz, NaiveDate => Date, Vec<u8> => Bytea,
 );
 
 impl<T: Into<Value>> From<Option<T>> for Value {
@@ -173,6 +213,7 @@ enum Values {
     Numeric(Vec<Option<Decimal>>),
     Bool(Vec<Option<bool>>),
     Timestamptz(Vec<Option<DateTime<Utc>>>),
+    Date(Vec<Option<NaiveDate>>),
     Bytea(Vec<Option<Vec<u8>>>),
 }
 
@@ -186,6 +227,7 @@ impl Values {
             SqlType::Numeric => Self::Numeric(Vec::new()),
             SqlType::Bool => Self::Bool(Vec::new()),
             SqlType::Timestamptz => Self::Timestamptz(Vec::new()),
+            SqlType::Date => Self::Date(Vec::new()),
             SqlType::Bytea => Self::Bytea(Vec::new()),
         }
     }
@@ -202,6 +244,7 @@ impl Values {
             (Self::Numeric(c), Value::Numeric(v)) => c.push(Some(v)),
             (Self::Bool(c), Value::Bool(v)) => c.push(Some(v)),
             (Self::Timestamptz(c), Value::Timestamptz(v)) => c.push(Some(v)),
+            (Self::Date(c), Value::Date(v)) => c.push(Some(v)),
             (Self::Bytea(c), Value::Bytea(v)) => c.push(Some(v)),
             (column, value) => {
                 debug_assert!(
@@ -222,6 +265,7 @@ impl Values {
             Self::Numeric(c) => c.push(None),
             Self::Bool(c) => c.push(None),
             Self::Timestamptz(c) => c.push(None),
+            Self::Date(c) => c.push(None),
             Self::Bytea(c) => c.push(None),
         }
     }
@@ -237,6 +281,7 @@ impl Values {
             Self::Numeric(c) => drop(c.swap_remove(index)),
             Self::Bool(c) => drop(c.swap_remove(index)),
             Self::Timestamptz(c) => drop(c.swap_remove(index)),
+            Self::Date(c) => drop(c.swap_remove(index)),
             Self::Bytea(c) => drop(c.swap_remove(index)),
         }
     }
@@ -265,6 +310,7 @@ impl Values {
             (Self::Numeric(c), Value::Numeric(v)) => c[index] == Some(*v),
             (Self::Bool(c), Value::Bool(v)) => c[index] == Some(*v),
             (Self::Timestamptz(c), Value::Timestamptz(v)) => c[index] == Some(*v),
+            (Self::Date(c), Value::Date(v)) => c[index] == Some(*v),
             (Self::Bytea(c), Value::Bytea(v)) => c[index].as_deref() == Some(v.as_slice()),
             (column, Value::Null) => column.is_null(index),
             _ => false,
@@ -280,6 +326,7 @@ impl Values {
             Self::Numeric(c) => c[index].is_none(),
             Self::Bool(c) => c[index].is_none(),
             Self::Timestamptz(c) => c[index].is_none(),
+            Self::Date(c) => c[index].is_none(),
             Self::Bytea(c) => c[index].is_none(),
         }
     }
@@ -293,6 +340,7 @@ impl Values {
             Self::Numeric(c) => query.bind(c),
             Self::Bool(c) => query.bind(c),
             Self::Timestamptz(c) => query.bind(c),
+            Self::Date(c) => query.bind(c),
             Self::Bytea(c) => query.bind(c),
         }
     }
@@ -396,6 +444,7 @@ fn key_hash(values: &[Value]) -> u64 {
             Value::Bytea(v) => v.hash(&mut hasher),
             Value::Numeric(v) => v.hash(&mut hasher),
             Value::Timestamptz(v) => v.hash(&mut hasher),
+            Value::Date(v) => v.hash(&mut hasher),
             Value::Null => 0u8.hash(&mut hasher),
         }
     }
@@ -444,6 +493,24 @@ mod tests {
              SELECT c0, c1, c2, c3::jsonb FROM UNNEST($3::uuid[], $4::text[], $5::numeric[], $6::text[]) \
              AS u(c0, c1, c2, c3) ON CONFLICT (account_id, asset) DO UPDATE SET \
              balance = EXCLUDED.balance, metadata = EXCLUDED.metadata"
+        );
+    }
+
+    static BALANCE_KEYS: Table = Table {
+        name: "balances",
+        columns: &[
+            col("account_id", SqlType::Uuid),
+            col("asset", SqlType::Text),
+        ],
+        on_conflict: OnConflict::Refuse,
+    };
+
+    #[test]
+    fn a_delete_matches_every_key_column() {
+        assert_eq!(
+            BALANCE_KEYS.delete_sql("", 4),
+            "DELETE FROM balances AS stored USING UNNEST($4::uuid[], $5::text[]) AS u(c0, c1) \
+             WHERE stored.account_id = u.c0 AND stored.asset = u.c1"
         );
     }
 

@@ -18,7 +18,7 @@ use crate::{Error, Result};
 /// The tables every book has, created for a new ledger as copies of `public`'s (columns,
 /// defaults, checks, keys and indexes). A migration that changes one of them must change it in
 /// every book (`SELECT schema_name FROM ledgers`).
-pub const BOOK_TABLES: [&str; 21] = [
+pub const BOOK_TABLES: [&str; 26] = [
     "events",
     "projection_head",
     "assets",
@@ -40,6 +40,11 @@ pub const BOOK_TABLES: [&str; 21] = [
     "hold_parts",
     "booking_methods",
     "hold_dues",
+    "lot_movements",
+    "lots",
+    "lot_closings",
+    "lot_books",
+    "prices",
 ];
 
 /// Ledgers listed per page at most.

@@ -10,7 +10,7 @@ use serde::Serialize;
 use sqlx::{PgConnection, PgPool};
 
 use crate::event_store::{self, Link, StoredEvent, PAGE_EVENTS};
-use crate::projections::{self, projector, Applied, Projection, ProjectionRows};
+use crate::projections::{self, projector, Applied, Memory, Projection, ProjectionRows};
 use crate::writer_lock::{lock_writer, unlock_writer};
 use crate::{Error, Result};
 
@@ -99,15 +99,24 @@ pub(crate) struct Rebuild {
     /// False once a stored hash differs from the one recomputed.
     pub(crate) chain_intact: bool,
     rows: ProjectionRows,
+    /// The memories of the remembering projections: whole ones, which never read their tables,
+    /// so that a rebuild compares with the projector's loaded ones.
+    memories: Vec<(&'static Projection, Box<dyn Memory>)>,
 }
 
 impl Rebuild {
     pub(crate) fn new(projections: impl IntoIterator<Item = &'static Projection>) -> Self {
+        let projections: Vec<&'static Projection> = projections.into_iter().collect();
+        let memories = projections
+            .iter()
+            .filter_map(|p| Some((*p, p.memory(true)?)))
+            .collect();
         Self {
             state: LedgerState::new(),
             chain_head: domain::chain::genesis(),
             chain_intact: true,
             rows: ProjectionRows::new(projections),
+            memories,
         }
     }
 
@@ -134,11 +143,24 @@ impl Rebuild {
             legs: &legs,
         };
         self.rows.push(&applied, Some(&self.state));
+        for (projection, memory) in &mut self.memories {
+            memory.project(&applied).map_err(|e| {
+                Error::Corrupt(format!(
+                    "position {}: {}: {e}",
+                    stored.position, projection.name
+                ))
+            })?;
+        }
         Ok(link)
     }
 
     /// Writes the rows gathered since the last call into the tables of `schema`.
     pub(crate) async fn write(&mut self, conn: &mut PgConnection, schema: &str) -> Result<()> {
+        for (projection, memory) in &mut self.memories {
+            if let Some((out, deletes)) = self.rows.buffers_of(projection.name) {
+                memory.flush(out, deletes);
+            }
+        }
         let emptied = self.rows.emptied();
         let rows = std::mem::replace(&mut self.rows, emptied);
         rows.insert_into(conn, schema).await

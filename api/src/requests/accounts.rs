@@ -1,9 +1,13 @@
 //! Opening an account, changing its status and setting its limits.
 
 use chrono::{DateTime, Utc};
-use domain::command::{BoundChange, ChangeAccountStatus, SetAccountLimits, StatusChange};
+use domain::command::{
+    BoundChange, ChangeAccountStatus, SetAccountLimits, SetBookingMethod, StatusChange,
+};
 use domain::values::SignedDecimal;
-use domain::{AccountCode, AccountId, AccountRef, AssetCode, Command, Metadata, OpenAccount};
+use domain::{
+    AccountCode, AccountId, AccountRef, AssetCode, BookingMethod, Command, Metadata, OpenAccount,
+};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
@@ -24,6 +28,10 @@ pub struct OpenAccountRequest {
     #[serde(default)]
     #[schema(value_type = Object)]
     pub metadata: Metadata,
+    /// How its disposals close lots: `fifo` (the default), `lifo`, `hifo` or `average`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>, example = "fifo")]
+    pub booking_method: Option<BookingMethod>,
 }
 
 impl CommandRequest for OpenAccountRequest {
@@ -31,11 +39,44 @@ impl CommandRequest for OpenAccountRequest {
 
     fn command(&self, _now: DateTime<Utc>) -> Result<Command, ApiError> {
         Ok(Command::OpenAccount(OpenAccount {
-            booking_method: None,
+            booking_method: self.booking_method,
             id: AccountId(Uuid::now_v7()),
             code: self.code.clone(),
             allow_negative: self.allow_negative,
             metadata: self.metadata.clone(),
+        }))
+    }
+}
+
+/// An account's booking method from now on.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BookingMethodRequest {
+    /// `fifo`, `lifo`, `hifo` or `average`: how its later disposals close lots.
+    #[schema(value_type = String, example = "hifo")]
+    pub booking_method: BookingMethod,
+    /// Why, for the record: a JSON object of at most 4 KiB, kept in the event.
+    #[serde(default)]
+    #[schema(value_type = Object)]
+    pub metadata: Metadata,
+}
+
+/// A change of booking method as submitted, with the account from the path.
+#[derive(Debug, Serialize)]
+pub struct BookingMethodCommand {
+    pub account: AccountRef,
+    #[serde(flatten)]
+    pub request: BookingMethodRequest,
+}
+
+impl CommandRequest for BookingMethodCommand {
+    const ROUTE: &'static str = "PUT /v1/accounts/{id_or_code}/booking-method";
+
+    fn command(&self, _now: DateTime<Utc>) -> Result<Command, ApiError> {
+        Ok(Command::SetBookingMethod(SetBookingMethod {
+            account: self.account.clone(),
+            booking_method: self.request.booking_method,
+            metadata: self.request.metadata.clone(),
         }))
     }
 }

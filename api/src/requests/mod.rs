@@ -10,23 +10,26 @@ mod accounts;
 mod actions;
 mod assets;
 mod periods;
+mod prices;
 mod settlement;
 mod trades;
 mod transactions;
 
 pub use accounts::{
     AccountLimitsCommand, AccountLimitsRequest, AccountStatusCommand, AccountStatusRequest,
-    OpenAccountRequest,
+    BookingMethodCommand, BookingMethodRequest, OpenAccountRequest,
 };
 pub use actions::{TransactionAction, TransactionActionCommand, TransactionActionRequest};
 pub use assets::DefineAssetRequest;
 pub use periods::{ClosePeriodCommand, ClosePeriodRequest, ReopenPeriodRequest};
+pub use prices::{MarkInBatch, MarkRequest, Marks, PricesRequest, MARKS_MAX};
 pub use settlement::{FailTradeCommand, FailTradeRequest, SettleTradeCommand, SettleTradeRequest};
 
 use crate::error::ApiError;
 pub use trades::{FeeRequest, TradeRequest};
 pub use transactions::{
-    ConditionRequest, ExpectedVersionRequest, PostingRequest, TransactionRequest, TransferRequest,
+    ConditionRequest, CostRequest, ExpectedVersionRequest, PostingRequest, TransactionRequest,
+    TransferRequest,
 };
 
 /// An `effective_at` as asked: kept to the microsecond, as the log keeps time; finer is refused
@@ -34,10 +37,19 @@ pub use transactions::{
 pub(crate) fn effective_time(
     at: Option<chrono::DateTime<chrono::Utc>>,
 ) -> Result<Option<chrono::DateTime<chrono::Utc>>, ApiError> {
-    match at {
-        Some(at) if at.timestamp_subsec_nanos() % 1_000 != 0 => Err(ApiError::Validation(
-            "effective_at has at most six fractional digits (microseconds)".to_owned(),
-        )),
-        _ => Ok(at),
+    at.map(|at| micros_time("effective_at", at)).transpose()
+}
+
+/// A time a request states (`field`), kept to the microsecond as the log keeps time; finer is
+/// refused rather than cut.
+pub(crate) fn micros_time(
+    field: &str,
+    at: chrono::DateTime<chrono::Utc>,
+) -> Result<chrono::DateTime<chrono::Utc>, ApiError> {
+    if !at.timestamp_subsec_nanos().is_multiple_of(1_000) {
+        return Err(ApiError::Validation(format!(
+            "{field} has at most six fractional digits (microseconds)"
+        )));
     }
+    Ok(at)
 }

@@ -2,7 +2,9 @@
 //! balances, expected account versions, and the terms of a pending hold.
 
 use chrono::{DateTime, Utc};
-use domain::command::{BalanceFigure, Comparison, Condition, ExpectedVersion, Guards, HoldTerms};
+use domain::command::{
+    BalanceFigure, Comparison, Condition, CostInstruction, ExpectedVersion, Guards, HoldTerms,
+};
 use domain::values::SignedDecimal;
 use domain::{
     AccountRef, AssetCode, Command, Metadata, PositiveDecimal, PostTransaction, PostingInstruction,
@@ -29,12 +31,36 @@ pub struct PostingRequest {
     /// A positive decimal string with at most the asset's decimal places.
     #[schema(value_type = String, example = "100.00")]
     pub amount: PositiveDecimal,
+    /// What the units cost, for the lots (not on a pending transaction): it opens a lot at this
+    /// cost in the destination and closes lots in the source with it as proceeds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cost: Option<CostRequest>,
+}
+
+/// The total cost of a posting's units, in another asset: `{"amount": "1505.00", "currency":
+/// "USD"}`, at most the currency's decimal places.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CostRequest {
+    #[schema(value_type = String, example = "1505.00")]
+    pub amount: PositiveDecimal,
+    #[schema(value_type = String, example = "USD")]
+    pub currency: AssetCode,
+}
+
+impl CostRequest {
+    fn instruction(&self) -> CostInstruction {
+        CostInstruction {
+            amount: self.amount,
+            currency: self.currency.clone(),
+        }
+    }
 }
 
 impl PostingRequest {
     fn instruction(&self) -> PostingInstruction {
         PostingInstruction {
-            cost: None,
+            cost: self.cost.as_ref().map(CostRequest::instruction),
             source: self.source.clone(),
             destination: self.destination.clone(),
             asset: self.asset.clone(),
@@ -106,6 +132,10 @@ pub struct TransferRequest {
     pub asset: AssetCode,
     #[schema(value_type = String, example = "25.00")]
     pub amount: PositiveDecimal,
+    /// What the units cost, for the lots (not on a pending transfer): it opens a lot at this
+    /// cost in the destination and closes lots in the source with it as proceeds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cost: Option<CostRequest>,
     #[serde(default)]
     #[schema(value_type = Object)]
     pub metadata: Metadata,
@@ -141,7 +171,7 @@ impl CommandRequest for TransferRequest {
             id: TransactionId(Uuid::now_v7()),
             kind: TransactionKind::Transfer,
             postings: vec![PostingInstruction {
-                cost: None,
+                cost: self.cost.as_ref().map(CostRequest::instruction),
                 source: self.source.clone(),
                 destination: self.destination.clone(),
                 asset: self.asset.clone(),

@@ -196,7 +196,7 @@ async fn list_accounts(
 
 /// How a path names an account: a UUID is an id, anything else a code, which must be valid (a
 /// look-alike, invisible or control character is a 422, as in a command).
-fn account_key(id_or_code: &str) -> Result<AccountKey, ApiError> {
+pub(super) fn account_key(id_or_code: &str) -> Result<AccountKey, ApiError> {
     if let Ok(id) = Uuid::parse_str(id_or_code) {
         return Ok(AccountKey::Id(id));
     }
@@ -213,7 +213,7 @@ fn asset_param(asset: &str) -> Result<AssetCode, ApiError> {
         .map_err(|e| ApiError::InvalidRequest(e.to_string()))
 }
 
-fn not_found(id_or_code: &str) -> ApiError {
+pub(super) fn not_found(id_or_code: &str) -> ApiError {
     ApiError::NotFound {
         code: "account_not_found",
         what: format!("account {id_or_code:?}"),

@@ -202,7 +202,7 @@ async fn account_tree(
 }
 
 /// A prefix of whole segments, without the trailing `:` it may be written with; `` for none.
-fn segments(prefix: Option<&str>) -> Result<String, ApiError> {
+pub(super) fn segments(prefix: Option<&str>) -> Result<String, ApiError> {
     let prefix = prefix.unwrap_or_default();
     let prefix = prefix.strip_suffix(':').unwrap_or(prefix);
     if prefix.is_empty() {

@@ -12,6 +12,8 @@ mod ledgers;
 mod me;
 mod ops;
 mod periods;
+mod positions;
+mod prices;
 mod stream;
 mod transactions;
 mod webhooks;
@@ -60,6 +62,8 @@ fn openapi_router() -> OpenApiRouter<AppState> {
         .merge(ledgers::router())
         .merge(ledger_transfers::router())
         .merge(periods::router())
+        .merge(positions::router())
+        .merge(prices::router())
         .merge(stream::router())
         .merge(audit::router())
         .merge(admin::router())
@@ -153,7 +157,7 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
 }
 
 /// The write routes, each of which takes `?dry_run=true` (see `crate::dry_run`).
-const WRITE_PATHS: [(&str, &str); 10] = [
+const WRITE_PATHS: [(&str, &str); 12] = [
     ("post", "/v1/transactions"),
     ("post", "/v1/transfers"),
     ("post", "/v1/trades"),
@@ -163,7 +167,9 @@ const WRITE_PATHS: [(&str, &str); 10] = [
     ("post", "/v1/accounts"),
     ("post", "/v1/accounts/{id_or_code}/{action}"),
     ("patch", "/v1/accounts/{id_or_code}/limits"),
+    ("put", "/v1/accounts/{id_or_code}/booking-method"),
     ("post", "/v1/ledger-transfers"),
+    ("post", "/v1/prices"),
 ];
 
 /// Documents `?dry_run=true` on every write route, and its `200` answer (`DryRunView`; the batch
@@ -178,6 +184,7 @@ fn dry_runs(doc: &mut utoipa::openapi::OpenApi) {
         };
         let operation = match method {
             "patch" => item.patch.as_mut(),
+            "put" => item.put.as_mut(),
             _ => item.post.as_mut(),
         };
         let Some(operation) = operation else {

@@ -63,6 +63,7 @@ pub static LIMITS: Table = Table {
 pub static PROJECTION: Projection = Projection {
     name: "accounts",
     tables: &[&ACCOUNTS, &STATUS_CHANGES, &LIMITS],
+    deletes: &[],
     mode: Mode::Inline(project),
     legs: false,
 };

@@ -24,6 +24,7 @@ pub static ASSETS: Table = Table {
 pub static PROJECTION: Projection = Projection {
     name: "assets",
     tables: &[&ASSETS],
+    deletes: &[],
     mode: Mode::Inline(project),
     legs: false,
 };

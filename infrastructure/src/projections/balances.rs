@@ -34,6 +34,7 @@ pub static BALANCES: Table = Table {
 pub static PROJECTION: Projection = Projection {
     name: "balances",
     tables: &[&BALANCES],
+    deletes: &[],
     mode: Mode::Inline(project),
     legs: false,
 };

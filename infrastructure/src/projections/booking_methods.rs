@@ -23,6 +23,7 @@ pub static BOOKING_METHODS: Table = Table {
 pub static PROJECTION: Projection = Projection {
     name: "booking_methods",
     tables: &[&BOOKING_METHODS],
+    deletes: &[],
     mode: Mode::Inline(project),
     legs: false,
 };

@@ -48,6 +48,7 @@ pub static PARTS: Table = Table {
 pub static PROJECTION: Projection = Projection {
     name: "holds",
     tables: &[&HOLDS, &SETTLEMENTS, &PARTS, &super::dues::DUES],
+    deletes: &[],
     mode: Mode::Inline(project),
     legs: false,
 };

@@ -12,7 +12,9 @@
 //! - **asynchronous**: built after the commit by the projector (`projector`), which follows the
 //!   log and keeps one checkpoint per projection, in the same transaction as the rows it writes:
 //!   the postings history, the transactions index and the roll-ups by code prefix. They cost the
-//!   writer nothing.
+//!   writer nothing. Most turn each event into rows by itself; one whose rows follow from its
+//!   earlier ones (the lots: a sale closes what earlier buys opened) keeps a `Memory` of them,
+//!   loaded from its tables as each page needs, and may delete rows as well as write them.
 //!
 //! Every projection is rebuilt from the log by `replay`, and the rebuild must equal the live one
 //! row for row.
@@ -25,8 +27,10 @@ pub mod checkpoints;
 pub mod dues;
 pub mod effective;
 pub mod holds;
+pub mod lots;
 pub mod periods;
 pub mod postings;
+pub mod prices;
 pub mod projector;
 pub mod reversals;
 pub mod rollups;
@@ -34,9 +38,10 @@ pub mod transactions;
 
 use chrono::{DateTime, Utc};
 use domain::{Event, LedgerState, Leg};
+use futures_util::future::BoxFuture;
 use sqlx::PgConnection;
 
-use crate::columns::{insert_ctes, PgQuery, Table, TableRows, SESSION_BOOK};
+use crate::columns::{delete_ctes, insert_ctes, PgQuery, Table, TableRows, SESSION_BOOK};
 use crate::Result;
 
 /// An event as the projections see it: where it is in the log, when it was recorded, and the
@@ -57,11 +62,47 @@ pub enum Mode {
     Inline(fn(&Applied<'_>, &LedgerState, &mut [TableRows])),
     /// Written after the commit by the projector, from the event and its legs alone.
     Async(fn(&Applied<'_>, &mut [TableRows])),
+    /// Written after the commit by the projector, from the event and what the projection
+    /// remembers of its own rows (`Memory`). The function makes a memory: `whole` for a rebuild
+    /// from the start of the log, which holds all it needs from the events it is shown;
+    /// otherwise it loads what each page needs from the projection's tables.
+    Remembering(fn(bool) -> Box<dyn Memory>),
+}
+
+/// What a remembering projection keeps of its rows between events, and how it turns events into
+/// rows and deletions. An event is `project`ed into the memory; `flush` then gives the rows to
+/// write and to delete for everything projected since the last flush, which the caller writes
+/// at once (deletions first): the memory then takes it that its tables hold what it flushed. A
+/// memory that saw a write fail is dropped (`forget`), never flushed again.
+pub trait Memory: Send {
+    /// Loads from the projection's tables in `schema` what projecting `page` will need and the
+    /// memory does not hold. A whole memory needs nothing.
+    fn prepare<'a>(
+        &'a mut self,
+        conn: &'a mut PgConnection,
+        schema: &'a str,
+        page: &'a [Applied<'a>],
+    ) -> BoxFuture<'a, Result<()>>;
+
+    /// Projects one event, after every earlier one.
+    fn project(&mut self, applied: &Applied<'_>) -> Result<()>;
+
+    /// The rows of what changed since the last flush into `out` (a buffer per table, in
+    /// declaration order), and the keys of the rows to delete first into `deletes` (a buffer per
+    /// key table of `Projection::deletes`).
+    fn flush(&mut self, out: &mut [TableRows], deletes: &mut [TableRows]);
+
+    /// Drops what it holds: it is loaded again from the tables.
+    fn forget(&mut self);
 }
 
 pub struct Projection {
     pub name: &'static str,
     pub tables: &'static [&'static Table],
+    /// The keys by which it deletes rows of its tables, each a `Table` named after the table it
+    /// deletes from, whose columns are the key columns (`Table::delete_sql`). Only a remembering
+    /// projection deletes.
+    pub deletes: &'static [&'static Table],
     pub mode: Mode,
     /// Whether its rows need the legs of events (the projector then derives them).
     pub legs: bool,
@@ -69,12 +110,20 @@ pub struct Projection {
 
 impl Projection {
     pub fn is_async(&self) -> bool {
-        matches!(self.mode, Mode::Async(_))
+        matches!(self.mode, Mode::Async(_) | Mode::Remembering(_))
+    }
+
+    /// Its memory, when it remembers: a whole one for a rebuild from the start of the log.
+    pub fn memory(&self, whole: bool) -> Option<Box<dyn Memory>> {
+        match self.mode {
+            Mode::Remembering(make) => Some(make(whole)),
+            Mode::Inline(_) | Mode::Async(_) => None,
+        }
     }
 }
 
 /// Every projection, in the order their rows are written (and rebuilt, and compared).
-pub static PROJECTIONS: [&Projection; 10] = [
+pub static PROJECTIONS: [&Projection; 12] = [
     &assets::PROJECTION,
     &accounts::PROJECTION,
     &balances::PROJECTION,
@@ -85,6 +134,8 @@ pub static PROJECTIONS: [&Projection; 10] = [
     &postings::PROJECTION,
     &transactions::PROJECTION,
     &rollups::PROJECTION,
+    &lots::PROJECTION,
+    &prices::PROJECTION,
 ];
 
 /// The projection called `name`.
@@ -97,17 +148,29 @@ pub fn asynchronous() -> impl Iterator<Item = &'static Projection> {
     PROJECTIONS.iter().copied().filter(|p| p.is_async())
 }
 
-/// Row buffers for a set of projections.
+/// Row buffers for a set of projections: the rows to write, and the keys of rows to delete.
 pub struct ProjectionRows {
-    sets: Vec<(&'static Projection, Vec<TableRows>)>,
+    sets: Vec<Rows>,
+}
+
+struct Rows {
+    projection: &'static Projection,
+    rows: Vec<TableRows>,
+    deletes: Vec<TableRows>,
 }
 
 impl ProjectionRows {
     pub fn new(projections: impl IntoIterator<Item = &'static Projection>) -> Self {
+        let buffers =
+            |tables: &[&'static Table]| tables.iter().map(|t| TableRows::new(t)).collect();
         Self {
             sets: projections
                 .into_iter()
-                .map(|p| (p, p.tables.iter().map(|t| TableRows::new(t)).collect()))
+                .map(|projection| Rows {
+                    projection,
+                    rows: buffers(projection.tables),
+                    deletes: buffers(projection.deletes),
+                })
                 .collect(),
         }
     }
@@ -119,33 +182,49 @@ impl ProjectionRows {
 
     /// The same projections, with no rows.
     pub fn emptied(&self) -> Self {
-        Self::new(self.sets.iter().map(|(p, _)| *p))
+        Self::new(self.sets.iter().map(|set| set.projection))
     }
 
     pub fn tables(&self) -> Vec<&'static Table> {
         self.sets
             .iter()
-            .flat_map(|(p, _)| p.tables.iter().copied())
+            .flat_map(|set| set.projection.tables.iter().copied())
             .collect()
     }
 
     pub fn rows(&self) -> impl Iterator<Item = &TableRows> {
-        self.sets.iter().flat_map(|(_, rows)| rows)
+        self.sets.iter().flat_map(|set| &set.rows)
+    }
+
+    fn deletes(&self) -> impl Iterator<Item = &TableRows> {
+        self.sets.iter().flat_map(|set| &set.deletes)
     }
 
     pub fn is_empty(&self) -> bool {
-        self.rows().all(TableRows::is_empty)
+        self.rows().chain(self.deletes()).all(TableRows::is_empty)
+    }
+
+    /// The buffers of the projection called `name`, if it is in the set: its rows' and its
+    /// deletions', for its memory to flush into.
+    pub fn buffers_of(&mut self, name: &str) -> Option<(&mut [TableRows], &mut [TableRows])> {
+        let set = self
+            .sets
+            .iter_mut()
+            .find(|set| set.projection.name == name)?;
+        Some((&mut set.rows, &mut set.deletes))
     }
 
     /// Adds the rows of an event. Inline projections need the state after the event; without
     /// it (the projector), only asynchronous ones are in the set.
     pub fn push(&mut self, applied: &Applied<'_>, state: Option<&LedgerState>) {
-        for (projection, rows) in &mut self.sets {
-            match (projection.mode, state) {
-                (Mode::Inline(project), Some(state)) => project(applied, state, rows),
-                (Mode::Async(project), _) => project(applied, rows),
+        for set in &mut self.sets {
+            match (set.projection.mode, state) {
+                (Mode::Inline(project), Some(state)) => project(applied, state, &mut set.rows),
+                (Mode::Async(project), _) => project(applied, &mut set.rows),
+                // Its memory projects it, and flushes into these buffers (`buffers_of`).
+                (Mode::Remembering(_), _) => {}
                 (Mode::Inline(_), None) => {
-                    debug_assert!(false, "{} projected without a state", projection.name)
+                    debug_assert!(false, "{} projected without a state", set.projection.name)
                 }
             }
         }
@@ -157,6 +236,7 @@ impl ProjectionRows {
         if self.is_empty() {
             return Ok(());
         }
+        self.delete_from(conn, schema).await?;
         let statement = self.statement(schema, |_| "SELECT 1".to_owned());
         self.bound(&statement).execute(conn).await?;
         Ok(())
@@ -172,8 +252,9 @@ impl ProjectionRows {
         from: i64,
         to: i64,
     ) -> Result<()> {
+        self.delete_from(conn, SESSION_BOOK).await?;
         let statement = self.statement(SESSION_BOOK, checkpoints::advance_sql);
-        let names: Vec<&str> = self.sets.iter().map(|(p, _)| p.name).collect();
+        let names: Vec<&str> = self.sets.iter().map(|set| set.projection.name).collect();
         let moved = self
             .bound(&statement)
             .bind(&names)
@@ -191,6 +272,27 @@ impl ProjectionRows {
     fn statement(&self, schema: &str, main: impl FnOnce(usize) -> String) -> String {
         let (ctes, next) = insert_ctes(&self.tables(), schema);
         format!("WITH {ctes}\n{}", main(next))
+    }
+
+    /// Deletes the rows whose keys the set holds from the tables of `schema`, in one statement
+    /// before the inserts (a row deleted and written again in one statement would be touched
+    /// twice by it): none when no key is held, which is most pages.
+    async fn delete_from(&self, conn: &mut PgConnection, schema: &str) -> Result<()> {
+        if self.deletes().all(TableRows::is_empty) {
+            return Ok(());
+        }
+        let keys: Vec<&'static Table> = self
+            .sets
+            .iter()
+            .flat_map(|set| set.projection.deletes.iter().copied())
+            .collect();
+        let (ctes, _) = delete_ctes(&keys, schema);
+        let statement = format!("WITH {ctes}\nSELECT 1");
+        self.deletes()
+            .fold(sqlx::query(&statement), |query, keys| keys.bind(query))
+            .execute(conn)
+            .await?;
+        Ok(())
     }
 
     /// `statement` with the rows bound, table by table, in the order of its parameters.

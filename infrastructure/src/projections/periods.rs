@@ -29,6 +29,7 @@ pub static PERIODS: Table = Table {
 pub static PROJECTION: Projection = Projection {
     name: "periods",
     tables: &[&PERIODS],
+    deletes: &[],
     mode: Mode::Inline(project),
     legs: false,
 };

@@ -43,6 +43,7 @@ pub static POSTINGS: Table = Table {
 pub static PROJECTION: Projection = Projection {
     name: "postings",
     tables: &[&POSTINGS],
+    deletes: &[],
     mode: Mode::Async(project),
     legs: true,
 };

@@ -20,7 +20,8 @@ use tokio::sync::watch;
 use tracing::info;
 
 use super::postings::Legs;
-use super::{checkpoints, Applied, Projection, ProjectionRows};
+use super::{checkpoints, Applied, Memory, Projection, ProjectionRows};
+use crate::columns::SESSION_BOOK;
 use crate::event_store::{self, StoredEvent};
 use crate::follower::{self, Commits, Ended, Lock};
 use crate::metrics::{Histogram, LATENCY_BOUNDS_US, LATENCY_LABELS_S};
@@ -229,6 +230,8 @@ struct Follower {
     checkpoint: i64,
     /// The projector's derivation of legs, for a projection that needs them.
     legs: Option<Legs>,
+    /// What a remembering projection keeps of its rows, loaded from them as pages need.
+    memory: Option<Box<dyn Memory>>,
     metrics: Arc<ProjectionMetrics>,
 }
 
@@ -238,6 +241,7 @@ impl Follower {
             projection,
             checkpoint: 0,
             legs: projection.legs.then(Legs::default),
+            memory: projection.memory(false),
             metrics: Arc::new(ProjectionMetrics::new(projection.name)),
         }
     }
@@ -246,6 +250,9 @@ impl Follower {
     fn forget(&mut self) {
         if let Some(legs) = &mut self.legs {
             legs.forget();
+        }
+        if let Some(memory) = &mut self.memory {
+            memory.forget();
         }
     }
 }
@@ -293,16 +300,22 @@ async fn apply_page(
         .map(StoredEvent::decode)
         .collect::<Result<Vec<_>>>()?;
     let legs = legs_of(conn, followers, group, &stored, &events).await?;
-    let mut rows = ProjectionRows::new(group.iter().map(|i| followers[*i].projection));
-    for ((stored, event), legs) in stored.iter().zip(&events).zip(&legs) {
-        let applied = Applied {
+    let page: Vec<Applied> = stored
+        .iter()
+        .zip(&events)
+        .zip(&legs)
+        .map(|((stored, event), legs)| Applied {
             position: stored.position,
             event,
             recorded_at: stored.recorded_at,
             legs,
-        };
-        rows.push(&applied, None);
+        })
+        .collect();
+    let mut rows = ProjectionRows::new(group.iter().map(|i| followers[*i].projection));
+    for applied in &page {
+        rows.push(applied, None);
     }
+    remember(conn, followers, group, &page, &mut rows).await?;
     // BEGIN, one statement, COMMIT: a checkpoint that moved under us fails the statement's check
     // before the commit, and the dropped transaction rolls the rows back.
     let mut tx = conn.begin().await?;
@@ -313,6 +326,31 @@ async fn apply_page(
         record_page(&followers[*i].metrics, &stored, last);
     }
     Ok(stored.len())
+}
+
+/// Projects a page into the memory of every remembering follower of `group`, loading first what
+/// it needs, and flushes their rows into `rows`.
+async fn remember(
+    conn: &mut PgConnection,
+    followers: &mut [Follower],
+    group: &[usize],
+    page: &[Applied<'_>],
+    rows: &mut ProjectionRows,
+) -> Result<()> {
+    for i in group {
+        let follower = &mut followers[*i];
+        let Some(memory) = follower.memory.as_mut() else {
+            continue;
+        };
+        memory.prepare(&mut *conn, SESSION_BOOK, page).await?;
+        for applied in page {
+            memory.project(applied)?;
+        }
+        if let Some((out, deletes)) = rows.buffers_of(follower.projection.name) {
+            memory.flush(out, deletes);
+        }
+    }
+    Ok(())
 }
 
 /// The legs of each event, derived by the follower of `group` that needs them (none when none

@@ -22,6 +22,7 @@ pub static REVERSALS: Table = Table {
 pub static PROJECTION: Projection = Projection {
     name: "reversals",
     tables: &[&REVERSALS],
+    deletes: &[],
     mode: Mode::Inline(project),
     legs: false,
 };

@@ -45,6 +45,7 @@ pub static ROLLUP_ACCOUNTS: Table = Table {
 pub static PROJECTION: Projection = Projection {
     name: "rollups",
     tables: &[&ROLLUPS, &ROLLUP_ACCOUNTS],
+    deletes: &[],
     mode: Mode::Async(project),
     legs: false,
 };
@@ -275,7 +276,7 @@ impl ReadStore {
 /// `p;`) (`;` follows `:` in bytes): one range of the code index, whose few other codes (`p-x`,
 /// `p0`) the second condition drops. Two texts, not one with `$1 = ''`, so that the plan is that
 /// range.
-fn under(prefix: &str, opened_by: &str) -> String {
+pub(super) fn under(prefix: &str, opened_by: &str) -> String {
     if prefix.is_empty() {
         format!("a.position <= {opened_by} AND $1 = ''")
     } else {
@@ -288,7 +289,7 @@ fn under(prefix: &str, opened_by: &str) -> String {
 
 /// How many accounts opened by `position` are under `prefix`; `None` when more than
 /// `accounts_max` are (counting stops there).
-async fn count_under(
+pub(super) async fn count_under(
     conn: &mut PgConnection,
     prefix: &str,
     position: i64,

@@ -25,6 +25,7 @@ pub static TRANSACTIONS: Table = Table {
 pub static PROJECTION: Projection = Projection {
     name: "transactions",
     tables: &[&TRANSACTIONS],
+    deletes: &[],
     mode: Mode::Async(project),
     legs: false,
 };
