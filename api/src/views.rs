@@ -860,3 +860,20 @@ pub struct MarksView {
     #[serde(skip_serializing_if = "crate::is_false")]
     pub dry_run: bool,
 }
+
+/// What `POST /v1/prices` returns: one mark's view, or a batch's marks.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(untagged)]
+pub enum PricesAnswer {
+    One(PriceView),
+    Batch(MarksView),
+}
+
+/// What `POST /v1/prices?dry_run=true` returns: a dry run of one mark, or a batch's marks as they
+/// would be recorded (`dry_run: true`).
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(untagged)]
+pub enum PricesDryRunAnswer {
+    One(crate::dry_run::DryRunView),
+    Batch(MarksView),
+}

@@ -62,10 +62,16 @@ const ROUTES: &[(&str, &str)] = &[
     ("get", "/v1/periods"),
     ("get", "/v1/periods/{period}"),
     ("get", "/v1/reports/trial-balance"),
+    ("put", "/v1/accounts/{id_or_code}/booking-method"),
+    ("get", "/v1/accounts/{id_or_code}/positions"),
+    ("get", "/v1/accounts/{id_or_code}/realized"),
+    ("get", "/v1/positions"),
+    ("get", "/v1/prices"),
+    ("post", "/v1/prices"),
 ];
 
 /// The routes of a book, which are also served under `/v1/ledgers/{ledger}`.
-const BOOK_ROUTES: [&str; 10] = [
+const BOOK_ROUTES: [&str; 12] = [
     "accounts",
     "assets",
     "transactions",
@@ -76,6 +82,8 @@ const BOOK_ROUTES: [&str; 10] = [
     "balances",
     "periods",
     "reports",
+    "positions",
+    "prices",
 ];
 
 /// Every route: `ROUTES`, and each book route again under `/v1/ledgers/{ledger}`.
@@ -123,6 +131,7 @@ async fn the_openapi_document_covers_every_route() {
         let request = match method.as_str() {
             "get" => ledger.client.get(ledger.url(&concrete)),
             "patch" => ledger.client.patch(ledger.url(&concrete)),
+            "put" => ledger.client.put(ledger.url(&concrete)),
             "delete" => ledger.client.delete(ledger.url(&concrete)),
             _ => ledger.client.post(ledger.url(&concrete)),
         };

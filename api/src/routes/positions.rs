@@ -125,7 +125,7 @@ async fn account_positions(
             }
         }
     };
-    let positions = position_views(read.value)?;
+    let positions = position_views(read.value, params.as_of.is_some())?;
     let view = PositionsView {
         account: code.to_string(),
         position: read.position,
@@ -150,8 +150,9 @@ async fn account_of(
     Ok((code, account.id))
 }
 
-/// The views of an account's books, with the figures the API derives from them.
-fn position_views(read: PositionsRead) -> Result<Vec<PositionView>, ApiError> {
+/// The views of an account's books, with the figures the API derives from them; `as_of` when
+/// its balances are as of a date (posted only).
+fn position_views(read: PositionsRead, as_of: bool) -> Result<Vec<PositionView>, ApiError> {
     let balances: BTreeMap<&str, &BalanceRecord> = read
         .balances
         .iter()
@@ -167,7 +168,7 @@ fn position_views(read: PositionsRead) -> Result<Vec<PositionView>, ApiError> {
         .iter()
         .map(|book| {
             let balance = balances.get(book.instrument.as_str()).copied();
-            let held = Held::of(balance, book.units);
+            let held = Held::of(balance, book.units, as_of);
             let all_lots = costed
                 .get(book.instrument.as_str())
                 .copied()
@@ -185,12 +186,12 @@ struct Held {
 }
 
 impl Held {
-    fn of(balance: Option<&BalanceRecord>, units: i16) -> Self {
+    fn of(balance: Option<&BalanceRecord>, units: i16, as_of: bool) -> Self {
         let zero = at(Decimal::ZERO, units);
         match balance {
             None => Self {
                 settled: zero,
-                pending: Some(zero),
+                pending: (!as_of).then_some(zero),
             },
             Some(b) => Self {
                 settled: b.balance,
@@ -371,11 +372,7 @@ async fn account_realized(
     headers: HeaderMap,
     Params(params): Params<RealizedParams>,
 ) -> Result<Response, ApiError> {
-    if let (Some(from), Some(to)) = (params.from, params.to) {
-        if from > to {
-            return Err(ApiError::InvalidRequest("from is after to".into()));
-        }
-    }
+    check_dates(params.from, params.to)?;
     let instrument = params
         .instrument
         .as_deref()
@@ -413,6 +410,25 @@ async fn account_realized(
         items: realized_items(parts),
     };
     Ok(at_position(read.position, view))
+}
+
+/// The dates a range of trade dates may name: years 1 to 9999, `from` not after `to`.
+fn check_dates(from: Option<NaiveDate>, to: Option<NaiveDate>) -> Result<(), ApiError> {
+    let first = NaiveDate::from_ymd_opt(1, 1, 1);
+    let last = NaiveDate::from_ymd_opt(9999, 12, 31);
+    for date in [from, to].into_iter().flatten() {
+        if Some(date) < first || Some(date) > last {
+            return Err(ApiError::InvalidRequest(format!(
+                "{date} is not a date of years 1 to 9999"
+            )));
+        }
+    }
+    match (from, to) {
+        (Some(from), Some(to)) if from > to => {
+            Err(ApiError::InvalidRequest("from is after to".into()))
+        }
+        _ => Ok(()),
+    }
 }
 
 /// The closed parts grouped by closing: one item per (position, instrument, currency), in the

@@ -20,7 +20,7 @@ use crate::extract::{IdempotencyKey, JsonBody, Params, RequestOrigin};
 use crate::requests::{MarkInBatch, Marks, PricesRequest};
 use crate::routes::write::{at_position, render_reply, submit, CommandRequest, RenderedReply};
 use crate::state::AppState;
-use crate::views::{MarkRecordView, MarksView, PriceList, PriceView};
+use crate::views::{MarkRecordView, MarksView, PriceList, PricesAnswer, PricesDryRunAnswer};
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(post_prices, get_prices))
@@ -35,7 +35,8 @@ pub fn router() -> OpenApiRouter<AppState> {
     params(("Idempotency-Key" = String, Header, description = "1 to 255 printable ASCII characters")),
     request_body = PricesRequest,
     responses(
-        (status = 201, body = PriceView, description = "One mark: a PriceView; `marks`: a MarksView"),
+        (status = 201, body = PricesAnswer, description = "One mark: its PriceView; `marks`: a MarksView"),
+        (status = 200, body = PricesDryRunAnswer, description = "`?dry_run=true` that would be accepted: nothing was written"),
         (status = 422, body = Problem, description = "validation_error (a mark in the future), asset_not_found"),
         (status = "4XX", body = Problem), (status = 503, body = Problem),
     )

@@ -693,6 +693,163 @@ impl Memory for Lots {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use chrono::{DateTime, Utc};
+    use domain::event::{
+        AccountOpened, AssetDefined, PendingPosted, PendingVoided, TradeExecuted, TransactionPosted,
+    };
+    use domain::values::TransactionKind;
+    use domain::{AccountId, Metadata};
+    use uuid::Uuid;
+
+    fn d(text: &str) -> Decimal {
+        text.parse().expect("a decimal")
+    }
+
+    fn posting(source: &str, destination: &str, asset: &str, amount: &str) -> Posting {
+        Posting {
+            source: source.parse().expect("a code"),
+            destination: destination.parse().expect("a code"),
+            asset: asset.parse().expect("an asset"),
+            amount: d(amount),
+            cost: None,
+        }
+    }
+
+    /// Projects `events` (from position `first` on) into a whole memory and flushes it.
+    fn project(lots: &mut Lots, first: i64, events: &[Event]) {
+        let recorded_at = DateTime::<Utc>::from_timestamp(1_796_000_000, 0).expect("a time");
+        for (i, event) in events.iter().enumerate() {
+            let applied = Applied {
+                position: first + i as i64,
+                event,
+                recorded_at,
+                legs: &[],
+            };
+            lots.project(&applied).expect("projected");
+        }
+        let mut out: Vec<TableRows> = PROJECTION
+            .tables
+            .iter()
+            .map(|t| TableRows::new(t))
+            .collect();
+        let mut deletes: Vec<TableRows> = PROJECTION
+            .deletes
+            .iter()
+            .map(|t| TableRows::new(t))
+            .collect();
+        lots.flush(&mut out, &mut deletes);
+    }
+
+    fn opening(events: &mut Vec<Event>) {
+        for (asset, scale) in [("USD", 2), ("AAPL", 0)] {
+            events.push(Event::AssetDefined(AssetDefined {
+                asset: asset.parse().expect("an asset"),
+                scale: Scale::try_from(scale).expect("a scale"),
+            }));
+        }
+        for code in ["a", "b", "w"] {
+            events.push(Event::AccountOpened(AccountOpened {
+                account_id: AccountId(Uuid::new_v4()),
+                code: code.parse().expect("a code"),
+                allow_negative: code == "w",
+                metadata: Metadata::default(),
+                booking_method: None,
+            }));
+        }
+        // b holds 10 AAPL that cost 1000.00.
+        let mut gift = posting("w", "b", "AAPL", "10");
+        gift.cost = Some(domain::event::Cost {
+            amount: d("1000.00"),
+            currency: "USD".parse().expect("an asset"),
+        });
+        events.push(Event::TransactionPosted(TransactionPosted {
+            transaction_id: TransactionId(Uuid::new_v4()),
+            kind: TransactionKind::Transfer,
+            postings: vec![gift],
+            metadata: Metadata::default(),
+            pending: false,
+            expires_at: None,
+            reverses: None,
+            forced: false,
+            effective_at: None,
+        }));
+    }
+
+    #[test]
+    fn a_trade_that_fails_after_settling_in_part_keeps_the_part_in_its_lots() {
+        let mut events = Vec::new();
+        opening(&mut events);
+        // a buys 10 from b at 150.00, to settle later; 4 settle, then the rest fails.
+        let id = TransactionId(Uuid::new_v4());
+        let reserved = vec![
+            posting("b", "a", "AAPL", "10"),
+            posting("a", "b", "USD", "1500.00"),
+        ];
+        events.push(Event::TradeExecuted(TradeExecuted {
+            trade_id: id,
+            buyer: "a".parse().expect("a code"),
+            seller: "b".parse().expect("a code"),
+            instrument: "AAPL".parse().expect("an asset"),
+            quantity: d("10"),
+            price: d("150"),
+            currency: "USD".parse().expect("an asset"),
+            notional: d("1500.00"),
+            fees: Vec::new(),
+            postings: reserved,
+            metadata: Metadata::default(),
+            pending: true,
+            expires_at: None,
+            effective_at: None,
+            settlement_date: None,
+            settles_at: None,
+            lots: Vec::new(),
+        }));
+        let part = vec![
+            posting("b", "a", "AAPL", "4"),
+            posting("a", "b", "USD", "600.00"),
+        ];
+        let rest = vec![
+            posting("b", "a", "AAPL", "6"),
+            posting("a", "b", "USD", "900.00"),
+        ];
+        events.push(Event::PendingPosted(PendingPosted {
+            pending_id: id,
+            postings: part.clone(),
+            released: part,
+            remaining: rest.clone(),
+            metadata: Metadata::default(),
+            effective_at: None,
+        }));
+        let mut lots = Lots::new(true);
+        project(&mut lots, 1, &events);
+        let key = |account: &str| BookKey {
+            account: account.parse().expect("a code"),
+            instrument: "AAPL".parse().expect("an asset"),
+            currency: "USD".parse().expect("an asset"),
+        };
+        // Lots follow the trade date: the whole trade counts until it fails.
+        assert_eq!(lots.books[&key("a")].book.quantity(), d("10"));
+        project(
+            &mut lots,
+            events.len() as i64 + 1,
+            &[Event::PendingVoided(PendingVoided {
+                pending_id: id,
+                released: rest,
+                metadata: Metadata::default(),
+                reason: Some("counterparty failed to deliver".to_owned()),
+                effective_at: None,
+            })],
+        );
+        let buyer = &lots.books[&key("a")];
+        assert_eq!(buyer.book.quantity(), d("4"));
+        assert_eq!(buyer.book.amount(), d("600.00"));
+        let seller = &lots.books[&key("b")];
+        assert_eq!(seller.book.quantity(), d("6"));
+        assert_eq!(seller.book.amount(), d("600.00"));
+        // 4 of the 10 that cost 1000.00 went for 600.00.
+        assert_eq!(seller.totals.realized, d("200.00"));
+        assert_eq!(seller.totals.quantity, d("6"));
+    }
 
     #[test]
     fn a_booking_method_applies_to_the_movements_after_it() {

@@ -173,8 +173,7 @@ impl ReadStore {
                 instrument, currency, units, scale, lots, realized,
             ));
         }
-        let now = DateTime::<Utc>::MAX_UTC;
-        marks_of(&mut tx, &mut read, now).await?;
+        marks_of(&mut tx, &mut read, None).await?;
         let balances = balances_of(&mut tx, account_id).await?;
         let history = methods_of(&mut tx, account).await?;
         tx.commit().await?;
@@ -219,7 +218,7 @@ impl ReadStore {
         }
         let history = methods_of(&mut tx, account).await?;
         let mut books = books_as_of(&mut tx, account, date, &history).await?;
-        marks_of(&mut tx, &mut books, as_of).await?;
+        marks_of(&mut tx, &mut books, Some(as_of)).await?;
         let balances = balances_as_of(&mut tx, account_id, as_of, position).await?;
         tx.commit().await?;
         let booking_method = history.last().map_or_else(BookingMethod::default, |h| h.1);
@@ -246,63 +245,19 @@ impl ReadStore {
         parts_max: i64,
     ) -> Result<AtPosition<Option<Vec<ClosingRead>>>> {
         let (mut tx, position) = self.snapshot_of(READ_NEEDS).await?;
-        type Row = (
-            String,
-            String,
-            i16,
-            i16,
-            i64,
-            i16,
-            String,
-            Uuid,
-            NaiveDate,
-            NaiveDate,
-            Decimal,
-            Decimal,
-            Decimal,
-        );
-        let rows: Vec<Row> = sqlx::query_as(
-            "SELECT c.instrument, c.currency, i.scale, s.scale, c.position, c.part, c.lot_id,
-                    c.transaction_id, c.opened, c.closed, c.quantity, c.cost, c.proceeds
-             FROM lot_closings c JOIN assets i ON i.code = c.instrument
-             JOIN assets s ON s.code = c.currency
-             WHERE c.account = $1 AND ($2::date IS NULL OR c.closed >= $2)
-               AND ($3::date IS NULL OR c.closed <= $3)
-               AND ($4::text IS NULL OR c.instrument = $4)
-             ORDER BY c.closed, c.position, c.instrument, c.currency, c.part LIMIT $5",
-        )
-        .bind(account.as_str())
-        .bind(from)
-        .bind(to)
-        .bind(instrument)
-        .bind(parts_max + 1)
-        .fetch_all(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        if rows.len() as i64 > parts_max {
+        let range = (from, to, instrument);
+        let parts = closings_of(&mut tx, account, range, parts_max + 1).await?;
+        if parts.len() as i64 > parts_max {
+            tx.commit().await?;
             return Ok(AtPosition {
                 value: None,
                 position,
             });
         }
-        let parts = rows
-            .into_iter()
-            .map(|r| ClosingRead {
-                instrument: r.0,
-                currency: r.1,
-                units: r.2,
-                scale: r.3,
-                position: r.4,
-                part: r.5,
-                lot_id: r.6,
-                transaction_id: r.7,
-                opened: r.8,
-                closed: r.9,
-                quantity: at_scale(r.10, r.2),
-                cost: at_scale(r.11, r.3),
-                proceeds: at_scale(r.12, r.3),
-            })
-            .collect();
+        if from.is_none() && to.is_none() {
+            check_realized(&mut tx, account, instrument, &parts).await?;
+        }
+        tx.commit().await?;
         Ok(AtPosition {
             value: Some(parts),
             position,
@@ -402,6 +357,105 @@ async fn rollup_rows(
         .collect())
 }
 
+/// A closed part as read: book and scales, position and part, lot, transaction, dates, figures.
+type ClosingRow = (
+    String,
+    String,
+    i16,
+    i16,
+    i64,
+    i16,
+    String,
+    Uuid,
+    NaiveDate,
+    NaiveDate,
+    Decimal,
+    Decimal,
+    Decimal,
+);
+
+/// The parts `account` closed in a range of trade dates (and an instrument), at most `limit`.
+async fn closings_of(
+    conn: &mut PgConnection,
+    account: &AccountCode,
+    (from, to, instrument): (Option<NaiveDate>, Option<NaiveDate>, Option<&str>),
+    limit: i64,
+) -> Result<Vec<ClosingRead>> {
+    let rows: Vec<ClosingRow> = sqlx::query_as(
+        "SELECT c.instrument, c.currency, i.scale, s.scale, c.position, c.part, c.lot_id,
+                c.transaction_id, c.opened, c.closed, c.quantity, c.cost, c.proceeds
+         FROM lot_closings c JOIN assets i ON i.code = c.instrument
+         JOIN assets s ON s.code = c.currency
+         WHERE c.account = $1 AND ($2::date IS NULL OR c.closed >= $2)
+           AND ($3::date IS NULL OR c.closed <= $3)
+           AND ($4::text IS NULL OR c.instrument = $4)
+         ORDER BY c.closed, c.position, c.instrument, c.currency, c.part LIMIT $5",
+    )
+    .bind(account.as_str())
+    .bind(from)
+    .bind(to)
+    .bind(instrument)
+    .bind(limit)
+    .fetch_all(conn)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|r| ClosingRead {
+            instrument: r.0,
+            currency: r.1,
+            units: r.2,
+            scale: r.3,
+            position: r.4,
+            part: r.5,
+            lot_id: r.6,
+            transaction_id: r.7,
+            opened: r.8,
+            closed: r.9,
+            quantity: at_scale(r.10, r.2),
+            cost: at_scale(r.11, r.3),
+            proceeds: at_scale(r.12, r.3),
+        })
+        .collect())
+}
+
+/// The check on every closed part of an account's books (in an instrument): per book, their
+/// realized P&L adds up to the book's. Anything else is a damaged projection, never served.
+async fn check_realized(
+    conn: &mut PgConnection,
+    account: &AccountCode,
+    instrument: Option<&str>,
+    parts: &[ClosingRead],
+) -> Result<()> {
+    let books: Vec<(String, String, Decimal)> = sqlx::query_as(
+        "SELECT instrument, currency, realized FROM lot_books
+         WHERE account = $1 AND ($2::text IS NULL OR instrument = $2)",
+    )
+    .bind(account.as_str())
+    .bind(instrument)
+    .fetch_all(conn)
+    .await?;
+    let mut sums: BTreeMap<(String, String), Decimal> = BTreeMap::new();
+    for part in parts {
+        let key = (part.instrument.clone(), part.currency.clone());
+        *sums.entry(key).or_default() += part.proceeds - part.cost;
+    }
+    for (instrument, currency, realized) in books {
+        let sum = sums.remove(&(instrument.clone(), currency.clone()));
+        if sum.unwrap_or_default() != realized {
+            return Err(Error::Corrupt(format!(
+                "the closed parts of {account} in {instrument}/{currency} realized {}, the book {realized}",
+                sum.unwrap_or_default()
+            )));
+        }
+    }
+    match sums.into_keys().next() {
+        Some((instrument, currency)) => Err(Error::Corrupt(format!(
+            "{account} closed parts in {instrument}/{currency}, which has no book"
+        ))),
+        None => Ok(()),
+    }
+}
+
 /// The open lots read, by (instrument, currency), in their order.
 fn group_lots(rows: Vec<LotRow>) -> BTreeMap<(String, String), Vec<Lot>> {
     let mut by_book: BTreeMap<(String, String), Vec<Lot>> = BTreeMap::new();
@@ -470,11 +524,11 @@ fn check_book(
     Ok(())
 }
 
-/// Fills in the latest mark at or before `as_of` of each book.
+/// Fills in the latest mark at or before `as_of` (the latest of all when `None`) of each book.
 async fn marks_of(
     conn: &mut PgConnection,
     books: &mut [BookRead],
-    as_of: DateTime<Utc>,
+    as_of: Option<DateTime<Utc>>,
 ) -> Result<()> {
     if books.is_empty() {
         return Ok(());
@@ -485,7 +539,11 @@ async fn marks_of(
         "SELECT u.instrument, u.currency, m.price, m.as_of, m.position
          FROM UNNEST($1::text[], $2::text[]) AS u(instrument, currency)
          CROSS JOIN LATERAL ({}) m",
-        latest_mark_sql("u.instrument", "u.currency", "$3")
+        latest_mark_sql(
+            "u.instrument",
+            "u.currency",
+            "COALESCE($3, 'infinity'::timestamptz)"
+        )
     ))
     .bind(&instruments)
     .bind(&currencies)
