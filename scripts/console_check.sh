@@ -10,7 +10,8 @@
 #   scripts/console_check.sh -- -k live    # anything after -- goes to pytest
 #
 # Installs Chromium (apt-get) when missing, and Playwright and pytest (pinned in
-# tests/console/requirements.txt) into a virtual environment under target/. Playwright uses
+# tests/console/requirements.txt) into a virtual environment beside the build ($CARGO_TARGET_DIR, or
+# target/ when that is unset, as for the binary). Playwright uses
 # /usr/bin/chromium: it downloads no browser of its own.
 set -euo pipefail
 
@@ -35,7 +36,7 @@ if [ ! -x /usr/bin/chromium ]; then
 fi
 
 source "$root/scripts/python_tool.sh"
-venv="$root/target/console-venv"
+venv="${CARGO_TARGET_DIR:-$root/target}/console-venv"
 requirements_venv "$venv" "$root/tests/console/requirements.txt"
 
 ledger=$(build_ledger)

@@ -117,3 +117,17 @@ export function yesterday() {
 export function exactTime(text) {
   return text ? text.replace("T", " ").replace("Z", "") : "";
 }
+
+/**
+ * A decimal string with the trailing zeros of its fraction dropped, down to `keep` places: a unit
+ * cost the API gives at 18 places ("100.250000000000000000") reads "100.25" at `keep` 2. Only
+ * zeros go: no digit that counts is ever rounded away.
+ */
+export function trimmed(text, keep = 0) {
+  if (text === null || text === undefined) return text;
+  const dot = text.indexOf(".");
+  if (dot < 0) return text;
+  let end = text.length;
+  while (end > dot + 1 + keep && text[end - 1] === "0") end -= 1;
+  return text.slice(0, end === dot + 1 ? dot : end);
+}

@@ -150,12 +150,25 @@ export function download(filename, text, type = "text/plain") {
   setTimeout(() => URL.revokeObjectURL(url), 0);
 }
 
-/** How each status of an account (open, frozen, closed) or a transaction (posted, pending) reads at a glance. */
-const STATUS_TONE = { open: "good", posted: "good", frozen: "warn", pending: "warn", closed: "bad" };
+/**
+ * How each status of an account (open, frozen, closed), a transaction (posted, pending) or a
+ * trade's settlement (settled, partially settled, failed) reads at a glance.
+ */
+const STATUS_TONE = { open: "good", posted: "good", settled: "good", frozen: "warn", pending: "warn", partially_settled: "warn", closed: "bad", failed: "bad" };
 
 /** A status as a badge, in its tone. */
 export function statusBadge(status, testid) {
   return h("span", { class: `badge ${STATUS_TONE[status] ?? ""}`, "data-testid": testid }, status);
+}
+
+/** Sets query parameters of the page's address (undefined: removed) without a history entry. */
+export function setQuery(changes) {
+  const url = new URL(location.href);
+  for (const [name, value] of Object.entries(changes)) {
+    if (value === undefined || value === null) url.searchParams.delete(name);
+    else url.searchParams.set(name, value);
+  }
+  history.replaceState(null, "", url.pathname + url.search);
 }
 
 /** A section with a heading. */

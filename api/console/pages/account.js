@@ -1,6 +1,8 @@
-// Account: one account as the API sees it — status, balances and limits per asset, its history
-// (cursor-paged, newest first), the balance over time, a statement for a period with its CSV, and
-// the actions the key may take (freeze, unfreeze, close, set limits), each confirmed first.
+// Account: one account as the API sees it — status, balances and limits per asset, for an account
+// that holds instruments its positions, lots and realized P&L, its settlement ladder (trading.js),
+// its history (cursor-paged, newest first), the balance over time, a statement for a period with
+// its CSV, and the actions the key may take (freeze, unfreeze, close, set limits), each confirmed
+// first.
 
 import { get, getAt, getText, send } from "../api.js";
 import { can } from "../app.js";
@@ -17,11 +19,13 @@ import {
   money,
   problemBox,
   section,
+  setQuery,
   statusBadge,
   table,
   toast,
   transactionHref,
 } from "../ui.js";
+import { renderTrading } from "./trading.js";
 
 /** History entries per page of the table. */
 const HISTORY_PAGE_SIZE = 50;
@@ -63,6 +67,7 @@ async function show(page, minPosition) {
   page.chart = h("div", { "data-testid": "chart" });
   page.statement = h("div", { "data-testid": "statement" });
   page.balances = h("div", { "data-testid": "balances" });
+  page.trading = h("div", { "data-testid": "trading" });
   fill(
     main,
     breadcrumbs(account.code),
@@ -71,11 +76,13 @@ async function show(page, minPosition) {
     h("div", { id: "limits-form" }),
     section("Account", accountFacts(account, read.position)),
     section("Balances", page.balances),
+    page.trading,
     section("Balance over time", page.chart),
     section("History", page.history),
     section("Statement", page.statement),
   );
   const balancesShown = renderBalances(page);
+  const tradingShown = renderTrading(page, accountPath(page.code));
   const historyShown = renderHistory(page);
   try {
     page.recent = await get(`${accountPath(page.code)}/history`, { limit: CHART_ENTRIES_MAX, min_position: minPosition }, { signal });
@@ -86,7 +93,7 @@ async function show(page, minPosition) {
   }
   page.busiest = busiestAsset(page.recent?.items ?? [], account);
   if (page.recent) renderChart(page);
-  await Promise.all([balancesShown, historyShown, renderStatement(page)]);
+  await Promise.all([balancesShown, tradingShown, historyShown, renderStatement(page)]);
 }
 
 /** The asset with the most recent postings: what the chart and the statement open on. */
@@ -154,6 +161,8 @@ function balanceTable(account) {
   const limits = new Map(account.limits.map((l) => [l.asset, l]));
   const assets = [...new Set([...account.balances.map((b) => b.asset), ...limits.keys()])].sort();
   const balances = new Map(account.balances.map((b) => [b.asset, b]));
+  // The trade-date position (as if every hold had settled), from a server that gives it.
+  const tradeDates = account.balances.some((b) => b.trade_date_balance !== undefined);
   const figure = (field, label) => ({
     label,
     numeric: true,
@@ -184,10 +193,11 @@ function balanceTable(account) {
       figure("pending_debits", "Pending debits"),
       figure("pending_credits", "Pending credits"),
       figure("available", "Available"),
+      tradeDates && figure("trade_date_balance", "Trade date"),
       { label: "Min balance", numeric: true, value: (asset) => bound("min_balance", asset) },
       { label: "Max balance", numeric: true, value: (asset) => bound("max_balance", asset) },
       { label: "Last change", numeric: true, value: (asset) => (balances.has(asset) ? count(balances.get(asset).position) : "") },
-    ],
+    ].filter(Boolean),
     assets,
     { empty: "No balances yet: nothing has been posted to this account." },
   );
@@ -401,16 +411,6 @@ async function submitLimits(event, page, { asset, min, max }) {
 
 // ---------------------------------------------------------------------------------------------
 // History
-
-/** Sets query parameters of the page's address (undefined: removed) without a history entry. */
-function setQuery(changes) {
-  const url = new URL(location.href);
-  for (const [name, value] of Object.entries(changes)) {
-    if (value === undefined || value === null) url.searchParams.delete(name);
-    else url.searchParams.set(name, value);
-  }
-  history.replaceState(null, "", url.pathname + url.search);
-}
 
 /**
  * One page of history. The cursor of the page on screen is in the address (`?cursor=`), so the

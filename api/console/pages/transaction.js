@@ -1,6 +1,7 @@
 // Transaction or trade: what moved (or, for a hold, what is reserved), how a hold was settled,
-// the reversal linked both ways, and the event that recorded it — its position, its hash and the
-// API key that sent it — read from the log itself.
+// where the settlement of a trade with a settlement date stands (settled so far, still reserved,
+// why it failed), the reversal linked both ways, and the event that recorded it — its position,
+// its hash and the API key that sent it — read from the log itself.
 
 import { get } from "../api.js";
 import { can, navigate } from "../app.js";
@@ -15,6 +16,10 @@ export async function render({ main, params, kind, signal }) {
   if (!isTrade && view.kind === "trade") return navigate(transactionHref("trade", view.id), { replace: true });
   const event = h("div", {}, h("p", { class: "muted" }, "Reading the event…"));
   const settlementEvent = h("div", {}, h("p", { class: "muted" }, "Reading the event…"));
+  // A trade booked pending for its settlement date has a settlement from the start; until a part
+  // of it settles, that settlement's event is the trade's own.
+  const dated = isTrade && Boolean(view.settlement?.settled);
+  const settlementHasEvent = view.settlement && view.settlement.position !== view.position;
   fill(
     main,
     h(
@@ -28,8 +33,9 @@ export async function render({ main, params, kind, signal }) {
     h("div", { class: "split" }, section("Summary", summary(view, isTrade)), section("Event", event)),
     isTrade && section("Terms", terms(view)),
     section(view.settlement || view.status === "pending" ? "Postings reserved" : "Postings", postingsTable(view.postings, "postings")),
-    view.settlement && section(`Settlement: ${view.settlement.status}`, settlementView(view.settlement, settlementEvent)),
-    view.status === "pending" &&
+    dated && section(`Settlement: ${view.settlement.status.replace("_", " ")}`, datedSettlementView(view, settlementHasEvent && settlementEvent)),
+    view.settlement && !dated && section(`Settlement: ${view.settlement.status}`, settlementView(view.settlement, settlementEvent)),
+    view.status === "pending" && !dated &&
       section(
         "Settlement",
         h("p", { class: "muted", "data-testid": "settlement-status" }, "Not settled yet: a post moves up to what is reserved, a void releases it", view.expires_at ? `; the ledger expires it at ${time(view.expires_at)} UTC if neither comes first.` : "."),
@@ -37,7 +43,7 @@ export async function render({ main, params, kind, signal }) {
   );
   const keys = apiKeyNames(signal);
   showEvent(event, view.position, keys, "event", signal);
-  if (view.settlement) showEvent(settlementEvent, view.settlement.position, keys, "settlement-event", signal, "The settlement's event");
+  if (settlementHasEvent) showEvent(settlementEvent, view.settlement.position, keys, "settlement-event", signal, dated ? "Its latest settlement event" : "The settlement's event");
 }
 
 function title(kind) {
@@ -82,6 +88,8 @@ function terms(trade) {
       ["Price", h("span", { class: "mono" }, trade.price, " ", trade.currency, " per unit")],
       ["Currency", trade.currency],
       ["Notional", h("span", { class: "mono", "data-testid": "trade-notional" }, money(trade.notional, trade.currency), " ", trade.currency)],
+      trade.trade_date && ["Trade date", h("span", { "data-testid": "trade-date" }, trade.trade_date)],
+      ["Settlement date", trade.settlement_date ? h("span", { "data-testid": "settlement-date" }, trade.settlement_date) : h("span", { class: "muted", "data-testid": "settlement-date" }, "none stated")],
     ]),
     table(
       [
@@ -163,6 +171,67 @@ function settlementView(settlement, eventElement) {
         { caption: settlement.status === "posted" ? "Every reservation ended: what of it moved, and what was released." : "Every reservation was released; nothing moved." },
       ),
     ),
+  ];
+}
+
+/** What each status of a dated trade's settlement means, said in full. */
+const DATED_STATUS = {
+  pending: "nothing has settled yet: everything stays reserved until the settlement date",
+  partially_settled: "settled in part: the rest stays reserved, and the ledger settles it on the settlement date",
+  settled: "settled in full",
+  failed: "failed: what had not settled was released; parts settled before stay settled",
+  voided: "voided: what had not settled was released",
+  expired: "expired: what had not settled was released",
+};
+
+/**
+ * Where the settlement of a trade with a settlement date stands: its dates, what has settled so far
+ * (per source, destination and asset), what stays reserved (per posting, in the order a settle's
+ * `amounts` refer to), and for a failed one why, and what its end released.
+ */
+function datedSettlementView(trade, eventElement) {
+  const settlement = trade.settlement;
+  const ended = ["failed", "voided", "expired"].includes(settlement.status);
+  const postings = (rows, testid, amountLabel, empty) =>
+    h(
+      "div",
+      { "data-testid": testid },
+      table(
+        [...POSTING_COLUMNS, { label: amountLabel, value: (p) => money(p.amount, p.asset), numeric: true }],
+        rows.map((p, leg) => ({ leg, ...p })),
+        { empty },
+      ),
+    );
+  return [
+    h(
+      "div",
+      { class: "split" },
+      facts([
+        ["Status", h("span", {}, statusBadge(settlement.status, "settlement-status"), h("span", { class: "muted small" }, ` ${DATED_STATUS[settlement.status] ?? ""}`))],
+        ["Trade date", h("span", { "data-testid": "settlement-trade-date" }, trade.trade_date)],
+        ["Settlement date", h("span", { "data-testid": "settlement-settlement-date" }, trade.settlement_date)],
+        [
+          "Settles at",
+          h(
+            "span",
+            { "data-testid": "settles-at", "data-value": trade.settles_at, title: trade.settles_at },
+            time(trade.settles_at),
+            " UTC",
+            h("span", { class: "muted small" }, ended ? " (it was to settle then)" : settlement.status === "settled" ? "" : " (when the ledger posts what is still reserved)"),
+          ),
+        ],
+        settlement.reason && ["Reason", h("span", { class: "bad", "data-testid": "settlement-reason" }, settlement.reason)],
+        eventElement && ["Latest settlement", h("span", { "data-testid": "settlement-position" }, `position ${count(settlement.position)}`, h("span", { class: "muted" }, ` (${time(settlement.recorded_at)} UTC)`))],
+        eventElement && metadataFact(settlement.metadata),
+      ]),
+      eventElement || h("p", { class: "muted small" }, "No part of it has settled yet: its only event is the trade's own."),
+    ),
+    h("div", { class: "split" },
+      h("div", {}, h("h3", {}, "Settled so far"), postings(settlement.settled, "settlement-settled", "Settled", "Nothing has settled.")),
+      h("div", {}, h("h3", {}, "Still reserved"), postings(settlement.remaining, "settlement-remaining", "Reserved", ended ? "Nothing: its settlement has ended." : "Nothing.")),
+    ),
+    ended &&
+      h("div", {}, h("h3", {}, settlement.status === "failed" ? "Released when it failed" : "Released"), postings(settlement.released ?? [], "settlement-released", "Released", "Nothing was left to release.")),
   ];
 }
 
