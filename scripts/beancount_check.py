@@ -323,7 +323,8 @@ def exact_cents(value):
 class LotBook:
     """An independent model of one account's lots of one instrument, written from the rules
     (docs/beancount.md): lots of one sign; a movement the other way closes lots, fifo (oldest
-    first), lifo (newest first) or hifo (highest unit cost first, ties oldest first); what is
+    first), lifo (newest first) or hifo (highest unit cost first, or for short lots the lowest
+    unit proceeds first; ties oldest first); what is
     left of it opens a lot; amounts split by quantity. Realized = proceeds - cost."""
 
     def __init__(self, method):
@@ -333,7 +334,11 @@ class LotBook:
         if self.method == "lifo":
             return list(reversed(self.lots))
         if self.method == "hifo":
-            return sorted(self.lots, key=lambda lot: (-lot["amount"] / abs(lot["units"]), lot["seq"]))
+            # Long lots: the highest unit cost first; short lots, in mirror, the lowest unit
+            # proceeds first (docs/events.md); ties oldest first.
+            short = bool(self.lots) and self.lots[0]["units"] < 0
+            unit = lambda lot: lot["amount"] / abs(lot["units"])  # noqa: E731
+            return sorted(self.lots, key=lambda lot: (unit(lot) if short else -unit(lot), lot["seq"]))
         return list(self.lots)
 
     def move(self, units, amount):

@@ -71,7 +71,7 @@ echo "== ledger export --format beancount --beancount-root $root_name"
 env -u DATABASE_URL RUST_LOG=warn "$ledger" export --data-dir "$work/pg" --format beancount \
     --beancount-root "$root_name" --output "$work/ledger.beancount" 2>>"$work/export.log"
 
-echo "== bean-check $beancount_version"
+echo "== bean-check $("$venv/bin/pip" show beancount | sed -n "s/^Version: //p")"
 "$venv/bin/bean-check" "$work/ledger.beancount"
 
 echo "== balances: Beancount's equal the ledger's"
