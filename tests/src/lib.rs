@@ -550,6 +550,17 @@ pub async fn serve_on_loopback(app: axum::Router) -> (SocketAddr, tokio::task::J
     (addr, task)
 }
 
+/// The JSON documents a README section's script printed, one per curl, up to the first output
+/// that is not JSON (a CSV).
+pub fn json_documents(stdout: &str) -> Vec<serde_json::Value> {
+    let mut out = Vec::new();
+    let mut stream = serde_json::Deserializer::from_str(stdout).into_iter::<serde_json::Value>();
+    while let Some(Ok(value)) = stream.next() {
+        out.push(value);
+    }
+    out
+}
+
 /// Runs the first `sh` block after the README heading `## {heading}` as it is written, with bash
 /// and curl, against the server at `base` (`$L`, with `$J` the JSON content type); panics unless it
 /// succeeds, and returns what it printed.

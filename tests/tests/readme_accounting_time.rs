@@ -1,25 +1,14 @@
 //! The README's "Accounting time" section, run as it is written: its shell block, with curl,
 //! against a real server; then what its comments say is checked through the API.
 
-use ledger_tests::serde_json::Value;
 use ledger_tests::TestLedger;
-
-/// The JSON documents the script printed, one per curl, up to the first that is not (the CSV).
-fn documents(stdout: &str) -> Vec<Value> {
-    let mut out = Vec::new();
-    let mut stream = ledger_tests::serde_json::Deserializer::from_str(stdout).into_iter::<Value>();
-    while let Some(Ok(value)) = stream.next() {
-        out.push(value);
-    }
-    out
-}
 
 #[tokio::test]
 async fn the_readmes_accounting_time_section_runs_as_written() {
     let ledger = TestLedger::start().await;
     let stdout = ledger_tests::run_readme_section("Accounting time", &ledger.base).await;
     // The payment is at position 4, as the comment and the known_at_position after it say.
-    let printed = documents(&stdout);
+    let printed = ledger_tests::json_documents(&stdout);
     let payment = printed
         .iter()
         .find(|d| d["effective_at"].is_string() && d["position"] == 4)

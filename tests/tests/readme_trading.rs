@@ -1,24 +1,13 @@
 //! The README's "Trading" section, run as it is written: its shell block, with curl, against a
 //! real server; then what its comments say is checked through the API.
 
-use ledger_tests::serde_json::Value;
 use ledger_tests::TestLedger;
-
-/// The JSON documents the script printed, up to the first that is not (the CSV).
-fn documents(stdout: &str) -> Vec<Value> {
-    let mut out = Vec::new();
-    let mut stream = ledger_tests::serde_json::Deserializer::from_str(stdout).into_iter::<Value>();
-    while let Some(Ok(value)) = stream.next() {
-        out.push(value);
-    }
-    out
-}
 
 #[tokio::test]
 async fn the_readmes_trading_section_runs_as_written() {
     let ledger = TestLedger::start().await;
     let stdout = ledger_tests::run_readme_section("Trading", &ledger.base).await;
-    let printed = documents(&stdout);
+    let printed = ledger_tests::json_documents(&stdout);
     // The T+1 buy was booked pending, to settle tomorrow.
     let buy = printed
         .iter()

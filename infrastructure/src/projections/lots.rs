@@ -392,6 +392,27 @@ fn picks_text(picks: &[domain::event::LotPick]) -> String {
     serde_json::to_string(picks).unwrap_or_default()
 }
 
+/// A movement as `lot_movements` stores it, read back (the columns after the book and leg).
+pub(crate) fn stored_movement(
+    lot_id: String,
+    transaction_id: uuid::Uuid,
+    position: i64,
+    date: NaiveDate,
+    quantity: Decimal,
+    amount: Decimal,
+    picks: Option<String>,
+) -> Result<Movement> {
+    Ok(Movement {
+        picks: picks_of(picks)?,
+        lot_id,
+        transaction_id: TransactionId(transaction_id),
+        position,
+        date,
+        quantity,
+        amount,
+    })
+}
+
 /// A sale's named lots read back.
 pub(crate) fn picks_of(text: Option<String>) -> Result<Vec<domain::event::LotPick>> {
     text.map_or(Ok(Vec::new()), |text| {

@@ -434,15 +434,7 @@ async fn load_movements(
     for (account, instrument, currency, lot_id, leg, id, position, date, quantity, amount, picks) in
         rows
     {
-        let movement = Movement {
-            picks: super::picks_of(picks)?,
-            lot_id,
-            transaction_id: TransactionId(id),
-            position,
-            date,
-            quantity,
-            amount,
-        };
+        let movement = super::stored_movement(lot_id, id, position, date, quantity, amount, picks)?;
         let key = book_key(account, instrument, currency)?;
         by_book.entry(key).or_default().push((leg, movement));
     }

@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, NaiveDate, Utc};
-use domain::lots::{Lot, Movement};
+use domain::lots::Lot;
 use domain::{AccountCode, AssetCode, BookingMethod, Scale, TransactionId};
 use rust_decimal::Decimal;
 use sqlx::PgConnection;
@@ -672,15 +672,7 @@ async fn books_as_of(
         let Some((_, _, state)) = books.get_mut(&pair) else {
             continue;
         };
-        let movement = Movement {
-            picks: super::picks_of(picks)?,
-            lot_id,
-            transaction_id: TransactionId(id),
-            position,
-            date,
-            quantity,
-            amount,
-        };
+        let movement = super::stored_movement(lot_id, id, position, date, quantity, amount, picks)?;
         state.apply(leg, movement, method_at(history, position));
     }
     let mut read = Vec::with_capacity(books.len());
