@@ -239,8 +239,10 @@ fn main() -> std::process::ExitCode {
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn"));
     // Logs go to stderr, whatever the command: stdout carries only its output (the export's
     // NDJSON, a key's JSON), so that `ledger export > log.ndjson` is a file a verifier reads.
+    // Colour only on a terminal: a `serve.log` or a log collector must not get escape codes.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr);
     match cli.log_format {
         LogFormat::Text => builder.init(),

@@ -232,6 +232,33 @@ async fn verify_and_replay_print_one_json_report_on_stdout_and_progress_on_stder
     assert_eq!(report["identical"], true, "{report}");
     assert_eq!(report["events"], 10);
     assert!(replayed.stderr.contains("replayed"), "{}", replayed.stderr);
+    // stderr here is a pipe, as for a `serve.log` or a log collector: no colour escape codes.
+    for run in [&verified, &replayed] {
+        assert!(!run.stderr.contains('\x1b'), "ANSI codes in {}", run.stderr);
+    }
+
+    // `--log-format json`: every log line on stderr is one JSON object, for log collectors.
+    let json_logs = ledger(database.url(), &["--log-format", "json", "export"], b"");
+    assert!(json_logs.ok, "{}", json_logs.stderr);
+    assert_eq!(json_logs.json_lines().len(), 10, "the export is on stdout");
+    let log_lines: Vec<Value> = json_logs
+        .stderr
+        .lines()
+        .filter(|line| line.starts_with('{'))
+        .map(|line| serde_json::from_str(line).expect("a JSON log line"))
+        .collect();
+    assert!(
+        !json_logs.stderr.lines().any(|line| line.contains(" INFO ")),
+        "a text log line among JSON logs: {}",
+        json_logs.stderr
+    );
+    assert!(
+        log_lines
+            .iter()
+            .any(|line| line["level"] == "INFO" && line["fields"]["message"] == "exported"),
+        "no JSON log line: {}",
+        json_logs.stderr
+    );
 
     let _ = database.drop_database().await;
 }
