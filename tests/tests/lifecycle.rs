@@ -283,6 +283,12 @@ async fn limits_bound_every_debit_and_credit() {
         alice["limits"],
         json!([{"asset": "USD", "min_balance": "-500.00", "max_balance": null}])
     );
+    // Every bound at the asset's scale, as in the event: a zero minimum too (PostgreSQL gives a
+    // zero back without its decimals).
+    assert_eq!(
+        account(&ledger, "bob:cash").await["limits"],
+        json!([{"asset": "USD", "min_balance": "0.00", "max_balance": "600.00"}])
+    );
     let over = ledger
         .transfer("over-2", "world:bank", "bob:cash", "USD", "0.01")
         .await;

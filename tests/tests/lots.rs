@@ -1075,7 +1075,7 @@ async fn realized_parts(ledger: &TestLedger, at: i64) -> Vec<(String, String, St
 
 #[tokio::test]
 async fn a_booking_method_set_later_applies_from_its_position_on() {
-    let ledger = TestLedger::start().await;
+    let mut ledger = TestLedger::start().await;
     alice_with_two_lots(&ledger, "fifo").await;
     // Under fifo, the first sale closes the older lot (100.00 a unit).
     sell(&ledger, "sale-1", "2", "150.00").await;
@@ -1088,6 +1088,23 @@ async fn a_booking_method_set_later_applies_from_its_position_on() {
     .await;
     set.expect(201);
     assert_eq!(set.body["account"], "alice");
+    // The change is the account's latest: its version, as served and as a decision checks it.
+    let version = |answer: Answer| answer.body["version"].as_i64();
+    assert_eq!(
+        version(ledger.get("/v1/accounts/alice").await),
+        Some(set.position())
+    );
+    // After a restart too: the writer restores the version the reads serve.
+    ledger.restart().await;
+    let guarded = ledger
+        .post(
+            "/v1/transactions",
+            "guarded",
+            &json!({"postings": [{"source": "alice", "destination": "world:market", "asset": "USD", "amount": "1.00"}],
+                    "expected_versions": [{"account": "alice", "version": set.position()}]}),
+        )
+        .await;
+    guarded.expect(201);
     // Replayed by its key: the same answer.
     let again = put(
         &ledger,

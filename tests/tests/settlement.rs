@@ -274,6 +274,57 @@ async fn a_t_plus_1_buy_stays_pending_is_on_the_ladder_and_settles_by_itself() {
     ledger.finish().await;
 }
 
+/// A frozen account refuses postings, the ledger's own settlement of a due trade among them.
+/// The trade waits, the writer goes on (it once recorded the refusal under its own key and then
+/// failed every batch recording it again), and it settles by itself once the account thaws.
+#[tokio::test]
+async fn a_trade_due_while_its_buyer_is_frozen_settles_once_the_buyer_is_unfrozen() {
+    let mut ledger = TestLedger::start().await;
+    funded_market(&ledger).await;
+    let today = today(&ledger);
+    let id = trade(&ledger, "buy", &buy("10", days_after(today, 1))).await;
+    ledger
+        .post("/v1/accounts/alice:cash/freeze", "freeze", &json!({}))
+        .await
+        .expect(201);
+
+    ledger.clock.advance(DAY);
+    // Every batch starts with the holds due: these writes make several, each acknowledged.
+    for n in 0..5 {
+        ledger
+            .transfer(
+                &format!("after-{n}"),
+                "world:bank",
+                "bob:cash",
+                "USD",
+                "1.00",
+            )
+            .await
+            .expect(201);
+    }
+    let waiting = ledger.get(&format!("/v1/trades/{id}")).await;
+    waiting.expect(200);
+    assert_eq!(waiting.body["status"], "pending", "{}", waiting.text);
+    assert_eq!(
+        figures(&ledger, "alice:cash", "USD").await,
+        ["5000.00", "1001.00", "0.00", "3999.00", "3999.00"]
+    );
+    ledger.get("/readyz").await.expect(200);
+
+    ledger
+        .post("/v1/accounts/alice:cash/unfreeze", "unfreeze", &json!({}))
+        .await
+        .expect(201);
+    wait_for_status(&ledger, &id, "settled").await;
+    assert_eq!(
+        figures(&ledger, "alice:cash", "AAPL").await,
+        ["10", "0", "0", "10", "10"]
+    );
+    let report = ledger.stop_and_replay().await;
+    assert!(report.identical(), "{report:?}");
+    ledger.finish().await;
+}
+
 #[tokio::test]
 async fn a_trade_dated_today_settles_at_once_and_impossible_dates_are_refused() {
     let ledger = TestLedger::start().await;

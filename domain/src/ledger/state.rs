@@ -11,7 +11,9 @@ use super::records::{Hold, Periods, Recent, SpecificLots, Timing, Undo};
 use super::storage::{Account, Accounts, Assets, Figures, Limits, Slot};
 use crate::error::ApplyError;
 use crate::money;
-use crate::values::{AccountCode, AccountId, AssetCode, HoldOutcome, Scale, TransactionId};
+use crate::values::{
+    AccountCode, AccountId, AccountStatus, AssetCode, HoldOutcome, Scale, TransactionId,
+};
 
 /// An account as the state shows it: the account (its fields through `Deref`) with its figures
 /// and limits by asset code, which only the state can tell from its numbers of the assets.
@@ -249,14 +251,35 @@ impl LedgerState {
     }
 
     /// Holds due at or before `at` (their `expires_at`, or a trade's `settles_at`), oldest
-    /// first, at most `max`.
+    /// first, at most `max`. A trade one of whose accounts is not open is not due: its
+    /// settlement posts, which a frozen account refuses, and a refusal under the ledger's own
+    /// key would stand for good. It settles once the account is unfrozen (an expiry moves
+    /// nothing, so it is never held back).
     pub fn holds_due(&self, at: DateTime<Utc>, max: usize) -> Vec<TransactionId> {
         self.expiries
             .iter()
-            .take_while(|(expires_at, _)| *expires_at <= at)
-            .take(max)
+            .take_while(|(due_at, _)| *due_at <= at)
             .map(|(_, id)| *id)
+            .filter(|id| !self.settlement_held_back(*id))
+            .take(max)
             .collect()
+    }
+
+    /// Whether a hold that settles by itself names an account that is not open.
+    fn settlement_held_back(&self, id: TransactionId) -> bool {
+        let Some(hold) = self.holds.get(&id) else {
+            return false;
+        };
+        hold.expires_at.is_none()
+            && hold.settles_at.is_some()
+            && hold.postings.iter().any(|posting| {
+                [&posting.source, &posting.destination]
+                    .into_iter()
+                    .any(|code| {
+                        self.known_account(code)
+                            .is_ok_and(|(_, account)| account.status != AccountStatus::Open)
+                    })
+            })
     }
 
     /// The reversal of a transaction, once it has one.

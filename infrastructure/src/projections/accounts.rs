@@ -19,7 +19,7 @@ use super::assets::{corrupt, scale_of};
 use super::balances::{balances_by_account, balances_of, BalanceRecord};
 use super::{Applied, Mode, Projection};
 use crate::columns::{col, OnConflict, SqlType, Table, TableRows};
-use crate::reads::{AtPosition, ReadStore};
+use crate::reads::{at_scale, AtPosition, ReadStore};
 use crate::{Error, Result};
 
 pub static ACCOUNTS: Table = Table {
@@ -118,7 +118,8 @@ pub(crate) async fn restore(
 
 async fn restore_accounts(conn: &mut PgConnection, state: &mut LedgerState) -> Result<()> {
     // An account's version is the position of the last event that changed it: its opening, a
-    // balance, its status or its limits, whichever came last.
+    // balance, its status, its limits or its booking method, whichever came last (as the
+    // decisions count it, so that `expected_versions` means the same before and after a restart).
     let mut accounts = sqlx::query(
         "WITH status AS (
              SELECT DISTINCT ON (account_id) account_id, status, position
@@ -127,13 +128,16 @@ async fn restore_accounts(conn: &mut PgConnection, state: &mut LedgerState) -> R
              SELECT account_id, max(position) AS position FROM account_limits GROUP BY account_id
          ), balances AS (
              SELECT account_id, max(position) AS position FROM balances GROUP BY account_id
+         ), methods AS (
+             SELECT account, max(position) AS position FROM booking_methods GROUP BY account
          )
          SELECT a.id, a.code, a.allow_negative, COALESCE(s.status, 'open') AS status,
-                GREATEST(a.position, s.position, l.position, b.position) AS version
+                GREATEST(a.position, s.position, l.position, b.position, m.position) AS version
          FROM accounts a
          LEFT JOIN status s ON s.account_id = a.id
          LEFT JOIN limits l ON l.account_id = a.id
-         LEFT JOIN balances b ON b.account_id = a.id",
+         LEFT JOIN balances b ON b.account_id = a.id
+         LEFT JOIN methods m ON m.account = a.code",
     )
     .fetch(conn);
     while let Some(row) = accounts.try_next().await? {
@@ -320,7 +324,8 @@ const ACCOUNT_SELECT: &str = "
         GREATEST(a.position,
             (SELECT max(s.position) FROM account_status_changes s WHERE s.account_id = a.id),
             (SELECT max(l.position) FROM account_limits l WHERE l.account_id = a.id),
-            (SELECT max(b.position) FROM balances b WHERE b.account_id = a.id)) AS version
+            (SELECT max(b.position) FROM balances b WHERE b.account_id = a.id),
+            (SELECT max(m.position) FROM booking_methods m WHERE m.account = a.code)) AS version
     FROM accounts a";
 
 fn account_from_row(row: &PgRow) -> Result<AccountRecord> {
@@ -342,9 +347,10 @@ fn account_from_row(row: &PgRow) -> Result<AccountRecord> {
 /// The current limits of the accounts, per asset.
 async fn limits_of(conn: &mut PgConnection, ids: &[Uuid]) -> Result<Vec<(Uuid, LimitRecord)>> {
     let rows = sqlx::query(
-        "SELECT DISTINCT ON (account_id, asset) account_id, asset, min_balance, max_balance, position
-         FROM account_limits WHERE account_id = ANY($1)
-         ORDER BY account_id, asset, position DESC",
+        "SELECT DISTINCT ON (l.account_id, l.asset) l.account_id, l.asset, l.min_balance,
+                l.max_balance, l.position, s.scale
+         FROM account_limits l JOIN assets s ON s.code = l.asset WHERE l.account_id = ANY($1)
+         ORDER BY l.account_id, l.asset, l.position DESC",
     )
     .bind(ids)
     .fetch_all(conn)
@@ -354,11 +360,18 @@ async fn limits_of(conn: &mut PgConnection, ids: &[Uuid]) -> Result<Vec<(Uuid, L
         .collect()
 }
 
+/// A limit as set, at its asset's scale like every other figure (a zero comes back from
+/// PostgreSQL as `0`, where the event says `0.00`).
 fn limit_from_row(row: &PgRow) -> Result<LimitRecord> {
+    let scale: i16 = row.try_get("scale")?;
+    let bound = |column: &str| -> Result<Option<Decimal>> {
+        let value: Option<Decimal> = row.try_get(column)?;
+        Ok(value.map(|v| at_scale(v, scale)))
+    };
     Ok(LimitRecord {
         asset: row.try_get("asset")?,
-        min_balance: row.try_get("min_balance")?,
-        max_balance: row.try_get("max_balance")?,
+        min_balance: bound("min_balance")?,
+        max_balance: bound("max_balance")?,
         position: row.try_get("position")?,
     })
 }
@@ -389,10 +402,11 @@ pub(crate) async fn changes_before(
     .fetch_all(&mut *conn)
     .await?;
     let limit_rows = sqlx::query(
-        "SELECT asset, min_balance, max_balance, position, recorded_at FROM account_limits
-         WHERE account_id = $1 AND ($2::text IS NULL OR asset = $2) AND (position, -1) < ($3, $4)
-           AND position <= $6
-         ORDER BY position DESC LIMIT $5",
+        "SELECT l.asset, l.min_balance, l.max_balance, l.position, l.recorded_at, s.scale
+         FROM account_limits l JOIN assets s ON s.code = l.asset
+         WHERE l.account_id = $1 AND ($2::text IS NULL OR l.asset = $2)
+           AND (l.position, -1) < ($3, $4) AND l.position <= $6
+         ORDER BY l.position DESC LIMIT $5",
     )
     .bind(account_id)
     .bind(asset)

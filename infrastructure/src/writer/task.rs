@@ -484,10 +484,12 @@ impl Following {
             decide_error: None,
             closed: false,
         };
-        // Holds due by now expire first in the following batch. Their keys are the ledger's own
-        // and their holds are open in the state, so no stored outcome can exist for them.
+        // Holds due by now expire or settle first in the following batch. Their keys are the
+        // ledger's own and their holds are open in the state, so a stored outcome can only be a
+        // refusal: admitted like any request, such a key is looked up rather than recorded twice
+        // (which would fail the batch and reload the writer, again and again).
         if let Some(expiries) = expiry_request(&decider.state, clock.now()) {
-            following.decide(decider, expiries);
+            following.admit(expiries, writing, decider);
         }
         following
     }
