@@ -7,6 +7,9 @@
 #   bench/compare.sh            # full: 20 s per run
 #   bench/compare.sh --short    # smoke: 4 s per run, under 3 minutes after the build
 #   bench/compare.sh --memory   # also: resident size of `ledger serve` holding 1,000,000 accounts
+#   TIGERBEETLE=../shared/anchors/tigerbeetle/tigerbeetle bench/compare.sh
+#                               # also: TigerBeetle's own benchmark at batch 1000 and 8189, in the
+#                               # same run, with its CPU per transfer (bench/tigerbeetle.py)
 #   bench/compare.sh --replicated   # also: transfers@64 and batch against the synchronous
 #                                   # cluster of scripts/cluster.sh (Patroni, HAProxy; through the
 #                                   # writer and through a follower), in turns with the single node
@@ -102,7 +105,14 @@ run trades_t1 64 --workload trades-t1
 python3 "$root/bench/settled.py" "http://$addr" "$settles_at_s" >"$work/settled.json"
 echo "   trades_t1 settlement: $(cat "$work/settled.json")" >&2
 run mixed 64 --workload mixed
+# batch, and PostgreSQL's floor for the same rows (bench/copy_floor.py): the rows each table got
+# per transfer during the run, written again by COPY into copies of those tables.
+"${psql_[@]}" python3 "$root/bench/copy_floor.py" counts ledger >"$work/rows.before"
 run batch 4 --workload batch --batch-size 1000
+"${psql_[@]}" python3 "$root/bench/copy_floor.py" counts ledger --settled >"$work/rows.after"
+batch_transfers=$(tail -n 1 "$results" | python3 -c 'import json,sys; d=json.load(sys.stdin); print(round(d["transfers_per_s"]*d["elapsed_s"]))')
+"${psql_[@]}" python3 "$root/bench/copy_floor.py" measure ledger "$work/pg" "$work/rows.before" "$work/rows.after" "$batch_transfers" >"$work/floor.json"
+echo "   COPY floor of batch's rows: $(cat "$work/floor.json")" >&2
 
 # ledgers: the `transfers` load spread over 4 ledgers, 64 clients in all from one ledger-bench
 # (client i to ledger i mod 4, as transfers@64 is one ledger-bench), each ledger checked on its
@@ -126,6 +136,19 @@ line=$(merge "$line" "$(cpu_after)")
 record "ledger-transfers" 64 "$line"
 echo "   ledger-transfers, 64 clients: $(python3 -c 'import json,sys; d=json.loads(sys.argv[1]); print("%.0f transfers/s, p99 %.2f ms" % (d["transfers_per_s"], d["latency_ms_p99"]))' "$line")" >&2
 
+# TigerBeetle in the same run (TIGERBEETLE: a tigerbeetle binary, e.g. the one in
+# ../shared/anchors/tigerbeetle/): its own benchmark at batch 1000 and at its default 8189, with
+# the CPU of its replica and client during the transfers (bench/tigerbeetle.py).
+: >"$work/tigerbeetle.jsonl"
+if [ -n "${TIGERBEETLE:-}" ]; then
+    tb_transfers=$([ "$duration_s" -ge 20 ] && echo 2000000 || echo 200000)
+    for tb_batch in 1000 8189; do
+        echo "== TigerBeetle: $tb_transfers transfers, batch $tb_batch" >&2
+        python3 "$root/bench/tigerbeetle.py" "$TIGERBEETLE" "$tb_transfers" "$tb_batch" >>"$work/tigerbeetle.jsonl"
+        echo "   $(tail -n 1 "$work/tigerbeetle.jsonl")" >&2
+    done
+fi
+
 rss_kib=$(ps -o rss= -p "$ledger_pid" | tr -d ' ')
 accounts_for_rss=10002
 if [ "$memory" = true ]; then
@@ -133,6 +156,15 @@ if [ "$memory" = true ]; then
     "$bench" --addr "$addr" --accounts 1000000 --requests 1 --quiet --no-check >/dev/null
     rss_kib=$(ps -o rss= -p "$ledger_pid" | tr -d ' ')
     accounts_for_rss=1000002
+    # A restart reloads the writer's state (every account, balance and open hold) from the
+    # database before the node is ready: how long that takes at this size, and the size after.
+    ledger_stop
+    reload_started=$(date +%s.%N)
+    ledger_start "$ledger" ledger
+    addr=$ledger_addr
+    reload_s=$(python3 -c "import sys; print(round($(date +%s.%N) - $reload_started, 1))")
+    echo "   restart with $accounts_for_rss accounts: ready in $reload_s s, $(( $(ps -o rss= -p "$ledger_pid") / 1024 )) MiB" >&2
+    echo "{\"reload_s\": $reload_s, \"rss_kib_after_restart\": $(ps -o rss= -p "$ledger_pid" | tr -d ' ')}" >"$work/reload.json"
 fi
 
 if [ "$replicated" = true ]; then
@@ -164,8 +196,10 @@ if [ "$replicated" = true ]; then
     addr=$single
 fi
 
-python3 - "$results" "$duration_s" "$rss_kib" "$accounts_for_rss" "$work/settled.json" <<'PY'
-import json, sys
+python3 - "$results" "$duration_s" "$rss_kib" "$accounts_for_rss" "$work/settled.json" "$work/floor.json" "$work/tigerbeetle.jsonl" "$work/reload.json" <<'PY'
+import json, os, sys
+floor = json.load(open(sys.argv[6]))
+tigerbeetle = [json.loads(l) for l in open(sys.argv[7])]
 rows = [json.loads(l) for l in open(sys.argv[1])]
 replicated = [r for r in rows if r["name"].startswith("replicated:")]
 rows = [r for r in rows if not r["name"].startswith("replicated:")]
@@ -221,8 +255,40 @@ for r in rows:
     parts = [r.get("cpu_ms", 0), r["ledger_ms"], r["writer_ms"], r["projector_ms"], r["postgres_other_ms"]]
     print(f'| {r["name"]} | {r["clients"]} | ' + " | ".join(f"{p * 1000 / transfers:.0f}" for p in parts)
           + f' | {sum(parts) * 1000 / transfers:.0f} |')
+batch = next((r for r in rows if r["name"] == "batch"), None)
+if batch and "ledger_ms" in batch:
+    transfers = batch["transfers_per_s"] * batch["elapsed_s"]
+    total = sum(batch.get(k, 0) for k in ("cpu_ms", "ledger_ms", "writer_ms", "projector_ms", "postgres_other_ms")) * 1000 / transfers
+    rows_per = sum(v["inserted"] + v["updated"] for v in floor["rows_per_transfer"].values())
+    print()
+    print(f'PostgreSQL\'s floor for batch\'s rows (bench/copy_floor.py: the {rows_per:.1f} rows per transfer it wrote, over '
+          f'{len(floor["rows_per_transfer"])} tables, by COPY into copies with the same indexes, {floor["floor_transfers"]:,} transfers in one '
+          f'durable transaction): {floor["backend_cpu_us_per_transfer"]:.1f} µs of backend CPU and {floor["wall_us_per_transfer"]:.1f} µs '
+          f'of wall time per transfer; batch\'s total CPU per transfer is {total:.0f} µs, {total / max(floor["backend_cpu_us_per_transfer"], 0.01):.1f} × the floor.')
+if tigerbeetle:
+    print()
+    print("TigerBeetle in the same run (its own `tigerbeetle benchmark`, one replica; CPU of its processes during the transfers):")
+    print()
+    print("| system | batch size | transfers/s | batch p99 ms | CPU µs per transfer: load generator / server / total | × TigerBeetle@1000 |")
+    print("| --- | ---: | ---: | ---: | --- | ---: |")
+    base = next((t["transfers_per_s"] for t in tigerbeetle if t["batch_size"] == 1000), None)
+    for t in tigerbeetle:
+        n = t["transfers_per_s"] * t["elapsed_s"]
+        c, s_ = t["client_ms"] * 1000 / n, t["replica_ms"] * 1000 / n
+        print(f'| TigerBeetle | {t["batch_size"]} | {t["transfers_per_s"]:,.0f} | {t["p99_ms"]} | {c:.1f} / {s_:.1f} / {c + s_:.1f} | '
+              f'{t["transfers_per_s"] / base:.2f} |')
+    if batch and base:
+        transfers = batch["transfers_per_s"] * batch["elapsed_s"]
+        gen = batch.get("cpu_ms", 0) * 1000 / transfers
+        server = sum(batch[k] for k in ("ledger_ms", "writer_ms", "projector_ms", "postgres_other_ms")) * 1000 / transfers
+        print(f'| ledger `batch` | 1000 | {batch["transfers_per_s"]:,.0f} | {batch["latency_ms_p99"]:.2f} | {gen:.1f} / {server:.1f} / {gen + server:.1f} | '
+              f'{batch["transfers_per_s"] / base:.2f} |')
 print()
 print(f"Each run {duration} s. Resident size of `ledger serve` with {accounts:,} accounts: {rss_kib / 1024:,.0f} MiB.")
+if os.path.exists(sys.argv[8]):
+    reload = json.load(open(sys.argv[8]))
+    print(f'That is {rss_kib * 1024 / accounts:,.0f} bytes per account. After a restart the node was ready in {reload["reload_s"]} s '
+          f'(the writer reloads every account, balance and open hold), holding {reload["rss_kib_after_restart"] / 1024:,.0f} MiB.')
 if replicated:
     # Mean of the rounds per target and workload (two rounds: the median is the mean).
     runs = {}
