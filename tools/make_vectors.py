@@ -212,6 +212,11 @@ class Book:
     def account(self, code, **fields):
         return self.ok("POST", "/accounts", {"code": code, **fields})
 
+    def account_raw(self, code, metadata_text):
+        """Opens an account whose metadata is sent as these exact characters: a number in it is
+        kept as written, which the changed-metadata-number tamper respells."""
+        return self.ok("POST", "/accounts", raw=f'{{"code":"{code}","metadata":{metadata_text}}}')
+
     def transfer(self, source, destination, asset, amount, **fields):
         return self.ok("POST", "/transfers", {"source": source, "destination": destination,
                                               "asset": asset, "amount": amount, **fields})
@@ -272,9 +277,14 @@ def set_basics(book):
                   {"source": "alice", "destination": "bob", "asset": "USD", "amount": "50.00"},
                   {"source": "bob", "destination": "carol", "asset": "USD", "amount": "50.00"}]}, status=201)
     book.transfer("alice", "bob", "USD", "120.00")
+    # A credit line set, then removed (null): which limits an account answer lists (q4).
+    book.ok("PATCH", "/accounts/carol/limits", {"asset": "S2", "min_balance": "-5.00"})
+    book.ok("PATCH", "/accounts/carol/limits", {"asset": "S2", "min_balance": None})
+    book.show(4, "a bound set then removed: the answer's limits for that asset", "GET", "/accounts/carol",
+              status=200)
     # Freeze and unfreeze: a frozen account takes no postings.
     book.ok("POST", "/accounts/carol/freeze", {"metadata": {"reason": "review"}})
-    book.show(2, "a posting to a frozen account is refused", "POST", "/transfers",
+    book.show(None, "a posting to a frozen account is refused", "POST", "/transfers",
               {"source": "alice", "destination": "carol", "asset": "USD", "amount": "1.00"}, status=422)
     book.ok("POST", "/accounts/carol/unfreeze", {})
     # An atomic batch: several events committed together, with the same recorded_at (q10).
@@ -315,7 +325,7 @@ def set_holds(book):
     book.asset("EUR", 2)
     book.account("world", allow_negative=True)
     for code in ("alice", "bob", "shop"):
-        book.account(code, metadata={"rate": 0.10})
+        book.account_raw(code, '{"rate":0.10}')
     book.transfer("world", "alice", "USD", "1000.00")
     book.transfer("world", "alice", "EUR", "200.00")
     hold = lambda postings, **f: book.transaction(postings, pending=True, **f)
@@ -347,6 +357,14 @@ def set_holds(book):
     book.wait_for(lambda: book.ok("GET", f"/transactions/{h5['id']}"), lambda t: t["status"] == "expired")
     book.show(8, "the hold expired: PendingExpired appended by the ledger", "GET", f"/transactions/{h5['id']}",
               status=200)
+    # Expiry times at a whole second and at a millisecond: the event writes as many fractional
+    # digits as are exact (q8). Both voided: they are far ahead.
+    later = (now() + datetime.timedelta(hours=2)).replace(microsecond=0)
+    for expires_at in (later.strftime("%Y-%m-%dT%H:%M:%SZ"), later.strftime("%Y-%m-%dT%H:%M:%S.250Z")):
+        h = book.show(8, f"expires_at {expires_at} as the answer and the event write it", "POST", "/transfers",
+                      {"source": "alice", "destination": "bob", "asset": "USD", "amount": "1.00",
+                       "pending": True, "expires_at": expires_at}, status=201)
+        book.ok("POST", f"/transactions/{h['id']}/void", {})
     # Reversals: of a transfer, and of a hold's post.
     t = book.transfer("alice", "shop", "EUR", "12.50")
     book.ok("POST", f"/transactions/{t['id']}/reverse", {"metadata": {"reason": "refund"}})
@@ -360,7 +378,7 @@ def set_trading(book):
     book.asset("EUR", 2)
     book.asset("AAPL", 0)
     book.asset("BTC", 8)
-    book.account("market", allow_negative=True, metadata={"spread": 1.50})
+    book.ok("POST", "/accounts", raw='{"code":"market","allow_negative":true,"metadata":{"spread":1.50}}')
     book.account("broker:fees")
     methods = {"alice": "fifo", "bob": "lifo", "carol": "hifo", "dave": "average", "erin": "specific"}
     for who, method in methods.items():
@@ -419,16 +437,24 @@ def set_ledgers(book):
     for side in (east, west):
         side.asset("USD", 2)
         side.account("world", allow_negative=True)
-        side.account("treasury:cash", metadata={"floor": 1e3})
+        side.account_raw("treasury:cash", '{"floor":1e3}')
     east.transfer("world", "treasury:cash", "USD", "1000.00")
     west.transfer("world", "treasury:cash", "USD", "50.00")
     book.show(None, "a transfer between ledgers: a hold in each, both posted", "POST", "/v1/ledger-transfers",
               {"source_ledger": "east", "source": "treasury:cash", "destination_ledger": "west",
                "destination": "treasury:cash", "asset": "USD", "amount": "250.00",
                "metadata": {"ref": "INV-7"}}, status=201, scoped=False)
-    book.show(None, "a transfer the source cannot fund: both holds voided, 422", "POST", "/v1/ledger-transfers",
+    book.show(None, "a transfer the source cannot fund: refused (422) before any hold, nothing in either log",
+              "POST", "/v1/ledger-transfers",
               {"source_ledger": "west", "source": "treasury:cash", "destination_ledger": "east",
                "destination": "treasury:cash", "asset": "USD", "amount": "9999.00"}, status=422, scoped=False)
+    # The destination refuses (frozen) after the source's hold was made: that hold is voided.
+    east.ok("POST", "/accounts/treasury:cash/freeze", {"metadata": {"reason": "audit"}})
+    book.show(None, "a transfer whose destination is frozen: the source's hold voided, 422", "POST",
+              "/v1/ledger-transfers",
+              {"source_ledger": "west", "source": "treasury:cash", "destination_ledger": "east",
+               "destination": "treasury:cash", "asset": "USD", "amount": "30.00"}, status=422, scoped=False)
+    east.ok("POST", "/accounts/treasury:cash/unfreeze", {})
     west.transfer("treasury:cash", "world", "USD", "20.00")
 
 
@@ -436,7 +462,7 @@ def set_time(book):
     """Backdated entries, a closed period, reopened, closed again; trial balances as of a date."""
     book.asset("USD", 2)
     book.account("world", allow_negative=True)
-    book.account("alice", metadata={"share": 0.5e1})
+    book.account_raw("alice", '{"share":0.5e1}')
     book.account("bob")
     start = now()
     day = lambda n: utc(start - datetime.timedelta(days=n))
@@ -470,7 +496,7 @@ SETS = [
                "BookingMethodSet", "PriceMarked", "cost-stated postings", "a reversed trade"]},
     {"name": "ledgers", "ledgers": ["east", "west"], "make": set_ledgers, "questions": [],
      "shows": ["two ledgers, each its own chain", "a transfer between them posted on both sides",
-               "one voided on both sides"]},
+               "one refused by a frozen destination: the source's hold voided"]},
     {"name": "time", "ledgers": ["default"], "make": set_time, "questions": [],
      "shows": ["backdated entries (effective_at)", "a closed period, reopened, closed again",
                "trial balances as of a date, as known at two positions"]},
@@ -479,14 +505,15 @@ SETS = [
 
 # Expected figures: the server's own answers.
 
-def expected_of(book, ledger, head, checkpoint, context, trading):
-    """expected.json for one ledger, read from the server."""
+def expected_of(book, ledger, head, checkpoint, context, trading, earlier):
+    """expected.json for one ledger, read from the server; `earlier`: the two positions before
+    the head whose balances it records."""
     reader = Book(book.server, book.set_name, ledger)
     at = f"min_position={head}"
     codes = [a["code"] for a in reader.ok("GET", f"/accounts?limit=1000&{at}")["items"]]
     accounts = {c: reader.ok("GET", f"/accounts/{c}?{at}") for c in codes}
     at_positions = {}
-    for p in (head // 3, 2 * head // 3):
+    for p in earlier:
         answers = {}
         for c in codes:
             status, answer, _ = reader.send("GET", f"/accounts/{c}/balances?at_position={p}&{at}")
@@ -508,18 +535,6 @@ def expected_of(book, ledger, head, checkpoint, context, trading):
             for t, k in ((context["through"], context["first_close_position"] - 1),
                          (context["through"], head), (context["day"](0), head))]
     return expected
-
-
-def settle_down(reader, expect_more):
-    """The head once the ledger appends nothing more by itself (no expiry or settlement due)."""
-    head = reader.head()
-    while expect_more:
-        time.sleep(0.2)  # the expiry loop runs on its own; the head is polled until it stays
-        again = reader.head()
-        if again == head:
-            return head
-        head = again
-    return head
 
 
 # Tampered copies: each made from the export's lines, its verdict from what was changed.
@@ -644,7 +659,11 @@ def write_ledger(book, out_dir, ledger, context, trading):
     last = json.loads(lines[-1])
     if (last["position"], last["hash"]) != (head, checkpoint["head_hash"]):
         raise RuntimeError(f"{ledger}: the export ends at {last['position']}, the checkpoint at {head}")
-    expected = expected_of(book, ledger, head, checkpoint, context, trading)
+    # Two earlier positions where money had moved: a third and two thirds through the events
+    # with postings (the first events of a set only define assets and open accounts).
+    money = [json.loads(l)["position"] for l in lines if '"postings":[{' in l]
+    earlier = (money[len(money) // 3], money[2 * len(money) // 3])
+    expected = expected_of(book, ledger, head, checkpoint, context, trading, earlier)
     os.makedirs(os.path.join(out_dir, "tampered"), exist_ok=True)
     expected["tampered"] = []
     for kind, tampered, what, intact, holds, broken in tamper(lines, head):
@@ -668,9 +687,9 @@ def make_set(binary, out, spec):
         set_dir = os.path.join(out, spec["name"])
         os.makedirs(set_dir, exist_ok=True)
         types = set()
+        # Every write has been answered and every expiry observed: nothing more is appended, and
+        # write_ledger checks that the export ends where the checkpoint does.
         for ledger in spec["ledgers"]:
-            reader = Book(server, spec["name"], ledger)
-            settle_down(reader, spec["name"] in ("holds", "ledgers"))
             types |= write_ledger(book, set_dir, ledger, context, spec["name"] == "trading")
         if book.exchanges:
             with open(os.path.join(set_dir, "exchanges.json"), "w", encoding="utf-8") as f:
@@ -694,21 +713,75 @@ QUESTIONS = {
     1: "numbers in metadata", 2: "version", 3: "per-balance position", 4: "limits in an account answer",
     5: "frozen accounts and holds", 6: "partial posts", 7: "bounds", 8: "expiry times", 9: "the events page",
     10: "recorded_at order", 11: "refused atomic batches"}
+# Where a question's answer is in the files themselves, beside the exchanges that show it.
+IN_FILES = {
+    1: "`basics/default.ndjson` (alice's `AccountOpened`: `1e-6`, `1E+2`, `0.10`, `-0`, … as sent), "
+       "`basics/tampered/default.changed-metadata-number.ndjson` (one respelled: the chain breaks)",
+    2: "`version` of every account in every `expected.json`",
+    3: "`position` of every balance in `accounts` and `at_positions` of every `expected.json`",
+    4: "`limits` of `bob` (a zero minimum) and `carol` (a bound removed) in `basics/default.expected.json`",
+    6: "the `PendingPosted` of `holds/default.ndjson` that posts two of three reserved postings",
+    8: "`expires_at` of the holds in `holds/default.ndjson` (6, 0 and 3 fractional digits)",
+    10: "the three events of the atomic batch in `basics/default.ndjson` share one `recorded_at`",
+}
+TAMPER_MEANING = {
+    "changed-amount": "one posting's amount changed, hashes left alone: the chain breaks there",
+    "removed-event": "one line removed: the chain breaks at the missing position",
+    "swapped-events": "two adjacent lines swapped: the chain breaks at the lower position",
+    "recomputed-chain": "an amount changed and every later hash recomputed: the chain alone is intact, "
+                        "the signed checkpoint is not (broken at the checkpoint's position)",
+    "changed-metadata-number": "a number in client metadata respelled as Python's json.dumps writes it: "
+                               "the chain breaks there (numbers are hashed as written)",
+}
+
+
+def set_files(out, name):
+    """The files of a set, relative to it, in order."""
+    root = os.path.join(out, name)
+    return sorted(os.path.relpath(os.path.join(d, f), root) for d, _, fs in os.walk(root) for f in fs)
+
+
+def question_lines(out, manifest):
+    """One bullet per question: the files and exchanges that show its answer."""
+    lines = []
+    for q, title in QUESTIONS.items():
+        shown = []
+        if q in IN_FILES:
+            shown.append(IN_FILES[q])
+        for s in manifest["sets"]:
+            path = os.path.join(out, s["name"], "exchanges.json")
+            if os.path.exists(path):
+                with open(path, encoding="utf-8") as f:
+                    shown += [f"`{s['name']}/exchanges.json`: {x['shows']} ({x['status']})"
+                              for x in json.load(f) if x["question"] == q]
+        lines.append(f"{q}. **{title}**: " + "; ".join(shown))
+    return lines
 
 
 def write_readme(out, manifest):
     lines = ["# Test vectors", "",
-             "Generated by `scripts/vectors.sh` (`tools/make_vectors.py`) from a real `ledger serve`: do not edit.",
-             "Each set is a fresh ledger driven over HTTP. For each ledger: `<ledger>.ndjson` is `ledger export`",
-             "byte for byte; `<ledger>.expected.json` holds the server's own answers a verifier must reproduce",
-             "from the export alone (every account at the head and at two earlier positions, the head, a signed",
-             "checkpoint, positions and trial balances where the set has them) and the verdict of each tampered",
-             "copy in `tampered/`; `exchanges.json` holds requests whose answers show a documented behaviour.",
-             "", "Check them: `python3 tools/verify_export.py --vectors docs/vectors`.", ""]
+             "Generated by `scripts/vectors.sh` (`tools/make_vectors.py`) from a real `ledger serve`: do not",
+             "edit; run `scripts/vectors.sh` again. Each set is a fresh ledger driven over HTTP. For each ledger:",
+             "", "- `<ledger>.ndjson`: `ledger export --ledger <ledger>`, byte for byte;",
+             "- `<ledger>.expected.json`: the server's own answers, which a verifier must reproduce from the",
+             "  export alone: `head`, a signed `checkpoint`, `verdict`, every account (`accounts`, as",
+             "  `GET /v1/ledgers/{ledger}/accounts/{code}`), balances at two earlier positions (`at_positions`,",
+             "  as `…/balances?at_position=P`), `positions` (trading), `trial_balances` (time), and `tampered`:",
+             "  each tampered copy with the verdict it must get;",
+             "- `tampered/<ledger>.<kind>.ndjson`: the tampered copies;",
+             "- `exchanges.json`: requests and the server's answers that show a documented behaviour.",
+             "", "Check them: `python3 tools/verify_export.py --vectors docs/vectors`.", "",
+             "## Verdicts", "",
+             "`chain_intact`: every line chains from the genesis hash. `checkpoint_holds`: the checkpoint's",
+             "Ed25519 signature verifies with its public key over the message of docs/audit.md (\"Signed",
+             "checkpoints\"), and the export's hash at the checkpoint's position is its `head_hash`.",
+             "`first_broken_position`: where the chain breaks, else the checkpoint's position when it does not",
+             "hold, else null.", ""] + [f"- `{k}`: {v}" for k, v in TAMPER_MEANING.items()] + [
+             "", "## The eleven questions of issue 25", ""] + question_lines(out, manifest) + [""]
     for s in manifest["sets"]:
         questions = ", ".join(f"{q} ({QUESTIONS[q]})" for q in s["questions"]) or "none of the eleven"
-        lines += [f"## {s['name']}", "", f"Ledgers: {', '.join(s['ledgers'])}. Questions of issue 25: {questions}.",
-                  ""] + [f"- {x}" for x in s["shows"]] + [""]
+        lines += [f"## {s['name']}", "", f"Ledgers: {', '.join(s['ledgers'])}. Questions: {questions}.", ""]
+        lines += [f"- {x}" for x in s["shows"]] + ["", "Files: " + ", ".join(f"`{f}`" for f in set_files(out, s["name"])), ""]
     with open(os.path.join(out, "README.md"), "w", encoding="utf-8") as f:
         f.write("\n".join(lines))
 

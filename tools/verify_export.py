@@ -10,6 +10,8 @@ one of the two is wrong.
     python3 tools/verify_export.py export.ndjson [--prev-hash HEX] [--expect-head HEX]
     python3 tools/verify_export.py export.ndjson --as-of T [--known-at P]
     python3 tools/verify_export.py export.ndjson --lots
+    python3 tools/verify_export.py export.ndjson --at-position P --checkpoint checkpoint.json
+    python3 tools/verify_export.py --vectors docs/vectors
     python3 tools/verify_export.py --self-test
 
 With --prev-hash (an export that starts after position 1) only the chain is checked: the figures
@@ -32,6 +34,32 @@ open lots, closings and realized P&L, recomputed as docs/events.md ("Lots and re
 specifies, as known at the head; and the latest mark per instrument and currency. --self-test runs
 this verifier's checks on events worked out by hand and on tools/testdata/trading_export.ndjson,
 and exits with status 1 if one fails.
+
+Accounts (docs/events.md, "The figures"): the report's `account_answers` holds every account as
+`GET /v1/accounts/{code}` answers it: `id`, `code`, `allow_negative`, `metadata` (numbers as
+written), `position` (its `AccountOpened`), `opened_at`, `status`, `version` (the position of the
+last event that changed it), `balances` per asset (`balance`, `pending_debits`, `pending_credits`,
+`available`, `trade_date_balance` = posted + pending credits − pending debits, and `position`: the
+last event whose postings or released postings name the account in that asset) and `limits` per
+asset set (a zero bound shown `0`, a removed one `null`). With --at-position P, `at_position`:
+every account's posted balances right after P as `…/balances?at_position=P` answers them, each
+with the position of the last event that moved it.
+
+Checkpoints (docs/audit.md, "Signed checkpoints"): with --checkpoint FILE (the JSON of
+`GET /v1/audit/checkpoint`), `checkpoint` reports `signature_valid` (Ed25519, RFC 8032, verified
+here in pure Python over `ledger:checkpoint:v2`, the ledger, the position, the head hash and the
+head's recorded_at), `chain_intact` (the whole export chains), `checkpoint_holds` (the signature
+is valid and the export's hash at the checkpoint's position is its `head_hash`) and
+`first_broken_position` (where the chain breaks, else the checkpoint's position when it does not
+hold, else null); exit status 1 when it does not hold.
+
+Vectors (docs/vectors, made by scripts/vectors.sh): --vectors DIR verifies every ledger of every
+set of DIR/manifest.json and compares everything its expected.json holds: the head, the verdict,
+every account answer, the balances at two earlier positions, positions (recomputed from the lots
+as --lots does, with each book's trade-date quantity, mark, market value and unrealized P&L), trial
+balances as of a date (as --as-of does), and every tampered copy's verdict. One line per check on
+stderr (`ok …` or `MISMATCH <set>/<ledger> <what> <field>: expected …, got …`), a JSON summary on
+stdout, exit status 1 on any mismatch.
 
 Payload and metadata are read with their numbers as the literals they are written with, and
 hashed in the canonical form of docs/audit.md ("Canonical JSON"), never through a float: `1.50`,
@@ -1582,6 +1610,58 @@ class SelfTest(unittest.TestCase):
             "is not its settlement date")
         one(lambda log: log.trade("kim:broker", "mm:desk", "1", "11.00", "2026-03-02", settlement_date="2026-03-01"),
             "before the trade date")
+
+    def test_ed25519_rfc8032_test_1_and_a_flipped_bit(self):
+        """RFC 8032, 7.1, TEST 1 (the empty message) verifies; one bit flipped anywhere in the
+        signature, the key or the message, it does not."""
+        key = bytes.fromhex("d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a")
+        signature = bytes.fromhex(
+            "e5564300c360ac729086e2cc806e828a84877f1eb8e5d974d873e065224901555fb8821590a33bacc61e39701cf9b46bd25bf5f0595bbe24655141438e7a100b")
+        self.assertTrue(ed25519_verify(key, b"", signature))
+        flip = lambda data, bit: data[:bit // 8] + bytes([data[bit // 8] ^ (1 << bit % 8)]) + data[bit // 8 + 1:]  # noqa: E731
+        self.assertFalse(ed25519_verify(key, b"", flip(signature, 3)))  # in R
+        self.assertFalse(ed25519_verify(key, b"", flip(signature, 300)))  # in S
+        self.assertFalse(ed25519_verify(flip(key, 9), b"", signature))
+        self.assertFalse(ed25519_verify(key, b"\x00", signature))
+        # S at or above the group order is refused, not reduced (RFC 8032, 5.1.7 step 1).
+        s = int.from_bytes(signature[32:], "little") + ED_L
+        self.assertFalse(ed25519_verify(key, b"", signature[:32] + s.to_bytes(32, "little")))
+
+    def test_the_checkpoint_message(self):
+        """docs/audit.md, "Signed checkpoints": five lines, no trailing line feed."""
+        checkpoint = {"ledger": "east", "position": 7, "head_hash": "ab" * 32,
+                      "recorded_at": "2026-06-01T00:00:00.000000Z"}
+        self.assertEqual(checkpoint_message(checkpoint),
+                         b"ledger:checkpoint:v2\neast\n7\n" + b"ab" * 32 + b"\n2026-06-01T00:00:00.000000Z")
+
+    def test_balances_at_a_position_and_the_account_answer(self):
+        """At a position: the posted balances then, each with the position of the last event
+        that moved it (a reservation moves nothing). At the head: version and each balance's
+        position follow every event that names the account, reservations and releases too."""
+        log = SyntheticLog()
+        log.assets(USD=2)  # 1
+        log.accounts("world:bank", "alice:cash")  # 2, 3
+        log.transaction(posting("world:bank", "alice:cash", "USD", "100.00"))  # 4
+        hold = log.transaction(posting("alice:cash", "world:bank", "USD", "30.00"))  # 5
+        hold["pending"] = True
+        log.add("AccountLimitsSet", {"account": "alice:cash", "asset": "USD", "min_balance": "0.00",
+                                     "max_balance": "500.00"})  # 6
+        log.settle("PendingPosted", hold["transaction_id"], [posting("alice:cash", "world:bank", "USD", "30.00")],
+                   postings=[posting("alice:cash", "world:bank", "USD", "10.00")])  # 7
+        ledger, _ = self.run_log(log)
+        at_5 = ledger.balances_at(5)["alice:cash"]
+        self.assertEqual(at_5["balances"], [{"asset": "USD", "balance": "100.00", "position": 4}])
+        self.assertEqual(ledger.balances_at(3)["alice:cash"]["balances"], [])
+        self.assertEqual(ledger.balances_at(7)["alice:cash"]["balances"],
+                         [{"asset": "USD", "balance": "90.00", "position": 7}])
+        answer = ledger.account_answers()["alice:cash"]
+        self.assertEqual((answer["version"], answer["position"], answer["status"]), (7, 3, "open"))
+        self.assertEqual(answer["balances"], [{"asset": "USD", "balance": "90.00", "pending_debits": "0.00",
+                                               "pending_credits": "0.00", "available": "90.00",
+                                               "trade_date_balance": "90.00", "position": 7}])
+        self.assertEqual(answer["limits"], [{"asset": "USD", "min_balance": "0", "max_balance": "500.00"}])
+        world = ledger.account_answers()["world:bank"]
+        self.assertEqual(world["version"], 7)
 
     def test_the_fixture_export_verifies_with_its_lots(self):
         """tools/testdata/trading_export.ndjson, read as an export: the chain, the figures, and
