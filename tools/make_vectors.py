@@ -277,6 +277,17 @@ def set_basics(book):
                   {"source": "alice", "destination": "bob", "asset": "USD", "amount": "50.00"},
                   {"source": "bob", "destination": "carol", "asset": "USD", "amount": "50.00"}]}, status=201)
     book.transfer("alice", "bob", "USD", "120.00")
+    # The maximum bounds posted + pending credits (docs/events.md, AccountLimitsSet): bob holds
+    # 120.00 of 300.00, so a hold crediting him 181.00 would take him to 301.00.
+    book.show(7, "a hold is bounded when reserved: bob's maximum counts his pending credits, refused",
+              "POST", "/transfers", {"source": "alice", "destination": "bob", "asset": "USD", "amount": "181.00",
+                                     "pending": True, "timeout_s": 3600}, status=422)
+    # PendingPosted under a bound lowered after the hold was made (q7).
+    hold = book.transfer("alice", "bob", "USD", "100.00", pending=True, timeout_s=3600)
+    book.ok("PATCH", "/accounts/bob/limits", {"asset": "USD", "max_balance": "200.00"})
+    book.show(7, "a hold posted in part after bob's maximum was lowered to 200.00, below his posted + pending "
+                 "credits (220.00): accepted, as that figure falls to 210.00 (a balance beyond a bound may move "
+                 "back towards it)", "POST", f"/transactions/{hold['id']}/post", {"amounts": ["90.00"]}, status=201)
     # A credit line set, then removed (null): which limits an account answer lists (q4).
     book.ok("PATCH", "/accounts/carol/limits", {"asset": "S2", "min_balance": "-5.00"})
     book.ok("PATCH", "/accounts/carol/limits", {"asset": "S2", "min_balance": None})
