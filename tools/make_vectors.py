@@ -16,6 +16,7 @@ the set is built to show.
 """
 import argparse
 import datetime
+import decimal
 import hashlib
 import json
 import os
@@ -419,15 +420,16 @@ def set_trading(book):
     book.transfer("market", "bob", "AAPL", "4", cost={"amount": "500.00", "currency": "USD"})
     book.transfer("market", "carol", "BTC", "0.50000000", cost={"amount": "20000.00", "currency": "USD"})
     # A trade that settles later, settled early in part, then failed.
-    tomorrow = (now() + datetime.timedelta(days=1)).date().isoformat()
-    t1 = trade("alice", "market", "10", "140.00", settlement_date=tomorrow)
+    # Two days ahead, not one: still after the trade date if the run crosses midnight (UTC).
+    later_date = (now() + datetime.timedelta(days=2)).date().isoformat()
+    t1 = trade("alice", "market", "10", "140.00", settlement_date=later_date)
     book.ok("POST", f"/trades/{t1['id']}/settle", {"amounts": ["4", "560.00"]})
     book.ok("POST", f"/trades/{t1['id']}/fail", {"reason": "seller failed to deliver"})
     # One settled early, whole.
-    t2 = trade("bob", "market", "3", "141.00", settlement_date=tomorrow)
+    t2 = trade("bob", "market", "3", "141.00", settlement_date=later_date)
     book.ok("POST", f"/trades/{t2['id']}/settle", {})
     # One still pending at the head: trade-date figures differ from settled ones.
-    trade("carol", "market", "2", "142.00", settlement_date=tomorrow)
+    trade("carol", "market", "2", "142.00", settlement_date=later_date)
     # A reversed trade.
     t3 = trade("dave", "market", "5", "150.00", fees=[{"payer": "dave", "account": "broker:fees",
                                                        "asset": "EUR", "amount": "0.25"}])
@@ -593,14 +595,11 @@ def rehash(lines, start, previous):
 
 
 def bump_amount(line):
-    """The line with its first posting's amount one unit of its last digit higher."""
+    """The line with its first posting's amount one unit of its last place higher."""
     match = re.search(r'"postings":\[\{[^\]]*?"amount":"([0-9.]+)"', line)
-    old = match.group(1)
-    digits = old.replace(".", "")
-    new_digits = str(int(digits) + 1).rjust(len(digits), "0")
-    new = new_digits[:len(new_digits) - (len(old) - old.index(".") - 1)] + "." + \
-        new_digits[len(new_digits) - (len(old) - old.index(".") - 1):] if "." in old else new_digits
-    return line[:match.start(1)] + new + line[match.end(1):], old, new
+    old = decimal.Decimal(match.group(1))
+    new = format(old + decimal.Decimal(1).scaleb(old.as_tuple().exponent), "f")
+    return line[:match.start(1)] + new + line[match.end(1):], match.group(1), new
 
 
 def respell(literal):
@@ -677,7 +676,12 @@ def write_ledger(book, out_dir, ledger, context, trading):
     expected = expected_of(book, ledger, head, checkpoint, context, trading, earlier)
     os.makedirs(os.path.join(out_dir, "tampered"), exist_ok=True)
     expected["tampered"] = []
-    for kind, tampered, what, intact, holds, broken in tamper(lines, head):
+    copies = tamper(lines, head)
+    missing = [k for k in TAMPER_KINDS if k not in {c[0] for c in copies}]
+    if missing:
+        # Every set is built so that each kind applies (a metadata number a float respells).
+        raise RuntimeError(f"{book.set_name}/{ledger}: no tampered copy of kind {', '.join(missing)}")
+    for kind, tampered, what, intact, holds, broken in copies:
         name = f"tampered/{ledger}.{kind}.ndjson"
         with open(os.path.join(out_dir, name), "w", encoding="utf-8") as f:
             f.write("\n".join(tampered) + "\n")
