@@ -151,9 +151,9 @@ class Server:
         return status, (loads(text) if text else None)
 
     def export(self, ledger, path):
+        # Its logs, if any, go to stderr with the progress; stdout stays empty.
         subprocess.run([self.binary, "export", "--data-dir", self.data_dir, "--ledger", ledger,
-                        "--output", path], env=self.env, check=True, stdout=subprocess.DEVNULL,
-                       stderr=subprocess.PIPE)
+                        "--output", path], env=self.env, check=True, stdout=subprocess.DEVNULL)
 
     def stop(self):
         self.process.terminate()
@@ -226,9 +226,6 @@ class Book:
         return self.ok("POST", "/transactions", {"postings": [
             {"source": s, "destination": d, "asset": a, "amount": m} for s, d, a, m in postings], **fields})
 
-    def head(self):
-        return self.ok("GET", "", scoped=True)["head_position"]
-
     def wait_for(self, what, ready):
         """Polls an observable state until `ready(answer)` (never a fixed sleep)."""
         deadline = time.monotonic() + POLL_TIMEOUT_S
@@ -240,11 +237,24 @@ class Book:
         raise RuntimeError(f"{self.set_name}: state not reached in {POLL_TIMEOUT_S} s")
 
 
-# The sets. Each function drives one fresh server and returns its exchanges; the ledgers it
-# exports are listed in SETS.
+# The sets. Each function drives a fresh server through `book` (ledger `default`), recording its
+# exchanges there; the ledgers it exports are listed in SETS. `set_time` returns the times its
+# trial balances are read at.
+
+def head_of(book):
+    """The ledger's head position, as `GET /v1/ledgers/{ledger}` states it."""
+    return book.ok("GET", "")["head_position"]
+
 
 def set_basics(book):
     """Scales 0..18, metadata numbers, limits, freeze, close, atomic batches, events page, bounds."""
+    basics_scales_and_metadata(book)
+    basics_limits_and_bounds(book)
+    basics_batches(book)
+    basics_close_and_reads(book)
+
+
+def basics_scales_and_metadata(book):
     for scale in range(19):
         book.asset(f"S{scale}", scale)
     book.asset("USD", 2)
@@ -261,6 +271,9 @@ def set_basics(book):
     book.transaction([("world", "alice", f"S{s}", amounts[s]) for s in range(19)],
                      metadata={"what": "one posting in each scale 0..18"})
     book.transfer("world", "alice", "USD", "500.00")
+
+
+def basics_limits_and_bounds(book):
     # Limits: a zero minimum stated at USD's scale, and a maximum (q4).
     book.ok("PATCH", "/accounts/bob/limits", {"asset": "USD", "min_balance": "0.00", "max_balance": "300.00"})
     book.show(4, "an account answer lists the limits set, a zero minimum as the server writes it",
@@ -299,6 +312,9 @@ def set_basics(book):
     book.show(None, "a posting to a frozen account is refused", "POST", "/transfers",
               {"source": "alice", "destination": "carol", "asset": "USD", "amount": "1.00"}, status=422)
     book.ok("POST", "/accounts/carol/unfreeze", {})
+
+
+def basics_batches(book):
     # An atomic batch: several events committed together, with the same recorded_at (q10).
     book.show(10, "an atomic batch: each command its own event, recorded_at may repeat",
               "POST", "/transactions/batch", {"atomic": True, "commands": [
@@ -311,6 +327,7 @@ def set_basics(book):
                                                  "amount": "0.000000000000000001"}]}}]},
               status=200, batch=True)
     # A refused atomic batch: HTTP 200, the refused command its own code, the others batch_aborted (q11).
+    head = head_of(book)
     answer = book.show(11, "a refused atomic batch answers 200, one 422 per command, nothing appended",
                        "POST", "/transactions/batch", {"atomic": True, "commands": [
                            {"idempotency_key": "basics-refused-1",
@@ -318,8 +335,11 @@ def set_basics(book):
                            {"idempotency_key": "basics-refused-2",
                             "transfer": {"source": "dave", "destination": "carol", "asset": "USD", "amount": "999.00"}}]},
                        status=200, batch=True)
-    if any(r["status"] != 422 for r in answer["results"]):
-        raise Refused(f"a refused atomic batch answered {answer}")
+    if any(r["status"] != 422 for r in answer["results"]) or head_of(book) != head:
+        raise Refused(f"a refused atomic batch answered {answer}, or appended something")
+
+
+def basics_close_and_reads(book):
     # dave empties his accounts and is closed.
     book.transfer("dave", "world", "USD", "0.10")
     book.transfer("dave", "world", "S18", "0.000000000000000001")

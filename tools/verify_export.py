@@ -1874,6 +1874,21 @@ class VectorCheck:
                 "mismatches": self.mismatches, "ok": not self.mismatches}
 
 
+def report_text(report):
+    """The report as JSON, with every number of client metadata as written (a Num would
+    otherwise be printed as a string): each is marked, dumped, then unquoted."""
+    def mark(v):
+        if isinstance(v, Num):
+            return "\x00" + v + "\x00"
+        if isinstance(v, dict):
+            return {k: mark(x) for k, x in v.items()}
+        if isinstance(v, list):
+            return [mark(x) for x in v]
+        return v
+    text = json.dumps(mark(report), indent=1, sort_keys=True)
+    return re.sub(r'"\\u0000([^"\\]*)\\u0000"', r"\1", text)
+
+
 def plain_text(v):
     """A value for a message: JSON with numbers as written."""
     return v if isinstance(v, str) and not isinstance(v, Num) else canonical(v)
@@ -1989,7 +2004,7 @@ def main():
     if args.expect_head and broken is None and head_hash != args.expect_head:
         problems.append(f"head hash {head_hash} is not the expected {args.expect_head}")
 
-    print(json.dumps({
+    print(report_text({
         "intact": broken is None,
         "head_position": head_position,
         "head_hash": head_hash,
@@ -2009,7 +2024,7 @@ def main():
         **({} if args.at_position is None else {"at_position": {
             "position": args.at_position, "accounts": ledger.balances_at(args.at_position)}}),
         **({} if verdict is None else {"checkpoint": verdict}),
-    }, indent=1, sort_keys=True, default=str))
+    }))
     return 0 if not problems and (verdict is None or verdict["checkpoint_holds"]) else 1
 
 
