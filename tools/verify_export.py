@@ -10,6 +10,8 @@ one of the two is wrong.
     python3 tools/verify_export.py export.ndjson [--prev-hash HEX] [--expect-head HEX]
     python3 tools/verify_export.py export.ndjson --as-of T [--known-at P]
     python3 tools/verify_export.py export.ndjson --lots
+    python3 tools/verify_export.py export.ndjson --at-position P --checkpoint checkpoint.json
+    python3 tools/verify_export.py --vectors docs/vectors
     python3 tools/verify_export.py --self-test
 
 With --prev-hash (an export that starts after position 1) only the chain is checked: the figures
@@ -32,6 +34,32 @@ open lots, closings and realized P&L, recomputed as docs/events.md ("Lots and re
 specifies, as known at the head; and the latest mark per instrument and currency. --self-test runs
 this verifier's checks on events worked out by hand and on tools/testdata/trading_export.ndjson,
 and exits with status 1 if one fails.
+
+Accounts (docs/events.md, "The figures"): the report's `account_answers` holds every account as
+`GET /v1/accounts/{code}` answers it: `id`, `code`, `allow_negative`, `metadata` (numbers as
+written), `position` (its `AccountOpened`), `opened_at`, `status`, `version` (the position of the
+last event that changed it), `balances` per asset (`balance`, `pending_debits`, `pending_credits`,
+`available`, `trade_date_balance` = posted + pending credits − pending debits, and `position`: the
+last event whose postings or released postings name the account in that asset) and `limits` per
+asset set (a zero bound shown `0`, a removed one `null`). With --at-position P, `at_position`:
+every account's posted balances right after P as `…/balances?at_position=P` answers them, each
+with the position of the last event that moved it.
+
+Checkpoints (docs/audit.md, "Signed checkpoints"): with --checkpoint FILE (the JSON of
+`GET /v1/audit/checkpoint`), `checkpoint` reports `signature_valid` (Ed25519, RFC 8032, verified
+here in pure Python over `ledger:checkpoint:v2`, the ledger, the position, the head hash and the
+head's recorded_at), `chain_intact` (the whole export chains), `checkpoint_holds` (the signature
+is valid and the export's hash at the checkpoint's position is its `head_hash`) and
+`first_broken_position` (where the chain breaks, else the checkpoint's position when it does not
+hold, else null); exit status 1 when it does not hold.
+
+Vectors (docs/vectors, made by scripts/vectors.sh): --vectors DIR verifies every ledger of every
+set of DIR/manifest.json and compares everything its expected.json holds: the head, the verdict,
+every account answer, the balances at two earlier positions, positions (recomputed from the lots
+as --lots does, with each book's trade-date quantity, mark, market value and unrealized P&L), trial
+balances as of a date (as --as-of does), and every tampered copy's verdict. One line per check on
+stderr (`ok …` or `MISMATCH <set>/<ledger> <what> <field>: expected …, got …`), a JSON summary on
+stdout, exit status 1 on any mismatch.
 
 Payload and metadata are read with their numbers as the literals they are written with, and
 hashed in the canonical form of docs/audit.md ("Canonical JSON"), never through a float: `1.50`,
@@ -352,6 +380,12 @@ class Ledger:
         self.recorded = None
         self.closes = []
         self.closed = []
+        # What an account answer shows beyond the figures (docs/events.md, "The figures"): each
+        # account's version, each balance's position, and every figure change as (position,
+        # account, asset, change of the posted balance) for balances at a past position.
+        self.versions = {}
+        self.balance_positions = {}
+        self.changes = []
 
     def problem(self, position, text):
         self.problems.append(f"position {position}: {text}")
@@ -384,7 +418,9 @@ class Ledger:
         if method not in BOOKING_METHODS:
             self.problem(position, f"booking_method {method!r} is not one of {', '.join(BOOKING_METHODS)}")
         self.accounts[p["code"]] = {"status": "open", "allow_negative": p["allow_negative"], "limits": {},
-                                    "booking_method": method}
+                                    "booking_method": method, "id": p["account_id"], "position": position,
+                                    "metadata": p["metadata"], "opened_at": rfc3339(self.recorded)}
+        self.versions[p["code"]] = position
 
     def on_BookingMethodSet(self, position, p):
         account = self.account(position, p["account"])
@@ -393,6 +429,7 @@ class Ledger:
         if p["booking_method"] not in BOOKING_METHODS:
             self.problem(position, f"booking_method {p['booking_method']!r} is not one of {', '.join(BOOKING_METHODS)}")
         account["booking_method"] = p["booking_method"]
+        self.versions[p["account"]] = position
 
     def on_PriceMarked(self, position, p):
         """docs/events.md, `PriceMarked`: moves nothing; its assets, price and time are checked."""
@@ -410,10 +447,12 @@ class Ledger:
 
     def on_AccountStatusChanged(self, position, p):
         self.account(position, p["account"])["status"] = p["status"]
+        self.versions[p["account"]] = position
 
     def on_AccountLimitsSet(self, position, p):
         self.account(position, p["account"])["limits"][p["asset"]] = {
             "min_balance": p["min_balance"], "max_balance": p["max_balance"]}
+        self.versions[p["account"]] = position
 
     # Money.
     def on_TransactionPosted(self, position, p):
@@ -600,6 +639,13 @@ class Ledger:
             self.moves.append((position, self.effective, posting["destination"], asset, amount))
         source[1] += reserve * amount
         destination[2] += reserve * amount
+        # docs/events.md: a posting or released posting changes both accounts' version and the
+        # position of their balance in its asset, whatever its effect.
+        for account, sign in ((posting["source"], -1), (posting["destination"], 1)):
+            self.versions[account] = position
+            self.balance_positions[(account, asset)] = position
+            if move:
+                self.changes.append((position, account, asset, sign * amount))
 
     def check_posting(self, position, posting):
         """Two different accounts, both opened, and an amount above zero at its asset's scale."""
@@ -695,7 +741,7 @@ class Ledger:
 
     def shown(self, asset, amount):
         quantum = Decimal(1).scaleb(-self.scales.get(asset, 0))
-        return str((amount + 0).quantize(quantum))  # + 0: never "-0"
+        return format((amount + 0).quantize(quantum), "f")  # + 0: never "-0"; "f": never "0E-10"
 
     def report_figures(self):
         return {
@@ -708,12 +754,150 @@ class Ledger:
             for (account, asset), (posted, debits, credits) in sorted(self.figures.items())
         }
 
+    # The account answer (GET /v1/accounts/{code}) and balances at a position, recomputed.
+    def account_answers(self):
+        """Every account as `GET /v1/accounts/{code}` answers it, by code."""
+        balances = {}
+        for (code, asset), (posted, debits, credits) in sorted(self.figures.items()):
+            balances.setdefault(code, []).append({
+                "asset": asset, "balance": self.shown(asset, posted),
+                "pending_debits": self.shown(asset, debits), "pending_credits": self.shown(asset, credits),
+                "available": self.shown(asset, posted - debits),
+                "trade_date_balance": self.shown(asset, posted + credits - debits),
+                "position": self.balance_positions[(code, asset)]})
+        return {code: {
+            "id": a.get("id"), "code": code, "allow_negative": a["allow_negative"],
+            "metadata": a.get("metadata", {}), "position": a.get("position"), "opened_at": a.get("opened_at"),
+            "status": a["status"], "version": self.versions.get(code),
+            "balances": balances.get(code, []),
+            "limits": [{"asset": asset, "min_balance": limit_shown(bounds["min_balance"]),
+                        "max_balance": limit_shown(bounds["max_balance"])}
+                       for asset, bounds in sorted(a["limits"].items())],
+        } for code, a in sorted(self.accounts.items())}
+
+    def balances_at(self, at_position):
+        """Every account as `GET …/accounts/{code}/balances?at_position=` answers it: the posted
+        balances right after that position, each with the position of the last event that moved
+        it (docs/api.md: pending figures are not kept per position). The server answers this for
+        an account opened after the position too, with no balances."""
+        posted, last = {}, {}
+        for position, account, asset, change in self.changes:
+            if position > at_position:
+                break
+            posted[(account, asset)] = posted.get((account, asset), Decimal(0)) + change
+            last[(account, asset)] = position
+        answers = {}
+        for code, a in sorted(self.accounts.items()):
+            answers[code] = {
+                "account": code, "account_id": a.get("id"), "as_of_position": at_position, "at": None,
+                "as_of": None, "known_at_position": None,
+                "balances": [{"asset": asset, "balance": self.shown(asset, posted[(account, asset)]),
+                              "position": last[(account, asset)]}
+                             for account, asset in sorted(posted) if account == code]}
+        return answers
+
+    def trial_balance_answer(self, as_of, known_at):
+        """`GET …/reports/trial-balance?as_of=&known_at_position=`, recomputed."""
+        rows = self.trial_balance(as_of, known_at)
+        totals = {}
+        for _, asset, balance in rows:
+            totals[asset] = totals.get(asset, Decimal(0)) + Decimal(balance)
+        return {"as_of": rfc3339(as_of), "known_at_position": known_at, "digest": trial_balance_digest(rows),
+                "rows": [{"account": account, "asset": asset, "balance": balance} for account, asset, balance in rows],
+                "totals": [{"asset": asset, "total": self.at_scale(asset, total)} for asset, total in sorted(totals.items())]}
+
+
+def limit_shown(text):
+    """A bound as an account answer shows it: as the event wrote it, except a zero, shown `0`
+    (what the server answers, issue 25 question 4); `null`: unbounded."""
+    if text is None:
+        return None
+    return "0" if Decimal(text) == 0 else text
+
 
 def trial_balance_digest(rows):
     """docs/events.md, "The trial balance": SHA-256 over `ledger:trial-balance:v1\\n`, then
     `{account}\\t{asset}\\t{balance}\\n` per row, in lower-case hex."""
     lines = "".join(f"{account}\t{asset}\t{balance}\n" for account, asset, balance in rows)
     return hashlib.sha256(TRIAL_BALANCE_DOMAIN + lines.encode("utf-8")).hexdigest()
+
+
+# Ed25519 verification (RFC 8032, section 5.1.7), written from the RFC's description.
+ED_P = 2 ** 255 - 19
+ED_L = 2 ** 252 + 27742317777372353535851937790883648493
+ED_D = -121665 * pow(121666, ED_P - 2, ED_P) % ED_P
+ED_SQRT_M1 = pow(2, (ED_P - 1) // 4, ED_P)  # a square root of -1 mod p
+
+
+def ed_add(P, Q):
+    """The sum of two points in extended coordinates (X, Y, Z, T), x = X/Z, y = Y/Z, xy = T/Z
+    (RFC 8032, 5.1.4)."""
+    x1, y1, z1, t1 = P
+    x2, y2, z2, t2 = Q
+    a = (y1 - x1) * (y2 - x2) % ED_P
+    b = (y1 + x1) * (y2 + x2) % ED_P
+    c = 2 * t1 * t2 * ED_D % ED_P
+    d = 2 * z1 * z2 % ED_P
+    e, f, g, h = b - a, d - c, d + c, b + a
+    return (e * f % ED_P, g * h % ED_P, f * g % ED_P, e * h % ED_P)
+
+
+def ed_multiply(scalar, P):
+    """scalar × P by double and add (verification handles no secret: timing does not matter)."""
+    result = (0, 1, 1, 0)  # the neutral element
+    while scalar:
+        if scalar & 1:
+            result = ed_add(result, P)
+        P = ed_add(P, P)
+        scalar >>= 1
+    return result
+
+
+def ed_equal(P, Q):
+    """Whether two points in projective form are the same point: x1/z1 = x2/z2, y1/z1 = y2/z2."""
+    return (P[0] * Q[2] - Q[0] * P[2]) % ED_P == 0 and (P[1] * Q[2] - Q[1] * P[2]) % ED_P == 0
+
+
+def ed_decode(data):
+    """The point a 32-byte encoding names (RFC 8032, 5.1.3), or None when it names none."""
+    if len(data) != 32:
+        return None
+    y = int.from_bytes(data, "little")
+    sign = y >> 255
+    y &= (1 << 255) - 1
+    if y >= ED_P:
+        return None
+    u, v = (y * y - 1) % ED_P, (ED_D * y * y + 1) % ED_P
+    # x = u v^3 (u v^7)^((p-5)/8), then fixed up by sqrt(-1) when v x^2 = -u.
+    x = u * pow(v, 3, ED_P) * pow(u * pow(v, 7, ED_P), (ED_P - 5) // 8, ED_P) % ED_P
+    if (v * x * x - u) % ED_P != 0:
+        if (v * x * x + u) % ED_P != 0:
+            return None
+        x = x * ED_SQRT_M1 % ED_P
+    if x == 0 and sign:
+        return None
+    if x & 1 != sign:
+        x = ED_P - x
+    return (x, y, 1, x * y % ED_P)
+
+
+# The base point B: y = 4/5, x positive (even).
+ED_B = ed_decode((4 * pow(5, ED_P - 2, ED_P) % ED_P).to_bytes(32, "little"))
+
+
+def ed25519_verify(public_key, message, signature):
+    """Whether `signature` (64 bytes) is an Ed25519 signature of `message` by `public_key` (32
+    bytes): [8][S]B = [8]R + [8][k]A with k = SHA-512(R || A || M) mod L (RFC 8032, 5.1.7)."""
+    if len(public_key) != 32 or len(signature) != 64:
+        return False
+    A, R = ed_decode(public_key), ed_decode(signature[:32])
+    s = int.from_bytes(signature[32:], "little")
+    if A is None or R is None or s >= ED_L:
+        return False
+    k = int.from_bytes(hashlib.sha512(signature[:32] + public_key + message).digest(), "little") % ED_L
+    left = ed_multiply(8 * s, ED_B)
+    right = ed_multiply(8, ed_add(R, ed_multiply(k, A)))
+    return ed_equal(left, right)
 
 
 def sums_by_route(postings):
@@ -1427,6 +1611,58 @@ class SelfTest(unittest.TestCase):
         one(lambda log: log.trade("kim:broker", "mm:desk", "1", "11.00", "2026-03-02", settlement_date="2026-03-01"),
             "before the trade date")
 
+    def test_ed25519_rfc8032_test_1_and_a_flipped_bit(self):
+        """RFC 8032, 7.1, TEST 1 (the empty message) verifies; one bit flipped anywhere in the
+        signature, the key or the message, it does not."""
+        key = bytes.fromhex("d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a")
+        signature = bytes.fromhex(
+            "e5564300c360ac729086e2cc806e828a84877f1eb8e5d974d873e065224901555fb8821590a33bacc61e39701cf9b46bd25bf5f0595bbe24655141438e7a100b")
+        self.assertTrue(ed25519_verify(key, b"", signature))
+        flip = lambda data, bit: data[:bit // 8] + bytes([data[bit // 8] ^ (1 << bit % 8)]) + data[bit // 8 + 1:]  # noqa: E731
+        self.assertFalse(ed25519_verify(key, b"", flip(signature, 3)))  # in R
+        self.assertFalse(ed25519_verify(key, b"", flip(signature, 300)))  # in S
+        self.assertFalse(ed25519_verify(flip(key, 9), b"", signature))
+        self.assertFalse(ed25519_verify(key, b"\x00", signature))
+        # S at or above the group order is refused, not reduced (RFC 8032, 5.1.7 step 1).
+        s = int.from_bytes(signature[32:], "little") + ED_L
+        self.assertFalse(ed25519_verify(key, b"", signature[:32] + s.to_bytes(32, "little")))
+
+    def test_the_checkpoint_message(self):
+        """docs/audit.md, "Signed checkpoints": five lines, no trailing line feed."""
+        checkpoint = {"ledger": "east", "position": 7, "head_hash": "ab" * 32,
+                      "recorded_at": "2026-06-01T00:00:00.000000Z"}
+        self.assertEqual(checkpoint_message(checkpoint),
+                         b"ledger:checkpoint:v2\neast\n7\n" + b"ab" * 32 + b"\n2026-06-01T00:00:00.000000Z")
+
+    def test_balances_at_a_position_and_the_account_answer(self):
+        """At a position: the posted balances then, each with the position of the last event
+        that moved it (a reservation moves nothing). At the head: version and each balance's
+        position follow every event that names the account, reservations and releases too."""
+        log = SyntheticLog()
+        log.assets(USD=2)  # 1
+        log.accounts("world:bank", "alice:cash")  # 2, 3
+        log.transaction(posting("world:bank", "alice:cash", "USD", "100.00"))  # 4
+        hold = log.transaction(posting("alice:cash", "world:bank", "USD", "30.00"))  # 5
+        hold["pending"] = True
+        log.add("AccountLimitsSet", {"account": "alice:cash", "asset": "USD", "min_balance": "0.00",
+                                     "max_balance": "500.00"})  # 6
+        log.settle("PendingPosted", hold["transaction_id"], [posting("alice:cash", "world:bank", "USD", "30.00")],
+                   postings=[posting("alice:cash", "world:bank", "USD", "10.00")])  # 7
+        ledger, _ = self.run_log(log)
+        at_5 = ledger.balances_at(5)["alice:cash"]
+        self.assertEqual(at_5["balances"], [{"asset": "USD", "balance": "100.00", "position": 4}])
+        self.assertEqual(ledger.balances_at(3)["alice:cash"]["balances"], [])
+        self.assertEqual(ledger.balances_at(7)["alice:cash"]["balances"],
+                         [{"asset": "USD", "balance": "90.00", "position": 7}])
+        answer = ledger.account_answers()["alice:cash"]
+        self.assertEqual((answer["version"], answer["position"], answer["status"]), (7, 3, "open"))
+        self.assertEqual(answer["balances"], [{"asset": "USD", "balance": "90.00", "pending_debits": "0.00",
+                                               "pending_credits": "0.00", "available": "90.00",
+                                               "trade_date_balance": "90.00", "position": 7}])
+        self.assertEqual(answer["limits"], [{"asset": "USD", "min_balance": "0", "max_balance": "500.00"}])
+        world = ledger.account_answers()["world:bank"]
+        self.assertEqual(world["version"], 7)
+
     def test_the_fixture_export_verifies_with_its_lots(self):
         """tools/testdata/trading_export.ndjson, read as an export: the chain, the figures, and
         the lots of docs/events.md's worked example (alice fifo, carol average), of a trade that
@@ -1466,37 +1702,208 @@ def self_test():
     return 0 if result.wasSuccessful() else 1
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("export", nargs="?")
-    parser.add_argument("--prev-hash", help="hash before the first exported event (hex)")
-    parser.add_argument("--expect-head", help="fail unless the last hash equals this (hex)")
-    parser.add_argument("--as-of", help="also report every posted balance as of this time (RFC 3339)")
-    parser.add_argument("--known-at", type=int, help="with --as-of: as known at this position (default: the head)")
-    parser.add_argument("--lots", action="store_true",
-                        help="also report every book's open lots, closings and realized P&L, and the latest marks")
-    parser.add_argument("--self-test", action="store_true",
-                        help="run the checks of this verifier on events whose figures and lots were worked out by hand")
-    args = parser.parse_args()
-    if args.self_test:
-        return self_test()
-    if args.export is None:
-        parser.error("the export to verify is missing")
-    if args.lots and args.prev_hash:
-        parser.error("--lots needs every event from the first: not with --prev-hash")
-    try:
-        as_of = None if args.as_of is None else micros(args.as_of)
-    except ValueError as error:
-        parser.error(f"--as-of: {error}")
-    if args.known_at is not None and (as_of is None or args.known_at < 0):
-        parser.error("--known-at goes with --as-of, and is a position (0 or more)")
+# Signed checkpoints (docs/audit.md, "Signed checkpoints") and the verdict they give an export.
 
-    previous = bytes.fromhex(args.prev_hash) if args.prev_hash else GENESIS
+def checkpoint_message(checkpoint):
+    """The bytes a checkpoint signs: `ledger:checkpoint:v2`, the ledger, the position, the head
+    hash and the head event's recorded_at, one a line, no trailing line feed."""
+    lines = ["ledger:checkpoint:v2", checkpoint["ledger"], str(checkpoint["position"]),
+             checkpoint["head_hash"], checkpoint["recorded_at"] or ""]
+    return "\n".join(lines).encode("utf-8")
+
+
+def checkpoint_verdict(run, checkpoint):
+    """`chain_intact`: the whole export chains; `checkpoint_holds`: the signature verifies with
+    the checkpoint's key and the export reaches the checkpoint's position with its `head_hash`
+    (and the head event's `recorded_at`); `first_broken_position`: where the chain breaks, else
+    the checkpoint's position when it does not hold there, else null."""
+    try:
+        signed = ed25519_verify(bytes.fromhex(checkpoint["public_key"]), checkpoint_message(checkpoint),
+                                bytes.fromhex(checkpoint["signature"]))
+    except (ValueError, KeyError, TypeError):
+        signed = False
+    position = int(checkpoint["position"])
+    reached = run["hashes"].get(position)
+    holds = (signed and reached is not None and reached[0] == checkpoint["head_hash"]
+             and (position == 0 or micros(reached[1]) == micros(checkpoint["recorded_at"])))
+    broken = run["broken"]
+    if broken is None and not holds:
+        broken = position
+    return {"chain_intact": run["broken"] is None, "checkpoint_holds": holds, "signature_valid": signed,
+            "first_broken_position": broken}
+
+
+# Positions (GET /v1/accounts/{code}/positions), recomputed from the lots and the figures.
+
+def exact_at(value, scale):
+    """Every significant digit of `value`, and at least `scale` places (docs/api.md, "Positions and
+    lots": `20500.00`, not the `20500.00000000` of a product's decimal places)."""
+    value = (value + 0).normalize()
+    if -value.as_tuple().exponent < scale:
+        value = value.quantize(Decimal(1).scaleb(-scale))
+    return format(value, "f")
+
+
+def positions_answers(ledger, applied, head_position):
+    """Every account's positions as `GET …/accounts/{code}/positions` answers them, at the head."""
+    with localcontext() as context:
+        context.prec = 400
+        books, marks, _ = compute_lots(applied)
+        answers = {code: {"account": code, "position": head_position, "positions": []}
+                   for code in ledger.accounts}
+        for (code, instrument, currency), book in sorted(books.items()):
+            if code in answers:
+                answers[code]["positions"].append(position_entry(ledger, books, marks, code, instrument,
+                                                                  currency, book))
+        return answers
+
+
+def position_entry(ledger, books, marks, code, instrument, currency, book):
+    """One book of an account as the positions answer shows it."""
+    scale_i, scale_c = ledger.scales.get(instrument, 0), ledger.scales.get(currency, 0)
+    q = lambda v: exact_at(v, scale_i)  # noqa: E731
+    posted, debits, credits = ledger.figures.get((code, instrument), [Decimal(0)] * 3)
+    quantity = posted + credits - debits
+    # A short lot's cost is what its sale brought, negative (owed back): the book keeps it as a
+    # positive amount.
+    cost = lambda lot: side(lot["quantity"]) * lot["amount"]  # noqa: E731
+    lots_quantity, cost_basis = book.quantity(), sum((cost(lot) for lot in book.lots), Decimal(0))
+    in_every_currency = sum((b.quantity() for (a, i, _), b in books.items() if (a, i) == (code, instrument)),
+                            Decimal(0))
+    mark = marks.get((instrument, currency))
+    price = None if mark is None else Decimal(mark["price"])
+    unit = lambda amount, units: format((amount / units).quantize(Decimal(1).scaleb(-18)), "f")  # noqa: E731
+    return {
+        "instrument": instrument, "currency": currency, "booking_method": book.method,
+        "quantity": q(quantity), "settled": q(posted), "unsettled": q(quantity - posted),
+        "lots_quantity": q(lots_quantity), "uncosted": q(quantity - in_every_currency),
+        "lots": [{"lot_id": lot["lot_id"], "transaction_id": lot["transaction_id"], "trade_date": lot["date"],
+                  "quantity": q(lot["quantity"]), "cost": exact_at(cost(lot), scale_c),
+                  "unit_cost": unit(cost(lot), lot["quantity"])} for lot in book.lots],
+        "cost_basis": exact_at(cost_basis, scale_c),
+        "average_cost": unit(cost_basis, lots_quantity) if lots_quantity else None,
+        "realized": exact_at(sum((c["realized"] for c in book.closings), Decimal(0)), scale_c),
+        "mark": None if mark is None else {k: mark[k] for k in ("price", "as_of", "position")},
+        "market_value": None if price is None else exact_at(quantity * price, scale_c),
+        "unrealized": None if price is None else exact_at(lots_quantity * price - cost_basis, scale_c),
+    }
+
+
+# --vectors: every set of a vectors directory checked against its expected.json.
+
+def same_leaf(key, expected, got):
+    """Whether two JSON leaves are the same answer: numbers as written, times as instants."""
+    if isinstance(expected, str) and isinstance(got, str) and not isinstance(expected, Num) \
+            and (key.endswith("_at") or key == "as_of") and TIME.fullmatch(expected) and TIME.fullmatch(got):
+        return micros(expected) == micros(got)
+    return canonical(expected) == canonical(got)
+
+
+def differences(expected, got, where=""):
+    """[(field, expected, got)] wherever `got` differs from `expected`, field by field."""
+    if isinstance(expected, dict) and isinstance(got, dict):
+        out = []
+        for key in sorted(set(expected) | set(got)):
+            path = f"{where}.{key}" if where else key
+            if key not in got or key not in expected:
+                out.append((path, expected.get(key, "(absent)"), got.get(key, "(absent)")))
+            else:
+                out.extend(differences(expected[key], got[key], path))
+        return out
+    if isinstance(expected, list) and isinstance(got, list):
+        if len(expected) != len(got):
+            return [(where, expected, got)]
+        return [d for i, (e, g) in enumerate(zip(expected, got)) for d in differences(e, g, f"{where}[{i}]")]
+    key = where.rsplit(".", 1)[-1]
+    return [] if same_leaf(key, expected, got) else [(where, expected, got)]
+
+
+class VectorCheck:
+    """The checks of one vectors directory: one line per check on stderr, every mismatch kept."""
+
+    def __init__(self):
+        self.checks, self.mismatches = 0, []
+
+    def compare(self, label, expected, got):
+        found = differences(expected, got)
+        self.checks += 1
+        for field, e, g in found:
+            self.mismatches.append({"check": label, "field": field, "expected": plain_text(e), "got": plain_text(g)})
+            print(f"MISMATCH {label} {field}: expected {plain_text(e)}, got {plain_text(g)}", file=sys.stderr)
+        if not found:
+            print(f"ok {label}", file=sys.stderr)
+
+    def ledger(self, directory, set_name, ledger):
+        """An export, its expected figures and every tampered copy's verdict."""
+        with open(os.path.join(directory, f"{ledger}.expected.json"), encoding="utf-8") as f:
+            expected = DECODER.decode(f.read())
+        label = f"{set_name}/{ledger}"
+        run = verify(os.path.join(directory, expected["export"]))
+        verdict = checkpoint_verdict(run, expected["checkpoint"])
+        self.compare(f"{label} verdict", expected["verdict"], {k: verdict[k] for k in expected["verdict"]})
+        self.compare(f"{label} head", expected["head"], {"position": run["head_position"], "hash": run["previous"].hex()})
+        problems = run["chain_problems"] + run["ledger"].problems
+        self.compare(f"{label} problems", [], problems)
+        accounts = run["ledger"].account_answers()
+        for code, answer in sorted(expected["accounts"].items()):
+            self.compare(f"{label} account {code}", answer, accounts.get(code, "(none)"))
+        self.compare(f"{label} account list", sorted(expected["accounts"]), sorted(accounts))
+        for position, answers in sorted(expected["at_positions"].items(), key=lambda kv: int(kv[0])):
+            got = run["ledger"].balances_at(int(position))
+            self.compare(f"{label} at_position {position}", answers, got)
+        if "positions" in expected:
+            got = positions_answers(run["ledger"], run["applied"], run["head_position"])
+            for code, answer in sorted(expected["positions"].items()):
+                self.compare(f"{label} positions {code}", answer, got.get(code, "(none)"))
+        for item in expected.get("trial_balances", []):
+            answer = run["ledger"].trial_balance_answer(micros(item["as_of"]), int(item["known_at_position"]))
+            self.compare(f"{label} trial_balance as_of {item['as_of']} known_at {item['known_at_position']}",
+                         item["answer"], answer)
+        for item in expected["tampered"]:
+            tampered = checkpoint_verdict(verify(os.path.join(directory, item["file"])), expected["checkpoint"])
+            keys = ("chain_intact", "checkpoint_holds", "first_broken_position")
+            self.compare(f"{label} {item['file']}", {k: item[k] for k in keys}, {k: tampered[k] for k in keys})
+
+    def run(self, root):
+        with open(os.path.join(root, "manifest.json"), encoding="utf-8") as f:
+            manifest = json.load(f)
+        for entry in manifest["sets"]:
+            for ledger in entry["ledgers"]:
+                self.ledger(os.path.join(root, entry["name"]), entry["name"], ledger)
+        return {"vectors": root, "sets": [s["name"] for s in manifest["sets"]], "checks": self.checks,
+                "mismatches": self.mismatches, "ok": not self.mismatches}
+
+
+def report_text(report):
+    """The report as JSON, with every number of client metadata as written (a Num would
+    otherwise be printed as a string): each is marked, dumped, then unquoted."""
+    def mark(v):
+        if isinstance(v, Num):
+            return "\x00" + v + "\x00"
+        if isinstance(v, dict):
+            return {k: mark(x) for k, x in v.items()}
+        if isinstance(v, list):
+            return [mark(x) for x in v]
+        return v
+    text = json.dumps(mark(report), indent=1, sort_keys=True)
+    return re.sub(r'"\\u0000([^"\\]*)\\u0000"', r"\1", text)
+
+
+def plain_text(v):
+    """A value for a message: JSON with numbers as written."""
+    return v if isinstance(v, str) and not isinstance(v, Num) else canonical(v)
+
+
+def verify(path, prev_hash=None):
+    """Recomputes the chain of an export and applies its events: the chain's verdict, the
+    figures (`ledger`), the events applied and the hash at every position the chain reaches."""
+    previous = bytes.fromhex(prev_hash) if prev_hash else GENESIS
     ledger, chain_problems = Ledger(), []
     expected_position, head_position, broken = None, 0, None
     respelled = []  # events of the known defect of logs written before migration 0013
     applied = []  # (position, recorded_at, type, payload) of every event applied, for --lots
-    with open(args.export, "rb") as lines:
+    hashes = {}  # position -> (the chain's hash there, its recorded_at), while the chain holds
+    with open(path, "rb") as lines:
         for number, raw_line in enumerate(lines, 1):
             try:
                 e, form_problems = read_line(raw_line.decode("utf-8"))
@@ -1512,7 +1919,7 @@ def main():
                 broken = broken or expected_position
                 chain_problems.append(f"line {number}: position {e['position']}, expected {expected_position}")
                 break
-            if expected_position is None and not args.prev_hash and e["position"] != 1:
+            if expected_position is None and not prev_hash and e["position"] != 1:
                 chain_problems.append("the export does not start at position 1: pass --prev-hash")
                 broken = e["position"]
                 break
@@ -1528,13 +1935,64 @@ def main():
             previous, head_position, expected_position = computed, e["position"], e["position"] + 1
             # An export that starts after position 1 lacks the events its figures start from:
             # only its chain is checked.
-            if not args.prev_hash:
+            if not prev_hash:
                 payload = plain(e["payload"])
                 ledger.apply(e["position"], e["recorded_at"], e["type"], payload)
-                if args.lots:
-                    applied.append((e["position"], e["recorded_at"], e["type"], payload))
+                applied.append((e["position"], e["recorded_at"], e["type"], payload))
+                if e["type"] == "AccountOpened" and e["payload"]["code"] in ledger.accounts:
+                    # Metadata as written (`-0`, `1E+2`): what an account answer serves.
+                    ledger.accounts[e["payload"]["code"]]["metadata"] = e["payload"]["metadata"]
+            hashes[e["position"]] = (computed.hex(), e["recorded_at"])
 
     ledger.check_totals()
+    return {"ledger": ledger, "chain_problems": chain_problems, "broken": broken, "head_position": head_position,
+            "previous": previous, "respelled": respelled, "applied": applied, "hashes": hashes}
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("export", nargs="?")
+    parser.add_argument("--prev-hash", help="hash before the first exported event (hex)")
+    parser.add_argument("--expect-head", help="fail unless the last hash equals this (hex)")
+    parser.add_argument("--as-of", help="also report every posted balance as of this time (RFC 3339)")
+    parser.add_argument("--known-at", type=int, help="with --as-of: as known at this position (default: the head)")
+    parser.add_argument("--lots", action="store_true",
+                        help="also report every book's open lots, closings and realized P&L, and the latest marks")
+    parser.add_argument("--at-position", type=int,
+                        help="also report every account's posted balances right after this position")
+    parser.add_argument("--checkpoint", help="a signed checkpoint (JSON, as GET /v1/audit/checkpoint answers) "
+                                             "to check the export against")
+    parser.add_argument("--vectors", help="check every set of a vectors directory (docs/vectors) against its "
+                                          "expected.json; one line per check on stderr, a summary on stdout")
+    parser.add_argument("--self-test", action="store_true",
+                        help="run the checks of this verifier on events whose figures and lots were worked out by hand")
+    args = parser.parse_args()
+    if args.self_test:
+        return self_test()
+    if args.vectors:
+        summary = VectorCheck().run(args.vectors)
+        print(json.dumps(summary, indent=1))
+        return 0 if summary["ok"] else 1
+    if args.export is None:
+        parser.error("the export to verify is missing")
+    if args.lots and args.prev_hash:
+        parser.error("--lots needs every event from the first: not with --prev-hash")
+    try:
+        as_of = None if args.as_of is None else micros(args.as_of)
+    except ValueError as error:
+        parser.error(f"--as-of: {error}")
+    if args.known_at is not None and (as_of is None or args.known_at < 0):
+        parser.error("--known-at goes with --as-of, and is a position (0 or more)")
+    if args.prev_hash and (args.at_position is not None or args.checkpoint):
+        parser.error("--at-position and --checkpoint need every event from the first: not with --prev-hash")
+    checkpoint = None
+    if args.checkpoint:
+        with open(args.checkpoint, encoding="utf-8") as f:
+            checkpoint = DECODER.decode(f.read())
+
+    run = verify(args.export, args.prev_hash)
+    ledger, chain_problems, broken = run["ledger"], run["chain_problems"], run["broken"]
+    head_position, previous, respelled, applied = run["head_position"], run["previous"], run["respelled"], run["applied"]
     closes = ledger.check_closes()
     problems = chain_problems + ledger.problems
     lots = None
@@ -1542,10 +2000,11 @@ def main():
         lots, lot_problems = report_lots(applied)
         problems += lot_problems
     head_hash = previous.hex()
+    verdict = None if checkpoint is None else checkpoint_verdict(run, checkpoint)
     if args.expect_head and broken is None and head_hash != args.expect_head:
         problems.append(f"head hash {head_hash} is not the expected {args.expect_head}")
 
-    print(json.dumps({
+    print(report_text({
         "intact": broken is None,
         "head_position": head_position,
         "head_hash": head_hash,
@@ -1561,8 +2020,12 @@ def main():
         **({} if as_of is None else {"as_of": ledger.report_as_of(
             as_of, head_position if args.known_at is None else args.known_at)}),
         **({} if lots is None else {"lots": lots}),
-    }, indent=1, sort_keys=True))
-    return 0 if not problems else 1
+        "account_answers": ledger.account_answers(),
+        **({} if args.at_position is None else {"at_position": {
+            "position": args.at_position, "accounts": ledger.balances_at(args.at_position)}}),
+        **({} if verdict is None else {"checkpoint": verdict}),
+    }))
+    return 0 if not problems and (verdict is None or verdict["checkpoint_holds"]) else 1
 
 
 if __name__ == "__main__":
