@@ -300,8 +300,8 @@ def basics_limits_and_bounds(book):
     hold = book.transfer("alice", "bob", "USD", "100.00", pending=True, timeout_s=3600)
     book.ok("PATCH", "/accounts/bob/limits", {"asset": "USD", "max_balance": "200.00"})
     book.show(7, "a hold posted in part after bob's maximum was lowered to 200.00, below his posted + pending "
-                 "credits (220.00): accepted, as that figure falls to 210.00 (a balance beyond a bound may move "
-                 "back towards it)", "POST", f"/transactions/{hold['id']}/post", {"amounts": ["90.00"]}, status=201)
+                 "credits (220.00): accepted, because a settlement (PendingPosted) is never checked against bounds: "
+                 "they were checked when the hold reserved", "POST", f"/transactions/{hold['id']}/post", {"amounts": ["90.00"]}, status=201)
     # A credit line set, then removed (null): which limits an account answer lists (q4).
     book.ok("PATCH", "/accounts/carol/limits", {"asset": "S2", "min_balance": "-5.00"})
     book.ok("PATCH", "/accounts/carol/limits", {"asset": "S2", "min_balance": None})

@@ -41,7 +41,7 @@ written), `position` (its `AccountOpened`), `opened_at`, `status`, `version` (th
 last event that changed it), `balances` per asset (`balance`, `pending_debits`, `pending_credits`,
 `available`, `trade_date_balance` = posted + pending credits − pending debits, and `position`: the
 last event whose postings or released postings name the account in that asset) and `limits` per
-asset set (a zero bound shown `0`, a removed one `null`). With --at-position P, `at_position`:
+asset set (as the event wrote them, at the asset's scale; a removed one `null`). With --at-position P, `at_position`:
 every account's posted balances right after P as `…/balances?at_position=P` answers them, each
 with the position of the last event that moved it.
 
@@ -770,8 +770,8 @@ class Ledger:
             "metadata": a.get("metadata", {}), "position": a.get("position"), "opened_at": a.get("opened_at"),
             "status": a["status"], "version": self.versions.get(code),
             "balances": balances.get(code, []),
-            "limits": [{"asset": asset, "min_balance": limit_shown(bounds["min_balance"]),
-                        "max_balance": limit_shown(bounds["max_balance"])}
+            "limits": [{"asset": asset, "min_balance": bounds["min_balance"],
+                        "max_balance": bounds["max_balance"]}
                        for asset, bounds in sorted(a["limits"].items())],
         } for code, a in sorted(self.accounts.items())}
 
@@ -805,14 +805,6 @@ class Ledger:
         return {"as_of": rfc3339(as_of), "known_at_position": known_at, "digest": trial_balance_digest(rows),
                 "rows": [{"account": account, "asset": asset, "balance": balance} for account, asset, balance in rows],
                 "totals": [{"asset": asset, "total": self.at_scale(asset, total)} for asset, total in sorted(totals.items())]}
-
-
-def limit_shown(text):
-    """A bound as an account answer shows it: as the event wrote it, except a zero, shown `0`
-    (what the server answers, issue 25 question 4); `null`: unbounded."""
-    if text is None:
-        return None
-    return "0" if Decimal(text) == 0 else text
 
 
 def trial_balance_digest(rows):
@@ -1659,7 +1651,7 @@ class SelfTest(unittest.TestCase):
         self.assertEqual(answer["balances"], [{"asset": "USD", "balance": "90.00", "pending_debits": "0.00",
                                                "pending_credits": "0.00", "available": "90.00",
                                                "trade_date_balance": "90.00", "position": 7}])
-        self.assertEqual(answer["limits"], [{"asset": "USD", "min_balance": "0", "max_balance": "500.00"}])
+        self.assertEqual(answer["limits"], [{"asset": "USD", "min_balance": "0.00", "max_balance": "500.00"}])
         world = ledger.account_answers()["world:bank"]
         self.assertEqual(world["version"], 7)
 
