@@ -4,6 +4,7 @@
 
 import { get, getText } from "../api.js";
 import { canonicalJson, parseKeepingNumbers } from "../canonical.js";
+import { parseCheckpoint, signatureValid, signatureView } from "../checkpoint.js";
 import { count, shortHash, time } from "../format.js";
 import { download, facts, fill, h, problemBox, section } from "../ui.js";
 import { remember, verifyRange } from "../verify.js";
@@ -133,42 +134,6 @@ function verifyPanel(pageSignal) {
   ];
 }
 
-// Ed25519 signatures, checked in the browser.
-
-function bytesOfHex(hex) {
-  if (!/^([0-9a-f]{2})*$/.test(hex)) throw new Error(`not lower-case hex: ${hex.slice(0, 20)}…`);
-  return Uint8Array.from(hex.match(/../g) ?? [], (b) => parseInt(b, 16));
-}
-
-/** The bytes a checkpoint signs (api/src/routes/audit.rs, CheckpointView). */
-function checkpointMessage(c) {
-  return new TextEncoder().encode(`ledger:checkpoint:v2\n${c.ledger}\n${c.position}\n${c.head_hash}\n${c.recorded_at}`);
-}
-
-/** `true` or `false`, or `null` with `why` when this browser cannot check Ed25519. */
-async function signatureValid(checkpoint) {
-  if (!globalThis.crypto?.subtle) return { valid: null, why: "WebCrypto is only available to pages served over HTTPS or from localhost" };
-  let key;
-  try {
-    key = await crypto.subtle.importKey("raw", bytesOfHex(checkpoint.public_key), { name: "Ed25519" }, false, ["verify"]);
-  } catch (error) {
-    if (error.name === "NotSupportedError") return { valid: null, why: "this browser's WebCrypto has no Ed25519" };
-    return { valid: false, why: `the public key is not an Ed25519 key (${error.message})` };
-  }
-  const valid = await crypto.subtle.verify({ name: "Ed25519" }, key, bytesOfHex(checkpoint.signature), checkpointMessage(checkpoint));
-  return { valid, why: valid ? null : "the signature does not match the checkpoint" };
-}
-
-function signatureView(result, testid) {
-  const element =
-    result.valid === true
-      ? h("span", { class: "good" }, "valid")
-      : result.valid === false
-        ? h("span", { class: "bad" }, `INVALID: ${result.why}`)
-        : h("span", { class: "warn" }, `not checked here: ${result.why}`);
-  return h("span", { "data-testid": testid }, element, result.valid === true ? h("span", { class: "muted small" }, " (Ed25519, checked in this browser)") : "");
-}
-
 async function showCheckpoint(element, signal) {
   try {
     const [checkpoint, publicKey] = await Promise.all([get("/v1/audit/checkpoint", {}, { signal }), get("/v1/audit/public-key", {}, { signal })]);
@@ -196,24 +161,6 @@ async function showCheckpoint(element, signal) {
   } catch (error) {
     if (error.name !== "AbortError") fill(element, problemBox(error));
   }
-}
-
-/** A pasted checkpoint, checked field by field; throws with what is wrong. */
-function parseCheckpoint(text, which) {
-  let c;
-  try {
-    c = JSON.parse(text);
-  } catch (error) {
-    throw new Error(`the ${which} checkpoint is not JSON: ${error.message}`);
-  }
-  const bad = (field, what) => new Error(`the ${which} checkpoint's ${field} is not ${what}`);
-  if (!c || typeof c !== "object") throw new Error(`the ${which} checkpoint is not a JSON object`);
-  if (!Number.isSafeInteger(c.position) || c.position < 0) throw bad("position", "a position (an integer, 0 or more)");
-  if (!/^[0-9a-f]{64}$/.test(c.head_hash ?? "")) throw bad("head_hash", "a SHA-256 hash in lower-case hex");
-  if (typeof c.recorded_at !== "string") throw bad("recorded_at", "a string");
-  if (!/^[0-9a-f]{128}$/.test(c.signature ?? "")) throw bad("signature", "an Ed25519 signature in hex (128 digits)");
-  if (!/^[0-9a-f]{64}$/.test(c.public_key ?? "")) throw bad("public_key", "an Ed25519 public key in hex (64 digits)");
-  return c;
 }
 
 function consistencyPanel(pageSignal) {
