@@ -6,7 +6,7 @@ import { get, getText } from "../api.js";
 import { canonicalJson, parseKeepingNumbers } from "../canonical.js";
 import { parseCheckpoint, signatureValid, signatureView } from "../checkpoint.js";
 import { count, shortHash, time } from "../format.js";
-import { download, facts, fill, h, problemBox, section } from "../ui.js";
+import { download, facts, fill, h, link, problemBox, section, task } from "../ui.js";
 import { remember, verifyRange } from "../verify.js";
 import { periodEventsTable } from "./periods.js";
 
@@ -43,62 +43,6 @@ async function showPeriods(element, signal) {
   } catch (error) {
     if (error.name !== "AbortError") fill(element, problemBox(error));
   }
-}
-
-/** A progress bar and a line of text under it. */
-function progressView(testid) {
-  const bar = h("div");
-  const meter = h("div", { class: "progress", role: "progressbar", "aria-valuemin": 0, "aria-valuemax": 100 }, bar);
-  const text = h("span", { class: "muted small", "data-testid": `${testid}-progress` });
-  const started = performance.now();
-  return {
-    element: h("div", {}, meter, text),
-    /** Marks the bar as stopped by a failure at `done` of `total`. */
-    fail(done, total) {
-      this.update(done, total);
-      bar.classList.add("failed");
-    },
-    update(done, total) {
-      const percent = total ? Math.floor((done / total) * 100) : 100;
-      // The last step lands at once: a finished bar that is still sliding reads as unfinished.
-      if (done >= total) bar.style.transition = "none";
-      bar.style.width = `${percent}%`;
-      meter.setAttribute("aria-valuenow", percent);
-      const seconds = (performance.now() - started) / 1000;
-      text.textContent = `${count(done)} of ${count(total)} events (${percent}%) · ${seconds.toFixed(1)} s`;
-    },
-  };
-}
-
-/**
- * A piece of work behind a Start button, with Cancel, a progress bar, and `status` for its
- * outcome: `run(signal, progress)` fills it; a failure shows the problem. Leaving the page cancels.
- * `inputs` go before the button.
- */
-function task(pageSignal, { label, testid, status, run, inputs = [] }) {
-  const holder = h("div");
-  let running = null;
-  const start = h("button", { type: "button", class: "primary", "data-testid": testid }, label);
-  const cancel = h("button", { type: "button", hidden: true, "data-testid": `${testid}-cancel` }, "Cancel");
-  start.addEventListener("click", async () => {
-    running = new AbortController();
-    start.disabled = true;
-    cancel.hidden = false;
-    const progress = progressView(testid);
-    fill(holder, progress.element);
-    fill(status);
-    try {
-      await run(AbortSignal.any([pageSignal, running.signal]), progress);
-    } catch (error) {
-      fill(status, error.name === "AbortError" ? h("span", { class: "warn" }, "cancelled") : problemBox(error));
-    } finally {
-      start.disabled = false;
-      cancel.hidden = true;
-      running = null;
-    }
-  });
-  cancel.addEventListener("click", () => running?.abort());
-  return [h("div", { class: "toolbar" }, inputs, start, cancel), holder];
 }
 
 function verifyPanel(pageSignal) {
@@ -236,7 +180,9 @@ function exportPanel(pageSignal) {
       h("code", {}, "ledger import"),
       " loads it and ",
       h("code", {}, "tools/verify_export.py"),
-      ` recomputes every hash and balance from it. Read ${count(EXPORT_PAGE_EVENTS)} events at a time, up to ${count(EXPORT_EVENTS_MAX)} in a browser (beyond, use ledger export).`,
+      " recomputes every hash and balance from it, and so does ",
+      link("/console/verify", "Verify"),
+      ` in this browser, with a checkpoint you kept, trusting nothing the server says. Read ${count(EXPORT_PAGE_EVENTS)} events at a time, up to ${count(EXPORT_EVENTS_MAX)} in a browser (beyond, use ledger export).`,
     ),
     task(pageSignal, {
       inputs: h("label", {}, "After position ", after),
