@@ -156,6 +156,8 @@ def test_a_forged_checkpoint_or_one_the_export_does_not_reach_does_not_hold(cons
     checkpoint = tmp_path / "forged.json"
     checkpoint.write_text(json.dumps(signed))
     page = console.open("/verify")
+    # Before sign-in, the one page the console offers is this one: it needs nothing of the server.
+    expect(page.locator("#nav a")).to_have_text(["Verify"])
     report = verify(page, TRADING_EXPORT, checkpoint)
     # The hashes agree but nobody signed them: the checkpoint does not hold, nothing is broken.
     assert report["verdict"] == {"chain_intact": True, "checkpoint_holds": False, "first_broken_position": None}

@@ -6,7 +6,7 @@
 
 import { parseCheckpoint, signatureView } from "../checkpoint.js";
 import { count, shortHash } from "../format.js";
-import { accountHref, download, facts, fill, h, link, money, section, table, task } from "../ui.js";
+import { download, facts, fill, h, link, money, section, table, task } from "../ui.js";
 import { verifyExport } from "../verify_export.js";
 
 /** Rows a table shows at most: a large ledger's figures are all in the report, not in the page. */
@@ -147,7 +147,7 @@ function accountsTable(report) {
     capped(rows.length),
     table(
       [
-        { label: "Account", value: (r) => link(accountHref(r.a.code), r.a.code) },
+        { label: "Account", value: (r) => r.a.code },
         { label: "Status", value: (r) => r.a.status },
         { label: "Version", value: (r) => r.a.version, numeric: true },
         { label: "Asset", value: (r) => r.b?.asset ?? "" },
