@@ -127,6 +127,7 @@ class Walk {
     this.figuresStopped = null; // { position, problem }
     this.lines = 0;
     this.problems = [];
+    this.beyond = []; // positions asked for that the figures did not reach
   }
 
   /** Takes one line; false once the chain is broken and nothing after it can be believed. */

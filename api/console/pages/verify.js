@@ -145,7 +145,8 @@ function accountsTable(report) {
   const limits = (a, asset) => a.limits.find((l) => l.asset === asset);
   return [
     capped(rows.length),
-    table(
+    // Amounts at scale 18 are wide: the table scrolls sideways rather than spill out of its panel.
+    h("div", { class: "scroll-x" }, table(
       [
         { label: "Account", value: (r) => r.a.code },
         { label: "Status", value: (r) => r.a.status },
@@ -157,11 +158,11 @@ function accountsTable(report) {
         { label: "Available", value: figure("available"), numeric: true },
         { label: "Trade-date", value: figure("trade_date_balance"), numeric: true },
         { label: "Position", value: (r) => r.b?.position ?? "", numeric: true },
-        { label: "Limits", value: (r) => limitText(limits(r.a, r.b?.asset)) },
+        { label: "Limits", value: (r) => h("span", { class: "nowrap" }, limitText(limits(r.a, r.b?.asset))) },
       ],
       rows.slice(0, TABLE_ROWS_MAX),
       { empty: "No account opened.", rowAttributes: (r) => ({ "data-account": r.a.code, "data-asset": r.b?.asset ?? "" }) },
-    ),
+    )),
   ];
 }
 
