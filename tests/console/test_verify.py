@@ -7,6 +7,7 @@ cancelled while it runs."""
 
 import hashlib
 import json
+import shutil
 import subprocess
 import time
 import uuid
@@ -110,6 +111,7 @@ def test_a_log_the_server_imported_has_the_servers_figures(console_on, tmp_path)
         assert_report_is_the_servers(report, ledger, positions)
     finally:
         ledger.stop()
+        shutil.rmtree(ledger.work, ignore_errors=True)
 
 
 def test_a_log_written_through_the_api_has_the_servers_figures(console_on, fresh_ledger, tmp_path):
