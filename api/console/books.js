@@ -84,8 +84,25 @@ export class Books {
     if (!handler || event.schemaVersion !== "1") {
       throw new Error(`${event.type} version ${event.schemaVersion} is an event this verifier does not know`);
     }
+    if (MONEY.has(event.type)) this.checkPostings(event.payload);
     handler.call(this, event.position, event.payload, event.recordedAt);
     this.head = event.position;
+  }
+
+  /**
+   * Every posting of a money event names opened accounts, a defined asset and an amount above
+   * zero at its scale: checked before any applies, so an event that cannot be applied leaves the
+   * figures as the event before left them.
+   */
+  checkPostings(p) {
+    for (const list of [p.released ?? [], p.postings ?? []]) {
+      if (!Array.isArray(list)) throw new Error("its postings are not a list");
+      for (const posting of list) {
+        if (amountUnits(posting.amount, this.scaleOf(posting.asset)) === 0n) throw new Error(`a posting of zero ${posting.asset}`);
+        this.account(posting.source);
+        this.account(posting.destination);
+      }
+    }
   }
 
   problem(position, text) {
@@ -119,9 +136,7 @@ export class Books {
    * accounts' figures in the asset, and the accounts' versions, take the event's position.
    */
   step(position, posting, effect) {
-    const scale = this.scaleOf(posting.asset);
-    const amount = amountUnits(posting.amount, scale);
-    if (amount === 0n) throw new Error(`a posting of zero ${posting.asset}`);
+    const amount = amountUnits(posting.amount, this.scaleOf(posting.asset));
     if (posting.source === posting.destination) this.problem(position, `a posting from ${posting.source} to itself`);
     const [source, destination] = [posting.source, posting.destination].map((code) => {
       const account = this.account(code);
@@ -229,6 +244,9 @@ export class Books {
     }
   }
 }
+
+/** The event types that touch figures (docs/events.md, "The figures"). */
+const MONEY = new Set(["TransactionPosted", "TradeExecuted", "PendingPosted", "PendingVoided", "PendingExpired"]);
 
 /** What each event type does (docs/events.md, "Event types"); `this` is the Books. */
 const HANDLERS = {

@@ -207,11 +207,12 @@ def test_a_damaged_export_breaks_at_the_damaged_position(console, tmp_path, dama
 NUMBER = "@number@"
 
 
-def synthetic_export(path, transfers, number="1e-6"):
+def synthetic_export(path, transfers, number="1e-6", then=()):
     """An export of `transfers` transfers of 1.00 USD from world to alice, chained as docs/audit.md
     says, alice opened with the metadata {"n": `number`}, the number written as given. Its
     payloads hold only strings, small integers and that number, so sorted compact JSON with the
-    number put back as written is canonical. Returns the head hash."""
+    number put back as written is canonical. `then`: more (type, payload) after the transfers.
+    Returns the head hash."""
     def canonical(value):
         text = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
         return text.replace(json.dumps(NUMBER), number)
@@ -222,6 +223,7 @@ def synthetic_export(path, transfers, number="1e-6"):
     payloads += [("TransactionPosted", {"transaction_id": str(uuid.uuid4()), "kind": "transfer", "metadata": {},
                                         "postings": [{"source": "world", "destination": "alice", "asset": "USD",
                                                       "amount": "1.00"}]}) for _ in range(transfers)]
+    payloads += list(then)
     previous = hashlib.sha256(b"ledger:genesis:v1").digest()
     with open(path, "w", encoding="utf-8") as out:
         for position, (kind, payload) in enumerate(payloads, 1):
@@ -251,6 +253,22 @@ def test_numbers_are_hashed_as_written_and_a_respelled_one_breaks_the_chain(cons
     lines[2] = lines[2].replace(f'"n":{number}', f'"n":{respelled}')
     export.write_text("".join(lines))
     assert verify(page, export)["verdict"] == {"chain_intact": False, "checkpoint_holds": None, "first_broken_position": 3}
+
+
+def test_the_figures_stop_at_an_event_they_cannot_apply_and_the_chain_goes_on(console, tmp_path):
+    """docs/events.md: a consumer that meets a type it does not know must stop, not skip it."""
+    export = tmp_path / "unknown.ndjson"
+    transfer = {"transaction_id": str(uuid.uuid4()), "kind": "transfer", "metadata": {},
+                "postings": [{"source": "world", "destination": "alice", "asset": "USD", "amount": "1.00"}]}
+    head_hash = synthetic_export(export, 2, then=[("FutureEvent", {}), ("TransactionPosted", transfer)])
+    page = console.open("/verify")
+    report = verify(page, export, positions=[4, 6])
+    assert report["verdict"] == {"chain_intact": True, "checkpoint_holds": None, "first_broken_position": None}
+    assert report["head"] == {"position": 7, "hash": head_hash}
+    assert report["figures_through"] == 5 and report["figures_stopped"]["position"] == 6
+    assert report["accounts"]["alice"]["balances"][0]["balance"] == "2.00"
+    assert list(report["at_positions"]) == ["4"] and report["at_positions_not_reached"] == [6]
+    expect(page.get_by_test_id("verify-status")).to_contain_text("stopped at 6")
 
 
 def test_a_large_export_is_verified_in_slices_that_leave_the_page_responsive(console, tmp_path):
