@@ -8,6 +8,7 @@
 #   scripts/console_check.sh --short       # the same (the suite is short; CI runs this)
 #   scripts/console_check.sh --screenshots # also rewrite docs/console/*.png from this run
 #   scripts/console_check.sh -- -k live    # anything after -- goes to pytest
+#   LEDGER_CONSOLE_DIR=api/console scripts/console_check.sh  # the console from the folder, not the binary
 #
 # Installs Chromium (apt-get) when missing, and Playwright and pytest (pinned in
 # tests/console/requirements.txt) into a virtual environment beside the build ($CARGO_TARGET_DIR, or

@@ -5,7 +5,7 @@ import { currentLedger, get, me, ProblemError, setApiKey, setLedger } from "./ap
 import { setScales } from "./format.js";
 import { fill, h, problemBox } from "./ui.js";
 
-/** Pages by path. `scope`: what the key needs to see the page. */
+/** Pages by path. `scope`: what the key needs to see the page; `public`: shown before sign-in too. */
 const PAGES = [
   { pattern: /^\/console\/?$/, module: "overview", title: "Overview", nav: "/console", scope: "read", key: "o" },
   { pattern: /^\/console\/accounts\/?$/, module: "accounts", title: "Accounts", nav: "/console/accounts", scope: "read", key: "a" },
@@ -16,6 +16,8 @@ const PAGES = [
   { pattern: /^\/console\/periods\/(?<period>[0-9]+)$/, module: "periods", title: "Period", scope: "read" },
   { pattern: /^\/console\/live\/?$/, module: "live", title: "Live", nav: "/console/live", scope: "read", key: "l" },
   { pattern: /^\/console\/audit\/?$/, module: "audit", title: "Audit", nav: "/console/audit", scope: "audit", key: "u" },
+  // Public: it reads two files in the browser and asks the server nothing, so it needs no key.
+  { pattern: /^\/console\/verify\/?$/, module: "verify", title: "Verify", nav: "/console/verify", key: "v", public: true },
   { pattern: /^\/console\/signin\/?$/, module: "signin", title: "Sign in" },
 ];
 
@@ -135,7 +137,7 @@ async function render() {
   const main = document.getElementById("main");
   const path = location.pathname;
   const page = PAGES.find((p) => p.pattern.test(path));
-  if (!session && page?.module !== "signin") {
+  if (!session && page?.module !== "signin" && !page?.public) {
     return navigate(`/console/signin?next=${encodeURIComponent(path + location.search)}`, { replace: true });
   }
   renderNav();
@@ -172,7 +174,7 @@ document.addEventListener("click", (event) => {
 });
 addEventListener("popstate", render);
 
-/** Keys: g then o/a/p/l/u goes to a page; / searches; j/k or arrows move in a table; Enter opens. */
+/** Keys: g then o/a/p/l/u/v goes to a page; / searches; j/k or arrows move in a table; Enter opens. */
 let pendingG = false;
 document.addEventListener("keydown", (event) => {
   const target = event.target;

@@ -43,3 +43,20 @@ export function canonicalJson(value) {
   const keys = Object.keys(value).sort(byCodePoint);
   return `{${keys.map((k) => `${JSON.stringify(k)}:${canonicalJson(value[k])}`).join(",")}}`;
 }
+
+/** The source text of a number read by `parseKeepingNumbers`, or null for any other value. */
+export function numberSource(value) {
+  return value instanceof RawNumber ? value.source : null;
+}
+
+/**
+ * `value` (from `parseKeepingNumbers`) made ready for JSON.stringify: every number becomes
+ * `JSON.rawJSON` of its source, which JSON.stringify writes as those very characters, and object
+ * keys come in canonical order, as the server writes a client's metadata.
+ */
+export function forStringify(value) {
+  if (value instanceof RawNumber) return JSON.rawJSON(value.source);
+  if (value === null || typeof value !== "object") return value;
+  if (Array.isArray(value)) return value.map(forStringify);
+  return Object.fromEntries(Object.keys(value).sort(byCodePoint).map((k) => [k, forStringify(value[k])]));
+}

@@ -65,7 +65,8 @@ function toUnits(text, scale) {
   return negative ? -value : value;
 }
 
-function fromUnits(value, scale) {
+/** An integer of units at `scale` as a decimal string with exactly `scale` fractional digits. */
+export function fromUnits(value, scale) {
   const negative = value < 0n;
   const digits = (negative ? -value : value).toString().padStart(scale + 1, "0");
   const text = scale ? `${digits.slice(0, -scale)}.${digits.slice(-scale)}` : digits;

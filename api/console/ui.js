@@ -1,7 +1,7 @@
 // Small DOM helpers: every element is built with `h`, never from HTML strings, so no text from
 // the ledger (codes, metadata) is ever parsed as markup.
 
-import { amount } from "./format.js";
+import { amount, count } from "./format.js";
 
 /** h("a", { href: "/x", class: "c", onclick: f }, "text", child) */
 export function h(tag, attributes = {}, ...children) {
@@ -179,4 +179,60 @@ export function section(title, ...children) {
 /** An amount in its asset's scale, right-aligned by its cell; the exact string is kept in `data-value`. */
 export function money(text, asset) {
   return h("span", { class: "amount", "data-value": text, "data-asset": asset }, amount(text, asset));
+}
+
+/** A progress bar and a line of text under it: `describe(done, total)` says how far (events by default). */
+export function progressView(testid, { describe = (done, total) => `${count(done)} of ${count(total)} events` } = {}) {
+  const bar = h("div");
+  const meter = h("div", { class: "progress", role: "progressbar", "aria-valuemin": 0, "aria-valuemax": 100 }, bar);
+  const text = h("span", { class: "muted small", "data-testid": `${testid}-progress` });
+  const started = performance.now();
+  return {
+    element: h("div", {}, meter, text),
+    /** Marks the bar as stopped by a failure at `done` of `total`. */
+    fail(done, total) {
+      this.update(done, total);
+      bar.classList.add("failed");
+    },
+    update(done, total) {
+      const percent = total ? Math.floor((done / total) * 100) : 100;
+      // The last step lands at once: a finished bar that is still sliding reads as unfinished.
+      if (done >= total) bar.style.transition = "none";
+      bar.style.width = `${percent}%`;
+      meter.setAttribute("aria-valuenow", percent);
+      const seconds = (performance.now() - started) / 1000;
+      text.textContent = `${describe(done, total)} (${percent}%) · ${seconds.toFixed(1)} s`;
+    },
+  };
+}
+
+/**
+ * A piece of work behind a Start button, with Cancel, a progress bar, and `status` for its
+ * outcome: `run(signal, progress)` fills it; a failure shows the problem. Leaving the page cancels.
+ * `inputs` go before the button.
+ */
+export function task(pageSignal, { label, testid, status, run, inputs = [], describe }) {
+  const holder = h("div");
+  let running = null;
+  const start = h("button", { type: "button", class: "primary", "data-testid": testid }, label);
+  const cancel = h("button", { type: "button", hidden: true, "data-testid": `${testid}-cancel` }, "Cancel");
+  start.addEventListener("click", async () => {
+    running = new AbortController();
+    start.disabled = true;
+    cancel.hidden = false;
+    const progress = progressView(testid, describe && { describe });
+    fill(holder, progress.element);
+    fill(status);
+    try {
+      await run(AbortSignal.any([pageSignal, running.signal]), progress);
+    } catch (error) {
+      fill(status, error.name === "AbortError" ? h("span", { class: "warn" }, "cancelled") : problemBox(error));
+    } finally {
+      start.disabled = false;
+      cancel.hidden = true;
+      running = null;
+    }
+  });
+  cancel.addEventListener("click", () => running?.abort());
+  return [h("div", { class: "toolbar" }, inputs, start, cancel), holder];
 }

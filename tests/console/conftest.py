@@ -22,6 +22,9 @@ import pytest
 from playwright.sync_api import sync_playwright
 
 LEDGER_BIN = os.environ.get("LEDGER_BIN", "target/debug/ledger")
+#: When set, the console is served from this folder (`ledger serve --console-dir`) instead of the
+#: files built into LEDGER_BIN: to test a change to api/console without building the binary.
+CONSOLE_DIR = os.environ.get("LEDGER_CONSOLE_DIR")
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
 SCREENSHOT_DIR = Path(os.environ.get("CONSOLE_SCREENSHOT_DIR", tempfile.gettempdir()))
 #: How long a ledger may take to become ready (it initialises a PostgreSQL cluster first).
@@ -46,20 +49,27 @@ def free_port():
 
 
 class Ledger:
-    """A `ledger serve` on loopback with a scratch PostgreSQL cluster and an admin key."""
+    """A `ledger serve` on loopback with a scratch PostgreSQL cluster and an admin key; with
+    `imported`, its log is that export (`ledger import` before the server starts)."""
 
-    def __init__(self):
+    def __init__(self, imported=None):
         self.work = Path(tempfile.mkdtemp(prefix="ledger-console."))
         self.work.chmod(0o755)  # as root, PostgreSQL runs as another user that must reach it
+        if imported is not None:
+            subprocess.run([LEDGER_BIN, "import", "--data-dir", str(self.work / "pg"), "--input", str(imported)],
+                           env={k: v for k, v in os.environ.items() if k != "DATABASE_URL"} | {"RUST_LOG": "warn"},
+                           check=True, capture_output=True)
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         self.admin_key = "lk_" + secrets.token_hex(32)
-        env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
+        # The server reads LEDGER_CONSOLE_DIR itself too: passed as a flag (absolute) or not at all.
+        env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "LEDGER_CONSOLE_DIR")}
         env.update(RUST_LOG="warn", LEDGER_BOOTSTRAP_ADMIN_KEY=self.admin_key)
+        console = ["--console-dir", str(Path(CONSOLE_DIR).resolve())] if CONSOLE_DIR else []
         self.log = open(self.work / "ledger.log", "wb")
         self.process = subprocess.Popen(
             [LEDGER_BIN, "serve", "--listen", f"127.0.0.1:{self.port}",
-             "--data-dir", str(self.work / "pg"), "--no-webhook-delivery"],
+             "--data-dir", str(self.work / "pg"), "--no-webhook-delivery", *console],
             env=env, stdout=self.log, stderr=subprocess.STDOUT,
         )
         self._wait_ready()

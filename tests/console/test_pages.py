@@ -17,11 +17,12 @@ def decimal_units(text, scale):
 
 def test_signing_in_with_an_api_key_shows_what_its_scopes_allow(console):
     page = console.sign_in()
-    expect(page.locator("#nav a")).to_have_text(["Overview", "Accounts", "Periods", "Live", "Audit"])
+    expect(page.locator("#nav a")).to_have_text(["Overview", "Accounts", "Periods", "Live", "Audit", "Verify"])
     reader = console.ledger.create_key(["read"], name="reader")
     page.click("#whoami button")  # sign out
     console.sign_in(reader)
-    expect(page.locator("#nav a")).to_have_text(["Overview", "Accounts", "Periods", "Live"])
+    # Verify reads files in the browser and asks the server nothing: any key, or none, may use it.
+    expect(page.locator("#nav a")).to_have_text(["Overview", "Accounts", "Periods", "Live", "Verify"])
 
 
 def test_a_wrong_key_is_refused_with_the_problem_document_quoted(console):

@@ -4,8 +4,9 @@
 
 import { get, getText } from "../api.js";
 import { canonicalJson, parseKeepingNumbers } from "../canonical.js";
+import { parseCheckpoint, signatureValid, signatureView } from "../checkpoint.js";
 import { count, shortHash, time } from "../format.js";
-import { download, facts, fill, h, problemBox, section } from "../ui.js";
+import { download, facts, fill, h, link, problemBox, section, task } from "../ui.js";
 import { remember, verifyRange } from "../verify.js";
 import { periodEventsTable } from "./periods.js";
 
@@ -44,62 +45,6 @@ async function showPeriods(element, signal) {
   }
 }
 
-/** A progress bar and a line of text under it. */
-function progressView(testid) {
-  const bar = h("div");
-  const meter = h("div", { class: "progress", role: "progressbar", "aria-valuemin": 0, "aria-valuemax": 100 }, bar);
-  const text = h("span", { class: "muted small", "data-testid": `${testid}-progress` });
-  const started = performance.now();
-  return {
-    element: h("div", {}, meter, text),
-    /** Marks the bar as stopped by a failure at `done` of `total`. */
-    fail(done, total) {
-      this.update(done, total);
-      bar.classList.add("failed");
-    },
-    update(done, total) {
-      const percent = total ? Math.floor((done / total) * 100) : 100;
-      // The last step lands at once: a finished bar that is still sliding reads as unfinished.
-      if (done >= total) bar.style.transition = "none";
-      bar.style.width = `${percent}%`;
-      meter.setAttribute("aria-valuenow", percent);
-      const seconds = (performance.now() - started) / 1000;
-      text.textContent = `${count(done)} of ${count(total)} events (${percent}%) · ${seconds.toFixed(1)} s`;
-    },
-  };
-}
-
-/**
- * A piece of work behind a Start button, with Cancel, a progress bar, and `status` for its
- * outcome: `run(signal, progress)` fills it; a failure shows the problem. Leaving the page cancels.
- * `inputs` go before the button.
- */
-function task(pageSignal, { label, testid, status, run, inputs = [] }) {
-  const holder = h("div");
-  let running = null;
-  const start = h("button", { type: "button", class: "primary", "data-testid": testid }, label);
-  const cancel = h("button", { type: "button", hidden: true, "data-testid": `${testid}-cancel` }, "Cancel");
-  start.addEventListener("click", async () => {
-    running = new AbortController();
-    start.disabled = true;
-    cancel.hidden = false;
-    const progress = progressView(testid);
-    fill(holder, progress.element);
-    fill(status);
-    try {
-      await run(AbortSignal.any([pageSignal, running.signal]), progress);
-    } catch (error) {
-      fill(status, error.name === "AbortError" ? h("span", { class: "warn" }, "cancelled") : problemBox(error));
-    } finally {
-      start.disabled = false;
-      cancel.hidden = true;
-      running = null;
-    }
-  });
-  cancel.addEventListener("click", () => running?.abort());
-  return [h("div", { class: "toolbar" }, inputs, start, cancel), holder];
-}
-
 function verifyPanel(pageSignal) {
   const status = h("p", { "data-testid": "audit-status" }, h("span", { class: "muted" }, "Not run yet."));
   return [
@@ -133,42 +78,6 @@ function verifyPanel(pageSignal) {
   ];
 }
 
-// Ed25519 signatures, checked in the browser.
-
-function bytesOfHex(hex) {
-  if (!/^([0-9a-f]{2})*$/.test(hex)) throw new Error(`not lower-case hex: ${hex.slice(0, 20)}…`);
-  return Uint8Array.from(hex.match(/../g) ?? [], (b) => parseInt(b, 16));
-}
-
-/** The bytes a checkpoint signs (api/src/routes/audit.rs, CheckpointView). */
-function checkpointMessage(c) {
-  return new TextEncoder().encode(`ledger:checkpoint:v2\n${c.ledger}\n${c.position}\n${c.head_hash}\n${c.recorded_at}`);
-}
-
-/** `true` or `false`, or `null` with `why` when this browser cannot check Ed25519. */
-async function signatureValid(checkpoint) {
-  if (!globalThis.crypto?.subtle) return { valid: null, why: "WebCrypto is only available to pages served over HTTPS or from localhost" };
-  let key;
-  try {
-    key = await crypto.subtle.importKey("raw", bytesOfHex(checkpoint.public_key), { name: "Ed25519" }, false, ["verify"]);
-  } catch (error) {
-    if (error.name === "NotSupportedError") return { valid: null, why: "this browser's WebCrypto has no Ed25519" };
-    return { valid: false, why: `the public key is not an Ed25519 key (${error.message})` };
-  }
-  const valid = await crypto.subtle.verify({ name: "Ed25519" }, key, bytesOfHex(checkpoint.signature), checkpointMessage(checkpoint));
-  return { valid, why: valid ? null : "the signature does not match the checkpoint" };
-}
-
-function signatureView(result, testid) {
-  const element =
-    result.valid === true
-      ? h("span", { class: "good" }, "valid")
-      : result.valid === false
-        ? h("span", { class: "bad" }, `INVALID: ${result.why}`)
-        : h("span", { class: "warn" }, `not checked here: ${result.why}`);
-  return h("span", { "data-testid": testid }, element, result.valid === true ? h("span", { class: "muted small" }, " (Ed25519, checked in this browser)") : "");
-}
-
 async function showCheckpoint(element, signal) {
   try {
     const [checkpoint, publicKey] = await Promise.all([get("/v1/audit/checkpoint", {}, { signal }), get("/v1/audit/public-key", {}, { signal })]);
@@ -196,24 +105,6 @@ async function showCheckpoint(element, signal) {
   } catch (error) {
     if (error.name !== "AbortError") fill(element, problemBox(error));
   }
-}
-
-/** A pasted checkpoint, checked field by field; throws with what is wrong. */
-function parseCheckpoint(text, which) {
-  let c;
-  try {
-    c = JSON.parse(text);
-  } catch (error) {
-    throw new Error(`the ${which} checkpoint is not JSON: ${error.message}`);
-  }
-  const bad = (field, what) => new Error(`the ${which} checkpoint's ${field} is not ${what}`);
-  if (!c || typeof c !== "object") throw new Error(`the ${which} checkpoint is not a JSON object`);
-  if (!Number.isSafeInteger(c.position) || c.position < 0) throw bad("position", "a position (an integer, 0 or more)");
-  if (!/^[0-9a-f]{64}$/.test(c.head_hash ?? "")) throw bad("head_hash", "a SHA-256 hash in lower-case hex");
-  if (typeof c.recorded_at !== "string") throw bad("recorded_at", "a string");
-  if (!/^[0-9a-f]{128}$/.test(c.signature ?? "")) throw bad("signature", "an Ed25519 signature in hex (128 digits)");
-  if (!/^[0-9a-f]{64}$/.test(c.public_key ?? "")) throw bad("public_key", "an Ed25519 public key in hex (64 digits)");
-  return c;
 }
 
 function consistencyPanel(pageSignal) {
@@ -289,7 +180,9 @@ function exportPanel(pageSignal) {
       h("code", {}, "ledger import"),
       " loads it and ",
       h("code", {}, "tools/verify_export.py"),
-      ` recomputes every hash and balance from it. Read ${count(EXPORT_PAGE_EVENTS)} events at a time, up to ${count(EXPORT_EVENTS_MAX)} in a browser (beyond, use ledger export).`,
+      " recomputes every hash and balance from it, and so does ",
+      link("/console/verify", "Verify"),
+      ` in this browser, with a checkpoint you kept, trusting nothing the server says. Read ${count(EXPORT_PAGE_EVENTS)} events at a time, up to ${count(EXPORT_EVENTS_MAX)} in a browser (beyond, use ledger export).`,
     ),
     task(pageSignal, {
       inputs: h("label", {}, "After position ", after),
