@@ -206,9 +206,9 @@ export class Books {
     };
   }
 
-  /** A bound as the server answers it: a zero as "0" (PostgreSQL numeric keeps no scale for zero), any other at the asset's scale. */
+  /** A bound as the server answers it: at the asset's scale, as the event wrote it; null when unbounded. */
   limitAnswer(asset, { min, max }) {
-    const text = (units) => (units === null ? null : units === 0n ? "0" : fromUnits(units, this.scales.get(asset)));
+    const text = (units) => (units === null ? null : fromUnits(units, this.scales.get(asset)));
     return { asset, min_balance: text(min), max_balance: text(max) };
   }
 
