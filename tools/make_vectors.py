@@ -459,6 +459,8 @@ def set_trading(book):
                                 "as_of": utc(now() - datetime.timedelta(minutes=1))})
     book.ok("POST", "/prices", {"instrument": "BTC", "currency": "USD", "price": "41000",
                                 "as_of": utc(now())})
+    # A BookingMethodSet that is the account's last event: its position is the account's version.
+    book.ok("PUT", "/accounts/bob/booking-method", {"booking_method": "fifo"})
 
 
 def set_ledgers(book):
