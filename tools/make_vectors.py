@@ -31,6 +31,8 @@ import time
 import urllib.error
 import urllib.request
 
+from ledger_ready import wait_ready
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 READY_TIMEOUT_S = 90
 POLL_TIMEOUT_S = 30
@@ -119,18 +121,7 @@ class Server:
             return f.read()[-3000:].decode("utf-8", "replace")
 
     def wait_ready(self):
-        deadline = time.monotonic() + READY_TIMEOUT_S
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"ledger serve exited: {self.log_tail()}")
-            try:
-                with urllib.request.urlopen(f"{self.base}/readyz", timeout=2) as r:
-                    if r.status == 200:
-                        return
-            except (urllib.error.URLError, OSError):
-                pass
-            time.sleep(0.2)  # polling the server's own readiness
-        raise RuntimeError(f"ledger serve not ready in {READY_TIMEOUT_S} s: {self.log_tail()}")
+        wait_ready(self.process, self.base, self.log_tail, READY_TIMEOUT_S)
 
     def call(self, method, path, body=None, raw=None, key=None):
         """(status, answer) of one request; `raw` is a body sent as these exact bytes (numbers

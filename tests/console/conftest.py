@@ -12,6 +12,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 import urllib.error
@@ -20,6 +21,10 @@ from pathlib import Path
 
 import pytest
 from playwright.sync_api import sync_playwright
+
+# tools/ledger_ready.py, shared with the vectors' generator.
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tools"))
+from ledger_ready import wait_ready  # noqa: E402
 
 LEDGER_BIN = os.environ.get("LEDGER_BIN", "target/debug/ledger")
 #: When set, the console is served from this folder (`ledger serve --console-dir`) instead of the
@@ -75,18 +80,7 @@ class Ledger:
         self._wait_ready()
 
     def _wait_ready(self):
-        deadline = time.monotonic() + READY_TIMEOUT_S
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"ledger serve exited: {self.log_tail()}")
-            try:
-                with urllib.request.urlopen(f"{self.base}/readyz", timeout=2) as r:
-                    if r.status == 200:
-                        return
-            except (urllib.error.URLError, OSError):
-                pass
-            time.sleep(0.2)  # polling the server's own readiness, not ordering events
-        raise RuntimeError(f"ledger serve not ready in {READY_TIMEOUT_S} s: {self.log_tail()}")
+        wait_ready(self.process, self.base, self.log_tail, READY_TIMEOUT_S)
 
     def log_tail(self, lines=40):
         text = (self.work / "ledger.log").read_text(errors="replace")
