@@ -802,9 +802,11 @@ def write_readme(out, manifest):
              "## Verdicts", "",
              "`chain_intact`: every line chains from the genesis hash. `checkpoint_holds`: the checkpoint's",
              "Ed25519 signature verifies with its public key over the message of docs/audit.md (\"Signed",
-             "checkpoints\"), and the export's hash at the checkpoint's position is its `head_hash`.",
-             "`first_broken_position`: where the chain breaks, else the checkpoint's position when it does not",
-             "hold, else null.", ""] + [f"- `{k}`: {v}" for k, v in TAMPER_MEANING.items()] + [
+             "checkpoints\"), and the chain recomputed from the genesis hash, unbroken up to the checkpoint's",
+             "position, has the hash `head_hash` there (a stored hash is never trusted). Each tampered copy is",
+             "judged against its ledger's `checkpoint` in `expected.json`. `first_broken_position`: the position",
+             "expected on the first line where the chain breaks, else the checkpoint's position when it does",
+             "not hold, else null. The full rules: docs/verify.md.", ""] + [f"- `{k}`: {v}" for k, v in TAMPER_MEANING.items()] + [
              "", "## The eleven questions of issue 25", ""] + question_lines(out, manifest) + [""]
     for s in manifest["sets"]:
         questions = ", ".join(f"{q} ({QUESTIONS[q]})" for q in s["questions"]) or "none of the eleven"
