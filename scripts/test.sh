@@ -72,6 +72,7 @@ events=$LEDGER_TEST_EVENTS_DIR
 dropped=$(find "$events" -name '*.dropped' | wc -l)
 leaked=$(find "$events" -name '*.created' | wc -l)
 echo "test.sh: $dropped test databases dropped with their events exported; $leaked never dropped (their events not checked)" >&2
+find "$events" -name '*.created' -exec cat {} \; -exec echo \; | sort | sed 's/^/  never dropped: /' >&2
 failed=$(find "$events" -name '*.export-failed' | sort)
 if [ -n "$failed" ]; then
     for file in $failed; do

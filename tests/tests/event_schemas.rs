@@ -576,7 +576,10 @@ fn each_schema_names_the_fields_its_type_writes_and_requires_those_always_writte
     let schemas = payload_schemas();
     let mut places = Places::default();
     for event in examples() {
-        let schema = &schemas[&(event.event_type().to_owned(), event.schema_version())];
+        let key = (event.event_type().to_owned(), event.schema_version());
+        let schema = schemas
+            .get(&key)
+            .unwrap_or_else(|| panic!("no schema of {} v{}", key.0, key.1));
         places.walk(
             schema,
             schema,

@@ -30,9 +30,9 @@ const PREFIX: &str = "ledger_test_";
 /// When set, a directory: `drop_database` first writes the events of each ledger of the database
 /// there, as `ledger export` does (`<database>.<ledger>.ndjson`), so that scripts/test.sh can
 /// validate every event the suite appended against docs/schemas (tools/validate_events.py). Each
-/// database also leaves a marker, `<database>.created` until it is dropped and `<database>.dropped`
-/// after, so that the script can say how many databases were never dropped (and their events
-/// never checked).
+/// database also leaves a marker, `<database>.created` (naming the test) until it is dropped and
+/// `<database>.dropped` after, so that the script can say which tests never dropped theirs (and
+/// whose events were never checked).
 pub const EVENTS_DIR_ENV: &str = "LEDGER_TEST_EVENTS_DIR";
 
 /// A database that exists for one test.
@@ -59,7 +59,7 @@ impl TestDatabase {
         conn.close().await?;
         created?;
         if let Some(dir) = events_dir() {
-            fs::write(dir.join(format!("{name}.created")), "")?;
+            fs::write(dir.join(format!("{name}.created")), creator())?;
         }
         Ok(TestDatabase {
             url,
@@ -134,6 +134,17 @@ impl TestDatabase {
         }
         Ok(())
     }
+}
+
+/// Which test created a database, for the marker that says it was never dropped: the test
+/// binary and the thread, which the test harness names after the test.
+fn creator() -> String {
+    let binary = std::env::current_exe()
+        .ok()
+        .and_then(|exe| exe.file_name().map(|n| n.to_string_lossy().into_owned()))
+        .unwrap_or_default();
+    let thread = std::thread::current();
+    format!("{binary} {}", thread.name().unwrap_or("(unnamed thread)"))
 }
 
 /// `EVENTS_DIR_ENV`, when set and not empty.
