@@ -129,8 +129,8 @@ def format_checker():
 
 def payload_dispatch(envelope):
     """The $id of the payload schema for each (type, version), read from the branches of
-    event.schema.json's allOf; None when a branch has another shape than `if` type is T, `then`
-    schema_version is V and the payload is a `$ref`."""
+    event.schema.json's allOf; None when a branch has another shape than `if` type is present and
+    is T, `then` schema_version is V and the payload is a `$ref`."""
     dispatch = {}
     for branch in envelope.get("allOf", []):
         try:
@@ -143,7 +143,8 @@ def payload_dispatch(envelope):
             return None
         plain = (
             set(branch) == {"if", "then"}
-            and set(branch["if"]) == {"properties"}
+            and set(branch["if"]) == {"properties", "required"}
+            and branch["if"]["required"] == ["type"]
             and set(if_properties) == {"type"}
             and set(branch["then"]) == {"properties"}
             and set(then) == {"schema_version", "payload"}
