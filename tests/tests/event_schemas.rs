@@ -66,12 +66,13 @@ fn jsonschema_python() -> PathBuf {
 
 /// Runs tools/validate_events.py on `lines` (export lines); its status, stdout and stderr.
 fn validate(name: &str, lines: &[String]) -> (bool, String, String) {
+    let python = jsonschema_python();
     let path = std::env::temp_dir().join(format!(
         "ledger-event-schemas-{}-{name}.ndjson",
         std::process::id()
     ));
     std::fs::write(&path, lines.join("\n") + "\n").unwrap();
-    let output = Command::new(jsonschema_python())
+    let output = Command::new(python)
         .arg(repo().join("tools/validate_events.py"))
         .args(["--shown", "0"])
         .arg(&path)
