@@ -1,6 +1,7 @@
 # Sourced (after setting `root`, the checkout) by the scripts that drive a `ledger serve` of their
 # own with a Python tool from PyPI
-# (scripts/schemathesis.sh, scripts/beancount_check.sh, scripts/console_check.sh).
+# (scripts/schemathesis.sh, scripts/beancount_check.sh, scripts/console_check.sh), and by
+# scripts/test.sh and .ci/run for the Python tools the tests run.
 
 # pinned_venv VENV NAME VERSION: a virtual environment at VENV with NAME==VERSION installed from
 # PyPI (python3-venv through apt-get when missing); one that already has that version is kept.
@@ -21,6 +22,16 @@ beancount_venv() {
     if [ "$("$venv/bin/pip" show beanquery 2>/dev/null | sed -n 's/^Version: //p')" != "$beanquery_version" ]; then
         "$venv/bin/pip" install -q "beanquery==$beanquery_version" "beancount==$beancount_version" >&2
     fi
+    echo "$venv"
+}
+
+# jsonschema_venv ROOT: the JSON Schema validator of tools/validate_events.py (jsonschema and its
+# date-time checker, pinned in tools/validate_events.requirements.txt) in a virtual environment
+# beside the build (<target>/jsonschema-venv); prints its path. The Rust tests of the event
+# schemas run it too (JSONSCHEMA_PYTHON, set by scripts/test.sh).
+jsonschema_venv() {
+    local venv="${CARGO_TARGET_DIR:-$1/target}/jsonschema-venv"
+    requirements_venv "$venv" "$1/tools/validate_events.requirements.txt" >&2
     echo "$venv"
 }
 

@@ -11,6 +11,9 @@
 #   - RabbitMQ and NATS (`rabbitmq-server`, `nats-server`): api/tests/relays.rs starts each broker
 #     on loopback, on ports and in a scratch directory of its own;
 #   - `python3`: tools/verify_export.py checks exports in the audit and CLI tests.
+# And from PyPI, pinned, in virtual environments beside the build (scripts/python_tool.sh):
+# Beancount (the export's tests) and jsonschema (tools/validate_events.py: the event schemas'
+# tests, and every event the suite appends, checked against docs/schemas after `cargo test`).
 # The tests themselves never install anything and never skip: a test whose program is missing
 # fails and names the command to run. This script installs what is missing as root with apt-get
 # (as scripts/cluster.sh does for its tools); run as another user it prints the command and stops.
@@ -53,4 +56,33 @@ source scripts/python_tool.sh
 BEANCOUNT_BIN="$(beancount_venv "$PWD")/bin"
 export BEANCOUNT_BIN
 
-exec cargo test --locked "$@"
+# The JSON Schema validator: tests/tests/event_schemas.rs runs it, and so does the check below.
+JSONSCHEMA_PYTHON="$(jsonschema_venv "$PWD")/bin/python"
+export JSONSCHEMA_PYTHON
+
+# Every test database writes its ledgers' events here when the test drops it
+# (infrastructure::testing::EVENTS_DIR_ENV); each one must validate against docs/schemas.
+LEDGER_TEST_EVENTS_DIR=$(mktemp -d /tmp/ledger-test-events.XXXXXX)
+export LEDGER_TEST_EVENTS_DIR
+trap 'rm -rf "$LEDGER_TEST_EVENTS_DIR"' EXIT
+
+cargo test --locked "$@"
+
+events=$LEDGER_TEST_EVENTS_DIR
+dropped=$(find "$events" -name '*.dropped' | wc -l)
+leaked=$(find "$events" -name '*.created' | wc -l)
+echo "test.sh: $dropped test databases dropped with their events exported; $leaked never dropped (their events not checked)" >&2
+find "$events" -name '*.created' -exec cat {} \; -exec echo \; | sort | sed 's/^/  never dropped: /' >&2
+failed=$(find "$events" -name '*.export-failed' | sort)
+if [ -n "$failed" ]; then
+    for file in $failed; do
+        echo "test.sh: the events of $(basename "$file" .export-failed) could not be exported: $(cat "$file")" >&2
+    done
+    exit 1
+fi
+if [ -z "$(find "$events" -name '*.ndjson' -print -quit)" ]; then
+    echo "test.sh: no test database was dropped with a ledger: no event to check against docs/schemas" >&2
+    exit 0
+fi
+echo "test.sh: every event the tests appended, against docs/schemas (tools/validate_events.py)" >&2
+"$JSONSCHEMA_PYTHON" tools/validate_events.py "$events"

@@ -282,5 +282,5 @@ async fn a_kill_at_every_step_ends_with_both_sides_posted_or_both_voided() {
     let mirror = &lines[4]["settlement_mirror"];
     assert_eq!(mirror["holds"], true, "{stdout}");
     assert_eq!(mirror["checked"], true, "{stdout}");
-    drop(database);
+    let _ = database.drop_database().await;
 }

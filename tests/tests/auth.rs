@@ -485,6 +485,7 @@ async fn serve_refuses_to_start_without_a_key_unless_told_it_is_insecure() {
     assert_eq!(admin_status(&server, &other).await, 401);
     assert_eq!(admin_status(&server, &bootstrap).await, 200);
     server.stop().await.unwrap();
+    let _ = database.drop_database().await;
 
     // --insecure-no-auth serves without keys.
     let database = TestDatabase::create().await.unwrap();

@@ -1563,4 +1563,5 @@ async fn a_seller_booking_specific_lots_closes_the_lots_it_names_and_only_lots_i
     sell_named(&ledger, "after-restart-named", "1", &[(older, "1")])
         .await
         .expect(201);
+    ledger.finish().await;
 }

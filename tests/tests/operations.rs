@@ -68,6 +68,8 @@ const ROUTES: &[(&str, &str)] = &[
     ("get", "/v1/positions"),
     ("get", "/v1/prices"),
     ("post", "/v1/prices"),
+    ("get", "/v1/schemas/events"),
+    ("get", "/v1/schemas/events/{type}/{version}"),
 ];
 
 /// The routes of a book, which are also served under `/v1/ledgers/{ledger}`.

@@ -139,6 +139,7 @@ async fn the_projector_resumes_from_its_checkpoint_after_losing_its_session_mid_
     drop(conn);
     let report = ledger.stop_and_replay().await;
     assert!(report.identical(), "{report:?}");
+    ledger.finish().await;
 }
 
 #[tokio::test]
@@ -171,6 +172,7 @@ async fn a_projection_added_later_is_built_from_the_log_while_the_ledger_serves(
     drop(conn);
     let report = ledger.stop_and_replay().await;
     assert!(report.identical(), "{report:?}");
+    ledger.finish().await;
 }
 
 #[tokio::test]
@@ -238,4 +240,5 @@ async fn lag_is_reported_per_projection_and_one_projection_can_be_replayed_alone
         "{unknown:?}"
     );
     pool.close().await;
+    ledger.finish().await;
 }

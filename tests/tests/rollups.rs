@@ -196,6 +196,7 @@ async fn every_rollup_equals_the_sum_of_its_accounts_after_random_workloads() {
         "the roll-ups rebuilt from the log equal the live ones: {:?}",
         report.differences
     );
+    ledger.finish().await;
 }
 
 #[tokio::test]

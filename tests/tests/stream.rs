@@ -251,4 +251,6 @@ async fn a_ledgers_stream_is_its_own_log() {
     assert_eq!(id, Some(logged.len() as i64 + 1), "a's next position");
     assert_eq!(event, "AccountOpened");
     assert_eq!(data["payload"]["code"], "late:a", "not b's");
+    drop(stream);
+    ledger.finish().await;
 }

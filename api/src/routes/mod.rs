@@ -14,6 +14,7 @@ mod ops;
 mod periods;
 mod positions;
 mod prices;
+mod schemas;
 mod stream;
 mod transactions;
 mod webhooks;
@@ -64,6 +65,7 @@ fn openapi_router() -> OpenApiRouter<AppState> {
         .merge(periods::router())
         .merge(positions::router())
         .merge(prices::router())
+        .merge(schemas::router())
         .merge(stream::router())
         .merge(audit::router())
         .merge(admin::router())

@@ -11,10 +11,12 @@ use std::collections::hash_map::DefaultHasher;
 use std::fs;
 use std::hash::{Hash, Hasher};
 use std::path::Path;
+use std::str::FromStr;
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use sqlx::{Connection, Executor, PgConnection};
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::{Connection, Executor, PgConnection, PgPool};
 use tokio::sync::OnceCell;
 
 use crate::local_postgres::{
@@ -24,6 +26,14 @@ use crate::{Error, Result};
 
 /// Test database names: `ledger_test_<pid>_<host tag>_<uuid>`.
 const PREFIX: &str = "ledger_test_";
+
+/// When set, a directory: `drop_database` first writes the events of each ledger of the database
+/// there, as `ledger export` does (`<database>.<ledger>.ndjson`), so that scripts/test.sh can
+/// validate every event the suite appended against docs/schemas (tools/validate_events.py). Each
+/// database also leaves a marker, `<database>.created` (naming the test) until it is dropped and
+/// `<database>.dropped` after, so that the script can say which tests never dropped theirs (and
+/// whose events were never checked).
+pub const EVENTS_DIR_ENV: &str = "LEDGER_TEST_EVENTS_DIR";
 
 /// A database that exists for one test.
 #[derive(Debug)]
@@ -48,6 +58,9 @@ impl TestDatabase {
         let created = create_database(&mut conn, &name).await;
         conn.close().await?;
         created?;
+        if let Some(dir) = events_dir() {
+            fs::write(dir.join(format!("{name}.created")), creator())?;
+        }
         Ok(TestDatabase {
             url,
             name,
@@ -65,11 +78,100 @@ impl TestDatabase {
 
     /// Drops the database, disconnecting anyone still connected. Best-effort cleanup at the end
     /// of a test: a database left behind (a test that panicked) is dropped by a later run.
+    ///
+    /// With `LEDGER_TEST_EVENTS_DIR` set, the events of every ledger are written there first
+    /// (`EVENTS_DIR_ENV`); the database is dropped even when that fails, and the failure is
+    /// returned.
     pub async fn drop_database(self) -> Result<()> {
+        let exported = match events_dir() {
+            Some(dir) => self.export_events(&dir).await,
+            None => Ok(()),
+        };
         let mut conn = connect_admin(&self.admin_url).await?;
         let dropped = drop_database(&mut conn, &self.name).await;
         conn.close().await?;
-        dropped
+        exported.and(dropped)
+    }
+
+    /// Writes each ledger's log to `dir` (`write_events`), then turns the database's marker from
+    /// created to dropped; on failure, leaves `<database>.export-failed` saying why, which
+    /// scripts/test.sh reports (callers of `drop_database` may ignore its result).
+    async fn export_events(&self, dir: &Path) -> Result<()> {
+        if let Err(e) = self.write_events(dir).await {
+            fs::write(
+                dir.join(format!("{}.export-failed", self.name)),
+                e.to_string(),
+            )?;
+            return Err(e);
+        }
+        fs::write(dir.join(format!("{}.dropped", self.name)), "")?;
+        match fs::remove_file(dir.join(format!("{}.created", self.name))) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e.into()),
+            _ => Ok(()),
+        }
+    }
+
+    /// Each ledger's log as `ledger export` writes it (`crate::audit::export`), in
+    /// `<database>.<ledger>.ndjson`.
+    async fn write_events(&self, dir: &Path) -> Result<()> {
+        let options = PgConnectOptions::from_str(&self.url)?;
+        let registry = PgPoolOptions::new()
+            .max_connections(1)
+            .connect_with(options.clone())
+            .await?;
+        let ledgers = every_ledger(&registry).await;
+        registry.close().await;
+        for ledger in ledgers? {
+            let path = dir.join(format!("{}.{}.ndjson", self.name, ledger.name));
+            let mut out = std::io::BufWriter::new(fs::File::create(&path)?);
+            let book = PgPoolOptions::new()
+                .max_connections(1)
+                .connect_with(crate::ledgers::book_options(&options, &ledger))
+                .await?;
+            let written = crate::audit::export(&book, 0, &mut out).await;
+            book.close().await;
+            written?;
+        }
+        Ok(())
+    }
+}
+
+/// Which test created a database, for the marker that says it was never dropped: the test
+/// binary and the thread, which the test harness names after the test.
+fn creator() -> String {
+    let binary = std::env::current_exe()
+        .ok()
+        .and_then(|exe| exe.file_name().map(|n| n.to_string_lossy().into_owned()))
+        .unwrap_or_default();
+    let thread = std::thread::current();
+    format!("{binary} {}", thread.name().unwrap_or("(unnamed thread)"))
+}
+
+/// `EVENTS_DIR_ENV`, when set and not empty.
+fn events_dir() -> Option<std::path::PathBuf> {
+    std::env::var_os(EVENTS_DIR_ENV)
+        .filter(|dir| !dir.is_empty())
+        .map(Into::into)
+}
+
+/// Every ledger of a test database; none when it was never migrated (a test of the test support
+/// itself, or of what happens before the migrations run).
+async fn every_ledger(pool: &PgPool) -> Result<Vec<crate::ledgers::Ledger>> {
+    let migrated: bool = sqlx::query_scalar("SELECT to_regclass('public.ledgers') IS NOT NULL")
+        .fetch_one(pool)
+        .await?;
+    let mut ledgers: Vec<crate::ledgers::Ledger> = Vec::new();
+    if !migrated {
+        return Ok(ledgers);
+    }
+    loop {
+        let after = ledgers.last().map(|l| l.name.to_string());
+        let page =
+            crate::ledgers::list(pool, after.as_deref(), crate::ledgers::PAGE_MAX, None).await?;
+        if page.is_empty() {
+            return Ok(ledgers);
+        }
+        ledgers.extend(page);
     }
 }
 
