@@ -106,7 +106,19 @@ python3 "$root/bench/settled.py" "http://$addr" "$settles_at_s" >"$work/settled.
 echo "   trades_t1 settlement: $(cat "$work/settled.json")" >&2
 run mixed 64 --workload mixed
 # batch, and PostgreSQL's floor for the same rows (bench/copy_floor.py): the rows each table got
-# per transfer during the run, written again by COPY into copies of those tables.
+# per transfer during the run, written again by COPY into copies of those tables. The projections
+# must have caught up with the runs before (lots behind `trades`, say) first, or their rows would
+# count as batch's.
+projections_caught_up() { # waits until every projection of the default ledger lags 0 events
+    for _ in $(seq 1 "$CATCH_UP_POLLS_MAX"); do
+        curl -fsS "http://$addr/readyz" | python3 -c 'import json,sys; sys.exit(any(p["lag_events"] for p in json.load(sys.stdin)["projections"]))' && return 0
+        sleep 0.2 # polling the server's own figure
+    done
+    echo "the projections did not catch up" >&2
+    return 1
+}
+CATCH_UP_POLLS_MAX=3000 # 10 minutes
+projections_caught_up
 "${psql_[@]}" python3 "$root/bench/copy_floor.py" counts ledger >"$work/rows.before"
 run batch 4 --workload batch --batch-size 1000
 "${psql_[@]}" python3 "$root/bench/copy_floor.py" counts ledger --settled >"$work/rows.after"
