@@ -31,10 +31,12 @@ import time
 import urllib.error
 import urllib.request
 
-from ledger_ready import wait_ready
+from ledger_process import stop, wait_ready
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 READY_TIMEOUT_S = 90
+# How long a server has to stop after SIGTERM before it is killed.
+STOP_TIMEOUT_S = 60
 POLL_TIMEOUT_S = 30
 # The chain's constants (docs/audit.md), needed to recompute the hashes of a tampered copy.
 GENESIS = hashlib.sha256(b"ledger:genesis:v1").digest()
@@ -147,12 +149,7 @@ class Server:
                         "--output", path], env=self.env, check=True, stdout=subprocess.DEVNULL)
 
     def stop(self):
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+        stop(self.process, STOP_TIMEOUT_S)
         self.log_file.close()
         shutil.rmtree(self.work, ignore_errors=True)
 

@@ -311,21 +311,11 @@ async fn serve(config: Box<api::ServeConfig>) -> infrastructure::Result<bool> {
 async fn verify(book: BookArgs, all_ledgers: bool) -> infrastructure::Result<bool> {
     let database = book.database.open().await?;
     let names = if all_ledgers {
-        let mut names = Vec::new();
-        let mut after: Option<String> = None;
-        loop {
-            let page = infrastructure::ledgers::list(
-                &database.pool,
-                after.as_deref(),
-                infrastructure::ledgers::PAGE_MAX,
-                None,
-            )
-            .await?;
-            let Some(last) = page.last() else { break };
-            after = Some(last.name.to_string());
-            names.extend(page.into_iter().map(|l| l.name));
-        }
-        names
+        infrastructure::ledgers::all(&database.pool)
+            .await?
+            .into_iter()
+            .map(|l| l.name)
+            .collect()
     } else {
         vec![book.ledger.clone()]
     };

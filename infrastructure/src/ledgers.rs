@@ -140,6 +140,20 @@ pub async fn list(
     rows.iter().map(from_row).collect()
 }
 
+/// Every ledger, in name order, read page by page (`PAGE_MAX` at a time): for commands and checks
+/// that go over the whole deployment.
+pub async fn all(pool: &PgPool) -> Result<Vec<Ledger>> {
+    let mut ledgers: Vec<Ledger> = Vec::new();
+    loop {
+        let after = ledgers.last().map(|l| l.name.to_string());
+        let page = list(pool, after.as_deref(), PAGE_MAX, None).await?;
+        if page.is_empty() {
+            return Ok(ledgers);
+        }
+        ledgers.extend(page);
+    }
+}
+
 /// Creates a ledger and its book in one transaction, so a ledger never exists without its
 /// tables. A retry with the same idempotency key and `fingerprint` gets the ledger it created.
 pub async fn create(

@@ -9,7 +9,6 @@ import json
 import os
 import secrets
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -22,9 +21,9 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import sync_playwright
 
-# tools/ledger_ready.py, shared with the vectors' generator.
+# tools/ledger_process.py, shared with the vectors' generator.
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tools"))
-from ledger_ready import wait_ready  # noqa: E402
+from ledger_process import stop, wait_ready  # noqa: E402
 
 LEDGER_BIN = os.environ.get("LEDGER_BIN", "target/debug/ledger")
 #: When set, the console is served from this folder (`ledger serve --console-dir`) instead of the
@@ -34,6 +33,8 @@ CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
 SCREENSHOT_DIR = Path(os.environ.get("CONSOLE_SCREENSHOT_DIR", tempfile.gettempdir()))
 #: How long a ledger may take to become ready (it initialises a PostgreSQL cluster first).
 READY_TIMEOUT_S = 60
+# How long a server has to stop after SIGTERM before it is killed.
+STOP_TIMEOUT_S = 30
 #: Chromium flags for a closed network: no background connections to anywhere.
 CHROMIUM_ARGS = [
     "--no-sandbox",
@@ -134,13 +135,7 @@ class Ledger:
         ).stdout
 
     def stop(self):
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        stop(self.process, STOP_TIMEOUT_S)
         self.log.close()
 
 

@@ -160,19 +160,10 @@ async fn every_ledger(pool: &PgPool) -> Result<Vec<crate::ledgers::Ledger>> {
     let migrated: bool = sqlx::query_scalar("SELECT to_regclass('public.ledgers') IS NOT NULL")
         .fetch_one(pool)
         .await?;
-    let mut ledgers: Vec<crate::ledgers::Ledger> = Vec::new();
     if !migrated {
-        return Ok(ledgers);
+        return Ok(Vec::new());
     }
-    loop {
-        let after = ledgers.last().map(|l| l.name.to_string());
-        let page =
-            crate::ledgers::list(pool, after.as_deref(), crate::ledgers::PAGE_MAX, None).await?;
-        if page.is_empty() {
-            return Ok(ledgers);
-        }
-        ledgers.extend(page);
-    }
+    crate::ledgers::all(pool).await
 }
 
 /// Where test databases are created.

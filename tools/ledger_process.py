@@ -1,9 +1,10 @@
-"""Waiting for a `ledger serve` started by a script or a test to be ready, or for its failure.
+"""A `ledger serve` started by a script or a test: waiting until it is ready, and stopping it.
 
-Shared by tools/make_vectors.py and tests/console/conftest.py: both start a real server and poll
-its own readiness (`/readyz`), never a fixed time.
+Shared by tools/make_vectors.py and tests/console/conftest.py: both start a real server, poll its
+own readiness (`/readyz`, never a fixed time) and stop it with SIGTERM, as an operator would.
 """
 
+import subprocess
 import time
 import urllib.error
 import urllib.request
@@ -27,3 +28,15 @@ def wait_ready(process, base_url, log_tail, timeout_s):
             pass
         time.sleep(POLL_S)
     raise RuntimeError(f"ledger serve not ready in {timeout_s} s: {log_tail()}")
+
+
+def stop(process, timeout_s):
+    """SIGTERM, then SIGKILL if the server has not stopped within `timeout_s`."""
+    if process.poll() is not None:
+        return
+    process.terminate()
+    try:
+        process.wait(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
